@@ -1,0 +1,129 @@
+#include "catalog.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+namespace crmsync {
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::string> split_path_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    std::string part;
+    while (std::getline(in, part, ':'))
+        if (!part.empty()) out.push_back(part);
+    return out;
+}
+
+std::string absolute(const std::string& p) {
+    std::error_code ec;
+    auto a = fs::absolute(p, ec);
+    return ec ? p : a.lexically_normal().string();
+}
+}  // namespace
+
+Environment resolve_environment(const std::optional<std::string>& home_flag,
+                                const std::optional<std::string>& manifests_flag, const std::string& executable_dir) {
+    Environment env;
+    const char* home_env = std::getenv("CRMSYNC_HOME");
+    env.home = absolute(home_flag ? *home_flag : home_env && *home_env ? home_env : ".");
+    while (env.home.size() > 1 && env.home.back() == '/') env.home.pop_back();
+    const char* manifests_env = std::getenv("CRMSYNC_MANIFEST_PATH");
+    if (manifests_flag) env.manifest_dirs = {absolute(*manifests_flag)};
+    else if (manifests_env && *manifests_env) env.manifest_dirs = split_path_list(manifests_env);
+    else env.manifest_dirs = {env.home + "/manifests"};
+    const char* plugins_env = std::getenv("CRMSYNC_PLUGIN_PATH");
+    if (plugins_env && *plugins_env) env.plugin_dirs = split_path_list(plugins_env);
+    else env.plugin_dirs = {absolute(executable_dir + "/../lib/crmsync/plugins")};
+    return env;
+}
+
+Catalog::Catalog(Environment environment, const Diagnostics& diagnostics, const Clock& clock)
+    : env_(std::move(environment)),
+      diagnostics_(diagnostics),
+      clock_(clock),
+      manifests_(load_manifests(env_.manifest_dirs)),
+      loader_(env_.plugin_dirs, diagnostics) {
+    for (const auto& problem : manifests_.problems) diagnostics_.warn(problem + " — skipped");
+}
+
+json::object Catalog::expand(const json::object& config, const std::string& manifest_path) const {
+    std::string manifest_dir = fs::path(manifest_path).parent_path().string();
+    std::function<json::value(const json::value&)> walk = [&](const json::value& v) -> json::value {
+        if (v.is_string()) {
+            std::string s(v.get_string());
+            for (auto [token, value] : {std::pair<std::string, std::string>{"${home}", env_.home},
+                                        std::pair<std::string, std::string>{"${manifest_dir}", manifest_dir}}) {
+                for (size_t at = s.find(token); at != std::string::npos; at = s.find(token, at + value.size()))
+                    s.replace(at, token.size(), value);
+            }
+            return json::string(s);
+        }
+        if (v.is_array()) {
+            json::array out;
+            for (const auto& item : v.get_array()) out.push_back(walk(item));
+            return out;
+        }
+        if (v.is_object()) {
+            json::object out;
+            for (const auto& [k, item] : v.get_object()) out[k] = walk(item);
+            return out;
+        }
+        return v;
+    };
+    return walk(config).as_object();
+}
+
+Result<std::unique_ptr<PluginInstance>> Catalog::instantiate(const PluginRef& ref, const json::object& config,
+                                                             const std::string& manifest_path) {
+    auto plugin = loader_.load(ref.id, ref.range);
+    if (!plugin) return plugin.status().prefixed(manifest_path + ": ");
+    auto services = std::make_unique<HostServices>();
+    services->clock = &clock_;
+    services->log = [this](Level level, std::string_view message) { diagnostics_.report(level, message); };
+    return PluginInstance::create(plugin.value(), expand(config, manifest_path), std::move(services), manifest_path);
+}
+
+Result<ModuleInstances> Catalog::instantiate_module(const std::string& name) {
+    ModuleInstances out;
+    out.module = manifests_.module(name);
+    if (!out.module) {
+        std::string known;
+        for (const auto& m : manifests_.modules) known += (known.empty() ? "" : ", ") + m.name;
+        return Status::config("no module \"" + name + "\" in " + env_.manifest_dirs.front() +
+                              (known.empty() ? " (no modules found)" : " (known: " + known + ")"));
+    }
+    out.connection = manifests_.connection(out.module->crm);
+    if (!out.connection)
+        return Status::config(out.module->manifest_path + ": \"crm\": no connection manifest named \"" + out.module->crm +
+                              "\" (add one with \"connection\": \"" + out.module->crm + "\")");
+    auto source = instantiate(out.module->plugin, out.module->config, out.module->manifest_path);
+    if (!source) return source.status();
+    auto crm = instantiate(out.connection->plugin, out.connection->config, out.connection->manifest_path);
+    if (!crm) return crm.status();
+    if (!crm.value()->can(CRMSYNC_CAP_WRITE) || !crm.value()->can(CRMSYNC_CAP_FETCH))
+        return Status::config(out.connection->manifest_path + ": plugin " + out.connection->plugin.id +
+                              " cannot serve as a CRM (it needs FETCH and WRITE)");
+    if (!source.value()->can(CRMSYNC_CAP_FETCH) || !source.value()->can(CRMSYNC_CAP_MAP))
+        return Status::config(out.module->manifest_path + ": plugin " + out.module->plugin.id +
+                              " cannot serve as a module's source (it needs FETCH and MAP)");
+    out.source = std::move(source.value());
+    out.crm = std::move(crm.value());
+    return out;
+}
+
+Result<std::unique_ptr<PluginInstance>> Catalog::instantiate_connection(const std::string& name) {
+    const ConnectionManifest* c = manifests_.connection(name);
+    if (!c) {
+        std::string known;
+        for (const auto& m : manifests_.connections) known += (known.empty() ? "" : ", ") + m.name;
+        return Status::config("no CRM connection \"" + name + "\"" + (known.empty() ? " (none found)" : " (known: " + known + ")"));
+    }
+    return instantiate(c->plugin, c->config, c->manifest_path);
+}
+
+Result<std::unique_ptr<StateStore>> Catalog::open_store() const { return open_sqlite_store(env_.state_path()); }
+
+}  // namespace crmsync

@@ -1,0 +1,64 @@
+#pragma once
+// The catalog: where a crmsync process finds its home, manifests, plugins and state, and
+// how a module manifest becomes live plugin instances. Commands (run, check, serve, ...)
+// start here. Config strings may use ${home} and ${manifest_dir}, expanded here so plugins
+// receive plain paths.
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "clock.h"
+#include "diagnostics.h"
+#include "instance.h"
+#include "loader.h"
+#include "manifest.h"
+#include "store.h"
+
+namespace crmsync {
+
+struct Environment {
+    std::string home;                        // --home, $CRMSYNC_HOME, else the current folder
+    std::vector<std::string> manifest_dirs;  // --manifests, $CRMSYNC_MANIFEST_PATH, else home/manifests
+    std::vector<std::string> plugin_dirs;    // $CRMSYNC_PLUGIN_PATH, else <exe>/../lib/crmsync/plugins
+    std::string state_path() const { return home + "/var/state.db"; }
+};
+
+Environment resolve_environment(const std::optional<std::string>& home_flag,
+                                const std::optional<std::string>& manifests_flag, const std::string& executable_dir);
+
+// A module's live plugins: its own and its CRM connection's.
+struct ModuleInstances {
+    const ModuleManifest* module = nullptr;
+    const ConnectionManifest* connection = nullptr;
+    std::unique_ptr<PluginInstance> source;
+    std::unique_ptr<PluginInstance> crm;
+};
+
+class Catalog {
+public:
+    Catalog(Environment environment, const Diagnostics& diagnostics, const Clock& clock);
+
+    const Environment& environment() const { return env_; }
+    const ManifestSet& manifests() const { return manifests_; }
+    PluginLoader& loader() { return loader_; }
+    const Diagnostics& diagnostics() const { return diagnostics_; }
+
+    Result<std::unique_ptr<PluginInstance>> instantiate(const PluginRef& ref, const json::object& config,
+                                                        const std::string& manifest_path);
+    Result<ModuleInstances> instantiate_module(const std::string& name);
+    Result<std::unique_ptr<PluginInstance>> instantiate_connection(const std::string& name);
+
+    Result<std::unique_ptr<StateStore>> open_store() const;
+
+private:
+    json::object expand(const json::object& config, const std::string& manifest_path) const;
+    Environment env_;
+    const Diagnostics& diagnostics_;
+    const Clock& clock_;
+    ManifestSet manifests_;
+    PluginLoader loader_;
+};
+
+}  // namespace crmsync

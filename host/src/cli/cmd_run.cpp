@@ -1,0 +1,100 @@
+// crmsync run: one run of one module (or every enabled one) now, with progress on a
+// terminal and a summary line per module.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "../pipeline.h"
+#include "../process.h"
+#include "commands.h"
+#include "table.h"
+
+namespace crmsync::cli {
+namespace {
+
+std::string summary(const std::string& module, const RunReport& r) {
+    const auto& c = r.counts;
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
+                  "API calls %lld, %s (run %lld)",
+                  module.c_str(), r.status.c_str(), (long long)c.fetched, (long long)c.created, (long long)c.updated,
+                  (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, (long long)c.api_calls,
+                  duration_text(r.duration_ms).c_str(), (long long)r.run_id);
+    std::string line = buf;
+    if (!r.message.empty()) line += "\n  " + r.message;
+    return line;
+}
+
+}  // namespace
+
+int run(Context& ctx, const RunFlags& flags) {
+    std::vector<std::string> names;
+    if (flags.all) {
+        for (const auto& m : ctx.catalog.manifests().modules)
+            if (m.enabled) names.push_back(m.name);
+        if (names.empty()) {
+            std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
+            return kConfig;
+        }
+    } else {
+        names.push_back(*flags.module);
+    }
+    auto store = ctx.catalog.open_store();
+    if (!store) {
+        std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
+        return kConfig;
+    }
+    const bool tty = isatty(STDERR_FILENO);
+    int exit_code = kOk;
+    auto worse = [&](int code) {
+        // Configuration beats unreachable beats record errors, so the worst cause shows.
+        auto rank = [](int c) { return c == kConfig ? 3 : c == kUnreachable ? 2 : c == kRecordErrors ? 1 : 0; };
+        if (rank(code) > rank(exit_code)) exit_code = code;
+    };
+    for (const auto& name : names) {
+        if (ctx.cancel.load()) break;
+        auto instances = ctx.catalog.instantiate_module(name);
+        if (!instances) {
+            std::fprintf(stderr, "crmsync: %s\n", instances.status().message().c_str());
+            worse(kConfig);
+            continue;
+        }
+        auto& mi = instances.value();
+        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, ctx.clock,
+                          ctx.cancel, ctx.catalog.diagnostics());
+        RunOptions options;
+        options.dry_run = flags.dry_run;
+        options.full = flags.full;
+        options.limit = flags.limit;
+        options.lease_holder = this_process_holder();
+        if (tty)
+            options.progress = [&](const RunCounts& c) {
+                std::fprintf(stderr, "\r%s: fetched %lld, written %lld, unchanged %lld, failed %lld ", name.c_str(),
+                             (long long)c.fetched, (long long)(c.created + c.updated), (long long)c.unchanged,
+                             (long long)c.failed);
+            };
+        RunReport report;
+        try {
+            report = pipeline.run(options);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "%scrmsync: %s: the state store failed: %s\n", tty ? "\n" : "", name.c_str(), e.what());
+            worse(kUnreachable);
+            continue;
+        }
+        if (tty) std::fprintf(stderr, "\r\033[K");
+        if (flags.dry_run) {
+            std::printf("%s: dry run — nothing was written\n", name.c_str());
+            for (const auto& line : report.dry_run) std::printf("  would %s\n", line.c_str());
+        }
+        std::printf("%s\n", summary(name, report).c_str());
+        std::fflush(stdout);
+        if (report.status == "busy") worse(kUnreachable);
+        else if (report.status == "failed") worse(report.unreachable ? kUnreachable : kConfig);
+        else if (report.unreachable) worse(kUnreachable);
+        else if (report.counts.failed > 0) worse(kRecordErrors);
+    }
+    return exit_code;
+}
+
+}  // namespace crmsync::cli

@@ -1,0 +1,35 @@
+#pragma once
+// The operator's commands (DESIGN's CLI contract). Each returns the process exit code:
+// 0 success, 1 the run had record errors, 2 usage or configuration error, 3 the CRM or
+// source could not be reached or refused us.
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "../catalog.h"
+
+namespace crmsync::cli {
+
+enum Exit { kOk = 0, kRecordErrors = 1, kConfig = 2, kUnreachable = 3 };
+
+struct Context {
+    Catalog& catalog;
+    const Clock& clock;
+    std::atomic<bool>& cancel;
+};
+
+int modules(Context& ctx, bool as_json);
+int check(Context& ctx, const std::string& module);
+struct RunFlags {
+    std::optional<std::string> module;
+    bool all = false, dry_run = false, full = false;
+    std::optional<int64_t> limit;
+};
+int run(Context& ctx, const RunFlags& flags);
+int runs(Context& ctx, const std::optional<std::string>& module, int last, bool as_json);
+int log(Context& ctx, int64_t run_id);
+int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format);
+int links(Context& ctx, const std::string& module, int last, bool as_json);
+int crm_query(Context& ctx, const std::string& soql, const std::optional<std::string>& crm, bool as_json);
+
+}  // namespace crmsync::cli

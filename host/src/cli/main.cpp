@@ -1,0 +1,118 @@
+// crmsync: the operator's command line. Parses flags (CLI11), builds the catalog for the
+// chosen home, and hands off to one command. SIGINT/SIGTERM ask the running command to
+// finish its batch and stop; a second signal ends the process at once.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "commands.h"
+
+namespace {
+// The one piece of process-wide state: a signal handler can reach nothing else.
+std::atomic<bool> g_cancel{false};
+
+extern "C" void on_signal(int signal) {
+    g_cancel.store(true);
+    std::signal(signal, SIG_DFL);
+}
+
+std::string executable_dir(const char* argv0) {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) self = std::filesystem::absolute(argv0, ec);
+    return self.parent_path().string();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace crmsync;
+    CLI::App app{"crmsync — keeps a CRM in step with the tools around it"};
+    app.require_subcommand(1);
+    app.fallthrough();  // --home and --manifests work after the subcommand too
+    std::optional<std::string> home, manifests;
+    app.add_option("--home", home, "folder with manifests/ and var/ (default $CRMSYNC_HOME, else the current folder)");
+    app.add_option("--manifests", manifests, "manifest folder (default $CRMSYNC_MANIFEST_PATH, else HOME/manifests)");
+
+    bool as_json = false;
+    auto* modules = app.add_subcommand("modules", "discovered modules: plugin, version, ABI, enabled, verified, schedule, last run");
+    modules->add_flag("--json", as_json, "JSON output");
+
+    std::string module;
+    auto* check = app.add_subcommand("check", "load, authenticate, describe what MODULE needs; print every problem");
+    check->add_option("MODULE", module, "module name")->required();
+
+    cli::RunFlags run_flags;
+    auto* run = app.add_subcommand("run", "one run now of MODULE or of every enabled module (--all)");
+    run->add_option("MODULE", run_flags.module, "module name");
+    run->add_flag("--all", run_flags.all, "every enabled module");
+    run->add_flag("--dry-run", run_flags.dry_run, "do everything but the writes; print what would happen");
+    run->add_flag("--full", run_flags.full, "start from the beginning instead of the saved cursor");
+    run->add_option("--limit", run_flags.limit, "stop after N source records")->check(CLI::PositiveNumber);
+
+    std::optional<std::string> runs_module;
+    int last = 20;
+    auto* runs = app.add_subcommand("runs", "run history");
+    runs->add_option("MODULE", runs_module, "only this module");
+    runs->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
+    runs->add_flag("--json", as_json, "JSON output");
+
+    int64_t run_id = 0;
+    auto* log = app.add_subcommand("log", "the whole log of one run");
+    log->add_option("RUN_ID", run_id, "run id (see `crmsync runs`)")->required();
+
+    std::optional<std::string> errors_module;
+    std::string since = "30d", format = "table";
+    auto* errors = app.add_subcommand("errors", "the error log (kept 365 days)");
+    errors->add_option("MODULE", errors_module, "only this module");
+    errors->add_option("--since", since, "how far back, e.g. 30d, 24h (default 30d)");
+    errors->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
+
+    std::string links_module;
+    auto* links = app.add_subcommand("links", "what a module's source records became in the CRM");
+    links->add_option("MODULE", links_module, "module name")->required();
+    links->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
+    links->add_flag("--json", as_json, "JSON output");
+
+    std::string soql;
+    std::optional<std::string> crm_name;
+    auto* crm = app.add_subcommand("crm", "ask the CRM through its plugin");
+    crm->require_subcommand(1);
+    crm->fallthrough();
+    auto* query = crm->add_subcommand("query", "run a SOQL query");
+    query->add_option("SOQL", soql, "the query")->required();
+    query->add_option("--crm", crm_name, "connection name (needed when there are several)");
+    query->add_flag("--json", as_json, "JSON output");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int code = app.exit(e);
+        return code == 0 ? 0 : cli::kConfig;
+    }
+    if (run->parsed() && run_flags.all == run_flags.module.has_value()) {
+        std::fprintf(stderr, "crmsync run: name one MODULE or pass --all\n");
+        return cli::kConfig;
+    }
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    auto diagnostics = Diagnostics::from_environment();
+    SystemClock clock;
+    try {
+        Catalog catalog(resolve_environment(home, manifests, executable_dir(argv[0])), diagnostics, clock);
+        cli::Context ctx{catalog, clock, g_cancel};
+        if (modules->parsed()) return cli::modules(ctx, as_json);
+        if (check->parsed()) return cli::check(ctx, module);
+        if (run->parsed()) return cli::run(ctx, run_flags);
+        if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
+        if (log->parsed()) return cli::log(ctx, run_id);
+        if (errors->parsed()) return cli::errors(ctx, errors_module, since, format);
+        if (links->parsed()) return cli::links(ctx, links_module, last, as_json);
+        if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "crmsync: %s\n", e.what());
+        return cli::kUnreachable;
+    }
+    return cli::kConfig;
+}

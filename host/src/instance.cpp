@@ -1,0 +1,242 @@
+#include "instance.h"
+
+#include <cstring>
+#include <thread>
+
+#include "schema.h"
+
+namespace crmsync {
+
+std::string_view status_name(int32_t status) {
+    switch (status) {
+        case CRMSYNC_STATUS_OK: return "OK";
+        case CRMSYNC_STATUS_RETRY: return "RETRY";
+        case CRMSYNC_STATUS_ERROR: return "ERROR";
+        case CRMSYNC_STATUS_AUTH_FAILED: return "AUTH_FAILED";
+        case CRMSYNC_STATUS_RATE_LIMITED: return "RATE_LIMITED";
+        case CRMSYNC_STATUS_NOT_SUPPORTED: return "NOT_SUPPORTED";
+        case CRMSYNC_STATUS_CANCELLED: return "CANCELLED";
+    }
+    return "ERROR";
+}
+
+namespace {
+
+int32_t normalized(int32_t status) {
+    return status >= CRMSYNC_STATUS_OK && status <= CRMSYNC_STATUS_CANCELLED ? status : CRMSYNC_STATUS_ERROR;
+}
+
+// ---- The host services table. Every entry is noexcept with a catch-all: nothing thrown
+// here may unwind into plugin code.
+
+void api_log(crmsync_call* call, int32_t level, const char* message) noexcept {
+    try {
+        if (!call || !call->services || !message) return;
+        Level l = level <= CRMSYNC_LOG_DEBUG ? Level::debug
+                  : level == CRMSYNC_LOG_INFO ? Level::info
+                  : level == CRMSYNC_LOG_WARN ? Level::warn
+                                              : Level::error;
+        if (call->services->log) call->services->log(l, call->plugin_id + ": " + message);
+    } catch (...) {
+    }
+}
+
+void api_fail(crmsync_call* call, int32_t status, const char* message) noexcept {
+    try {
+        if (!call) return;
+        call->fail_status = normalized(status);
+        call->fail_message = message ? message : "";
+    } catch (...) {
+    }
+}
+
+int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
+    try {
+        if (!call || !text) return CRMSYNC_STATUS_ERROR;
+        if (!call->on_item) {
+            api_log(call, CRMSYNC_LOG_ERROR, "emit() called from an entry point that emits nothing");
+            return CRMSYNC_STATUS_ERROR;
+        }
+        auto parsed = parse_json(std::string_view(text, size));
+        if (!parsed) {
+            api_log(call, CRMSYNC_LOG_ERROR, ("emitted text that is not JSON: " + parsed.status().message()).c_str());
+            return CRMSYNC_STATUS_ERROR;
+        }
+        return (*call->on_item)(std::move(parsed.value()));
+    } catch (const std::exception& e) {
+        api_log(call, CRMSYNC_LOG_ERROR, (std::string("emit failed in the host: ") + e.what()).c_str());
+        return CRMSYNC_STATUS_ERROR;
+    } catch (...) {
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
+    try {
+        if (!call || !call->services || !request || !response) return CRMSYNC_STATUS_ERROR;
+        crmsync_http_request req;
+        std::memset(&req, 0, sizeof req);
+        std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
+        if (!req.method || !req.url) {
+            api_fail(call, CRMSYNC_STATUS_ERROR, "http request without method or url");
+            return CRMSYNC_STATUS_ERROR;
+        }
+        if (call->services->cancel && call->services->cancel->load()) return CRMSYNC_STATUS_CANCELLED;
+        HttpRequest r;
+        r.method = req.method;
+        r.url = req.url;
+        for (uint32_t i = 0; i < req.header_count && req.headers; ++i)
+            if (req.headers[i]) r.headers.emplace_back(req.headers[i]);
+        if (req.body && req.body_size) r.body.assign(req.body, req.body_size);
+        if (req.timeout_ms) r.timeout_ms = req.timeout_ms;
+        r.idempotent = req.idempotent != 0;
+        auto result = call->services->http->perform(r);
+        crmsync_http_response out;
+        std::memset(&out, 0, sizeof out);
+        out.struct_size = sizeof out;
+        if (!result) {
+            api_fail(call, CRMSYNC_STATUS_RETRY, result.status().message().c_str());
+            std::memcpy(response, &out, std::min<size_t>(response->struct_size, sizeof out));
+            response->struct_size = std::min<uint32_t>(response->struct_size, sizeof out);
+            return CRMSYNC_STATUS_RETRY;
+        }
+        auto& body = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->body)));
+        auto& headers = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->headers)));
+        out.status = result->status;
+        out.body = body->c_str();
+        out.body_size = body->size();
+        out.headers = headers->c_str();
+        uint32_t size = std::min<uint32_t>(response->struct_size, sizeof out);
+        std::memcpy(response, &out, size);
+        response->struct_size = size;
+        return CRMSYNC_STATUS_OK;
+    } catch (...) {
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+const char* api_secret(crmsync_call* call, const char* name) noexcept {
+    try {
+        if (!call || !call->services || !name) return nullptr;
+        auto* value = call->services->secrets.if_contains(name);
+        if (!value || !value->is_string()) return nullptr;
+        auto& kept = call->kept.emplace_back(std::make_unique<std::string>(value->get_string()));
+        return kept->c_str();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+int64_t api_now_ms(crmsync_call* call) noexcept {
+    if (call && call->services && call->services->clock) return call->services->clock->now_ms();
+    return SystemClock().now_ms();
+}
+
+int32_t api_cancelled(crmsync_call* call) noexcept {
+    return call && call->services && call->services->cancel && call->services->cancel->load() ? 1 : 0;
+}
+
+void api_usage(crmsync_call* call, int64_t used, int64_t limit) noexcept {
+    try {
+        if (call && call->services && call->services->api_usage) call->services->api_usage(used, limit);
+    } catch (...) {
+    }
+}
+
+const crmsync_host_api kHostApi = {
+    sizeof(crmsync_host_api), CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR, api_log, api_fail, api_emit, api_http,
+    api_secret, api_now_ms, api_cancelled, api_usage,
+};
+
+}  // namespace
+
+const crmsync_host_api* host_api() { return &kHostApi; }
+
+PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services)
+    : plugin_(std::move(plugin)), services_(std::move(services)) {}
+
+Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<LoadedPlugin> plugin,
+                                                               const json::object& config,
+                                                               std::unique_ptr<HostServices> services,
+                                                               std::string_view context) {
+    std::string prefix = std::string(context) + ": ";
+    auto valid = validate_against_schema(plugin->config_schema(), config, "config");
+    if (!valid) return valid.prefixed(prefix + "config does not match plugin " + plugin->id() + "'s schema: ");
+    std::unique_ptr<PluginInstance> self(new PluginInstance(std::move(plugin), std::move(services)));
+    crmsync_call call;
+    call.services = self->services_.get();
+    call.plugin_id = self->plugin_->id();
+    std::string config_text = json::serialize(config);
+    crmsync_instance* made = nullptr;
+    try {
+        made = self->plugin_->descriptor().create(host_api(), &call, config_text.c_str());
+    } catch (...) {
+        // A C++ plugin that lets an exception escape breaks the ABI; still, do not die of it.
+        return Status::config(prefix + "plugin " + self->plugin_->id() + " threw from create() (a plugin bug)");
+    }
+    if (!made) {
+        std::string why = call.fail_message.empty() ? "no reason given" : call.fail_message;
+        return Status::config(prefix + "plugin " + self->plugin_->id() + " could not be created: " + why);
+    }
+    self->instance_ = made;
+    return self;
+}
+
+PluginInstance::~PluginInstance() {
+    if (instance_ && plugin_->descriptor().destroy) plugin_->descriptor().destroy(instance_);
+}
+
+Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string& argument,
+                               const std::function<int32_t(json::value&&)>& on_item) {
+    if (!entry) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point"};
+    std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+    if (!can(CRMSYNC_CAP_THREADSAFE)) lock.lock();
+    crmsync_call call;
+    call.services = services_.get();
+    call.plugin_id = plugin_->id();
+    call.on_item = on_item ? &on_item : nullptr;
+    int32_t status;
+    try {
+        status = normalized(entry(instance_, &call, argument.c_str()));
+    } catch (...) {
+        return {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)"};
+    }
+    Outcome outcome{status, {}};
+    if (status != CRMSYNC_STATUS_OK)
+        outcome.message = call.fail_message.empty()
+                              ? plugin_->id() + "." + verb + " returned " + std::string(status_name(status))
+                              : call.fail_message;
+    return outcome;
+}
+
+Outcome PluginInstance::authenticate(const json::object& credentials) {
+    if (!plugin_->descriptor().authenticate) return {};
+    return invoke(plugin_->descriptor().authenticate, "authenticate", json::serialize(credentials), {});
+}
+
+Outcome PluginInstance::fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item) {
+    if (!can(CRMSYNC_CAP_FETCH)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not fetch"};
+    return invoke(plugin_->descriptor().fetch, "fetch", json::serialize(request), on_item);
+}
+
+Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
+    if (!can(CRMSYNC_CAP_MAP)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map"};
+    std::function<int32_t(json::value&&)> sink = [&](json::value&& v) {
+        if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
+        operations.push_back(std::move(v));
+        return int32_t{CRMSYNC_STATUS_OK};
+    };
+    return invoke(plugin_->descriptor().map, "map", json::serialize(record), sink);
+}
+
+Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {
+    if (!can(CRMSYNC_CAP_WRITE)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not write"};
+    std::function<int32_t(json::value&&)> sink = [&](json::value&& v) {
+        if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
+        results.push_back(std::move(v));
+        return int32_t{CRMSYNC_STATUS_OK};
+    };
+    return invoke(plugin_->descriptor().write, "write", json::serialize(batch), sink);
+}
+
+}  // namespace crmsync

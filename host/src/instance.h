@@ -1,0 +1,86 @@
+#pragma once
+// PluginInstance: one created plugin instance (a module's or a CRM connection's) and the
+// only place the host calls into a plugin. Each verb builds a call context, converts what
+// the plugin emits into JSON values, and turns the status into an Outcome; unknown status
+// values become ERROR. Calls are serialized by a mutex unless the plugin is THREADSAFE.
+#include <crmsync/plugin.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "clock.h"
+#include "diagnostics.h"
+#include "http.h"
+#include "json.h"
+#include "loader.h"
+
+namespace crmsync {
+
+// What the host services table does for calls on one instance. Owned by the instance;
+// the run that uses the instance points the sinks at itself.
+struct HostServices {
+    const Clock* clock = nullptr;
+    const std::atomic<bool>* cancel = nullptr;
+    std::function<void(Level, std::string_view)> log;
+    std::function<void(int64_t used, int64_t limit)> api_usage;
+    json::object secrets;
+    std::unique_ptr<HttpClient> http = std::make_unique<HttpClient>();
+};
+
+struct Outcome {
+    int32_t status = CRMSYNC_STATUS_OK;
+    std::string message;
+    bool ok() const { return status == CRMSYNC_STATUS_OK; }
+};
+
+std::string_view status_name(int32_t status);
+
+class PluginInstance {
+public:
+    // Validates config against the plugin's schema (messages name the JSON path), then
+    // calls create(). `context` (e.g. the manifest path) starts every message.
+    static Result<std::unique_ptr<PluginInstance>> create(std::shared_ptr<LoadedPlugin> plugin,
+                                                          const json::object& config, std::unique_ptr<HostServices> services,
+                                                          std::string_view context);
+    ~PluginInstance();
+    PluginInstance(const PluginInstance&) = delete;
+    PluginInstance& operator=(const PluginInstance&) = delete;
+
+    Outcome authenticate(const json::object& credentials);
+    // on_item gets every emitted value; its return is what emit() returns to the plugin
+    // (OK, ERROR or CANCELLED).
+    Outcome fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item);
+    Outcome map(const json::value& record, std::vector<json::value>& operations);
+    Outcome write(const json::value& batch, std::vector<json::value>& results);
+
+    const LoadedPlugin& plugin() const { return *plugin_; }
+    HostServices& services() { return *services_; }
+    bool can(uint32_t capability) const { return (plugin_->capabilities() & capability) != 0; }
+
+private:
+    PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services);
+    using Entry = int32_t (*)(crmsync_instance*, crmsync_call*, const char*);
+    Outcome invoke(Entry entry, const char* verb, const std::string& argument,
+                   const std::function<int32_t(json::value&&)>& on_item);
+
+    std::shared_ptr<LoadedPlugin> plugin_;  // keeps the library mapped while we live
+    std::unique_ptr<HostServices> services_;
+    crmsync_instance* instance_ = nullptr;
+    std::mutex mutex_;
+};
+
+}  // namespace crmsync
+
+// The per-invocation context behind the opaque crmsync_call (host side only).
+struct crmsync_call {
+    crmsync::HostServices* services = nullptr;
+    std::string plugin_id;
+    const std::function<int32_t(crmsync::json::value&&)>* on_item = nullptr;
+    int32_t fail_status = CRMSYNC_STATUS_OK;
+    std::string fail_message;
+    std::vector<std::unique_ptr<std::string>> kept;  // returned strings, valid until return
+};

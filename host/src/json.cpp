@@ -1,0 +1,131 @@
+#include "json.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace crmsync {
+
+Result<json::value> parse_json(std::string_view text) {
+    json::stream_parser parser;
+    boost::system::error_code ec;
+    std::size_t consumed = parser.write_some(text.data(), text.size(), ec);
+    if (!ec) parser.finish(ec);
+    if (ec) {
+        // Where the parser stopped is where the operator should look.
+        std::size_t line = 1, column = 1;
+        for (std::size_t i = 0; i < consumed && i < text.size(); ++i) {
+            if (text[i] == '\n') {
+                ++line;
+                column = 1;
+            } else {
+                ++column;
+            }
+        }
+        return Status::config("line " + std::to_string(line) + ", column " + std::to_string(column) +
+                              ": " + ec.message());
+    }
+    return parser.release();
+}
+
+Result<json::value> read_json_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Status::config(path + ": cannot be read (check the path and its permissions)");
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    auto parsed = parse_json(buffer.str());
+    if (!parsed) return parsed.status().prefixed(path + ": not valid JSON at ");
+    return parsed;
+}
+
+namespace {
+void write_canonical(const json::value& value, std::string& out) {
+    if (value.is_object()) {
+        const auto& object = value.get_object();
+        std::vector<const json::key_value_pair*> entries;
+        entries.reserve(object.size());
+        for (const auto& entry : object) entries.push_back(&entry);
+        std::sort(entries.begin(), entries.end(),
+                  [](auto* a, auto* b) { return a->key() < b->key(); });
+        out += '{';
+        bool first = true;
+        for (auto* entry : entries) {
+            if (!first) out += ',';
+            first = false;
+            out += json::serialize(json::string_view(entry->key()));
+            out += ':';
+            write_canonical(entry->value(), out);
+        }
+        out += '}';
+    } else if (value.is_array()) {
+        out += '[';
+        bool first = true;
+        for (const auto& item : value.get_array()) {
+            if (!first) out += ',';
+            first = false;
+            write_canonical(item, out);
+        }
+        out += ']';
+    } else {
+        out += json::serialize(value);
+    }
+}
+}  // namespace
+
+std::string canonical_json(const json::value& value) {
+    std::string out;
+    write_canonical(value, out);
+    return out;
+}
+
+const json::value* find(const json::object& object, std::string_view key) {
+    return object.if_contains(key);
+}
+const json::object* find_object(const json::object& object, std::string_view key) {
+    auto* v = object.if_contains(key);
+    return v ? v->if_object() : nullptr;
+}
+const json::array* find_array(const json::object& object, std::string_view key) {
+    auto* v = object.if_contains(key);
+    return v ? v->if_array() : nullptr;
+}
+std::optional<std::string> find_string(const json::object& object, std::string_view key) {
+    auto* v = object.if_contains(key);
+    if (!v || !v->is_string()) return std::nullopt;
+    return std::string(v->get_string());
+}
+std::optional<int64_t> find_int(const json::object& object, std::string_view key) {
+    auto* v = object.if_contains(key);
+    if (!v) return std::nullopt;
+    if (v->is_int64()) return v->get_int64();
+    if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(INT64_MAX))
+        return static_cast<int64_t>(v->get_uint64());
+    return std::nullopt;
+}
+std::optional<bool> find_bool(const json::object& object, std::string_view key) {
+    auto* v = object.if_contains(key);
+    if (!v || !v->is_bool()) return std::nullopt;
+    return v->get_bool();
+}
+
+std::string_view json_kind_name(const json::value& value) {
+    switch (value.kind()) {
+        case json::kind::null: return "null";
+        case json::kind::bool_: return "boolean";
+        case json::kind::int64:
+        case json::kind::uint64:
+        case json::kind::double_: return "number";
+        case json::kind::string: return "string";
+        case json::kind::array: return "array";
+        case json::kind::object: return "object";
+    }
+    return "value";
+}
+
+std::string scalar_text(const json::value& value) {
+    if (value.is_string()) return std::string(value.get_string());
+    return json::serialize(value);
+}
+
+}  // namespace crmsync

@@ -1,0 +1,38 @@
+#pragma once
+// JSON helpers shared by the host: parsing that reports line and column, canonical text
+// for content hashes, and small typed accessors that produce operator-grade messages.
+#include <boost/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "status.h"
+
+namespace crmsync {
+
+namespace json = boost::json;
+
+// Parses text; on failure the message is "line L, column C: <reason>".
+Result<json::value> parse_json(std::string_view text);
+
+// Reads and parses a file; messages start with the path.
+Result<json::value> read_json_file(const std::string& path);
+
+// Serialization with object keys sorted at every level, so equal values give equal text.
+std::string canonical_json(const json::value& value);
+
+// Typed look-ups that return nullptr / nullopt when absent or of another type.
+const json::value* find(const json::object& object, std::string_view key);
+const json::object* find_object(const json::object& object, std::string_view key);
+const json::array* find_array(const json::object& object, std::string_view key);
+std::optional<std::string> find_string(const json::object& object, std::string_view key);
+std::optional<int64_t> find_int(const json::object& object, std::string_view key);
+std::optional<bool> find_bool(const json::object& object, std::string_view key);
+
+// "string", "number", "object", ... for messages.
+std::string_view json_kind_name(const json::value& value);
+
+// Scalar as text the way an operator would write it (strings unquoted).
+std::string scalar_text(const json::value& value);
+
+}  // namespace crmsync

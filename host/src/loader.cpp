@@ -1,0 +1,191 @@
+#include "loader.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "digest.h"
+
+namespace crmsync {
+namespace fs = std::filesystem;
+
+LoadedPlugin::LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library,
+                           const crmsync_plugin& descriptor, uint32_t abi_minor)
+    : manifest_(std::move(manifest)), library_(std::move(library)), descriptor_(descriptor), abi_minor_(abi_minor) {}
+
+PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnostics& diagnostics)
+    : search_path_(std::move(search_path)), diagnostics_(diagnostics) {
+    for (const auto& folder : search_path_) {
+        std::error_code ec;
+        if (!fs::is_directory(folder, ec)) {
+            diagnostics_.debug("plugin folder " + folder + " does not exist; skipped");
+            continue;
+        }
+        std::vector<fs::path> manifests;
+        // A plugin is a folder with <id>.plugin.json beside its library; manifests directly
+        // in the search folder are found too.
+        for (auto it = fs::recursive_directory_iterator(folder, ec); it != fs::recursive_directory_iterator();
+             it.increment(ec)) {
+            if (ec) break;
+            if (it.depth() > 1) it.disable_recursion_pending();
+            const auto& p = it->path();
+            if (it->is_regular_file(ec) && p.filename().string().ends_with(".plugin.json")) manifests.push_back(p);
+        }
+        std::sort(manifests.begin(), manifests.end());
+        for (const auto& path : manifests) {
+            PluginCandidate candidate;
+            candidate.manifest_path = path.string();
+            auto parsed = parse_plugin_manifest(candidate.manifest_path);
+            if (parsed) {
+                diagnostics_.debug("found plugin " + parsed->id + " " + parsed->version.text() + " in " +
+                                   candidate.manifest_path);
+                candidate.manifest = std::move(parsed.value());
+            } else {
+                candidate.problem = parsed.status();
+                diagnostics_.warn(parsed.status().message());
+            }
+            candidates_.push_back(std::move(candidate));
+        }
+    }
+}
+
+Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, const VersionRange& range) {
+    std::vector<PluginCandidate*> matching;
+    for (auto& c : candidates_)
+        if (c.manifest && c.manifest->id == id) matching.push_back(&c);
+    if (matching.empty()) {
+        std::string where;
+        for (const auto& f : search_path_) where += (where.empty() ? "" : ":") + f;
+        return Status::config("plugin \"" + id + "\" is not installed (no " + id + ".plugin.json under " + where +
+                              "; install it or set CRMSYNC_PLUGIN_PATH)");
+    }
+    std::sort(matching.begin(), matching.end(),
+              [](auto* a, auto* b) { return a->manifest->version > b->manifest->version; });
+    std::string reasons;
+    for (auto* c : matching) {
+        if (!range.contains(c->manifest->version)) {
+            diagnostics_.debug(c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" +
+                               range.text() + "\"");
+            reasons += "\n  " + c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" +
+                       range.text() + "\"";
+            continue;
+        }
+        auto loaded = load_candidate(*c);
+        if (loaded) return loaded;
+        reasons += "\n  " + loaded.status().message();
+    }
+    return Status::config("no usable version of plugin \"" + id + "\" matches \"" + range.text() + "\":" + reasons);
+}
+
+Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_manifest(const std::string& manifest_path) {
+    for (auto& c : candidates_)
+        if (c.manifest_path == manifest_path) {
+            if (!c.manifest) return c.problem;
+            return load_candidate(c);
+        }
+    PluginCandidate candidate;
+    candidate.manifest_path = manifest_path;
+    auto parsed = parse_plugin_manifest(manifest_path);
+    if (!parsed) return parsed.status();
+    candidate.manifest = std::move(parsed.value());
+    candidates_.push_back(std::move(candidate));
+    return load_candidate(candidates_.back());
+}
+
+namespace {
+
+std::string versions(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
+
+// Reads a struct the other side sized: copy what both know, zero the rest.
+template <class T>
+T sized_copy(const T* source) {
+    T local;
+    std::memset(&local, 0, sizeof local);
+    uint32_t size = source->struct_size;
+    std::memcpy(&local, source, std::min<size_t>(size, sizeof local));
+    local.struct_size = size;
+    return local;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandidate& candidate) {
+    if (candidate.loaded) return candidate.loaded;
+    if (!candidate.problem.is_ok()) return candidate.problem;
+    auto refuse = [&](std::string message) -> Result<std::shared_ptr<LoadedPlugin>> {
+        candidate.problem = Status::config(candidate.manifest_path + ": " + message);
+        diagnostics_.debug("refused " + candidate.manifest_path + ": " + message);
+        return candidate.problem;
+    };
+    const PluginManifest& m = *candidate.manifest;
+    std::error_code ec;
+    if (!fs::is_regular_file(m.library_path, ec))
+        return refuse("library " + m.library_path + " not found (reinstall the plugin or fix \"library_path\")");
+    if (m.abi_major != CRMSYNC_ABI_MAJOR)
+        return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " does not match host ABI " +
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (major versions differ; use a build of the plugin for ABI " +
+                      std::to_string(CRMSYNC_ABI_MAJOR) + ".x)");
+    if (m.abi_minor > CRMSYNC_ABI_MINOR)
+        return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " is newer than host ABI " +
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (upgrade crmsync or use an older plugin build)");
+    auto digest = sha256_file(m.library_path);
+    if (!digest) return refuse(digest.status().message());
+    if (*digest != m.sha256)
+        return refuse("sha256 of " + m.library_path + " is " + *digest + " but the manifest says " + m.sha256 +
+                      " (the library changed after it was built; rebuild or reinstall the plugin)");
+    diagnostics_.debug(m.library_path + ": sha256 verified");
+
+    boost::dll::shared_library library;
+    try {
+        // The throwing overload: its message carries dlerror's text (e.g. a missing dependency).
+        library.load(m.library_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        return refuse(std::string("library cannot be opened: ") + e.what() +
+                      " (a library it depends on may be missing: check `ldd " + m.library_path + "`)");
+    }
+    if (!library.has(CRMSYNC_ENTRY_SYMBOL))
+        return refuse(std::string("library does not export ") + CRMSYNC_ENTRY_SYMBOL +
+                      " (not a crmsync plugin, or built without CRMSYNC_EXPORT)");
+    auto negotiate = library.get<int32_t(crmsync_negotiation*)>(CRMSYNC_ENTRY_SYMBOL);
+
+    crmsync_negotiation n;
+    std::memset(&n, 0, sizeof n);
+    n.struct_size = sizeof n;
+    n.host_abi_major = CRMSYNC_ABI_MAJOR;
+    n.host_abi_minor = CRMSYNC_ABI_MINOR;
+    n.host = host_api();
+    int32_t rc = negotiate(&n);
+    diagnostics_.debug(m.id + ": negotiate returned " + std::to_string(rc) + ", plugin ABI " +
+                       versions(n.plugin_abi_major, n.plugin_abi_minor));
+    if (n.plugin_abi_major != CRMSYNC_ABI_MAJOR)
+        return refuse("plugin speaks ABI " + versions(n.plugin_abi_major, n.plugin_abi_minor) + ", host speaks ABI " +
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (major versions differ; rebuild the plugin against this crmsync)");
+    if (n.plugin_abi_minor > CRMSYNC_ABI_MINOR)
+        return refuse("plugin speaks ABI " + versions(n.plugin_abi_major, n.plugin_abi_minor) +
+                      ", newer than host ABI " + versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) +
+                      " (upgrade crmsync or use an older plugin build)");
+    if (rc != CRMSYNC_STATUS_OK || !n.plugin)
+        return refuse("crmsync_negotiate refused this host (status " + std::to_string(rc) + ")");
+    if (n.plugin->struct_size < offsetof(crmsync_plugin, write) + sizeof(n.plugin->write))
+        return refuse("plugin descriptor is " + std::to_string(n.plugin->struct_size) +
+                      " bytes, smaller than ABI 1.0's (corrupt or not a crmsync plugin)");
+    crmsync_plugin descriptor = sized_copy(n.plugin);
+    if (!descriptor.id || m.id != descriptor.id)
+        return refuse(std::string("library says its id is \"") + (descriptor.id ? descriptor.id : "") +
+                      "\" but the manifest says \"" + m.id + "\" (the manifest belongs to another plugin)");
+    auto declared = descriptor.version ? parse_version(descriptor.version) : std::nullopt;
+    if (!declared || *declared != m.version)
+        return refuse(std::string("library says its version is \"") + (descriptor.version ? descriptor.version : "") +
+                      "\" but the manifest says \"" + m.version.text() + "\" (rebuild the plugin)");
+    if (!descriptor.create) return refuse("descriptor has no create function");
+    uint32_t caps = descriptor.capabilities;
+    if ((caps & CRMSYNC_CAP_FETCH) && !descriptor.fetch) return refuse("declares FETCH but has no fetch function");
+    if ((caps & CRMSYNC_CAP_MAP) && !descriptor.map) return refuse("declares MAP but has no map function");
+    if ((caps & CRMSYNC_CAP_WRITE) && !descriptor.write) return refuse("declares WRITE but has no write function");
+
+    diagnostics_.debug("loaded " + m.id + " " + m.version.text() + " from " + m.library_path);
+    candidate.loaded = std::make_shared<LoadedPlugin>(m, std::move(library), descriptor, n.plugin_abi_minor);
+    return candidate.loaded;
+}
+
+}  // namespace crmsync

@@ -1,0 +1,359 @@
+#include "manifest.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace crmsync {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string in_quotes(std::string_view field) { return "\"" + std::string(field) + "\""; }
+
+Status missing(std::string_view field, std::string_view what) {
+    return Status::config(in_quotes(field) + " is missing (" + std::string(what) + ")");
+}
+
+Result<std::string> required_string(const json::object& o, std::string_view field, std::string_view what) {
+    auto* v = o.if_contains(field);
+    if (!v) return missing(field, what);
+    if (!v->is_string() || v->get_string().empty())
+        return Status::config(in_quotes(field) + " must be a non-empty string (" + std::string(what) + ")");
+    return std::string(v->get_string());
+}
+
+Result<PluginRef> parse_plugin_ref(const json::object& root) {
+    auto* v = root.if_contains("plugin");
+    if (!v) return missing("plugin", "e.g. {\"id\": \"mock-crm\", \"version\": \"^1.0\"}");
+    PluginRef ref{};
+    std::string range_text = "*";
+    if (v->is_string()) {
+        ref.id = std::string(v->get_string());
+    } else if (v->is_object()) {
+        auto id = required_string(v->get_object(), "id", "the plugin's id");
+        if (!id) return id.status().prefixed("plugin.");
+        ref.id = id.value();
+        if (auto* r = v->get_object().if_contains("version")) {
+            if (!r->is_string()) return Status::config("\"plugin.version\" must be a version range string such as \"^1.0\"");
+            range_text = std::string(r->get_string());
+        }
+    } else {
+        return Status::config("\"plugin\" must be an object {\"id\": ..., \"version\": ...}");
+    }
+    if (ref.id.empty()) return Status::config("\"plugin\" names no plugin id");
+    auto range = VersionRange::parse(range_text);
+    if (!range)
+        return Status::config("\"plugin.version\": " + in_quotes(range_text) +
+                              " is not a version range (use e.g. \"^1.0\", \">=1.0.0 <2.0.0\" or \"1.2.3\")");
+    ref.range = *range;
+    return ref;
+}
+
+Result<std::vector<CredentialRef>> parse_credentials(const json::object& root, const fs::path& base) {
+    std::vector<CredentialRef> refs;
+    auto* v = root.if_contains("credentials");
+    if (!v) return refs;
+    if (!v->is_object()) return Status::config("\"credentials\" must be an object of name -> {\"env\": ...} or {\"file\": ...}");
+    for (const auto& [key, ref] : v->get_object()) {
+        std::string field = "credentials." + std::string(key);
+        if (ref.is_string())
+            return Status::config(in_quotes(field) +
+                                  ": an inline secret is refused; reference it with {\"env\": \"NAME\"} or {\"file\": \"path\"}");
+        if (!ref.is_object()) return Status::config(in_quotes(field) + " must be {\"env\": \"NAME\"} or {\"file\": \"path\"}");
+        const auto& o = ref.get_object();
+        CredentialRef cred{std::string(key), CredentialRef::Source::env, ""};
+        if (auto env = find_string(o, "env")) {
+            cred.where = *env;
+        } else if (auto file = find_string(o, "file")) {
+            cred.source = CredentialRef::Source::file;
+            fs::path p(*file);
+            cred.where = (p.is_absolute() ? p : base / p).lexically_normal().string();
+        } else {
+            return Status::config(in_quotes(field) + " must be {\"env\": \"NAME\"} or {\"file\": \"path\"}");
+        }
+        refs.push_back(std::move(cred));
+    }
+    return refs;
+}
+
+}  // namespace
+
+std::string Schedule::text() const {
+    switch (kind) {
+        case Kind::manual: return "manual";
+        case Kind::realtime: return "realtime";
+        case Kind::every: {
+            if (every_seconds % 3600 == 0) return "every " + std::to_string(every_seconds / 3600) + "h";
+            if (every_seconds % 60 == 0) return "every " + std::to_string(every_seconds / 60) + "m";
+            return "every " + std::to_string(every_seconds) + "s";
+        }
+        case Kind::daily_at: {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "daily at %02d:%02d UTC", daily_minute / 60, daily_minute % 60);
+            return buf;
+        }
+    }
+    return "manual";
+}
+
+std::optional<int64_t> parse_duration(std::string_view text) {
+    if (text.size() < 2) return std::nullopt;
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
+    if (ec != std::errc() || end != text.data() + text.size() - 1 || n <= 0) return std::nullopt;
+    switch (text.back()) {
+        case 's': return n;
+        case 'm': return n * 60;
+        case 'h': return n * 3600;
+        case 'd': return n * 86400;
+    }
+    return std::nullopt;
+}
+
+Result<Schedule> parse_schedule(const json::value& value) {
+    Schedule s;
+    if (value.is_string()) {
+        if (value.get_string() == "manual") return s;
+        if (value.get_string() == "realtime") return s.kind = Schedule::Kind::realtime, s;
+        return Status::config("\"schedule\": " + in_quotes(value.get_string()) +
+                              " is not a schedule (use \"manual\", \"realtime\", {\"every\": \"4h\"} or {\"daily_at\": \"08:00\"})");
+    }
+    if (!value.is_object())
+        return Status::config("\"schedule\" must be \"manual\", \"realtime\", {\"every\": \"4h\"} or {\"daily_at\": \"08:00\"}");
+    const auto& o = value.get_object();
+    if (auto every = find_string(o, "every")) {
+        auto seconds = parse_duration(*every);
+        if (!seconds || *seconds < 60)
+            return Status::config("\"schedule.every\": " + in_quotes(*every) +
+                                  " is not a duration of a minute or more (use e.g. \"15m\", \"4h\")");
+        s.kind = Schedule::Kind::every;
+        s.every_seconds = *seconds;
+        return s;
+    }
+    if (auto at = find_string(o, "daily_at")) {
+        int h = -1, m = -1;
+        char extra = 0;
+        if (std::sscanf(at->c_str(), "%2d:%2d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 || m < 0 || m > 59 ||
+            at->size() != 5)
+            return Status::config("\"schedule.daily_at\": " + in_quotes(*at) + " is not a UTC time HH:MM (e.g. \"08:00\")");
+        s.kind = Schedule::Kind::daily_at;
+        s.daily_minute = h * 60 + m;
+        return s;
+    }
+    return Status::config("\"schedule\" object needs \"every\" (e.g. \"4h\") or \"daily_at\" (e.g. \"08:00\")");
+}
+
+Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
+    auto parsed = read_json_file(path);
+    if (!parsed) return parsed.status();
+    auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
+    if (!parsed->is_object()) return fail(Status::config("a plugin manifest must be a JSON object"));
+    const auto& o = parsed->get_object();
+    auto format = required_string(o, "file_format_version", "\"1.0\"");
+    if (!format) return fail(format.status());
+    if (!format->starts_with("1."))
+        return fail(Status::config("\"file_format_version\": " + in_quotes(*format) +
+                                   " is not understood by this host (it reads 1.x; update crmsync)"));
+    PluginManifest m;
+    m.manifest_path = path;
+    auto id = required_string(o, "id", "the plugin's id");
+    if (!id) return fail(id.status());
+    m.id = *id;
+    auto version = required_string(o, "version", "semantic version, e.g. \"1.0.0\"");
+    if (!version) return fail(version.status());
+    auto v = parse_version(*version);
+    if (!v) return fail(Status::config("\"version\": " + in_quotes(*version) + " is not a semantic version (e.g. \"1.0.0\")"));
+    m.version = *v;
+    auto* abi = find_object(o, "abi");
+    if (!abi) return fail(missing("abi", "{\"major\": 1, \"minor\": 0}"));
+    auto major = find_int(*abi, "major");
+    auto minor = find_int(*abi, "minor");
+    if (!major || !minor || *major < 0 || *minor < 0)
+        return fail(Status::config("\"abi\" needs integer \"major\" and \"minor\""));
+    m.abi_major = static_cast<int>(*major);
+    m.abi_minor = static_cast<int>(*minor);
+    auto library = required_string(o, "library_path", "the library file, relative to this manifest");
+    if (!library) return fail(library.status());
+    fs::path lib(*library);
+    m.library_path = (lib.is_absolute() ? lib : fs::path(path).parent_path() / lib).lexically_normal().string();
+    auto sha = required_string(o, "sha256", "the library's SHA-256 in hex");
+    if (!sha) return fail(sha.status());
+    std::string hex = *sha;
+    std::transform(hex.begin(), hex.end(), hex.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return fail(Status::config("\"sha256\" must be 64 hex digits"));
+    m.sha256 = hex;
+    return m;
+}
+
+Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& o) {
+    auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
+    ModuleManifest m;
+    m.manifest_path = path;
+    auto name = required_string(o, "module", "the module's name");
+    if (!name) return fail(name.status());
+    if (name->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)
+        return fail(Status::config("\"module\": " + in_quotes(*name) + " may use only a-z, 0-9, - and _"));
+    m.name = *name;
+    auto plugin = parse_plugin_ref(o);
+    if (!plugin) return fail(plugin.status());
+    m.plugin = *plugin;
+    if (auto* e = o.if_contains("enabled")) {
+        if (!e->is_bool()) return fail(Status::config("\"enabled\" must be true or false"));
+        m.enabled = e->get_bool();
+    }
+    auto crm = required_string(o, "crm", "the name of a CRM connection manifest");
+    if (!crm) return fail(crm.status());
+    m.crm = *crm;
+    if (auto* s = o.if_contains("schedule")) {
+        auto schedule = parse_schedule(*s);
+        if (!schedule) return fail(schedule.status());
+        m.schedule = *schedule;
+    }
+    if (auto* c = o.if_contains("config")) {
+        if (!c->is_object()) return fail(Status::config("\"config\" must be an object"));
+        m.config = c->get_object();
+    }
+    if (auto* mp = o.if_contains("mappings")) {
+        if (!mp->is_array()) return fail(Status::config("\"mappings\" must be an array"));
+        m.mappings = mp->get_array();
+    }
+    auto creds = parse_credentials(o, fs::path(path).parent_path());
+    if (!creds) return fail(creds.status());
+    m.credentials = *creds;
+    if (auto* r = o.if_contains("api_reserve_percent")) {
+        if (!r->is_number() || r->to_number<double>() < 0 || r->to_number<double>() >= 100)
+            return fail(Status::config("\"api_reserve_percent\" must be a number from 0 to 99"));
+        m.api_reserve = r->to_number<double>() / 100.0;
+    }
+    if (auto* r = find_object(o, "retry")) {
+        auto attempts = find_int(*r, "max_attempts");
+        auto base = find_int(*r, "base_ms");
+        auto cap = find_int(*r, "cap_ms");
+        if ((attempts && (*attempts < 1 || *attempts > 20)) || (base && *base < 0) || (cap && *cap < 0))
+            return fail(Status::config("\"retry\": max_attempts must be 1..20, base_ms and cap_ms non-negative"));
+        if (attempts) m.retry.max_attempts = static_cast<int>(*attempts);
+        if (base) m.retry.base_ms = *base;
+        if (cap) m.retry.cap_ms = *cap;
+    }
+    if (auto* w = find_object(o, "webhook")) {
+        if (auto secret = find_object(*w, "secret"); secret && find_string(*secret, "env"))
+            m.webhook_secret_env = find_string(*secret, "env");
+        else
+            return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
+    }
+    return m;
+}
+
+Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& o) {
+    auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
+    ConnectionManifest c;
+    c.manifest_path = path;
+    auto name = required_string(o, "connection", "the connection's name, which modules give as \"crm\"");
+    if (!name) return fail(name.status());
+    c.name = *name;
+    auto plugin = parse_plugin_ref(o);
+    if (!plugin) return fail(plugin.status());
+    c.plugin = *plugin;
+    if (auto* cfg = o.if_contains("config")) {
+        if (!cfg->is_object()) return fail(Status::config("\"config\" must be an object"));
+        c.config = cfg->get_object();
+    }
+    auto creds = parse_credentials(o, fs::path(path).parent_path());
+    if (!creds) return fail(creds.status());
+    c.credentials = *creds;
+    if (auto* x = o.if_contains("external_id_field")) {
+        if (!x->is_string() || x->get_string().empty())
+            return fail(Status::config("\"external_id_field\" must name a field, e.g. \"CrmSync_Key__c\""));
+        c.external_id_field = std::string(x->get_string());
+    }
+    return c;
+}
+
+const ModuleManifest* ManifestSet::module(std::string_view name) const {
+    for (const auto& m : modules)
+        if (m.name == name) return &m;
+    return nullptr;
+}
+const ConnectionManifest* ManifestSet::connection(std::string_view name) const {
+    for (const auto& c : connections)
+        if (c.name == name) return &c;
+    return nullptr;
+}
+
+ManifestSet load_manifests(const std::vector<std::string>& folders) {
+    ManifestSet set;
+    std::vector<fs::path> files;
+    for (const auto& folder : folders) {
+        std::error_code ec;
+        if (!fs::is_directory(folder, ec)) {
+            set.problems.push_back(folder + ": manifest folder not found (check --manifests or CRMSYNC_MANIFEST_PATH)");
+            continue;
+        }
+        std::vector<fs::path> here;
+        for (const auto& entry : fs::directory_iterator(folder, ec))
+            if (entry.is_regular_file() && entry.path().extension() == ".json") here.push_back(entry.path());
+        std::sort(here.begin(), here.end());
+        files.insert(files.end(), here.begin(), here.end());
+    }
+    for (const auto& file : files) {
+        std::string path = file.string();
+        auto parsed = read_json_file(path);
+        if (!parsed) {
+            set.problems.push_back(parsed.status().message());
+            continue;
+        }
+        if (!parsed->is_object()) {
+            set.problems.push_back(path + ": a manifest must be a JSON object");
+            continue;
+        }
+        const auto& root = parsed->get_object();
+        if (root.contains("module")) {
+            auto m = parse_module_manifest(path, root);
+            if (!m) set.problems.push_back(m.status().message());
+            else if (auto* prior = set.module(m->name))
+                set.problems.push_back(path + ": module \"" + m->name + "\" is already declared in " + prior->manifest_path +
+                                       " (rename one)");
+            else set.modules.push_back(std::move(m.value()));
+        } else if (root.contains("connection")) {
+            auto c = parse_connection_manifest(path, root);
+            if (!c) set.problems.push_back(c.status().message());
+            else if (auto* prior = set.connection(c->name))
+                set.problems.push_back(path + ": connection \"" + c->name + "\" is already declared in " +
+                                       prior->manifest_path + " (rename one)");
+            else set.connections.push_back(std::move(c.value()));
+        } else {
+            set.problems.push_back(path + ": neither \"module\" nor \"connection\" is set, so this is no crmsync manifest");
+        }
+    }
+    return set;
+}
+
+Result<json::object> resolve_credentials(const std::vector<CredentialRef>& refs) {
+    json::object out;
+    for (const auto& ref : refs) {
+        if (ref.source == CredentialRef::Source::env) {
+            const char* value = std::getenv(ref.where.c_str());
+            if (!value)
+                return Status::config("credential \"" + ref.name + "\": environment variable " + ref.where +
+                                      " is not set");
+            out[ref.name] = value;
+        } else {
+            std::ifstream in(ref.where, std::ios::binary);
+            if (!in) return Status::config("credential \"" + ref.name + "\": file " + ref.where + " cannot be read");
+            std::stringstream buffer;
+            buffer << in.rdbuf();
+            std::string value = buffer.str();
+            while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+            out[ref.name] = value;
+        }
+    }
+    return out;
+}
+
+}  // namespace crmsync

@@ -1,0 +1,102 @@
+#pragma once
+// The three manifest kinds and their parsing. Parsing checks shape and meaning of every
+// field and names the file and field in each message; it never opens a library.
+//  - plugin manifest (<id>.plugin.json beside the library, written by the plugin's build)
+//  - module manifest (operator, manifests/*.json with "module")
+//  - CRM connection manifest (operator, manifests/*.json with "connection")
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "semver.h"
+#include "status.h"
+
+namespace crmsync {
+
+struct PluginManifest {
+    std::string manifest_path;
+    std::string id;
+    Version version;
+    int abi_major = 0;
+    int abi_minor = 0;
+    std::string library_path;  // resolved against the manifest's folder
+    std::string sha256;        // lowercase hex
+};
+
+Result<PluginManifest> parse_plugin_manifest(const std::string& path);
+
+// A secret named in a manifest by reference only.
+struct CredentialRef {
+    std::string name;
+    enum class Source { env, file } source;
+    std::string where;  // variable name or file path (resolved against the manifest folder)
+};
+
+struct Schedule {
+    enum class Kind { manual, realtime, every, daily_at } kind = Kind::manual;
+    int64_t every_seconds = 0;
+    int daily_minute = 0;  // minutes after 00:00 UTC
+    std::string text() const;
+};
+
+struct RetryPolicy {
+    int max_attempts = 5;
+    int64_t base_ms = 500;
+    int64_t cap_ms = 30'000;
+};
+
+struct PluginRef {
+    std::string id;
+    VersionRange range;
+};
+
+struct ModuleManifest {
+    std::string manifest_path;
+    std::string name;
+    PluginRef plugin;
+    bool enabled = true;
+    std::string crm;  // connection name
+    Schedule schedule;
+    json::object config;
+    json::array mappings;
+    std::vector<CredentialRef> credentials;
+    double api_reserve = 0.10;  // stop when remaining daily API share falls under this
+    RetryPolicy retry;
+    std::optional<std::string> webhook_secret_env;
+};
+
+struct ConnectionManifest {
+    std::string manifest_path;
+    std::string name;
+    PluginRef plugin;
+    json::object config;
+    std::vector<CredentialRef> credentials;
+    std::string external_id_field = "CrmSync_Key__c";
+};
+
+// What a manifest folder held: the good ones, and one line per bad file.
+struct ManifestSet {
+    std::vector<ModuleManifest> modules;
+    std::vector<ConnectionManifest> connections;
+    std::vector<std::string> problems;
+    const ModuleManifest* module(std::string_view name) const;
+    const ConnectionManifest* connection(std::string_view name) const;
+};
+
+Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& root);
+Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& root);
+
+// Reads every *.json in each folder, sorted by name. A bad file adds one problem and is
+// skipped; the rest load. Two manifests declaring the same name: the later is refused.
+ManifestSet load_manifests(const std::vector<std::string>& folders);
+
+Result<Schedule> parse_schedule(const json::value& value);
+// "15m", "4h", "30s", "1d" -> seconds.
+std::optional<int64_t> parse_duration(std::string_view text);
+
+// Resolves references to their values: {name: value}. Messages name the reference, never
+// a value.
+Result<json::object> resolve_credentials(const std::vector<CredentialRef>& refs);
+
+}  // namespace crmsync

@@ -1,0 +1,455 @@
+#include "pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "digest.h"
+#include "process.h"
+
+namespace crmsync {
+namespace {
+
+constexpr size_t kBatch = 200;
+constexpr int64_t kErrorRetentionMs = 365LL * 24 * 3600 * 1000;
+
+std::string op_text(const json::object& op, std::string_view field) {
+    auto v = find_string(op, field);
+    return v ? *v : "";
+}
+
+// Checks what the plugin emitted is an operation the host can act on.
+std::optional<std::string> operation_problem(const json::object& op) {
+    auto object = find_string(op, "object");
+    if (!object || object->empty()) return "operation has no \"object\"";
+    auto key = find_string(op, "key");
+    if (!key || key->empty()) return "operation has no \"key\" (every operation needs a deterministic key)";
+    if (key->size() > 255) return "operation \"key\" is longer than 255 characters";
+    auto action = find_string(op, "action");
+    if (!action || (*action != "upsert" && *action != "update"))
+        return "operation \"action\" must be \"upsert\" or \"update\"";
+    if (!find_object(op, "fields")) return "operation has no \"fields\" object";
+    return std::nullopt;
+}
+
+}  // namespace
+
+Pipeline::Pipeline(StateStore& store, ModuleBinding binding, const Clock& clock, const std::atomic<bool>& cancel,
+                   const Diagnostics& diagnostics)
+    : store_(store), b_(binding), clock_(clock), cancel_(cancel), diagnostics_(diagnostics) {}
+
+void Pipeline::log(Level level, std::string message) {
+    // The run log is where these lines live; stderr gets them only when debugging.
+    diagnostics_.debug(b_.module.name + ": " + message);
+    log_.push_back({clock_.now_ms(), std::string(level_name(level)), std::move(message)});
+}
+
+bool Pipeline::backoff(int attempt) {
+    const auto& retry = b_.module.retry;
+    int64_t delay = std::min<int64_t>(retry.cap_ms, retry.base_ms << std::min(attempt, 20));
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
+    while (std::chrono::steady_clock::now() < until) {
+        if (cancel_.load()) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(delay, 50)));
+    }
+    return true;
+}
+
+bool Pipeline::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& refs, std::string& why) {
+    auto credentials = resolve_credentials(refs);
+    if (!credentials) {
+        why = credentials.status().message();
+        return false;
+    }
+    plugin.services().secrets = *credentials;
+    auto outcome = plugin.authenticate(*credentials);
+    if (!outcome.ok()) why = plugin.plugin().id() + " refused to authenticate: " + outcome.message;
+    return outcome.ok();
+}
+
+Outcome Pipeline::with_retry(PluginInstance& plugin, const std::vector<CredentialRef>& refs,
+                             const std::function<Outcome()>& attempt, RunCounts& counts) {
+    bool reauthenticated = false;
+    for (int tries = 1;; ++tries) {
+        Outcome outcome = attempt();
+        if (outcome.status == CRMSYNC_STATUS_AUTH_FAILED && !reauthenticated) {
+            reauthenticated = true;
+            std::string why;
+            log(Level::info, plugin.plugin().id() + ": session refused, authenticating again");
+            if (!authenticate(plugin, refs, why)) return {CRMSYNC_STATUS_AUTH_FAILED, why};
+            continue;
+        }
+        if (outcome.status != CRMSYNC_STATUS_RETRY) return outcome;
+        if (tries >= b_.module.retry.max_attempts) {
+            outcome.message += " (gave up after " + std::to_string(tries) + " attempts)";
+            return outcome;
+        }
+        ++counts.retries;
+        log(Level::warn, plugin.plugin().id() + ": " + outcome.message + "; retrying (attempt " +
+                             std::to_string(tries + 1) + ")");
+        if (!backoff(tries - 1)) return {CRMSYNC_STATUS_CANCELLED, "stopped while waiting to retry"};
+    }
+}
+
+RunReport Pipeline::run(const RunOptions& options) {
+    RunReport report;
+    const std::string& module = b_.module.name;
+    const int64_t started = clock_.now_ms();
+    std::string holder = options.lease_holder.empty() ? "crmsync" : options.lease_holder;
+
+    auto lease = store_.acquire_lease(module, holder, started, options.lease_ttl_ms);
+    if (lease && !*lease) {
+        // A holder on this machine that no longer exists was killed: its lease is ours now.
+        if (auto held = store_.lease(module); held && !holder_may_be_alive(held->holder)) {
+            lease = store_.take_over_lease(module, held->holder, holder, started, options.lease_ttl_ms);
+            if (lease && *lease) log(Level::warn, "took over the lease of " + held->holder + ", which is no longer running");
+        }
+    }
+    if (!lease || !*lease) {
+        auto held = store_.lease(module);
+        report.status = "busy";
+        report.message = "module " + module + " is already running" +
+                         (held ? " (lease held by " + held->holder + " until " + iso8601_utc(held->expires_ms) + ")"
+                               : "");
+        return report;
+    }
+    // A run that was going when its process died leaves "running" behind: say what it was.
+    store_.mark_interrupted(module, started);
+    int64_t purged = store_.purge_errors(started - kErrorRetentionMs);
+
+    auto run_id = store_.start_run(module, options.dry_run ? "dry-run" : options.trigger, started);
+    report.run_id = run_id.value();
+    if (purged > 0) log(Level::info, "removed " + std::to_string(purged) + " error-log entries older than 365 days");
+
+    auto usage_sink = [this](int64_t used, int64_t limit) {
+        if (budget_.first_used < 0) budget_.first_used = used - 1;  // the reporting call counts
+        budget_.last_used = used;
+        budget_.limit = limit;
+    };
+    auto log_sink = [this](Level level, std::string_view message) { log(level, std::string(message)); };
+    for (PluginInstance* p : {&b_.source, &b_.crm}) {
+        p->services().api_usage = usage_sink;
+        p->services().log = log_sink;
+        p->services().cancel = &cancel_;
+        p->services().clock = &clock_;
+    }
+
+    RunCounts total;
+    auto finish = [&](std::string status, std::string message) {
+        total.api_calls = (budget_.first_used >= 0 ? budget_.last_used - budget_.first_used : 0) +
+                          b_.source.services().http->calls();
+        report.status = std::move(status);
+        report.message = std::move(message);
+        report.counts = total;
+        report.duration_ms = clock_.now_ms() - started;
+        log(report.status == "failed" ? Level::error : Level::info,
+            "run " + report.status + (report.message.empty() ? "" : ": " + report.message));
+        BatchCommit last;
+        last.run_id = report.run_id;
+        last.module = module;
+        last.counts.api_calls = total.api_calls;
+        store_.commit_batch(last);
+        store_.finish_run(report.run_id, report.status, report.message, clock_.now_ms(), log_);
+        log_.clear();
+        store_.release_lease(module, holder);
+        return report;
+    };
+
+    std::string why;
+    log(Level::info, std::string(options.dry_run ? "dry run" : "run") + " started (" + options.trigger + ")");
+    if (!authenticate(b_.source, b_.module.credentials, why) || !authenticate(b_.crm, b_.connection.credentials, why)) {
+        report.unreachable = true;
+        return finish("failed", why);
+    }
+
+    std::optional<std::string> cursor_text = options.full ? std::nullopt : store_.cursor(module);
+    json::value cursor = nullptr;
+    if (cursor_text) {
+        auto parsed = parse_json(*cursor_text);
+        if (parsed) cursor = parsed.value();
+    }
+    const bool writes_back = b_.source.can(CRMSYNC_CAP_WRITE);
+    std::string stop_status, stop_message;
+
+    for (bool more = true; more;) {
+        if (cancel_.load()) {
+            stop_status = "stopped";
+            stop_message = "interrupted; everything before this point is saved";
+            break;
+        }
+        int64_t page = kBatch;
+        if (options.limit) page = std::min<int64_t>(page, *options.limit - total.fetched);
+        if (page <= 0) break;
+
+        // ---- fetch one page
+        struct Fetched {
+            std::string id;
+            json::value record;
+        };
+        std::vector<Fetched> records;
+        std::optional<json::value> checkpoint;
+        bool page_more = false;
+        bool overflowed = false;
+        BatchCommit batch;
+        batch.run_id = report.run_id;
+        batch.module = module;
+        json::object request{{"type", "records"}, {"cursor", cursor}, {"full", options.full}, {"limit", page}};
+        auto fetched = with_retry(
+            b_.source, b_.module.credentials,
+            [&] {
+                records.clear();
+                checkpoint.reset();
+                return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
+                    auto* o = item.if_object();
+                    auto type = o ? find_string(*o, "type") : std::nullopt;
+                    if (type == "record") {
+                        auto id = find_string(*o, "id");
+                        auto* rec = o->if_contains("record");
+                        if (!id || !rec || !rec->is_object()) {
+                            log(Level::error, "source emitted a record item without \"id\" or \"record\"");
+                            return CRMSYNC_STATUS_ERROR;
+                        }
+                        if (static_cast<int64_t>(records.size()) >= page) {
+                            overflowed = true;
+                            return CRMSYNC_STATUS_CANCELLED;
+                        }
+                        records.push_back({*id, std::move(*rec)});
+                        return CRMSYNC_STATUS_OK;
+                    }
+                    if (type == "checkpoint") {
+                        checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
+                        page_more = find_bool(*o, "more").value_or(false);
+                        return CRMSYNC_STATUS_OK;
+                    }
+                    log(Level::error, "source emitted an item of unknown type during a records fetch");
+                    return CRMSYNC_STATUS_ERROR;
+                });
+            },
+            total);
+        if (fetched.status == CRMSYNC_STATUS_CANCELLED) {
+            stop_status = "stopped";
+            stop_message = "interrupted; everything before this point is saved";
+            break;
+        }
+        if (!fetched.ok()) {
+            report.unreachable = fetched.status != CRMSYNC_STATUS_ERROR;
+            if (fetched.status == CRMSYNC_STATUS_RATE_LIMITED) {
+                stop_status = "stopped";
+                stop_message = "the source's rate limit was reached: " + fetched.message + " (the next run resumes here)";
+                report.unreachable = false;
+                break;
+            }
+            return finish("failed", "fetch failed: " + fetched.message);
+        }
+        if (overflowed)
+            // Its checkpoint would skip records we never took: trust nothing from this page.
+            return finish("failed", "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(page) +
+                                        " records asked for (a plugin bug); nothing from that page was saved");
+        more = checkpoint && page_more && !records.empty();
+        batch.counts.fetched = static_cast<int64_t>(records.size());
+
+        // ---- map
+        std::vector<PendingOperation> ops;
+        for (const auto& r : records) {
+            std::vector<json::value> mapped;
+            auto outcome = b_.source.map(r.record, mapped);
+            if (!outcome.ok()) {
+                ++batch.counts.failed;
+                batch.errors.push_back({0, 0, module, clock_.now_ms(), r.id, "", "", "MAPPING_FAILED", outcome.message,
+                                        {}, json::serialize(r.record)});
+                continue;
+            }
+            if (mapped.empty()) ++batch.counts.ignored;
+            for (auto& m : mapped) {
+                PendingOperation p;
+                p.op = std::move(m.as_object());
+                p.source_id = find_string(p.op, "source_id").value_or(r.id);
+                if (auto problem = operation_problem(p.op)) {
+                    p.error_code = "INVALID_OPERATION";
+                    p.error_message = *problem + " (a bug in plugin " + b_.source.plugin().id() + ")";
+                }
+                ops.push_back(std::move(p));
+            }
+        }
+
+        // ---- services, then skip what did not change since it was last written
+        if (services_) services_(ops, batch.counts, batch.log);
+        std::vector<std::string> keys;
+        for (auto& p : ops) {
+            if (p.error_code) continue;
+            p.hash = sha256_hex(canonical_json(p.op));
+            keys.push_back(op_text(p.op, "key"));
+        }
+        auto links = store_.links(module, keys);
+        std::vector<PendingOperation*> to_write;
+        for (auto& p : ops) {
+            if (p.error_code) continue;
+            auto link = links.find(op_text(p.op, "key"));
+            p.known = link != links.end();
+            if (p.known && link->second.content_hash == p.hash) {
+                ++batch.counts.unchanged;
+                if (options.dry_run)
+                    report.dry_run.push_back("unchanged " + op_text(p.op, "object") + " " + link->second.crm_id +
+                                             " (key " + op_text(p.op, "key") + ", source " + p.source_id +
+                                             "): same content as last written");
+                continue;
+            }
+            to_write.push_back(&p);
+        }
+
+        // ---- write to the CRM, <= 200 per call
+        std::vector<json::object> writebacks;
+        bool stop_after_commit = false;
+        for (size_t start = 0; start < to_write.size() && !options.dry_run; start += kBatch) {
+            std::vector<PendingOperation*> chunk(to_write.begin() + static_cast<long>(start),
+                                                 to_write.begin() + static_cast<long>(std::min(to_write.size(), start + kBatch)));
+            for (int attempt = 0; !chunk.empty(); ++attempt) {
+                json::array operations;
+                for (auto* p : chunk) operations.push_back(p->op);
+                json::object write_batch{{"external_id_field", b_.connection.external_id_field},
+                                         {"operations", std::move(operations)}};
+                std::vector<json::value> results;
+                auto outcome = with_retry(
+                    b_.crm, b_.connection.credentials,
+                    [&] {
+                        results.clear();
+                        return b_.crm.write(write_batch, results);
+                    },
+                    batch.counts);
+                if (!outcome.ok()) {
+                    for (auto* p : chunk) {
+                        p->error_code = outcome.status == CRMSYNC_STATUS_RATE_LIMITED ? "REQUEST_LIMIT_EXCEEDED"
+                                                                                       : "WRITE_FAILED";
+                        p->error_message = outcome.message;
+                    }
+                    if (outcome.status == CRMSYNC_STATUS_RATE_LIMITED || outcome.status == CRMSYNC_STATUS_CANCELLED ||
+                        outcome.status == CRMSYNC_STATUS_AUTH_FAILED || outcome.status == CRMSYNC_STATUS_RETRY) {
+                        // Not the records' fault: keep the cursor where it was so the next run redoes them.
+                        stop_status = outcome.status == CRMSYNC_STATUS_RATE_LIMITED ? "stopped" : "failed";
+                        stop_message = "CRM write stopped: " + outcome.message + " (the next run resumes before this batch)";
+                        report.unreachable = outcome.status != CRMSYNC_STATUS_RATE_LIMITED &&
+                                             outcome.status != CRMSYNC_STATUS_CANCELLED;
+                        stop_after_commit = true;
+                        more = false;
+                        for (auto* p : chunk) p->error_code.reset();
+                    }
+                    break;
+                }
+                std::vector<PendingOperation*> again;
+                for (size_t i = 0; i < chunk.size(); ++i) {
+                    auto* p = chunk[i];
+                    const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
+                    if (!r) {
+                        p->error_code = "NO_RESULT";
+                        p->error_message = "the CRM plugin returned no result for this operation";
+                        continue;
+                    }
+                    if (find_bool(*r, "success").value_or(false)) {
+                        bool created = find_bool(*r, "created").value_or(!p->known);
+                        ++(created ? batch.counts.created : batch.counts.updated);
+                        LinkRow link{op_text(p->op, "key"), p->source_id, op_text(p->op, "object"),
+                                     find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
+                        if (writes_back && find_bool(p->op, "writeback").value_or(false))
+                            writebacks.push_back({{"action", "writeback"}, {"key", link.key},
+                                                  {"source_id", link.source_id}, {"object", link.object},
+                                                  {"id", link.crm_id}});
+                        batch.links.push_back(std::move(link));
+                        continue;
+                    }
+                    std::string code = "UNKNOWN", message;
+                    std::vector<std::string> fields;
+                    if (auto* errors = find_array(*r, "errors"); errors && !errors->empty() && errors->at(0).is_object()) {
+                        const auto& e = errors->at(0).get_object();
+                        code = find_string(e, "code").value_or("UNKNOWN");
+                        message = find_string(e, "message").value_or("");
+                        if (auto* fs = find_array(e, "fields"))
+                            for (const auto& f : *fs)
+                                if (f.is_string()) fields.emplace_back(f.get_string());
+                    }
+                    p->error_code = code;
+                    p->error_message = message;
+                    p->error_fields = fields;
+                    if (find_bool(*r, "retryable").value_or(false)) again.push_back(p);
+                }
+                if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
+                batch.counts.retries += static_cast<int64_t>(again.size());
+                log(Level::warn, std::to_string(again.size()) + " operation(s) hit a transient error (" +
+                                     *again.front()->error_code + "); retrying them");
+                for (auto* p : again) p->error_code.reset();
+                chunk = std::move(again);
+                if (!backoff(attempt)) break;
+            }
+            if (stop_after_commit) break;
+        }
+        if (options.dry_run)
+            for (auto* p : to_write)
+                report.dry_run.push_back(std::string(p->known ? "update " : "create ") + op_text(p->op, "object") +
+                                         " (key " + op_text(p->op, "key") + ", source " + p->source_id + ")");
+
+        // ---- write-back to the source, if it writes
+        for (size_t start = 0; start < writebacks.size(); start += kBatch) {
+            json::array items;
+            for (size_t i = start; i < std::min(writebacks.size(), start + kBatch); ++i) items.push_back(writebacks[i]);
+            size_t count = items.size();
+            std::vector<json::value> results;
+            json::object wb{{"operations", std::move(items)}};
+            auto outcome = with_retry(
+                b_.source, b_.module.credentials, [&] { results.clear(); return b_.source.write(wb, results); },
+                batch.counts);
+            for (size_t i = 0; i < count; ++i) {
+                const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
+                if (outcome.ok() && r && find_bool(*r, "success").value_or(false)) continue;
+                const auto& item = writebacks[start + i];
+                std::string message = !outcome.ok() ? outcome.message : "the source refused the write-back";
+                log(Level::warn, "write-back of " + op_text(item, "id") + " to source " + op_text(item, "source_id") +
+                                     " failed: " + message);
+            }
+        }
+
+        // ---- record failures and commit the batch
+        for (auto& p : ops) {
+            if (!p.error_code) continue;
+            ++batch.counts.failed;
+            if (options.dry_run) {
+                report.dry_run.push_back("fail " + op_text(p.op, "object") + " (key " + op_text(p.op, "key") +
+                                         ", source " + p.source_id + "): " + *p.error_code + " " + p.error_message);
+                continue;
+            }
+            batch.errors.push_back({0, 0, module, clock_.now_ms(), p.source_id, op_text(p.op, "key"),
+                                    op_text(p.op, "object"), *p.error_code, p.error_message, p.error_fields,
+                                    json::serialize(p.op)});
+        }
+        if (!batch.errors.empty())
+            log(Level::warn, std::to_string(batch.errors.size()) + " record(s) failed in this batch; see `crmsync errors " +
+                                 module + "`");
+        if (options.dry_run) {
+            batch.errors.clear();
+            batch.links.clear();
+        } else if (checkpoint && !stop_after_commit) {
+            batch.cursor = json::serialize(*checkpoint);
+            cursor = *checkpoint;
+        }
+        batch.log = std::move(log_);
+        log_.clear();
+        auto committed = store_.commit_batch(batch);
+        if (!committed) return finish("failed", committed.message());
+        total.add(batch.counts);
+        store_.acquire_lease(module, holder, clock_.now_ms(), options.lease_ttl_ms);
+        if (options.progress) options.progress(total);
+        if (stop_after_commit) break;
+
+        if (budget_.limit > 0 && budget_.limit - budget_.last_used < b_.module.api_reserve * budget_.limit) {
+            stop_status = "stopped";
+            stop_message = "the CRM's daily API budget is down to " + std::to_string(budget_.limit - budget_.last_used) +
+                           " of " + std::to_string(budget_.limit) + " calls, under the module's reserve; the next run resumes here";
+            break;
+        }
+        if (options.dry_run && checkpoint) cursor = *checkpoint;
+    }
+
+    if (!stop_status.empty()) return finish(stop_status, stop_message);
+    return finish(total.failed > 0 ? "partial" : "succeeded",
+                  total.failed > 0 ? std::to_string(total.failed) + " record(s) failed" : "");
+}
+
+}  // namespace crmsync

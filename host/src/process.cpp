@@ -1,0 +1,29 @@
+#include "process.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+
+namespace crmsync {
+namespace {
+std::string hostname() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) return "localhost";
+    return host;
+}
+}  // namespace
+
+std::string this_process_holder() { return hostname() + ":" + std::to_string(getpid()); }
+
+bool holder_may_be_alive(const std::string& holder) {
+    auto colon = holder.rfind(':');
+    if (colon == std::string::npos || holder.substr(0, colon) != hostname()) return true;
+    long pid = 0;
+    auto [end, ec] = std::from_chars(holder.data() + colon + 1, holder.data() + holder.size(), pid);
+    if (ec != std::errc() || end != holder.data() + holder.size() || pid <= 0) return true;
+    return kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+}
+
+}  // namespace crmsync

@@ -1,0 +1,144 @@
+#pragma once
+// The state store: everything crmsync remembers between runs — runs and their logs, the
+// error log (365 days), links (source key -> CRM record + content hash), cursors, the
+// webhook inbox and module leases. StateStore is the one interface the rest of the host
+// uses, so a shared server database can take SQLite's place. SqliteStore keeps it in one
+// WAL-mode file; one instance per thread (SQLite connections are not shared).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "status.h"
+
+namespace crmsync {
+
+struct RunCounts {
+    int64_t fetched = 0;    // source records read
+    int64_t created = 0;    // CRM records created
+    int64_t updated = 0;    // CRM records updated
+    int64_t unchanged = 0;  // same content as last written: no API call spent
+    int64_t ignored = 0;    // records the plugin mapped to nothing
+    int64_t failed = 0;     // operations that ended in the error log
+    int64_t no_match = 0;   // update-by-key found no record
+    int64_t api_calls = 0;  // CRM and source API calls made
+    int64_t retries = 0;
+    json::object extra;     // service counters (fallbacks taken, ...)
+    void add(const RunCounts& other);
+    json::object to_json() const;
+    static RunCounts from_json(const json::object& o);
+};
+
+struct RunRow {
+    int64_t id = 0;
+    std::string module;
+    std::string trigger;     // manual, schedule, webhook
+    int64_t started_ms = 0;  // UTC
+    int64_t finished_ms = 0; // 0 while running
+    std::string status;      // running, succeeded, partial, failed, stopped, interrupted
+    std::string message;
+    RunCounts counts;
+};
+
+struct LogLine {
+    int64_t at_ms = 0;
+    std::string level;
+    std::string message;
+};
+
+struct ErrorRow {
+    int64_t id = 0;
+    int64_t run_id = 0;
+    std::string module;
+    int64_t at_ms = 0;
+    std::string entity_id;  // the source record's id
+    std::string key;        // the operation key
+    std::string object;     // CRM object
+    std::string code;       // exception type: the CRM's status code or ours
+    std::string message;
+    std::vector<std::string> fields;
+    std::string payload;    // the operation as JSON
+};
+
+struct LinkRow {
+    std::string key;
+    std::string source_id;
+    std::string object;
+    std::string crm_id;
+    std::string content_hash;
+    int64_t updated_ms = 0;
+};
+
+struct LeaseRow {
+    std::string module;
+    std::string holder;
+    int64_t expires_ms = 0;
+};
+
+struct InboxRow {
+    int64_t id = 0;
+    std::string module;
+    int64_t received_ms = 0;
+    std::string body;
+};
+
+// Everything one batch changes, committed in one transaction.
+struct BatchCommit {
+    int64_t run_id = 0;
+    std::string module;
+    std::vector<LinkRow> links;
+    std::vector<ErrorRow> errors;
+    std::vector<LogLine> log;
+    RunCounts counts;                  // added to the run's counters
+    std::optional<std::string> cursor; // saved only with the results before it
+    std::vector<int64_t> inbox_done;   // webhook events this batch consumed
+};
+
+class StateStore {
+public:
+    virtual ~StateStore() = default;
+
+    virtual Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) = 0;
+    virtual Status finish_run(int64_t run_id, const std::string& status, const std::string& message,
+                              int64_t now_ms, const std::vector<LogLine>& log) = 0;
+    virtual Status commit_batch(const BatchCommit& batch) = 0;
+    // Runs left "running" by a process that died become "interrupted".
+    virtual Status mark_interrupted(const std::string& module, int64_t now_ms) = 0;
+
+    virtual std::optional<RunRow> run(int64_t run_id) = 0;
+    virtual std::optional<RunRow> last_run(const std::string& module) = 0;
+    virtual std::vector<RunRow> runs(const std::optional<std::string>& module, int limit) = 0;
+    virtual std::vector<LogLine> run_log(int64_t run_id) = 0;
+    virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) = 0;
+    virtual int64_t purge_errors(int64_t older_than_ms) = 0;
+
+    virtual std::map<std::string, LinkRow> links(const std::string& module, const std::vector<std::string>& keys) = 0;
+    virtual std::vector<LinkRow> all_links(const std::string& module, int limit) = 0;
+
+    virtual std::optional<std::string> cursor(const std::string& module) = 0;
+    virtual Status set_cursor(const std::string& module, const std::optional<std::string>& cursor) = 0;
+
+    // Takes the module's lease when it is free, expired, or already ours.
+    virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
+                                       int64_t ttl_ms) = 0;
+    // Takes the lease from `previous` (known dead) for `holder`; false if it changed hands.
+    virtual Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
+                                         int64_t now_ms, int64_t ttl_ms) = 0;
+    virtual Status release_lease(const std::string& module, const std::string& holder) = 0;
+    virtual std::optional<LeaseRow> lease(const std::string& module) = 0;
+
+    virtual Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) = 0;
+    virtual std::vector<InboxRow> inbox_pending(const std::string& module, int limit) = 0;
+    virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
+};
+
+// Opens (creating and migrating) the SQLite store at path.
+Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::string& path);
+
+// The schema version this build migrates to.
+int store_schema_version();
+
+}  // namespace crmsync

@@ -1,0 +1,497 @@
+// SqliteStore: the StateStore in one SQLite file, WAL mode, through SQLiteCpp.
+// Schema changes are numbered migrations applied in order; PRAGMA user_version records
+// how far a file has come, so an old file opens under a new build.
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <filesystem>
+
+#include "store.h"
+
+namespace crmsync {
+namespace {
+
+const char* const kMigrations[] = {
+    // 1: the initial schema.
+    R"sql(
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        module TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        counts TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_module ON runs(module, id);
+    CREATE TABLE run_logs (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE errors (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL,
+        module TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        entity_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        object TEXT NOT NULL,
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX errors_module_time ON errors(module, at_ms);
+    CREATE INDEX errors_time ON errors(at_ms);
+    CREATE TABLE links (
+        module TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        crm_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (module, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE cursors (
+        module TEXT PRIMARY KEY,
+        cursor TEXT,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        module TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX inbox_pending ON inbox(module, done, id);
+    CREATE TABLE leases (
+        module TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    )sql",
+};
+
+class SqliteStore final : public StateStore {
+public:
+    explicit SqliteStore(const std::string& path)
+        : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
+        db_.setBusyTimeout(10'000);
+        db_.exec("PRAGMA journal_mode=WAL");
+        // FULL: a commit is on disk when it returns (the webhook inbox answers 202 on it).
+        db_.exec("PRAGMA synchronous=FULL");
+        db_.exec("PRAGMA foreign_keys=ON");
+    }
+
+    Status migrate() {
+        int version = db_.execAndGet("PRAGMA user_version").getInt();
+        int target = store_schema_version();
+        if (version > target)
+            return Status::io("state store schema " + std::to_string(version) + " is newer than this crmsync (" +
+                              std::to_string(target) + "); upgrade crmsync");
+        for (int v = version; v < target; ++v) {
+            SQLite::Transaction tx(db_);
+            db_.exec(kMigrations[v]);
+            db_.exec("PRAGMA user_version=" + std::to_string(v + 1));
+            tx.commit();
+        }
+        return Status::ok();
+    }
+
+    Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) override {
+        SQLite::Statement q(db_, "INSERT INTO runs(module, trigger, started_ms, status) VALUES (?, ?, ?, 'running')");
+        q.bind(1, module);
+        q.bind(2, trigger);
+        q.bind(3, static_cast<int64_t>(now_ms));
+        q.exec();
+        return static_cast<int64_t>(db_.getLastInsertRowid());
+    }
+
+    Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
+                      const std::vector<LogLine>& log) override {
+        SQLite::Transaction tx(db_);
+        append_log(run_id, log);
+        SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
+        q.bind(1, status);
+        q.bind(2, message);
+        q.bind(3, static_cast<int64_t>(now_ms));
+        q.bind(4, static_cast<int64_t>(run_id));
+        q.exec();
+        tx.commit();
+        return Status::ok();
+    }
+
+    Status commit_batch(const BatchCommit& batch) override {
+        SQLite::Transaction tx(db_);
+        SQLite::Statement link(db_,
+                               "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "
+                               "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
+                               "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
+        for (const auto& l : batch.links) {
+            link.bind(1, batch.module);
+            link.bind(2, l.key);
+            link.bind(3, l.source_id);
+            link.bind(4, l.object);
+            link.bind(5, l.crm_id);
+            link.bind(6, l.content_hash);
+            link.bind(7, static_cast<int64_t>(l.updated_ms));
+            link.exec();
+            link.reset();
+        }
+        SQLite::Statement error(db_,
+                                "INSERT INTO errors(run_id, module, at_ms, entity_id, key, object, code, message, "
+                                "fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        for (const auto& e : batch.errors) {
+            json::array fields;
+            for (const auto& f : e.fields) fields.emplace_back(f);
+            error.bind(1, static_cast<int64_t>(batch.run_id));
+            error.bind(2, batch.module);
+            error.bind(3, static_cast<int64_t>(e.at_ms));
+            error.bind(4, e.entity_id);
+            error.bind(5, e.key);
+            error.bind(6, e.object);
+            error.bind(7, e.code);
+            error.bind(8, e.message);
+            error.bind(9, json::serialize(fields));
+            error.bind(10, e.payload);
+            error.exec();
+            error.reset();
+        }
+        append_log(batch.run_id, batch.log);
+        {
+            SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
+            read.bind(1, static_cast<int64_t>(batch.run_id));
+            RunCounts counts;
+            if (read.executeStep()) {
+                auto parsed = parse_json(read.getColumn(0).getString());
+                if (parsed && parsed->is_object()) counts = RunCounts::from_json(parsed->get_object());
+            }
+            counts.add(batch.counts);
+            SQLite::Statement write(db_, "UPDATE runs SET counts = ? WHERE id = ?");
+            write.bind(1, json::serialize(counts.to_json()));
+            write.bind(2, static_cast<int64_t>(batch.run_id));
+            write.exec();
+        }
+        if (batch.cursor) set_cursor_in_tx(batch.module, batch.cursor);
+        if (!batch.inbox_done.empty()) {
+            SQLite::Statement done(db_, "UPDATE inbox SET done = 1 WHERE id = ?");
+            for (auto id : batch.inbox_done) {
+                done.bind(1, static_cast<int64_t>(id));
+                done.exec();
+                done.reset();
+            }
+        }
+        tx.commit();
+        return Status::ok();
+    }
+
+    Status mark_interrupted(const std::string& module, int64_t now_ms) override {
+        SQLite::Statement q(db_,
+                            "UPDATE runs SET status = 'interrupted', finished_ms = ?, "
+                            "message = 'the process running it stopped before it finished' "
+                            "WHERE module = ? AND status = 'running'");
+        q.bind(1, static_cast<int64_t>(now_ms));
+        q.bind(2, module);
+        q.exec();
+        return Status::ok();
+    }
+
+    std::optional<RunRow> run(int64_t run_id) override {
+        SQLite::Statement q(db_, std::string(kRunColumns) + " WHERE id = ?");
+        q.bind(1, static_cast<int64_t>(run_id));
+        if (!q.executeStep()) return std::nullopt;
+        return read_run(q);
+    }
+
+    std::optional<RunRow> last_run(const std::string& module) override {
+        SQLite::Statement q(db_, std::string(kRunColumns) + " WHERE module = ? ORDER BY id DESC LIMIT 1");
+        q.bind(1, module);
+        if (!q.executeStep()) return std::nullopt;
+        return read_run(q);
+    }
+
+    std::vector<RunRow> runs(const std::optional<std::string>& module, int limit) override {
+        std::string sql = std::string(kRunColumns) + (module ? " WHERE module = ?" : "") + " ORDER BY id DESC LIMIT ?";
+        SQLite::Statement q(db_, sql);
+        int i = 1;
+        if (module) q.bind(i++, *module);
+        q.bind(i, limit);
+        std::vector<RunRow> out;
+        while (q.executeStep()) out.push_back(read_run(q));
+        std::reverse(out.begin(), out.end());
+        return out;
+    }
+
+    std::vector<LogLine> run_log(int64_t run_id) override {
+        SQLite::Statement q(db_, "SELECT at_ms, level, message FROM run_logs WHERE run_id = ? ORDER BY seq");
+        q.bind(1, static_cast<int64_t>(run_id));
+        std::vector<LogLine> out;
+        while (q.executeStep())
+            out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getString()});
+        return out;
+    }
+
+    std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) override {
+        std::string sql =
+            "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload FROM errors "
+            "WHERE at_ms >= ?";
+        if (module) sql += " AND module = ?";
+        sql += " ORDER BY id";
+        SQLite::Statement q(db_, sql);
+        q.bind(1, static_cast<int64_t>(since_ms));
+        if (module) q.bind(2, *module);
+        std::vector<ErrorRow> out;
+        while (q.executeStep()) {
+            ErrorRow e;
+            e.id = q.getColumn(0).getInt64();
+            e.run_id = q.getColumn(1).getInt64();
+            e.module = q.getColumn(2).getString();
+            e.at_ms = q.getColumn(3).getInt64();
+            e.entity_id = q.getColumn(4).getString();
+            e.key = q.getColumn(5).getString();
+            e.object = q.getColumn(6).getString();
+            e.code = q.getColumn(7).getString();
+            e.message = q.getColumn(8).getString();
+            auto fields = parse_json(q.getColumn(9).getString());
+            if (fields && fields->is_array())
+                for (const auto& f : fields->get_array())
+                    if (f.is_string()) e.fields.emplace_back(f.get_string());
+            e.payload = q.getColumn(10).getString();
+            out.push_back(std::move(e));
+        }
+        return out;
+    }
+
+    int64_t purge_errors(int64_t older_than_ms) override {
+        SQLite::Statement q(db_, "DELETE FROM errors WHERE at_ms < ?");
+        q.bind(1, static_cast<int64_t>(older_than_ms));
+        return q.exec();
+    }
+
+    std::map<std::string, LinkRow> links(const std::string& module, const std::vector<std::string>& keys) override {
+        std::map<std::string, LinkRow> out;
+        SQLite::Statement q(db_,
+                            "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
+                            "WHERE module = ? AND key = ?");
+        for (const auto& key : keys) {
+            q.bind(1, module);
+            q.bind(2, key);
+            if (q.executeStep()) out.emplace(key, read_link(q));
+            q.reset();
+        }
+        return out;
+    }
+
+    std::vector<LinkRow> all_links(const std::string& module, int limit) override {
+        SQLite::Statement q(db_,
+                            "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
+                            "WHERE module = ? ORDER BY updated_ms DESC, key LIMIT ?");
+        q.bind(1, module);
+        q.bind(2, limit);
+        std::vector<LinkRow> out;
+        while (q.executeStep()) out.push_back(read_link(q));
+        return out;
+    }
+
+    std::optional<std::string> cursor(const std::string& module) override {
+        SQLite::Statement q(db_, "SELECT cursor FROM cursors WHERE module = ?");
+        q.bind(1, module);
+        if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
+        return q.getColumn(0).getString();
+    }
+
+    Status set_cursor(const std::string& module, const std::optional<std::string>& cursor) override {
+        set_cursor_in_tx(module, cursor);
+        return Status::ok();
+    }
+
+    Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
+                               int64_t ttl_ms) override {
+        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+        SQLite::Statement q(db_,
+                            "INSERT INTO leases(module, holder, expires_ms) VALUES (?, ?, ?) "
+                            "ON CONFLICT(module) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms "
+                            "WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?");
+        q.bind(1, module);
+        q.bind(2, holder);
+        q.bind(3, static_cast<int64_t>(now_ms + ttl_ms));
+        q.bind(4, static_cast<int64_t>(now_ms));
+        int changed = q.exec();
+        tx.commit();
+        return changed > 0;
+    }
+
+    Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
+                                 int64_t now_ms, int64_t ttl_ms) override {
+        SQLite::Statement q(db_, "UPDATE leases SET holder = ?, expires_ms = ? WHERE module = ? AND holder = ?");
+        q.bind(1, holder);
+        q.bind(2, static_cast<int64_t>(now_ms + ttl_ms));
+        q.bind(3, module);
+        q.bind(4, previous);
+        return q.exec() > 0;
+    }
+
+    Status release_lease(const std::string& module, const std::string& holder) override {
+        SQLite::Statement q(db_, "DELETE FROM leases WHERE module = ? AND holder = ?");
+        q.bind(1, module);
+        q.bind(2, holder);
+        q.exec();
+        return Status::ok();
+    }
+
+    std::optional<LeaseRow> lease(const std::string& module) override {
+        SQLite::Statement q(db_, "SELECT module, holder, expires_ms FROM leases WHERE module = ?");
+        q.bind(1, module);
+        if (!q.executeStep()) return std::nullopt;
+        return LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()};
+    }
+
+    Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) override {
+        SQLite::Statement q(db_, "INSERT INTO inbox(module, received_ms, body) VALUES (?, ?, ?)");
+        q.bind(1, module);
+        q.bind(2, static_cast<int64_t>(now_ms));
+        q.bind(3, body);
+        q.exec();
+        return static_cast<int64_t>(db_.getLastInsertRowid());
+    }
+
+    std::vector<InboxRow> inbox_pending(const std::string& module, int limit) override {
+        SQLite::Statement q(db_,
+                            "SELECT id, module, received_ms, body FROM inbox WHERE module = ? AND done = 0 "
+                            "ORDER BY id LIMIT ?");
+        q.bind(1, module);
+        q.bind(2, limit);
+        std::vector<InboxRow> out;
+        while (q.executeStep())
+            out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getInt64(),
+                           q.getColumn(3).getString()});
+        return out;
+    }
+
+    int64_t inbox_depth(const std::optional<std::string>& module) override {
+        SQLite::Statement q(db_, module ? "SELECT COUNT(*) FROM inbox WHERE done = 0 AND module = ?"
+                                        : "SELECT COUNT(*) FROM inbox WHERE done = 0");
+        if (module) q.bind(1, *module);
+        q.executeStep();
+        return q.getColumn(0).getInt64();
+    }
+
+private:
+    static constexpr const char* kRunColumns =
+        "SELECT id, module, trigger, started_ms, finished_ms, status, message, counts FROM runs";
+
+    static RunRow read_run(SQLite::Statement& q) {
+        RunRow r;
+        r.id = q.getColumn(0).getInt64();
+        r.module = q.getColumn(1).getString();
+        r.trigger = q.getColumn(2).getString();
+        r.started_ms = q.getColumn(3).getInt64();
+        r.finished_ms = q.getColumn(4).getInt64();
+        r.status = q.getColumn(5).getString();
+        r.message = q.getColumn(6).getString();
+        auto counts = parse_json(q.getColumn(7).getString());
+        if (counts && counts->is_object()) r.counts = RunCounts::from_json(counts->get_object());
+        return r;
+    }
+
+    static LinkRow read_link(SQLite::Statement& q) {
+        return {q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(),
+                q.getColumn(3).getString(), q.getColumn(4).getString(), q.getColumn(5).getInt64()};
+    }
+
+    void append_log(int64_t run_id, const std::vector<LogLine>& log) {
+        if (log.empty()) return;
+        SQLite::Statement next(db_, "SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
+        next.bind(1, static_cast<int64_t>(run_id));
+        next.executeStep();
+        int64_t seq = next.getColumn(0).getInt64();
+        SQLite::Statement q(db_, "INSERT INTO run_logs(run_id, seq, at_ms, level, message) VALUES (?, ?, ?, ?, ?)");
+        for (const auto& line : log) {
+            q.bind(1, static_cast<int64_t>(run_id));
+            q.bind(2, static_cast<int64_t>(++seq));
+            q.bind(3, static_cast<int64_t>(line.at_ms));
+            q.bind(4, line.level);
+            q.bind(5, line.message);
+            q.exec();
+            q.reset();
+        }
+    }
+
+    void set_cursor_in_tx(const std::string& module, const std::optional<std::string>& cursor) {
+        SQLite::Statement q(db_,
+                            "INSERT INTO cursors(module, cursor, updated_ms) VALUES (?, ?, strftime('%s','now') * 1000) "
+                            "ON CONFLICT(module) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms");
+        q.bind(1, module);
+        if (cursor) q.bind(2, *cursor);
+        else q.bind(2);
+        q.exec();
+    }
+
+    SQLite::Database db_;
+};
+
+}  // namespace
+
+int store_schema_version() { return static_cast<int>(std::size(kMigrations)); }
+
+void RunCounts::add(const RunCounts& o) {
+    fetched += o.fetched;
+    created += o.created;
+    updated += o.updated;
+    unchanged += o.unchanged;
+    ignored += o.ignored;
+    failed += o.failed;
+    no_match += o.no_match;
+    api_calls += o.api_calls;
+    retries += o.retries;
+    for (const auto& [k, v] : o.extra) {
+        auto before = extra.if_contains(k);
+        int64_t base = before && before->is_int64() ? before->get_int64() : 0;
+        extra[k] = base + (v.is_int64() ? v.get_int64() : 0);
+    }
+}
+
+json::object RunCounts::to_json() const {
+    json::object o{{"fetched", fetched}, {"created", created},   {"updated", updated},
+                   {"unchanged", unchanged}, {"ignored", ignored}, {"failed", failed},
+                   {"no_match", no_match}, {"api_calls", api_calls}, {"retries", retries}};
+    if (!extra.empty()) o["services"] = extra;
+    return o;
+}
+
+RunCounts RunCounts::from_json(const json::object& o) {
+    RunCounts c;
+    c.fetched = find_int(o, "fetched").value_or(0);
+    c.created = find_int(o, "created").value_or(0);
+    c.updated = find_int(o, "updated").value_or(0);
+    c.unchanged = find_int(o, "unchanged").value_or(0);
+    c.ignored = find_int(o, "ignored").value_or(0);
+    c.failed = find_int(o, "failed").value_or(0);
+    c.no_match = find_int(o, "no_match").value_or(0);
+    c.api_calls = find_int(o, "api_calls").value_or(0);
+    c.retries = find_int(o, "retries").value_or(0);
+    if (auto* s = find_object(o, "services")) c.extra = *s;
+    return c;
+}
+
+Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::string& path) {
+    try {
+        std::error_code ec;
+        auto parent = std::filesystem::path(path).parent_path();
+        if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+        auto store = std::make_unique<SqliteStore>(path);
+        if (auto migrated = store->migrate(); !migrated) return migrated.prefixed(path + ": ");
+        return std::unique_ptr<StateStore>(std::move(store));
+    } catch (const std::exception& e) {
+        return Status::io(path + ": the state store cannot be opened: " + e.what());
+    }
+}
+
+}  // namespace crmsync

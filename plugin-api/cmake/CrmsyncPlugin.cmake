@@ -1,0 +1,50 @@
+# crmsync_add_plugin(<target> ID <id> VERSION <semver> [OUTPUT_DIR <dir>])
+#
+# Turns a MODULE library target into a crmsync plugin: hidden visibility, the library named
+# after the plugin id, and after every build a plugin manifest (<id>.plugin.json) written
+# beside it with the library's sha256, so the host can verify the file before opening it.
+# Used in-tree and, through find_package(crmsync-plugin-api), by out-of-tree plugins.
+
+function(crmsync_add_plugin target)
+    cmake_parse_arguments(PARSE_ARGV 1 arg "" "ID;VERSION;OUTPUT_DIR" "")
+    if(NOT arg_ID OR NOT arg_VERSION)
+        message(FATAL_ERROR "crmsync_add_plugin(${target}): ID and VERSION are required")
+    endif()
+    if(NOT arg_OUTPUT_DIR)
+        set(arg_OUTPUT_DIR "${CMAKE_BINARY_DIR}/plugins")
+    endif()
+    set(out_dir "${arg_OUTPUT_DIR}/${arg_ID}")
+    get_target_property(api_include crmsync::plugin-api INTERFACE_INCLUDE_DIRECTORIES)
+    foreach(dir IN LISTS api_include)
+        string(REGEX REPLACE "^\\$<BUILD_INTERFACE:(.*)>$" "\\1" dir "${dir}")
+        string(REGEX REPLACE "^\\$<INSTALL_INTERFACE:.*>$" "" dir "${dir}")
+        if(dir AND EXISTS "${dir}/crmsync/plugin.h")
+            set(header "${dir}/crmsync/plugin.h")
+        endif()
+    endforeach()
+    if(NOT header)
+        message(FATAL_ERROR "crmsync_add_plugin(${target}): crmsync/plugin.h not found")
+    endif()
+    file(STRINGS "${header}" major_line REGEX "^#define CRMSYNC_ABI_MAJOR ")
+    file(STRINGS "${header}" minor_line REGEX "^#define CRMSYNC_ABI_MINOR ")
+    string(REGEX REPLACE ".* ([0-9]+)$" "\\1" abi_major "${major_line}")
+    string(REGEX REPLACE ".* ([0-9]+)$" "\\1" abi_minor "${minor_line}")
+
+    target_link_libraries(${target} PRIVATE crmsync::plugin-api)
+    set_target_properties(${target} PROPERTIES
+        PREFIX ""
+        OUTPUT_NAME "${arg_ID}"
+        LIBRARY_OUTPUT_DIRECTORY "${out_dir}"
+        C_VISIBILITY_PRESET hidden
+        CXX_VISIBILITY_PRESET hidden
+        VISIBILITY_INLINES_HIDDEN ON)
+    add_custom_command(TARGET ${target} POST_BUILD
+        COMMAND "${CMAKE_COMMAND}"
+            "-DLIBRARY=$<TARGET_FILE:${target}>"
+            "-DMANIFEST=${out_dir}/${arg_ID}.plugin.json"
+            "-DID=${arg_ID}" "-DVERSION=${arg_VERSION}"
+            "-DABI_MAJOR=${abi_major}" "-DABI_MINOR=${abi_minor}"
+            -P "${CMAKE_CURRENT_FUNCTION_LIST_DIR}/crmsync_write_manifest.cmake"
+        COMMENT "Writing plugin manifest for ${arg_ID}"
+        VERBATIM)
+endfunction()

@@ -1,0 +1,200 @@
+// example-jsonl: the template source plugin. Reads a folder of JSON Lines exports (one
+// record per line, files taken in name order) and maps each record to one CRM upsert
+// through a field table in its config. Copy this folder to start a plugin of your own;
+// docs/plugin-authors.md walks through it.
+#include <crmsync/plugin.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+// Declared once; the host validates every module's config against it before create().
+const char* const kConfigSchema = R"json({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "required": ["folder", "object", "fields"],
+  "additionalProperties": false,
+  "properties": {
+    "folder": {"type": "string", "minLength": 1, "description": "folder of *.jsonl exports"},
+    "object": {"type": "string", "minLength": 1, "description": "CRM object each record becomes, e.g. Task"},
+    "fields": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"},
+               "description": "CRM field -> record property"},
+    "key_prefix": {"type": "string", "default": "example-jsonl"},
+    "id_property": {"type": "string", "default": "id"}
+  }
+})json";
+
+struct Instance {
+    const crmsync_host_api* host;
+    std::string folder, object, key_prefix = "example-jsonl", id_property = "id";
+    std::vector<std::pair<std::string, std::string>> fields;  // CRM field, record property
+};
+
+Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
+
+int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
+    std::string text = json::serialize(v);
+    return in->host->emit(call, text.data(), text.size());
+}
+
+crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
+    try {
+        auto config = json::parse(config_json).as_object();  // already checked against kConfigSchema
+        auto in = std::make_unique<Instance>();
+        in->host = host;
+        in->folder = std::string(config.at("folder").as_string());
+        in->object = std::string(config.at("object").as_string());
+        if (auto* p = config.if_contains("key_prefix")) in->key_prefix = std::string(p->as_string());
+        if (auto* p = config.if_contains("id_property")) in->id_property = std::string(p->as_string());
+        for (const auto& [field, property] : config.at("fields").as_object())
+            in->fields.emplace_back(std::string(field), std::string(property.as_string()));
+        return reinterpret_cast<crmsync_instance*>(in.release());
+    } catch (const std::exception& e) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return nullptr;
+    }
+}
+
+void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
+
+// The cursor is {"file": name, "line": n}: files before `file` are done, and so are the
+// first n lines of `file`. New export files sort after old ones.
+int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto request = json::parse(request_json).as_object();
+        std::string type(request.at("type").as_string());
+        if (type == "targets") {
+            json::array fields;
+            for (const auto& [field, property] : in->fields) fields.emplace_back(field);
+            return emit(in, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", fields}});
+        }
+        if (type != "records") {
+            in->host->fail(call, CRMSYNC_STATUS_NOT_SUPPORTED, ("example-jsonl does not answer " + type).c_str());
+            return CRMSYNC_STATUS_NOT_SUPPORTED;
+        }
+        std::error_code ec;
+        if (!fs::is_directory(in->folder, ec)) {
+            in->host->fail(call, CRMSYNC_STATUS_ERROR, ("export folder " + in->folder + " not found").c_str());
+            return CRMSYNC_STATUS_ERROR;
+        }
+        std::vector<std::string> files;
+        for (const auto& entry : fs::directory_iterator(in->folder, ec))
+            if (entry.is_regular_file() && entry.path().extension() == ".jsonl") files.push_back(entry.path().filename().string());
+        std::sort(files.begin(), files.end());
+
+        std::string cursor_file;
+        int64_t cursor_line = 0;
+        if (auto* c = request.at("cursor").if_object()) {
+            cursor_file = std::string(c->at("file").as_string());
+            cursor_line = c->at("line").as_int64();
+        }
+        int64_t limit = request.at("limit").as_int64();
+        int64_t emitted = 0;
+        std::string at_file = cursor_file;
+        int64_t at_line = cursor_line;
+        bool more = false;
+        for (const auto& name : files) {
+            if (name < cursor_file) continue;
+            int64_t skip = name == cursor_file ? cursor_line : 0;
+            std::ifstream file(fs::path(in->folder) / name);
+            std::string line;
+            int64_t number = 0;
+            while (std::getline(file, line)) {
+                ++number;
+                if (number <= skip) continue;
+                if (emitted == limit) {
+                    more = true;
+                    break;
+                }
+                if (line.find_first_not_of(" \t\r") == std::string::npos) {
+                    at_file = name, at_line = number;
+                    continue;
+                }
+                std::string where = name + ":" + std::to_string(number);
+                boost::system::error_code jec;
+                auto record = json::parse(line, jec);
+                json::object item{{"type", "record"}};
+                // A bad line is still a record: map() fails it alone, naming the line.
+                if (jec || !record.is_object()) {
+                    item["id"] = where;
+                    item["record"] = json::object{{"_invalid", where + ": not a JSON object (" + jec.message() + ")"}};
+                } else {
+                    auto* id = record.as_object().if_contains(in->id_property);
+                    item["id"] = id && id->is_string() ? std::string(id->get_string())
+                                 : id               ? json::serialize(*id)
+                                                    : where;
+                    if (!id) record.as_object()["_invalid"] = where + ": no \"" + in->id_property + "\" property";
+                    item["record"] = std::move(record);
+                }
+                if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+                ++emitted;
+                at_file = name, at_line = number;
+            }
+            if (more) break;
+        }
+        return emit(in, call, json::object{{"type", "checkpoint"},
+                                           {"cursor", json::object{{"file", at_file}, {"line", at_line}}},
+                                           {"more", more}});
+    } catch (const std::exception& e) {
+        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto record = json::parse(record_json).as_object();
+        if (auto* invalid = record.if_contains("_invalid")) {
+            in->host->fail(call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()).c_str());
+            return CRMSYNC_STATUS_ERROR;
+        }
+        const auto& id = record.at(in->id_property);
+        std::string id_text = id.is_string() ? std::string(id.get_string()) : json::serialize(id);
+        json::object fields;
+        for (const auto& [field, property] : in->fields)
+            if (auto* v = record.if_contains(property)) fields[field] = *v;
+        json::object op{{"object", in->object}, {"action", "upsert"}, {"key", in->key_prefix + ":" + id_text},
+                        {"source_id", id_text}, {"fields", fields}};
+        return emit(in, call, op);
+    } catch (const std::exception& e) {
+        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+const crmsync_plugin kPlugin = {
+    sizeof(crmsync_plugin),
+    "example-jsonl",
+    "1.0.0",
+    "Template source plugin: JSON Lines exports -> one CRM upsert per record",
+    kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
+    create,
+    destroy,
+    nullptr,
+    fetch,
+    map,
+    nullptr,
+};
+
+}  // namespace
+
+extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
+    if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin)) return CRMSYNC_STATUS_ERROR;
+    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
+    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
+    if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;
+    n->plugin = &kPlugin;
+    return CRMSYNC_STATUS_OK;
+}

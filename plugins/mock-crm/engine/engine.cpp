@@ -1,0 +1,772 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+namespace mockcrm {
+namespace {
+
+std::string q(const std::string& ident) { return "\"" + ident + "\""; }
+
+size_t utf8_length(std::string_view s) {
+    size_t n = 0;
+    for (unsigned char c : s)
+        if ((c & 0xC0) != 0x80) ++n;
+    return n;
+}
+
+std::string preview(std::string_view s) {
+    std::string p(s.substr(0, 40));
+    return s.size() > 40 ? p + "(...)" : p;
+}
+
+bool plausible_email(std::string_view e) {
+    auto at = e.find('@');
+    return at != std::string_view::npos && at > 0 && e.find('.', at) != std::string_view::npos &&
+           e.find(' ') == std::string_view::npos && e.back() != '.';
+}
+
+void bind(SQLite::Statement& st, int index, const SqlValue& v) {
+    std::visit(
+        [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::nullptr_t>) st.bind(index);
+            else if constexpr (std::is_same_v<T, int64_t>) st.bind(index, static_cast<int64_t>(x));
+            else if constexpr (std::is_same_v<T, double>) st.bind(index, x);
+            else st.bind(index, x);
+        },
+        v);
+}
+
+const char* kAuditFields[] = {"Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"};
+
+SaveResult failure(std::string code, std::string message, std::vector<std::string> fields = {}) {
+    SaveResult r;
+    r.errors.push_back({std::move(code), std::move(message), std::move(fields)});
+    return r;
+}
+
+}  // namespace
+
+Engine::Engine(EngineOptions options)
+    : options_(std::move(options)),
+      schema_(Schema::build(options_.schema)),
+      db_(options_.database, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
+    if (!options_.now_ms)
+        options_.now_ms = [] {
+            using namespace std::chrono;
+            return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+        };
+    db_.setBusyTimeout(30'000);
+    db_.exec("PRAGMA journal_mode=WAL");
+    db_.exec("PRAGMA synchronous=NORMAL");
+    transaction([&] { ensure_tables(); });
+    SQLite::Statement users(db_, "SELECT COUNT(*) FROM \"User\"");
+    users.executeStep();
+    if (users.getColumn(0).getInt64() == 0) transaction([&] { seed_default_org(); });
+    running_user_ = find_user_by_username("admin@crmsync.mock");
+}
+
+void Engine::transaction(const std::function<void()>& fn) {
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    fn();
+    tx.commit();
+}
+
+void Engine::ensure_tables() {
+    db_.exec(
+        "CREATE TABLE IF NOT EXISTS _sequence (prefix TEXT PRIMARY KEY, next INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _who_relation (ActivityId TEXT NOT NULL, RelationId TEXT NOT NULL, Seq INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS _who_relation_activity ON _who_relation(ActivityId, Seq);"
+        "CREATE INDEX IF NOT EXISTS _who_relation_relation ON _who_relation(RelationId);"
+        "CREATE TABLE IF NOT EXISTS _picklist (object TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL COLLATE NOCASE,"
+        " seq INTEGER NOT NULL, PRIMARY KEY (object, field, value));"
+        "CREATE TABLE IF NOT EXISTS _api_usage (day TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,"
+        " PRIMARY KEY (day, kind));");
+    for (const auto& [name, obj] : schema_.objects()) {
+        db_.exec("CREATE TABLE IF NOT EXISTS " + q(name) +
+                 " (_seq INTEGER PRIMARY KEY AUTOINCREMENT, \"Id\" TEXT NOT NULL UNIQUE, \"CreatedDate\" TEXT NOT NULL,"
+                 " \"LastModifiedDate\" TEXT NOT NULL, \"SystemModstamp\" TEXT NOT NULL)");
+        std::set<std::string, CaseInsensitiveLess> columns;
+        SQLite::Statement info(db_, "PRAGMA table_info(" + q(name) + ")");
+        while (info.executeStep()) columns.insert(info.getColumn(1).getString());
+        for (const auto& f : obj.fields) {
+            if (f.type == "junctionidlist") continue;
+            if (!columns.count(f.name)) {
+                std::string type = f.type == "boolean" || f.type == "int" ? "INTEGER"
+                                   : f.type == "double" || f.type == "currency" || f.type == "percent" ? "REAL"
+                                                                                                     : "TEXT COLLATE NOCASE";
+                db_.exec("ALTER TABLE " + q(name) + " ADD COLUMN " + q(f.name) + " " + type);
+                if (f.is_phone()) db_.exec("ALTER TABLE " + q(name) + " ADD COLUMN " + q("_digits_" + f.name) + " TEXT");
+            }
+            if (f.type == "email" || f.external_id || f.unique || f.type == "reference")
+                db_.exec("CREATE INDEX IF NOT EXISTS " + q("ix_" + name + "_" + f.name) + " ON " + q(name) + "(" + q(f.name) + ")");
+            if (f.is_phone())
+                db_.exec("CREATE INDEX IF NOT EXISTS " + q("ix_" + name + "_digits_" + f.name) + " ON " + q(name) + "(" +
+                         q("_digits_" + f.name) + ")");
+            if (f.type == "picklist" || f.type == "multipicklist") {
+                SQLite::Statement ins(db_, "INSERT OR IGNORE INTO _picklist(object, field, value, seq) VALUES (?, ?, ?, ?)");
+                int seq = 0;
+                for (const auto& v : f.picklist) {
+                    ins.bind(1, name);
+                    ins.bind(2, f.name);
+                    ins.bind(3, v);
+                    ins.bind(4, ++seq);
+                    ins.exec();
+                    ins.reset();
+                }
+            }
+        }
+    }
+    SQLite::Statement all(db_, "SELECT object, field, value FROM _picklist ORDER BY object, field, seq");
+    while (all.executeStep())
+        picklists_[all.getColumn(0).getString() + "." + all.getColumn(1).getString()].insert(all.getColumn(2).getString());
+}
+
+void Engine::seed_default_org() {
+    json::object org;
+    json::array licenses;
+    for (const auto& [name, total] : options_.licenses)
+        licenses.push_back(json::object{{"_ref", "license:" + name}, {"Name", name}, {"TotalLicenses", total}});
+    org["UserLicense"] = licenses;
+    org["Profile"] = json::array{
+        json::object{{"_ref", "profile:admin"}, {"Name", "System Administrator"}, {"UserLicenseId", "@license:Salesforce"}},
+        json::object{{"_ref", "profile:standard"}, {"Name", "Standard User"}, {"UserLicenseId", "@license:Salesforce"}},
+        json::object{{"Name", "Minimum Access - API Only Integrations"},
+                     {"UserLicenseId", "@license:Salesforce Integration"}}};
+    org["User"] = json::array{json::object{{"Username", "admin@crmsync.mock"}, {"LastName", "Admin"},
+                                           {"Email", "admin@crmsync.mock"}, {"Alias", "admin"},
+                                           {"TimeZoneSidKey", "GMT"}, {"LocaleSidKey", "en_US"},
+                                           {"EmailEncodingKey", "UTF-8"}, {"LanguageLocaleKey", "en_US"},
+                                           {"ProfileId", "@profile:admin"}}};
+    seed(org);
+}
+
+std::string Engine::now_text() {
+    using namespace std::chrono;
+    sys_time<milliseconds> tp{milliseconds(options_.now_ms())};
+    auto dp = floor<days>(tp);
+    year_month_day ymd{dp};
+    hh_mm_ss<milliseconds> hms{tp - dp};
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(ymd.year()), unsigned(ymd.month()),
+                  unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()),
+                  int(hms.seconds().count()), int(hms.subseconds().count()));
+    return buf;
+}
+
+std::string Engine::next_id(const Object& obj) {
+    db_.exec("INSERT OR IGNORE INTO _sequence(prefix, next) VALUES ('" + obj.prefix + "', 1)");
+    SQLite::Statement read(db_, "UPDATE _sequence SET next = next + 1 WHERE prefix = ? RETURNING next - 1");
+    read.bind(1, obj.prefix);
+    read.executeStep();
+    int64_t n = read.getColumn(0).getInt64();
+    // 15-character id + 3-character suffix, as Salesforce's 18-character ids look.
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    std::string body(12, '0');
+    for (int i = 11; i >= 0 && n > 0; --i, n /= 62) body[static_cast<size_t>(i)] = alphabet[n % 62];
+    return obj.prefix + body + "AAA";
+}
+
+std::string Engine::find_user_by_username(const std::string& username) {
+    SQLite::Statement st(db_, "SELECT \"Id\" FROM \"User\" WHERE \"Username\" = ?");
+    st.bind(1, username);
+    return st.executeStep() ? st.getColumn(0).getString() : "";
+}
+
+json::object Engine::describe(const std::string& object) {
+    const Object* obj = schema_.object(object);
+    if (!obj) throw CrmError("NOT_FOUND", "The requested resource does not exist: sObject type '" + object + "' is not supported.");
+    json::array fields;
+    auto base = [](const std::string& name, const std::string& type) {
+        return json::object{{"name", name}, {"type", type}, {"nillable", false}, {"createable", false},
+                            {"updateable", false}, {"defaultedOnCreate", true}, {"externalId", false},
+                            {"custom", false}, {"restrictedPicklist", false}, {"picklistValues", json::array{}},
+                            {"referenceTo", json::array{}}, {"relationshipName", nullptr}, {"length", 0}};
+    };
+    fields.push_back(base("Id", "id"));
+    fields.back().as_object()["length"] = 18;
+    for (const char* audit : {"CreatedDate", "LastModifiedDate", "SystemModstamp"}) fields.push_back(base(audit, "datetime"));
+    for (const auto& f : obj->fields) {
+        json::object d = base(f.name, f.type);
+        d["length"] = f.length;
+        d["nillable"] = !f.required && f.type != "boolean";
+        d["createable"] = f.createable;
+        d["updateable"] = f.updateable;
+        d["defaultedOnCreate"] = f.defaulted;
+        d["externalId"] = f.external_id;
+        d["unique"] = f.unique;
+        d["custom"] = f.custom;
+        d["restrictedPicklist"] = f.restricted;
+        if (f.type == "picklist" || f.type == "multipicklist") {
+            json::array values;
+            for (const auto& v : picklist_values(obj->name, f.name))
+                values.push_back(json::object{{"value", v}, {"label", v}, {"active", true}});
+            d["picklistValues"] = values;
+        }
+        json::array to;
+        for (const auto& t : f.reference_to) to.emplace_back(t);
+        d["referenceTo"] = to;
+        if (!f.relationship.empty()) d["relationshipName"] = f.relationship;
+        fields.push_back(std::move(d));
+    }
+    return json::object{{"name", obj->name}, {"custom", obj->custom}, {"keyPrefix", obj->prefix},
+                        {"createable", true}, {"updateable", true}, {"queryable", true}, {"fields", fields}};
+}
+
+std::vector<std::string> Engine::picklist_values(const std::string& object, const std::string& field) {
+    SQLite::Statement st(db_, "SELECT value FROM _picklist WHERE object = ? AND field = ? ORDER BY seq");
+    const Object* obj = schema_.object(object);
+    const Field* f = obj ? obj->field(field) : nullptr;
+    if (!f) return {};
+    st.bind(1, obj->name);
+    st.bind(2, f->name);
+    std::vector<std::string> out;
+    while (st.executeStep()) out.push_back(st.getColumn(0).getString());
+    return out;
+}
+
+void Engine::add_picklist_value(const std::string& object, const std::string& field, const std::string& value) {
+    const Object* obj = schema_.object(object);
+    const Field* f = obj ? obj->field(field) : nullptr;
+    if (!f || (f->type != "picklist" && f->type != "multipicklist"))
+        throw CrmError("INVALID_FIELD", object + "." + field + " is not a picklist");
+    if (value.empty() || utf8_length(value) > 255) throw CrmError("FIELD_INTEGRITY_EXCEPTION", "picklist values are 1 to 255 characters");
+    SQLite::Statement ins(db_,
+                          "INSERT OR IGNORE INTO _picklist(object, field, value, seq) "
+                          "SELECT ?, ?, ?, COALESCE(MAX(seq), 0) + 1 FROM _picklist WHERE object = ? AND field = ?");
+    ins.bind(1, obj->name);
+    ins.bind(2, f->name);
+    ins.bind(3, value);
+    ins.bind(4, obj->name);
+    ins.bind(5, f->name);
+    ins.exec();
+    picklists_[obj->name + "." + f->name].insert(value);
+}
+
+void Engine::spend_api_call(const std::string& kind) {
+    using namespace std::chrono;
+    auto day = floor<days>(sys_time<milliseconds>{milliseconds(options_.now_ms())});
+    year_month_day ymd{day};
+    char text[16];
+    std::snprintf(text, sizeof text, "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+    transaction([&] {
+        SQLite::Statement used(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE day = ?");
+        used.bind(1, text);
+        used.executeStep();
+        if (used.getColumn(0).getInt64() >= options_.daily_api_limit)
+            throw CrmError("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        SQLite::Statement add(db_,
+                              "INSERT INTO _api_usage(day, kind, count) VALUES (?, ?, 1) "
+                              "ON CONFLICT(day, kind) DO UPDATE SET count = count + 1");
+        add.bind(1, text);
+        add.bind(2, kind);
+        add.exec();
+    });
+}
+
+int64_t Engine::api_used_today() {
+    using namespace std::chrono;
+    auto day = floor<days>(sys_time<milliseconds>{milliseconds(options_.now_ms())});
+    year_month_day ymd{day};
+    char text[16];
+    std::snprintf(text, sizeof text, "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+    SQLite::Statement used(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE day = ?");
+    used.bind(1, text);
+    used.executeStep();
+    return used.getColumn(0).getInt64();
+}
+
+int64_t Engine::api_calls(const std::string& kind) {
+    SQLite::Statement st(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE kind = ?");
+    st.bind(1, kind);
+    st.executeStep();
+    return st.getColumn(0).getInt64();
+}
+
+SaveResult Engine::create(const std::string& object, const json::object& fields) {
+    const Object* obj = schema_.object(object);
+    if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
+    return save(*obj, nullptr, fields, false);
+}
+
+SaveResult Engine::update(const std::string& object, const std::string& id, const json::object& fields) {
+    const Object* obj = schema_.object(object);
+    if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
+    if (schema_.object_for_id(id) != obj) return failure("MALFORMED_ID", "malformed id " + id, {"Id"});
+    return save(*obj, &id, fields, false);
+}
+
+SaveResult Engine::upsert(const std::string& object, const std::string& external_field, const std::string& value,
+                          const json::object& fields) {
+    const Object* obj = schema_.object(object);
+    if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
+    const Field* f = obj->field(external_field);
+    if (!f && iequals(external_field, "Id")) {
+        if (value.empty()) return save(*obj, nullptr, fields, false);
+        return update(object, value, fields);
+    }
+    if (!f) return failure("NOT_FOUND", "Provided external ID field does not exist or is not accessible: " + external_field);
+    if (!f->external_id)
+        return failure("INVALID_FIELD", "Field " + f->name + " is not an external ID or indexed field for " + obj->name);
+    if (value.empty()) return failure("REQUIRED_FIELD_MISSING", "External ID value is empty", {f->name});
+    SQLite::Statement find(db_, "SELECT \"Id\" FROM " + q(obj->name) + " WHERE " + q(f->name) + " = ? LIMIT 2");
+    find.bind(1, value);
+    std::vector<std::string> ids;
+    while (find.executeStep()) ids.push_back(find.getColumn(0).getString());
+    if (ids.size() > 1)
+        return failure("DUPLICATE_EXTERNAL_ID",
+                       f->name + ": more than one record found for external id field: [" + ids[0] + ", " + ids[1] + "]",
+                       {f->name});
+    json::object with_key = fields;
+    with_key.erase(f->name);
+    if (ids.empty()) {
+        with_key[f->name] = value;
+        return save(*obj, nullptr, with_key, true);
+    }
+    return save(*obj, &ids[0], with_key, true);
+}
+
+SaveResult Engine::save(const Object& obj, const std::string* id, const json::object& fields, bool) {
+    const bool creating = id == nullptr;
+    std::map<std::string, SqlValue> values;  // canonical field name -> stored value
+    std::vector<std::string> who_ids;
+    bool who_ids_given = false;
+    std::string created_date, modified_date;
+
+    for (const auto& [raw_name, value] : fields) {
+        std::string name(raw_name);
+        if (name == "attributes" || iequals(name, "Id")) continue;
+        if (seeding_ && (iequals(name, "CreatedDate") || iequals(name, "LastModifiedDate"))) {
+            std::string normalized;
+            if (!value.is_string() || !normalize_datetime(value.get_string(), normalized))
+                return failure("INVALID_TYPE_ON_FIELD_IN_RECORD", name + ": value not of required type");
+            (iequals(name, "CreatedDate") ? created_date : modified_date) = normalized;
+            continue;
+        }
+        const Field* f = obj.field(name);
+        if (!f) return failure("INVALID_FIELD", "No such column '" + name + "' on sobject of type " + obj.name, {name});
+        if (!seeding_ && ((creating && !f->createable) || (!creating && !f->updateable)))
+            return failure("INVALID_FIELD_FOR_INSERT_UPDATE",
+                           std::string("Unable to ") + (creating ? "create" : "update") + " fields: " + f->name +
+                               ". Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                           {f->name});
+        auto type_error = [&] {
+            return failure("INVALID_TYPE_ON_FIELD_IN_RECORD",
+                           f->name + ": value not of required type: " + json::serialize(value), {f->name});
+        };
+        if (value.is_null()) {
+            if (!creating && f->required)
+                return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [" + f->name + "]", {f->name});
+            if (f->type == "junctionidlist") {
+                who_ids_given = true;
+                continue;
+            }
+            values[f->name] = nullptr;
+            if (f->is_phone()) values["_digits_" + f->name] = nullptr;
+            continue;
+        }
+        const std::string& t = f->type;
+        if (t == "junctionidlist") {
+            if (!value.is_array()) return type_error();
+            who_ids_given = true;
+            for (const auto& v : value.get_array()) {
+                if (!v.is_string()) return type_error();
+                who_ids.emplace_back(v.get_string());
+            }
+            continue;
+        }
+        if (t == "boolean") {
+            if (value.is_bool()) values[f->name] = int64_t{value.get_bool() ? 1 : 0};
+            else if (value.is_string() && (value.get_string() == "true" || value.get_string() == "false"))
+                values[f->name] = int64_t{value.get_string() == "true" ? 1 : 0};
+            else return type_error();
+            continue;
+        }
+        if (t == "int") {
+            if (value.is_int64()) values[f->name] = value.get_int64();
+            else if (value.is_double() && value.get_double() == static_cast<double>(static_cast<int64_t>(value.get_double())))
+                values[f->name] = static_cast<int64_t>(value.get_double());
+            else return type_error();
+            continue;
+        }
+        if (t == "double" || t == "currency" || t == "percent") {
+            if (!value.is_number()) return type_error();
+            values[f->name] = value.to_number<double>();
+            continue;
+        }
+        if (!value.is_string()) return type_error();
+        std::string text(value.get_string());
+        if (t == "date") {
+            if (!is_date(text)) return type_error();
+        } else if (t == "datetime") {
+            std::string normalized;
+            if (!normalize_datetime(text, normalized)) return type_error();
+            text = normalized;
+        } else if (t == "reference") {
+            const Object* target = schema_.object_for_id(text);
+            bool allowed = target && std::any_of(f->reference_to.begin(), f->reference_to.end(),
+                                                 [&](const std::string& r) { return iequals(r, target->name); });
+            if (!target) return failure("MALFORMED_ID", f->name + ": id value of incorrect type: " + text, {f->name});
+            if (!allowed)
+                return failure("FIELD_INTEGRITY_EXCEPTION",
+                               f->name + ": id value of incorrect type: " + text, {f->name});
+            std::string extra = target->name == "User" ? " AND \"IsActive\" = 1" : "";
+            SQLite::Statement exists(db_, "SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?" + extra);
+            exists.bind(1, text);
+            if (!exists.executeStep()) {
+                if (target->name == "User")
+                    return failure("INACTIVE_OWNER_OR_USER", "operation performed with inactive user [" + text + "] as owner of " + obj.name, {f->name});
+                return failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", {f->name});
+            }
+        } else if (t == "picklist" || t == "multipicklist") {
+            if (f->restricted) {
+                auto& live = picklists_[obj.name + "." + f->name];
+                std::vector<std::string> parts;
+                if (t == "multipicklist") {
+                    size_t start = 0;
+                    while (start <= text.size()) {
+                        auto end = text.find(';', start);
+                        parts.push_back(text.substr(start, end == std::string::npos ? std::string::npos : end - start));
+                        if (end == std::string::npos) break;
+                        start = end + 1;
+                    }
+                } else {
+                    parts.push_back(text);
+                }
+                for (const auto& part : parts)
+                    if (!live.count(part))
+                        return failure("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                                       f->name + ": bad value for restricted picklist field: " + part, {f->name});
+            }
+            if (f->length && utf8_length(text) > static_cast<size_t>(f->length))
+                return failure("STRING_TOO_LONG", f->name + ": data value too large: " + preview(text) +
+                                                      " (max length=" + std::to_string(f->length) + ")", {f->name});
+        } else if (t != "base64") {
+            if (f->length && utf8_length(text) > static_cast<size_t>(f->length))
+                return failure("STRING_TOO_LONG", f->name + ": data value too large: " + preview(text) +
+                                                      " (max length=" + std::to_string(f->length) + ")", {f->name});
+            if (t == "email" && !plausible_email(text))
+                return failure("INVALID_EMAIL_ADDRESS", f->name + ": invalid email address: " + text, {f->name});
+        }
+        if (f->is_phone()) values["_digits_" + f->name] = phone_digits(text, "");
+        values[f->name] = text;
+    }
+
+    // The record as it will be: stored values under the new ones, for the rules that span fields.
+    std::map<std::string, SqlValue> merged;
+    if (!creating) {
+        SQLite::Statement current(db_, "SELECT * FROM " + q(obj.name) + " WHERE \"Id\" = ?");
+        current.bind(1, *id);
+        if (!current.executeStep()) return failure("ENTITY_IS_DELETED", "entity is deleted", {"Id"});
+        for (int i = 0; i < current.getColumnCount(); ++i) {
+            auto c = current.getColumn(i);
+            std::string n = current.getColumnName(i);
+            if (c.isNull()) merged[n] = nullptr;
+            else if (c.getType() == SQLite::INTEGER) merged[n] = c.getInt64();
+            else if (c.getType() == SQLite::FLOAT) merged[n] = c.getDouble();
+            else merged[n] = c.getString();
+        }
+    } else {
+        for (const auto& f : obj.fields) {
+            if (values.count(f.name) || f.type == "junctionidlist") continue;
+            if (f.name == "OwnerId" && !running_user_.empty()) values[f.name] = running_user_;
+            else if (f.defaulted && f.default_value.is_bool()) values[f.name] = int64_t{f.default_value.get_bool() ? 1 : 0};
+            else if (f.defaulted && f.default_value.is_string()) values[f.name] = std::string(f.default_value.get_string());
+        }
+    }
+    for (const auto& [k, v] : values) merged[k] = v;
+    auto present = [&](const std::string& n) {
+        auto it = merged.find(n);
+        return it != merged.end() && !std::holds_alternative<std::nullptr_t>(it->second);
+    };
+    auto text_of = [&](const std::string& n) {
+        auto it = merged.find(n);
+        return it != merged.end() && std::holds_alternative<std::string>(it->second) ? std::get<std::string>(it->second) : "";
+    };
+
+    if (creating) {
+        std::vector<std::string> missing;
+        for (const auto& f : obj.fields)
+            if (f.required && !f.defaulted && !present(f.name)) missing.push_back(f.name);
+        if (!missing.empty()) {
+            std::string list;
+            for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+            return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [" + list + "]", missing);
+        }
+    }
+
+    // Shared Activities: up to 50 contacts, or one lead alone; the first is the primary Who.
+    if (who_ids_given) {
+        if (who_ids.size() > 50)
+            return failure("FIELD_INTEGRITY_EXCEPTION", obj.name + "WhoIds: you can relate up to 50 contacts", {obj.name + "WhoIds"});
+        int leads = 0;
+        for (const auto& w : who_ids) {
+            const Object* target = schema_.object_for_id(w);
+            if (!target || (target->name != "Contact" && target->name != "Lead"))
+                return failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id: " + w, {obj.name + "WhoIds"});
+            SQLite::Statement exists(db_, "SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?");
+            exists.bind(1, w);
+            if (!exists.executeStep())
+                return failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id: " + w, {obj.name + "WhoIds"});
+            if (target->name == "Lead") ++leads;
+        }
+        if (leads > 0 && who_ids.size() > 1)
+            return failure("FIELD_INTEGRITY_EXCEPTION",
+                           obj.name + "WhoIds: a lead can only be related alone, never with contacts or other leads",
+                           {obj.name + "WhoIds"});
+        values["WhoId"] = who_ids.empty() ? SqlValue(nullptr) : SqlValue(who_ids.front());
+        merged["WhoId"] = values["WhoId"];
+    }
+
+    if (obj.name == "Event") {
+        bool all_day = merged.count("IsAllDayEvent") && std::holds_alternative<int64_t>(merged["IsAllDayEvent"]) &&
+                       std::get<int64_t>(merged["IsAllDayEvent"]) == 1;
+        if (!present("StartDateTime") && present("ActivityDateTime")) values["StartDateTime"] = merged["StartDateTime"] = merged["ActivityDateTime"];
+        if (!all_day) {
+            if (!present("StartDateTime"))
+                return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [ActivityDateTime]", {"ActivityDateTime"});
+            std::string start = text_of("StartDateTime");
+            int64_t start_ms = 0, end_ms = 0;
+            auto to_ms = [](const std::string& t, int64_t& ms) {
+                int y, mo, d, h, mi, s, f;
+                if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &y, &mo, &d, &h, &mi, &s, &f) != 7) return false;
+                using namespace std::chrono;
+                ms = duration_cast<milliseconds>(sys_days(year_month_day{year(y), month(unsigned(mo)), day(unsigned(d))}).time_since_epoch()).count() +
+                     ((h * 60LL + mi) * 60 + s) * 1000 + f;
+                return true;
+            };
+            to_ms(start, start_ms);
+            bool duration_given = values.count("DurationInMinutes") && present("DurationInMinutes");
+            bool end_given = values.count("EndDateTime") && present("EndDateTime");
+            if (!duration_given && !end_given && !present("EndDateTime") && !present("DurationInMinutes"))
+                return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [DurationInMinutes]", {"DurationInMinutes"});
+            if (end_given || (!duration_given && present("EndDateTime") && values.count("StartDateTime"))) {
+                to_ms(text_of("EndDateTime"), end_ms);
+                if (end_ms < start_ms)
+                    return failure("FIELD_INTEGRITY_EXCEPTION", "End Date Time: End time can't be before start time", {"EndDateTime"});
+                values["DurationInMinutes"] = (end_ms - start_ms) / 60000;
+            } else {
+                int64_t minutes = std::get<int64_t>(merged["DurationInMinutes"]);
+                if (minutes < 0) return failure("FIELD_INTEGRITY_EXCEPTION", "Duration: must not be negative", {"DurationInMinutes"});
+                using namespace std::chrono;
+                sys_time<milliseconds> tp{milliseconds(start_ms + minutes * 60000)};
+                auto dp = floor<days>(tp);
+                year_month_day ymd{dp};
+                hh_mm_ss<milliseconds> hms{tp - dp};
+                char buf[40];
+                std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(ymd.year()), unsigned(ymd.month()),
+                              unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()),
+                              int(hms.seconds().count()), int(hms.subseconds().count()));
+                values["EndDateTime"] = std::string(buf);
+            }
+            values["ActivityDateTime"] = start;
+            values["ActivityDate"] = start.substr(0, 10);
+        }
+    }
+    if (obj.name == "Opportunity" && values.count("StageName"))
+        values["IsClosed"] = int64_t{text_of("StageName").rfind("Closed", 0) == 0 ? 1 : 0};
+    if (obj.name == "ContentVersion" && values.count("VersionData"))
+        values["ContentSize"] = static_cast<int64_t>(text_of("VersionData").size() * 3 / 4);
+
+    // Unique fields (e.g. Username) must stay unique.
+    for (const auto& f : obj.fields) {
+        if (!f.unique || !values.count(f.name) || !std::holds_alternative<std::string>(values[f.name])) continue;
+        SQLite::Statement dup(db_, "SELECT \"Id\" FROM " + q(obj.name) + " WHERE " + q(f.name) + " = ? AND \"Id\" != ?");
+        dup.bind(1, std::get<std::string>(values[f.name]));
+        dup.bind(2, creating ? std::string() : *id);
+        if (dup.executeStep())
+            return failure(obj.name == "User" && f.name == "Username" ? "DUPLICATE_USERNAME" : "DUPLICATE_VALUE",
+                           "duplicate value found: " + f.name + " duplicates value on record with id: " + dup.getColumn(0).getString(),
+                           {f.name});
+    }
+
+    // User licences: an active user takes one of its profile's licence.
+    if (obj.name == "User" && (creating || values.count("IsActive") || values.count("ProfileId"))) {
+        bool active = !merged.count("IsActive") || !std::holds_alternative<int64_t>(merged["IsActive"]) ||
+                      std::get<int64_t>(merged["IsActive"]) == 1;
+        if (active) {
+            SQLite::Statement lic(db_,
+                                  "SELECT l.\"Id\", l.\"Name\", l.\"TotalLicenses\" FROM \"Profile\" p JOIN \"UserLicense\" l "
+                                  "ON l.\"Id\" = p.\"UserLicenseId\" WHERE p.\"Id\" = ?");
+            lic.bind(1, text_of("ProfileId"));
+            if (lic.executeStep()) {
+                std::string license_id = lic.getColumn(0).getString();
+                std::string license_name = lic.getColumn(1).getString();
+                int64_t total = lic.getColumn(2).getInt64();
+                SQLite::Statement used(db_,
+                                       "SELECT COUNT(*) FROM \"User\" u JOIN \"Profile\" p ON p.\"Id\" = u.\"ProfileId\" "
+                                       "WHERE p.\"UserLicenseId\" = ? AND u.\"IsActive\" = 1 AND u.\"Id\" != ?");
+                used.bind(1, license_id);
+                used.bind(2, creating ? std::string() : *id);
+                used.executeStep();
+                if (used.getColumn(0).getInt64() >= total)
+                    return failure("LICENSE_LIMIT_EXCEEDED",
+                                   "License Limit Exceeded: all " + std::to_string(total) + " " + license_name +
+                                       " licences are in use", {"ProfileId"});
+            }
+        }
+    }
+
+    std::string now = now_text();
+    SaveResult result;
+    result.success = true;
+    result.created = creating;
+    // A savepoint, so a failure half-way leaves the record as it was and the batch goes on.
+    db_.exec("SAVEPOINT save_record");
+    struct Rollback {
+        SQLite::Database& db;
+        bool armed = true;
+        ~Rollback() {
+            if (armed) try { db.exec("ROLLBACK TO save_record; RELEASE save_record"); } catch (...) {}
+        }
+    } rollback{db_};
+    if (creating) {
+        result.id = next_id(obj);
+        std::string columns = "\"Id\", \"CreatedDate\", \"LastModifiedDate\", \"SystemModstamp\"", marks = "?, ?, ?, ?";
+        for (const auto& [k, v] : values) {
+            columns += ", " + q(k);
+            marks += ", ?";
+        }
+        SQLite::Statement ins(db_, "INSERT INTO " + q(obj.name) + " (" + columns + ") VALUES (" + marks + ")");
+        ins.bind(1, result.id);
+        ins.bind(2, created_date.empty() ? now : created_date);
+        ins.bind(3, modified_date.empty() ? (created_date.empty() ? now : created_date) : modified_date);
+        ins.bind(4, now);
+        int i = 5;
+        for (const auto& [k, v] : values) bind(ins, i++, v);
+        ins.exec();
+    } else {
+        result.id = *id;
+        std::string sets = "\"LastModifiedDate\" = ?, \"SystemModstamp\" = ?";
+        for (const auto& [k, v] : values) sets += ", " + q(k) + " = ?";
+        SQLite::Statement upd(db_, "UPDATE " + q(obj.name) + " SET " + sets + " WHERE \"Id\" = ?");
+        upd.bind(1, modified_date.empty() ? now : modified_date);
+        upd.bind(2, now);
+        int i = 3;
+        for (const auto& [k, v] : values) bind(upd, i++, v);
+        upd.bind(i, *id);
+        upd.exec();
+    }
+    if (who_ids_given) {
+        SQLite::Statement del(db_, "DELETE FROM _who_relation WHERE ActivityId = ?");
+        del.bind(1, result.id);
+        del.exec();
+        SQLite::Statement ins(db_, "INSERT INTO _who_relation(ActivityId, RelationId, Seq) VALUES (?, ?, ?)");
+        int seq = 0;
+        for (const auto& w : who_ids) {
+            ins.bind(1, result.id);
+            ins.bind(2, w);
+            ins.bind(3, ++seq);
+            ins.exec();
+            ins.reset();
+        }
+    }
+    db_.exec("RELEASE save_record");
+    rollback.armed = false;
+    return result;
+}
+
+json::value Engine::column_value(const SQLite::Column& c, const Field* field, bool) {
+    if (c.isNull()) return nullptr;
+    if (field && field->type == "boolean") return c.getInt64() != 0;
+    if (field && field->type == "junctionidlist") {
+        auto parsed = json::parse(c.getString());
+        return parsed;
+    }
+    if (c.getType() == SQLite::INTEGER) return c.getInt64();
+    if (c.getType() == SQLite::FLOAT) return c.getDouble();
+    return json::string(c.getString());
+}
+
+QueryResult Engine::query(const std::string& soql) {
+    TranslatedQuery t = translate_soql(soql, schema_);
+    SQLite::Statement st(db_, t.sql);
+    int i = 1;
+    for (const auto& b : t.binds) bind(st, i++, b);
+    QueryResult out;
+    out.count = t.count;
+    if (t.count) {
+        st.executeStep();
+        out.total = st.getColumn(0).getInt64();
+        return out;
+    }
+    while (st.executeStep()) {
+        json::object row{{"attributes", json::object{{"type", t.object->name}}}};
+        for (size_t c = 0; c < t.fields.size(); ++c) {
+            const auto& sel = t.fields[c];
+            json::value v = column_value(st.getColumn(static_cast<int>(c)), sel.field, false);
+            if (sel.path.size() == 1) {
+                row[sel.path[0]] = std::move(v);
+            } else {
+                auto& parent = row[sel.path[0]];
+                if (!parent.is_object()) {
+                    const Field* ref = t.object->relationship(sel.path[0]);
+                    parent = json::object{{"attributes", json::object{{"type", ref ? ref->reference_to[0] : ""}}}};
+                }
+                parent.as_object()[sel.path[1]] = std::move(v);
+            }
+        }
+        // A relationship whose parent is absent reads as null, as Salesforce returns it.
+        for (auto& [k, v] : row) {
+            if (k == "attributes" || !v.is_object()) continue;
+            bool all_null = true;
+            for (auto& [pk, pv] : v.as_object())
+                if (pk != "attributes" && !pv.is_null()) all_null = false;
+            if (all_null) v = nullptr;
+        }
+        out.rows.push_back(std::move(row));
+    }
+    out.total = static_cast<int64_t>(out.rows.size());
+    return out;
+}
+
+void Engine::seed(const json::object& data) {
+    std::map<std::string, std::string> refs;
+    seeding_ = true;
+    try {
+        for (const auto& [object, records] : data) {
+            if (!records.is_array()) throw CrmError("INVALID_SEED", "seed." + std::string(object) + " must be an array of records");
+            int index = 0;
+            for (const auto& record : records.get_array()) {
+                std::string where = "seed." + std::string(object) + "[" + std::to_string(index++) + "]";
+                if (!record.is_object()) throw CrmError("INVALID_SEED", where + " must be an object");
+                json::object fields = record.get_object();
+                std::string ref;
+                if (auto* r = fields.if_contains("_ref")) {
+                    ref = std::string(r->as_string());
+                    fields.erase("_ref");
+                }
+                for (auto& [k, v] : fields) {
+                    if (v.is_string() && v.get_string().starts_with("@")) {
+                        auto it = refs.find(std::string(v.get_string().subview(1)));
+                        if (it == refs.end())
+                            throw CrmError("INVALID_SEED", where + "." + std::string(k) + ": no earlier record has _ref \"" +
+                                                               std::string(v.get_string().subview(1)) + "\"");
+                        v = it->second;
+                    } else if (v.is_array()) {
+                        for (auto& item : v.as_array())
+                            if (item.is_string() && item.get_string().starts_with("@")) {
+                                auto it = refs.find(std::string(item.get_string().subview(1)));
+                                if (it == refs.end())
+                                    throw CrmError("INVALID_SEED", where + "." + std::string(k) + ": unknown _ref " +
+                                                                       std::string(item.get_string()));
+                                item = it->second;
+                            }
+                    }
+                }
+                auto result = create(std::string(object), fields);
+                if (!result.success)
+                    throw CrmError("INVALID_SEED", where + ": " + result.errors[0].code + ": " + result.errors[0].message);
+                if (!ref.empty()) refs[ref] = result.id;
+            }
+        }
+    } catch (...) {
+        seeding_ = false;
+        throw;
+    }
+    seeding_ = false;
+}
+
+}  // namespace mockcrm

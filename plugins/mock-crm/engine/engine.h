@@ -1,0 +1,105 @@
+#pragma once
+// mock-crm's engine: an embedded CRM over SQLite with Salesforce's semantics — one table
+// per object (columns from the schema; indexes on Email, phone digits and external ids),
+// field validation with Salesforce's error codes, external-id upsert, Shared Activities
+// rules, user licences, a daily API counter and SOQL through soql.h. Used by the mock-crm
+// plugin and, behind HTTP, by the Salesforce emulator. Not thread-safe: one Engine per
+// thread, or a lock around it; several Engines (processes) may share a file.
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "schema.h"
+#include "soql.h"
+
+namespace mockcrm {
+
+struct EngineOptions {
+    std::string database;                 // SQLite file; created with a default org when new
+    json::object schema;                  // custom objects and fields (see Schema::build)
+    int64_t daily_api_limit = 100'000;
+    std::map<std::string, int64_t> licenses{{"Salesforce", 10}, {"Salesforce Integration", 5}};
+    std::function<int64_t()> now_ms;      // UTC; defaults to the system clock
+};
+
+struct SaveError {
+    std::string code;
+    std::string message;
+    std::vector<std::string> fields;
+};
+
+struct SaveResult {
+    bool success = false;
+    std::string id;
+    bool created = false;
+    std::vector<SaveError> errors;
+};
+
+struct QueryResult {
+    bool count = false;
+    int64_t total = 0;
+    std::vector<json::object> rows;  // {"attributes": {"type": ...}, "Id": ..., "Account": {"Name": ...}}
+};
+
+class Engine {
+public:
+    explicit Engine(EngineOptions options);  // throws CrmError / SQLite::Exception
+
+    const Schema& schema() const { return schema_; }
+    // Salesforce describe shape (name, fields[...]); throws CrmError NOT_FOUND.
+    json::object describe(const std::string& object);
+
+    SaveResult create(const std::string& object, const json::object& fields);
+    SaveResult update(const std::string& object, const std::string& id, const json::object& fields);
+    // Creates or updates the one record whose external-id field equals value.
+    SaveResult upsert(const std::string& object, const std::string& external_field, const std::string& value,
+                      const json::object& fields);
+    QueryResult query(const std::string& soql);
+
+    // Runs fn in one transaction (a write call of up to 200 records).
+    void transaction(const std::function<void()>& fn);
+
+    // The daily API counter. spend() throws CrmError REQUEST_LIMIT_EXCEEDED once the day's
+    // limit is used up. kind is "read" or "write".
+    void spend_api_call(const std::string& kind);
+    int64_t api_used_today();
+    int64_t api_limit() const { return options_.daily_api_limit; }
+    int64_t api_calls(const std::string& kind);
+
+    // Adds a value to a picklist (restricted ones included), as an admin would.
+    void add_picklist_value(const std::string& object, const std::string& field, const std::string& value);
+    std::vector<std::string> picklist_values(const std::string& object, const std::string& field);
+
+    // Seeds records: {"Account": [{"_ref": "acme", "Name": "Acme"}], "Contact": [{"AccountId": "@acme", ...}]}.
+    // "@name" refers to an earlier record's _ref. Throws CrmError naming the record.
+    void seed(const json::object& data);
+
+    // The user API calls run as (OwnerId default, whoami).
+    void set_running_user(const std::string& user_id) { running_user_ = user_id; }
+    const std::string& running_user() const { return running_user_; }
+    std::string find_user_by_username(const std::string& username);
+
+    SQLite::Database& database() { return db_; }
+
+private:
+    SaveResult save(const Object& obj, const std::string* id, const json::object& fields, bool created_by_upsert);
+    void ensure_tables();
+    void seed_default_org();
+    std::string next_id(const Object& obj);
+    std::string now_text();
+    json::value column_value(const SQLite::Column& c, const Field* field, bool is_id_like);
+
+    EngineOptions options_;
+    Schema schema_;
+    SQLite::Database db_;
+    std::string running_user_;
+    bool seeding_ = false;  // seeds may set audit dates and read-only fields
+    std::map<std::string, std::set<std::string, CaseInsensitiveLess>> picklists_;  // "Object.Field" -> values
+};
+
+}  // namespace mockcrm

@@ -1,0 +1,144 @@
+// The crmsync executable as an operator runs it: flags, output, exit codes.
+#include <catch2/catch.hpp>
+
+#include "test_support.h"
+
+using testing::Process;
+using testing::TempDir;
+using testing::write_file;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Home {
+    TempDir dir;
+    TempDir plugins;  // a private copy of the plugins, so tests may damage them
+    Home() {
+        for (const char* id : {"mock-crm", "example-jsonl"})
+            fs::copy(std::string(CRMSYNC_PLUGIN_DIR) + "/" + id, plugins.path() / id, fs::copy_options::recursive);
+        write_file(dir / "manifests/crm.json", testing::mock_connection(dir / "var/crm.db"));
+        write_file(dir / "in/a.jsonl", R"({"id": "a-1", "subject": "First", "status": "Completed"}
+{"id": "a-2", "subject": "Second", "status": "Bogus"}
+{"id": "a-3", "subject": "Third, with \"quotes\""}
+)");
+        module("tasks", dir / "in");
+    }
+    void module(const std::string& name, const std::string& folder, const std::string& plugin = "example-jsonl") {
+        write_file(dir / ("manifests/" + name + ".json"),
+                   R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin + R"(", "version": "^1.0"}, "crm": "mock",
+                       "schedule": {"every": "4h"},
+                       "config": {"folder": ")" + folder + R"(", "object": "Task", "key_prefix": ")" + name + R"(",
+                                  "fields": {"Subject": "subject", "Status": "status"}}})");
+    }
+    Process crmsync(std::vector<std::string> args) {
+        args.insert(args.begin(), testing::crmsync_bin());
+        args.push_back("--home");
+        args.push_back(dir.str());
+        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" + plugins.str(), "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("cli: run lands records, reports record errors with exit 1, and query shows them") {
+    Home home;
+    auto run = home.crmsync({"run", "tasks"});
+    CHECK(run.status == 1);
+    CHECK_THAT(run.out, Catch::Contains("tasks: partial — fetched 3, created 2, updated 0, unchanged 0, ignored 0, failed 1"));
+    auto query = home.crmsync({"crm", "query", "SELECT Id, Subject FROM Task ORDER BY Subject"});
+    CHECK(query.status == 0);
+    CHECK_THAT(query.out, Catch::Contains("First") && Catch::Contains("(2 records)"));
+    auto json_query = home.crmsync({"crm", "query", "SELECT COUNT() FROM Task", "--json"});
+    CHECK_THAT(json_query.out, Catch::Contains("\"totalSize\":2"));
+    auto again = home.crmsync({"run", "--all"});
+    CHECK(again.status == 0);
+}
+
+TEST_CASE("cli: errors export as CSV with the CRM's code, fields and entity id") {
+    Home home;
+    home.crmsync({"run", "tasks"});
+    auto csv = home.crmsync({"errors", "tasks", "--since", "365d", "--format", "csv"});
+    CHECK(csv.status == 0);
+    CHECK_THAT(csv.out, Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload\r\n"));
+    CHECK_THAT(csv.out, Catch::Contains(",a-2,tasks:a-2,Task,INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,") &&
+                            Catch::Contains("Status: bad value for restricted picklist field: Bogus,Status,"));
+    auto table = home.crmsync({"errors"});
+    CHECK_THAT(table.out, Catch::Contains("a-2"));
+    auto bad = home.crmsync({"errors", "--since", "forever"});
+    CHECK(bad.status == 2);
+    CHECK_THAT(bad.err, Catch::Contains("--since \"forever\" is not a duration"));
+}
+
+TEST_CASE("cli: a dry run writes nothing and lists what it would do") {
+    Home home;
+    auto dry = home.crmsync({"run", "tasks", "--dry-run"});
+    CHECK_THAT(dry.out, Catch::Contains("dry run — nothing was written") && Catch::Contains("would create Task (key tasks:a-1"));
+    auto count = home.crmsync({"crm", "query", "SELECT COUNT() FROM Task"});
+    CHECK_THAT(count.out, Catch::StartsWith("0"));
+}
+
+TEST_CASE("cli: flipping one byte of a plugin library refuses that module for its hash, the others stay usable") {
+    Home home;
+    TempDir other_in;
+    write_file(other_in / "x.jsonl", R"({"id": "1", "subject": "kept working"})");
+    // A second copy of the source plugin under another id would need a rebuild; instead the
+    // damaged plugin is the CRM-less example, and the CRM plugin itself stays intact.
+    auto lib = home.plugins / "example-jsonl/example-jsonl.so";
+    std::string bytes = testing::read_file(lib);
+    bytes[bytes.size() / 3] ^= 0x20;
+    write_file(lib, bytes);
+    auto modules = home.crmsync({"modules"});
+    CHECK(modules.status == 0);
+    CHECK_THAT(modules.out, Catch::Contains("REFUSED") && Catch::Contains("sha256 of") &&
+                                Catch::Contains("rebuild or reinstall the plugin"));
+    auto run = home.crmsync({"run", "tasks"});
+    CHECK(run.status == 2);
+    // The CRM plugin beside it still loads and answers.
+    auto query = home.crmsync({"crm", "query", "SELECT COUNT() FROM User"});
+    CHECK(query.status == 0);
+    CHECK_THAT(query.out, Catch::StartsWith("1"));
+}
+
+TEST_CASE("cli: modules lists plugin, version, ABI, schedule, last run and names bad manifests") {
+    Home home;
+    write_file(home.dir / "manifests/zz-bad.json", R"({"module": "bad", "plugin": "example-jsonl", "crm": "mock", "schedule": {"every": "4x"}})");
+    home.crmsync({"run", "tasks"});
+    auto json = home.crmsync({"modules", "--json"});
+    CHECK_THAT(json.out, Catch::Contains(R"("module":"tasks","plugin":"example-jsonl","version":"1.0.0","abi":"1.0","enabled":true,"verified":true,"schedule":"every 4h")"));
+    CHECK_THAT(json.out, Catch::Contains(R"("status":"partial")"));
+    CHECK_THAT(json.out, Catch::Contains("zz-bad.json: \\\"schedule.every\\\": \\\"4x\\\" is not a duration"));
+}
+
+TEST_CASE("cli: runs and log show the history of a run") {
+    Home home;
+    home.crmsync({"run", "tasks"});
+    auto runs = home.crmsync({"runs", "--json"});
+    CHECK_THAT(runs.out, Catch::Contains(R"("id":1,"module":"tasks","trigger":"manual")"));
+    auto log = home.crmsync({"log", "1"});
+    CHECK(log.status == 0);
+    CHECK_THAT(log.out, Catch::Contains("run started") && Catch::Contains("run partial"));
+    CHECK(home.crmsync({"log", "99"}).status == 2);
+}
+
+TEST_CASE("cli: usage errors exit 2 with a clear line") {
+    Home home;
+    auto none = home.crmsync({"run"});
+    CHECK(none.status == 2);
+    CHECK_THAT(none.err, Catch::Contains("name one MODULE or pass --all"));
+    auto unknown = home.crmsync({"run", "nope"});
+    CHECK(unknown.status == 2);
+    CHECK_THAT(unknown.err, Catch::Contains("no module \"nope\"") && Catch::Contains("known: tasks"));
+    CHECK(home.crmsync({"frobnicate"}).status == 2);
+}
+
+TEST_CASE("cli: check finds a missing external-id field and a mapped field the CRM lacks") {
+    Home home;
+    write_file(home.dir / "manifests/crm.json",
+               R"({"connection": "mock", "plugin": {"id": "mock-crm"}, "config": {"database": ")" + (home.dir / "var/crm.db") + R"("}})");
+    write_file(home.dir / "manifests/tasks.json",
+               R"({"module": "tasks", "plugin": {"id": "example-jsonl"}, "crm": "mock",
+                   "config": {"folder": "in", "object": "Task", "fields": {"Subject": "subject", "Mood__c": "mood"}}})");
+    auto check = home.crmsync({"check", "tasks"});
+    CHECK(check.status == 2);
+    CHECK_THAT(check.out, Catch::Contains("Task has no field CrmSync_Key__c") && Catch::Contains("Task.Mood__c does not exist"));
+}

@@ -1,0 +1,138 @@
+// Every way loading a plugin can fail, each with the message an operator needs.
+#include <catch2/catch.hpp>
+
+#include "instance.h"
+#include "loader.h"
+#include "test_support.h"
+
+using namespace crmsync;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+const Diagnostics quiet(nullptr, Level::error);
+const std::string kTestPlugins = CRMSYNC_TEST_PLUGIN_DIR;
+
+// A private copy of one built test plugin, to damage without touching the build.
+std::string copy_plugin(const TempDir& dir, const std::string& id) {
+    fs::copy(kTestPlugins + "/" + id, dir.path() / id, fs::copy_options::recursive);
+    return dir / (id + "/" + id + ".plugin.json");
+}
+
+std::string load_error(PluginLoader& loader, const std::string& id) {
+    auto r = loader.load(id, VersionRange::parse("*").value());
+    REQUIRE_FALSE(r);
+    return r.status().message();
+}
+
+std::unique_ptr<HostServices> services() { return std::make_unique<HostServices>(); }
+}  // namespace
+
+TEST_CASE("loader: a manifest that is not JSON is refused with its line and column") {
+    TempDir dir;
+    testing::write_file(dir / "broken/broken.plugin.json", "{\n  \"id\": \"broken\",\n  oops\n}");
+    PluginLoader loader({dir.str()}, quiet);
+    REQUIRE(loader.candidates().size() == 1);
+    CHECK_THAT(loader.candidates()[0].problem.message(),
+               Catch::Contains("broken.plugin.json: not valid JSON at line 3, column 3"));
+}
+
+TEST_CASE("loader: a manifest missing a field names the field") {
+    TempDir dir;
+    testing::write_file(dir / "p/p.plugin.json",
+                        R"({"file_format_version": "1.0", "id": "p", "version": "1.0.0", "library_path": "./p.so", "sha256": ")" +
+                            std::string(64, 'a') + "\"}");
+    PluginLoader loader({dir.str()}, quiet);
+    CHECK_THAT(loader.candidates().at(0).problem.message(), Catch::Contains("\"abi\" is missing"));
+}
+
+TEST_CASE("loader: a library that is not there is refused before anything is opened") {
+    TempDir dir;
+    auto manifest = copy_plugin(dir, "test-source");
+    fs::remove(dir.path() / "test-source/test-source.so");
+    PluginLoader loader({dir.str()}, quiet);
+    CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("test-source.so not found") &&
+                                                      Catch::Contains("reinstall the plugin or fix \"library_path\""));
+}
+
+TEST_CASE("loader: one flipped byte in the library fails the hash check, naming both digests") {
+    TempDir dir;
+    copy_plugin(dir, "test-source");
+    auto lib = dir / "test-source/test-source.so";
+    std::string bytes = testing::read_file(lib);
+    bytes[bytes.size() / 2] ^= 0x01;
+    testing::write_file(lib, bytes);
+    PluginLoader loader({dir.str()}, quiet);
+    CHECK_THAT(load_error(loader, "test-source"),
+               Catch::Contains("sha256 of") && Catch::Contains("but the manifest says") && Catch::Contains("rebuild or reinstall"));
+}
+
+TEST_CASE("loader: a missing dependency shows the dynamic linker's own words") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    CHECK_THAT(load_error(loader, "bad-dependency"),
+               Catch::Contains("libcrmsync_test_dependency.so") && Catch::Contains("cannot open shared object file") &&
+                   Catch::Contains("ldd"));
+}
+
+TEST_CASE("loader: a library without crmsync_negotiate is not a plugin") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    CHECK_THAT(load_error(loader, "bad-no-entry"), Catch::Contains("does not export crmsync_negotiate"));
+}
+
+TEST_CASE("loader: ABI major mismatch and a newer plugin minor are refused with both versions") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    CHECK_THAT(load_error(loader, "bad-abi-major"), Catch::Contains("plugin speaks ABI 2.") && Catch::Contains("host speaks ABI 1.0"));
+    CHECK_THAT(load_error(loader, "bad-abi-minor"),
+               Catch::Contains("plugin speaks ABI 1.99") && Catch::Contains("newer than host ABI 1.0"));
+
+    TempDir dir;
+    auto manifest = copy_plugin(dir, "test-source");
+    auto text = testing::read_file(manifest);
+    text.replace(text.find("\"major\": 1"), 10, "\"major\": 3");
+    testing::write_file(manifest, text);
+    PluginLoader declared({dir.str()}, quiet);
+    CHECK_THAT(load_error(declared, "test-source"), Catch::Contains("plugin ABI 3.0 does not match host ABI 1.0"));
+}
+
+TEST_CASE("loader: a plugin whose create fails reports its own message") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    auto plugin = loader.load("bad-create", VersionRange::parse("^1").value());
+    REQUIRE(plugin);
+    auto instance = PluginInstance::create(plugin.value(), {}, services(), "manifests/m.json");
+    REQUIRE_FALSE(instance);
+    CHECK_THAT(instance.status().message(),
+               Catch::StartsWith("manifests/m.json: plugin bad-create could not be created: ") &&
+                   Catch::Contains("region eu-9 does not exist"));
+}
+
+TEST_CASE("loader: config that does not match the plugin's schema names the JSON path") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    auto plugin = loader.load("test-source", VersionRange::parse("^1").value());
+    REQUIRE(plugin);
+    auto instance = PluginInstance::create(plugin.value(), json::object{{"count", "ten"}}, services(), "manifests/m.json");
+    REQUIRE_FALSE(instance);
+    CHECK_THAT(instance.status().message(), Catch::Contains("\"config.count\"") && Catch::Contains("schema"));
+    auto extra = PluginInstance::create(plugin.value(), json::object{{"colour", "red"}}, services(), "manifests/m.json");
+    REQUIRE_FALSE(extra);
+    CHECK_THAT(extra.status().message(), Catch::Contains("colour"));
+}
+
+TEST_CASE("loader: bad plugins beside good ones never stop the good ones") {
+    PluginLoader loader({kTestPlugins, CRMSYNC_PLUGIN_DIR}, quiet);
+    for (const char* bad : {"bad-no-entry", "bad-abi-major", "bad-dependency"}) load_error(loader, bad);
+    auto good = loader.load("mock-crm", VersionRange::parse("^1.0").value());
+    REQUIRE(good);
+    CHECK(good.value()->id() == "mock-crm");
+    CHECK(good.value()->capabilities() == (CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE));
+}
+
+TEST_CASE("loader: the highest version inside the range is chosen") {
+    TempDir dir;
+    copy_plugin(dir, "test-source");
+    PluginLoader loader({dir.str()}, quiet);
+    CHECK(loader.load("test-source", VersionRange::parse(">=1.0.0 <2.0.0").value()));
+    CHECK_THAT(load_error(loader, "nothing-like-it"), Catch::Contains("is not installed"));
+    auto outside = loader.load("test-source", VersionRange::parse("^2.0").value());
+    REQUIRE_FALSE(outside);
+    CHECK_THAT(outside.status().message(), Catch::Contains("version 1.0.0 is outside \"^2.0\""));
+}

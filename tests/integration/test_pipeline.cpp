@@ -1,0 +1,220 @@
+// The run pipeline end to end in one process: real plugins through the real loader,
+// writing into mock-crm, with the state store on disk.
+#include <catch2/catch.hpp>
+
+#include "catalog.h"
+#include "engine/engine.h"
+#include "pipeline.h"
+#include "test_support.h"
+
+using namespace crmsync;
+using testing::TempDir;
+using testing::write_file;
+
+namespace {
+
+struct Harness {
+    TempDir home;
+    SystemClock clock;
+    std::atomic<bool> cancel{false};
+    Diagnostics quiet{nullptr, Level::error};
+
+    explicit Harness(int64_t daily_limit = 100000) {
+        write_file(home / "manifests/crm.json", testing::mock_connection(home / "var/crm.db", daily_limit));
+    }
+    void module(const std::string& name, const std::string& plugin, const std::string& config, const std::string& extra = "") {
+        write_file(home / ("manifests/" + name + ".json"),
+                   R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin + R"(", "version": "^1.0"}, "crm": "mock",
+                      "retry": {"base_ms": 1, "cap_ms": 5}, "config": )" + config + extra + "}");
+    }
+    Environment env() {
+        Environment e;
+        e.home = home.str();
+        e.manifest_dirs = {home / "manifests"};
+        e.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
+        return e;
+    }
+    RunReport run(const std::string& name, RunOptions options = {}) {
+        Catalog catalog(env(), quiet, clock);
+        auto instances = catalog.instantiate_module(name);
+        REQUIRE(instances);
+        auto store = catalog.open_store();
+        REQUIRE(store);
+        auto& mi = instances.value();
+        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
+        options.lease_holder = options.lease_holder.empty() ? "test" : options.lease_holder;
+        return pipeline.run(options);
+    }
+    std::unique_ptr<mockcrm::Engine> crm() {
+        mockcrm::EngineOptions o;
+        o.database = home / "var/crm.db";
+        o.schema = json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+        return std::make_unique<mockcrm::Engine>(o);
+    }
+    std::unique_ptr<StateStore> store() { return std::move(open_sqlite_store(home / "var/state.db").value()); }
+    int64_t tasks() { return crm()->query("SELECT COUNT() FROM Task").total; }
+};
+
+std::string jsonl_config(const std::string& folder) {
+    return R"({"folder": ")" + folder + R"(", "object": "Task", "key_prefix": "t",
+               "fields": {"Subject": "subject", "Status": "status", "ActivityDate": "due"}})";
+}
+
+}  // namespace
+
+TEST_CASE("pipeline: records land once, a rerun fetches nothing new, an edit updates in place") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "1", "subject": "One", "status": "Completed", "due": "2026-11-01"}
+{"id": "2", "subject": "Two", "status": "Not Started", "due": "2026-11-02"}
+)");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto first = h.run("tasks");
+    CHECK(first.status == "succeeded");
+    CHECK(first.counts.fetched == 2);
+    CHECK(first.counts.created == 2);
+    CHECK(h.tasks() == 2);
+
+    auto again = h.run("tasks");
+    CHECK(again.counts.fetched == 0);
+    CHECK(again.counts.api_calls == 0);
+
+    // The export gains an edited copy of record 1: it updates the same Task.
+    write_file(h.home / "in/b.jsonl", R"J({"id": "1", "subject": "One (edited)", "status": "Completed", "due": "2026-11-01"})J");
+    auto edit = h.run("tasks");
+    CHECK(edit.counts.updated == 1);
+    CHECK(edit.counts.created == 0);
+    CHECK(h.tasks() == 2);
+    auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = 't:1'").rows;
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].at("Subject") == "One (edited)");
+}
+
+TEST_CASE("pipeline: a full rerun of unchanged records costs no API call") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 450})");
+    REQUIRE(h.run("gen").counts.created == 450);
+    RunOptions full;
+    full.full = true;
+    auto rerun = h.run("gen", full);
+    CHECK(rerun.counts.fetched == 450);
+    CHECK(rerun.counts.unchanged == 450);
+    CHECK(rerun.counts.api_calls == 0);
+    CHECK(h.tasks() == 450);
+}
+
+TEST_CASE("pipeline: a record the CRM rejects is logged with code, message, fields and entity, the rest land") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "ok-1", "subject": "Fine", "status": "Completed"}
+{"id": "bad-1", "subject": "Bad status", "status": "Someday"}
+not json at all
+{"id": "ok-2", "subject": "Also fine"}
+)");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto report = h.run("tasks");
+    CHECK(report.status == "partial");
+    CHECK(report.counts.created == 2);
+    CHECK(report.counts.failed == 2);
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0].entity_id == "a.jsonl:3");
+    CHECK(errors[0].code == "MAPPING_FAILED");
+    CHECK_THAT(errors[0].message, Catch::Contains("a.jsonl:3: not a JSON object"));
+    CHECK(errors[1].entity_id == "bad-1");
+    CHECK(errors[1].code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
+    CHECK(errors[1].fields == std::vector<std::string>{"Status"});
+    CHECK_THAT(errors[1].payload, Catch::Contains("Someday"));
+}
+
+TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 5, "bad_every": 3})");
+    RunOptions dry;
+    dry.dry_run = true;
+    auto report = h.run("gen", dry);
+    CHECK(report.dry_run.size() == 5);
+    CHECK_THAT(report.dry_run[0], Catch::StartsWith("create Task (key test:0"));
+    CHECK(h.tasks() == 0);
+    CHECK(h.crm()->api_calls("write") == 0);
+    CHECK_FALSE(h.store()->cursor("gen").has_value());
+    CHECK(h.store()->errors(std::nullopt, 0).empty());
+}
+
+TEST_CASE("pipeline: a transient fetch failure is retried with backoff, then the run goes on") {
+    Harness h;
+    h.module("flaky", "test-source", R"({"count": 3, "retry_first_fetches": 2})");
+    auto report = h.run("flaky");
+    CHECK(report.status == "succeeded");
+    CHECK(report.counts.retries == 2);
+    CHECK(h.tasks() == 3);
+    bool logged = false;
+    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("retrying") != std::string::npos;
+    CHECK(logged);
+}
+
+TEST_CASE("pipeline: a source that keeps failing fails the run after the retry cap, saving nothing") {
+    Harness h;
+    h.module("down", "test-source", R"({"count": 3, "retry_first_fetches": 100})");
+    auto report = h.run("down");
+    CHECK(report.status == "failed");
+    CHECK(report.unreachable);
+    CHECK_THAT(report.message, Catch::Contains("gave up after 5 attempts"));
+    CHECK(h.tasks() == 0);
+}
+
+TEST_CASE("pipeline: the run stops cleanly under the API reserve, and a later run finishes the rest") {
+    Harness h(40);  // a daily limit of 40 calls; the default reserve keeps the last 4
+    h.module("gen", "test-source", R"({"count": 10000})");
+    auto report = h.run("gen");
+    CHECK(report.status == "stopped");
+    CHECK_THAT(report.message, Catch::Contains("daily API budget"));
+    int64_t landed = h.tasks();
+    CHECK(landed > 0);
+    CHECK(landed < 10000);
+    CHECK(h.store()->cursor("gen").has_value());
+
+    // A new day (here: a higher limit) and the rest lands, nothing twice.
+    write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000));
+    auto rest = h.run("gen");
+    CHECK(rest.status == "succeeded");
+    CHECK(h.tasks() == 10000);
+    CHECK(h.crm()->query("SELECT COUNT() FROM Task WHERE CrmSync_Key__c = 'test:9999'").total == 1);
+}
+
+TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stops") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 1000})");
+    RunOptions options;
+    options.progress = [&](const RunCounts& c) {
+        if (c.fetched >= 400) h.cancel.store(true);
+    };
+    auto report = h.run("gen", options);
+    CHECK(report.status == "stopped");
+    CHECK(h.tasks() == 400);
+    CHECK(h.store()->cursor("gen") == std::optional<std::string>("400"));
+    h.cancel.store(false);
+    CHECK(h.run("gen").counts.created == 600);
+}
+
+TEST_CASE("pipeline: a module already running elsewhere is not run twice") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 3})");
+    h.store()->acquire_lease("gen", "other-host:42", h.clock.now_ms(), 60'000);
+    auto report = h.run("gen");
+    CHECK(report.status == "busy");
+    CHECK_THAT(report.message, Catch::Contains("other-host:42"));
+    CHECK(h.tasks() == 0);
+}
+
+TEST_CASE("pipeline: a plugin emitting broken JSON or too many records fails cleanly") {
+    Harness h;
+    h.module("broken", "test-source", R"({"count": 3, "mode": "emit_invalid_json"})");
+    auto report = h.run("broken");
+    CHECK(report.counts.fetched == 0);
+    bool logged = false;
+    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("not JSON") != std::string::npos;
+    CHECK(logged);
+    h.module("greedy", "test-source", R"({"count": 500, "mode": "emit_too_many"})");
+    auto greedy = h.run("greedy");
+    CHECK(h.tasks() <= 500);
+    CHECK(greedy.status != "succeeded");
+}

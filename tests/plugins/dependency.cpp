@@ -1,0 +1,1 @@
+extern "C" int crmsync_test_dependency_value(void) { return 42; }

@@ -1,0 +1,93 @@
+#pragma once
+// Helpers for tests: a temporary home folder, file writing, and running the crmsync
+// executable as an operator would (a real child process, its output captured).
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace testing {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+public:
+    TempDir() {
+        std::random_device rd;
+        path_ = fs::temp_directory_path() / ("crmsync-test-" + std::to_string(getpid()) + "-" + std::to_string(rd()));
+        fs::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        if (!std::getenv("CRMSYNC_KEEP_TEST_DIRS")) fs::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    const fs::path& path() const { return path_; }
+    std::string str() const { return path_.string(); }
+    std::string operator/(const std::string& p) const { return (path_ / p).string(); }
+
+private:
+    fs::path path_;
+};
+
+inline void write_file(const std::string& path, const std::string& text) {
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path, std::ios::binary) << text;
+}
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// A mock-crm connection manifest with the crmsync key field on Task and Event.
+inline std::string mock_connection(const std::string& database, int64_t daily_limit = 100000,
+                                   const std::string& extra_config = "") {
+    return R"({"connection": "mock", "plugin": {"id": "mock-crm", "version": "^1.0"},
+      "config": {"database": ")" + database + R"(", "daily_api_limit": )" + std::to_string(daily_limit) + extra_config + R"(,
+        "schema": {"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true, "unique": true}}},
+                   "Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true, "unique": true}}}}}})";
+}
+
+struct Process {
+    int status = -1;  // exit code, or -signal when killed
+    std::string out, err;
+};
+
+// Runs a command with extra environment, capturing stdout and stderr.
+inline Process run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+    TempDir tmp;
+    std::string out_path = tmp / "out", err_path = tmp / "err";
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+        FILE* o = freopen(out_path.c_str(), "w", stdout);
+        FILE* r = freopen(err_path.c_str(), "w", stderr);
+        (void)o;
+        (void)r;
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        execv(args[0], args.data());
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    Process p;
+    p.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    p.out = read_file(out_path);
+    p.err = read_file(err_path);
+    return p;
+}
+
+inline std::string crmsync_bin() { return CRMSYNC_BIN; }
+
+}  // namespace testing

@@ -1,0 +1,79 @@
+#include <catch2/catch.hpp>
+
+#include "engine/engine.h"
+#include "test_support.h"
+
+using namespace mockcrm;
+
+namespace {
+struct Fixture {
+    testing::TempDir dir;
+    Engine engine{[&] {
+        EngineOptions o;
+        o.database = dir / "org.db";
+        return o;
+    }()};
+    Fixture() {
+        engine.seed(json::parse(R"({
+          "Account": [{"_ref": "acme", "Name": "Acme"}, {"_ref": "beta", "Name": "Beta"}],
+          "Contact": [
+            {"LastName": "Tanaka", "Email": "Tanaka@Acme.example", "Phone": "03-1234-5678", "AccountId": "@acme"},
+            {"LastName": "Suzuki", "Email": "suzuki@beta.example", "AccountId": "@beta"},
+            {"LastName": "Sato", "Email": "sato@acme.example", "AccountId": "@acme"},
+            {"LastName": "Ito"}
+          ]})").as_object());
+    }
+    std::vector<std::string> names(const std::string& soql) {
+        std::vector<std::string> out;
+        for (const auto& r : engine.query(soql).rows) out.emplace_back(r.at("LastName").as_string());
+        return out;
+    }
+};
+using V = std::vector<std::string>;
+}  // namespace
+
+TEST_CASE("SOQL: comparison, IN, LIKE, AND/OR/NOT with parentheses") {
+    Fixture f;
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email = 'tanaka@acme.example'") == V{"Tanaka"});  // case-insensitive
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email IN ('sato@acme.example', 'suzuki@beta.example') ORDER BY LastName") == V{"Sato", "Suzuki"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email LIKE '%@acme.example' ORDER BY LastName DESC") == V{"Tanaka", "Sato"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE (Account.Name = 'Acme' OR Account.Name = 'Beta') AND NOT LastName = 'Sato' ORDER BY LastName") == V{"Suzuki", "Tanaka"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email = null") == V{"Ito"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email != null ORDER BY LastName LIMIT 2") == V{"Sato", "Suzuki"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE LastName NOT IN ('Ito', 'Sato') ORDER BY LastName") == V{"Suzuki", "Tanaka"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE CreatedDate > 2000-01-01T00:00:00Z ORDER BY LastName LIMIT 1 OFFSET 1") == V{"Sato"});
+}
+
+TEST_CASE("SOQL: COUNT() and a parent field through one relationship hop") {
+    Fixture f;
+    auto count = f.engine.query("SELECT COUNT() FROM Contact WHERE Account.Name = 'Acme'");
+    CHECK(count.count);
+    CHECK(count.total == 2);
+    auto rows = f.engine.query("SELECT LastName, Account.Name FROM Contact WHERE LastName = 'Ito'").rows;
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].at("Account").is_null());
+}
+
+TEST_CASE("SOQL: errors carry Salesforce's codes") {
+    Fixture f;
+    auto code_of = [&](const std::string& soql) {
+        try {
+            f.engine.query(soql);
+        } catch (const CrmError& e) {
+            return e.code;
+        }
+        return std::string("none");
+    };
+    CHECK(code_of("SELECT Nope FROM Contact") == "INVALID_FIELD");
+    CHECK(code_of("SELECT Id FROM Nothing") == "INVALID_TYPE");
+    CHECK(code_of("SELECT Id Contact") == "MALFORMED_QUERY");
+    CHECK(code_of("SELECT Id FROM Contact WHERE LastName = 'open") == "MALFORMED_QUERY");
+    CHECK(code_of("SELECT Id FROM Contact WHERE Foo.Bar = 1") == "INVALID_FIELD");
+    CHECK(code_of("SELECT Id FROM Contact WHERE LastName = 'x' AND") == "MALFORMED_QUERY");
+}
+
+TEST_CASE("SOQL: values are bound, never spliced, so quotes cannot escape") {
+    Fixture f;
+    CHECK(f.names("SELECT LastName FROM Contact WHERE LastName = 'x\\' OR LastName != \\'y'").empty());
+    CHECK(f.engine.query("SELECT COUNT() FROM Contact").total == 4);
+}

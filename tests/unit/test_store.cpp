@@ -1,0 +1,76 @@
+#include <catch2/catch.hpp>
+
+#include "store.h"
+#include "test_support.h"
+
+using namespace crmsync;
+
+TEST_CASE("a batch commits links, errors, log, counters and cursor together") {
+    testing::TempDir dir;
+    auto store = open_sqlite_store(dir / "var/state.db");
+    REQUIRE(store);
+    auto& s = *store.value();
+    int64_t run = s.start_run("m", "manual", 1000).value();
+    BatchCommit batch;
+    batch.run_id = run;
+    batch.module = "m";
+    batch.links.push_back({"k1", "src-1", "Task", "00T1", "hash1", 1000});
+    batch.errors.push_back({0, 0, "m", 1000, "src-2", "k2", "Task", "REQUIRED_FIELD_MISSING", "Required fields are missing: [X]", {"X"}, "{}"});
+    batch.log.push_back({1000, "info", "hello"});
+    batch.counts.created = 1;
+    batch.counts.failed = 1;
+    batch.cursor = R"({"page": 2})";
+    REQUIRE(s.commit_batch(batch));
+    REQUIRE(s.finish_run(run, "partial", "1 failed", 2000, {{2000, "info", "done"}}));
+
+    CHECK(s.cursor("m") == std::optional<std::string>(R"({"page": 2})"));
+    auto links = s.links("m", {"k1", "k9"});
+    REQUIRE(links.size() == 1);
+    CHECK(links.at("k1").crm_id == "00T1");
+    auto errors = s.errors("m", 0);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].fields == std::vector<std::string>{"X"});
+    CHECK(errors[0].entity_id == "src-2");
+    auto r = s.run(run);
+    REQUIRE(r);
+    CHECK(r->status == "partial");
+    CHECK(r->counts.created == 1);
+    CHECK(s.run_log(run).size() == 2);
+}
+
+TEST_CASE("errors older than the retention are purged, newer ones stay") {
+    testing::TempDir dir;
+    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    int64_t run = s->start_run("m", "manual", 0).value();
+    BatchCommit batch;
+    batch.run_id = run;
+    batch.module = "m";
+    batch.errors.push_back({0, 0, "m", 100, "old", "k", "Task", "X", "old", {}, "{}"});
+    batch.errors.push_back({0, 0, "m", 5000, "new", "k", "Task", "X", "new", {}, "{}"});
+    s->commit_batch(batch);
+    CHECK(s->purge_errors(1000) == 1);
+    auto left = s->errors(std::nullopt, 0);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].entity_id == "new");
+}
+
+TEST_CASE("a lease is exclusive until it expires, then another holder takes it over") {
+    testing::TempDir dir;
+    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    CHECK(s->acquire_lease("m", "a", 1000, 500).value());
+    CHECK_FALSE(s->acquire_lease("m", "b", 1200, 500).value());
+    CHECK(s->acquire_lease("m", "a", 1300, 500).value());  // renewal by the holder
+    CHECK(s->acquire_lease("m", "b", 1900, 500).value());  // a's lease ran out at 1800
+    CHECK(s->lease("m")->holder == "b");
+    s->release_lease("m", "b");
+    CHECK_FALSE(s->lease("m").has_value());
+}
+
+TEST_CASE("the store migrates a new file to the current schema and reopens it unchanged") {
+    testing::TempDir dir;
+    { REQUIRE(open_sqlite_store(dir / "state.db")); }
+    auto again = open_sqlite_store(dir / "state.db");
+    REQUIRE(again);
+    CHECK(again.value()->runs(std::nullopt, 10).empty());
+    CHECK(store_schema_version() >= 1);
+}

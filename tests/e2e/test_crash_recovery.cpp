@@ -61,3 +61,38 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
     auto runs = testing::run_command({CRMSYNC_BIN, "runs", "--json"}, {plugin_path, home_env});
     CHECK_THAT(runs.out, Catch::Contains("\"status\":\"interrupted\""));
 }
+
+TEST_CASE("SIGTERM finishes the batch in hand, saves it, and the next run goes on from there") {
+    TempDir home;
+    write_file(home / "manifests/crm.json", testing::mock_connection(home / "var/crm.db"));
+    write_file(home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "mock",
+                   "config": {"count": 5000, "page_delay_ms": 40}})");
+    std::string plugin_path = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR;
+    std::string home_env = "CRMSYNC_HOME=" + home.str();
+    std::string out_path = home / "out.txt";
+    pid_t pid = fork();
+    if (pid == 0) {
+        putenv(const_cast<char*>(plugin_path.c_str()));
+        putenv(const_cast<char*>(home_env.c_str()));
+        FILE* o = freopen(out_path.c_str(), "w", stdout);
+        (void)o;
+        execl(CRMSYNC_BIN, CRMSYNC_BIN, "run", "gen", static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    auto out = testing::read_file(out_path);
+    CHECK_THAT(out, Catch::Contains("gen: stopped") && Catch::Contains("interrupted; everything before this point is saved"));
+
+    auto rest = testing::run_command({CRMSYNC_BIN, "run", "gen"}, {plugin_path, home_env});
+    CHECK(rest.status == 0);
+    mockcrm::EngineOptions o;
+    o.database = home / "var/crm.db";
+    o.schema = boost::json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+    CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task").total == 5000);
+}

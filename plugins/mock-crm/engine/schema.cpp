@@ -117,7 +117,7 @@ Schema Schema::build(const json::object& custom) {
             Object o;
             o.name = object_name;
             o.custom = true;
-            char prefix[8];
+            char prefix[16];
             std::snprintf(prefix, sizeof prefix, "a%02d", next_prefix++);
             o.prefix = spec.as_object().contains("prefix") ? std::string(spec.at("prefix").as_string()) : prefix;
             o.fields.push_back(parse_field(object_name, "Name", json::object{{"type", "string"}, {"length", 80}}, false));

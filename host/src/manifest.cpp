@@ -1,5 +1,7 @@
 #include "manifest.h"
 
+#include "services/mapping.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -222,6 +224,11 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
     if (auto* mp = o.if_contains("mappings")) {
         if (!mp->is_array()) return fail(Status::config("\"mappings\" must be an array"));
         m.mappings = mp->get_array();
+        if (auto parsed = parse_mappings(m.mappings); !parsed) return fail(parsed.status());
+    }
+    if (auto* sv = o.if_contains("services")) {
+        if (!sv->is_object()) return fail(Status::config("\"services\" must be an object"));
+        m.services = *sv;
     }
     auto creds = parse_credentials(o, fs::path(path).parent_path());
     if (!creds) return fail(creds.status());

@@ -60,6 +60,7 @@ struct ModuleManifest {
     Schedule schedule;
     json::object config;
     json::array mappings;
+    json::value services;  // host service settings: default_country_code, new_user
     std::vector<CredentialRef> credentials;
     double api_reserve = 0.10;  // stop when remaining daily API share falls under this
     RetryPolicy retry;

@@ -6,6 +6,7 @@
 
 #include "digest.h"
 #include "process.h"
+#include "services/services.h"
 
 namespace crmsync {
 namespace {
@@ -162,6 +163,22 @@ RunReport Pipeline::run(const RunOptions& options) {
         return finish("failed", why);
     }
 
+    // The shared services, set up once per run: mappings checked against the plugin's
+    // fixed fields before anything is fetched.
+    std::unique_ptr<Services> services;
+    if (!services_) {
+        auto mappings = parse_mappings(b_.module.mappings);
+        auto settings = ServiceSettings::from_manifest(b_.module);
+        if (!mappings) return finish("failed", mappings.status().prefixed(b_.module.manifest_path + ": ").message());
+        if (!settings) return finish("failed", settings.status().message());
+        std::vector<json::object> required_any;
+        auto checked = Services::check_mappings(b_.source, b_.module, *mappings, nullptr, &required_any);
+        if (!checked) return finish("failed", checked.message());
+        services = std::make_unique<Services>(b_.crm, b_.module, std::move(mappings.value()), std::move(settings.value()),
+                                              options.dry_run);
+        services->set_required_any(std::move(required_any));
+    }
+
     std::optional<std::string> cursor_text = options.full ? std::nullopt : store_.cursor(module);
     json::value cursor = nullptr;
     if (cursor_text) {
@@ -264,6 +281,7 @@ RunReport Pipeline::run(const RunOptions& options) {
                 PendingOperation p;
                 p.op = std::move(m.as_object());
                 p.source_id = find_string(p.op, "source_id").value_or(r.id);
+                p.record = r.record;
                 if (auto problem = operation_problem(p.op)) {
                     p.error_code = "INVALID_OPERATION";
                     p.error_message = *problem + " (a bug in plugin " + b_.source.plugin().id() + ")";
@@ -272,26 +290,38 @@ RunReport Pipeline::run(const RunOptions& options) {
             }
         }
 
-        // ---- services, then skip what did not change since it was last written
-        if (services_) services_(ops, batch.counts, batch.log);
+        // ---- mappings, then skip what did not change since it was last written (no API
+        // call spent on it), then the services for the rest
+        if (services) services->apply_field_mappings(ops);
         std::vector<std::string> keys;
         for (auto& p : ops) {
-            if (p.error_code) continue;
+            if (p.error_code || !p.skip_reason.empty()) continue;
             p.hash = sha256_hex(canonical_json(p.op));
             keys.push_back(op_text(p.op, "key"));
         }
         auto links = store_.links(module, keys);
-        std::vector<PendingOperation*> to_write;
         for (auto& p : ops) {
-            if (p.error_code) continue;
+            if (p.error_code || !p.skip_reason.empty()) continue;
             auto link = links.find(op_text(p.op, "key"));
             p.known = link != links.end();
             if (p.known && link->second.content_hash == p.hash) {
                 ++batch.counts.unchanged;
+                p.skip_reason = "unchanged";
                 if (options.dry_run)
                     report.dry_run.push_back("unchanged " + op_text(p.op, "object") + " " + link->second.crm_id +
                                              " (key " + op_text(p.op, "key") + ", source " + p.source_id +
                                              "): same content as last written");
+            }
+        }
+        if (services_) services_(ops, batch.counts, batch.log);
+        else services->resolve(ops, batch.counts, batch.log);
+        for (auto& line : batch.log)
+            if (line.at_ms == 0) line.at_ms = clock_.now_ms();
+        std::vector<PendingOperation*> to_write;
+        for (auto& p : ops) {
+            if (p.error_code || p.skip_reason == "unchanged") continue;
+            if (!p.skip_reason.empty()) {
+                if (options.dry_run) report.dry_run.push_back("skip " + op_text(p.op, "object") + " (source " + p.source_id + "): " + p.skip_reason);
                 continue;
             }
             to_write.push_back(&p);
@@ -429,7 +459,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             batch.cursor = json::serialize(*checkpoint);
             cursor = *checkpoint;
         }
-        batch.log = std::move(log_);
+        batch.log.insert(batch.log.begin(), log_.begin(), log_.end());
         log_.clear();
         auto committed = store_.commit_batch(batch);
         if (!committed) return finish("failed", committed.message());

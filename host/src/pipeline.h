@@ -43,6 +43,8 @@ struct RunReport {
 // A resolved operation on its way to the CRM.
 struct PendingOperation {
     json::object op;
+    json::value record;        // the source record it was mapped from (for field mappings)
+    std::string skip_reason;   // set when a service decides there is nothing to write (e.g. no match)
     std::string source_id;
     std::string hash;
     bool known = false;  // a link exists: an update, not a create

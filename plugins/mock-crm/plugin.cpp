@@ -147,6 +147,29 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             return emit(in, call, json::object{{"type", "limits"}, {"used", in->engine->api_used_today()},
                                                {"limit", in->engine->api_limit()}});
         }
+        if (type == "find") {
+            auto strings = [&](const char* key) {
+                std::vector<std::string> out;
+                if (auto* list = request.if_contains(key); list && list->is_array())
+                    for (const auto& v : list->as_array())
+                        if (v.is_string()) out.emplace_back(v.get_string());
+                return out;
+            };
+            auto emails = strings("emails"), phones = strings("phones");
+            std::string country = request.contains("country_code") ? std::string(request.at("country_code").as_string()) : "";
+            for (const auto& object : request.at("objects").as_array()) {
+                // As on Salesforce: one SOQL for the emails, one SOSL for the phones, per object.
+                if (!emails.empty()) in->engine->spend_api_call("read");
+                if (!phones.empty()) in->engine->spend_api_call("read");
+                for (auto& row : in->engine->find(std::string(object.as_string()), emails, phones, country)) {
+                    std::string id(row.at("Id").as_string());
+                    if (emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}}) == CRMSYNC_STATUS_CANCELLED)
+                        return CRMSYNC_STATUS_CANCELLED;
+                }
+            }
+            report_usage(in, call);
+            return CRMSYNC_STATUS_OK;
+        }
         if (type == "whoami") {
             auto rows = in->engine->query("SELECT Id, Username, Email FROM User WHERE Id = '" + in->engine->running_user() + "'");
             if (rows.rows.empty()) return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "not authenticated");
@@ -198,7 +221,17 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                 std::string action = op.contains("action") ? std::string(op.at("action").as_string()) : "upsert";
                 const auto& fields = op.at("fields").as_object();
                 mockcrm::SaveResult r;
-                if (action == "update") {
+                if (action == "picklist_add") {
+                    try {
+                        in->engine->add_picklist_value(object, std::string(op.at("field").as_string()),
+                                                       std::string(op.at("value").as_string()));
+                        r.success = true;
+                    } catch (const CrmError& e) {
+                        r.errors.push_back({e.code, e.what(), {}});
+                    }
+                } else if (action == "create") {
+                    r = in->engine->create(object, fields);
+                } else if (action == "update") {
                     std::string id = op.contains("id") ? std::string(op.at("id").as_string()) : "";
                     r = id.empty() ? mockcrm::SaveResult{false, "", false, {{"MISSING_ARGUMENT", "update needs the record id", {"Id"}}}}
                                    : in->engine->update(object, id, fields);

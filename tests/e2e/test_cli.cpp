@@ -61,7 +61,7 @@ TEST_CASE("cli: errors export as CSV with the CRM's code, fields and entity id")
     CHECK(csv.status == 0);
     CHECK_THAT(csv.out, Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload\r\n"));
     CHECK_THAT(csv.out, Catch::Contains(",a-2,tasks:a-2,Task,INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,") &&
-                            Catch::Contains("Status: bad value for restricted picklist field: Bogus,Status,"));
+                            Catch::Contains("\"Task.Status: \"\"Bogus\"\" is not a value of this restricted picklist\",Status,"));
     auto table = home.crmsync({"errors"});
     CHECK_THAT(table.out, Catch::Contains("a-2"));
     auto bad = home.crmsync({"errors", "--since", "forever"});

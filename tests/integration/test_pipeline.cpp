@@ -131,8 +131,9 @@ TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
     RunOptions dry;
     dry.dry_run = true;
     auto report = h.run("gen", dry);
-    CHECK(report.dry_run.size() == 5);
-    CHECK_THAT(report.dry_run[0], Catch::StartsWith("create Task (key test:0"));
+    REQUIRE(report.dry_run.size() == 5);
+    CHECK(report.dry_run[0] == "create Task (key test:1, source rec-1)");
+    CHECK_THAT(report.dry_run[4], Catch::StartsWith("fail Task (key test:3, source rec-3): INVALID_FIELD Task.No_Such_Field__c does not exist"));
     CHECK(h.tasks() == 0);
     CHECK(h.crm()->api_calls("write") == 0);
     CHECK_FALSE(h.store()->cursor("gen").has_value());

@@ -341,6 +341,59 @@ QueryResult Engine::query(const std::string& soql) {
     return out;
 }
 
+std::vector<json::object> Engine::find(const std::string& object, const std::vector<std::string>& emails,
+                                       const std::vector<std::string>& phones, const std::string& country_code) {
+    const Object* obj = schema_.object(object);
+    if (!obj) throw CrmError("INVALID_TYPE", "sObject type '" + object + "' is not supported.");
+    std::vector<std::string> columns{"Id", "CreatedDate"}, conditions;
+    std::vector<SqlValue> binds;
+    std::vector<const Field*> email_fields, phone_fields;
+    for (const auto& f : obj->fields) {
+        if (f.type == "email") email_fields.push_back(&f);
+        if (f.is_phone()) phone_fields.push_back(&f);
+        if (f.type == "email" || f.is_phone() || (obj->name == "Lead" && f.name == "IsConverted")) columns.push_back(f.name);
+    }
+    std::string marks;
+    auto list = [&](const std::vector<std::string>& values) {
+        std::string m;
+        for (const auto& v : values) {
+            m += (m.empty() ? "?" : ", ?");
+            binds.push_back(v);
+        }
+        return "(" + m + ")";
+    };
+    if (!emails.empty())
+        for (const auto* f : email_fields) conditions.push_back(q(f->name) + " IN " + list(emails));
+    std::vector<std::string> digit_forms;
+    for (const auto& phone : phones) {
+        std::string digits = phone_digits(phone, "");
+        std::string international = phone_digits(phone, country_code);
+        if (digits.empty()) continue;
+        digit_forms.push_back(digits);
+        digit_forms.push_back(international);
+        if (!country_code.empty() && international.rfind(country_code, 0) == 0)
+            digit_forms.push_back("0" + international.substr(country_code.size()));
+    }
+    if (!digit_forms.empty())
+        for (const auto* f : phone_fields) conditions.push_back(q("_digits_" + f->name) + " IN " + list(digit_forms));
+    std::vector<json::object> out;
+    if (conditions.empty()) return out;
+    std::string select;
+    for (const auto& c : columns) select += (select.empty() ? "" : ", ") + q(c);
+    std::string where;
+    for (const auto& c : conditions) where += (where.empty() ? "" : " OR ") + c;
+    SQLite::Statement st(db_, "SELECT " + select + " FROM " + q(obj->name) + " WHERE " + where + " ORDER BY \"CreatedDate\", _seq");
+    int i = 1;
+    for (const auto& b : binds) bind(st, i++, b);
+    while (st.executeStep()) {
+        json::object row{{"attributes", json::object{{"type", obj->name}}}};
+        for (size_t c = 0; c < columns.size(); ++c)
+            row[columns[c]] = column_value(st.getColumn(static_cast<int>(c)), obj->field(columns[c]), false);
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+
 void Engine::seed(const json::object& data) {
     std::map<std::string, std::string> refs;
     seeding_ = true;

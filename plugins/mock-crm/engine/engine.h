@@ -60,6 +60,12 @@ public:
     SaveResult upsert(const std::string& object, const std::string& external_field, const std::string& value,
                       const json::object& fields);
     QueryResult query(const std::string& soql);
+    // Records of `object` whose email fields equal any of `emails` (case-insensitively) or
+    // whose phone fields hold any of `phones` (compared by digits, national and
+    // international forms alike under `country_code`). Rows as query() returns them,
+    // with Id, the email and phone fields, CreatedDate and (Lead) IsConverted.
+    std::vector<json::object> find(const std::string& object, const std::vector<std::string>& emails,
+                                   const std::vector<std::string>& phones, const std::string& country_code);
 
     // Runs fn in one transaction (a write call of up to 200 records).
     void transaction(const std::function<void()>& fn);

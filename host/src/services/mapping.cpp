@@ -1,5 +1,8 @@
 #include "mapping.h"
 
+// gcc 12 at -O2 reports a false "may be used uninitialized" inside date::parse's template
+// code; the values it names are always written before use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <date/date.h>
 #include <date/tz.h>
 

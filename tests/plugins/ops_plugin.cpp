@@ -1,0 +1,94 @@
+// test-ops: a source plugin for service tests. Each line of `file` is a record
+// {"id": ..., "ops": [operation, ...]} whose operations map() emits exactly as written, so
+// a test states the directives it exercises. `defaults` lists its "fixed" fields per object.
+#include <crmsync/plugin.h>
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <memory>
+#include <string>
+
+namespace {
+namespace json = boost::json;
+
+const char* const kSchema = R"json({
+  "type": "object", "required": ["file"], "additionalProperties": false,
+  "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"}}
+})json";
+
+struct Instance {
+    const crmsync_host_api* host;
+    json::object config;
+};
+Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
+int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
+    std::string t = json::serialize(v);
+    return in->host->emit(call, t.data(), t.size());
+}
+
+crmsync_instance* create(const crmsync_host_api* host, crmsync_call*, const char* config) noexcept {
+    try {
+        return reinterpret_cast<crmsync_instance*>(new Instance{host, json::parse(config).as_object()});
+    } catch (...) {
+        return nullptr;
+    }
+}
+void destroy(crmsync_instance* i) noexcept { delete self(i); }
+
+int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto req = json::parse(request_json).as_object();
+        if (req.at("type") == "targets") {
+            if (auto* d = in->config.if_contains("defaults"))
+                for (const auto& [object, fields] : d->as_object()) {
+                    json::object target{{"type", "target"}, {"object", object}, {"fields", fields}};
+                    if (auto* any = in->config.if_contains("required_any")) target["required_any"] = *any;
+                    emit(in, call, target);
+                }
+            return CRMSYNC_STATUS_OK;
+        }
+        int64_t start = req.at("cursor").is_int64() ? req.at("cursor").as_int64() : 0;
+        int64_t limit = req.at("limit").as_int64(), n = 0, emitted = 0;
+        std::ifstream file(std::string(in->config.at("file").as_string()));
+        std::string line;
+        bool more = false;
+        while (std::getline(file, line)) {
+            if (line.empty() || n++ < start) continue;
+            if (emitted == limit) {
+                more = true;
+                break;
+            }
+            auto rec = json::parse(line).as_object();
+            emit(in, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
+            ++emitted;
+        }
+        return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", start + emitted}, {"more", more}});
+    } catch (const std::exception& e) {
+        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto rec = json::parse(record_json).as_object();
+        for (const auto& op : rec.at("ops").as_array()) emit(in, call, op);
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "test-ops", "1.0.0", "operations from a file, for service tests",
+                                kSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr};
+}  // namespace
+
+extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
+    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
+    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
+    n->plugin = &kPlugin;
+    return CRMSYNC_STATUS_OK;
+}

@@ -1,0 +1,92 @@
+// crmsync_bench: figures, not tests. Seeds mock-crm with 20 users and 3,000 contacts,
+// pushes N operations (each with an owner and a related-to directive) through the full
+// pipeline, and prints API calls per 1,000 records, records per second and peak RSS, each
+// beside its target. Usage: crmsync_bench [--records N]
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "catalog.h"
+#include "pipeline.h"
+#include "test_support.h"
+
+using namespace crmsync;
+
+int main(int argc, char** argv) {
+    int64_t records = 10'000;
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::strcmp(argv[i], "--records") == 0) records = std::atoll(argv[i + 1]);
+    const int users = 20, customers = 3000;
+    testing::TempDir home;
+
+    json::object seed{{"UserLicense", json::array{json::object{{"_ref", "lic"}, {"Name", "Sales Cloud"}, {"TotalLicenses", 100}}}},
+                      {"Profile", json::array{json::object{{"_ref", "p"}, {"Name", "Sales"}, {"UserLicenseId", "@lic"}}}}};
+    json::array user_list, contact_list;
+    for (int u = 0; u < users; ++u)
+        user_list.push_back(json::object{{"Username", "agent" + std::to_string(u) + "@bench.example.org"},
+                                         {"LastName", "Agent " + std::to_string(u)},
+                                         {"Email", "agent" + std::to_string(u) + "@bench.example"},
+                                         {"Alias", "ag" + std::to_string(u)}, {"TimeZoneSidKey", "Asia/Tokyo"},
+                                         {"LocaleSidKey", "ja_JP"}, {"EmailEncodingKey", "UTF-8"},
+                                         {"LanguageLocaleKey", "ja"}, {"ProfileId", "@p"}});
+    for (int c = 0; c < customers; ++c)
+        contact_list.push_back(json::object{{"LastName", "Customer " + std::to_string(c)},
+                                            {"Email", "customer" + std::to_string(c) + "@client.example"}});
+    seed["User"] = user_list;
+    seed["Contact"] = contact_list;
+    testing::write_file(home / "seed.json", json::serialize(seed));
+    testing::write_file(home / "manifests/crm.json",
+                        testing::mock_connection(home / "var/crm.db", 1'000'000, R"(, "seed": ")" + (home / "seed.json") + "\""));
+    {
+        std::ofstream ops(home / "ops.jsonl");
+        for (int64_t i = 0; i < records; ++i) {
+            json::object op{{"object", "Event"}, {"action", "upsert"}, {"key", "bench:" + std::to_string(i)},
+                            {"fields", json::object{{"Subject", "【メール】Bench " + std::to_string(i)},
+                                                    {"StartDateTime", "2026-11-20T01:00:00Z"},
+                                                    {"DurationInMinutes", 15}}},
+                            {"owner", json::object{{"email", "agent" + std::to_string(i % users) + "@bench.example"},
+                                                   {"if_missing", json::array{"connection_user"}}}},
+                            {"related", json::object{{"emails", json::array{"customer" + std::to_string(i % customers) + "@client.example"}},
+                                                     {"prefer", json::array{"Contact", "Lead"}}}}};
+            ops << json::serialize(json::object{{"id", "src-" + std::to_string(i)}, {"ops", json::array{op}}}) << "\n";
+        }
+    }
+    testing::write_file(home / "manifests/bench.json",
+                        R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" + (home / "ops.jsonl") + R"("}})");
+
+    Environment env;
+    env.home = home.str();
+    env.manifest_dirs = {home / "manifests"};
+    env.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
+    SystemClock clock;
+    std::atomic<bool> cancel{false};
+    Diagnostics quiet(nullptr, Level::error);
+    Catalog catalog(env, quiet, clock);
+    auto instances = catalog.instantiate_module("bench");
+    if (!instances) {
+        std::fprintf(stderr, "bench: %s\n", instances.status().message().c_str());
+        return 2;
+    }
+    auto store = catalog.open_store();
+    auto& mi = instances.value();
+    Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
+    RunOptions options;
+    options.lease_holder = "bench";
+    auto started = std::chrono::steady_clock::now();
+    auto report = pipeline.run(options);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    double per_thousand = report.counts.fetched ? 1000.0 * report.counts.api_calls / report.counts.fetched : 0;
+    std::printf("mock-crm services bench: %lld operations, %d owners, %d customer emails\n", (long long)records, users, customers);
+    std::printf("  status                 %s (created %lld, failed %lld)\n", report.status.c_str(),
+                (long long)report.counts.created, (long long)report.counts.failed);
+    std::printf("  API calls              %lld\n", (long long)report.counts.api_calls);
+    std::printf("  API calls / 1,000 rec  %.1f   (target <= 20: %s)\n", per_thousand, per_thousand <= 20 ? "met" : "MISSED");
+    std::printf("  records / s            %.0f\n", report.counts.fetched / seconds);
+    std::printf("  peak RSS               %.1f MB\n", usage.ru_maxrss / 1024.0);
+    return report.status == "succeeded" ? 0 : 1;
+}

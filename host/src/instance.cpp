@@ -100,8 +100,9 @@ int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsyn
             response->struct_size = std::min<uint32_t>(response->struct_size, sizeof out);
             return CRMSYNC_STATUS_RETRY;
         }
-        auto& body = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->body)));
-        auto& headers = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->headers)));
+        // Pointers to the strings, not to the vector's slots: the vector may grow.
+        std::string* body = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->body))).get();
+        std::string* headers = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->headers))).get();
         out.status = result->status;
         out.body = body->c_str();
         out.body_size = body->size();
@@ -120,8 +121,7 @@ const char* api_secret(crmsync_call* call, const char* name) noexcept {
         if (!call || !call->services || !name) return nullptr;
         auto* value = call->services->secrets.if_contains(name);
         if (!value || !value->is_string()) return nullptr;
-        auto& kept = call->kept.emplace_back(std::make_unique<std::string>(value->get_string()));
-        return kept->c_str();
+        return call->kept.emplace_back(std::make_unique<std::string>(value->get_string()))->c_str();
     } catch (...) {
         return nullptr;
     }

@@ -60,7 +60,7 @@ void Services::load_describes(const std::set<std::string>& objects) {
         if (!describes_.count(o)) missing.emplace_back(o);
     if (missing.empty()) return;
     std::map<std::string, Describe> got;
-    auto outcome = crm_.fetch(json::object{{"type", "describe"}, {"objects", missing}}, [&](json::value&& item) -> int32_t {
+    auto outcome = fetch_crm(json::object{{"type", "describe"}, {"objects", missing}}, [&](json::value&& item) -> int32_t {
         auto* o = item.if_object();
         if (!o || find_string(*o, "type") != "describe") return CRMSYNC_STATUS_OK;
         Describe d;
@@ -108,7 +108,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
             fail(p, "INVALID_TYPE", object + ": " + d.problem + " (a configuration error; see `crmsync check " + module_.name + "`)");
             continue;
         }
-        auto& fields = p.op["fields"].as_object();
+        auto& fields = p.op.at("fields").as_object();
         const json::object* picklists = find_object(p.op, "picklists");
         for (auto& [name_view, value] : fields) {
             std::string name(name_view);
@@ -162,7 +162,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                             continue;
                         }
                         std::vector<json::value> results;
-                        auto outcome = crm_.write(json::object{{"operations", json::array{json::object{
+                        auto outcome = write_crm(json::object{{"operations", json::array{json::object{
                                                       {"object", object}, {"action", "picklist_add"}, {"key", "picklist:" + object + "." + name},
                                                       {"field", name}, {"value", part}, {"fields", json::object{}}}}}},
                                                   results);

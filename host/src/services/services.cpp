@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <thread>
 
 namespace crmsync {
 namespace {
@@ -37,7 +39,8 @@ void fail(PendingOperation& p, std::string code, std::string message, std::vecto
     p.error_fields = std::move(fields);
 }
 
-json::object& fields_of(PendingOperation& p) { return p.op["fields"].as_object(); }
+// at(), not operator[]: operator[] may grow the object and invalidate pointers into it.
+json::object& fields_of(PendingOperation& p) { return p.op.at("fields").as_object(); }
 
 void bump(RunCounts& counts, const std::string& name) {
     auto* v = counts.extra.if_contains(name);
@@ -116,8 +119,34 @@ void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
     }
 }
 
+Outcome Services::fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink) {
+    for (int attempt = 0;; ++attempt) {
+        std::vector<json::value> items;
+        auto outcome = crm_.fetch(request, [&](json::value&& item) -> int32_t {
+            items.push_back(std::move(item));
+            return CRMSYNC_STATUS_OK;
+        });
+        if (outcome.status == CRMSYNC_STATUS_RETRY && attempt + 1 < module_.retry.max_attempts) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(module_.retry.cap_ms, module_.retry.base_ms << attempt)));
+            continue;
+        }
+        if (outcome.ok())
+            for (auto& item : items) sink(std::move(item));
+        return outcome;
+    }
+}
+
+Outcome Services::write_crm(const json::value& batch, std::vector<json::value>& results) {
+    for (int attempt = 0;; ++attempt) {
+        results.clear();
+        auto outcome = crm_.write(batch, results);
+        if (outcome.status != CRMSYNC_STATUS_RETRY || attempt + 1 >= module_.retry.max_attempts) return outcome;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(module_.retry.cap_ms, module_.retry.base_ms << attempt)));
+    }
+}
+
 Outcome Services::query(const std::string& soql, std::vector<json::object>& rows) {
-    return crm_.fetch(json::object{{"type", "query"}, {"soql", soql}}, [&](json::value&& item) -> int32_t {
+    return fetch_crm(json::object{{"type", "query"}, {"soql", soql}}, [&](json::value&& item) -> int32_t {
         if (auto* o = item.if_object())
             if (auto* r = find_object(*o, "record")) rows.push_back(*r);
         return CRMSYNC_STATUS_OK;
@@ -187,7 +216,7 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
 
 std::string Services::connection_user() {
     if (!connection_user_.empty()) return connection_user_;
-    crm_.fetch(json::object{{"type", "whoami"}}, [&](json::value&& item) -> int32_t {
+    fetch_crm(json::object{{"type", "whoami"}}, [&](json::value&& item) -> int32_t {
         if (auto* o = item.if_object()) connection_user_ = text(*o, "id");
         return CRMSYNC_STATUS_OK;
     });
@@ -221,7 +250,7 @@ std::string Services::create_integration_user(const std::string& email, std::str
                             {"ProfileId", profile}, {"IsActive", true}};
         for (const auto& [k, v] : settings_.new_user) fields[k] = v;
         std::vector<json::value> results;
-        auto outcome = crm_.write(
+        auto outcome = write_crm(
             json::object{{"operations", json::array{json::object{{"object", "User"}, {"action", "create"},
                                                                  {"key", "user:" + email}, {"fields", fields}}}}},
             results);
@@ -356,7 +385,7 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
         for (size_t i = start; i < std::min(emails.size(), start + kKeysPerQuery); ++i) e.emplace_back(emails[i]);
         for (size_t i = start; i < std::min(phones.size(), start + kKeysPerQuery); ++i) ph.emplace_back(phones[i]);
         std::vector<Party> found;
-        auto outcome = crm_.fetch(
+        auto outcome = fetch_crm(
             json::object{{"type", "find"}, {"objects", json::array{"Contact", "Lead"}}, {"emails", e}, {"phones", ph},
                          {"country_code", settings_.default_country_code}},
             [&](json::value&& item) -> int32_t {

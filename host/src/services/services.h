@@ -61,6 +61,10 @@ private:
     const Describe& describe(const std::string& object);
     void load_describes(const std::set<std::string>& objects);
     Outcome query(const std::string& soql, std::vector<json::object>& rows);
+    // The CRM plugin's fetch and write, retried with backoff while they answer RETRY. What
+    // a failed attempt emitted is dropped, so the sink sees one complete answer.
+    Outcome fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink);
+    Outcome write_crm(const json::value& batch, std::vector<json::value>& results);
     std::string normalize_phone(std::string_view phone) const;
     std::string connection_user();
     std::string integration_profile();

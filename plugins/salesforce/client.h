@@ -1,0 +1,69 @@
+#pragma once
+// The Salesforce REST client behind the plugin: OAuth 2.0 (client credentials, JWT bearer,
+// refresh token), requests through the host's HTTP service with the session, limit
+// accounting from Sforce-Limit-Info, and Salesforce's three error shapes turned into
+// crmsync statuses. Credentials live only in memory and never appear in a message.
+#include <crmsync/plugin.h>
+
+#include <boost/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace salesforce {
+
+namespace json = boost::json;
+
+struct Config {
+    std::string login_url;       // https://login.salesforce.com, https://test.salesforce.com or My Domain
+    std::string auth;            // client_credentials, jwt_bearer, refresh_token
+    std::string audience;        // JWT aud
+    std::string username;        // JWT sub
+    std::string api_version = "62.0";
+    uint32_t timeout_ms = 60'000;
+};
+
+struct Credentials {
+    std::string client_id, client_secret, private_key, refresh_token;
+};
+
+struct Response {
+    int32_t status = CRMSYNC_STATUS_OK;  // crmsync status of the exchange
+    int http = 0;
+    json::value body;                    // parsed JSON, or null
+    std::string raw;
+    std::string message;                 // why, when status is not OK
+};
+
+class Client {
+public:
+    Client(const crmsync_host_api* host, Config config) : host_(host), config_(std::move(config)) {}
+
+    // Gets a session with the configured flow. Returns AUTH_FAILED with the OAuth error's
+    // own text, or RETRY when the login host could not be reached.
+    int32_t authenticate(crmsync_call* call, const Credentials& credentials);
+
+    // A REST call under /services/data/vXX.X (path starts with "/") or an absolute path
+    // from Salesforce (nextRecordsUrl). Re-authenticates once on INVALID_SESSION_ID.
+    Response request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body = "",
+                     bool idempotent = true);
+
+    const std::string& user_id() const { return user_id_; }
+    std::string data_path(const std::string& path) const { return "/services/data/v" + config_.api_version + path; }
+
+private:
+    Response send(crmsync_call* call, const std::string& method, const std::string& url, const std::string& body,
+                  const std::string& content_type, bool idempotent, bool with_session);
+    int32_t token_request(crmsync_call* call, const std::string& form);
+    std::string jwt_assertion(crmsync_call* call, std::string& error) const;
+
+    const crmsync_host_api* host_;
+    Config config_;
+    Credentials credentials_;
+    std::string access_token_, instance_url_, user_id_;
+};
+
+std::string url_encode(std::string_view text);
+std::string base64url(std::string_view bytes);
+
+}  // namespace salesforce

@@ -1,0 +1,352 @@
+// salesforce: the CRM plugin operators run in production. Reads with SOQL (paged by
+// nextRecordsUrl), SOSL for phones, describe (cached) and /limits; writes with sObject
+// Collections, 200 records a call, allOrNone false, upserting on the connection's
+// external-id field. See README.md for its config and credentials.
+#include <crmsync/plugin.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+
+#include "client.h"
+
+namespace {
+
+using namespace salesforce;
+
+const char* const kConfigSchema = R"json({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "required": ["login_url", "auth"],
+  "additionalProperties": false,
+  "properties": {
+    "login_url": {"type": "string", "pattern": "^https?://", "description": "https://login.salesforce.com (production), https://test.salesforce.com (sandbox), or the org's My Domain URL (client_credentials needs My Domain)"},
+    "environment": {"enum": ["production", "sandbox"], "description": "chooses the JWT audience; default from login_url"},
+    "auth": {"enum": ["client_credentials", "jwt_bearer", "refresh_token"]},
+    "username": {"type": "string", "description": "the Salesforce user a JWT bearer login acts as"},
+    "jwt_audience": {"type": "string", "description": "override the JWT aud (normally derived from environment)"},
+    "api_version": {"type": "string", "pattern": "^[0-9]+\\.[0-9]$", "default": "62.0"},
+    "timeout_ms": {"type": "integer", "minimum": 1000}
+  }
+})json";
+
+struct Instance {
+    const crmsync_host_api* host;
+    std::unique_ptr<Client> client;
+    std::map<std::string, json::object> describes;
+};
+
+Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
+
+int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
+    std::string t = json::serialize(v);
+    return in->host->emit(call, t.data(), t.size());
+}
+
+int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
+    in->host->fail(call, status, message.c_str());
+    return status;
+}
+
+std::string str(const json::object& o, const char* key) {
+    auto* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : "";
+}
+
+crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
+    try {
+        auto c = json::parse(config_json).as_object();
+        Config config;
+        config.login_url = str(c, "login_url");
+        while (!config.login_url.empty() && config.login_url.back() == '/') config.login_url.pop_back();
+        config.auth = str(c, "auth");
+        config.username = str(c, "username");
+        if (c.contains("api_version")) config.api_version = str(c, "api_version");
+        if (auto* t = c.if_contains("timeout_ms")) config.timeout_ms = static_cast<uint32_t>(t->as_int64());
+        std::string environment = str(c, "environment");
+        bool sandbox = environment == "sandbox" || (environment.empty() && config.login_url.find("test.salesforce.com") != std::string::npos);
+        config.audience = c.contains("jwt_audience") ? str(c, "jwt_audience")
+                                                     : sandbox ? "https://test.salesforce.com" : "https://login.salesforce.com";
+        bool generic_login = config.login_url == "https://login.salesforce.com" || config.login_url == "https://test.salesforce.com";
+        if (config.auth == "client_credentials" && generic_login) {
+            host->fail(call, CRMSYNC_STATUS_ERROR,
+                       "config.login_url: the client_credentials flow needs the org's My Domain URL "
+                       "(e.g. https://example.my.salesforce.com), not login/test.salesforce.com");
+            return nullptr;
+        }
+        if (config.auth == "jwt_bearer" && config.username.empty()) {
+            host->fail(call, CRMSYNC_STATUS_ERROR, "config.username: the jwt_bearer flow needs the Salesforce username it acts as");
+            return nullptr;
+        }
+        auto in = std::make_unique<Instance>();
+        in->host = host;
+        in->client = std::make_unique<Client>(host, config);
+        return reinterpret_cast<crmsync_instance*>(in.release());
+    } catch (const std::exception& e) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return nullptr;
+    }
+}
+
+void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
+
+int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto c = json::parse(credentials_json).as_object();
+        Credentials credentials{str(c, "client_id"), str(c, "client_secret"), str(c, "private_key"), str(c, "refresh_token")};
+        return in->client->authenticate(call, credentials);
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+// ---- reads ------------------------------------------------------------------------------
+
+int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const std::function<int32_t(json::object&&)>& row) {
+    std::string path = "/query?q=" + url_encode(soql);
+    for (;;) {
+        auto res = in->client->request(call, "GET", path);
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "query failed: " + res.message);
+        auto& body = res.body.as_object();
+        for (auto& record : body.at("records").as_array())
+            if (row(std::move(record.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+        auto* next = body.if_contains("nextRecordsUrl");
+        if (!next || !next->is_string() || body.at("done").as_bool()) return CRMSYNC_STATUS_OK;
+        if (in->host->cancelled(call)) return CRMSYNC_STATUS_CANCELLED;
+        path = std::string(next->get_string());
+    }
+}
+
+std::string soql_list(const std::vector<std::string>& values) {
+    std::string out;
+    for (const auto& v : values) {
+        std::string quoted = "'";
+        for (char c : v) {
+            if (c == '\'' || c == '\\') quoted += '\\';
+            quoted += c;
+        }
+        out += (out.empty() ? "" : ", ") + quoted + "'";
+    }
+    return "(" + out + ")";
+}
+
+std::string find_fields(const std::string& object) {
+    return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted" : "Id, Email, Phone, MobilePhone, CreatedDate";
+}
+
+// The digits of a phone as people write it at home and abroad ("0312345678", "81312345678").
+std::vector<std::string> phone_forms(const std::string& phone, const std::string& country) {
+    std::string digits;
+    bool international = false;
+    for (char c : phone) {
+        if (c == '+' && digits.empty()) international = true;
+        if (c >= '0' && c <= '9') digits += c;
+    }
+    std::vector<std::string> forms{digits};
+    if (!country.empty()) {
+        if (international && digits.rfind(country, 0) == 0) forms.push_back("0" + digits.substr(country.size()));
+        else if (!international && digits.size() > 1 && digits[0] == '0') forms.push_back(country + digits.substr(1));
+    }
+    return forms;
+}
+
+int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
+    auto strings = [&](const char* key) {
+        std::vector<std::string> out;
+        if (auto* a = request.if_contains(key); a && a->is_array())
+            for (const auto& v : a->as_array())
+                if (v.is_string()) out.emplace_back(v.get_string());
+        return out;
+    };
+    auto objects = strings("objects"), emails = strings("emails"), phones = strings("phones");
+    std::string country = str(request, "country_code");
+    auto emit_row = [&](json::object&& row) {
+        std::string id = str(row, "Id");
+        return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+    };
+    if (!emails.empty())
+        for (const auto& object : objects) {
+            int32_t rc = query(in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(emails), emit_row);
+            if (rc != CRMSYNC_STATUS_OK) return rc;
+        }
+    if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;
+    std::string terms;
+    for (const auto& phone : phones)
+        for (const auto& form : phone_forms(phone, country))
+            if (form.size() >= 6) terms += (terms.empty() ? "" : " OR ") + form;
+    if (terms.empty()) return CRMSYNC_STATUS_OK;
+    std::string returning;
+    for (const auto& object : objects) returning += (returning.empty() ? "" : ", ") + object + "(" + find_fields(object) + ")";
+    auto res = in->client->request(call, "GET", "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
+    if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "phone search failed: " + res.message);
+    for (auto& row : res.body.as_object().at("searchRecords").as_array())
+        if (emit_row(std::move(row.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+    return CRMSYNC_STATUS_OK;
+}
+
+const json::object* describe(Instance* in, crmsync_call* call, const std::string& object, int32_t& status) {
+    if (auto it = in->describes.find(object); it != in->describes.end()) return &it->second;
+    auto res = in->client->request(call, "GET", "/sobjects/" + url_encode(object) + "/describe");
+    if (res.status != CRMSYNC_STATUS_OK) {
+        status = fail(in, call, res.status, "describe " + object + " failed: " + res.message);
+        return nullptr;
+    }
+    return &(in->describes[object] = res.body.as_object());
+}
+
+int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto request = json::parse(request_json).as_object();
+        std::string type = str(request, "type");
+        if (type == "query") {
+            std::string soql = str(request, "soql");
+            std::string head = soql.substr(0, 20);
+            std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::toupper(c); });
+            if (head.rfind("SELECT COUNT()", 0) == 0) {
+                auto res = in->client->request(call, "GET", "/query?q=" + url_encode(soql));
+                if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "query failed: " + res.message);
+                return emit(in, call, json::object{{"type", "count"}, {"count", res.body.as_object().at("totalSize")}});
+            }
+            return query(in, call, soql, [&](json::object&& row) {
+                std::string id = str(row, "Id");
+                return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+            });
+        }
+        if (type == "describe") {
+            for (const auto& object : request.at("objects").as_array()) {
+                int32_t status = CRMSYNC_STATUS_OK;
+                auto* d = describe(in, call, std::string(object.as_string()), status);
+                if (!d) return status;
+                json::object item = *d;
+                item["type"] = "describe";
+                item["object"] = item["name"];
+                emit(in, call, item);
+            }
+            return CRMSYNC_STATUS_OK;
+        }
+        if (type == "find") return find(in, call, request);
+        if (type == "limits") {
+            auto res = in->client->request(call, "GET", "/limits");
+            if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "limits failed: " + res.message);
+            const auto& daily = res.body.as_object().at("DailyApiRequests").as_object();
+            int64_t max = daily.at("Max").to_number<int64_t>(), remaining = daily.at("Remaining").to_number<int64_t>();
+            return emit(in, call, json::object{{"type", "limits"}, {"used", max - remaining}, {"limit", max}});
+        }
+        if (type == "whoami") {
+            std::string id = in->client->user_id();
+            return query(in, call, "SELECT Id, Username, Email FROM User WHERE Id = '" + id + "'", [&](json::object&& row) {
+                return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+            });
+        }
+        return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "salesforce does not answer fetch type \"" + type + "\"");
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
+    }
+}
+
+// ---- writes -----------------------------------------------------------------------------
+
+json::object result_of(const std::string& key, const json::object& r) {
+    bool success = r.contains("success") && r.at("success").as_bool();
+    json::object out{{"key", key}, {"success", success}};
+    if (success) {
+        out["id"] = r.at("id");
+        if (auto* created = r.if_contains("created")) out["created"] = *created;
+        return out;
+    }
+    json::array errors;
+    bool retryable = false;
+    if (auto* list = r.if_contains("errors"); list && list->is_array())
+        for (const auto& e : list->as_array()) {
+            const auto& eo = e.as_object();
+            std::string code = str(eo, "statusCode");  // Collections say statusCode, not errorCode
+            retryable = retryable || code == "UNABLE_TO_LOCK_ROW";
+            errors.push_back(json::object{{"code", code}, {"message", str(eo, "message")},
+                                          {"fields", eo.contains("fields") ? eo.at("fields") : json::array{}}});
+        }
+    out["errors"] = errors;
+    out["retryable"] = retryable;
+    return out;
+}
+
+int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto batch = json::parse(batch_json).as_object();
+        std::string external = batch.contains("external_id_field") ? str(batch, "external_id_field") : "CrmSync_Key__c";
+        const auto& ops = batch.at("operations").as_array();
+        std::vector<json::object> results(ops.size());
+        // One Collections call per (action, object) group, keeping each result in its slot.
+        std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+        for (size_t i = 0; i < ops.size(); ++i) {
+            const auto& op = ops[i].as_object();
+            groups[{str(op, "action"), str(op, "object")}].push_back(i);
+        }
+        for (const auto& [group, indexes] : groups) {
+            const auto& [action, object] = group;
+            if (action == "picklist_add") {
+                for (size_t i : indexes) {
+                    const auto& op = ops[i].as_object();
+                    int32_t status = CRMSYNC_STATUS_OK;
+                    auto* d = describe(in, call, object, status);
+                    bool restricted = true;
+                    if (d)
+                        for (const auto& f : d->at("fields").as_array())
+                            if (str(f.as_object(), "name") == str(op, "field"))
+                                restricted = f.as_object().contains("restrictedPicklist") && f.at("restrictedPicklist").as_bool();
+                    results[i] = restricted
+                                     ? json::object{{"key", str(op, "key")}, {"success", false},
+                                                    {"errors", json::array{json::object{{"code", "PICKLIST_RESTRICTED"},
+                                                                                        {"message", object + "." + str(op, "field") + " is a restricted picklist: add \"" + str(op, "value") + "\" to it in Setup"},
+                                                                                        {"fields", json::array{str(op, "field")}}}}}}
+                                     : json::object{{"key", str(op, "key")}, {"success", true}, {"id", ""}};  // unrestricted: takes any value
+                }
+                continue;
+            }
+            json::array records;
+            for (size_t i : indexes) {
+                const auto& op = ops[i].as_object();
+                json::object record = op.at("fields").as_object();
+                record["attributes"] = json::object{{"type", object}};
+                if (action == "upsert") record[external] = op.at("key");
+                if (action == "update") record["Id"] = op.at("id");
+                records.push_back(std::move(record));
+            }
+            json::object body{{"allOrNone", false}, {"records", std::move(records)}};
+            Response res = action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, json::serialize(body))
+                           : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
+                                                : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
+            if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, action + " " + object + " failed: " + res.message);
+            const auto& answers = res.body.as_array();
+            for (size_t n = 0; n < indexes.size(); ++n) {
+                std::string key = str(ops[indexes[n]].as_object(), "key");
+                results[indexes[n]] = n < answers.size() ? result_of(key, answers[n].as_object())
+                                                         : json::object{{"key", key}, {"success", false},
+                                                                        {"errors", json::array{json::object{{"code", "NO_RESULT"}, {"message", "Salesforce returned no result"}}}}};
+            }
+        }
+        for (const auto& r : results) emit(in, call, r);
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
+    }
+}
+
+const crmsync_plugin kPlugin = {
+    sizeof(crmsync_plugin), "salesforce", CRMSYNC_SALESFORCE_VERSION,
+    "Salesforce over its REST API (OAuth 2.0, sObject Collections, SOQL/SOSL)", kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, nullptr, write,
+};
+
+}  // namespace
+
+extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
+    if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin)) return CRMSYNC_STATUS_ERROR;
+    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
+    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
+    if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;
+    n->plugin = &kPlugin;
+    return CRMSYNC_STATUS_OK;
+}

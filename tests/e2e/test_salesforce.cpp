@@ -1,0 +1,268 @@
+// The real salesforce plugin over HTTP against the Salesforce emulator on 127.0.0.1,
+// loaded through the real loader and driven by the real pipeline.
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#include <catch2/catch.hpp>
+
+#include "catalog.h"
+#include "emulator.h"
+#include "pipeline.h"
+#include "test_support.h"
+
+using namespace crmsync;
+using testing::TempDir;
+using testing::write_file;
+
+namespace {
+
+const char* kKeySchema = R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}},
+                             "Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})";
+
+struct KeyPair {
+    std::string private_pem, public_pem;
+};
+
+KeyPair generate_key() {
+    EVP_PKEY* key = EVP_RSA_gen(2048);
+    BIO* priv = BIO_new(BIO_s_mem());
+    BIO* pub = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(priv, key, nullptr, nullptr, 0, nullptr, nullptr);
+    PEM_write_bio_PUBKEY(pub, key);
+    auto read = [](BIO* b) {
+        char* data = nullptr;
+        long n = BIO_get_mem_data(b, &data);
+        return std::string(data, static_cast<size_t>(n));
+    };
+    KeyPair kp{read(priv), read(pub)};
+    BIO_free(priv);
+    BIO_free(pub);
+    EVP_PKEY_free(key);
+    return kp;
+}
+
+const KeyPair& key_pair() {
+    static KeyPair kp = generate_key();
+    return kp;
+}
+
+struct Org {
+    TempDir home;
+    SystemClock clock;
+    std::atomic<bool> cancel{false};
+    Diagnostics quiet{nullptr, Level::error};
+    std::unique_ptr<sfemu::Emulator> sf;
+
+    explicit Org(int64_t daily_limit = 1'000'000, const std::string& schema = kKeySchema) {
+        sfemu::Settings s;
+        s.database = home / "salesforce.db";
+        s.schema = json::parse(schema).as_object();
+        s.daily_api_limit = daily_limit;
+        s.jwt_public_key_pem = key_pair().public_pem;
+        sf = std::make_unique<sfemu::Emulator>(s);
+        sf->start();
+        write_file(home / "secrets/client_id", "test-client-id");
+        write_file(home / "secrets/client_secret", "test-client-secret");
+        write_file(home / "secrets/refresh_token", "test-refresh-token");
+        write_file(home / "secrets/private_key.pem", key_pair().private_pem);
+        connection("client_credentials");
+    }
+    void connection(const std::string& auth, const std::string& secret_file = "client_secret") {
+        write_file(home / "manifests/crm.json",
+                   R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"},
+                       "config": {"login_url": ")" + sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 2000},
+                       "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/)" + secret_file + R"("},
+                                       "refresh_token": {"file": "../secrets/refresh_token"}, "private_key": {"file": "../secrets/private_key.pem"}}})");
+    }
+    void module(const std::string& config) {
+        write_file(home / "manifests/gen.json",
+                   R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "sf", "retry": {"base_ms": 20, "cap_ms": 200, "max_attempts": 8},
+                       "config": )" + config + "}");
+    }
+    Environment env() {
+        Environment e;
+        e.home = home.str();
+        e.manifest_dirs = {home / "manifests"};
+        e.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
+        return e;
+    }
+    RunReport run(bool full = false) {
+        Catalog catalog(env(), quiet, clock);
+        auto mi = catalog.instantiate_module("gen");
+        REQUIRE(mi);
+        auto store = catalog.open_store();
+        Pipeline pipeline(*store.value(), ModuleBinding{*mi->module, *mi->connection, *mi->source, *mi->crm}, clock, cancel, quiet);
+        RunOptions options;
+        options.full = full;
+        options.lease_holder = "test";
+        return pipeline.run(options);
+    }
+    // Authenticates a connection instance the way every command does.
+    Outcome login(std::unique_ptr<PluginInstance>& out) {
+        Catalog catalog(env(), quiet, clock);
+        auto crm = catalog.instantiate_connection("sf");
+        REQUIRE(crm);
+        out = std::move(crm.value());
+        auto credentials = resolve_credentials(catalog.manifests().connection("sf")->credentials);
+        REQUIRE(credentials);
+        return out->authenticate(*credentials);
+    }
+    int64_t count(const std::string& soql) {
+        return sf->with_engine([&](mockcrm::Engine& e) { return e.query(soql).total; });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("salesforce: each OAuth grant logs in") {
+    Org org;
+    for (const char* auth : {"client_credentials", "refresh_token", "jwt_bearer"}) {
+        org.connection(auth);
+        std::unique_ptr<PluginInstance> crm;
+        auto outcome = org.login(crm);
+        INFO(auth << ": " << outcome.message);
+        CHECK(outcome.ok());
+        std::vector<json::value> me;
+        REQUIRE(crm->fetch(json::object{{"type", "whoami"}}, [&](json::value&& v) { me.push_back(v); return int32_t{0}; }).ok());
+        REQUIRE(me.size() == 1);
+        CHECK(me[0].at("record").at("Username") == "admin@crmsync.mock");
+    }
+    CHECK(org.sf->calls("token") == 3);
+}
+
+TEST_CASE("salesforce: bad credentials surface the OAuth error's text and never the secret") {
+    Org org;
+    write_file(org.home / "secrets/wrong_secret", "not-the-secret-42");
+    org.connection("client_credentials", "wrong_secret");
+    std::unique_ptr<PluginInstance> crm;
+    auto bad_secret = org.login(crm);
+    CHECK(bad_secret.status == CRMSYNC_STATUS_AUTH_FAILED);
+    CHECK_THAT(bad_secret.message, Catch::Contains("invalid_client") && !Catch::Contains("not-the-secret-42"));
+
+    write_file(org.home / "secrets/refresh_token", "stale-token-99");
+    org.connection("refresh_token");
+    auto bad_refresh = org.login(crm);
+    CHECK_THAT(bad_refresh.message, Catch::Contains("invalid_grant") && Catch::Contains("expired access/refresh token") &&
+                                        !Catch::Contains("stale-token-99"));
+
+    write_file(org.home / "secrets/private_key.pem", generate_key().private_pem);  // a key Salesforce does not know
+    org.connection("jwt_bearer");
+    auto bad_jwt = org.login(crm);
+    CHECK_THAT(bad_jwt.message, Catch::Contains("invalid_grant") && Catch::Contains("invalid assertion"));
+}
+
+TEST_CASE("salesforce: collections upsert lands every good record once and reports the bad one") {
+    Org org;
+    org.module(R"({"count": 450, "bad_every": 100})");
+    auto report = org.run();
+    CHECK(report.counts.created == 445);
+    CHECK(report.counts.failed == 5);  // records 0, 100, 200, 300, 400 carry a field the org lacks
+    CHECK(org.count("SELECT COUNT() FROM Task") == 445);
+    CHECK(org.sf->calls("composite") == 3);  // 445 records in calls of at most 200
+
+    // Replayed in full: nothing new, nothing twice, no write spent.
+    auto again = org.run(true);
+    CHECK(again.counts.unchanged == 445);
+    CHECK(org.sf->calls("composite") == 3);
+}
+
+TEST_CASE("salesforce: a query past 2,000 rows follows nextRecordsUrl to the end") {
+    Org org;
+    org.module(R"({"count": 2600})");
+    REQUIRE(org.run().counts.created == 2600);
+    std::unique_ptr<PluginInstance> crm;
+    REQUIRE(org.login(crm).ok());
+    int64_t rows = 0;
+    REQUIRE(crm->fetch(json::object{{"type", "query"}, {"soql", "SELECT Id, Subject FROM Task"}},
+                       [&](json::value&&) { ++rows; return int32_t{0}; }).ok());
+    CHECK(rows == 2600);
+    CHECK(org.sf->calls("query") >= 2);
+}
+
+TEST_CASE("salesforce: a token that expires mid-run is renewed once and the run finishes") {
+    Org org;
+    sfemu::Faults faults;
+    faults.token_ttl_s = 1;
+    org.sf->set_faults(faults);
+    org.module(R"({"count": 1000, "page_delay_ms": 400})");
+    auto report = org.run();
+    CHECK(report.status == "succeeded");
+    CHECK(org.count("SELECT COUNT() FROM Task") == 1000);
+    CHECK(org.sf->calls("token") >= 2);
+}
+
+TEST_CASE("salesforce: 10% 503s and lock errors still land everything exactly once") {
+    Org org;
+    sfemu::Faults faults;
+    faults.error_503_rate = 0.10;
+    faults.lock_rate = 0.10;
+    org.sf->set_faults(faults);
+    org.module(R"({"count": 2000})");
+    auto report = org.run();
+    INFO(report.message);
+    CHECK(report.status == "succeeded");
+    CHECK(report.counts.retries > 0);
+    org.sf->set_faults({});
+    CHECK(org.count("SELECT COUNT() FROM Task") == 2000);
+    CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.database().execAndGet("SELECT COUNT(DISTINCT CrmSync_Key__c) FROM Task").getInt64();
+    }) == 2000);
+}
+
+TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a rerun finishes with nothing twice") {
+    Org org(60);
+    org.module(R"({"count": 20000})");
+    auto first = org.run();
+    CHECK(first.status == "stopped");
+    int64_t landed = org.count("SELECT COUNT() FROM Task");
+    CHECK(landed > 0);
+    CHECK(landed < 20000);
+    // The next day's budget: the emulator's limit rises; the rest lands.
+    org.sf->with_engine([](mockcrm::Engine& e) { e.database().exec("DELETE FROM _api_usage"); return 0; });
+    auto rest = org.run();
+    CHECK(rest.status != "failed");
+    auto total = org.count("SELECT COUNT() FROM Task");
+    CHECK(total > landed);
+    CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.database().execAndGet("SELECT COUNT(*) - COUNT(DISTINCT CrmSync_Key__c) FROM Task").getInt64();
+    }) == 0);
+}
+
+TEST_CASE("salesforce: services resolve owners and contacts through SOQL and SOSL") {
+    Org org;
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        e.seed(json::parse(R"({"Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"}]})").as_object());
+        return 0;
+    });
+    write_file(org.home / "ops.jsonl",
+               R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "e1", "fields": {"Subject": "By email", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 10}, "owner": {"email": "ADMIN@crmsync.mock"}, "related": {"emails": ["Tanaka@Customer.jp"]}}]}
+{"id": "2", "ops": [{"object": "Event", "action": "upsert", "key": "e2", "fields": {"Subject": "By phone", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 10}, "related": {"phones": ["+81 3 1234 5678"]}}]}
+)");
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "services": {"default_country_code": "81"},
+                   "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+    auto report = org.run();
+    CHECK(report.counts.created == 2);
+    auto who = [&](const std::string& key) {
+        return org.sf->with_engine([&](mockcrm::Engine& e) {
+            return e.query("SELECT WhoId FROM Event WHERE CrmSync_Key__c = '" + key + "'").rows.at(0).at("WhoId");
+        });
+    };
+    CHECK(who("e1") == who("e2"));
+    CHECK_FALSE(who("e1").is_null());
+    CHECK(org.sf->calls("search") == 1);
+}
+
+TEST_CASE("salesforce: check against the emulator reports a missing external-id field and a missing field") {
+    Org org(1'000'000, R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})");
+    write_file(org.home / "in/a.jsonl", "{}\n");
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "example-jsonl"}, "crm": "sf",
+                   "config": {"folder": ")" + (org.home / "in") + R"(", "object": "Task", "fields": {"Subject": "s", "Mood__c": "m"}}})");
+    auto check = testing::run_command({CRMSYNC_BIN, "check", "gen", "--home", org.home.str()},
+                                      {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR});
+    CHECK(check.status == 2);
+    CHECK_THAT(check.out, Catch::Contains("salesforce: authenticated") && Catch::Contains("Task has no field CrmSync_Key__c") &&
+                              Catch::Contains("Task.Mood__c does not exist"));
+}

@@ -1,0 +1,357 @@
+#include "emulator.h"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <chrono>
+#include <sstream>
+
+namespace sfemu {
+namespace {
+
+int64_t now_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string url_decode(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') out += ' ';
+        else if (s[i] == '%' && i + 2 < s.size()) {
+            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
+            i += 2;
+        } else out += s[i];
+    }
+    return out;
+}
+
+std::map<std::string, std::string> parse_form(const std::string& body) {
+    std::map<std::string, std::string> out;
+    std::stringstream in(body);
+    std::string pair;
+    while (std::getline(in, pair, '&')) {
+        auto eq = pair.find('=');
+        if (eq != std::string::npos) out[url_decode(pair.substr(0, eq))] = url_decode(pair.substr(eq + 1));
+    }
+    return out;
+}
+
+std::string base64url_decode(std::string s) {
+    for (auto& c : s) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    while (s.size() % 4) s += '=';
+    std::string out(s.size(), '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(s.data()),
+                            static_cast<int>(s.size()));
+    if (n < 0) return "";
+    size_t pad = s.size() >= 2 && s[s.size() - 1] == '=' ? (s[s.size() - 2] == '=' ? 2 : 1) : 0;
+    out.resize(static_cast<size_t>(n) - pad);
+    return out;
+}
+
+bool verify_rs256(const std::string& public_pem, const std::string& signed_part, const std::string& signature) {
+    BIO* bio = BIO_new_mem_buf(public_pem.data(), static_cast<int>(public_pem.size()));
+    EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    if (!key) return false;
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+              EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                               reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size()) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+void send_json(httplib::Response& res, int status, const json::value& body) {
+    res.status = status;
+    res.set_content(json::serialize(body), "application/json;charset=UTF-8");
+}
+
+// Salesforce's top-level REST error shape: an array of {message, errorCode, fields}.
+void send_error(httplib::Response& res, int status, const std::string& code, const std::string& message,
+                const std::vector<std::string>& fields = {}) {
+    json::array f;
+    for (const auto& x : fields) f.emplace_back(x);
+    json::object e{{"message", message}, {"errorCode", code}};
+    if (!fields.empty()) e["fields"] = f;
+    send_json(res, status, json::array{e});
+}
+
+json::object save_result(const mockcrm::SaveResult& r, bool with_created) {
+    json::array errors;
+    for (const auto& e : r.errors) {
+        json::array f;
+        for (const auto& x : e.fields) f.emplace_back(x);
+        errors.push_back(json::object{{"statusCode", e.code}, {"message", e.message}, {"fields", f}});
+    }
+    json::object out{{"id", r.success ? json::value(r.id) : json::value(nullptr)}, {"success", r.success}, {"errors", errors}};
+    if (with_created && r.success) out["created"] = r.created;
+    return out;
+}
+
+}  // namespace
+
+Emulator::Emulator(Settings settings) : settings_(std::move(settings)) {
+    mockcrm::EngineOptions o;
+    o.database = settings_.database;
+    o.schema = settings_.schema;
+    o.daily_api_limit = settings_.daily_api_limit;
+    o.licenses = settings_.licenses;
+    engine_ = std::make_unique<mockcrm::Engine>(o);
+    if (!settings_.seed.empty()) engine_->transaction([&] { engine_->seed(settings_.seed); });
+    server_ = std::make_unique<httplib::Server>();
+    routes();
+}
+
+Emulator::~Emulator() { stop(); }
+
+int Emulator::start() {
+    port_ = server_->bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return port_;
+}
+
+void Emulator::stop() {
+    if (thread_.joinable()) {
+        server_->stop();
+        thread_.join();
+    }
+}
+
+void Emulator::set_faults(const Faults& faults) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    faults_ = faults;
+}
+
+std::map<std::string, int64_t> Emulator::calls() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return calls_;
+}
+
+int64_t Emulator::calls(const std::string& endpoint) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = calls_.find(endpoint);
+    return it == calls_.end() ? 0 : it->second;
+}
+
+void Emulator::routes() {
+    auto& s = *server_;
+    const std::string data = R"(/services/data/v[0-9]+\.[0-9]+)";
+
+    // Every API endpoint: count it, check the session, apply faults, spend the daily
+    // budget, and report usage in Sforce-Limit-Info — as Salesforce does on every response.
+    auto api = [this](const std::string& name, std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+        return [this, name, handler](const httplib::Request& req, httplib::Response& res) {
+            int64_t delay = 0;
+            bool fail_503 = false;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                ++calls_[name];
+                std::uniform_real_distribution<double> roll(0, 1);
+                if (faults_.slow_rate > 0 && roll(random_) < faults_.slow_rate) delay = faults_.slow_ms;
+                fail_503 = faults_.error_503_rate > 0 && roll(random_) < faults_.error_503_rate;
+            }
+            if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+            std::unique_lock<std::mutex> lock(mutex_);
+            auto auth = req.get_header_value("Authorization");
+            auto token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
+            auto it = tokens_.find(token);
+            if (it == tokens_.end() || (it->second && it->second < now_ms())) {
+                send_error(res, 401, "INVALID_SESSION_ID", "Session expired or invalid");
+                return;
+            }
+            auto usage = [&] {
+                res.set_header("Sforce-Limit-Info", "api-usage=" + std::to_string(engine_->api_used_today()) + "/" +
+                                                        std::to_string(engine_->api_limit()));
+            };
+            if (fail_503) {
+                usage();
+                send_error(res, 503, "SERVER_UNAVAILABLE", "Service temporarily unavailable");
+                return;
+            }
+            try {
+                engine_->spend_api_call(name);
+            } catch (const mockcrm::CrmError& e) {
+                usage();
+                send_error(res, 403, e.code, e.what());
+                return;
+            }
+            try {
+                handler(req, res);
+            } catch (const mockcrm::CrmError& e) {
+                send_error(res, e.code == "NOT_FOUND" ? 404 : 400, e.code, e.what(), e.fields);
+            } catch (const std::exception& e) {
+                send_error(res, 400, "JSON_PARSER_ERROR", e.what());
+            }
+            usage();
+        };
+    };
+
+    s.Post("/services/oauth2/token", [this](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++calls_["token"];
+        auto form = parse_form(req.body);
+        auto oauth_error = [&](int status, const std::string& error, const std::string& description) {
+            send_json(res, status, json::object{{"error", error}, {"error_description", description}});
+        };
+        std::string grant = form["grant_type"];
+        std::string username = settings_.username;
+        if (grant == "client_credentials") {
+            if (form["client_id"] != settings_.client_id || form["client_secret"] != settings_.client_secret)
+                return oauth_error(400, "invalid_client", "invalid client credentials");
+        } else if (grant == "refresh_token") {
+            if (form["client_id"] != settings_.client_id) return oauth_error(400, "invalid_client_id", "client identifier invalid");
+            if (form["refresh_token"] != settings_.refresh_token) return oauth_error(400, "invalid_grant", "expired access/refresh token");
+        } else if (grant == "urn:ietf:params:oauth:grant-type:jwt-bearer") {
+            std::string assertion = form["assertion"];
+            auto d1 = assertion.find('.'), d2 = assertion.rfind('.');
+            if (d1 == std::string::npos || d1 == d2) return oauth_error(400, "invalid_grant", "invalid assertion");
+            if (!verify_rs256(settings_.jwt_public_key_pem, assertion.substr(0, d2), base64url_decode(assertion.substr(d2 + 1))))
+                return oauth_error(400, "invalid_grant", "invalid assertion");
+            boost::system::error_code ec;
+            auto claims = json::parse(base64url_decode(assertion.substr(d1 + 1, d2 - d1 - 1)), ec);
+            if (ec || !claims.is_object()) return oauth_error(400, "invalid_grant", "invalid assertion");
+            auto& c = claims.as_object();
+            if (!c.contains("iss") || c["iss"] != json::value(settings_.client_id))
+                return oauth_error(400, "invalid_client_id", "client identifier invalid");
+            if (!c.contains("aud") || c["aud"] != json::value(settings_.jwt_audience))
+                return oauth_error(400, "invalid_grant", "audience is invalid");
+            if (!c.contains("exp") || !c["exp"].is_int64() || c["exp"].as_int64() * 1000 < now_ms())
+                return oauth_error(400, "invalid_grant", "expired authorization code");
+            username = c.contains("sub") && c["sub"].is_string() ? std::string(c["sub"].as_string()) : "";
+        } else {
+            return oauth_error(400, "unsupported_grant_type", "grant type not supported");
+        }
+        std::string user_id = engine_->find_user_by_username(username);
+        if (user_id.empty()) return oauth_error(400, "invalid_grant", "user hasn't approved this consumer");
+        std::string token = "00D000000000001!" + std::to_string(++token_counter_) + "." + std::to_string(now_ms());
+        tokens_[token] = faults_.token_ttl_s ? now_ms() + faults_.token_ttl_s * 1000 : 0;
+        send_json(res, 200, json::object{{"access_token", token}, {"instance_url", base_url()},
+                                         {"id", base_url() + "/id/00D000000000001AAA/" + user_id},
+                                         {"token_type", "Bearer"}, {"issued_at", std::to_string(now_ms())},
+                                         {"signature", "emulated"}});
+    });
+
+    s.Get(data + "/limits", api("limits", [this](const httplib::Request&, httplib::Response& res) {
+        int64_t used = engine_->api_used_today();
+        send_json(res, 200, json::object{{"DailyApiRequests", json::object{{"Max", engine_->api_limit()}, {"Remaining", engine_->api_limit() - used}}}});
+    }));
+
+    s.Get(data + R"(/sobjects/([A-Za-z0-9_]+)/describe)", api("describe", [this](const httplib::Request& req, httplib::Response& res) {
+        send_json(res, 200, engine_->describe(req.matches[1]));
+    }));
+
+    auto page = [this](httplib::Response& res, std::vector<json::object> rows, int64_t total, const std::string& version) {
+        json::array records;
+        size_t n = std::min<size_t>(rows.size(), static_cast<size_t>(settings_.query_page_size));
+        for (size_t i = 0; i < n; ++i) records.push_back(rows[i]);
+        json::object body{{"totalSize", total}, {"done", n == rows.size()}, {"records", records}};
+        if (n < rows.size()) {
+            std::string locator = "01g" + std::to_string(++token_counter_);
+            cursors_[locator] = std::vector<json::object>(rows.begin() + static_cast<long>(n), rows.end());
+            body["nextRecordsUrl"] = "/services/data/" + version + "/query/" + locator + "-" + std::to_string(n);
+        }
+        send_json(res, 200, body);
+    };
+    s.Get(data + "/query", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
+        auto result = engine_->query(req.get_param_value("q"));
+        std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
+        if (result.count) return send_json(res, 200, json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}});
+        page(res, std::move(result.rows), result.total, version);
+    }));
+    s.Get(data + R"(/query/(01g[0-9]+)-([0-9]+))", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
+        auto it = cursors_.find(req.matches[1]);
+        if (it == cursors_.end()) return send_error(res, 400, "INVALID_QUERY_LOCATOR", "invalid query locator");
+        auto rows = std::move(it->second);
+        cursors_.erase(it);
+        std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
+        int64_t total = std::stoll(req.matches[2]) + static_cast<int64_t>(rows.size());
+        page(res, std::move(rows), total, version);
+    }));
+
+    // SOSL subset: FIND {a OR b} IN PHONE FIELDS RETURNING Contact(f, ...), Lead(f, ...)
+    s.Get(data + "/search", api("search", [this](const httplib::Request& req, httplib::Response& res) {
+        std::string q = req.get_param_value("q");
+        auto open = q.find('{'), close = q.find('}');
+        auto returning = q.find("RETURNING");
+        if (open == std::string::npos || close == std::string::npos || returning == std::string::npos ||
+            q.find("IN PHONE FIELDS") == std::string::npos)
+            return send_error(res, 400, "MALFORMED_SEARCH", "the emulator supports FIND {...} IN PHONE FIELDS RETURNING ...");
+        std::vector<std::string> terms;
+        std::string inner = q.substr(open + 1, close - open - 1);
+        for (size_t at = 0;;) {
+            auto next = inner.find(" OR ", at);
+            std::string term = inner.substr(at, next == std::string::npos ? std::string::npos : next - at);
+            term.erase(std::remove(term.begin(), term.end(), '"'), term.end());
+            if (!term.empty()) terms.push_back(term);
+            if (next == std::string::npos) break;
+            at = next + 4;
+        }
+        json::array found;
+        std::string rest = q.substr(returning + 9);
+        for (size_t at = 0; at < rest.size();) {
+            auto paren = rest.find('(', at);
+            if (paren == std::string::npos) break;
+            std::string object = rest.substr(at, paren - at);
+            object.erase(std::remove_if(object.begin(), object.end(), [](char c) { return c == ',' || c == ' '; }), object.end());
+            auto end = rest.find(')', paren);
+            for (auto& row : engine_->find(object, {}, terms, "")) found.push_back(row);
+            at = end == std::string::npos ? rest.size() : end + 1;
+        }
+        send_json(res, 200, json::object{{"searchRecords", found}});
+    }));
+
+    auto collection = [this](const httplib::Request& req, httplib::Response& res, const std::string& mode) {
+        auto body = json::parse(req.body).as_object();
+        const auto& records = body.at("records").as_array();
+        if (records.size() > 200)
+            return send_error(res, 400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call");
+        json::array results;
+        std::uniform_real_distribution<double> roll(0, 1);
+        engine_->transaction([&] {
+            for (const auto& r : records) {
+                auto fields = r.as_object();
+                if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate) {
+                    results.push_back(save_result({false, "", false, {{"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: 00U000000000000AAA", {}}}}, false));
+                    continue;
+                }
+                std::string type = fields.contains("attributes") ? std::string(fields["attributes"].at("type").as_string()) : "";
+                fields.erase("attributes");
+                if (mode == "create") {
+                    results.push_back(save_result(engine_->create(type, fields), false));
+                } else if (mode == "update") {
+                    std::string id = fields.contains("Id") ? std::string(fields["Id"].as_string()) : "";
+                    fields.erase("Id");
+                    results.push_back(save_result(engine_->update(type, id, fields), false));
+                } else {
+                    std::string object = req.matches[1], field = req.matches[2];
+                    std::string value;
+                    for (const auto& [k, v] : fields)
+                        if (mockcrm::iequals(k, field) && v.is_string()) value = std::string(v.get_string());
+                    results.push_back(save_result(engine_->upsert(object, field, value, fields), true));
+                }
+            }
+        });
+        send_json(res, 200, results);
+    };
+    s.Post(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "create"); }));
+    s.Patch(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "update"); }));
+    s.Patch(data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
+            api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
+
+    s.Post(data + R"(/sobjects/([A-Za-z0-9_]+))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
+        auto r = engine_->create(req.matches[1], json::parse(req.body).as_object());
+        if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
+        send_json(res, 201, json::object{{"id", r.id}, {"success", true}, {"errors", json::array{}}});
+    }));
+    s.Patch(data + R"(/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9]{15,18}))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
+        auto r = engine_->update(req.matches[1], req.matches[2], json::parse(req.body).as_object());
+        if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
+        res.status = 204;
+    }));
+}
+
+}  // namespace sfemu

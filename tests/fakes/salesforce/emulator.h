@@ -1,0 +1,85 @@
+#pragma once
+// A Salesforce REST emulator on 127.0.0.1: mock-crm's engine behind cpp-httplib, with the
+// endpoints, bodies, status codes and headers Salesforce documents — OAuth token (client
+// credentials, JWT bearer, refresh token), sObject Collections, sObject create/update,
+// query with nextRecordsUrl, a SOSL subset for phones, describe, limits — plus switchable
+// faults and a count of calls by endpoint. Used by the salesforce plugin's tests and the
+// benchmark. Thread-safe: requests are served concurrently, the engine under one lock.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "engine/engine.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace sfemu {
+
+namespace json = boost::json;
+
+struct Faults {
+    double error_503_rate = 0;       // share of API requests answered 503
+    double lock_rate = 0;            // share of records failing with UNABLE_TO_LOCK_ROW
+    int64_t slow_ms = 0;             // delay before answering...
+    double slow_rate = 0;            // ...this share of API requests
+    int64_t token_ttl_s = 0;         // tokens expire after this many seconds (0: never)
+};
+
+struct Settings {
+    std::string database;            // mock-crm SQLite file
+    json::object schema;             // custom objects and fields
+    json::object seed;               // records loaded when the database is new
+    int64_t daily_api_limit = 100'000;
+    std::map<std::string, int64_t> licenses{{"Salesforce", 10}, {"Salesforce Integration", 5}};
+    std::string client_id = "test-client-id";
+    std::string client_secret = "test-client-secret";
+    std::string refresh_token = "test-refresh-token";
+    std::string jwt_public_key_pem;  // verifies JWT bearer assertions
+    std::string jwt_audience = "https://login.salesforce.com";
+    std::string username = "admin@crmsync.mock";  // the user tokens act as
+    int query_page_size = 2000;
+};
+
+class Emulator {
+public:
+    explicit Emulator(Settings settings);
+    ~Emulator();
+    // Listens on 127.0.0.1 at a free port; returns it.
+    int start();
+    void stop();
+    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+    void set_faults(const Faults& faults);
+    // Calls answered, by endpoint name ("token", "query", "composite", "describe", ...).
+    std::map<std::string, int64_t> calls();
+    int64_t calls(const std::string& endpoint);
+    // Runs fn with the engine under the lock (for test assertions).
+    template <class Fn>
+    auto with_engine(Fn&& fn) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return fn(*engine_);
+    }
+
+private:
+    void routes();
+    Settings settings_;
+    std::unique_ptr<mockcrm::Engine> engine_;
+    std::unique_ptr<httplib::Server> server_;
+    std::thread thread_;
+    int port_ = 0;
+    std::mutex mutex_;
+    Faults faults_;
+    std::map<std::string, int64_t> calls_;
+    std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms, 0: never)
+    std::map<std::string, std::vector<json::object>> cursors_;  // query locator -> remaining rows
+    std::mt19937 random_{12345};
+    int64_t token_counter_ = 0;
+};
+
+}  // namespace sfemu

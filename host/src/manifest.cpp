@@ -279,6 +279,17 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
             return fail(Status::config("\"external_id_field\" must name a field, e.g. \"CrmSync_Key__c\""));
         c.external_id_field = std::string(x->get_string());
     }
+    if (auto* b = o.if_contains("bulk")) {
+        auto* bo = b->if_object();
+        auto mode = bo ? find_string(*bo, "mode").value_or("auto") : "";
+        auto threshold = bo ? find_int(*bo, "threshold").value_or(c.bulk.threshold) : 0;
+        auto max_ops = bo ? find_int(*bo, "max_operations").value_or(c.bulk.max_operations) : 0;
+        if (!bo || (mode != "auto" && mode != "always" && mode != "never") || threshold < 1 || max_ops < 200)
+            return fail(Status::config("\"bulk\" must be {\"mode\": \"auto\"|\"always\"|\"never\", \"threshold\": N >= 1, \"max_operations\": N >= 200}"));
+        c.bulk.mode = mode == "always" ? BulkPolicy::Mode::always : mode == "never" ? BulkPolicy::Mode::never : BulkPolicy::Mode::automatic;
+        c.bulk.threshold = threshold;
+        c.bulk.max_operations = max_ops;
+    }
     return c;
 }
 

@@ -67,6 +67,13 @@ struct ModuleManifest {
     std::optional<std::string> webhook_secret_env;
 };
 
+// When the host hands the CRM plugin one large batch to load with a bulk API.
+struct BulkPolicy {
+    enum class Mode { automatic, always, never } mode = Mode::automatic;
+    int64_t threshold = 2000;        // more operations of one kind than this in a batch: bulk
+    int64_t max_operations = 10'000; // operations gathered (across pages) into one batch
+};
+
 struct ConnectionManifest {
     std::string manifest_path;
     std::string name;
@@ -74,6 +81,7 @@ struct ConnectionManifest {
     json::object config;
     std::vector<CredentialRef> credentials;
     std::string external_id_field = "CrmSync_Key__c";
+    BulkPolicy bulk;
 };
 
 // What a manifest folder held: the good ones, and one line per bad file.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "digest.h"
@@ -194,75 +195,97 @@ RunReport Pipeline::run(const RunOptions& options) {
             stop_message = "interrupted; everything before this point is saved";
             break;
         }
-        int64_t page = kBatch;
-        if (options.limit) page = std::min<int64_t>(page, *options.limit - total.fetched);
-        if (page <= 0) break;
+        const int64_t page = kBatch;
+        if (options.limit && *options.limit - total.fetched <= 0) break;
 
-        // ---- fetch one page
+        // ---- fetch a page (or, when the CRM may load in bulk, pages up to the bulk batch size)
         struct Fetched {
             std::string id;
             json::value record;
         };
         std::vector<Fetched> records;
         std::optional<json::value> checkpoint;
-        bool page_more = false;
-        bool overflowed = false;
         BatchCommit batch;
         batch.run_id = report.run_id;
         batch.module = module;
-        json::object request{{"type", "records"}, {"cursor", cursor}, {"full", options.full}, {"limit", page}};
-        auto fetched = with_retry(
-            b_.source, b_.module.credentials,
-            [&] {
-                records.clear();
-                checkpoint.reset();
-                return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
-                    auto* o = item.if_object();
-                    auto type = o ? find_string(*o, "type") : std::nullopt;
-                    if (type == "record") {
-                        auto id = find_string(*o, "id");
-                        auto* rec = o->if_contains("record");
-                        if (!id || !rec || !rec->is_object()) {
-                            log(Level::error, "source emitted a record item without \"id\" or \"record\"");
-                            return CRMSYNC_STATUS_ERROR;
+        const auto& bulk = b_.connection.bulk;
+        const size_t gather = bulk.mode == BulkPolicy::Mode::never ? static_cast<size_t>(kBatch) : static_cast<size_t>(bulk.max_operations);
+        json::value page_cursor = cursor;
+        bool fetch_stopped = false;
+        for (bool page_more = true; page_more && records.size() < gather;) {
+            int64_t want = std::min<int64_t>(page, static_cast<int64_t>(gather - records.size()));
+            if (options.limit) want = std::min<int64_t>(want, *options.limit - total.fetched - static_cast<int64_t>(records.size()));
+            if (want <= 0 || (cancel_.load() && !records.empty())) break;
+            std::vector<Fetched> page_records;
+            std::optional<json::value> page_checkpoint;
+            bool overflowed = false;
+            json::object request{{"type", "records"}, {"cursor", page_cursor}, {"full", options.full}, {"limit", want}};
+            auto fetched = with_retry(
+                b_.source, b_.module.credentials,
+                [&] {
+                    page_records.clear();
+                    page_checkpoint.reset();
+                    return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
+                        auto* o = item.if_object();
+                        auto type = o ? find_string(*o, "type") : std::nullopt;
+                        if (type == "record") {
+                            auto id = find_string(*o, "id");
+                            auto* rec = o->if_contains("record");
+                            if (!id || !rec || !rec->is_object()) {
+                                log(Level::error, "source emitted a record item without \"id\" or \"record\"");
+                                return CRMSYNC_STATUS_ERROR;
+                            }
+                            if (static_cast<int64_t>(page_records.size()) >= want) {
+                                overflowed = true;
+                                return CRMSYNC_STATUS_CANCELLED;
+                            }
+                            page_records.push_back({*id, std::move(*rec)});
+                            return CRMSYNC_STATUS_OK;
                         }
-                        if (static_cast<int64_t>(records.size()) >= page) {
-                            overflowed = true;
-                            return CRMSYNC_STATUS_CANCELLED;
+                        if (type == "checkpoint") {
+                            page_checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
+                            page_more = find_bool(*o, "more").value_or(false);
+                            return CRMSYNC_STATUS_OK;
                         }
-                        records.push_back({*id, std::move(*rec)});
-                        return CRMSYNC_STATUS_OK;
-                    }
-                    if (type == "checkpoint") {
-                        checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
-                        page_more = find_bool(*o, "more").value_or(false);
-                        return CRMSYNC_STATUS_OK;
-                    }
-                    log(Level::error, "source emitted an item of unknown type during a records fetch");
-                    return CRMSYNC_STATUS_ERROR;
-                });
-            },
-            total);
-        if (fetched.status == CRMSYNC_STATUS_CANCELLED) {
-            stop_status = "stopped";
-            stop_message = "interrupted; everything before this point is saved";
-            break;
-        }
-        if (!fetched.ok()) {
-            report.unreachable = fetched.status != CRMSYNC_STATUS_ERROR;
-            if (fetched.status == CRMSYNC_STATUS_RATE_LIMITED) {
+                        log(Level::error, "source emitted an item of unknown type during a records fetch");
+                        return CRMSYNC_STATUS_ERROR;
+                    });
+                },
+                total);
+            if (fetched.status == CRMSYNC_STATUS_CANCELLED) {
                 stop_status = "stopped";
-                stop_message = "the source's rate limit was reached: " + fetched.message + " (the next run resumes here)";
-                report.unreachable = false;
+                stop_message = "interrupted; everything before this point is saved";
+                fetch_stopped = true;
                 break;
             }
-            return finish("failed", "fetch failed: " + fetched.message);
+            if (!fetched.ok()) {
+                report.unreachable = fetched.status != CRMSYNC_STATUS_ERROR;
+                if (fetched.status == CRMSYNC_STATUS_RATE_LIMITED) {
+                    stop_status = "stopped";
+                    stop_message = "the source's rate limit was reached: " + fetched.message + " (the next run resumes here)";
+                    report.unreachable = false;
+                    fetch_stopped = true;
+                    break;
+                }
+                return finish("failed", "fetch failed: " + fetched.message);
+            }
+            if (overflowed)
+                // Its checkpoint would skip records we never took: trust nothing from this page.
+                return finish("failed", "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(want) +
+                                            " records asked for (a plugin bug); nothing from that page was saved");
+            for (auto& r : page_records) records.push_back(std::move(r));
+            if (page_checkpoint) {
+                checkpoint = page_checkpoint;
+                page_cursor = *page_checkpoint;
+            } else {
+                page_more = false;
+            }
+            if (page_records.empty()) page_more = false;
+            more = page_more;
         }
-        if (overflowed)
-            // Its checkpoint would skip records we never took: trust nothing from this page.
-            return finish("failed", "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(page) +
-                                        " records asked for (a plugin bug); nothing from that page was saved");
-        more = checkpoint && page_more && !records.empty();
+        if (fetch_stopped && records.empty()) break;
+        if (fetch_stopped) more = false;  // save what was gathered, then stop
+        if (!checkpoint) more = false;
         batch.counts.fetched = static_cast<int64_t>(records.size());
 
         // ---- map
@@ -330,14 +353,39 @@ RunReport Pipeline::run(const RunOptions& options) {
         // ---- write to the CRM, <= 200 per call
         std::vector<json::object> writebacks;
         bool stop_after_commit = false;
-        for (size_t start = 0; start < to_write.size() && !options.dry_run; start += kBatch) {
-            std::vector<PendingOperation*> chunk(to_write.begin() + static_cast<long>(start),
-                                                 to_write.begin() + static_cast<long>(std::min(to_write.size(), start + kBatch)));
+        // Large groups of plain upserts go to the CRM in one bulk batch; the rest 200 a call.
+        std::vector<std::pair<std::vector<PendingOperation*>, bool>> chunks;
+        {
+            std::map<std::string, std::vector<PendingOperation*>> groups;
+            std::vector<PendingOperation*> rest;
+            for (auto* p : to_write) {
+                bool plain = op_text(p->op, "action") == "upsert";
+                for (const auto& [k, v] : p->op.at("fields").as_object()) plain = plain && !v.is_array() && !v.is_object();
+                if (plain && bulk.mode != BulkPolicy::Mode::never) groups[op_text(p->op, "object")].push_back(p);
+                else rest.push_back(p);
+            }
+            for (auto& [object, group] : groups) {
+                if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
+                    chunks.emplace_back(std::move(group), true);
+                else rest.insert(rest.end(), group.begin(), group.end());
+            }
+            // Keep the source order for what goes 200 at a time.
+            std::sort(rest.begin(), rest.end());
+            for (size_t start = 0; start < rest.size(); start += kBatch)
+                chunks.emplace_back(std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
+                                                                   rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatch))),
+                                    false);
+        }
+        for (size_t c = 0; c < chunks.size() && !options.dry_run; ++c) {
+            auto chunk = std::move(chunks[c].first);
+            const bool in_bulk = chunks[c].second;
+            if (in_bulk) log(Level::info, "loading " + std::to_string(chunk.size()) + " " + op_text(chunk.front()->op, "object") + " upserts in bulk");
             for (int attempt = 0; !chunk.empty(); ++attempt) {
                 json::array operations;
                 for (auto* p : chunk) operations.push_back(p->op);
                 json::object write_batch{{"external_id_field", b_.connection.external_id_field},
                                          {"operations", std::move(operations)}};
+                if (in_bulk) write_batch["bulk"] = true;
                 std::vector<json::value> results;
                 auto outcome = with_retry(
                     b_.crm, b_.connection.credentials,

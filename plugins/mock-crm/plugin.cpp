@@ -209,7 +209,8 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                                          ? std::string(batch.at("external_id_field").as_string())
                                          : std::string("CrmSync_Key__c");
         const auto& operations = batch.at("operations").as_array();
-        if (operations.size() > 200)
+        bool bulk = batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool();
+        if (operations.size() > 200 && !bulk)
             return fail(in, call, CRMSYNC_STATUS_ERROR, "EXCEEDED_ID_LIMIT: record limit reached. cannot submit more than 200 records into this call");
         in->engine->spend_api_call("write");
         std::vector<json::object> results;

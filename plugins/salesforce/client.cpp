@@ -205,9 +205,9 @@ int32_t Client::authenticate(crmsync_call* call, const Credentials& credentials)
 }
 
 Response Client::request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body,
-                         bool idempotent) {
+                         bool idempotent, const std::string& content_type) {
     std::string url = instance_url_ + (path.rfind("/services/", 0) == 0 ? path : data_path(path));
-    auto res = send(call, method, url, body, body.empty() ? "" : "application/json", idempotent, true);
+    auto res = send(call, method, url, body, body.empty() ? "" : content_type, idempotent, true);
     if (res.status == CRMSYNC_STATUS_AUTH_FAILED && !credentials_.client_id.empty()) {
         // The session expired: log in again once, then repeat the request once.
         host_->log(call, CRMSYNC_LOG_INFO, "Salesforce session expired; logging in again");
@@ -216,7 +216,7 @@ Response Client::request(crmsync_call* call, const std::string& method, const st
             return res;
         }
         url = instance_url_ + (path.rfind("/services/", 0) == 0 ? path : data_path(path));
-        res = send(call, method, url, body, body.empty() ? "" : "application/json", idempotent, true);
+        res = send(call, method, url, body, body.empty() ? "" : content_type, idempotent, true);
     }
     return res;
 }

@@ -46,7 +46,7 @@ public:
     // A REST call under /services/data/vXX.X (path starts with "/") or an absolute path
     // from Salesforce (nextRecordsUrl). Re-authenticates once on INVALID_SESSION_ID.
     Response request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body = "",
-                     bool idempotent = true);
+                     bool idempotent = true, const std::string& content_type = "application/json");
 
     const std::string& user_id() const { return user_id_; }
     std::string data_path(const std::string& path) const { return "/services/data/v" + config_.api_version + path; }

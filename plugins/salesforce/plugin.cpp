@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "bulk.h"
 #include "client.h"
 
 namespace {
@@ -277,6 +278,15 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         auto batch = json::parse(batch_json).as_object();
         std::string external = batch.contains("external_id_field") ? str(batch, "external_id_field") : "CrmSync_Key__c";
         const auto& ops = batch.at("operations").as_array();
+        if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
+            // The host sends one object's plain upserts as a bulk batch.
+            std::vector<json::object> results;
+            std::string error;
+            int32_t rc = bulk_upsert(*in->client, in->host, call, str(ops[0].as_object(), "object"), external, ops, results, error);
+            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
+            for (const auto& r : results) emit(in, call, r);
+            return CRMSYNC_STATUS_OK;
+        }
         std::vector<json::object> results(ops.size());
         // One Collections call per (action, object) group, keeping each result in its slot.
         std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;

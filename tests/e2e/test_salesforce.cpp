@@ -68,9 +68,9 @@ struct Org {
         write_file(home / "secrets/private_key.pem", key_pair().private_pem);
         connection("client_credentials");
     }
-    void connection(const std::string& auth, const std::string& secret_file = "client_secret") {
+    void connection(const std::string& auth, const std::string& secret_file = "client_secret", const std::string& bulk = "auto") {
         write_file(home / "manifests/crm.json",
-                   R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"},
+                   R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"}, "bulk": {"mode": ")" + bulk + R"("},
                        "config": {"login_url": ")" + sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 2000},
                        "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/)" + secret_file + R"("},
                                        "refresh_token": {"file": "../secrets/refresh_token"}, "private_key": {"file": "../secrets/private_key.pem"}}})");
@@ -212,6 +212,7 @@ TEST_CASE("salesforce: 10% 503s and lock errors still land everything exactly on
 
 TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a rerun finishes with nothing twice") {
     Org org(60);
+    org.connection("client_credentials", "client_secret", "never");
     org.module(R"({"count": 20000})");
     auto first = org.run();
     CHECK(first.status == "stopped");
@@ -265,4 +266,23 @@ TEST_CASE("salesforce: check against the emulator reports a missing external-id 
     CHECK(check.status == 2);
     CHECK_THAT(check.out, Catch::Contains("salesforce: authenticated") && Catch::Contains("Task has no field CrmSync_Key__c") &&
                               Catch::Contains("Task.Mood__c does not exist"));
+}
+
+TEST_CASE("salesforce: 10,000 upserts load through Bulk API 2.0, lock errors retried, each record once") {
+    Org org;
+    sfemu::Faults faults;
+    faults.lock_rate = 0.02;
+    org.sf->set_faults(faults);
+    org.module(R"({"count": 10000})");
+    auto report = org.run();
+    INFO(report.message);
+    CHECK(report.status == "succeeded");
+    CHECK(report.counts.created == 10000);
+    CHECK(report.counts.retries > 0);
+    CHECK(org.count("SELECT COUNT() FROM Task") == 10000);
+    CHECK(org.sf->calls("composite") == 0);
+    CHECK(org.sf->calls("bulk") >= 6);  // create, upload, close, polls, two result files
+    org.sf->set_faults({});
+    auto again = org.run(true);
+    CHECK(again.counts.unchanged == 10000);
 }

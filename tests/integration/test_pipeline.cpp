@@ -219,3 +219,25 @@ TEST_CASE("pipeline: a plugin emitting broken JSON or too many records fails cle
     CHECK(h.tasks() <= 500);
     CHECK(greedy.status != "succeeded");
 }
+
+TEST_CASE("pipeline: a large run is gathered into one bulk batch per object, and lands once") {
+    Harness h;
+    write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000, "", "auto"));
+    h.module("gen", "test-source", R"({"count": 5000})");
+    auto report = h.run("gen");
+    CHECK(report.status == "succeeded");
+    CHECK(report.counts.created == 5000);
+    CHECK(h.crm()->api_calls("write") == 1);  // 5,000 upserts, one bulk load
+    bool logged = false;
+    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("in bulk") != std::string::npos;
+    CHECK(logged);
+    CHECK(h.tasks() == 5000);
+}
+
+TEST_CASE("pipeline: under the bulk threshold, operations still go 200 a call") {
+    Harness h;
+    write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000, "", "auto"));
+    h.module("gen", "test-source", R"({"count": 1000})");
+    REQUIRE(h.run("gen").counts.created == 1000);
+    CHECK(h.crm()->api_calls("write") == 5);
+}

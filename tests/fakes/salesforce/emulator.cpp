@@ -1,5 +1,7 @@
 #include "emulator.h"
 
+#include "csv.h"  // plugins/salesforce: the same RFC 4180 codec as the client
+
 #include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -342,6 +344,51 @@ void Emulator::routes() {
     s.Patch(data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
             api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
 
+    // Bulk API 2.0 ingest: create, upload CSV, close, poll, read results.
+    s.Post(data + "/jobs/ingest", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+        auto body = json::parse(req.body).as_object();
+        if (body.at("operation") != "upsert" || body.at("contentType") != "CSV")
+            return send_error(res, 400, "INVALIDJOB", "the emulator ingests CSV upserts only");
+        if (!engine_->schema().object(std::string(body.at("object").as_string())))
+            return send_error(res, 400, "INVALIDJOB", "InvalidJob : Invalid object " + std::string(body.at("object").as_string()));
+        std::string id = "750" + std::to_string(++token_counter_);
+        BulkJob job;
+        job.object = std::string(body.at("object").as_string());
+        job.external = std::string(body.at("externalIdFieldName").as_string());
+        jobs_[id] = job;
+        send_json(res, 200, json::object{{"id", id}, {"operation", "upsert"}, {"object", job.object}, {"state", "Open"},
+                                         {"externalIdFieldName", job.external}, {"contentType", "CSV"}});
+    }));
+    s.Put(data + R"(/jobs/ingest/(750[0-9]+)/batches)", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+        auto it = jobs_.find(req.matches[1]);
+        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+        if (it->second.state != "Open") return send_error(res, 400, "INVALIDJOBSTATE", "the job is not open");
+        it->second.data += req.body;
+        res.status = 201;
+    }));
+    s.Patch(data + R"(/jobs/ingest/(750[0-9]+))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+        auto it = jobs_.find(req.matches[1]);
+        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+        auto state = json::parse(req.body).at("state");
+        if (state == "UploadComplete") process(it->second);
+        else if (state == "Aborted") it->second.state = "Aborted";
+        send_json(res, 200, json::object{{"id", it->first}, {"state", state == "UploadComplete" ? "UploadComplete" : it->second.state}});
+    }));
+    s.Get(data + R"(/jobs/ingest/(750[0-9]+))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+        auto it = jobs_.find(req.matches[1]);
+        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+        auto& job = it->second;
+        if (job.state == "InProgress" && ++job.polls > settings_.bulk_polls_before_complete) job.state = "JobComplete";
+        send_json(res, 200, json::object{{"id", it->first}, {"state", job.state}, {"object", job.object},
+                                         {"numberRecordsProcessed", job.processed}, {"numberRecordsFailed", job.failures}});
+    }));
+    s.Get(data + R"(/jobs/ingest/(750[0-9]+)/(successfulResults|failedResults))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+        auto it = jobs_.find(req.matches[1]);
+        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+        if (it->second.state != "JobComplete") return send_error(res, 400, "INVALIDJOBSTATE", "the job has not completed");
+        res.set_content(req.matches[2] == "successfulResults" ? it->second.successful : it->second.failed, "text/csv");
+    }));
+
     s.Post(data + R"(/sobjects/([A-Za-z0-9_]+))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
         auto r = engine_->create(req.matches[1], json::parse(req.body).as_object());
         if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
@@ -352,6 +399,64 @@ void Emulator::routes() {
         if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
         res.status = 204;
     }));
+}
+
+void Emulator::process(BulkJob& job) {
+    auto rows = salesforce::csv::parse(job.data);
+    job.state = "InProgress";
+    if (rows.empty()) return;
+    const auto header = rows[0];
+    const mockcrm::Object* object = engine_->schema().object(job.object);
+    std::string success = salesforce::csv::row([&] {
+        std::vector<std::string> h{"sf__Id", "sf__Created"};
+        h.insert(h.end(), header.begin(), header.end());
+        return h;
+    }());
+    std::string failed = salesforce::csv::row([&] {
+        std::vector<std::string> h{"sf__Id", "sf__Error"};
+        h.insert(h.end(), header.begin(), header.end());
+        return h;
+    }());
+    std::uniform_real_distribution<double> roll(0, 1);
+    engine_->transaction([&] {
+        for (size_t r = 1; r < rows.size(); ++r) {
+            const auto& row = rows[r];
+            if (row.size() != header.size()) continue;
+            json::object fields;
+            std::string key;
+            for (size_t c = 0; c < header.size(); ++c) {
+                const std::string& v = row[c];
+                if (mockcrm::iequals(header[c], job.external)) key = v;
+                if (v.empty()) continue;  // an empty cell leaves the field as it is
+                const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
+                std::string type = f ? f->type : "string";
+                if (v == "#N/A") fields[header[c]] = nullptr;
+                else if (type == "boolean") fields[header[c]] = v == "true";
+                else if (type == "int") fields[header[c]] = static_cast<int64_t>(std::stoll(v));
+                else if (type == "double" || type == "currency" || type == "percent") fields[header[c]] = std::stod(v);
+                else fields[header[c]] = v;
+            }
+            mockcrm::SaveResult result;
+            if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
+                result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
+            else
+                result = engine_->upsert(job.object, job.external, key, fields);
+            ++job.processed;
+            std::vector<std::string> out;
+            if (result.success) {
+                out = {result.id, result.created ? "true" : "false"};
+                out.insert(out.end(), row.begin(), row.end());
+                success += salesforce::csv::row(out);
+            } else {
+                ++job.failures;
+                out = {"", result.errors[0].code + ":" + result.errors[0].message + " --"};
+                out.insert(out.end(), row.begin(), row.end());
+                failed += salesforce::csv::row(out);
+            }
+        }
+    });
+    job.successful = std::move(success);
+    job.failed = std::move(failed);
 }
 
 }  // namespace sfemu

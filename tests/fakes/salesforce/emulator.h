@@ -44,6 +44,7 @@ struct Settings {
     std::string jwt_audience = "https://login.salesforce.com";
     std::string username = "admin@crmsync.mock";  // the user tokens act as
     int query_page_size = 2000;
+    int bulk_polls_before_complete = 2;  // a bulk job reports InProgress this many times first
 };
 
 class Emulator {
@@ -78,6 +79,13 @@ private:
     std::map<std::string, int64_t> calls_;
     std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms, 0: never)
     std::map<std::string, std::vector<json::object>> cursors_;  // query locator -> remaining rows
+    struct BulkJob {
+        std::string object, external, state = "Open", data, successful, failed;
+        int polls = 0;
+        int64_t processed = 0, failures = 0;
+    };
+    void process(BulkJob& job);
+    std::map<std::string, BulkJob> jobs_;
     std::mt19937 random_{12345};
     int64_t token_counter_ = 0;
 };

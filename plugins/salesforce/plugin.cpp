@@ -166,23 +166,36 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
         std::string id = str(row, "Id");
         return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
     };
-    if (!emails.empty())
+    // As many emails per query as keep the request URL within what Salesforce accepts
+    // (16,384 bytes; we stay under 7,000 to leave room for proxies).
+    for (size_t start = 0; start < emails.size();) {
+        std::vector<std::string> chunk;
+        size_t encoded = 0;
+        while (start < emails.size() && (chunk.empty() || encoded + url_encode(emails[start]).size() + 9 < 6000)) {
+            encoded += url_encode(emails[start]).size() + 9;
+            chunk.push_back(emails[start++]);
+        }
         for (const auto& object : objects) {
-            int32_t rc = query(in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(emails), emit_row);
+            int32_t rc = query(in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(chunk), emit_row);
             if (rc != CRMSYNC_STATUS_OK) return rc;
         }
+    }
     if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;
-    std::string terms;
+    std::vector<std::string> forms;
     for (const auto& phone : phones)
         for (const auto& form : phone_forms(phone, country))
-            if (form.size() >= 6) terms += (terms.empty() ? "" : " OR ") + form;
-    if (terms.empty()) return CRMSYNC_STATUS_OK;
+            if (form.size() >= 6) forms.push_back(form);
     std::string returning;
     for (const auto& object : objects) returning += (returning.empty() ? "" : ", ") + object + "(" + find_fields(object) + ")";
-    auto res = in->client->request(call, "GET", "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
-    if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "phone search failed: " + res.message);
-    for (auto& row : res.body.as_object().at("searchRecords").as_array())
-        if (emit_row(std::move(row.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+    // SOSL search terms are limited too: a few hundred digits strings per search at most.
+    for (size_t start = 0; start < forms.size();) {
+        std::string terms;
+        while (start < forms.size() && terms.size() < 3000) terms += (terms.empty() ? "" : " OR ") + forms[start++];
+        auto res = in->client->request(call, "GET", "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "phone search failed: " + res.message);
+        for (auto& row : res.body.as_object().at("searchRecords").as_array())
+            if (emit_row(std::move(row.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+    }
     return CRMSYNC_STATUS_OK;
 }
 

@@ -286,3 +286,27 @@ TEST_CASE("salesforce: 10,000 upserts load through Bulk API 2.0, lock errors ret
     auto again = org.run(true);
     CHECK(again.counts.unchanged == 10000);
 }
+
+TEST_CASE("salesforce: a batch relating hundreds of distinct emails splits its SOQL to fit Salesforce's URL limit") {
+    Org org;
+    json::array contacts;
+    std::string lines;
+    for (int i = 0; i < 200; ++i) {
+        std::string email = "customer-with-a-long-address-" + std::to_string(i) + "@a-customer-domain.example.co.jp";
+        contacts.push_back(json::object{{"LastName", "C" + std::to_string(i)}, {"Email", email}});
+        lines += json::serialize(json::object{
+                     {"id", std::to_string(i)},
+                     {"ops", json::array{json::object{{"object", "Event"}, {"action", "upsert"}, {"key", "e" + std::to_string(i)},
+                                                      {"fields", json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"}, {"DurationInMinutes", 5}}},
+                                                      {"related", json::object{{"emails", json::array{email}}}}}}}}) + "\n";
+    }
+    org.sf->with_engine([&](mockcrm::Engine& e) { e.seed(json::object{{"Contact", contacts}}); return 0; });
+    write_file(org.home / "ops.jsonl", lines);
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+    auto report = org.run();
+    CHECK(report.counts.created == 200);
+    CHECK(report.counts.extra.at("related_contacts") == 200);
+    CHECK(org.count("SELECT COUNT() FROM Event WHERE WhoId != null") == 200);
+    CHECK(org.sf->calls("query") > 2);  // one SOQL per object would not have fit
+}

@@ -144,6 +144,8 @@ RunReport Pipeline::run(const RunOptions& options) {
         report.message = std::move(message);
         report.counts = total;
         report.duration_ms = clock_.now_ms() - started;
+        report.api_used = budget_.last_used;
+        report.api_limit = budget_.limit;
         log(report.status == "failed" ? Level::error : Level::info,
             "run " + report.status + (report.message.empty() ? "" : ": " + report.message));
         BatchCommit last;
@@ -212,7 +214,20 @@ RunReport Pipeline::run(const RunOptions& options) {
         const size_t gather = bulk.mode == BulkPolicy::Mode::never ? static_cast<size_t>(kBatch) : static_cast<size_t>(bulk.max_operations);
         json::value page_cursor = cursor;
         bool fetch_stopped = false;
-        for (bool page_more = true; page_more && records.size() < gather;) {
+        std::vector<int64_t> inbox_ids;
+        if (options.inbox) {
+            // Webhook events, oldest first: each body is one source record.
+            for (auto& row : store_.inbox_pending(module, static_cast<int>(page))) {
+                auto parsed = parse_json(row.body);
+                json::value record = parsed && parsed->is_object() ? parsed.value() : json::value(json::object{});
+                auto id = record.is_object() ? find_string(record.get_object(), "id") : std::nullopt;
+                records.push_back({id.value_or("inbox-" + std::to_string(row.id)), std::move(record)});
+                inbox_ids.push_back(row.id);
+            }
+            more = static_cast<int64_t>(records.size()) == page;
+            if (records.empty()) break;
+        }
+        for (bool page_more = !options.inbox; page_more && records.size() < gather;) {
             int64_t want = std::min<int64_t>(page, static_cast<int64_t>(gather - records.size()));
             if (options.limit) want = std::min<int64_t>(want, *options.limit - total.fetched - static_cast<int64_t>(records.size()));
             if (want <= 0 || (cancel_.load() && !records.empty())) break;
@@ -285,7 +300,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         }
         if (fetch_stopped && records.empty()) break;
         if (fetch_stopped) more = false;  // save what was gathered, then stop
-        if (!checkpoint) more = false;
+        if (!checkpoint && !options.inbox) more = false;
         batch.counts.fetched = static_cast<int64_t>(records.size());
 
         // ---- map
@@ -503,9 +518,12 @@ RunReport Pipeline::run(const RunOptions& options) {
         if (options.dry_run) {
             batch.errors.clear();
             batch.links.clear();
-        } else if (checkpoint && !stop_after_commit) {
-            batch.cursor = json::serialize(*checkpoint);
-            cursor = *checkpoint;
+        } else if (!stop_after_commit) {
+            if (checkpoint) {
+                batch.cursor = json::serialize(*checkpoint);
+                cursor = *checkpoint;
+            }
+            batch.inbox_done = inbox_ids;  // consumed in the same transaction as their results
         }
         batch.log.insert(batch.log.begin(), log_.begin(), log_.end());
         log_.clear();

@@ -25,6 +25,7 @@ struct RunOptions {
     bool full = false;                  // ignore the saved cursor
     std::optional<int64_t> limit;       // stop after this many source records
     std::string trigger = "manual";
+    bool inbox = false;                 // take records from the webhook inbox, not from fetch
     std::string lease_holder;           // who takes the module's lease
     int64_t lease_ttl_ms = 120'000;
     std::function<void(const RunCounts&)> progress;
@@ -38,6 +39,7 @@ struct RunReport {
     int64_t duration_ms = 0;
     std::vector<std::string> dry_run;  // what a dry run would have done, one line each
     bool unreachable = false;          // the CRM or source could not be reached or refused us
+    int64_t api_used = -1, api_limit = 0;  // the CRM's daily budget as last reported
 };
 
 // A resolved operation on its way to the CRM.

@@ -97,6 +97,14 @@ struct BatchCommit {
     std::vector<int64_t> inbox_done;   // webhook events this batch consumed
 };
 
+// Totals over every run of one module that ended with one status, for /metrics.
+struct RunTotals {
+    std::string module;
+    std::string status;
+    int64_t runs = 0;
+    RunCounts counts;
+};
+
 class StateStore {
 public:
     virtual ~StateStore() = default;
@@ -112,6 +120,12 @@ public:
     virtual std::optional<RunRow> last_run(const std::string& module) = 0;
     virtual std::vector<RunRow> runs(const std::optional<std::string>& module, int limit) = 0;
     virtual std::vector<LogLine> run_log(int64_t run_id) = 0;
+    virtual std::vector<RunTotals> run_totals() = 0;
+    // When the module last started a run on its schedule or by hand (webhook drains and
+    // dry runs do not move its schedule).
+    virtual std::optional<int64_t> last_scheduled_start(const std::string& module) = 0;
+    // True when a write transaction can be opened (for health checks).
+    virtual bool writable() = 0;
     virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) = 0;
     virtual int64_t purge_errors(int64_t older_than_ms) = 0;
 

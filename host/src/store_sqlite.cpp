@@ -238,6 +238,49 @@ public:
         return out;
     }
 
+    std::vector<RunTotals> run_totals() override {
+        SQLite::Statement q(db_,
+                            "SELECT module, status, COUNT(*), "
+                            "SUM(json_extract(counts, '$.fetched')), SUM(json_extract(counts, '$.created')), "
+                            "SUM(json_extract(counts, '$.updated')), SUM(json_extract(counts, '$.unchanged')), "
+                            "SUM(json_extract(counts, '$.ignored')), SUM(json_extract(counts, '$.failed')), "
+                            "SUM(json_extract(counts, '$.no_match')), SUM(json_extract(counts, '$.api_calls')) "
+                            "FROM runs WHERE status != 'running' GROUP BY module, status ORDER BY module, status");
+        std::vector<RunTotals> out;
+        while (q.executeStep()) {
+            RunTotals t;
+            t.module = q.getColumn(0).getString();
+            t.status = q.getColumn(1).getString();
+            t.runs = q.getColumn(2).getInt64();
+            t.counts.fetched = q.getColumn(3).getInt64();
+            t.counts.created = q.getColumn(4).getInt64();
+            t.counts.updated = q.getColumn(5).getInt64();
+            t.counts.unchanged = q.getColumn(6).getInt64();
+            t.counts.ignored = q.getColumn(7).getInt64();
+            t.counts.failed = q.getColumn(8).getInt64();
+            t.counts.no_match = q.getColumn(9).getInt64();
+            t.counts.api_calls = q.getColumn(10).getInt64();
+            out.push_back(std::move(t));
+        }
+        return out;
+    }
+
+    std::optional<int64_t> last_scheduled_start(const std::string& module) override {
+        SQLite::Statement q(db_, "SELECT MAX(started_ms) FROM runs WHERE module = ? AND trigger IN ('schedule', 'manual')");
+        q.bind(1, module);
+        if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
+        return q.getColumn(0).getInt64();
+    }
+
+    bool writable() override {
+        try {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            return true;  // rolled back on scope exit
+        } catch (const std::exception&) {
+            return false;
+        }
+    }
+
     std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) override {
         std::string sql =
             "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload FROM errors "

@@ -6,6 +6,8 @@
 #include <random>
 #include <thread>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include "engine/engine.h"
 #include "test_support.h"
 
@@ -37,10 +39,28 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
             execl(CRMSYNC_BIN, CRMSYNC_BIN, "run", "gen", static_cast<char*>(nullptr));
             _exit(127);
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(50, 400)(random)));
-        kill(pid, SIGKILL);
+        // Wait until the run is under way (slow under sanitizers), then kill it at a random moment.
         int status = 0;
-        waitpid(pid, &status, 0);
+        bool exited = false;
+        for (int waited = 0; waited < 400; ++waited) {
+            bool running = false;
+            try {
+                SQLite::Database state(home / "var/state.db", SQLite::OPEN_READONLY);
+                running = state.execAndGet("SELECT COUNT(*) FROM runs WHERE status = 'running'").getInt64() > 0;
+            } catch (const std::exception&) {
+            }
+            if (running) break;
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                exited = true;
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!exited) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(0, 600)(random)));
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+        }
         if (WIFSIGNALED(status)) ++killed;
         else REQUIRE(WEXITSTATUS(status) == 0);
     }

@@ -71,7 +71,7 @@ struct Org {
     void connection(const std::string& auth, const std::string& secret_file = "client_secret", const std::string& bulk = "auto") {
         write_file(home / "manifests/crm.json",
                    R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"}, "bulk": {"mode": ")" + bulk + R"("},
-                       "config": {"login_url": ")" + sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 2000},
+                       "config": {"login_url": ")" + sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 15000},
                        "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/)" + secret_file + R"("},
                                        "refresh_token": {"file": "../secrets/refresh_token"}, "private_key": {"file": "../secrets/private_key.pem"}}})");
     }

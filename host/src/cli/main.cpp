@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
     links->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
     links->add_flag("--json", as_json, "JSON output");
 
+    std::string listen = "127.0.0.1:8787";
+    auto* serve = app.add_subcommand("serve", "run modules on their schedules, take webhooks (POST /hooks/MODULE), /healthz, /metrics");
+    serve->add_option("--listen", listen, "HOST:PORT (default 127.0.0.1:8787; port 0 picks a free one)");
+
     std::string soql;
     std::optional<std::string> crm_name;
     auto* crm = app.add_subcommand("crm", "ask the CRM through its plugin");
@@ -110,6 +114,7 @@ int main(int argc, char** argv) {
         if (errors->parsed()) return cli::errors(ctx, errors_module, since, format);
         if (links->parsed()) return cli::links(ctx, links_module, last, as_json);
         if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);
+        if (serve->parsed()) return cli::serve(ctx, listen);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "crmsync: %s\n", e.what());
         return cli::kUnreachable;

@@ -117,6 +117,8 @@ int Emulator::start() {
 }
 
 void Emulator::stop() {
+    for (auto& w : workers_)
+        if (w.joinable()) w.join();
     if (thread_.joinable()) {
         server_->stop();
         thread_.join();
@@ -370,7 +372,10 @@ void Emulator::routes() {
         auto it = jobs_.find(req.matches[1]);
         if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
         auto state = json::parse(req.body).at("state");
-        if (state == "UploadComplete") process(it->second);
+        if (state == "UploadComplete" && it->second.state == "Open") {
+            it->second.state = "InProgress";
+            workers_.emplace_back([this, id = it->first] { process(id); });
+        }
         else if (state == "Aborted") it->second.state = "Aborted";
         send_json(res, 200, json::object{{"id", it->first}, {"state", state == "UploadComplete" ? "UploadComplete" : it->second.state}});
     }));
@@ -378,7 +383,7 @@ void Emulator::routes() {
         auto it = jobs_.find(req.matches[1]);
         if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
         auto& job = it->second;
-        if (job.state == "InProgress" && ++job.polls > settings_.bulk_polls_before_complete) job.state = "JobComplete";
+        if (job.state == "InProgress" && ++job.polls > settings_.bulk_polls_before_complete && job.processed_all) job.state = "JobComplete";
         send_json(res, 200, json::object{{"id", it->first}, {"state", job.state}, {"object", job.object},
                                          {"numberRecordsProcessed", job.processed}, {"numberRecordsFailed", job.failures}});
     }));
@@ -401,62 +406,77 @@ void Emulator::routes() {
     }));
 }
 
-void Emulator::process(BulkJob& job) {
-    auto rows = salesforce::csv::parse(job.data);
-    job.state = "InProgress";
-    if (rows.empty()) return;
+void Emulator::process(const std::string& id) {
+    std::string data, object_name, external;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& job = jobs_.at(id);
+        data = job.data;
+        object_name = job.object;
+        external = job.external;
+    }
+    auto rows = salesforce::csv::parse(data);
+    if (rows.empty()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        jobs_.at(id).processed_all = true;
+        return;
+    }
     const auto header = rows[0];
-    const mockcrm::Object* object = engine_->schema().object(job.object);
-    std::string success = salesforce::csv::row([&] {
-        std::vector<std::string> h{"sf__Id", "sf__Created"};
-        h.insert(h.end(), header.begin(), header.end());
-        return h;
-    }());
-    std::string failed = salesforce::csv::row([&] {
-        std::vector<std::string> h{"sf__Id", "sf__Error"};
-        h.insert(h.end(), header.begin(), header.end());
-        return h;
-    }());
+    auto with = [&](std::vector<std::string> first) {
+        first.insert(first.end(), header.begin(), header.end());
+        return salesforce::csv::row(first);
+    };
+    std::string success = with({"sf__Id", "sf__Created"}), failed = with({"sf__Id", "sf__Error"});
+    int64_t processed = 0, failures = 0;
     std::uniform_real_distribution<double> roll(0, 1);
-    engine_->transaction([&] {
-        for (size_t r = 1; r < rows.size(); ++r) {
-            const auto& row = rows[r];
-            if (row.size() != header.size()) continue;
-            json::object fields;
-            std::string key;
-            for (size_t c = 0; c < header.size(); ++c) {
-                const std::string& v = row[c];
-                if (mockcrm::iequals(header[c], job.external)) key = v;
-                if (v.empty()) continue;  // an empty cell leaves the field as it is
-                const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
-                std::string type = f ? f->type : "string";
-                if (v == "#N/A") fields[header[c]] = nullptr;
-                else if (type == "boolean") fields[header[c]] = v == "true";
-                else if (type == "int") fields[header[c]] = static_cast<int64_t>(std::stoll(v));
-                else if (type == "double" || type == "currency" || type == "percent") fields[header[c]] = std::stod(v);
-                else fields[header[c]] = v;
+    for (size_t start = 1; start < rows.size(); start += 200) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        const mockcrm::Object* object = engine_->schema().object(object_name);
+        engine_->transaction([&] {
+            for (size_t r = start; r < std::min(rows.size(), start + 200); ++r) {
+                const auto& row = rows[r];
+                if (row.size() != header.size()) continue;
+                json::object fields;
+                std::string key;
+                for (size_t c = 0; c < header.size(); ++c) {
+                    const std::string& v = row[c];
+                    if (mockcrm::iequals(header[c], external)) key = v;
+                    if (v.empty()) continue;  // an empty cell leaves the field as it is
+                    const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
+                    std::string type = f ? f->type : "string";
+                    if (v == "#N/A") fields[header[c]] = nullptr;
+                    else if (type == "boolean") fields[header[c]] = v == "true";
+                    else if (type == "int") fields[header[c]] = static_cast<int64_t>(std::stoll(v));
+                    else if (type == "double" || type == "currency" || type == "percent") fields[header[c]] = std::stod(v);
+                    else fields[header[c]] = v;
+                }
+                mockcrm::SaveResult result;
+                if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
+                    result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
+                else
+                    result = engine_->upsert(object_name, external, key, fields);
+                ++processed;
+                std::vector<std::string> out;
+                if (result.success) {
+                    out = {result.id, result.created ? "true" : "false"};
+                    out.insert(out.end(), row.begin(), row.end());
+                    success += salesforce::csv::row(out);
+                } else {
+                    ++failures;
+                    out = {"", result.errors[0].code + ":" + result.errors[0].message + " --"};
+                    out.insert(out.end(), row.begin(), row.end());
+                    failed += salesforce::csv::row(out);
+                }
             }
-            mockcrm::SaveResult result;
-            if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
-                result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
-            else
-                result = engine_->upsert(job.object, job.external, key, fields);
-            ++job.processed;
-            std::vector<std::string> out;
-            if (result.success) {
-                out = {result.id, result.created ? "true" : "false"};
-                out.insert(out.end(), row.begin(), row.end());
-                success += salesforce::csv::row(out);
-            } else {
-                ++job.failures;
-                out = {"", result.errors[0].code + ":" + result.errors[0].message + " --"};
-                out.insert(out.end(), row.begin(), row.end());
-                failed += salesforce::csv::row(out);
-            }
-        }
-    });
+        });
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& job = jobs_.at(id);
     job.successful = std::move(success);
     job.failed = std::move(failed);
+    job.processed = processed;
+    job.failures = failures;
+    job.processed_all = true;
 }
 
 }  // namespace sfemu

@@ -82,10 +82,14 @@ private:
     struct BulkJob {
         std::string object, external, state = "Open", data, successful, failed;
         int polls = 0;
+        bool processed_all = false;
         int64_t processed = 0, failures = 0;
     };
-    void process(BulkJob& job);
+    // Runs on a worker thread, as Salesforce processes jobs after UploadComplete; takes the
+    // lock per 200 rows so polls and other calls are answered meanwhile.
+    void process(const std::string& id);
     std::map<std::string, BulkJob> jobs_;
+    std::vector<std::thread> workers_;
     std::mt19937 random_{12345};
     int64_t token_counter_ = 0;
 };

@@ -1,0 +1,33 @@
+// crmsync serve: schedules, webhooks, health and metrics until SIGINT/SIGTERM.
+#include <cstdio>
+
+#include "../serve/server.h"
+#include "commands.h"
+
+namespace crmsync::cli {
+
+int serve(Context& ctx, const std::string& listen) {
+    ServeOptions options;
+    auto colon = listen.rfind(':');
+    try {
+        if (colon == std::string::npos) throw std::invalid_argument("no port");
+        options.host = listen.substr(0, colon);
+        options.port = std::stoi(listen.substr(colon + 1));
+        if (options.host.empty() || options.port < 0 || options.port > 65535) throw std::invalid_argument("range");
+    } catch (const std::exception&) {
+        std::fprintf(stderr, "crmsync serve: --listen \"%s\" is not HOST:PORT (e.g. 127.0.0.1:8787)\n", listen.c_str());
+        return kConfig;
+    }
+    Server server(ctx.catalog, ctx.clock, ctx.cancel, ctx.catalog.diagnostics(), options);
+    if (auto started = server.start(); !started) {
+        std::fprintf(stderr, "crmsync serve: %s\n", started.message().c_str());
+        return kConfig;
+    }
+    std::printf("listening on http://%s:%d\n", options.host.c_str(), server.port());
+    std::fflush(stdout);
+    server.run();
+    std::printf("stopped\n");
+    return kOk;
+}
+
+}  // namespace crmsync::cli

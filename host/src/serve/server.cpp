@@ -1,0 +1,255 @@
+#include "server.h"
+
+#include <httplib.h>
+#include <openssl/crypto.h>
+
+#include <chrono>
+#include <set>
+
+#include "../digest.h"
+#include "../process.h"
+#include "schedule.h"
+
+namespace crmsync {
+namespace {
+
+const double kDurationBuckets[] = {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600};
+
+bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
+
+std::string label(const std::string& value) {
+    std::string out;
+    for (char c : value) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+}  // namespace
+
+Server::Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics, ServeOptions options)
+    : catalog_(catalog), clock_(clock), stop_(stop), diagnostics_(diagnostics), options_(std::move(options)) {}
+
+Server::~Server() {
+    if (http_) http_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+}
+
+Status Server::start() {
+    auto store = catalog_.open_store();
+    if (!store) return store.status();
+    web_store_ = std::move(store.value());
+    if (!is_loopback(options_.host))
+        diagnostics_.warn("listening on " + options_.host + ", beyond this machine: put TLS and a firewall in front of it");
+    http_ = std::make_unique<httplib::Server>();
+    http_->set_payload_max_length(options_.max_body + 1);
+    http_->Post(R"(/hooks/([a-z0-9_-]+))", [this](const httplib::Request& req, httplib::Response& res) {
+        int status = 500;
+        std::string answer;
+        handle_hook(req.matches[1], req.get_header_value("X-Crmsync-Signature"), req.get_header_value("X-Crmsync-Timestamp"),
+                    req.body, status, answer);
+        res.status = status;
+        res.set_content(answer, "application/json");
+    });
+    http_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+        int status = 200;
+        res.set_content(health(status), "application/json");
+        res.status = status;
+    });
+    http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+        res.set_content(metrics(), "text/plain; version=0.0.4");
+    });
+    // A body past the limit: 413, counted, nothing stored.
+    http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
+        if (res.status == 413) reject("too_large");
+    });
+    port_ = options_.port == 0 ? http_->bind_to_any_port(options_.host) : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+    if (port_ <= 0)
+        return Status::config("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                              " (in use, or not an address of this machine; choose another with --listen HOST:PORT)");
+    http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+    return Status::ok();
+}
+
+void Server::reject(const std::string& reason) {
+    std::lock_guard<std::mutex> lock(metrics_mutex_);
+    ++rejects_[reason];
+}
+
+void Server::handle_hook(const std::string& name, const std::string& signature, const std::string& timestamp,
+                         const std::string& body, int& status, std::string& answer) {
+    auto refuse = [&](int code, const std::string& reason, const std::string& message) {
+        reject(reason);
+        status = code;
+        answer = json::serialize(json::object{{"error", reason}, {"message", message}});
+    };
+    const ModuleManifest* module = catalog_.manifests().module(name);
+    if (!module || !module->enabled || !module->webhook_secret_env)
+        return refuse(404, "unknown_module", "no enabled module \"" + name + "\" takes webhooks here");
+    if (body.size() > options_.max_body) return refuse(413, "too_large", "the body is over 1 MiB");
+    const char* secret = std::getenv(module->webhook_secret_env->c_str());
+    if (!secret || !*secret) return refuse(404, "unknown_module", "webhooks for \"" + name + "\" have no secret configured");
+    if (signature.empty() || timestamp.empty())
+        return refuse(401, "unsigned", "X-Crmsync-Signature and X-Crmsync-Timestamp are required");
+    int64_t sent = 0;
+    try {
+        sent = std::stoll(timestamp) * 1000;
+    } catch (...) {
+        return refuse(401, "stale", "X-Crmsync-Timestamp must be Unix seconds");
+    }
+    if (std::llabs(clock_.now_ms() - sent) > options_.replay_window_ms)
+        return refuse(401, "stale", "the timestamp is more than 5 minutes from now");
+    // Signed: "<timestamp>.<raw body>", so the timestamp cannot be swapped to replay a body.
+    std::string expected = "sha256=" + hmac_sha256_hex(secret, timestamp + "." + body);
+    if (signature.size() != expected.size() || CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
+        return refuse(401, "bad_signature", "the signature does not match");
+    auto parsed = parse_json(body);
+    if (!parsed || !parsed->is_object()) return refuse(400, "not_json", "the body must be one JSON object (a source event)");
+    int64_t id = 0;
+    {
+        std::lock_guard<std::mutex> lock(store_mutex_);
+        auto added = web_store_->inbox_add(name, body, clock_.now_ms());  // committed (fsync) before we answer
+        if (!added) return refuse(503, "store", "the event could not be stored; send it again");
+        id = added.value();
+    }
+    {
+        std::lock_guard<std::mutex> lock(wake_mutex_);
+        work_waiting_ = true;
+    }
+    wake_.notify_one();
+    status = 202;
+    answer = json::serialize(json::object{{"accepted", id}});
+}
+
+std::string Server::health(int& status) {
+    json::object modules;
+    bool writable;
+    {
+        std::lock_guard<std::mutex> lock(store_mutex_);
+        writable = web_store_->writable();
+        for (const auto& m : catalog_.manifests().modules) {
+            auto last = web_store_->last_run(m.name);
+            modules[m.name] = json::object{{"enabled", m.enabled},
+                                           {"last_run", last ? json::value(last->status) : json::value(nullptr)},
+                                           {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)}};
+        }
+    }
+    status = writable ? 200 : 503;
+    return json::serialize(json::object{{"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}});
+}
+
+std::string Server::metrics() {
+    std::string out;
+    auto family = [&](const char* name, const char* type, const char* help) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    std::vector<RunTotals> totals;
+    std::map<std::string, int64_t> depth;
+    {
+        std::lock_guard<std::mutex> lock(store_mutex_);
+        totals = web_store_->run_totals();
+        for (const auto& m : catalog_.manifests().modules) depth[m.name] = web_store_->inbox_depth(m.name);
+    }
+    family("crmsync_runs_total", "counter", "Runs finished, by module and status.");
+    for (const auto& t : totals)
+        out += "crmsync_runs_total{module=\"" + label(t.module) + "\",status=\"" + label(t.status) + "\"} " + std::to_string(t.runs) + "\n";
+    family("crmsync_records_total", "counter", "Records by outcome.");
+    std::map<std::pair<std::string, std::string>, int64_t> records;
+    std::map<std::string, int64_t> api;
+    for (const auto& t : totals) {
+        for (auto [outcome, n] : {std::pair<const char*, int64_t>{"fetched", t.counts.fetched}, {"created", t.counts.created},
+                                  {"updated", t.counts.updated}, {"unchanged", t.counts.unchanged}, {"ignored", t.counts.ignored},
+                                  {"failed", t.counts.failed}, {"no_match", t.counts.no_match}})
+            records[{t.module, outcome}] += n;
+        api[t.module] += t.counts.api_calls;
+    }
+    for (const auto& [k, n] : records)
+        out += "crmsync_records_total{module=\"" + label(k.first) + "\",outcome=\"" + k.second + "\"} " + std::to_string(n) + "\n";
+    family("crmsync_api_calls_total", "counter", "API calls spent, by module.");
+    for (const auto& [m, n] : api) out += "crmsync_api_calls_total{module=\"" + label(m) + "\"} " + std::to_string(n) + "\n";
+    family("crmsync_inbox_depth", "gauge", "Webhook events waiting, by module.");
+    for (const auto& [m, n] : depth) out += "crmsync_inbox_depth{module=\"" + label(m) + "\"} " + std::to_string(n) + "\n";
+    std::lock_guard<std::mutex> lock(metrics_mutex_);
+    family("crmsync_api_budget_remaining", "gauge", "The CRM's remaining daily API calls as last reported, by connection.");
+    for (const auto& [c, b] : api_budget_)
+        out += "crmsync_api_budget_remaining{connection=\"" + label(c) + "\"} " + std::to_string(b.second - b.first) + "\n";
+    family("crmsync_webhook_rejects_total", "counter", "Webhook requests refused, by reason.");
+    for (const char* reason : {"unknown_module", "unsigned", "bad_signature", "stale", "too_large", "not_json", "store"})
+        out += "crmsync_webhook_rejects_total{reason=\"" + std::string(reason) + "\"} " +
+               std::to_string(rejects_.count(reason) ? rejects_.at(reason) : 0) + "\n";
+    family("crmsync_run_duration_seconds", "histogram", "Run durations since this process started, by module.");
+    for (const auto& [m, buckets] : duration_buckets_) {
+        for (size_t i = 0; i < std::size(kDurationBuckets); ++i) {
+            char le[32];
+            std::snprintf(le, sizeof le, "%g", kDurationBuckets[i]);
+            out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"" + le + "\"} " + std::to_string(buckets[i]) + "\n";
+        }
+        out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"+Inf\"} " + std::to_string(buckets.back()) + "\n";
+        char sum[64];
+        std::snprintf(sum, sizeof sum, "%.3f", duration_sum_[m]);
+        out += "crmsync_run_duration_seconds_sum{module=\"" + label(m) + "\"} " + sum + "\n";
+        out += "crmsync_run_duration_seconds_count{module=\"" + label(m) + "\"} " + std::to_string(buckets.back()) + "\n";
+    }
+    return out;
+}
+
+void Server::run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store) {
+    auto instances = catalog_.instantiate_module(module.name);
+    if (!instances) {
+        if (broken_modules_.insert(module.name).second) diagnostics_.error(instances.status().message() + " — not run until fixed");
+        return;
+    }
+    broken_modules_.erase(module.name);
+    auto& mi = instances.value();
+    Pipeline pipeline(store, ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock_, stop_, diagnostics_);
+    RunOptions options;
+    options.trigger = trigger;
+    options.inbox = inbox;
+    options.lease_holder = this_process_holder();
+    RunReport report = pipeline.run(options);
+    if (report.status == "busy") return;
+    diagnostics_.info(module.name + " (" + trigger + "): " + report.status + ", created " + std::to_string(report.counts.created) +
+                      ", updated " + std::to_string(report.counts.updated) + ", failed " + std::to_string(report.counts.failed) +
+                      (report.message.empty() ? "" : " — " + report.message));
+    std::lock_guard<std::mutex> lock(metrics_mutex_);
+    auto& buckets = duration_buckets_[module.name];
+    buckets.resize(std::size(kDurationBuckets) + 1, 0);
+    double seconds = report.duration_ms / 1000.0;
+    for (size_t i = 0; i < std::size(kDurationBuckets); ++i)
+        if (seconds <= kDurationBuckets[i]) ++buckets[i];
+    ++buckets.back();
+    duration_sum_[module.name] += seconds;
+    if (report.api_limit > 0) api_budget_[module.crm] = {report.api_used, report.api_limit};
+}
+
+void Server::run() {
+    auto store = catalog_.open_store();
+    if (!store) {
+        diagnostics_.error(store.status().message());
+        return;
+    }
+    while (!stop_.load()) {
+        for (const auto& module : catalog_.manifests().modules) {
+            if (stop_.load()) break;
+            if (!module.enabled) continue;
+            if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
+                run_module(module, "webhook", true, *store.value());
+            if (stop_.load()) break;
+            auto due = next_due(module.schedule, store.value()->last_scheduled_start(module.name), clock_.now_ms());
+            if (due && *due <= clock_.now_ms()) run_module(module, "schedule", false, *store.value());
+        }
+        std::unique_lock<std::mutex> lock(wake_mutex_);
+        wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)), [this] { return work_waiting_ || stop_.load(); });
+        work_waiting_ = false;
+    }
+    // Stop taking webhooks first; what was accepted stays in the inbox for the next start.
+    http_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+}
+
+}  // namespace crmsync

@@ -1,0 +1,76 @@
+#pragma once
+// crmsync serve: runs every enabled module on its schedule and takes realtime events by
+// webhook. One worker thread runs modules (one at a time, each under its lease, so a
+// `crmsync run` elsewhere never runs a module twice); cpp-httplib threads answer
+// POST /hooks/MODULE, GET /healthz and GET /metrics. An accepted event is committed to the
+// inbox (fsync'd) before the 202 goes out, then drained through map → services → write.
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <string>
+
+#include "../catalog.h"
+#include "../pipeline.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace crmsync {
+
+struct ServeOptions {
+    std::string host = "127.0.0.1";
+    int port = 8787;                        // 0: any free port (printed)
+    size_t max_body = 1 << 20;              // 1 MiB
+    int64_t replay_window_ms = 5 * 60 * 1000;
+    int64_t tick_ms = 1000;                 // how often schedules are looked at
+};
+
+class Server {
+public:
+    Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics, ServeOptions options);
+    ~Server();
+    // Binds the listener; an address in use or not ours is a configuration error.
+    Status start();
+    int port() const { return port_; }
+    // Runs schedules and drains the inbox until `stop` is set, then stops taking webhooks,
+    // lets the batch in hand finish, and returns.
+    void run();
+
+private:
+    void handle_hook(const std::string& module, const std::string& signature, const std::string& timestamp,
+                     const std::string& body, int& status, std::string& answer);
+    std::string metrics();
+    std::string health(int& status);
+    void run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store);
+    void reject(const std::string& reason);
+
+    Catalog& catalog_;
+    const Clock& clock_;
+    std::atomic<bool>& stop_;
+    const Diagnostics& diagnostics_;
+    ServeOptions options_;
+    std::unique_ptr<httplib::Server> http_;
+    std::thread http_thread_;
+    int port_ = 0;
+
+    std::mutex store_mutex_;  // guards web_store_ (HTTP threads share it)
+    std::unique_ptr<StateStore> web_store_;
+
+    std::mutex wake_mutex_;
+    std::condition_variable wake_;
+    bool work_waiting_ = false;
+
+    std::mutex metrics_mutex_;
+    std::map<std::string, int64_t> rejects_;                      // reason -> count
+    std::map<std::string, std::vector<int64_t>> duration_buckets_;  // module -> cumulative bucket counts
+    std::map<std::string, double> duration_sum_;
+    std::map<std::string, std::pair<int64_t, int64_t>> api_budget_;  // connection -> (used, limit)
+    std::set<std::string> broken_modules_;
+};
+
+}  // namespace crmsync

@@ -1,0 +1,224 @@
+// crmsync serve as an operator runs it: a real process, real HTTP on 127.0.0.1.
+#include <httplib.h>
+#include <signal.h>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "digest.h"
+#include "engine/engine.h"
+#include "test_support.h"
+
+using testing::TempDir;
+using testing::write_file;
+
+namespace {
+
+const char* kSecret = "hook-secret-for-tests";
+
+struct ServeProcess {
+    pid_t pid = 0;
+    int port = 0;
+    ~ServeProcess() { kill_now(); }
+    void kill_now() {
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, nullptr, 0);
+            pid = 0;
+        }
+    }
+    int terminate() {
+        kill(pid, SIGTERM);
+        int status = 0;
+        for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (waitpid(pid, &status, WNOHANG) == 0 && !WIFEXITED(status)) return -1;
+        pid = 0;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+};
+
+struct Home {
+    TempDir dir;
+    Home() {
+        write_file(dir / "manifests/crm.json", testing::mock_connection(dir / "var/crm.db"));
+        write_file(dir / "empty.jsonl", "");
+        write_file(dir / "manifests/hooks.json",
+                   R"({"module": "hooks", "plugin": {"id": "test-ops"}, "crm": "mock", "schedule": "realtime",
+                       "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}},
+                       "config": {"file": ")" + (dir / "empty.jsonl") + R"("}})");
+    }
+    std::unique_ptr<ServeProcess> serve() {
+        int out[2];
+        REQUIRE(pipe(out) == 0);
+        auto p = std::make_unique<ServeProcess>();
+        p->pid = fork();
+        if (p->pid == 0) {
+            dup2(out[1], STDOUT_FILENO);
+            std::string plugins = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR;
+            std::string home = "CRMSYNC_HOME=" + dir.str();
+            std::string secret = std::string("CRMSYNC_TEST_HOOK_SECRET=") + kSecret;
+            putenv(plugins.data());
+            putenv(home.data());
+            putenv(secret.data());
+            execl(CRMSYNC_BIN, CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        close(out[1]);
+        char line[128] = {};
+        ssize_t n = read(out[0], line, sizeof line - 1);
+        close(out[0]);
+        REQUIRE(n > 0);
+        std::string text(line, static_cast<size_t>(n));
+        p->port = std::stoi(text.substr(text.rfind(':') + 1));
+        return p;
+    }
+    int64_t events(const std::string& soql) {
+        mockcrm::EngineOptions o;
+        o.database = dir / "var/crm.db";
+        o.schema = boost::json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+        return mockcrm::Engine(o).query(soql).total;
+    }
+    int64_t inbox_depth() {
+        SQLite::Database state(dir / "var/state.db", SQLite::OPEN_READONLY);
+        return state.execAndGet("SELECT COUNT(*) FROM inbox WHERE done = 0").getInt64();
+    }
+};
+
+std::string event_body(const std::string& key) {
+    return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
+           R"(", "fields": {"Subject": "webhook", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}}]})";
+}
+
+httplib::Result post(int port, const std::string& module, const std::string& body, const std::string& secret = kSecret,
+                     int64_t skew_s = 0, bool sign = true) {
+    httplib::Client client("127.0.0.1", port);
+    httplib::Headers headers;
+    if (sign) {
+        std::string ts = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch()).count() + skew_s);
+        headers.emplace("X-Crmsync-Timestamp", ts);
+        headers.emplace("X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex(secret, ts + "." + body));
+    }
+    return client.Post(("/hooks/" + module).c_str(), headers, body, "application/json");
+}
+
+bool eventually(const std::function<bool()>& condition, int seconds = 20) {
+    for (int i = 0; i < seconds * 20; ++i) {
+        if (condition()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return condition();
+}
+
+// A strict reader of the Prometheus text format: every line a comment or a sample.
+std::map<std::string, double> parse_prometheus(const std::string& text) {
+    static const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*)");
+    static const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
+    static const std::regex sample(R"(([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|\+Inf|NaN))");
+    std::map<std::string, double> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        std::smatch m;
+        if (std::regex_match(line, help) || std::regex_match(line, type)) continue;
+        if (!std::regex_match(line, m, sample)) throw std::runtime_error("not Prometheus text: " + line);
+        out[m[1]] = std::stod(m[5]);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("serve: every webhook rejection is answered and changes nothing") {
+    Home home;
+    auto serve = home.serve();
+    std::string body = event_body("x1");
+    CHECK(post(serve->port, "hooks", body, kSecret, 0, false)->status == 401);          // unsigned
+    CHECK(post(serve->port, "hooks", body, "wrong-secret")->status == 401);              // badly signed
+    CHECK(post(serve->port, "hooks", body, kSecret, -600)->status == 401);               // stale
+    CHECK(post(serve->port, "nobody", body)->status == 404);                             // unknown module
+    CHECK(post(serve->port, "hooks", std::string((1 << 20) + 1, ' '))->status == 413);  // over 1 MiB
+    CHECK(post(serve->port, "hooks", "[1, 2]")->status == 400);                          // not one event
+    CHECK(home.inbox_depth() == 0);
+    httplib::Client client("127.0.0.1", serve->port);
+    auto metrics = parse_prometheus(client.Get("/metrics")->body);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="unsigned"})") == 1);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="bad_signature"})") == 1);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="stale"})") == 1);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="unknown_module"})") == 1);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="too_large"})") >= 1);
+    CHECK(home.events("SELECT COUNT() FROM Event") == 0);
+}
+
+TEST_CASE("serve: an accepted event lands in the CRM, and /metrics and /healthz say so") {
+    Home home;
+    auto serve = home.serve();
+    auto accepted = post(serve->port, "hooks", event_body("e1"));
+    REQUIRE(accepted);
+    CHECK(accepted->status == 202);
+    CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'e1'") == 1; }));
+    httplib::Client client("127.0.0.1", serve->port);
+    auto metrics = parse_prometheus(client.Get("/metrics")->body);
+    CHECK(metrics.at(R"(crmsync_records_total{module="hooks",outcome="created"})") == 1);
+    CHECK(metrics.at(R"(crmsync_inbox_depth{module="hooks"})") == 0);
+    CHECK(metrics.count(R"(crmsync_run_duration_seconds_count{module="hooks"})") == 1);
+    auto health = client.Get("/healthz");
+    CHECK(health->status == 200);
+    CHECK_THAT(health->body, Catch::Contains("\"store_writable\":true") && Catch::Contains("\"hooks\""));
+    CHECK(serve->terminate() == 0);
+}
+
+TEST_CASE("serve: an event accepted just before SIGKILL lands exactly once after a restart") {
+    Home home;
+    {
+        auto serve = home.serve();
+        for (int i = 0; i < 20; ++i) REQUIRE(post(serve->port, "hooks", event_body("k" + std::to_string(i)))->status == 202);
+        serve->kill_now();  // right after the last 202
+    }
+    auto again = home.serve();
+    CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event") == 20 && home.inbox_depth() == 0; }));
+    // A redelivered event updates the same record, never a second one.
+    REQUIRE(post(again->port, "hooks", event_body("k0"))->status == 202);
+    CHECK(eventually([&] { return home.inbox_depth() == 0; }));
+    CHECK(home.events("SELECT COUNT() FROM Event") == 20);
+    CHECK(again->terminate() == 0);
+}
+
+TEST_CASE("serve: schedules run on time and their due times survive a restart") {
+    Home home;
+    write_file(home.dir / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "mock", "schedule": {"every": "1h"},
+                   "config": {"count": 3}})");
+    {
+        auto serve = home.serve();
+        CHECK(eventually([&] {
+            SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+            return state.execAndGet("SELECT COUNT(*) FROM runs WHERE module = 'gen' AND status = 'succeeded'").getInt64() == 1;
+        }));
+        CHECK(serve->terminate() == 0);
+    }
+    auto again = home.serve();
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+    CHECK(state.execAndGet("SELECT COUNT(*) FROM runs WHERE module = 'gen'").getInt64() == 1);  // next due in an hour
+}
+
+TEST_CASE("serve: a second runner reports who holds the lease instead of running the module twice") {
+    Home home;
+    write_file(home.dir / "manifests/slow.json",
+               R"({"module": "slow", "plugin": {"id": "test-source"}, "crm": "mock", "schedule": {"every": "1h"},
+                   "config": {"count": 600, "page_delay_ms": 1500}})");
+    auto serve = home.serve();
+    CHECK(eventually([&] {
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+        return state.execAndGet("SELECT COUNT(*) FROM leases WHERE module = 'slow'").getInt64() == 1;
+    }));
+    auto second = testing::run_command({CRMSYNC_BIN, "run", "slow", "--home", home.dir.str()},
+                                       {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR});
+    CHECK(second.status == 3);
+    CHECK_THAT(second.out, Catch::Contains("slow: busy") && Catch::Contains("lease held by"));
+    CHECK(serve->terminate() == 0);  // SIGTERM finishes the batch in hand and exits 0
+}

@@ -96,7 +96,7 @@ public:
             return Status::io("state store schema " + std::to_string(version) + " is newer than this crmsync (" +
                               std::to_string(target) + "); upgrade crmsync");
         for (int v = version; v < target; ++v) {
-            SQLite::Transaction tx(db_);
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
             db_.exec(kMigrations[v]);
             db_.exec("PRAGMA user_version=" + std::to_string(v + 1));
             tx.commit();
@@ -115,7 +115,7 @@ public:
 
     Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
                       const std::vector<LogLine>& log) override {
-        SQLite::Transaction tx(db_);
+        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
         append_log(run_id, log);
         SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
         q.bind(1, status);
@@ -128,7 +128,7 @@ public:
     }
 
     Status commit_batch(const BatchCommit& batch) override {
-        SQLite::Transaction tx(db_);
+        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
         SQLite::Statement link(db_,
                                "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
                                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "

@@ -113,9 +113,14 @@ void Server::handle_hook(const std::string& name, const std::string& signature, 
     int64_t id = 0;
     {
         std::lock_guard<std::mutex> lock(store_mutex_);
-        auto added = web_store_->inbox_add(name, body, clock_.now_ms());  // committed (fsync) before we answer
-        if (!added) return refuse(503, "store", "the event could not be stored; send it again");
-        id = added.value();
+        try {
+            auto added = web_store_->inbox_add(name, body, clock_.now_ms());  // committed (fsync) before we answer
+            if (!added) return refuse(503, "store", "the event could not be stored; send it again");
+            id = added.value();
+        } catch (const std::exception& e) {
+            diagnostics_.error(std::string("webhook for ") + name + " not stored: " + e.what());
+            return refuse(503, "store", "the event could not be stored; send it again");
+        }
     }
     {
         std::lock_guard<std::mutex> lock(wake_mutex_);
@@ -237,11 +242,16 @@ void Server::run() {
         for (const auto& module : catalog_.manifests().modules) {
             if (stop_.load()) break;
             if (!module.enabled) continue;
-            if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
-                run_module(module, "webhook", true, *store.value());
-            if (stop_.load()) break;
-            auto due = next_due(module.schedule, store.value()->last_scheduled_start(module.name), clock_.now_ms());
-            if (due && *due <= clock_.now_ms()) run_module(module, "schedule", false, *store.value());
+            try {
+                if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
+                    run_module(module, "webhook", true, *store.value());
+                if (stop_.load()) break;
+                auto due = next_due(module.schedule, store.value()->last_scheduled_start(module.name), clock_.now_ms());
+                if (due && *due <= clock_.now_ms()) run_module(module, "schedule", false, *store.value());
+            } catch (const std::exception& e) {
+                // The store was busy or failed: say so and try again on the next tick.
+                diagnostics_.error(module.name + ": " + e.what());
+            }
         }
         std::unique_lock<std::mutex> lock(wake_mutex_);
         wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)), [this] { return work_waiting_ || stop_.load(); });

@@ -3,6 +3,7 @@
 // through a field table in its config. Copy this folder to start a plugin of your own;
 // docs/plugin-authors.md walks through it.
 #include <crmsync/plugin.h>
+#include <crmsync/support/jsonl_folder.hpp>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -15,7 +16,6 @@
 namespace {
 
 namespace json = boost::json;
-namespace fs = std::filesystem;
 
 // Declared once; the host validates every module's config against it before create().
 const char* const kConfigSchema = R"json({
@@ -66,8 +66,7 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
 
 void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 
-// The cursor is {"file": name, "line": n}: files before `file` are done, and so are the
-// first n lines of `file`. New export files sort after old ones.
+// The cursor is {"file": name, "line": n} (crmsync/support/jsonl_folder.hpp).
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     try {
@@ -82,69 +81,29 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             in->host->fail(call, CRMSYNC_STATUS_NOT_SUPPORTED, ("example-jsonl does not answer " + type).c_str());
             return CRMSYNC_STATUS_NOT_SUPPORTED;
         }
-        std::error_code ec;
-        if (!fs::is_directory(in->folder, ec)) {
-            in->host->fail(call, CRMSYNC_STATUS_ERROR, ("export folder " + in->folder + " not found").c_str());
-            return CRMSYNC_STATUS_ERROR;
-        }
-        std::vector<std::string> files;
-        for (const auto& entry : fs::directory_iterator(in->folder, ec))
-            if (entry.is_regular_file() && entry.path().extension() == ".jsonl") files.push_back(entry.path().filename().string());
-        std::sort(files.begin(), files.end());
-
-        std::string cursor_file;
-        int64_t cursor_line = 0;
-        if (auto* c = request.at("cursor").if_object()) {
-            cursor_file = std::string(c->at("file").as_string());
-            cursor_line = c->at("line").as_int64();
-        }
-        int64_t limit = request.at("limit").as_int64();
-        int64_t emitted = 0;
-        std::string at_file = cursor_file;
-        int64_t at_line = cursor_line;
-        bool more = false;
-        for (const auto& name : files) {
-            if (name < cursor_file) continue;
-            int64_t skip = name == cursor_file ? cursor_line : 0;
-            std::ifstream file(fs::path(in->folder) / name);
-            std::string line;
-            int64_t number = 0;
-            while (std::getline(file, line)) {
-                ++number;
-                if (number <= skip) continue;
-                if (emitted == limit) {
-                    more = true;
-                    break;
-                }
-                if (line.find_first_not_of(" \t\r") == std::string::npos) {
-                    at_file = name, at_line = number;
-                    continue;
-                }
-                std::string where = name + ":" + std::to_string(number);
-                boost::system::error_code jec;
-                auto record = json::parse(line, jec);
-                json::object item{{"type", "record"}};
-                // A bad line is still a record: map() fails it alone, naming the line.
-                if (jec || !record.is_object()) {
-                    item["id"] = where;
-                    item["record"] = json::object{{"_invalid", where + ": not a JSON object (" + jec.message() + ")"}};
-                } else {
-                    auto* id = record.as_object().if_contains(in->id_property);
-                    item["id"] = id && id->is_string() ? std::string(id->get_string())
-                                 : id               ? json::serialize(*id)
-                                                    : where;
-                    if (!id) record.as_object()["_invalid"] = where + ": no \"" + in->id_property + "\" property";
-                    item["record"] = std::move(record);
-                }
-                if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
-                ++emitted;
-                at_file = name, at_line = number;
+        crmsync::support::JsonlCursor after;
+        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
+        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(request.at("limit").as_int64()));
+        for (const auto& line : page.lines) {
+            std::string where = line.file + ":" + std::to_string(line.number);
+            boost::system::error_code jec;
+            auto record = json::parse(line.text, jec);
+            json::object item{{"type", "record"}};
+            // A bad line is still a record: map() fails it alone, naming the line.
+            if (jec || !record.is_object()) {
+                item["id"] = where;
+                item["record"] = json::object{{"_invalid", where + ": not a JSON object (" + jec.message() + ")"}};
+            } else {
+                auto* id = record.as_object().if_contains(in->id_property);
+                item["id"] = id && id->is_string() ? std::string(id->get_string()) : id ? json::serialize(*id) : where;
+                if (!id) record.as_object()["_invalid"] = where + ": no \"" + in->id_property + "\" property";
+                item["record"] = std::move(record);
             }
-            if (more) break;
+            if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
         }
         return emit(in, call, json::object{{"type", "checkpoint"},
-                                           {"cursor", json::object{{"file", at_file}, {"line", at_line}}},
-                                           {"more", more}});
+                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
+                                           {"more", page.more}});
     } catch (const std::exception& e) {
         in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
         return CRMSYNC_STATUS_ERROR;

@@ -1,0 +1,129 @@
+// helpdesk-tickets: every customer contact an agent makes in the shared inbox becomes a
+// Salesforce Event on the customer's Contacts (or Lead), owned by the agent's user.
+// Source events come by webhook (crmsync serve) and from a folder of JSON Lines exports;
+// the rules are in rules.cpp, the event shape in README.md.
+#include <crmsync/plugin.h>
+#include <crmsync/support/jsonl_folder.hpp>
+
+#include <memory>
+
+#include "rules.h"
+
+namespace {
+
+using namespace helpdesk;
+
+const char* const kConfigSchema = R"json({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "folder": {"type": "string", "description": "folder of *.jsonl event exports (optional: webhooks alone also work)"},
+    "relate_to": {"type": "array", "items": {"enum": ["Contact", "Lead"]}, "minItems": 1, "uniqueItems": true,
+                  "description": "what an Event may be related to, in order (default [\"Contact\", \"Lead\"])"},
+    "open_opportunity": {"type": "boolean", "description": "also relate the Contact's open Opportunity"}
+  }
+})json";
+
+struct Instance {
+    const crmsync_host_api* host;
+    std::string folder;
+    Settings settings;
+};
+
+Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
+
+int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
+    std::string t = json::serialize(v);
+    return in->host->emit(call, t.data(), t.size());
+}
+
+int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
+    in->host->fail(call, status, message.c_str());
+    return status;
+}
+
+crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
+    try {
+        auto c = json::parse(config_json).as_object();
+        auto in = std::make_unique<Instance>();
+        in->host = host;
+        if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
+        if (auto* r = c.if_contains("relate_to")) in->settings.relate_to = r->as_array();
+        if (auto* o = c.if_contains("open_opportunity")) in->settings.open_opportunity = o->as_bool();
+        return reinterpret_cast<crmsync_instance*>(in.release());
+    } catch (const std::exception& e) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return nullptr;
+    }
+}
+
+void destroy(crmsync_instance* i) noexcept { delete self(i); }
+
+int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto request = json::parse(request_json).as_object();
+        std::string type(request.at("type").as_string());
+        if (type == "targets")
+            return emit(in, call, json::object{{"type", "target"}, {"object", "Event"},
+                                               {"fields", json::array{"Subject", "Type", "StartDateTime", "EndDateTime", "DurationInMinutes",
+                                                                      "Description", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}}});
+        if (type != "records") return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
+        if (in->folder.empty())  // webhook-only: nothing to poll
+            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", nullptr}, {"more", false}});
+        crmsync::support::JsonlCursor after;
+        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
+        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(request.at("limit").as_int64()));
+        for (const auto& line : page.lines) {
+            std::string where = line.file + ":" + std::to_string(line.number);
+            boost::system::error_code ec;
+            auto event = json::parse(line.text, ec);
+            json::object item{{"type", "record"}};
+            if (ec || !event.is_object()) {
+                item["id"] = where;
+                item["record"] = json::object{{"_invalid", where + ": not a JSON object"}};
+            } else {
+                auto* id = event.as_object().if_contains("event_id");
+                item["id"] = id && id->is_string() ? std::string(id->get_string()) : where;
+                item["record"] = std::move(event);
+            }
+            if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+        }
+        return emit(in, call, json::object{{"type", "checkpoint"},
+                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
+                                           {"more", page.more}});
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto event = json::parse(record_json).as_object();
+        if (auto* invalid = event.if_contains("_invalid")) return fail(in, call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()));
+        auto op = event_operation(event, in->settings);
+        if (op) return emit(in, call, *op);
+        return CRMSYNC_STATUS_OK;  // this action creates no Event
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+const crmsync_plugin kPlugin = {
+    sizeof(crmsync_plugin), "helpdesk-tickets", "1.0.0",
+    "Shared-inbox helpdesk: each mail, SMS, call, visit or chat an agent makes becomes a Salesforce Event", kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr,
+};
+
+}  // namespace
+
+extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
+    if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin)) return CRMSYNC_STATUS_ERROR;
+    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
+    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
+    if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;
+    n->plugin = &kPlugin;
+    return CRMSYNC_STATUS_OK;
+}

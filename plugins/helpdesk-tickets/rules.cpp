@@ -1,0 +1,155 @@
+#include "rules.h"
+
+#include <map>
+#include <stdexcept>
+
+namespace helpdesk {
+namespace {
+
+const std::map<std::string, std::string>& channels() {
+    static const std::map<std::string, std::string> table{
+        {"mail", "メール"},        {"sms", "SMS"},          {"visit", "応対メモ"},         {"call", "通話メモ"},
+        {"line", "LINE"},          {"r-messe", "R-Messe"},  {"yahoo", "Yahoo!"},           {"chatplus", "Chatplus"},
+        {"chatwork", "Chatwork"},  {"instagram", "Instagram DM"}, {"messenger", "Messenger"}, {"chat_widget", "チャットウィジェット"}};
+    return table;
+}
+
+std::string text(const json::object& o, const char* key) {
+    auto* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : "";
+}
+
+const json::object& object(const json::object& o, const char* key) {
+    static const json::object empty;
+    auto* v = o.if_contains(key);
+    return v && v->is_object() ? v->get_object() : empty;
+}
+
+bool flag(const json::object& o, const char* key) {
+    auto* v = o.if_contains(key);
+    return v && v->is_bool() && v->get_bool();
+}
+
+std::string required(const json::object& o, const char* key, const std::string& where) {
+    std::string v = text(o, key);
+    if (v.empty()) throw std::invalid_argument(where + "." + key + " is missing");
+    return v;
+}
+
+void add_party(const json::object& party, json::array& emails, json::array& phones) {
+    if (auto e = text(party, "email"); !e.empty()) emails.emplace_back(e);
+    if (auto p = text(party, "phone"); !p.empty()) phones.emplace_back(p);
+}
+
+json::array strings(const json::object& o, const char* key) {
+    json::array out;
+    if (auto* v = o.if_contains(key); v && v->is_array())
+        for (const auto& item : v->get_array())
+            if (item.is_string()) out.push_back(item);
+    return out;
+}
+
+// Subject takes 255 characters: cut by characters, never inside a UTF-8 sequence.
+std::string subject_of(const std::string& name, const std::string& title) {
+    std::string s = "【" + name + "】" + title;
+    size_t chars = 0, i = 0;
+    for (; i < s.size(); ++i)
+        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == 255) break;
+    return s.substr(0, i);
+}
+
+}  // namespace
+
+std::optional<std::string> channel_name(const std::string& channel) {
+    auto it = channels().find(channel);
+    if (it == channels().end()) return std::nullopt;
+    return it->second;
+}
+
+std::string cut_lines(const std::string& text, int lines) {
+    size_t pos = 0;
+    for (int n = 0; n < lines; ++n) {
+        pos = text.find('\n', pos);
+        if (pos == std::string::npos) return text;
+        ++pos;
+    }
+    return text.substr(0, pos - 1);
+}
+
+std::optional<json::object> event_operation(const json::object& event, const Settings& settings) {
+    std::string id = required(event, "event_id", "event");
+    std::string channel = text(event, "channel");
+    auto name = channel_name(channel);
+    if (!name || flag(event, "broadcast")) return std::nullopt;
+    std::string action = text(event, "action");
+    std::string start, end, description;
+    std::optional<int64_t> duration;  // visits end after their duration, the rest at a time
+    json::array emails, phones;
+
+    if (channel == "mail" || channel == "sms") {
+        const auto& m = object(event, channel.c_str());
+        std::string where = "event." + channel;
+        if (action == "sent") {
+            if (flag(m, "scheduled")) return std::nullopt;  // its Event was made when the send was reserved
+            end = required(m, "sent_at", where);
+        } else if (action == "reserved") {
+            end = required(m, "reserved_for", where);
+        } else {
+            return std::nullopt;  // cancelled, draft saved, ...
+        }
+        start = required(m, "draft_saved_at", where);
+        description = text(m, "body");
+        if (channel == "mail") {
+            for (const char* field : {"to", "cc", "bcc"})
+                for (auto& e : strings(m, field)) emails.push_back(e);
+        } else {
+            phones = strings(m, "numbers");
+        }
+    } else if (channel == "visit") {
+        if (action != "recorded" || !flag(object(event, "visit"), "first")) return std::nullopt;  // re-records create nothing
+        const auto& v = object(event, "visit");
+        start = required(v, "visited_at", "event.visit");
+        auto* minutes = v.if_contains("duration_minutes");
+        if (!minutes || !minutes->is_int64()) throw std::invalid_argument("event.visit.duration_minutes is missing");
+        description = text(v, "memo");
+        add_party(object(v, "contact"), emails, phones);
+        add_party(object(v, "address"), emails, phones);
+        duration = minutes->as_int64();
+    } else if (channel == "call") {
+        const auto& c = object(event, "call");
+        if (action != "memo_recorded" || !flag(c, "call_ended") || !flag(c, "memo_recorded")) return std::nullopt;
+        start = required(c, "started_at", "event.call");
+        end = required(c, "ended_at", "event.call");
+        description = text(c, "memo");
+        if (auto n = text(c, "number"); !n.empty()) phones.emplace_back(n);
+    } else {
+        const auto& c = object(event, "chat");
+        if (action != "closed" || !flag(c, "sent")) return std::nullopt;  // closed without sending: nothing
+        start = required(c, "opened_at", "event.chat");
+        end = required(c, "closed_at", "event.chat");
+        if (auto* bubbles = c.if_contains("bubbles"); bubbles && bubbles->is_array())
+            for (const auto& b : bubbles->get_array())
+                if (b.is_object()) description += (description.empty() ? "" : "\n") + text(b.get_object(), "speaker") + ": " + text(b.get_object(), "text");
+        add_party(object(c, "customer"), emails, phones);
+        add_party(object(c, "visitor"), emails, phones);
+        if (auto* members = c.if_contains("group_members"); members && members->is_array())
+            for (const auto& member : members->get_array())
+                if (member.is_object()) add_party(member.get_object(), emails, phones);
+    }
+
+    json::object fields{{"Subject", subject_of(*name, text(event, "subject"))},
+                        {"Type", *name},
+                        {"StartDateTime", start},
+                        {"Description", cut_lines(description, settings.max_description_lines)}};
+    if (duration) fields["DurationInMinutes"] = *duration;
+    else fields["EndDateTime"] = end;
+    json::object op{{"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};
+    op["owner"] = json::object{{"email", text(object(event, "agent"), "email")},
+                               {"if_missing", json::array{"create_integration_user", "connection_user"}}};
+    op["related"] = json::object{{"emails", emails}, {"phones", phones}, {"prefer", settings.relate_to},
+                                 {"max_contacts", 50}, {"open_opportunity", settings.open_opportunity}};
+    op["picklists"] = json::object{{"Type", "create_missing"}};
+    return op;
+}
+
+}  // namespace helpdesk

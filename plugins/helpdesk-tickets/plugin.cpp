@@ -6,7 +6,9 @@
 #include <crmsync/support/jsonl_folder.hpp>
 
 #include <memory>
+#include <optional>
 
+#include "api.h"
 #include "rules.h"
 
 namespace {
@@ -19,6 +21,10 @@ const char* const kConfigSchema = R"json({
   "additionalProperties": false,
   "properties": {
     "folder": {"type": "string", "description": "folder of *.jsonl event exports (optional: webhooks alone also work)"},
+    "api": {"type": "object", "additionalProperties": false, "required": ["base_url", "message_box_ids"],
+            "description": "poll the helpdesk's REST API (needs the credential api_token)",
+            "properties": {"base_url": {"type": "string", "pattern": "^https?://"},
+                           "message_box_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1}}},
     "relate_to": {"type": "array", "items": {"enum": ["Contact", "Lead"]}, "minItems": 1, "uniqueItems": true,
                   "description": "what an Event may be related to, in order (default [\"Contact\", \"Lead\"])"},
     "open_opportunity": {"type": "boolean", "description": "also relate the Contact's open Opportunity"}
@@ -28,6 +34,8 @@ const char* const kConfigSchema = R"json({
 struct Instance {
     const crmsync_host_api* host;
     std::string folder;
+    std::optional<ApiConfig> api;
+    std::string token;
     Settings settings;
 };
 
@@ -51,6 +59,13 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
         if (auto* r = c.if_contains("relate_to")) in->settings.relate_to = r->as_array();
         if (auto* o = c.if_contains("open_opportunity")) in->settings.open_opportunity = o->as_bool();
+        if (auto* a = c.if_contains("api")) {
+            ApiConfig api;
+            api.base_url = std::string(a->at("base_url").as_string());
+            while (!api.base_url.empty() && api.base_url.back() == '/') api.base_url.pop_back();
+            for (const auto& id : a->at("message_box_ids").as_array()) api.message_boxes.emplace_back(id.as_string());
+            in->api = api;
+        }
         return reinterpret_cast<crmsync_instance*>(in.release());
     } catch (const std::exception& e) {
         host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
@@ -59,6 +74,19 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
 }
 
 void destroy(crmsync_instance* i) noexcept { delete self(i); }
+
+int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto c = json::parse(credentials_json).as_object();
+        if (auto* t = c.if_contains("api_token"); t && t->is_string()) in->token = std::string(t->get_string());
+        if (in->api && in->token.empty())
+            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"api_token\" in the module manifest");
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
@@ -70,6 +98,20 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                                                {"fields", json::array{"Subject", "Type", "StartDateTime", "EndDateTime", "DurationInMinutes",
                                                                       "Description", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}}});
         if (type != "records") return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
+        if (in->api) {
+            json::value next;
+            bool more = false;
+            std::string error;
+            int32_t rc = fetch_events(in->host, call, *in->api, in->token, request.at("cursor"), request.at("limit").as_int64(),
+                                      [&](json::object&& event) {
+                                          std::string id = event.contains("event_id") && event.at("event_id").is_string()
+                                                               ? std::string(event.at("event_id").as_string()) : "";
+                                          return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(event)}});
+                                      },
+                                      next, more, error);
+            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
+            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+        }
         if (in->folder.empty())  // webhook-only: nothing to poll
             return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", nullptr}, {"more", false}});
         crmsync::support::JsonlCursor after;
@@ -114,7 +156,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 const crmsync_plugin kPlugin = {
     sizeof(crmsync_plugin), "helpdesk-tickets", "1.0.0",
     "Shared-inbox helpdesk: each mail, SMS, call, visit or chat an agent makes becomes a Salesforce Event", kConfigSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, authenticate, fetch, map, nullptr,
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "catalog.h"
 #include "engine/engine.h"
+#include "fake_helpdesk.h"
 #include "pipeline.h"
 #include "test_support.h"
 
@@ -212,4 +213,60 @@ TEST_CASE("helpdesk: a redelivered event never creates a second Event") {
     auto report = inbox.run();
     CHECK(inbox.rows().size() == 1);
     CHECK(report.counts.created + report.counts.updated + report.counts.unchanged == 2);
+}
+
+TEST_CASE("helpdesk: polling the REST API pages through tickets, waits out the rate limit, and resumes after its cursor") {
+    fakes::FakeHelpdesk api("token-123");
+    api.start();
+    auto ticket = [](int n, const std::string& updated) {
+        json::array actions{json::parse(R"({"event_id": "api-)" + std::to_string(n) + R"(", "occurred_at": ")" + updated +
+                                        R"(", "channel": "mail", "action": "sent", "agent": {"email": "agent@inbox.example"},
+                                        "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": ")" + updated + R"(", "to": ["tanaka@customer.jp"]}})")};
+        return json::object{{"ticket_id", "T-" + std::to_string(n)}, {"subject", "Ticket " + std::to_string(n)},
+                            {"last_updated_at", updated}, {"actions", actions}};
+    };
+    for (int n = 0; n < 70; ++n) {
+        char at[32];
+        std::snprintf(at, sizeof at, "2026-11-20T02:%02d:%02dZ", n / 60, n % 60);
+        api.put_ticket("12", ticket(n, at));
+    }
+    api.rate_limit(1, 1);  // one request a second: the second page must wait, not fail
+    Inbox inbox;
+    write_file(inbox.home / "secrets/token", "token-123");
+    write_file(inbox.home / "manifests/helpdesk.json",
+               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock",
+                   "credentials": {"api_token": {"file": "../secrets/token"}},
+                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
+    auto first = inbox.run();
+    INFO(first.message);
+    CHECK(first.status == "succeeded");
+    CHECK(first.counts.created == 70);
+    CHECK(inbox.event("api-69").at("Subject") == "【メール】Ticket 69");
+    CHECK(api.rate_limited() > 0);
+
+    // A reply on an old ticket: only the new action is fetched.
+    auto updated = ticket(3, "2026-11-20T03:00:00Z");
+    updated["actions"].as_array().push_back(json::parse(R"({"event_id": "api-3-reply", "occurred_at": "2026-11-20T03:00:00Z",
+        "channel": "mail", "action": "sent", "agent": {"email": "agent@inbox.example"},
+        "mail": {"draft_saved_at": "2026-11-20T02:59:00Z", "sent_at": "2026-11-20T03:00:00Z", "to": ["tanaka@customer.jp"]}})"));
+    api.put_ticket("12", updated);
+    auto second = inbox.run();
+    CHECK(second.counts.fetched == 2);      // the edited ticket's actions at or after the cursor
+    CHECK(second.counts.created == 1);      // only the reply is new
+    CHECK(inbox.rows().size() == 71);
+}
+
+TEST_CASE("helpdesk: a wrong API token fails the run as refused, naming the credential problem") {
+    fakes::FakeHelpdesk api("right-token");
+    api.start();
+    Inbox inbox;
+    write_file(inbox.home / "secrets/token", "wrong-token");
+    write_file(inbox.home / "manifests/helpdesk.json",
+               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock",
+                   "credentials": {"api_token": {"file": "../secrets/token"}},
+                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
+    auto report = inbox.run();
+    CHECK(report.status == "failed");
+    CHECK(report.unreachable);
+    CHECK_THAT(report.message, Catch::Contains("refused the API token") && !Catch::Contains("wrong-token"));
 }

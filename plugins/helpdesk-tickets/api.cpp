@@ -1,0 +1,134 @@
+#include "api.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+
+namespace helpdesk {
+namespace {
+
+std::string str(const json::object& o, const char* key) {
+    auto* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : "";
+}
+
+std::string url_encode(const std::string& s) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+        else out += {'%', hex[c >> 4], hex[c & 15]};
+    }
+    return out;
+}
+
+int64_t header_int(const char* headers, const char* name) {
+    if (!headers) return 0;
+    std::string all(headers), lower(all.size(), '\0');
+    std::transform(all.begin(), all.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string key = std::string(name) + ":";
+    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+    auto at = lower.find(key);
+    return at == std::string::npos ? 0 : std::atoll(all.c_str() + at + key.size());
+}
+
+}  // namespace
+
+int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const ApiConfig& config, const std::string& token,
+                     const json::value& cursor, int64_t limit, const std::function<int32_t(json::object&&)>& emit_event,
+                     json::value& next, bool& more, std::string& error) {
+    json::object boxes_cursor;
+    if (auto* c = cursor.if_object())
+        if (auto* b = c->if_contains("boxes"); b && b->is_object()) boxes_cursor = b->get_object();
+    more = false;
+    std::string auth = "Authorization: Bearer " + token;
+    for (const auto& box : config.message_boxes) {
+        json::object state = boxes_cursor.contains(box) ? boxes_cursor[box].as_object() : json::object{};
+        std::string since = str(state, "since");
+        std::set<std::string> done;
+        if (auto* d = state.if_contains("done"); d && d->is_array())
+            for (const auto& id : d->as_array()) done.insert(std::string(id.as_string()));
+
+        // Every page after the cursor, so events come out strictly oldest first.
+        std::vector<json::object> events;
+        for (int page = 1;;) {
+            if (host->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
+            std::string url = config.base_url + "/api/v2/" + box + "/tickets/search?per_page=50&page=" + std::to_string(page) +
+                              (since.empty() ? "" : "&since=" + url_encode(since));
+            const char* headers[] = {auth.c_str(), "Accept: application/json"};
+            crmsync_http_request req;
+            std::memset(&req, 0, sizeof req);
+            req.struct_size = sizeof req;
+            req.method = "GET";
+            req.url = url.c_str();
+            req.headers = headers;
+            req.header_count = 2;
+            req.idempotent = 1;
+            crmsync_http_response res;
+            std::memset(&res, 0, sizeof res);
+            res.struct_size = sizeof res;
+            int32_t rc = host->http(call, &req, &res);
+            if (rc != CRMSYNC_STATUS_OK) return error = "the helpdesk API did not answer (" + config.base_url + ")", rc;
+            if (res.status == 403 && header_int(res.headers, "X-RateLimit-Reset") > 0) {
+                // Over the rate limit: wait for the reset, then ask again.
+                int64_t wait = header_int(res.headers, "X-RateLimit-Reset") * 1000 - host->now_ms(call) + 100;
+                wait = std::clamp<int64_t>(wait, 100, 120'000);
+                host->log(call, CRMSYNC_LOG_INFO, ("helpdesk rate limit reached; waiting " + std::to_string(wait) + " ms").c_str());
+                for (int64_t slept = 0; slept < wait; slept += 50) {
+                    if (host->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                }
+                continue;
+            }
+            if (res.status == 401 || res.status == 403) return error = "the helpdesk refused the API token (HTTP " + std::to_string(res.status) + ")", CRMSYNC_STATUS_AUTH_FAILED;
+            if (res.status >= 500) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
+            if (res.status != 200) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_ERROR;
+            boost::system::error_code ec;
+            auto body = json::parse(std::string_view(res.body, res.body_size), ec);
+            if (ec || !body.is_array()) return error = "the helpdesk API answered something that is not a ticket list", CRMSYNC_STATUS_ERROR;
+            for (const auto& ticket : body.as_array()) {
+                const auto& t = ticket.as_object();
+                auto* actions = t.if_contains("actions");
+                if (!actions || !actions->is_array()) continue;
+                for (const auto& a : actions->as_array()) {
+                    json::object event = a.as_object();
+                    std::string at = str(event, "occurred_at");
+                    if (at < since || (at == since && done.count(str(event, "event_id")))) continue;
+                    if (!event.contains("subject")) event["subject"] = t.contains("subject") ? t.at("subject") : json::value("");
+                    event["ticket_id"] = t.contains("ticket_id") ? t.at("ticket_id") : json::value(nullptr);
+                    events.push_back(std::move(event));
+                }
+            }
+            if (body.as_array().size() < 50) break;
+            ++page;
+        }
+        std::stable_sort(events.begin(), events.end(), [](const json::object& a, const json::object& b) {
+            auto ta = str(a, "occurred_at"), tb = str(b, "occurred_at");
+            return ta != tb ? ta < tb : str(a, "event_id") < str(b, "event_id");
+        });
+        for (auto& event : events) {
+            if (limit <= 0) {
+                more = true;
+                break;
+            }
+            std::string at = str(event, "occurred_at");
+            if (at != since) {
+                since = at;
+                done.clear();
+            }
+            done.insert(str(event, "event_id"));
+            --limit;
+            if (emit_event(std::move(event)) == CRMSYNC_STATUS_CANCELLED) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
+        }
+        json::array done_list;
+        for (const auto& id : done) done_list.emplace_back(id);
+        boxes_cursor[box] = json::object{{"since", since}, {"done", done_list}};
+        if (more) break;
+    }
+    next = json::object{{"boxes", boxes_cursor}};
+    return CRMSYNC_STATUS_OK;
+}
+
+}  // namespace helpdesk

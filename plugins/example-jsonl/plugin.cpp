@@ -149,11 +149,4 @@ const crmsync_plugin kPlugin = {
 
 }  // namespace
 
-extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
-    if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin)) return CRMSYNC_STATUS_ERROR;
-    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
-    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
-    if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;
-    n->plugin = &kPlugin;
-    return CRMSYNC_STATUS_OK;
-}
+CRMSYNC_DEFINE_ENTRY(kPlugin)

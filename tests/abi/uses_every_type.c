@@ -7,6 +7,10 @@ static int32_t negotiate(crmsync_negotiation *n) {
     return CRMSYNC_STATUS_OK;
 }
 
+static const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "c-plugin", "1.0.0", "a plugin in C", "{}", CRMSYNC_CAP_FETCH,
+                                       NULL, NULL, NULL, NULL, NULL, NULL};
+CRMSYNC_DEFINE_ENTRY(kPlugin)
+
 int main(void) {
     crmsync_negotiation n = {0};
     crmsync_http_request request = {0};
@@ -20,5 +24,5 @@ int main(void) {
     host.struct_size = sizeof host;
     plugin.struct_size = sizeof plugin;
     plugin.capabilities = CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE | CRMSYNC_CAP_THREADSAFE;
-    return fn(&n) == CRMSYNC_STATUS_OK && host.log == NULL && response.body == NULL ? 0 : 1;
+    return fn(&n) == CRMSYNC_STATUS_OK && crmsync_negotiate(&n) == CRMSYNC_STATUS_OK && host.log == NULL && response.body == NULL ? 0 : 1;
 }

@@ -86,9 +86,4 @@ const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "test-ops", "1.0.0", "op
                                 kSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr};
 }  // namespace
 
-extern "C" CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {
-    n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
-    n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
-    n->plugin = &kPlugin;
-    return CRMSYNC_STATUS_OK;
-}
+CRMSYNC_DEFINE_ENTRY(kPlugin)

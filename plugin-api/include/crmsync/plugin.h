@@ -211,6 +211,26 @@ typedef struct crmsync_negotiation {
  * plugin whose major differs from its own or whose minor is newer than its own. */
 typedef int32_t (*crmsync_negotiate_fn)(crmsync_negotiation *negotiation);
 
+/* Defines crmsync_negotiate for a plugin whose descriptor is `descriptor` (a static
+ * crmsync_plugin): it answers with the ABI this header declares, writes only fields that
+ * lie inside the host's struct_size, and refuses a host of another major. Use it once, at
+ * file scope:  CRMSYNC_DEFINE_ENTRY(kPlugin) */
+#ifdef __cplusplus
+#define CRMSYNC_ENTRY_LINKAGE extern "C"
+#else
+#define CRMSYNC_ENTRY_LINKAGE
+#endif
+#define CRMSYNC_DEFINE_ENTRY(descriptor)                                                              \
+    CRMSYNC_ENTRY_LINKAGE CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation *n) {          \
+        if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin))         \
+            return CRMSYNC_STATUS_ERROR;                                                              \
+        n->plugin_abi_major = CRMSYNC_ABI_MAJOR;                                                      \
+        n->plugin_abi_minor = CRMSYNC_ABI_MINOR;                                                      \
+        if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;                      \
+        n->plugin = &(descriptor);                                                                    \
+        return CRMSYNC_STATUS_OK;                                                                     \
+    }
+
 #ifdef __cplusplus
 }
 #endif

@@ -310,3 +310,42 @@ TEST_CASE("salesforce: a batch relating hundreds of distinct emails splits its S
     CHECK(org.count("SELECT COUNT() FROM Event WHERE WhoId != null") == 200);
     CHECK(org.sf->calls("query") > 2);  // one SOQL per object would not have fit
 }
+
+TEST_CASE("salesforce: responses slower than the client timeout are retried and everything lands once") {
+    Org org;
+    write_file(org.home / "manifests/crm.json",
+               R"({"connection": "sf", "plugin": {"id": "salesforce"}, "bulk": {"mode": "never"},
+                   "config": {"login_url": ")" + org.sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 1000},
+                   "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/client_secret"}}})");
+    sfemu::Faults faults;
+    faults.slow_ms = 1500;
+    faults.slow_rate = 0.25;
+    org.sf->set_faults(faults);
+    org.module(R"({"count": 600})");
+    auto report = org.run();
+    INFO(report.message);
+    CHECK(report.status == "succeeded");
+    org.sf->set_faults({});
+    CHECK(org.count("SELECT COUNT() FROM Task") == 600);
+    CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.database().execAndGet("SELECT COUNT(DISTINCT CrmSync_Key__c) FROM Task").getInt64();
+    }) == 600);
+}
+
+TEST_CASE("salesforce: with the integration licences used up, owners fall back to the connection's user") {
+    Org org;
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        e.database().exec("UPDATE UserLicense SET TotalLicenses = 0 WHERE Name = 'Salesforce Integration'");
+        return 0;
+    });
+    write_file(org.home / "ops.jsonl",
+               R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "o1", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}, "owner": {"email": "nobody@example.jp", "if_missing": ["create_integration_user", "connection_user"]}}]})"
+               "\n");
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+    auto report = org.run();
+    CHECK(report.counts.created == 1);
+    CHECK(report.counts.extra.at("owner_connection_user_fallbacks") == 1);
+    auto owner = org.sf->with_engine([](mockcrm::Engine& e) { return e.query("SELECT Owner.Username FROM Event").rows.at(0).at("Owner"); });
+    CHECK(owner.at("Username") == "admin@crmsync.mock");
+}

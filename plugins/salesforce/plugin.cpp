@@ -285,6 +285,43 @@ json::object result_of(const std::string& key, const json::object& r) {
     return out;
 }
 
+// An unrestricted picklist takes any value as it is. A restricted custom one gets the value
+// through the Tooling API (the field's Metadata, with the value appended). A restricted
+// standard picklist can only be changed in Setup: the record fails saying so.
+json::object add_picklist_value(Instance* in, crmsync_call* call, const json::object& op) {
+    std::string key = str(op, "key"), object = str(op, "object"), field = str(op, "field"), value = str(op, "value");
+    auto refused = [&](const std::string& code, const std::string& message) {
+        return json::object{{"key", key}, {"success", false},
+                            {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{field}}}}}};
+    };
+    int32_t status = CRMSYNC_STATUS_OK;
+    auto* d = describe(in, call, object, status);
+    if (!d) return refused("DESCRIBE_FAILED", "could not describe " + object);
+    const json::object* f = nullptr;
+    for (const auto& candidate : d->at("fields").as_array())
+        if (str(candidate.as_object(), "name") == field) f = &candidate.as_object();
+    if (!f) return refused("INVALID_FIELD", object + "." + field + " does not exist");
+    bool restricted = f->contains("restrictedPicklist") && f->at("restrictedPicklist").as_bool();
+    if (!restricted) return json::object{{"key", key}, {"success", true}, {"id", ""}};
+    if (field.size() < 4 || field.compare(field.size() - 3, 3, "__c") != 0)
+        return refused("PICKLIST_RESTRICTED", object + "." + field + " is a restricted standard picklist: add \"" + value + "\" to it in Setup");
+    std::string developer_name = field.substr(0, field.size() - 3);
+    auto found = in->client->request(call, "GET", "/tooling/query?q=" +
+        url_encode("SELECT Id, Metadata FROM CustomField WHERE TableEnumOrId = '" + object + "' AND DeveloperName = '" + developer_name + "'"));
+    if (found.status != CRMSYNC_STATUS_OK) return refused("TOOLING_API_FAILED", "looking up " + object + "." + field + " failed: " + found.message);
+    const auto& records = found.body.as_object().at("records").as_array();
+    if (records.empty()) return refused("TOOLING_API_FAILED", "the Tooling API does not know " + object + "." + field);
+    json::object metadata = records[0].at("Metadata").as_object();
+    auto& values = metadata["valueSet"].as_object()["valueSetDefinition"].as_object()["value"].as_array();
+    values.push_back(json::object{{"fullName", value}, {"label", value}, {"default", false}});
+    std::string id = str(records[0].as_object(), "Id");
+    auto patched = in->client->request(call, "PATCH", "/tooling/sobjects/CustomField/" + id, json::serialize(json::object{{"Metadata", metadata}}));
+    if (patched.status != CRMSYNC_STATUS_OK)
+        return refused("TOOLING_API_FAILED", "adding \"" + value + "\" to " + object + "." + field + " failed: " + patched.message);
+    in->describes.erase(object);  // the next describe shows the new value
+    return json::object{{"key", key}, {"success", true}, {"id", id}};
+}
+
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     try {
@@ -310,22 +347,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         for (const auto& [group, indexes] : groups) {
             const auto& [action, object] = group;
             if (action == "picklist_add") {
-                for (size_t i : indexes) {
-                    const auto& op = ops[i].as_object();
-                    int32_t status = CRMSYNC_STATUS_OK;
-                    auto* d = describe(in, call, object, status);
-                    bool restricted = true;
-                    if (d)
-                        for (const auto& f : d->at("fields").as_array())
-                            if (str(f.as_object(), "name") == str(op, "field"))
-                                restricted = f.as_object().contains("restrictedPicklist") && f.at("restrictedPicklist").as_bool();
-                    results[i] = restricted
-                                     ? json::object{{"key", str(op, "key")}, {"success", false},
-                                                    {"errors", json::array{json::object{{"code", "PICKLIST_RESTRICTED"},
-                                                                                        {"message", object + "." + str(op, "field") + " is a restricted picklist: add \"" + str(op, "value") + "\" to it in Setup"},
-                                                                                        {"fields", json::array{str(op, "field")}}}}}}
-                                     : json::object{{"key", str(op, "key")}, {"success", true}, {"id", ""}};  // unrestricted: takes any value
-                }
+                for (size_t i : indexes) results[i] = add_picklist_value(in, call, ops[i].as_object());
                 continue;
             }
             json::array records;

@@ -349,3 +349,26 @@ TEST_CASE("salesforce: with the integration licences used up, owners fall back t
     auto owner = org.sf->with_engine([](mockcrm::Engine& e) { return e.query("SELECT Owner.Username FROM Event").rows.at(0).at("Owner"); });
     CHECK(owner.at("Username") == "admin@crmsync.mock");
 }
+
+TEST_CASE("salesforce: create_missing adds a value to a restricted custom picklist through the Tooling API") {
+    Org org(1'000'000, R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true},
+                              "Channel__c": {"type": "picklist", "length": 40, "restricted": true, "values": ["Email"]}}}})");
+    auto op = [](const std::string& key, const std::string& field, const std::string& value) {
+        return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key + R"(", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, ")" +
+               field + R"(": ")" + value + R"("}, "picklists": {")" + field + R"(": "create_missing"}}]})";
+    };
+    write_file(org.home / "ops.jsonl", op("custom", "Channel__c", "LINE") + "\n" + op("custom2", "Channel__c", "LINE") + "\n" +
+                                           op("standard", "Type", "メール") + "\n");
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+    auto report = org.run();
+    CHECK(report.counts.created == 2);
+    CHECK(report.counts.failed == 1);
+    CHECK(org.sf->calls("tooling") == 2);  // looked up and changed once, not per record
+    auto values = org.sf->with_engine([](mockcrm::Engine& e) { return e.picklist_values("Event", "Channel__c"); });
+    CHECK(std::count(values.begin(), values.end(), "LINE") == 1);
+    auto errors = open_sqlite_store(org.home / "var/state.db").value()->errors(std::nullopt, 0);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].code == "PICKLIST_VALUE_NOT_ADDED");
+    CHECK_THAT(errors[0].message, Catch::Contains("restricted standard picklist") && Catch::Contains("in Setup"));
+}

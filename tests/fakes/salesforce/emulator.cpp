@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 
 #include <chrono>
+#include <regex>
 #include <sstream>
 
 namespace sfemu {
@@ -392,6 +393,36 @@ void Emulator::routes() {
         if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
         if (it->second.state != "JobComplete") return send_error(res, 400, "INVALIDJOBSTATE", "the job has not completed");
         res.set_content(req.matches[2] == "successfulResults" ? it->second.successful : it->second.failed, "text/csv");
+    }));
+
+    // Tooling API, the subset used to add values to restricted custom picklists:
+    // SELECT Id, Metadata FROM CustomField WHERE TableEnumOrId = 'Obj' AND DeveloperName = 'Field'
+    // and PATCH /tooling/sobjects/CustomField/{Id} with the changed Metadata.
+    s.Get(data + "/tooling/query", api("tooling", [this](const httplib::Request& req, httplib::Response& res) {
+        static const std::regex pattern(R"(TableEnumOrId\s*=\s*'([A-Za-z0-9_]+)'.*DeveloperName\s*=\s*'([A-Za-z0-9_]+)')");
+        std::smatch m;
+        std::string q = req.get_param_value("q");
+        if (!std::regex_search(q, m, pattern)) return send_error(res, 400, "MALFORMED_QUERY", "the emulator answers CustomField by TableEnumOrId and DeveloperName");
+        const mockcrm::Object* object = engine_->schema().object(m[1].str());
+        const mockcrm::Field* field = object ? object->field(m[2].str() + "__c") : nullptr;
+        json::array records;
+        if (field && field->custom) {
+            json::array values;
+            for (const auto& v : engine_->picklist_values(object->name, field->name))
+                values.push_back(json::object{{"fullName", v}, {"label", v}, {"default", false}});
+            json::object metadata{{"label", field->name}, {"type", field->type == "multipicklist" ? "MultiselectPicklist" : "Picklist"},
+                                  {"valueSet", json::object{{"restricted", field->restricted},
+                                                            {"valueSetDefinition", json::object{{"sorted", false}, {"value", values}}}}}};
+            records.push_back(json::object{{"attributes", json::object{{"type", "CustomField"}}},
+                                           {"Id", "00N" + object->name + "." + field->name}, {"Metadata", metadata}});
+        }
+        send_json(res, 200, json::object{{"size", records.size()}, {"totalSize", records.size()}, {"done", true}, {"records", records}});
+    }));
+    s.Patch(data + R"(/tooling/sobjects/CustomField/00N([A-Za-z0-9_]+)\.([A-Za-z0-9_]+))", api("tooling", [this](const httplib::Request& req, httplib::Response& res) {
+        auto body = json::parse(req.body).as_object();
+        const auto& values = body.at("Metadata").at("valueSet").at("valueSetDefinition").at("value").as_array();
+        for (const auto& v : values) engine_->add_picklist_value(req.matches[1], req.matches[2], std::string(v.at("fullName").as_string()));
+        res.status = 204;
     }));
 
     s.Post(data + R"(/sobjects/([A-Za-z0-9_]+))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {

@@ -27,13 +27,14 @@ struct Org {
                                             R"(, "seed": ")" + (home / "seed.json") + R"(", "licenses": )" + licenses));
     }
     // Each record is {"id": ..., "ops": [...]}; `extra` adds manifest keys (services, mappings).
-    RunReport run(const std::vector<std::string>& records, const std::string& extra = "", const std::string& defaults = "{}") {
+    RunReport run(const std::vector<std::string>& records, const std::string& extra = "", const std::string& defaults = "{}",
+                  const std::string& config_extra = "") {
         std::string lines;
         for (const auto& r : records) lines += r + "\n";
         write_file(home / "ops.jsonl", lines);
         write_file(home / "manifests/m.json",
                    R"({"module": "m", "plugin": {"id": "test-ops"}, "crm": "mock", "retry": {"base_ms": 1},
-                       "config": {"file": ")" + (home / "ops.jsonl") + R"(", "defaults": )" + defaults + "}" + extra + "}");
+                       "config": {"file": ")" + (home / "ops.jsonl") + R"(", "defaults": )" + defaults + config_extra + "}" + extra + "}");
         Environment env;
         env.home = home.str();
         env.manifest_dirs = {home / "manifests"};
@@ -319,4 +320,21 @@ TEST_CASE("match: zero, one and two records with the key") {
     REQUIRE(errors.size() == 1);
     CHECK(errors[0].code == "DUPLICATE_MATCH");
     CHECK_THAT(errors[0].message, Catch::Contains("2 Account records have AccountNumber = A-2") && Catch::Contains("001"));
+}
+
+TEST_CASE("writeback: the CRM id of each written record goes back to the source, once per change") {
+    Org org;
+    std::string records = R"({"id": "act-1", "ops": [{"object": "Task", "action": "upsert", "key": "t1", "writeback": true, "fields": {"Subject": "One"}}]}
+{"id": "act-2", "ops": [{"object": "Task", "action": "upsert", "key": "t2", "fields": {"Subject": "No write-back asked"}}]})";
+    std::string writeback = R"(, "writeback_file": ")" + (org.home / "writebacks.jsonl") + "\"";
+    auto report = org.run({records}, "", "{}", writeback);
+    CHECK(report.counts.created == 2);
+    auto lines = testing::read_file(org.home / "writebacks.jsonl");
+    auto task = org.crm().query("SELECT Id FROM Task WHERE CrmSync_Key__c = 't1'").rows.at(0).at("Id");
+    CHECK_THAT(lines, Catch::Contains(R"("key":"t1")") && Catch::Contains(R"("source_id":"act-1")") &&
+                          Catch::Contains(std::string(R"("id":")") + std::string(task.as_string()) + "\"") && !Catch::Contains("t2"));
+    // Unchanged on the next full run: nothing is written, so nothing is written back.
+    org.run({records}, "", "{}", writeback);
+    CHECK(std::count(lines.begin(), lines.end(), '\n') == 1);
+    CHECK(testing::read_file(org.home / "writebacks.jsonl") == lines);
 }

@@ -13,7 +13,8 @@ namespace json = boost::json;
 
 const char* const kSchema = R"json({
   "type": "object", "required": ["file"], "additionalProperties": false,
-  "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"}}
+  "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"},
+                 "writeback_file": {"type": "string", "description": "where write() appends the write-backs it receives"}}
 })json";
 
 struct Instance {
@@ -82,8 +83,27 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     }
 }
 
+// Write-back: appends each {action: writeback, ...} to `writeback_file`, one JSON line each.
+int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto batch = json::parse(batch_json).as_object();
+        std::string path = in->config.contains("writeback_file") ? std::string(in->config.at("writeback_file").as_string()) : "";
+        std::ofstream out(path, std::ios::app);
+        for (const auto& op : batch.at("operations").as_array()) {
+            bool ok = !path.empty() && op.at("action") == "writeback";
+            if (ok) out << json::serialize(op) << "\n";
+            emit(in, call, json::object{{"key", op.at("key")}, {"success", ok}, {"id", op.at("source_id")}});
+        }
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
 const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "test-ops", "1.0.0", "operations from a file, for service tests",
-                                kSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr};
+                                kSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE, create, destroy, nullptr, fetch, map, write};
 }  // namespace
 
 CRMSYNC_DEFINE_ENTRY(kPlugin)

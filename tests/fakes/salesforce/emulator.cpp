@@ -105,6 +105,8 @@ Emulator::Emulator(Settings settings) : settings_(std::move(settings)) {
     engine_ = std::make_unique<mockcrm::Engine>(o);
     if (!settings_.seed.empty()) engine_->transaction([&] { engine_->seed(settings_.seed); });
     server_ = std::make_unique<httplib::Server>();
+    // Small JSON answers: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
+    server_->set_tcp_nodelay(true);
     routes();
 }
 

@@ -315,11 +315,11 @@ TEST_CASE("salesforce: responses slower than the client timeout are retried and 
     Org org;
     write_file(org.home / "manifests/crm.json",
                R"({"connection": "sf", "plugin": {"id": "salesforce"}, "bulk": {"mode": "never"},
-                   "config": {"login_url": ")" + org.sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 1000},
+                   "config": {"login_url": ")" + org.sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 2500},
                    "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/client_secret"}}})");
     sfemu::Faults faults;
-    faults.slow_ms = 1500;
-    faults.slow_rate = 0.25;
+    faults.slow_ms = 4000;  // past the 2.5 s timeout, with room for slow sanitizer builds
+    faults.slow_rate = 0.2;
     org.sf->set_faults(faults);
     org.module(R"({"count": 600})");
     auto report = org.run();

@@ -372,3 +372,40 @@ TEST_CASE("salesforce: create_missing adds a value to a restricted custom pickli
     CHECK(errors[0].code == "PICKLIST_VALUE_NOT_ADDED");
     CHECK_THAT(errors[0].message, Catch::Contains("restricted standard picklist") && Catch::Contains("in Setup"));
 }
+
+TEST_CASE("salesforce: helpdesk-tickets events land as Events through the real plugin") {
+    // As in most orgs, Event.Type is an unrestricted standard picklist: new channel names are taken as they are.
+    Org org(1'000'000, R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true},
+                                                "Type": {"restricted": false}}}})");
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        e.seed(json::parse(R"({"Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"}],
+                               "Lead": [{"LastName": "Sato", "Company": "Fuji", "Phone": "045-111-2222"}]})").as_object());
+        return 0;
+    });
+    write_file(org.home / "events/a.jsonl",
+               R"({"event_id": "m1", "channel": "mail", "action": "sent", "subject": "ご請求について", "agent": {"email": "admin@crmsync.mock"}, "mail": {"draft_saved_at": "2026-11-20T10:00:00+09:00", "sent_at": "2026-11-20T10:07:40+09:00", "to": ["tanaka@customer.jp"], "body": "本文"}}
+{"event_id": "c1", "channel": "call", "action": "memo_recorded", "subject": "折り返し", "agent": {"email": "new.agent@inbox.example"}, "call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "+81 45 111 2222"}}
+{"event_id": "x1", "channel": "chat_widget", "action": "closed", "subject": "", "agent": {"email": "admin@crmsync.mock"}, "chat": {"sent": false}}
+)");
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "helpdesk-tickets"}, "crm": "sf", "services": {"default_country_code": "81"},
+                   "config": {"folder": ")" + (org.home / "events") + R"("}})");
+    auto report = org.run();
+    INFO(report.message);
+    CHECK(report.counts.created == 2);
+    CHECK(report.counts.ignored == 1);
+    auto rows = org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.query("SELECT CrmSync_Key__c, Subject, Type, WhoId, Owner.Username, EndDateTime FROM Event ORDER BY CrmSync_Key__c").rows;
+    });
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[1].at("Subject") == "【メール】ご請求について");
+    CHECK(rows[1].at("Type") == "メール");
+    CHECK(rows[1].at("EndDateTime") == "2026-11-20T01:07:40.000+0000");
+    CHECK(rows[0].at("Type") == "通話メモ");
+    CHECK(rows[0].at("Owner").at("Username") == "new.agent@inbox.example.crmsync");  // a new integration user
+    auto who = [&](const std::string& soql) {
+        return org.sf->with_engine([&](mockcrm::Engine& e) { return e.query(soql).rows.at(0).at("Id"); });
+    };
+    CHECK(rows[1].at("WhoId") == who("SELECT Id FROM Contact WHERE LastName = 'Tanaka'"));
+    CHECK(rows[0].at("WhoId") == who("SELECT Id FROM Lead WHERE LastName = 'Sato'"));  // by phone, a lead alone
+}

@@ -222,3 +222,19 @@ TEST_CASE("serve: a second runner reports who holds the lease instead of running
     CHECK_THAT(second.out, Catch::Contains("slow: busy") && Catch::Contains("lease held by"));
     CHECK(serve->terminate() == 0);  // SIGTERM finishes the batch in hand and exits 0
 }
+
+TEST_CASE("serve: helpdesk-tickets events arriving by webhook land as Events, and actions that create nothing do not") {
+    Home home;
+    write_file(home.dir / "manifests/helpdesk.json",
+               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock", "schedule": "realtime",
+                   "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}}, "config": {}})");
+    auto serve = home.serve();
+    std::string sent = R"({"event_id": "w1", "channel": "mail", "action": "sent", "subject": "お見積り", "agent": {"email": "admin@crmsync.mock"},
+        "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "to": ["someone@customer.jp"]}})";
+    std::string cancelled = R"({"event_id": "w2", "channel": "mail", "action": "cancelled", "subject": "x", "agent": {"email": "admin@crmsync.mock"}, "mail": {}})";
+    REQUIRE(post(serve->port, "helpdesk", sent)->status == 202);
+    REQUIRE(post(serve->port, "helpdesk", cancelled)->status == 202);
+    CHECK(eventually([&] { return home.inbox_depth() == 0 && home.events("SELECT COUNT() FROM Event WHERE Subject = '【メール】お見積り'") == 1; }));
+    CHECK(home.events("SELECT COUNT() FROM Event") == 1);
+    CHECK(serve->terminate() == 0);
+}

@@ -270,3 +270,15 @@ TEST_CASE("helpdesk: a wrong API token fails the run as refused, naming the cred
     CHECK(report.unreachable);
     CHECK_THAT(report.message, Catch::Contains("refused the API token") && !Catch::Contains("wrong-token"));
 }
+
+TEST_CASE("helpdesk: with the integration licences used up, an unknown agent's Events belong to the connection's user") {
+    Inbox inbox;
+    write_file(inbox.home / "manifests/crm.json",
+               testing::mock_connection(inbox.home / "var/crm.db", 100000,
+                                        R"(, "seed": ")" + (inbox.home / "seed.json") + R"(", "licenses": {"Salesforce": 10, "Salesforce Integration": 0})"));
+    inbox.add("o2", "mail", "sent", kMailSent, "newcomer@inbox.example");
+    auto report = inbox.run();
+    CHECK(report.counts.created == 1);
+    CHECK(inbox.event("o2").at("Owner").at("Email") == "admin@crmsync.mock");
+    CHECK(report.counts.extra.at("owner_connection_user_fallbacks") == 1);
+}

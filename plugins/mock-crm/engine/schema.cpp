@@ -132,7 +132,15 @@ Schema Schema::build(const json::object& custom) {
         if (!fields->is_object()) throw CrmError("INVALID_SCHEMA", "schema." + object_name + ".fields must be an object");
         for (const auto& [fname, fspec] : fields->get_object()) {
             std::string field_name(fname);
-            if (target->field(field_name)) continue;  // already there: standard, or declared twice
+            if (auto* existing = target->field(field_name)) {
+                // A standard field may only change whether its picklist is restricted, as an
+                // org's admin can; anything else about it is Salesforce's.
+                if (fspec.is_object())
+                    if (auto* r = fspec.get_object().if_contains("restricted"); r && r->is_bool() && !existing->custom)
+                        for (auto& f : target->fields)
+                            if (&f == existing) f.restricted = r->get_bool();
+                continue;
+            }
             if (!field_name.ends_with("__c"))
                 throw CrmError("INVALID_SCHEMA", "schema." + object_name + "." + field_name +
                                                      ": custom field names end with __c");

@@ -282,3 +282,43 @@ TEST_CASE("helpdesk: with the integration licences used up, an unknown agent's E
     CHECK(inbox.event("o2").at("Owner").at("Email") == "admin@crmsync.mock");
     CHECK(report.counts.extra.at("owner_connection_user_fallbacks") == 1);
 }
+
+TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exception of the table") {
+    fakes::FakeHelpdesk api("token-123");
+    api.start();
+    auto action = [](const std::string& id, const std::string& at, const std::string& channel, const std::string& act,
+                     const std::string& body, const std::string& extra = "") {
+        return json::parse(R"({"event_id": ")" + id + R"(", "occurred_at": ")" + at + R"(", "channel": ")" + channel +
+                           R"(", "action": ")" + act + R"(", "agent": {"email": "agent@inbox.example"})" + extra + ", " + body + "}");
+    };
+    const std::string mail = R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
+    const std::string chat_sent = R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "visitor": {"email": "tanaka@customer.jp"}})";
+    json::array rows{
+        action("mail-sent", "2026-11-20T01:05:00Z", "mail", "sent", mail),
+        action("mail-reserved", "2026-11-20T01:06:00Z", "mail", "reserved", mail),
+        action("mail-cancelled", "2026-11-20T01:07:00Z", "mail", "cancelled", mail),
+        action("sms-sent", "2026-11-20T01:08:00Z", "sms", "sent", R"("sms": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:08:00Z", "numbers": ["03-1234-5678"]})"),
+        action("visit-first", "2026-11-20T01:09:00Z", "visit", "recorded", R"("visit": {"first": true, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30, "contact": {"email": "tanaka@customer.jp"}})"),
+        action("visit-again", "2026-11-20T01:10:00Z", "visit", "recorded", R"("visit": {"first": false, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30})"),
+        action("call-done", "2026-11-20T01:11:00Z", "call", "memo_recorded", R"("call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T01:00:00Z", "ended_at": "2026-11-20T01:10:00Z", "number": "03-1234-5678"})"),
+        action("call-open", "2026-11-20T01:12:00Z", "call", "memo_recorded", R"("call": {"call_ended": false, "memo_recorded": true})"),
+        action("chat-sent", "2026-11-20T01:13:00Z", "chatplus", "closed", chat_sent),
+        action("chat-unsent", "2026-11-20T01:14:00Z", "messenger", "closed", R"("chat": {"sent": false})"),
+        action("broadcast", "2026-11-20T01:15:00Z", "mail", "sent", mail, R"(, "broadcast": true)"),
+        action("fax", "2026-11-20T01:16:00Z", "fax", "sent", R"("fax": {})"),
+    };
+    api.put_ticket("7", json::object{{"ticket_id", "T-1"}, {"subject", "全部"}, {"last_updated_at", "2026-11-20T01:16:00Z"}, {"actions", rows}});
+    Inbox inbox;
+    write_file(inbox.home / "secrets/token", "token-123");
+    write_file(inbox.home / "manifests/helpdesk.json",
+               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock", "services": {"default_country_code": "81"},
+                   "credentials": {"api_token": {"file": "../secrets/token"}},
+                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["7"]}}})");
+    auto report = inbox.run();
+    INFO(report.message);
+    CHECK(report.counts.fetched == 12);
+    CHECK(report.counts.created == 6);
+    CHECK(report.counts.ignored == 6);
+    for (const char* id : {"mail-sent", "mail-reserved", "sms-sent", "visit-first", "call-done", "chat-sent"})
+        CHECK(inbox.event(id).at("WhoId") == inbox.contact("Tanaka"));
+}

@@ -27,6 +27,12 @@ Engine::Engine(EngineOptions options)
     running_user_ = find_user_by_username("admin@crmsync.mock");
 }
 
+Engine::CachedStatement Engine::statement(const std::string& sql) {
+    auto& slot = statements_[sql];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
+    return CachedStatement(*slot);
+}
+
 void Engine::transaction(const std::function<void()>& fn) {
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
     fn();
@@ -116,8 +122,14 @@ std::string Engine::now_text() {
 }
 
 std::string Engine::next_id(const Object& obj) {
-    db_.exec("INSERT OR IGNORE INTO _sequence(prefix, next) VALUES ('" + obj.prefix + "', 1)");
-    SQLite::Statement read(db_, "UPDATE _sequence SET next = next + 1 WHERE prefix = ? RETURNING next - 1");
+    {
+        auto seed_handle = statement("INSERT OR IGNORE INTO _sequence(prefix, next) VALUES (?, 1)");
+        auto& seed_row = *seed_handle;
+        seed_row.bind(1, obj.prefix);
+        seed_row.exec();
+    }
+    auto read_handle = statement("UPDATE _sequence SET next = next + 1 WHERE prefix = ? RETURNING next - 1");
+    auto& read = *read_handle;
     read.bind(1, obj.prefix);
     read.executeStep();
     int64_t n = read.getColumn(0).getInt64();
@@ -270,7 +282,8 @@ SaveResult Engine::upsert(const std::string& object, const std::string& external
     if (!f->external_id)
         return failure("INVALID_FIELD", "Field " + f->name + " is not an external ID or indexed field for " + obj->name);
     if (value.empty()) return failure("REQUIRED_FIELD_MISSING", "External ID value is empty", {f->name});
-    SQLite::Statement find(db_, "SELECT \"Id\" FROM " + q(obj->name) + " WHERE " + q(f->name) + " = ? LIMIT 2");
+    auto find_handle = statement("SELECT \"Id\" FROM " + q(obj->name) + " WHERE " + q(f->name) + " = ? LIMIT 2");
+    auto& find = *find_handle;
     find.bind(1, value);
     std::vector<std::string> ids;
     while (find.executeStep()) ids.push_back(find.getColumn(0).getString());

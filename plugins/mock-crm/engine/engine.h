@@ -93,6 +93,25 @@ public:
     SQLite::Database& database() { return db_; }
 
 private:
+    // A prepared statement kept for reuse (saves re-preparing the same SQL for every
+    // record); reset and unbound when the handle goes out of scope.
+    class CachedStatement {
+    public:
+        explicit CachedStatement(SQLite::Statement& statement) : statement_(statement) {}
+        ~CachedStatement() {
+            try {
+                statement_.reset();
+                statement_.clearBindings();
+            } catch (...) {
+            }
+        }
+        SQLite::Statement& operator*() { return statement_; }
+
+    private:
+        SQLite::Statement& statement_;
+    };
+    CachedStatement statement(const std::string& sql);
+
     SaveResult save(const Object& obj, const std::string* id, const json::object& fields, bool created_by_upsert);
     void ensure_tables();
     void seed_default_org();
@@ -106,6 +125,8 @@ private:
     std::string running_user_;
     bool seeding_ = false;  // seeds may set audit dates and read-only fields
     std::map<std::string, std::set<std::string, CaseInsensitiveLess>> picklists_;  // "Object.Field" -> values
+    // After db_, so the statements are finalized before the database closes.
+    std::map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
 };
 
 }  // namespace mockcrm

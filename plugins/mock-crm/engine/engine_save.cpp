@@ -96,7 +96,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
                 return failure("FIELD_INTEGRITY_EXCEPTION",
                                f->name + ": id value of incorrect type: " + text, {f->name});
             std::string extra = target->name == "User" ? " AND \"IsActive\" = 1" : "";
-            SQLite::Statement exists(db_, "SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?" + extra);
+            auto exists_handle = statement("SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?" + extra);
+            auto& exists = *exists_handle;
             exists.bind(1, text);
             if (!exists.executeStep()) {
                 if (target->name == "User")
@@ -140,7 +141,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
     // The record as it will be: stored values under the new ones, for the rules that span fields.
     std::map<std::string, SqlValue> merged;
     if (!creating) {
-        SQLite::Statement current(db_, "SELECT * FROM " + q(obj.name) + " WHERE \"Id\" = ?");
+        auto current_handle = statement("SELECT * FROM " + q(obj.name) + " WHERE \"Id\" = ?");
+        auto& current = *current_handle;
         current.bind(1, *id);
         if (!current.executeStep()) return failure("ENTITY_IS_DELETED", "entity is deleted", {"Id"});
         for (int i = 0; i < current.getColumnCount(); ++i) {
@@ -189,7 +191,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
             const Object* target = schema_.object_for_id(w);
             if (!target || (target->name != "Contact" && target->name != "Lead"))
                 return failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id: " + w, {obj.name + "WhoIds"});
-            SQLite::Statement exists(db_, "SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?");
+            auto exists_handle = statement("SELECT 1 FROM " + q(target->name) + " WHERE \"Id\" = ?");
+            auto& exists = *exists_handle;
             exists.bind(1, w);
             if (!exists.executeStep())
                 return failure("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id: " + w, {obj.name + "WhoIds"});
@@ -256,7 +259,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
     // Unique fields (e.g. Username) must stay unique.
     for (const auto& f : obj.fields) {
         if (!f.unique || !values.count(f.name) || !std::holds_alternative<std::string>(values[f.name])) continue;
-        SQLite::Statement dup(db_, "SELECT \"Id\" FROM " + q(obj.name) + " WHERE " + q(f.name) + " = ? AND \"Id\" != ?");
+        auto dup_handle = statement("SELECT \"Id\" FROM " + q(obj.name) + " WHERE " + q(f.name) + " = ? AND \"Id\" != ?");
+        auto& dup = *dup_handle;
         dup.bind(1, std::get<std::string>(values[f.name]));
         dup.bind(2, creating ? std::string() : *id);
         if (dup.executeStep())
@@ -312,7 +316,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
             columns += ", " + q(k);
             marks += ", ?";
         }
-        SQLite::Statement ins(db_, "INSERT INTO " + q(obj.name) + " (" + columns + ") VALUES (" + marks + ")");
+        auto ins_handle = statement("INSERT INTO " + q(obj.name) + " (" + columns + ") VALUES (" + marks + ")");
+        auto& ins = *ins_handle;
         ins.bind(1, result.id);
         ins.bind(2, created_date.empty() ? now : created_date);
         ins.bind(3, modified_date.empty() ? (created_date.empty() ? now : created_date) : modified_date);
@@ -324,7 +329,8 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
         result.id = *id;
         std::string sets = "\"LastModifiedDate\" = ?, \"SystemModstamp\" = ?";
         for (const auto& [k, v] : values) sets += ", " + q(k) + " = ?";
-        SQLite::Statement upd(db_, "UPDATE " + q(obj.name) + " SET " + sets + " WHERE \"Id\" = ?");
+        auto upd_handle = statement("UPDATE " + q(obj.name) + " SET " + sets + " WHERE \"Id\" = ?");
+        auto& upd = *upd_handle;
         upd.bind(1, modified_date.empty() ? now : modified_date);
         upd.bind(2, now);
         int i = 3;
@@ -333,10 +339,12 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
         upd.exec();
     }
     if (who_ids_given) {
-        SQLite::Statement del(db_, "DELETE FROM _who_relation WHERE ActivityId = ?");
+        auto del_handle = statement("DELETE FROM _who_relation WHERE ActivityId = ?");
+        auto& del = *del_handle;
         del.bind(1, result.id);
         del.exec();
-        SQLite::Statement ins(db_, "INSERT INTO _who_relation(ActivityId, RelationId, Seq) VALUES (?, ?, ?)");
+        auto ins_handle = statement("INSERT INTO _who_relation(ActivityId, RelationId, Seq) VALUES (?, ?, ?)");
+        auto& ins = *ins_handle;
         int seq = 0;
         for (const auto& w : who_ids) {
             ins.bind(1, result.id);

@@ -107,6 +107,8 @@ Emulator::Emulator(Settings settings) : settings_(std::move(settings)) {
     server_ = std::make_unique<httplib::Server>();
     // Small JSON answers: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
     server_->set_tcp_nodelay(true);
+    // Keep connections open as Salesforce's front end does; reconnecting every 5 requests is not what clients see.
+    server_->set_keep_alive_max_count(10'000);
     routes();
 }
 

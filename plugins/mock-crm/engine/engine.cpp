@@ -108,18 +108,7 @@ void Engine::seed_default_org() {
     seed(org);
 }
 
-std::string Engine::now_text() {
-    using namespace std::chrono;
-    sys_time<milliseconds> tp{milliseconds(options_.now_ms())};
-    auto dp = floor<days>(tp);
-    year_month_day ymd{dp};
-    hh_mm_ss<milliseconds> hms{tp - dp};
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(ymd.year()), unsigned(ymd.month()),
-                  unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()),
-                  int(hms.seconds().count()), int(hms.subseconds().count()));
-    return buf;
-}
+std::string Engine::now_text() { return format_datetime(options_.now_ms()); }
 
 std::string Engine::next_id(const Object& obj) {
     {
@@ -217,11 +206,7 @@ void Engine::add_picklist_value(const std::string& object, const std::string& fi
 }
 
 void Engine::spend_api_call(const std::string& kind) {
-    using namespace std::chrono;
-    auto day = floor<days>(sys_time<milliseconds>{milliseconds(options_.now_ms())});
-    year_month_day ymd{day};
-    char text[16];
-    std::snprintf(text, sizeof text, "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+    const std::string text = now_text().substr(0, 10);  // the UTC day
     transaction([&] {
         SQLite::Statement used(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE day = ?");
         used.bind(1, text);
@@ -238,11 +223,7 @@ void Engine::spend_api_call(const std::string& kind) {
 }
 
 int64_t Engine::api_used_today() {
-    using namespace std::chrono;
-    auto day = floor<days>(sys_time<milliseconds>{milliseconds(options_.now_ms())});
-    year_month_day ymd{day};
-    char text[16];
-    std::snprintf(text, sizeof text, "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+    const std::string text = now_text().substr(0, 10);  // the UTC day
     SQLite::Statement used(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE day = ?");
     used.bind(1, text);
     used.executeStep();

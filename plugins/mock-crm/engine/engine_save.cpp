@@ -215,37 +215,20 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
                 return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [ActivityDateTime]", {"ActivityDateTime"});
             std::string start = text_of("StartDateTime");
             int64_t start_ms = 0, end_ms = 0;
-            auto to_ms = [](const std::string& t, int64_t& ms) {
-                int y, mo, d, h, mi, s, f;
-                if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &y, &mo, &d, &h, &mi, &s, &f) != 7) return false;
-                using namespace std::chrono;
-                ms = duration_cast<milliseconds>(sys_days(year_month_day{year(y), month(unsigned(mo)), day(unsigned(d))}).time_since_epoch()).count() +
-                     ((h * 60LL + mi) * 60 + s) * 1000 + f;
-                return true;
-            };
-            to_ms(start, start_ms);
+            parse_datetime_ms(start, start_ms);
             bool duration_given = values.count("DurationInMinutes") && present("DurationInMinutes");
             bool end_given = values.count("EndDateTime") && present("EndDateTime");
             if (!duration_given && !end_given && !present("EndDateTime") && !present("DurationInMinutes"))
                 return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [DurationInMinutes]", {"DurationInMinutes"});
             if (end_given || (!duration_given && present("EndDateTime") && values.count("StartDateTime"))) {
-                to_ms(text_of("EndDateTime"), end_ms);
+                parse_datetime_ms(text_of("EndDateTime"), end_ms);
                 if (end_ms < start_ms)
                     return failure("FIELD_INTEGRITY_EXCEPTION", "End Date Time: End time can't be before start time", {"EndDateTime"});
                 values["DurationInMinutes"] = (end_ms - start_ms) / 60000;
             } else {
                 int64_t minutes = std::get<int64_t>(merged["DurationInMinutes"]);
                 if (minutes < 0) return failure("FIELD_INTEGRITY_EXCEPTION", "Duration: must not be negative", {"DurationInMinutes"});
-                using namespace std::chrono;
-                sys_time<milliseconds> tp{milliseconds(start_ms + minutes * 60000)};
-                auto dp = floor<days>(tp);
-                year_month_day ymd{dp};
-                hh_mm_ss<milliseconds> hms{tp - dp};
-                char buf[40];
-                std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(ymd.year()), unsigned(ymd.month()),
-                              unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()),
-                              int(hms.seconds().count()), int(hms.subseconds().count()));
-                values["EndDateTime"] = std::string(buf);
+                values["EndDateTime"] = format_datetime(start_ms + minutes * 60000);
             }
             values["ActivityDateTime"] = start;
             values["ActivityDate"] = start.substr(0, 10);

@@ -15,7 +15,7 @@ bool is_date(std::string_view t) {
     return std::chrono::year_month_day{std::chrono::year(y), std::chrono::month(unsigned(m)), std::chrono::day(unsigned(d))}.ok();
 }
 
-bool normalize_datetime(std::string_view text, std::string& out) {
+bool parse_datetime_ms(std::string_view text, int64_t& ms_out) {
     std::string s(text);
     int y, mo, d, h, mi, sec, n = 0;
     if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return false;
@@ -44,15 +44,27 @@ bool normalize_datetime(std::string_view text, std::string& out) {
         return false;
     }
     if (pos != s.size()) return false;
+    ms_out = ms;
+    return true;
+}
+
+std::string format_datetime(int64_t ms) {
+    using namespace std::chrono;
     sys_time<milliseconds> tp{milliseconds(ms)};
     auto dp = floor<days>(tp);
-    year_month_day out_ymd{dp};
+    year_month_day ymd{dp};
     hh_mm_ss<milliseconds> hms{tp - dp};
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(out_ymd.year()),
-                  unsigned(out_ymd.month()), unsigned(out_ymd.day()), int(hms.hours().count()),
-                  int(hms.minutes().count()), int(hms.seconds().count()), int(hms.subseconds().count()));
-    out = buf;
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03d+0000", int(ymd.year()), unsigned(ymd.month()),
+                  unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()), int(hms.seconds().count()),
+                  int(hms.subseconds().count()));
+    return buf;
+}
+
+bool normalize_datetime(std::string_view text, std::string& out) {
+    int64_t ms = 0;
+    if (!parse_datetime_ms(text, ms)) return false;
+    out = format_datetime(ms);
     return true;
 }
 

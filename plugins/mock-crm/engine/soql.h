@@ -33,6 +33,10 @@ TranslatedQuery translate_soql(const std::string& soql, const Schema& schema);
 // Column values are stored the way SOQL compares them; these normalise input.
 // Datetimes: "YYYY-MM-DDTHH:MM:SS.sss+0000" in UTC. Returns false when not a datetime.
 bool normalize_datetime(std::string_view text, std::string& out);
+// An ISO 8601 date-time with an offset (stored ones included) as ms since the epoch.
+bool parse_datetime_ms(std::string_view text, int64_t& ms);
+// ms since the epoch in the stored form above.
+std::string format_datetime(int64_t ms);
 bool is_date(std::string_view text);
 
 }  // namespace mockcrm

@@ -95,6 +95,8 @@ std::optional<std::string> find_string(const json::object& object, std::string_v
     if (!v || !v->is_string()) return std::nullopt;
     return std::string(v->get_string());
 }
+std::string find_text(const json::object& object, std::string_view key) { return find_string(object, key).value_or(""); }
+
 std::optional<int64_t> find_int(const json::object& object, std::string_view key) {
     auto* v = object.if_contains(key);
     if (!v) return std::nullopt;

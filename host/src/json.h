@@ -26,6 +26,8 @@ const json::value* find(const json::object& object, std::string_view key);
 const json::object* find_object(const json::object& object, std::string_view key);
 const json::array* find_array(const json::object& object, std::string_view key);
 std::optional<std::string> find_string(const json::object& object, std::string_view key);
+// The string at key, or "" when absent or not a string.
+std::string find_text(const json::object& object, std::string_view key);
 std::optional<int64_t> find_int(const json::object& object, std::string_view key);
 std::optional<bool> find_bool(const json::object& object, std::string_view key);
 

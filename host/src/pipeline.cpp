@@ -15,11 +15,6 @@ namespace {
 constexpr size_t kBatch = 200;
 constexpr int64_t kErrorRetentionMs = 365LL * 24 * 3600 * 1000;
 
-std::string op_text(const json::object& op, std::string_view field) {
-    auto v = find_string(op, field);
-    return v ? *v : "";
-}
-
 // Checks what the plugin emitted is an operation the host can act on.
 std::optional<std::string> operation_problem(const json::object& op) {
     auto object = find_string(op, "object");
@@ -178,7 +173,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         auto checked = Services::check_mappings(b_.source, b_.module, *mappings, nullptr, &required_any);
         if (!checked) return finish("failed", checked.message());
         services = std::make_unique<Services>(b_.crm, b_.module, std::move(mappings.value()), std::move(settings.value()),
-                                              options.dry_run);
+                                              options.dry_run, [this](int attempt) { return backoff(attempt); });
         services->set_required_any(std::move(required_any));
     }
 
@@ -335,19 +330,19 @@ RunReport Pipeline::run(const RunOptions& options) {
         for (auto& p : ops) {
             if (p.error_code || !p.skip_reason.empty()) continue;
             p.hash = sha256_hex(canonical_json(p.op));
-            keys.push_back(op_text(p.op, "key"));
+            keys.push_back(find_text(p.op, "key"));
         }
         auto links = store_.links(module, keys);
         for (auto& p : ops) {
             if (p.error_code || !p.skip_reason.empty()) continue;
-            auto link = links.find(op_text(p.op, "key"));
+            auto link = links.find(find_text(p.op, "key"));
             p.known = link != links.end();
             if (p.known && link->second.content_hash == p.hash) {
                 ++batch.counts.unchanged;
                 p.skip_reason = "unchanged";
                 if (options.dry_run)
-                    report.dry_run.push_back("unchanged " + op_text(p.op, "object") + " " + link->second.crm_id +
-                                             " (key " + op_text(p.op, "key") + ", source " + p.source_id +
+                    report.dry_run.push_back("unchanged " + find_text(p.op, "object") + " " + link->second.crm_id +
+                                             " (key " + find_text(p.op, "key") + ", source " + p.source_id +
                                              "): same content as last written");
             }
         }
@@ -359,7 +354,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         for (auto& p : ops) {
             if (p.error_code || p.skip_reason == "unchanged") continue;
             if (!p.skip_reason.empty()) {
-                if (options.dry_run) report.dry_run.push_back("skip " + op_text(p.op, "object") + " (source " + p.source_id + "): " + p.skip_reason);
+                if (options.dry_run) report.dry_run.push_back("skip " + find_text(p.op, "object") + " (source " + p.source_id + "): " + p.skip_reason);
                 continue;
             }
             to_write.push_back(&p);
@@ -374,9 +369,9 @@ RunReport Pipeline::run(const RunOptions& options) {
             std::map<std::string, std::vector<PendingOperation*>> groups;
             std::vector<PendingOperation*> rest;
             for (auto* p : to_write) {
-                bool plain = op_text(p->op, "action") == "upsert";
+                bool plain = find_text(p->op, "action") == "upsert";
                 for (const auto& [k, v] : p->op.at("fields").as_object()) plain = plain && !v.is_array() && !v.is_object();
-                if (plain && bulk.mode != BulkPolicy::Mode::never) groups[op_text(p->op, "object")].push_back(p);
+                if (plain && bulk.mode != BulkPolicy::Mode::never) groups[find_text(p->op, "object")].push_back(p);
                 else rest.push_back(p);
             }
             for (auto& [object, group] : groups) {
@@ -394,7 +389,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         for (size_t c = 0; c < chunks.size() && !options.dry_run; ++c) {
             auto chunk = std::move(chunks[c].first);
             const bool in_bulk = chunks[c].second;
-            if (in_bulk) log(Level::info, "loading " + std::to_string(chunk.size()) + " " + op_text(chunk.front()->op, "object") + " upserts in bulk");
+            if (in_bulk) log(Level::info, "loading " + std::to_string(chunk.size()) + " " + find_text(chunk.front()->op, "object") + " upserts in bulk");
             for (int attempt = 0; !chunk.empty(); ++attempt) {
                 json::array operations;
                 for (auto* p : chunk) operations.push_back(p->op);
@@ -440,7 +435,7 @@ RunReport Pipeline::run(const RunOptions& options) {
                     if (find_bool(*r, "success").value_or(false)) {
                         bool created = find_bool(*r, "created").value_or(!p->known);
                         ++(created ? batch.counts.created : batch.counts.updated);
-                        LinkRow link{op_text(p->op, "key"), p->source_id, op_text(p->op, "object"),
+                        LinkRow link{find_text(p->op, "key"), p->source_id, find_text(p->op, "object"),
                                      find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
                         if (writes_back && find_bool(p->op, "writeback").value_or(false))
                             writebacks.push_back({{"action", "writeback"}, {"key", link.key},
@@ -476,8 +471,8 @@ RunReport Pipeline::run(const RunOptions& options) {
         }
         if (options.dry_run)
             for (auto* p : to_write)
-                report.dry_run.push_back(std::string(p->known ? "update " : "create ") + op_text(p->op, "object") +
-                                         " (key " + op_text(p->op, "key") + ", source " + p->source_id + ")");
+                report.dry_run.push_back(std::string(p->known ? "update " : "create ") + find_text(p->op, "object") +
+                                         " (key " + find_text(p->op, "key") + ", source " + p->source_id + ")");
 
         // ---- write-back to the source, if it writes
         for (size_t start = 0; start < writebacks.size(); start += kBatch) {
@@ -494,7 +489,7 @@ RunReport Pipeline::run(const RunOptions& options) {
                 if (outcome.ok() && r && find_bool(*r, "success").value_or(false)) continue;
                 const auto& item = writebacks[start + i];
                 std::string message = !outcome.ok() ? outcome.message : "the source refused the write-back";
-                log(Level::warn, "write-back of " + op_text(item, "id") + " to source " + op_text(item, "source_id") +
+                log(Level::warn, "write-back of " + find_text(item, "id") + " to source " + find_text(item, "source_id") +
                                      " failed: " + message);
             }
         }
@@ -504,12 +499,12 @@ RunReport Pipeline::run(const RunOptions& options) {
             if (!p.error_code) continue;
             ++batch.counts.failed;
             if (options.dry_run) {
-                report.dry_run.push_back("fail " + op_text(p.op, "object") + " (key " + op_text(p.op, "key") +
+                report.dry_run.push_back("fail " + find_text(p.op, "object") + " (key " + find_text(p.op, "key") +
                                          ", source " + p.source_id + "): " + *p.error_code + " " + p.error_message);
                 continue;
             }
-            batch.errors.push_back({0, 0, module, clock_.now_ms(), p.source_id, op_text(p.op, "key"),
-                                    op_text(p.op, "object"), *p.error_code, p.error_message, p.error_fields,
+            batch.errors.push_back({0, 0, module, clock_.now_ms(), p.source_id, find_text(p.op, "key"),
+                                    find_text(p.op, "object"), *p.error_code, p.error_message, p.error_fields,
                                     json::serialize(p.op)});
         }
         if (!batch.errors.empty())

@@ -53,6 +53,13 @@ struct PendingOperation {
     std::optional<std::string> error_code;
     std::string error_message;
     std::vector<std::string> error_fields;
+    // Marks the operation failed; the first failure is the one reported.
+    void fail(std::string code, std::string message, std::vector<std::string> fields = {}) {
+        if (error_code) return;
+        error_code = std::move(code);
+        error_message = std::move(message);
+        error_fields = std::move(fields);
+    }
 };
 
 // The services step (field mapping, owner, related-to, match): given a batch of operations,

@@ -8,7 +8,6 @@
 namespace crmsync {
 namespace {
 
-std::string text(const json::object& o, std::string_view key) { return find_string(o, key).value_or(""); }
 
 size_t utf8_length(std::string_view s) {
     size_t n = 0;
@@ -24,12 +23,6 @@ std::string utf8_prefix(const std::string& s, size_t chars) {
     return s.substr(0, i);
 }
 
-void fail(PendingOperation& p, std::string code, std::string message, std::vector<std::string> fields = {}) {
-    if (p.error_code) return;
-    p.error_code = std::move(code);
-    p.error_message = std::move(message);
-    p.error_fields = std::move(fields);
-}
 
 bool is_text_type(const std::string& t) {
     return t == "string" || t == "textarea" || t == "email" || t == "phone" || t == "url" || t == "picklist" ||
@@ -67,8 +60,8 @@ void Services::load_describes(const std::set<std::string>& objects) {
         d.ok = true;
         if (auto* fields = find_array(*o, "fields"))
             for (const auto& f : *fields)
-                if (auto* fo = f.if_object()) d.fields[text(*fo, "name")] = *fo;
-        got[text(*o, "object")] = std::move(d);
+                if (auto* fo = f.if_object()) d.fields[find_text(*fo, "name")] = *fo;
+        got[find_text(*o, "object")] = std::move(d);
         return CRMSYNC_STATUS_OK;
     });
     for (const auto& o : missing) {
@@ -94,7 +87,7 @@ const Services::Describe& Services::describe(const std::string& object) {
 void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCounts&, std::vector<LogLine>& log) {
     std::set<std::string> objects;
     for (const auto& p : ops)
-        if (!p.error_code && p.skip_reason.empty()) objects.insert(text(p.op, "object"));
+        if (!p.error_code && p.skip_reason.empty()) objects.insert(find_text(p.op, "object"));
     load_describes(objects);
     std::set<std::pair<std::string, std::string>> truncatable;
     for (const auto& m : mappings_)
@@ -102,10 +95,10 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
 
     for (auto& p : ops) {
         if (p.error_code || !p.skip_reason.empty()) continue;
-        auto object = text(p.op, "object");
+        auto object = find_text(p.op, "object");
         const Describe& d = describe(object);
         if (!d.ok) {
-            fail(p, "INVALID_TYPE", object + ": " + d.problem + " (a configuration error; see `crmsync check " + module_.name + "`)");
+            p.fail("INVALID_TYPE", object + ": " + d.problem + " (a configuration error; see `crmsync check " + module_.name + "`)");
             continue;
         }
         auto& fields = p.op.at("fields").as_object();
@@ -114,13 +107,13 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
             std::string name(name_view);
             auto it = d.fields.find(name);
             if (it == d.fields.end()) {
-                fail(p, "INVALID_FIELD", object + "." + name + " does not exist in the CRM (a configuration error: create the field or fix the mapping; `crmsync check " + module_.name + "` lists these)", {name});
+                p.fail("INVALID_FIELD", object + "." + name + " does not exist in the CRM (a configuration error: create the field or fix the mapping; `crmsync check " + module_.name + "` lists these)", {name});
                 break;
             }
             const json::object& f = it->second;
-            std::string type = text(f, "type");
+            std::string type = find_text(f, "type");
             if (auto expected = type_problem(type, value)) {
-                fail(p, "INVALID_TYPE_ON_FIELD_IN_RECORD", object + "." + name + ": " + json::serialize(value) + " is not " + *expected, {name});
+                p.fail("INVALID_TYPE_ON_FIELD_IN_RECORD", object + "." + name + ": " + json::serialize(value) + " is not " + *expected, {name});
                 break;
             }
             if (value.is_string() && is_text_type(type)) {
@@ -130,7 +123,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                     if (truncatable.count({object, name}) || truncatable.count({"", name})) {
                         value = json::string(utf8_prefix(s, static_cast<size_t>(length)));
                     } else {
-                        fail(p, "STRING_TOO_LONG", object + "." + name + ": " + std::to_string(utf8_length(s)) +
+                        p.fail("STRING_TOO_LONG", object + "." + name + ": " + std::to_string(utf8_length(s)) +
                                                        " characters, the field takes " + std::to_string(length) +
                                                        " (set \"truncate\": true on the mapping to cut it)", {name});
                         break;
@@ -140,7 +133,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                     std::set<std::string> allowed;
                     if (auto* values = find_array(f, "picklistValues"))
                         for (const auto& v : *values)
-                            if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) allowed.insert(text(*vo, "value"));
+                            if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) allowed.insert(find_text(*vo, "value"));
                     std::vector<std::string> parts;
                     if (type == "multipicklist") {
                         size_t start = 0;
@@ -153,7 +146,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                     for (const auto& part : parts) {
                         if (allowed.count(part)) continue;
                         if (!create) {
-                            fail(p, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                            p.fail("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                                  object + "." + name + ": \"" + part + "\" is not a value of this restricted picklist", {name});
                             break;
                         }
@@ -171,8 +164,8 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                             std::string why = !outcome.ok() ? outcome.message : "the CRM refused";
                             if (r)
                                 if (auto* errors = find_array(*r, "errors"); errors && !errors->empty())
-                                    why = text(errors->at(0).as_object(), "message");
-                            fail(p, "PICKLIST_VALUE_NOT_ADDED", object + "." + name + ": \"" + part + "\" could not be added: " + why, {name});
+                                    why = find_text(errors->at(0).as_object(), "message");
+                            p.fail("PICKLIST_VALUE_NOT_ADDED", object + "." + name + ": \"" + part + "\" could not be added: " + why, {name});
                             break;
                         }
                         log.push_back({0, "info", "added \"" + part + "\" to the picklist " + object + "." + name});
@@ -188,17 +181,17 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
         }
         if (p.error_code) continue;
         // Required fields matter only when the write may create the record.
-        if (p.known || text(p.op, "action") == "update") continue;
+        if (p.known || find_text(p.op, "action") == "update") continue;
         std::vector<std::string> missing;
         for (const auto& [name, f] : d.fields) {
-            if (name == "Id" || text(f, "type") == "boolean") continue;
+            if (name == "Id" || find_text(f, "type") == "boolean") continue;
             bool required = !find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
                             !find_bool(f, "defaultedOnCreate").value_or(false);
             auto* v = fields.if_contains(name);
             if (required && (!v || v->is_null()) && name != "OwnerId") missing.push_back(name);
         }
         for (const auto& group : required_any_) {
-            if (text(group, "object") != object) continue;
+            if (find_text(group, "object") != object) continue;
             if (auto unless = find_string(group, "unless_true"); unless && fields.contains(*unless) && fields.at(*unless) == true) continue;
             bool covered = false;
             std::string first;
@@ -213,7 +206,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
         if (!missing.empty()) {
             std::string list;
             for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
-            fail(p, "REQUIRED_FIELD_MISSING", "Required fields are missing: [" + list + "]", missing);
+            p.fail("REQUIRED_FIELD_MISSING", "Required fields are missing: [" + list + "]", missing);
         }
     }
 }

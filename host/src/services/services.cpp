@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
-#include <thread>
 
 namespace crmsync {
 namespace {
@@ -30,14 +28,7 @@ std::string soql_list(const std::vector<std::string>& values) {
     return "(" + out + ")";
 }
 
-std::string text(const json::object& o, std::string_view key) { return find_string(o, key).value_or(""); }
 
-void fail(PendingOperation& p, std::string code, std::string message, std::vector<std::string> fields = {}) {
-    if (p.error_code) return;
-    p.error_code = std::move(code);
-    p.error_message = std::move(message);
-    p.error_fields = std::move(fields);
-}
 
 // at(), not operator[]: operator[] may grow the object and invalidate pointers into it.
 json::object& fields_of(PendingOperation& p) { return p.op.at("fields").as_object(); }
@@ -67,8 +58,13 @@ Result<ServiceSettings> ServiceSettings::from_manifest(const ModuleManifest& mod
 }
 
 Services::Services(PluginInstance& crm, const ModuleManifest& module, std::vector<FieldMapping> mappings,
-                   ServiceSettings settings, bool dry_run)
-    : crm_(crm), module_(module), mappings_(std::move(mappings)), settings_(std::move(settings)), dry_run_(dry_run) {}
+                   ServiceSettings settings, bool dry_run, std::function<bool(int)> backoff)
+    : crm_(crm),
+      module_(module),
+      mappings_(std::move(mappings)),
+      settings_(std::move(settings)),
+      dry_run_(dry_run),
+      backoff_(std::move(backoff)) {}
 
 Status Services::check_mappings(PluginInstance& source, const ModuleManifest& module, const std::vector<FieldMapping>& mappings,
                                 std::map<std::string, std::set<std::string>>* defaults_out,
@@ -77,7 +73,7 @@ Status Services::check_mappings(PluginInstance& source, const ModuleManifest& mo
     auto outcome = source.fetch(json::object{{"type", "targets"}}, [&](json::value&& item) -> int32_t {
         auto* o = item.if_object();
         if (!o || find_string(*o, "type") != "target") return CRMSYNC_STATUS_OK;
-        auto object = text(*o, "object");
+        auto object = find_text(*o, "object");
         auto& fields = defaults[object];
         if (auto* list = find_array(*o, "fields"))
             for (const auto& f : *list)
@@ -115,7 +111,7 @@ void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
     for (auto& p : ops) {
         if (p.error_code) continue;
         auto applied = apply_mappings(mappings_, p.record, p.op);
-        if (!applied) fail(p, "MAPPING_FAILED", applied.message());
+        if (!applied) p.fail("MAPPING_FAILED", applied.message());
     }
 }
 
@@ -126,10 +122,7 @@ Outcome Services::fetch_crm(const json::value& request, const std::function<int3
             items.push_back(std::move(item));
             return CRMSYNC_STATUS_OK;
         });
-        if (outcome.status == CRMSYNC_STATUS_RETRY && attempt + 1 < module_.retry.max_attempts) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(module_.retry.cap_ms, module_.retry.base_ms << attempt)));
-            continue;
-        }
+        if (outcome.status == CRMSYNC_STATUS_RETRY && attempt + 1 < module_.retry.max_attempts && backoff_(attempt)) continue;
         if (outcome.ok())
             for (auto& item : items) sink(std::move(item));
         return outcome;
@@ -140,8 +133,7 @@ Outcome Services::write_crm(const json::value& batch, std::vector<json::value>& 
     for (int attempt = 0;; ++attempt) {
         results.clear();
         auto outcome = crm_.write(batch, results);
-        if (outcome.status != CRMSYNC_STATUS_RETRY || attempt + 1 >= module_.retry.max_attempts) return outcome;
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(module_.retry.cap_ms, module_.retry.base_ms << attempt)));
+        if (outcome.status != CRMSYNC_STATUS_RETRY || attempt + 1 >= module_.retry.max_attempts || !backoff_(attempt)) return outcome;
     }
 }
 
@@ -160,13 +152,13 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
     for (auto& p : ops) {
         auto* m = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "match");
         if (!m) continue;
-        auto field = text(*m, "field");
+        auto field = find_text(*m, "field");
         auto* value = m->if_contains("value");
         if (field.empty() || !value || value->is_null()) {
-            fail(p, "INVALID_OPERATION", "\"match\" needs a field and a value");
+            p.fail("INVALID_OPERATION", "\"match\" needs a field and a value");
             continue;
         }
-        wanted[{text(p.op, "object"), field}].push_back(scalar_text(*value));
+        wanted[{find_text(p.op, "object"), field}].push_back(scalar_text(*value));
     }
     for (auto& [target, values] : wanted) {
         std::sort(values.begin(), values.end());
@@ -181,17 +173,17 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
                                  rows);
             if (!outcome.ok()) {
                 for (auto& p : ops)
-                    if (auto* m = find_object(p.op, "match"); m && text(p.op, "object") == target.first)
-                        fail(p, "MATCH_FAILED", "looking up " + target.first + "." + target.second + " failed: " + outcome.message);
+                    if (auto* m = find_object(p.op, "match"); m && find_text(p.op, "object") == target.first)
+                        p.fail("MATCH_FAILED", "looking up " + target.first + "." + target.second + " failed: " + outcome.message);
                 break;
             }
             for (const auto& r : rows)
                 if (auto* v = r.if_contains(target.second); v && !v->is_null())
-                    ids[lower(scalar_text(*v))].push_back(text(r, "Id"));
+                    ids[lower(scalar_text(*v))].push_back(find_text(r, "Id"));
         }
         for (auto& p : ops) {
             auto* m = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "match");
-            if (!m || text(p.op, "object") != target.first || text(*m, "field") != target.second) continue;
+            if (!m || find_text(p.op, "object") != target.first || find_text(*m, "field") != target.second) continue;
             std::string value = scalar_text(m->at("value"));
             auto& found = ids[lower(value)];
             if (found.empty()) {
@@ -201,7 +193,7 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
             } else if (found.size() > 1) {
                 std::string list;
                 for (const auto& id : found) list += (list.empty() ? "" : ", ") + id;
-                fail(p, "DUPLICATE_MATCH", std::to_string(found.size()) + " " + target.first + " records have " + target.second +
+                p.fail("DUPLICATE_MATCH", std::to_string(found.size()) + " " + target.first + " records have " + target.second +
                                                " = " + value + " (" + list + "); nothing was written", {target.second});
             } else {
                 p.op["id"] = found.front();
@@ -217,7 +209,7 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
 std::string Services::connection_user() {
     if (!connection_user_.empty()) return connection_user_;
     fetch_crm(json::object{{"type", "whoami"}}, [&](json::value&& item) -> int32_t {
-        if (auto* o = item.if_object()) connection_user_ = text(*o, "id");
+        if (auto* o = item.if_object()) connection_user_ = find_text(*o, "id");
         return CRMSYNC_STATUS_OK;
     });
     return connection_user_;
@@ -227,7 +219,7 @@ std::string Services::integration_profile() {
     if (!integration_profile_.empty()) return integration_profile_;
     std::vector<json::object> rows;
     query("SELECT Id FROM Profile WHERE Name = 'Minimum Access - API Only Integrations'", rows);
-    if (!rows.empty()) integration_profile_ = text(rows.front(), "Id");
+    if (!rows.empty()) integration_profile_ = find_text(rows.front(), "Id");
     return integration_profile_;
 }
 
@@ -260,10 +252,10 @@ std::string Services::create_integration_user(const std::string& email, std::str
             return "";
         }
         const json::object* r = results.empty() ? nullptr : results[0].if_object();
-        if (r && find_bool(*r, "success").value_or(false)) return text(*r, "id");
+        if (r && find_bool(*r, "success").value_or(false)) return find_text(*r, "id");
         auto* errors = r ? find_array(*r, "errors") : nullptr;
-        code = errors && !errors->empty() ? text(errors->at(0).as_object(), "code") : "USER_CREATE_FAILED";
-        why = errors && !errors->empty() ? text(errors->at(0).as_object(), "message") : "no result";
+        code = errors && !errors->empty() ? find_text(errors->at(0).as_object(), "code") : "USER_CREATE_FAILED";
+        why = errors && !errors->empty() ? find_text(errors->at(0).as_object(), "message") : "no result";
         if (code != "DUPLICATE_USERNAME") return "";
     }
     return "";
@@ -274,7 +266,7 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops, RunCounts& coun
     for (auto& p : ops) {
         auto* owner = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "owner");
         if (!owner) continue;
-        auto email = lower(text(*owner, "email"));
+        auto email = lower(find_text(*owner, "email"));
         if (email.empty()) continue;
         if (!owners_.count(email) && std::find(unknown.begin(), unknown.end(), email) == unknown.end()) unknown.push_back(email);
     }
@@ -291,17 +283,17 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops, RunCounts& coun
         }
         for (const auto& email : chunk) owners_.emplace(email, "");
         for (const auto& r : rows) {
-            auto& slot = owners_[lower(text(r, "Email"))];
-            if (slot.empty()) slot = text(r, "Id");
+            auto& slot = owners_[lower(find_text(r, "Email"))];
+            if (slot.empty()) slot = find_text(r, "Id");
         }
     }
     for (auto& p : ops) {
         auto* owner = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "owner");
         if (!owner) continue;
-        auto email = lower(text(*owner, "email"));
+        auto email = lower(find_text(*owner, "email"));
         auto found = owners_.find(email);
         if (email.empty() || found == owners_.end()) {
-            fail(p, "OWNER_NOT_FOUND", "owner email \"" + email + "\" could not be looked up", {"OwnerId"});
+            p.fail("OWNER_NOT_FOUND", "owner email \"" + email + "\" could not be looked up", {"OwnerId"});
             continue;
         }
         if (found->second.empty()) {
@@ -339,7 +331,7 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops, RunCounts& coun
                 if (s == "error") break;
             }
             if (chosen.empty()) {
-                fail(p, code, why, {"OwnerId"});
+                p.fail(code, why, {"OwnerId"});
                 continue;
             }
             found->second = chosen;
@@ -393,11 +385,11 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
                 auto* r = o ? find_object(*o, "record") : nullptr;
                 if (!r) return CRMSYNC_STATUS_OK;
                 Party party;
-                party.id = text(*r, "Id");
+                party.id = find_text(*r, "Id");
                 auto* attributes = find_object(*r, "attributes");
-                party.object = attributes ? text(*attributes, "type") : "";
-                party.created = text(*r, "CreatedDate");
-                party.email = lower(text(*r, "Email"));
+                party.object = attributes ? find_text(*attributes, "type") : "";
+                party.created = find_text(*r, "CreatedDate");
+                party.email = lower(find_text(*r, "Email"));
                 party.converted = find_bool(*r, "IsConverted").value_or(false);
                 for (const char* f : {"Phone", "MobilePhone"})
                     if (auto v = find_string(*r, f); v && !v->empty()) party.phones.push_back(normalize_phone(*v));
@@ -406,7 +398,7 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
             });
         if (!outcome.ok()) {
             for (auto& p : ops)
-                if (find_object(p.op, "related")) fail(p, "RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + outcome.message);
+                if (find_object(p.op, "related")) p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + outcome.message);
             return;
         }
         for (const auto& v : e) keys_looked_up_.insert("e:" + std::string(v.as_string()));
@@ -463,7 +455,7 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
             continue;
         }
         bump(counts, primary_is_contact ? "related_contacts" : "related_lead");
-        auto object = text(p.op, "object");
+        auto object = find_text(p.op, "object");
         auto& fields = fields_of(p);
         fields["WhoId"] = who.front();
         if (object == "Event" || object == "Task") {
@@ -486,7 +478,7 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
         query("SELECT ContactId, OpportunityId FROM OpportunityContactRole WHERE Opportunity.IsClosed = false AND ContactId IN " +
                   soql_list(chunk) + " ORDER BY Opportunity.LastModifiedDate DESC",
               rows);
-        for (const auto& r : rows) opportunity_of.emplace(text(r, "ContactId"), text(r, "OpportunityId"));
+        for (const auto& r : rows) opportunity_of.emplace(find_text(r, "ContactId"), find_text(r, "OpportunityId"));
     }
     for (const auto& [p, contact] : want_opportunity)
         if (auto it = opportunity_of.find(contact); it != opportunity_of.end()) fields_of(*p)["WhatId"] = it->second;

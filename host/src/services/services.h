@@ -25,8 +25,10 @@ struct ServiceSettings {
 
 class Services {
 public:
+    // backoff(attempt) waits before retry number attempt+1 and returns false when the run
+    // is stopping: the pipeline's own policy, so both sides back off alike.
     Services(PluginInstance& crm, const ModuleManifest& module, std::vector<FieldMapping> mappings, ServiceSettings settings,
-             bool dry_run);
+             bool dry_run, std::function<bool(int attempt)> backoff);
 
     // Reads the source plugin's fixed fields (its `targets`) and refuses custom mappings
     // onto them. Returns the configuration error, naming the manifest and the field.
@@ -76,6 +78,7 @@ private:
     std::vector<FieldMapping> mappings_;
     ServiceSettings settings_;
     bool dry_run_;
+    std::function<bool(int)> backoff_;
     std::vector<json::object> required_any_;
 
     std::map<std::string, Describe> describes_;

@@ -12,7 +12,6 @@
 namespace crmsync {
 namespace {
 
-constexpr size_t kBatch = 200;
 constexpr int64_t kErrorRetentionMs = 365LL * 24 * 3600 * 1000;
 
 // Checks what the plugin emitted is an operation the host can act on.
@@ -26,6 +25,14 @@ std::optional<std::string> operation_problem(const json::object& op) {
     if (!action || (*action != "upsert" && *action != "update"))
         return "operation \"action\" must be \"upsert\" or \"update\"";
     if (!find_object(op, "fields")) return "operation has no \"fields\" object";
+    for (const char* directive : {"refs", "blobs"}) {
+        auto* d = op.if_contains(directive);
+        if (!d) continue;
+        if (!d->is_object()) return std::string("operation \"") + directive + "\" must be an object of field -> string";
+        for (const auto& [field, value] : d->get_object())
+            if (!value.is_string() || value.get_string().empty())
+                return std::string("operation \"") + directive + "\"." + std::string(field) + " must be a non-empty string";
+    }
     return std::nullopt;
 }
 
@@ -169,12 +176,13 @@ RunReport Pipeline::run(const RunOptions& options) {
         auto settings = ServiceSettings::from_manifest(b_.module);
         if (!mappings) return finish("failed", mappings.status().prefixed(b_.module.manifest_path + ": ").message());
         if (!settings) return finish("failed", settings.status().message());
-        std::vector<json::object> required_any;
-        auto checked = Services::check_mappings(b_.source, b_.module, *mappings, nullptr, &required_any);
+        auto targets = Services::list_targets(b_.source);
+        if (!targets) return finish("failed", targets.status().prefixed(b_.module.manifest_path + ": ").message());
+        auto checked = Services::check_mappings(*targets, b_.module, *mappings, b_.source.plugin().id());
         if (!checked) return finish("failed", checked.message());
         services = std::make_unique<Services>(b_.crm, b_.module, std::move(mappings.value()), std::move(settings.value()),
                                               options.dry_run, [this](int attempt) { return backoff(attempt); });
-        services->set_required_any(std::move(required_any));
+        services->set_required_any(std::move(targets->required_any));
     }
 
     std::optional<std::string> cursor_text = options.full ? std::nullopt : store_.cursor(module);
@@ -183,7 +191,6 @@ RunReport Pipeline::run(const RunOptions& options) {
         auto parsed = parse_json(*cursor_text);
         if (parsed) cursor = parsed.value();
     }
-    const bool writes_back = b_.source.can(CRMSYNC_CAP_WRITE);
     std::string stop_status, stop_message;
 
     for (bool more = true; more;) {
@@ -192,7 +199,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             stop_message = "interrupted; everything before this point is saved";
             break;
         }
-        const int64_t page = kBatch;
+        const int64_t page = kBatchSize;
         if (options.limit && *options.limit - total.fetched <= 0) break;
 
         // ---- fetch a page (or, when the CRM may load in bulk, pages up to the bulk batch size)
@@ -206,7 +213,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         batch.run_id = report.run_id;
         batch.module = module;
         const auto& bulk = b_.connection.bulk;
-        const size_t gather = bulk.mode == BulkPolicy::Mode::never ? static_cast<size_t>(kBatch) : static_cast<size_t>(bulk.max_operations);
+        const size_t gather = bulk.mode == BulkPolicy::Mode::never ? static_cast<size_t>(kBatchSize) : static_cast<size_t>(bulk.max_operations);
         json::value page_cursor = cursor;
         bool fetch_stopped = false;
         std::vector<int64_t> inbox_ids;
@@ -360,124 +367,36 @@ RunReport Pipeline::run(const RunOptions& options) {
             to_write.push_back(&p);
         }
 
-        // ---- write to the CRM, <= 200 per call
-        std::vector<json::object> writebacks;
-        bool stop_after_commit = false;
-        // Large groups of plain upserts go to the CRM in one bulk batch; the rest 200 a call.
-        std::vector<std::pair<std::vector<PendingOperation*>, bool>> chunks;
-        {
-            std::map<std::string, std::vector<PendingOperation*>> groups;
-            std::vector<PendingOperation*> rest;
-            for (auto* p : to_write) {
-                bool plain = find_text(p->op, "action") == "upsert";
-                for (const auto& [k, v] : p->op.at("fields").as_object()) plain = plain && !v.is_array() && !v.is_object();
-                if (plain && bulk.mode != BulkPolicy::Mode::never) groups[find_text(p->op, "object")].push_back(p);
-                else rest.push_back(p);
+        // ---- write to the CRM: operations without refs first, then those that name one of
+        // them (e.g. a file attached to the Task just written)
+        WriteState written;
+        if (!options.dry_run) {
+            std::vector<PendingOperation*> first, dependent;
+            for (auto* p : to_write) (find_object(p->op, "refs") ? dependent : first).push_back(p);
+            write_operations(first, batch, written);
+            if (!written.stop && !dependent.empty()) {
+                resolve_refs(dependent, batch);
+                std::erase_if(dependent, [](PendingOperation* p) { return p->error_code.has_value(); });
+                write_operations(dependent, batch, written);
             }
-            for (auto& [object, group] : groups) {
-                if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
-                    chunks.emplace_back(std::move(group), true);
-                else rest.insert(rest.end(), group.begin(), group.end());
+            if (written.stop) {
+                stop_status = written.stop_status;
+                stop_message = written.stop_message;
+                report.unreachable = report.unreachable || written.unreachable;
+                more = false;
             }
-            // Keep the source order for what goes 200 at a time.
-            std::sort(rest.begin(), rest.end());
-            for (size_t start = 0; start < rest.size(); start += kBatch)
-                chunks.emplace_back(std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
-                                                                   rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatch))),
-                                    false);
         }
-        for (size_t c = 0; c < chunks.size() && !options.dry_run; ++c) {
-            auto chunk = std::move(chunks[c].first);
-            const bool in_bulk = chunks[c].second;
-            if (in_bulk) log(Level::info, "loading " + std::to_string(chunk.size()) + " " + find_text(chunk.front()->op, "object") + " upserts in bulk");
-            for (int attempt = 0; !chunk.empty(); ++attempt) {
-                json::array operations;
-                for (auto* p : chunk) operations.push_back(p->op);
-                json::object write_batch{{"external_id_field", b_.connection.external_id_field},
-                                         {"operations", std::move(operations)}};
-                if (in_bulk) write_batch["bulk"] = true;
-                std::vector<json::value> results;
-                auto outcome = with_retry(
-                    b_.crm, b_.connection.credentials,
-                    [&] {
-                        results.clear();
-                        return b_.crm.write(write_batch, results);
-                    },
-                    batch.counts);
-                if (!outcome.ok()) {
-                    for (auto* p : chunk) {
-                        p->error_code = outcome.status == CRMSYNC_STATUS_RATE_LIMITED ? "REQUEST_LIMIT_EXCEEDED"
-                                                                                       : "WRITE_FAILED";
-                        p->error_message = outcome.message;
-                    }
-                    if (outcome.status == CRMSYNC_STATUS_RATE_LIMITED || outcome.status == CRMSYNC_STATUS_CANCELLED ||
-                        outcome.status == CRMSYNC_STATUS_AUTH_FAILED || outcome.status == CRMSYNC_STATUS_RETRY) {
-                        // Not the records' fault: keep the cursor where it was so the next run redoes them.
-                        stop_status = outcome.status == CRMSYNC_STATUS_RATE_LIMITED ? "stopped" : "failed";
-                        stop_message = "CRM write stopped: " + outcome.message + " (the next run resumes before this batch)";
-                        report.unreachable = outcome.status != CRMSYNC_STATUS_RATE_LIMITED &&
-                                             outcome.status != CRMSYNC_STATUS_CANCELLED;
-                        stop_after_commit = true;
-                        more = false;
-                        for (auto* p : chunk) p->error_code.reset();
-                    }
-                    break;
-                }
-                std::vector<PendingOperation*> again;
-                for (size_t i = 0; i < chunk.size(); ++i) {
-                    auto* p = chunk[i];
-                    const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
-                    if (!r) {
-                        p->error_code = "NO_RESULT";
-                        p->error_message = "the CRM plugin returned no result for this operation";
-                        continue;
-                    }
-                    if (find_bool(*r, "success").value_or(false)) {
-                        bool created = find_bool(*r, "created").value_or(!p->known);
-                        ++(created ? batch.counts.created : batch.counts.updated);
-                        LinkRow link{find_text(p->op, "key"), p->source_id, find_text(p->op, "object"),
-                                     find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
-                        if (writes_back && find_bool(p->op, "writeback").value_or(false))
-                            writebacks.push_back({{"action", "writeback"}, {"key", link.key},
-                                                  {"source_id", link.source_id}, {"object", link.object},
-                                                  {"id", link.crm_id}});
-                        batch.links.push_back(std::move(link));
-                        continue;
-                    }
-                    std::string code = "UNKNOWN", message;
-                    std::vector<std::string> fields;
-                    if (auto* errors = find_array(*r, "errors"); errors && !errors->empty() && errors->at(0).is_object()) {
-                        const auto& e = errors->at(0).get_object();
-                        code = find_string(e, "code").value_or("UNKNOWN");
-                        message = find_string(e, "message").value_or("");
-                        if (auto* fs = find_array(e, "fields"))
-                            for (const auto& f : *fs)
-                                if (f.is_string()) fields.emplace_back(f.get_string());
-                    }
-                    p->error_code = code;
-                    p->error_message = message;
-                    p->error_fields = fields;
-                    if (find_bool(*r, "retryable").value_or(false)) again.push_back(p);
-                }
-                if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
-                batch.counts.retries += static_cast<int64_t>(again.size());
-                log(Level::warn, std::to_string(again.size()) + " operation(s) hit a transient error (" +
-                                     *again.front()->error_code + "); retrying them");
-                for (auto* p : again) p->error_code.reset();
-                chunk = std::move(again);
-                if (!backoff(attempt)) break;
-            }
-            if (stop_after_commit) break;
-        }
+        const bool stop_after_commit = written.stop;
+        auto& writebacks = written.writebacks;
         if (options.dry_run)
             for (auto* p : to_write)
                 report.dry_run.push_back(std::string(p->known ? "update " : "create ") + find_text(p->op, "object") +
                                          " (key " + find_text(p->op, "key") + ", source " + p->source_id + ")");
 
         // ---- write-back to the source, if it writes
-        for (size_t start = 0; start < writebacks.size(); start += kBatch) {
+        for (size_t start = 0; start < writebacks.size(); start += kBatchSize) {
             json::array items;
-            for (size_t i = start; i < std::min(writebacks.size(), start + kBatch); ++i) items.push_back(writebacks[i]);
+            for (size_t i = start; i < std::min(writebacks.size(), start + kBatchSize); ++i) items.push_back(writebacks[i]);
             size_t count = items.size();
             std::vector<json::value> results;
             json::object wb{{"operations", std::move(items)}};

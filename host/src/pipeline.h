@@ -20,6 +20,9 @@
 
 namespace crmsync {
 
+// Records a page asks for, and operations a CRM write call carries.
+inline constexpr size_t kBatchSize = 200;
+
 struct RunOptions {
     bool dry_run = false;
     bool full = false;                  // ignore the saved cursor
@@ -91,6 +94,19 @@ private:
                        const std::function<Outcome()>& attempt, RunCounts& counts);
     bool backoff(int attempt);
     void log(Level level, std::string message);
+
+    // The CRM write step (pipeline_write.cpp).
+    struct WriteState {
+        std::vector<json::object> writebacks;  // what to send back to the source
+        bool stop = false;                     // the run stops after this batch is committed
+        std::string stop_status, stop_message;
+        bool unreachable = false;
+    };
+    void write_operations(const std::vector<PendingOperation*>& ops, BatchCommit& batch, WriteState& state);
+    // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
+    void resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& batch);
+    // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
+    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts);
 
     StateStore& store_;
     ModuleBinding b_;

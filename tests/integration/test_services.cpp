@@ -338,3 +338,40 @@ TEST_CASE("writeback: the CRM id of each written record goes back to the source,
     CHECK(std::count(lines.begin(), lines.end(), '\n') == 1);
     CHECK(testing::read_file(org.home / "writebacks.jsonl") == lines);
 }
+
+TEST_CASE("refs and blobs: a file lands on the Task written before it, its content fetched only at write time") {
+    Org org;
+    // "aGVsbG8=" is "hello"; the Task comes after the file in source order on purpose.
+    std::string records = R"({"id": "act-1", "ops": [ {"object": "ContentVersion", "action": "upsert", "key": "t1:f1", "fields": {"Title": "notes.txt", "PathOnClient": "notes.txt"}, "refs": {"FirstPublishLocationId": "t1"}, "blobs": {"VersionData": "f1"}}, {"object": "Task", "action": "upsert", "key": "t1", "fields": {"Subject": "One"}}]}
+{"id": "act-2", "ops": [{"object": "ContentVersion", "action": "upsert", "key": "t9:f2", "fields": {"Title": "a.txt", "PathOnClient": "a.txt"}, "refs": {"FirstPublishLocationId": "t9"}, "blobs": {"VersionData": "f1"}}]}
+{"id": "act-3", "ops": [{"object": "Task", "action": "upsert", "key": "t3", "fields": {"Subject": "Three"}}, {"object": "ContentVersion", "action": "upsert", "key": "t3:gone", "fields": {"Title": "b.txt", "PathOnClient": "b.txt"}, "refs": {"FirstPublishLocationId": "t3"}, "blobs": {"VersionData": "gone"}}]})";
+    std::string blobs = R"(, "blobs": {"f1": "aGVsbG8="})";
+    auto report = org.run({records}, "", "{}", blobs);
+    CHECK(report.counts.created == 3);
+    CHECK(report.counts.failed == 2);
+    auto task = org.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 't1'");
+    auto files = org.crm().query("SELECT Title, FirstPublishLocationId, ContentSize FROM ContentVersion").rows;
+    REQUIRE(files.size() == 1);
+    CHECK(files[0].at("FirstPublishLocationId") == json::value(task));
+    CHECK(files[0].at("ContentSize") == 5);
+
+    auto errors = org.errors();
+    REQUIRE(errors.size() == 2);
+    std::map<std::string, ErrorRow> by_source;
+    for (auto& e : errors) by_source[e.entity_id] = e;
+    CHECK(by_source["act-2"].code == "REFERENCE_NOT_SYNCED");
+    CHECK_THAT(by_source["act-2"].message, Catch::Contains("FirstPublishLocationId refers to t9"));
+    CHECK(by_source["act-3"].code == "BLOB_UNAVAILABLE");
+    CHECK_THAT(by_source["act-3"].message, Catch::Contains("VersionData") && Catch::Contains("no blob \"gone\""));
+    // The error log keeps the operation as mapped, never a file's content.
+    for (auto& e : errors) CHECK_THAT(e.payload, !Catch::Contains("aGVsbG8="));
+
+    // The next run: the file and its Task are unchanged and skipped; the missing blob is
+    // there now, and its Task (written by the earlier run) is found through the links.
+    auto again = org.run({records}, "", "{}", R"(, "blobs": {"f1": "aGVsbG8=", "gone": "aGk="})");
+    CHECK(again.counts.created == 1);
+    CHECK(again.counts.unchanged == 3);
+    auto three = org.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 't3'");
+    CHECK(org.crm().query("SELECT Id FROM ContentVersion WHERE FirstPublishLocationId = '" + three + "'").rows.size() == 1);
+    CHECK(org.crm().query("SELECT Id FROM ContentVersion").rows.size() == 2);
+}

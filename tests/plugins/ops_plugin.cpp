@@ -14,6 +14,7 @@ namespace json = boost::json;
 const char* const kSchema = R"json({
   "type": "object", "required": ["file"], "additionalProperties": false,
   "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"},
+                 "blobs": {"type": "object", "description": "ref -> base64 content answered to blob requests"},
                  "writeback_file": {"type": "string", "description": "where write() appends the write-backs it receives"}}
 })json";
 
@@ -48,6 +49,15 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                     emit(in, call, target);
                 }
             return CRMSYNC_STATUS_OK;
+        }
+        if (req.at("type") == "blob") {
+            auto* blobs = in->config.if_contains("blobs");
+            auto* data = blobs ? blobs->as_object().if_contains(req.at("ref").as_string()) : nullptr;
+            if (!data) {
+                in->host->fail(call, CRMSYNC_STATUS_ERROR, ("no blob " + json::serialize(req.at("ref"))).c_str());
+                return CRMSYNC_STATUS_ERROR;
+            }
+            return emit(in, call, json::object{{"type", "blob"}, {"data_base64", *data}});
         }
         int64_t start = req.at("cursor").is_int64() ? req.at("cursor").as_int64() : 0;
         int64_t limit = req.at("limit").as_int64(), n = 0, emitted = 0;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <set>
 
+#include "../services/services.h"
 #include "commands.h"
 
 namespace crmsync::cli {
@@ -41,30 +42,15 @@ int check(Context& ctx, const std::string& name) {
         }
     }
     // What the module writes: its plugin's targets plus the operator's mappings.
-    std::map<std::string, std::set<std::string>> targets;
-    std::vector<json::object> required_any;
-    auto outcome = mi.source->fetch(json::object{{"type", "targets"}}, [&](json::value&& item) -> int32_t {
-        auto* o = item.if_object();
-        if (!o || find_string(*o, "type") != "target") return CRMSYNC_STATUS_OK;
-        auto object = find_string(*o, "object").value_or("");
-        auto& fields = targets[object];
-        if (auto* list = find_array(*o, "fields"))
-            for (const auto& f : *list)
-                if (f.is_string()) fields.insert(std::string(f.get_string()));
-        if (auto* any = find_array(*o, "required_any"))
-            for (const auto& group : *any)
-                if (group.is_object()) {
-                    auto g = group.get_object();
-                    g["object"] = object;
-                    required_any.push_back(g);
-                }
-        return CRMSYNC_STATUS_OK;
-    });
-    if (outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED)
+    Services::Targets listed;
+    if (auto got = Services::list_targets(*mi.source); !got) problem(got.status().message());
+    else listed = std::move(got.value());
+    if (!listed.listed)
         std::printf("  note: %s does not list the CRM fields it writes; only mapped fields are checked\n",
                     mi.source->plugin().id().c_str());
-    else if (!outcome.ok())
-        problem("listing the module's CRM fields failed: " + outcome.message);
+    if (auto mappings = parse_mappings(mi.module->mappings); !mappings) problem(mappings.status().prefixed(mi.module->manifest_path + ": ").message());
+    else if (auto clash = Services::check_mappings(listed, *mi.module, *mappings, mi.source->plugin().id()); !clash) problem(clash.message());
+    auto targets = listed.fields;
     for (const auto& m : mi.module->mappings)
         if (auto* o = m.if_object())
             if (auto object = find_string(*o, "object"), field = find_string(*o, "field"); field)
@@ -98,7 +84,28 @@ int check(Context& ctx, const std::string& name) {
                     problem(object + "." + f + " does not exist in the CRM (the module writes it; create the field or fix the mapping)");
             std::printf("  %s: %zu field(s) checked\n", object.c_str(), fields.size());
         }
-        for (const auto& group : required_any) {
+        for (const auto& fixed : listed.values) {
+            auto object = find_text(fixed, "object"), field = find_text(fixed, "field"), value = find_text(fixed, "value");
+            auto d = describes.find(object);
+            if (d == describes.end()) continue;
+            const json::object* f = nullptr;
+            if (auto* list = find_array(d->second, "fields"))
+                for (const auto& candidate : *list)
+                    if (auto* fo = candidate.if_object(); fo && find_text(*fo, "name") == field) f = fo;
+            auto* values = f ? find_array(*f, "picklistValues") : nullptr;
+            if (!values) continue;  // not a picklist (a missing field is reported above)
+            std::string allowed;
+            bool found = false;
+            for (const auto& v : *values)
+                if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) {
+                    found = found || find_text(*vo, "value") == value;
+                    allowed += (allowed.empty() ? "" : ", ") + find_text(*vo, "value");
+                }
+            if (!found)
+                problem(object + "." + field + ": \"" + value + "\" (set in " + mi.module->manifest_path +
+                        ") is not one of its picklist values; use one of: " + allowed);
+        }
+        for (const auto& group : listed.required_any) {
             auto object = find_string(group, "object").value_or("");
             bool covered = false;
             std::string names;

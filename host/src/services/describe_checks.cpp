@@ -179,6 +179,14 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                 }
             }
         }
+        // Fields filled at write time (refs, blobs) must exist and count as given.
+        std::set<std::string> filled_later;
+        for (const char* directive : {"refs", "blobs"})
+            if (auto* d = find_object(p.op, directive))
+                for (const auto& [name, v] : *d) filled_later.insert(std::string(name));
+        for (const auto& name : filled_later)
+            if (!p.error_code && !d.fields.count(name))
+                p.fail("INVALID_FIELD", object + "." + name + " does not exist in the CRM (a configuration error: create the field or fix the mapping; `crmsync check " + module_.name + "` lists these)", {name});
         if (p.error_code) continue;
         // Required fields matter only when the write may create the record.
         if (p.known || find_text(p.op, "action") == "update") continue;
@@ -188,7 +196,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
             bool required = !find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
                             !find_bool(f, "defaultedOnCreate").value_or(false);
             auto* v = fields.if_contains(name);
-            if (required && (!v || v->is_null()) && name != "OwnerId") missing.push_back(name);
+            if (required && (!v || v->is_null()) && name != "OwnerId" && !filled_later.count(name)) missing.push_back(name);
         }
         for (const auto& group : required_any_) {
             if (find_text(group, "object") != object) continue;
@@ -199,7 +207,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                 for (const auto& f : *list) {
                     if (first.empty()) first = std::string(f.as_string());
                     auto* v = fields.if_contains(f.as_string());
-                    covered = covered || (v && !v->is_null());
+                    covered = covered || (v && !v->is_null()) || filled_later.count(std::string(f.as_string()));
                 }
             if (!covered && !first.empty()) missing.push_back(first);
         }

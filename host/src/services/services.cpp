@@ -66,33 +66,37 @@ Services::Services(PluginInstance& crm, const ModuleManifest& module, std::vecto
       dry_run_(dry_run),
       backoff_(std::move(backoff)) {}
 
-Status Services::check_mappings(PluginInstance& source, const ModuleManifest& module, const std::vector<FieldMapping>& mappings,
-                                std::map<std::string, std::set<std::string>>* defaults_out,
-                                std::vector<json::object>* required_any_out) {
-    std::map<std::string, std::set<std::string>> defaults;
+Result<Services::Targets> Services::list_targets(PluginInstance& source) {
+    Targets t;
     auto outcome = source.fetch(json::object{{"type", "targets"}}, [&](json::value&& item) -> int32_t {
         auto* o = item.if_object();
         if (!o || find_string(*o, "type") != "target") return CRMSYNC_STATUS_OK;
         auto object = find_text(*o, "object");
-        auto& fields = defaults[object];
+        auto& fields = t.fields[object];
         if (auto* list = find_array(*o, "fields"))
             for (const auto& f : *list)
                 if (f.is_string()) fields.insert(std::string(f.get_string()));
-        if (required_any_out)
-            if (auto* any = find_array(*o, "required_any"))
-                for (const auto& g : *any)
-                    if (g.is_object()) {
-                        auto group = g.get_object();
-                        group["object"] = object;
-                        required_any_out->push_back(group);
-                    }
+        if (auto* any = find_array(*o, "required_any"))
+            for (const auto& g : *any)
+                if (g.is_object()) {
+                    auto group = g.get_object();
+                    group["object"] = object;
+                    t.required_any.push_back(std::move(group));
+                }
+        if (auto* values = find_object(*o, "values"))
+            for (const auto& [field, value] : *values)
+                if (value.is_string()) t.values.push_back({{"object", object}, {"field", field}, {"value", value}});
         return CRMSYNC_STATUS_OK;
     });
-    if (!outcome.ok() && outcome.status != CRMSYNC_STATUS_NOT_SUPPORTED)
-        return Status::config(module.manifest_path + ": plugin " + source.plugin().id() + " could not list its fixed fields: " +
-                              outcome.message);
-    if (defaults_out) *defaults_out = defaults;
-    return check_against_defaults(mappings, defaults, source.plugin().id()).prefixed(module.manifest_path + ": ");
+    if (outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED) return Targets{};
+    if (!outcome.ok()) return Status::config("plugin " + source.plugin().id() + " could not list the CRM fields it writes: " + outcome.message);
+    t.listed = true;
+    return t;
+}
+
+Status Services::check_mappings(const Targets& targets, const ModuleManifest& module, const std::vector<FieldMapping>& mappings,
+                                const std::string& plugin_id) {
+    return check_against_defaults(mappings, targets.fields, plugin_id).prefixed(module.manifest_path + ": ");
 }
 
 void Services::resolve(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log) {

@@ -30,11 +30,18 @@ public:
     Services(PluginInstance& crm, const ModuleManifest& module, std::vector<FieldMapping> mappings, ServiceSettings settings,
              bool dry_run, std::function<bool(int attempt)> backoff);
 
-    // Reads the source plugin's fixed fields (its `targets`) and refuses custom mappings
-    // onto them. Returns the configuration error, naming the manifest and the field.
-    static Status check_mappings(PluginInstance& source, const ModuleManifest& module, const std::vector<FieldMapping>& mappings,
-                                 std::map<std::string, std::set<std::string>>* defaults_out,
-                                 std::vector<json::object>* required_any_out);
+    // What a source plugin's fixed default mappings write (its `targets` answer).
+    struct Targets {
+        bool listed = false;                                  // false: the plugin does not say
+        std::map<std::string, std::set<std::string>> fields;  // object -> fields
+        std::vector<json::object> required_any;               // groups, each with "object"
+        std::vector<json::object> values;                     // {"object", "field", "value"} fixed values
+    };
+    static Result<Targets> list_targets(PluginInstance& source);
+    // Refuses custom mappings onto the plugin's fixed fields. Returns the configuration
+    // error, naming the manifest and the field.
+    static Status check_mappings(const Targets& targets, const ModuleManifest& module, const std::vector<FieldMapping>& mappings,
+                                 const std::string& plugin_id);
 
     void set_required_any(std::vector<json::object> groups) { required_any_ = std::move(groups); }
     // Local and free: the operator's mappings onto each operation, before its content hash.

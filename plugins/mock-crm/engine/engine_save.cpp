@@ -236,8 +236,12 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
     }
     if (obj.name == "Opportunity" && values.count("StageName"))
         values["IsClosed"] = int64_t{text_of("StageName").rfind("Closed", 0) == 0 ? 1 : 0};
-    if (obj.name == "ContentVersion" && values.count("VersionData"))
-        values["ContentSize"] = static_cast<int64_t>(text_of("VersionData").size() * 3 / 4);
+    if (obj.name == "ContentVersion" && values.count("VersionData")) {
+        // The decoded size: four base64 characters carry three bytes, less the padding.
+        std::string data = text_of("VersionData");
+        size_t padding = data.size() >= 2 ? static_cast<size_t>(std::count(data.end() - 2, data.end(), '=')) : 0;
+        values["ContentSize"] = static_cast<int64_t>(data.size() / 4 * 3 - padding);
+    }
 
     // Unique fields (e.g. Username) must stay unique.
     for (const auto& f : obj.fields) {

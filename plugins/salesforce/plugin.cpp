@@ -37,6 +37,9 @@ struct Instance {
     std::map<std::string, json::object> describes;
 };
 
+// Salesforce takes at most 37.5 MB of base64 (50 MB of text) in a non-multipart request.
+constexpr size_t kMaxRequestBytes = 37'500'000;
+
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
@@ -350,26 +353,46 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                 for (size_t i : indexes) results[i] = add_picklist_value(in, call, ops[i].as_object());
                 continue;
             }
-            json::array records;
+            // Records go 200 a request and, since a file rides along as base64, under the size
+            // Salesforce takes in one non-multipart request.
+            std::vector<std::pair<std::vector<size_t>, json::array>> requests;
+            size_t bytes = 0;
             for (size_t i : indexes) {
                 const auto& op = ops[i].as_object();
                 json::object record = op.at("fields").as_object();
                 record["attributes"] = json::object{{"type", object}};
                 if (action == "upsert") record[external] = op.at("key");
                 if (action == "update") record["Id"] = op.at("id");
-                records.push_back(std::move(record));
+                size_t size = json::serialize(record).size();
+                if (size > kMaxRequestBytes) {
+                    results[i] = json::object{{"key", op.at("key")}, {"success", false},
+                                              {"errors", json::array{json::object{
+                                                  {"code", "REQUEST_TOO_LARGE"},
+                                                  {"message", object + ": the record is " + std::to_string(size / 1'000'000) +
+                                                                  " MB as JSON; Salesforce takes at most 37.5 MB of base64 in one request"}}}}};
+                    continue;
+                }
+                if (requests.empty() || requests.back().first.size() == 200 || bytes + size > kMaxRequestBytes) {
+                    requests.emplace_back();
+                    bytes = 0;
+                }
+                requests.back().first.push_back(i);
+                requests.back().second.push_back(std::move(record));
+                bytes += size;
             }
-            json::object body{{"allOrNone", false}, {"records", std::move(records)}};
-            Response res = action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, json::serialize(body))
-                           : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
-                                                : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
-            if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, action + " " + object + " failed: " + res.message);
-            const auto& answers = res.body.as_array();
-            for (size_t n = 0; n < indexes.size(); ++n) {
-                std::string key = str(ops[indexes[n]].as_object(), "key");
-                results[indexes[n]] = n < answers.size() ? result_of(key, answers[n].as_object())
-                                                         : json::object{{"key", key}, {"success", false},
-                                                                        {"errors", json::array{json::object{{"code", "NO_RESULT"}, {"message", "Salesforce returned no result"}}}}};
+            for (auto& [slots, records] : requests) {
+                json::object body{{"allOrNone", false}, {"records", std::move(records)}};
+                Response res = action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, json::serialize(body))
+                               : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
+                                                    : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
+                if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, action + " " + object + " failed: " + res.message);
+                const auto& answers = res.body.as_array();
+                for (size_t n = 0; n < slots.size(); ++n) {
+                    std::string key = str(ops[slots[n]].as_object(), "key");
+                    results[slots[n]] = n < answers.size() ? result_of(key, answers[n].as_object())
+                                                           : json::object{{"key", key}, {"success", false},
+                                                                          {"errors", json::array{json::object{{"code", "NO_RESULT"}, {"message", "Salesforce returned no result"}}}}};
+                }
             }
         }
         for (const auto& r : results) emit(in, call, r);

@@ -80,6 +80,16 @@ TEST_CASE("mapping: a custom mapping onto one of the plugin's fixed fields is re
     CHECK(check_against_defaults(other.value(), defaults, "p"));
 }
 
+TEST_CASE("mapping: when the plugin writes several objects a mapping must say which one it is on") {
+    auto mappings = parse_mappings(json::parse(R"([{"source": "x", "field": "Region__c"}])").as_array());
+    std::map<std::string, std::set<std::string>> defaults{{"Task", {"Subject"}}, {"ContentVersion", {"Title"}}};
+    auto status = check_against_defaults(mappings.value(), defaults, "cs-timeline");
+    REQUIRE_FALSE(status);
+    CHECK_THAT(status.message(), Catch::Contains("\"mappings[0]\": plugin cs-timeline writes ContentVersion, Task; say which one \"Region__c\" is on with \"object\""));
+    auto scoped = parse_mappings(json::parse(R"([{"source": "x", "field": "Region__c", "object": "Task"}])").as_array());
+    CHECK(check_against_defaults(scoped.value(), defaults, "cs-timeline"));
+}
+
 TEST_CASE("mapping: bad mapping declarations are configuration errors") {
     CHECK_THAT(parse_mappings(json::parse(R"([{"field": "X"}])").as_array()).status().message(), Catch::Contains("\"source\""));
     CHECK_THAT(parse_mappings(json::parse(R"([{"source": "a", "field": "X", "type": "colour"}])").as_array()).status().message(),

@@ -116,7 +116,7 @@ int check(Context& ctx, const std::string& name) {
                     if (targets[object].count(n)) covered = true;
                 }
             if (!covered)
-                problem(object + " needs " + names + " and nothing supplies it: " + find_string(group, "hint").value_or(""));
+                problem(object + " needs " + names + " and no mapping always supplies one: " + find_string(group, "hint").value_or(""));
         }
     }
     if (problems == 0) {

@@ -82,7 +82,13 @@ Result<std::vector<FieldMapping>> parse_mappings(const json::array& mappings) {
 
 Status check_against_defaults(const std::vector<FieldMapping>& mappings,
                               const std::map<std::string, std::set<std::string>>& defaults, const std::string& plugin_id) {
-    for (const auto& m : mappings)
+    for (const auto& m : mappings) {
+        if (m.object.empty() && defaults.size() > 1) {
+            std::string objects;
+            for (const auto& [object, fields] : defaults) objects += (objects.empty() ? "" : ", ") + object;
+            return Status::config("\"mappings[" + std::to_string(m.index) + "]\": plugin " + plugin_id + " writes " + objects +
+                                  "; say which one \"" + m.field + "\" is on with \"object\"");
+        }
         for (const auto& [object, fields] : defaults) {
             if (!m.object.empty() && m.object != object) continue;
             if (fields.count(m.field))
@@ -90,6 +96,7 @@ Status check_against_defaults(const std::vector<FieldMapping>& mappings,
                                       " is one of plugin " + plugin_id +
                                       "'s fixed fields; custom mappings may add fields but not replace these");
         }
+    }
     return Status::ok();
 }
 

@@ -1,0 +1,261 @@
+// cs-timeline: every timeline activity of a type with "sync to CRM" on becomes a Salesforce
+// Task or Event (upserted on the activity's key, so edits update it), with the author as
+// owner, external attendees as Contacts, the company's Account as What, and attachments
+// added after the switch-on as Files. The CRM id goes back onto the activity. Activities
+// come from the timeline's REST API or from a folder of JSON Lines exports; the rules are in
+// activity.cpp, the API in api.cpp, the activity shape in README.md.
+#include <crmsync/plugin.h>
+#include <crmsync/support/jsonl_folder.hpp>
+#include <openssl/evp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+
+#include "activity.h"
+#include "api.h"
+
+namespace {
+
+using namespace cstimeline;
+
+const char* const kConfigSchema = R"json({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["sync_to", "activity_types"],
+  "properties": {
+    "sync_to": {"enum": ["Task", "Event"], "description": "the Salesforce object every synced activity becomes"},
+    "status": {"type": "string", "minLength": 1, "description": "Task: the Status every synced task gets (a value of Task.Status)"},
+    "priority": {"type": "string", "minLength": 1, "description": "Task: the Priority every synced task gets (a value of Task.Priority)"},
+    "activity_types": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": true,
+                       "description": "the timeline activity types with \"sync to CRM\" on, e.g. [\"Meeting\", \"Call\"]"},
+    "sync_attachments": {"type": "object", "additionalProperties": false, "required": ["since"],
+                         "properties": {"since": {"type": "string", "description": "when the switch was turned on (ISO 8601 with a zone); only files added from then on sync"}}},
+    "folder": {"type": "string", "description": "a folder of *.jsonl activity exports (attachments by \"path\" inside it)"},
+    "api": {"type": "object", "additionalProperties": false, "required": ["base_url"],
+            "description": "read the timeline's REST API (needs the credential access_key)",
+            "properties": {"base_url": {"type": "string", "pattern": "^https?://"},
+                           "page_size": {"type": "integer", "minimum": 1, "maximum": 500}}},
+    "writeback_file": {"type": "string", "description": "folder mode: append each activity's CRM id here (the API mode writes it onto the activity)"}
+  },
+  "oneOf": [{"required": ["folder"]}, {"required": ["api"]}],
+  "if": {"properties": {"sync_to": {"const": "Task"}}},
+  "then": {"required": ["status", "priority"]}
+})json";
+
+struct Instance {
+    const crmsync_host_api* host;
+    Settings settings;
+    std::string folder;
+    std::string writeback_file;
+    std::optional<TimelineApi> api;
+};
+
+Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
+
+int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
+    std::string t = json::serialize(v);
+    return in->host->emit(call, t.data(), t.size());
+}
+
+int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
+    in->host->fail(call, status, message.c_str());
+    return status;
+}
+
+std::string base64(const std::string& bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(bytes.data()),
+                            static_cast<int>(bytes.size()));
+    out.resize(static_cast<size_t>(n));
+    return out;
+}
+
+crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
+    try {
+        auto c = json::parse(config_json).as_object();
+        auto in = std::make_unique<Instance>();
+        in->host = host;
+        in->settings.sync_to = std::string(c.at("sync_to").as_string());
+        if (auto* s = c.if_contains("status")) in->settings.status = std::string(s->as_string());
+        if (auto* p = c.if_contains("priority")) in->settings.priority = std::string(p->as_string());
+        for (const auto& t : c.at("activity_types").as_array()) in->settings.activity_types.emplace(t.as_string());
+        if (auto* a = c.if_contains("sync_attachments")) {
+            std::string since(a->at("since").as_string());
+            in->settings.attachments_since_ms = parse_timestamp_ms(since);
+            if (!in->settings.attachments_since_ms) {
+                host->fail(call, CRMSYNC_STATUS_ERROR,
+                           ("config.sync_attachments.since: \"" + since + "\" is not a date-time with a zone, e.g. 2026-11-01T00:00:00Z").c_str());
+                return nullptr;
+            }
+        }
+        if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
+        if (auto* w = c.if_contains("writeback_file")) in->writeback_file = std::string(w->as_string());
+        if (auto* a = c.if_contains("api")) {
+            ApiConfig api;
+            api.base_url = std::string(a->at("base_url").as_string());
+            while (!api.base_url.empty() && api.base_url.back() == '/') api.base_url.pop_back();
+            if (auto* size = a->as_object().if_contains("page_size")) api.page_size = static_cast<int>(size->as_int64());
+            in->api.emplace(host, api);
+        }
+        in->settings.writeback = in->api.has_value() || !in->writeback_file.empty();
+        return reinterpret_cast<crmsync_instance*>(in.release());
+    } catch (const std::exception& e) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+        return nullptr;
+    }
+}
+
+void destroy(crmsync_instance* i) noexcept { delete self(i); }
+
+int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
+    auto* in = self(instance);
+    try {
+        if (!in->api) return CRMSYNC_STATUS_OK;
+        auto c = json::parse(credentials_json).as_object();
+        auto* key = c.if_contains("access_key");
+        if (!key || !key->is_string() || key->get_string().empty())
+            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"access_key\" in the module manifest");
+        in->api->set_access_key(std::string(key->get_string()));
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+// One export line as a record item; a line that is not an activity still becomes a record,
+// so map() fails it by name and the rest go on.
+json::object folder_item(const crmsync::support::JsonlLine& line) {
+    std::string where = line.file + ":" + std::to_string(line.number);
+    boost::system::error_code ec;
+    auto activity = json::parse(line.text, ec);
+    if (ec || !activity.is_object()) return {{"type", "record"}, {"id", where}, {"record", json::object{{"_invalid", where + ": not a JSON object"}}}};
+    auto* id = activity.as_object().if_contains("id");
+    std::string record_id = id && id->is_string() && !id->get_string().empty() ? std::string(id->get_string()) : where;
+    return {{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}};
+}
+
+// A file named in a `blobs` ref: "id:<attachment id>" from the API, "path:<relative path>"
+// inside the export folder.
+int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
+    std::string bytes, error;
+    if (ref.rfind("id:", 0) == 0) {
+        if (!in->api) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment " + ref.substr(3) + " needs config.api to be downloaded");
+        if (int32_t rc = in->api->download(call, ref.substr(3), bytes, error); rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
+    } else if (ref.rfind("path:", 0) == 0) {
+        std::filesystem::path relative(ref.substr(5));
+        bool inside = !relative.empty() && relative.is_relative();
+        for (const auto& part : relative) inside = inside && part != "..";
+        if (!inside) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment path \"" + relative.string() + "\" must stay inside the export folder");
+        auto path = std::filesystem::path(in->folder) / relative;
+        std::ifstream file(path, std::ios::binary);
+        if (!file) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment file " + path.string() + " cannot be read");
+        std::ostringstream content;
+        content << file.rdbuf();
+        bytes = content.str();
+    } else {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, "unknown attachment reference \"" + ref + "\"");
+    }
+    return emit(in, call, json::object{{"type", "blob"}, {"data_base64", base64(bytes)}});
+}
+
+int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto request = json::parse(request_json).as_object();
+        std::string type(request.at("type").as_string());
+        if (type == "targets") {
+            for (const auto& t : targets(in->settings))
+                if (int32_t rc = emit(in, call, t); rc != CRMSYNC_STATUS_OK) return rc;
+            return CRMSYNC_STATUS_OK;
+        }
+        if (type == "blob") return fetch_blob(in, call, std::string(request.at("ref").as_string()));
+        if (type != "records") return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "cs-timeline does not answer " + type);
+        int64_t limit = request.at("limit").as_int64();
+        if (in->api) {
+            json::value next;
+            bool more = false;
+            std::string error;
+            int32_t rc = in->api->list(call, request.at("cursor"), limit,
+                                       [&](json::object&& activity) {
+                                           auto* id = activity.if_contains("id");
+                                           std::string record_id = id && id->is_string() ? std::string(id->get_string()) : "(no id)";
+                                           return emit(in, call, json::object{{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}});
+                                       },
+                                       next, more, error);
+            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
+            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+        }
+        crmsync::support::JsonlCursor after;
+        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
+        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(limit));
+        for (const auto& line : page.lines)
+            if (emit(in, call, folder_item(line)) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
+        return emit(in, call, json::object{{"type", "checkpoint"},
+                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
+                                           {"more", page.more}});
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto activity = json::parse(record_json).as_object();
+        if (auto* invalid = activity.if_contains("_invalid")) return fail(in, call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()));
+        auto mapped = activity_operations(activity, in->settings);
+        for (const auto& warning : mapped.warnings) in->host->log(call, CRMSYNC_LOG_WARN, warning.c_str());
+        for (const auto& op : mapped.operations)
+            if (int32_t rc = emit(in, call, op); rc != CRMSYNC_STATUS_OK) return rc;
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+// Write-back: each {"action": "writeback", "source_id", "object", "id"} puts the CRM id onto
+// its activity (API) or appends it to writeback_file (folder exports).
+int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
+    auto* in = self(instance);
+    try {
+        auto batch = json::parse(batch_json).as_object();
+        std::ofstream file;
+        if (!in->api && !in->writeback_file.empty()) {
+            file.open(in->writeback_file, std::ios::app);
+            if (!file) return fail(in, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " cannot be written");
+        }
+        for (const auto& item : batch.at("operations").as_array()) {
+            const auto& op = item.as_object();
+            std::string activity(op.at("source_id").as_string()), object(op.at("object").as_string()), id(op.at("id").as_string());
+            std::string error;
+            int32_t rc = CRMSYNC_STATUS_OK;
+            if (op.at("action") != "writeback") rc = CRMSYNC_STATUS_NOT_SUPPORTED, error = "cs-timeline writes back CRM ids only";
+            else if (in->api) rc = in->api->write_back(call, activity, object, id, error);
+            else if (file.is_open()) file << json::serialize(json::object{{"activity_id", activity}, {"object", object}, {"crm_id", id}}) << "\n";
+            else rc = CRMSYNC_STATUS_NOT_SUPPORTED, error = "no timeline API or writeback_file configured";
+            if (rc == CRMSYNC_STATUS_CANCELLED || rc == CRMSYNC_STATUS_AUTH_FAILED || rc == CRMSYNC_STATUS_RETRY) return fail(in, call, rc, error);
+            json::object result{{"key", op.at("key")}, {"success", rc == CRMSYNC_STATUS_OK}};
+            if (rc != CRMSYNC_STATUS_OK) result["errors"] = json::array{json::object{{"code", "WRITEBACK_FAILED"}, {"message", error}}};
+            if (int32_t e = emit(in, call, result); e != CRMSYNC_STATUS_OK) return e;
+        }
+        file.flush();
+        if (file.is_open() && !file) return fail(in, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " could not be written");
+        return CRMSYNC_STATUS_OK;
+    } catch (const std::exception& e) {
+        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+    }
+}
+
+const crmsync_plugin kPlugin = {
+    sizeof(crmsync_plugin), "cs-timeline", "1.0.0",
+    "Customer-success timeline: flagged activities become Salesforce Tasks or Events, with their files, and the CRM id goes back",
+    kConfigSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, map, write,
+};
+
+}  // namespace
+
+CRMSYNC_DEFINE_ENTRY(kPlugin)

@@ -255,3 +255,44 @@ TEST_CASE("cs-timeline: a wrong access key fails the run naming the credential, 
     CHECK(run.status == 3);
     CHECK_THAT(run.out + run.err, Catch::Contains("access_key") && !Catch::Contains("wrong-key-value"));
 }
+
+TEST_CASE("cs-timeline: the demo's manifests and export folder sync into mock-crm, files from the folder, ids to the write-back file") {
+    namespace fs = std::filesystem;
+    TempDir home;
+    const std::string source = CRMSYNC_SOURCE_DIR;
+    fs::create_directories(home.path() / "manifests");
+    fs::create_directories(home.path() / "samples");
+    for (const char* m : {"mock-crm.json", "cs-timeline.json"}) fs::copy(source + "/manifests/" + m, home.path() / "manifests" / m);
+    fs::copy(source + "/plugins/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
+    fs::copy(source + "/plugins/cs-timeline/samples", home.path() / "samples/cs-timeline", fs::copy_options::recursive);
+    auto crmsync = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), testing::crmsync_bin());
+        args.push_back("--home");
+        args.push_back(home.str());
+        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+    };
+    CHECK(crmsync({"check", "cs-timeline"}).status == 0);
+    auto run = crmsync({"run", "cs-timeline"});
+    INFO(run.out << run.err);
+    CHECK(run.status == 1);  // tl-2005 names an Account the org does not have
+    CHECK_THAT(run.out, Catch::Contains("fetched 5, created 4") && Catch::Contains("ignored 1, failed 1"));
+
+    auto links = json::parse(crmsync({"links", "cs-timeline", "--json"}).out).as_array();
+    std::map<std::string, std::string> task_of;
+    for (const auto& l : links)
+        if (l.at("object") == "Task") task_of[std::string(l.at("source_id").as_string())] = std::string(l.at("crm_id").as_string());
+    REQUIRE(task_of.size() == 3);
+    auto written_back = testing::read_file(home / "var/cs-timeline-crm-ids.jsonl");
+    for (const auto& [activity, id] : task_of)
+        CHECK_THAT(written_back, Catch::Contains(R"({"activity_id":")" + activity + R"(","object":"Task","crm_id":")" + id + "\"}"));
+    auto files = json::parse(crmsync({"crm", "query", "SELECT PathOnClient, ContentSize, FirstPublishLocationId FROM ContentVersion", "--json"}).out);
+    auto records = files.at("records").as_array();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].at("PathOnClient") == "kickoff-minutes.txt");
+    CHECK(records[0].at("ContentSize") == 74);
+    CHECK(records[0].at("FirstPublishLocationId") == json::value(task_of["tl-2001"]));
+
+    auto again = crmsync({"run", "cs-timeline", "--full"});
+    CHECK_THAT(again.out, Catch::Contains("created 0, updated 0, unchanged 4"));
+    CHECK(std::count(written_back.begin(), written_back.end(), '\n') == 3);
+}

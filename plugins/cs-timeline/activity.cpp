@@ -1,17 +1,16 @@
 #include "activity.h"
 
+#include <crmsync/support/json_plugin.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <stdexcept>
 
 namespace cstimeline {
-namespace {
+using crmsync::support::text;
 
-std::string text(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
-}
+namespace {
 
 const json::object& object(const json::object& o, const char* key) {
     static const json::object empty;

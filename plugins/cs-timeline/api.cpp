@@ -1,71 +1,27 @@
 #include "api.h"
 
+#include <crmsync/support/json_plugin.hpp>
+
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <set>
 #include <thread>
 
 namespace cstimeline {
-namespace {
-
-std::string str(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
-}
-
-std::string url_encode(const std::string& s) {
-    static const char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-        else out += {'%', hex[c >> 4], hex[c & 15]};
-    }
-    return out;
-}
-
-// The value of a response header, case-insensitively; empty when absent.
-std::string header(const char* headers, std::string name) {
-    if (!headers) return "";
-    std::string all(headers), lower(all);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    for (size_t at = lower.find(name + ":"); at != std::string::npos; at = lower.find(name + ":", at + 1)) {
-        if (at != 0 && lower[at - 1] != '\n') continue;
-        size_t start = at + name.size() + 1, end = all.find_first_of("\r\n", start);
-        std::string v = all.substr(start, end == std::string::npos ? std::string::npos : end - start);
-        v.erase(0, v.find_first_not_of(' '));
-        return v;
-    }
-    return "";
-}
-
-}  // namespace
+using crmsync::support::header_value;
+using crmsync::support::text;
+using crmsync::support::url_encode;
 
 int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::string& url, const std::string& body, bool idempotent,
                           Answer& answer, std::string& error) {
-    std::string key = "Accesskey: " + access_key_;
-    const char* headers[] = {key.c_str(), "Accept: application/json", "Content-Type: application/json"};
+    const std::vector<std::string> headers{"Accesskey: " + access_key_, "Accept: application/json", "Content-Type: application/json"};
     for (int waits = 0;; ++waits) {
         if (host_->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
-        crmsync_http_request req;
-        std::memset(&req, 0, sizeof req);
-        req.struct_size = sizeof req;
-        req.method = method;
-        req.url = url.c_str();
-        req.headers = headers;
-        req.header_count = body.empty() ? 2 : 3;
-        req.body = body.empty() ? nullptr : body.data();
-        req.body_size = body.size();
-        req.idempotent = idempotent ? 1 : 0;
-        crmsync_http_response res;
-        std::memset(&res, 0, sizeof res);
-        res.struct_size = sizeof res;
-        int32_t rc = host_->http(call, &req, &res);
-        if (rc != CRMSYNC_STATUS_OK) return error = "the timeline API did not answer (" + config_.base_url + ")", rc;
+        auto res = crmsync::support::http(host_, call, method, url, headers, body, idempotent);
+        if (res.rc != CRMSYNC_STATUS_OK) return error = "the timeline API did not answer (" + config_.base_url + ")", res.rc;
         if (res.status == 429 && waits < 20) {
             // Over the rate limit: wait as told (1 s when not told), then ask again.
-            int64_t seconds = std::atoll(header(res.headers, "Retry-After").c_str());
+            int64_t seconds = std::atoll(header_value(res.headers.c_str(), "Retry-After").c_str());
             int64_t wait = std::clamp<int64_t>(seconds * 1000, 1000, 120'000);
             host_->log(call, CRMSYNC_LOG_INFO, ("timeline API rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
             for (int64_t slept = 0; slept < wait; slept += 50) {
@@ -75,7 +31,7 @@ int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::str
             continue;
         }
         answer.status = res.status;
-        answer.body.assign(res.body ? res.body : "", res.body_size);
+        answer.body = std::move(res.body);
         if (res.status == 401 || res.status == 403)
             return error = "the timeline refused the access key (HTTP " + std::to_string(res.status) + "); check the credential access_key",
                    CRMSYNC_STATUS_AUTH_FAILED;
@@ -90,7 +46,7 @@ int32_t TimelineApi::list(crmsync_call* call, const json::value& cursor, int64_t
     std::string after;
     std::set<std::string> done;
     if (auto* c = cursor.if_object()) {
-        after = str(*c, "modified_after");
+        after = text(*c, "modified_after");
         if (auto* d = c->if_contains("done"); d && d->is_array())
             for (const auto& id : d->get_array())
                 if (id.is_string()) done.insert(std::string(id.get_string()));
@@ -114,7 +70,7 @@ int32_t TimelineApi::list(crmsync_call* call, const json::value& cursor, int64_t
         for (; i < activities->size() && limit > 0; ++i) {
             if (!(*activities)[i].is_object()) continue;
             json::object activity = (*activities)[i].get_object();
-            std::string modified = str(activity, "modified_at"), id = str(activity, "id");
+            std::string modified = text(activity, "modified_at"), id = text(activity, "id");
             if (modified == after && done.count(id)) continue;  // emitted before, at the cursor's instant
             if (modified != after) {
                 after = modified;

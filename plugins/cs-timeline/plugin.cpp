@@ -5,7 +5,7 @@
 // come from the timeline's REST API or from a folder of JSON Lines exports; the rules are in
 // activity.cpp, the API in api.cpp, the activity shape in README.md.
 #include <crmsync/plugin.h>
-#include <crmsync/support/jsonl_folder.hpp>
+#include <crmsync/support/json_plugin.hpp>
 #include <openssl/evp.h>
 
 #include <filesystem>
@@ -20,6 +20,8 @@
 namespace {
 
 using namespace cstimeline;
+using crmsync::support::emit;
+using crmsync::support::fail;
 
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -55,16 +57,6 @@ struct Instance {
 };
 
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
-
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string t = json::serialize(v);
-    return in->host->emit(call, t.data(), t.size());
-}
-
-int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
-    in->host->fail(call, status, message.c_str());
-    return status;
-}
 
 std::string base64(const std::string& bytes) {
     std::string out(4 * ((bytes.size() + 2) / 3), '\0');
@@ -118,24 +110,12 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
         auto c = json::parse(credentials_json).as_object();
         auto* key = c.if_contains("access_key");
         if (!key || !key->is_string() || key->get_string().empty())
-            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"access_key\" in the module manifest");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"access_key\" in the module manifest");
         in->api->set_access_key(std::string(key->get_string()));
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
-}
-
-// One export line as a record item; a line that is not an activity still becomes a record,
-// so map() fails it by name and the rest go on.
-json::object folder_item(const crmsync::support::JsonlLine& line) {
-    std::string where = line.file + ":" + std::to_string(line.number);
-    boost::system::error_code ec;
-    auto activity = json::parse(line.text, ec);
-    if (ec || !activity.is_object()) return {{"type", "record"}, {"id", where}, {"record", json::object{{"_invalid", where + ": not a JSON object"}}}};
-    auto* id = activity.as_object().if_contains("id");
-    std::string record_id = id && id->is_string() && !id->get_string().empty() ? std::string(id->get_string()) : where;
-    return {{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}};
 }
 
 // A file named in a `blobs` ref: "id:<attachment id>" from the API, "path:<relative path>"
@@ -143,23 +123,23 @@ json::object folder_item(const crmsync::support::JsonlLine& line) {
 int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
     std::string bytes, error;
     if (ref.rfind("id:", 0) == 0) {
-        if (!in->api) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment " + ref.substr(3) + " needs config.api to be downloaded");
-        if (int32_t rc = in->api->download(call, ref.substr(3), bytes, error); rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
+        if (!in->api) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment " + ref.substr(3) + " needs config.api to be downloaded");
+        if (int32_t rc = in->api->download(call, ref.substr(3), bytes, error); rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
     } else if (ref.rfind("path:", 0) == 0) {
         std::filesystem::path relative(ref.substr(5));
         bool inside = !relative.empty() && relative.is_relative();
         for (const auto& part : relative) inside = inside && part != "..";
-        if (!inside) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment path \"" + relative.string() + "\" must stay inside the export folder");
+        if (!inside) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment path \"" + relative.string() + "\" must stay inside the export folder");
         auto path = std::filesystem::path(in->folder) / relative;
         std::ifstream file(path, std::ios::binary);
-        if (!file) return fail(in, call, CRMSYNC_STATUS_ERROR, "attachment file " + path.string() + " cannot be read");
+        if (!file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment file " + path.string() + " cannot be read");
         std::ostringstream content;
         content << file.rdbuf();
         bytes = content.str();
     } else {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, "unknown attachment reference \"" + ref + "\"");
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, "unknown attachment reference \"" + ref + "\"");
     }
-    return emit(in, call, json::object{{"type", "blob"}, {"data_base64", base64(bytes)}});
+    return emit(in->host, call, json::object{{"type", "blob"}, {"data_base64", base64(bytes)}});
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
@@ -169,11 +149,11 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         std::string type(request.at("type").as_string());
         if (type == "targets") {
             for (const auto& t : targets(in->settings))
-                if (int32_t rc = emit(in, call, t); rc != CRMSYNC_STATUS_OK) return rc;
+                if (int32_t rc = emit(in->host, call, t); rc != CRMSYNC_STATUS_OK) return rc;
             return CRMSYNC_STATUS_OK;
         }
         if (type == "blob") return fetch_blob(in, call, std::string(request.at("ref").as_string()));
-        if (type != "records") return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "cs-timeline does not answer " + type);
+        if (type != "records") return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "cs-timeline does not answer " + type);
         int64_t limit = request.at("limit").as_int64();
         if (in->api) {
             json::value next;
@@ -183,22 +163,15 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                                        [&](json::object&& activity) {
                                            auto* id = activity.if_contains("id");
                                            std::string record_id = id && id->is_string() ? std::string(id->get_string()) : "(no id)";
-                                           return emit(in, call, json::object{{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}});
+                                           return emit(in->host, call, json::object{{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}});
                                        },
                                        next, more, error);
-            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
-            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+            if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
+            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
         }
-        crmsync::support::JsonlCursor after;
-        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
-        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(limit));
-        for (const auto& line : page.lines)
-            if (emit(in, call, folder_item(line)) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
-        return emit(in, call, json::object{{"type", "checkpoint"},
-                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
-                                           {"more", page.more}});
+        return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "id");
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -206,14 +179,14 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     auto* in = self(instance);
     try {
         auto activity = json::parse(record_json).as_object();
-        if (auto* invalid = activity.if_contains("_invalid")) return fail(in, call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()));
+        if (int32_t rc; crmsync::support::map_invalid(in->host, call, activity, rc)) return rc;
         auto mapped = activity_operations(activity, in->settings);
         for (const auto& warning : mapped.warnings) in->host->log(call, CRMSYNC_LOG_WARN, warning.c_str());
         for (const auto& op : mapped.operations)
-            if (int32_t rc = emit(in, call, op); rc != CRMSYNC_STATUS_OK) return rc;
+            if (int32_t rc = emit(in->host, call, op); rc != CRMSYNC_STATUS_OK) return rc;
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -226,7 +199,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         std::ofstream file;
         if (!in->api && !in->writeback_file.empty()) {
             file.open(in->writeback_file, std::ios::app);
-            if (!file) return fail(in, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " cannot be written");
+            if (!file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " cannot be written");
         }
         for (const auto& item : batch.at("operations").as_array()) {
             const auto& op = item.as_object();
@@ -237,16 +210,16 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             else if (in->api) rc = in->api->write_back(call, activity, object, id, error);
             else if (file.is_open()) file << json::serialize(json::object{{"activity_id", activity}, {"object", object}, {"crm_id", id}}) << "\n";
             else rc = CRMSYNC_STATUS_NOT_SUPPORTED, error = "no timeline API or writeback_file configured";
-            if (rc == CRMSYNC_STATUS_CANCELLED || rc == CRMSYNC_STATUS_AUTH_FAILED || rc == CRMSYNC_STATUS_RETRY) return fail(in, call, rc, error);
+            if (rc == CRMSYNC_STATUS_CANCELLED || rc == CRMSYNC_STATUS_AUTH_FAILED || rc == CRMSYNC_STATUS_RETRY) return fail(in->host, call, rc, error);
             json::object result{{"key", op.at("key")}, {"success", rc == CRMSYNC_STATUS_OK}};
             if (rc != CRMSYNC_STATUS_OK) result["errors"] = json::array{json::object{{"code", "WRITEBACK_FAILED"}, {"message", error}}};
-            if (int32_t e = emit(in, call, result); e != CRMSYNC_STATUS_OK) return e;
+            if (int32_t e = emit(in->host, call, result); e != CRMSYNC_STATUS_OK) return e;
         }
         file.flush();
-        if (file.is_open() && !file) return fail(in, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " could not be written");
+        if (file.is_open() && !file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " could not be written");
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 

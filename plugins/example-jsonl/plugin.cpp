@@ -3,12 +3,8 @@
 // through a field table in its config. Copy this folder to start a plugin of your own;
 // docs/plugin-authors.md walks through it.
 #include <crmsync/plugin.h>
-#include <crmsync/support/jsonl_folder.hpp>
+#include <crmsync/support/json_plugin.hpp>  // optional helpers: emit, fail, JSON Lines folders
 
-#include <algorithm>
-#include <boost/json.hpp>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +12,8 @@
 namespace {
 
 namespace json = boost::json;
+using crmsync::support::emit;
+using crmsync::support::fail;
 
 // Declared once; the host validates every module's config against it before create().
 const char* const kConfigSchema = R"json({
@@ -40,11 +38,6 @@ struct Instance {
 };
 
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
-
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string text = json::serialize(v);
-    return in->host->emit(call, text.data(), text.size());
-}
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     try {
@@ -75,38 +68,13 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type == "targets") {
             json::array fields;
             for (const auto& [field, property] : in->fields) fields.emplace_back(field);
-            return emit(in, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", fields}});
+            return emit(in->host, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", fields}});
         }
-        if (type != "records") {
-            in->host->fail(call, CRMSYNC_STATUS_NOT_SUPPORTED, ("example-jsonl does not answer " + type).c_str());
-            return CRMSYNC_STATUS_NOT_SUPPORTED;
-        }
-        crmsync::support::JsonlCursor after;
-        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
-        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(request.at("limit").as_int64()));
-        for (const auto& line : page.lines) {
-            std::string where = line.file + ":" + std::to_string(line.number);
-            boost::system::error_code jec;
-            auto record = json::parse(line.text, jec);
-            json::object item{{"type", "record"}};
-            // A bad line is still a record: map() fails it alone, naming the line.
-            if (jec || !record.is_object()) {
-                item["id"] = where;
-                item["record"] = json::object{{"_invalid", where + ": not a JSON object (" + jec.message() + ")"}};
-            } else {
-                auto* id = record.as_object().if_contains(in->id_property);
-                item["id"] = id && id->is_string() ? std::string(id->get_string()) : id ? json::serialize(*id) : where;
-                if (!id) record.as_object()["_invalid"] = where + ": no \"" + in->id_property + "\" property";
-                item["record"] = std::move(record);
-            }
-            if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
-        }
-        return emit(in, call, json::object{{"type", "checkpoint"},
-                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
-                                           {"more", page.more}});
+        if (type != "records") return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "example-jsonl does not answer " + type);
+        // A bad line is still a record: map() fails it alone, naming the file and line.
+        return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, in->id_property);
     } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -114,10 +82,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     auto* in = self(instance);
     try {
         auto record = json::parse(record_json).as_object();
-        if (auto* invalid = record.if_contains("_invalid")) {
-            in->host->fail(call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()).c_str());
-            return CRMSYNC_STATUS_ERROR;
-        }
+        if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         const auto& id = record.at(in->id_property);
         std::string id_text = id.is_string() ? std::string(id.get_string()) : json::serialize(id);
         json::object fields;
@@ -125,10 +90,9 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
             if (auto* v = record.if_contains(property)) fields[field] = *v;
         json::object op{{"object", in->object}, {"action", "upsert"}, {"key", in->key_prefix + ":" + id_text},
                         {"source_id", id_text}, {"fields", fields}};
-        return emit(in, call, op);
+        return emit(in->host, call, op);
     } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 

@@ -1,38 +1,20 @@
 #include "api.h"
 
+#include <crmsync/support/json_plugin.hpp>
+
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <set>
 #include <thread>
 
 namespace helpdesk {
+using crmsync::support::header_value;
+using crmsync::support::text;
+using crmsync::support::url_encode;
+
 namespace {
 
-std::string str(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
-}
-
-std::string url_encode(const std::string& s) {
-    static const char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-        else out += {'%', hex[c >> 4], hex[c & 15]};
-    }
-    return out;
-}
-
-int64_t header_int(const char* headers, const char* name) {
-    if (!headers) return 0;
-    std::string all(headers), lower(all.size(), '\0');
-    std::transform(all.begin(), all.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string key = std::string(name) + ":";
-    std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
-    auto at = lower.find(key);
-    return at == std::string::npos ? 0 : std::atoll(all.c_str() + at + key.size());
-}
+int64_t header_int(const std::string& headers, const char* name) { return std::atoll(header_value(headers.c_str(), name).c_str()); }
 
 }  // namespace
 
@@ -46,7 +28,7 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
     std::string auth = "Authorization: Bearer " + token;
     for (const auto& box : config.message_boxes) {
         json::object state = boxes_cursor.contains(box) ? boxes_cursor[box].as_object() : json::object{};
-        std::string since = str(state, "since");
+        std::string since = text(state, "since");
         std::set<std::string> done;
         if (auto* d = state.if_contains("done"); d && d->is_array())
             for (const auto& id : d->as_array()) done.insert(std::string(id.as_string()));
@@ -57,20 +39,8 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
             if (host->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
             std::string url = config.base_url + "/api/v2/" + box + "/tickets/search?per_page=50&page=" + std::to_string(page) +
                               (since.empty() ? "" : "&since=" + url_encode(since));
-            const char* headers[] = {auth.c_str(), "Accept: application/json"};
-            crmsync_http_request req;
-            std::memset(&req, 0, sizeof req);
-            req.struct_size = sizeof req;
-            req.method = "GET";
-            req.url = url.c_str();
-            req.headers = headers;
-            req.header_count = 2;
-            req.idempotent = 1;
-            crmsync_http_response res;
-            std::memset(&res, 0, sizeof res);
-            res.struct_size = sizeof res;
-            int32_t rc = host->http(call, &req, &res);
-            if (rc != CRMSYNC_STATUS_OK) return error = "the helpdesk API did not answer (" + config.base_url + ")", rc;
+            auto res = crmsync::support::http(host, call, "GET", url, {auth, "Accept: application/json"}, "", true);
+            if (res.rc != CRMSYNC_STATUS_OK) return error = "the helpdesk API did not answer (" + config.base_url + ")", res.rc;
             if (res.status == 403 && header_int(res.headers, "X-RateLimit-Reset") > 0) {
                 // Over the rate limit: wait for the reset, then ask again.
                 int64_t wait = header_int(res.headers, "X-RateLimit-Reset") * 1000 - host->now_ms(call) + 100;
@@ -86,7 +56,7 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
             if (res.status >= 500) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
             if (res.status != 200) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_ERROR;
             boost::system::error_code ec;
-            auto body = json::parse(std::string_view(res.body, res.body_size), ec);
+            auto body = json::parse(res.body, ec);
             if (ec || !body.is_array()) return error = "the helpdesk API answered something that is not a ticket list", CRMSYNC_STATUS_ERROR;
             for (const auto& ticket : body.as_array()) {
                 const auto& t = ticket.as_object();
@@ -94,8 +64,8 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
                 if (!actions || !actions->is_array()) continue;
                 for (const auto& a : actions->as_array()) {
                     json::object event = a.as_object();
-                    std::string at = str(event, "occurred_at");
-                    if (at < since || (at == since && done.count(str(event, "event_id")))) continue;
+                    std::string at = text(event, "occurred_at");
+                    if (at < since || (at == since && done.count(text(event, "event_id")))) continue;
                     if (!event.contains("subject")) event["subject"] = t.contains("subject") ? t.at("subject") : json::value("");
                     event["ticket_id"] = t.contains("ticket_id") ? t.at("ticket_id") : json::value(nullptr);
                     events.push_back(std::move(event));
@@ -105,20 +75,20 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
             ++page;
         }
         std::stable_sort(events.begin(), events.end(), [](const json::object& a, const json::object& b) {
-            auto ta = str(a, "occurred_at"), tb = str(b, "occurred_at");
-            return ta != tb ? ta < tb : str(a, "event_id") < str(b, "event_id");
+            auto ta = text(a, "occurred_at"), tb = text(b, "occurred_at");
+            return ta != tb ? ta < tb : text(a, "event_id") < text(b, "event_id");
         });
         for (auto& event : events) {
             if (limit <= 0) {
                 more = true;
                 break;
             }
-            std::string at = str(event, "occurred_at");
+            std::string at = text(event, "occurred_at");
             if (at != since) {
                 since = at;
                 done.clear();
             }
-            done.insert(str(event, "event_id"));
+            done.insert(text(event, "event_id"));
             --limit;
             if (emit_event(std::move(event)) == CRMSYNC_STATUS_CANCELLED) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
         }

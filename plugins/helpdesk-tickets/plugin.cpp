@@ -3,7 +3,7 @@
 // Source events come by webhook (crmsync serve) and from a folder of JSON Lines exports;
 // the rules are in rules.cpp, the event shape in README.md.
 #include <crmsync/plugin.h>
-#include <crmsync/support/jsonl_folder.hpp>
+#include <crmsync/support/json_plugin.hpp>
 
 #include <memory>
 #include <optional>
@@ -14,6 +14,8 @@
 namespace {
 
 using namespace helpdesk;
+using crmsync::support::emit;
+using crmsync::support::fail;
 
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -40,16 +42,6 @@ struct Instance {
 };
 
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
-
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string t = json::serialize(v);
-    return in->host->emit(call, t.data(), t.size());
-}
-
-int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
-    in->host->fail(call, status, message.c_str());
-    return status;
-}
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     try {
@@ -81,10 +73,10 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
         auto c = json::parse(credentials_json).as_object();
         if (auto* t = c.if_contains("api_token"); t && t->is_string()) in->token = std::string(t->get_string());
         if (in->api && in->token.empty())
-            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"api_token\" in the module manifest");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"api_token\" in the module manifest");
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -94,10 +86,10 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         auto request = json::parse(request_json).as_object();
         std::string type(request.at("type").as_string());
         if (type == "targets")
-            return emit(in, call, json::object{{"type", "target"}, {"object", "Event"},
+            return emit(in->host, call, json::object{{"type", "target"}, {"object", "Event"},
                                                {"fields", json::array{"Subject", "Type", "StartDateTime", "EndDateTime", "DurationInMinutes",
                                                                       "Description", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}}});
-        if (type != "records") return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
+        if (type != "records") return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
         if (in->api) {
             json::value next;
             bool more = false;
@@ -106,37 +98,17 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                                       [&](json::object&& event) {
                                           std::string id = event.contains("event_id") && event.at("event_id").is_string()
                                                                ? std::string(event.at("event_id").as_string()) : "";
-                                          return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(event)}});
+                                          return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(event)}});
                                       },
                                       next, more, error);
-            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
-            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+            if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
+            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
         }
         if (in->folder.empty())  // webhook-only: nothing to poll
-            return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", nullptr}, {"more", false}});
-        crmsync::support::JsonlCursor after;
-        if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
-        auto page = crmsync::support::read_jsonl_page(in->folder, after, static_cast<size_t>(request.at("limit").as_int64()));
-        for (const auto& line : page.lines) {
-            std::string where = line.file + ":" + std::to_string(line.number);
-            boost::system::error_code ec;
-            auto event = json::parse(line.text, ec);
-            json::object item{{"type", "record"}};
-            if (ec || !event.is_object()) {
-                item["id"] = where;
-                item["record"] = json::object{{"_invalid", where + ": not a JSON object"}};
-            } else {
-                auto* id = event.as_object().if_contains("event_id");
-                item["id"] = id && id->is_string() ? std::string(id->get_string()) : where;
-                item["record"] = std::move(event);
-            }
-            if (emit(in, call, item) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
-        }
-        return emit(in, call, json::object{{"type", "checkpoint"},
-                                           {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
-                                           {"more", page.more}});
+            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", nullptr}, {"more", false}});
+        return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "event_id");
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -144,12 +116,12 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     auto* in = self(instance);
     try {
         auto event = json::parse(record_json).as_object();
-        if (auto* invalid = event.if_contains("_invalid")) return fail(in, call, CRMSYNC_STATUS_ERROR, std::string(invalid->as_string()));
+        if (int32_t rc; crmsync::support::map_invalid(in->host, call, event, rc)) return rc;
         auto op = event_operation(event, in->settings);
-        if (op) return emit(in, call, *op);
+        if (op) return emit(in->host, call, *op);
         return CRMSYNC_STATUS_OK;  // this action creates no Event
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 

@@ -1,9 +1,14 @@
 #include "rules.h"
 
+#include <crmsync/support/json_plugin.hpp>
+
 #include <map>
 #include <stdexcept>
 
 namespace helpdesk {
+
+using crmsync::support::text;
+
 namespace {
 
 const std::map<std::string, std::string>& channels() {
@@ -12,11 +17,6 @@ const std::map<std::string, std::string>& channels() {
         {"line", "LINE"},          {"r-messe", "R-Messe"},  {"yahoo", "Yahoo!"},           {"chatplus", "Chatplus"},
         {"chatwork", "Chatwork"},  {"instagram", "Instagram DM"}, {"messenger", "Messenger"}, {"chat_widget", "チャットウィジェット"}};
     return table;
-}
-
-std::string text(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
 }
 
 const json::object& object(const json::object& o, const char* key) {

@@ -3,6 +3,7 @@
 // calls by kind as Salesforce would (one per write call of up to 200, one per query page
 // of 2,000 rows, one per describe).
 #include <crmsync/plugin.h>
+#include <crmsync/support/json_plugin.hpp>
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -14,6 +15,10 @@
 #include "engine/engine.h"
 
 namespace {
+
+using crmsync::support::emit;
+using crmsync::support::fail;
+using crmsync::support::text;
 
 namespace json = boost::json;
 using mockcrm::CrmError;
@@ -43,16 +48,6 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 void report_usage(Instance* in, crmsync_call* call) {
     in->host->api_usage(call, in->engine->api_used_today(), in->engine->api_limit());
-}
-
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string text = json::serialize(v);
-    return in->host->emit(call, text.data(), text.size());
-}
-
-int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
-    in->host->fail(call, status, message.c_str());
-    return status;
 }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
@@ -100,14 +95,14 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     try {
         std::string id = in->engine->find_user_by_username(in->run_as);
         if (id.empty())
-            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: no active user " + in->run_as + " in the mock org");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: no active user " + in->run_as + " in the mock org");
         auto rows = in->engine->query("SELECT Id FROM User WHERE Id = '" + id + "' AND IsActive = true");
         if (rows.rows.empty())
-            return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: user " + in->run_as + " is inactive");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: user " + in->run_as + " is inactive");
         in->engine->set_running_user(id);
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -122,10 +117,10 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             // Salesforce pages query results at 2,000 rows; each further page is a call.
             for (size_t extra = 2000; extra < result.rows.size(); extra += 2000) in->engine->spend_api_call("read");
             report_usage(in, call);
-            if (result.count) return emit(in, call, json::object{{"type", "count"}, {"count", result.total}});
+            if (result.count) return emit(in->host, call, json::object{{"type", "count"}, {"count", result.total}});
             for (auto& row : result.rows) {
                 std::string id = row.contains("Id") && row["Id"].is_string() ? std::string(row["Id"].get_string()) : "";
-                int32_t rc = emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+                int32_t rc = emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
                 if (rc == CRMSYNC_STATUS_CANCELLED) return rc;
             }
             return CRMSYNC_STATUS_OK;
@@ -136,7 +131,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 auto d = in->engine->describe(std::string(object.as_string()));
                 d["type"] = "describe";
                 d["object"] = d["name"];
-                emit(in, call, d);
+                emit(in->host, call, d);
             }
             report_usage(in, call);
             return CRMSYNC_STATUS_OK;
@@ -144,7 +139,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type == "limits") {
             in->engine->spend_api_call("read");
             report_usage(in, call);
-            return emit(in, call, json::object{{"type", "limits"}, {"used", in->engine->api_used_today()},
+            return emit(in->host, call, json::object{{"type", "limits"}, {"used", in->engine->api_used_today()},
                                                {"limit", in->engine->api_limit()}});
         }
         if (type == "find") {
@@ -163,7 +158,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 if (!phones.empty()) in->engine->spend_api_call("read");
                 for (auto& row : in->engine->find(std::string(object.as_string()), emails, phones, country)) {
                     std::string id(row.at("Id").as_string());
-                    if (emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}}) == CRMSYNC_STATUS_CANCELLED)
+                    if (emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}}) == CRMSYNC_STATUS_CANCELLED)
                         return CRMSYNC_STATUS_CANCELLED;
                 }
             }
@@ -172,15 +167,15 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         }
         if (type == "whoami") {
             auto rows = in->engine->query("SELECT Id, Username, Email FROM User WHERE Id = '" + in->engine->running_user() + "'");
-            if (rows.rows.empty()) return fail(in, call, CRMSYNC_STATUS_AUTH_FAILED, "not authenticated");
-            return emit(in, call, json::object{{"type", "record"}, {"id", in->engine->running_user()}, {"record", rows.rows[0]}});
+            if (rows.rows.empty()) return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "not authenticated");
+            return emit(in->host, call, json::object{{"type", "record"}, {"id", in->engine->running_user()}, {"record", rows.rows[0]}});
         }
-        return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "mock-crm does not answer fetch type \"" + type + "\"");
+        return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "mock-crm does not answer fetch type \"" + type + "\"");
     } catch (const CrmError& e) {
         int32_t status = e.code == "REQUEST_LIMIT_EXCEEDED" ? CRMSYNC_STATUS_RATE_LIMITED : CRMSYNC_STATUS_ERROR;
-        return fail(in, call, status, e.code + ": " + e.what());
+        return fail(in->host, call, status, e.code + ": " + e.what());
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -211,7 +206,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         const auto& operations = batch.at("operations").as_array();
         bool bulk = batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool();
         if (operations.size() > 200 && !bulk)
-            return fail(in, call, CRMSYNC_STATUS_ERROR, "EXCEEDED_ID_LIMIT: record limit reached. cannot submit more than 200 records into this call");
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR, "EXCEEDED_ID_LIMIT: record limit reached. cannot submit more than 200 records into this call");
         in->engine->spend_api_call("write");
         std::vector<json::object> results;
         in->engine->transaction([&] {
@@ -243,18 +238,18 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             }
         });
         report_usage(in, call);
-        for (const auto& r : results) emit(in, call, r);
+        for (const auto& r : results) emit(in->host, call, r);
         return CRMSYNC_STATUS_OK;
     } catch (const CrmError& e) {
         int32_t status = e.code == "REQUEST_LIMIT_EXCEEDED" ? CRMSYNC_STATUS_RATE_LIMITED : CRMSYNC_STATUS_ERROR;
-        return fail(in, call, status, e.code + ": " + e.what());
+        return fail(in->host, call, status, e.code + ": " + e.what());
     } catch (const std::exception& e) {
         // A locked database file is transient: another process holds the write lock.
         std::string what = e.what();
         int32_t status = what.find("locked") != std::string::npos || what.find("busy") != std::string::npos
                              ? CRMSYNC_STATUS_RETRY
                              : CRMSYNC_STATUS_ERROR;
-        return fail(in, call, status, what);
+        return fail(in->host, call, status, what);
     }
 }
 

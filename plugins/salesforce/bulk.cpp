@@ -1,6 +1,8 @@
 // Bulk API 2.0 ingest for large groups of upserts: create a job, upload CSV, close it,
 // poll with backoff until it ends (however long that takes), then read which records
 // succeeded and which failed, matched back to their operations by the external id.
+#include <crmsync/support/json_plugin.hpp>
+
 #include <chrono>
 #include <map>
 #include <set>
@@ -10,12 +12,10 @@
 #include "csv.h"
 
 namespace salesforce {
-namespace {
 
-std::string str(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
-}
+using crmsync::support::text;
+
+namespace {
 
 std::string cell(const json::value& v) {
     if (v.is_null()) return "#N/A";  // Bulk API 2.0's way to clear a field
@@ -42,7 +42,7 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     std::string body = csv::row(columns);
     for (const auto& op : ops) {
         const auto& fields = op.at("fields").as_object();
-        std::vector<std::string> values{str(op.as_object(), "key")};
+        std::vector<std::string> values{text(op.as_object(), "key")};
         for (size_t c = 1; c < columns.size(); ++c) {
             auto* v = fields.if_contains(columns[c]);
             values.push_back(v ? cell(*v) : "");
@@ -54,7 +54,7 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
                               json::serialize(json::object{{"object", object}, {"externalIdFieldName", external},
                                                            {"contentType", "CSV"}, {"operation", "upsert"}, {"lineEnding", "LF"}}));
     if (job.status != CRMSYNC_STATUS_OK) return error = "creating the bulk job failed: " + job.message, job.status;
-    std::string id = str(job.body.as_object(), "id");
+    std::string id = text(job.body.as_object(), "id");
     auto upload = client.request(call, "PUT", "/jobs/ingest/" + id + "/batches", body, true, "text/csv");
     if (upload.status != CRMSYNC_STATUS_OK) return error = "uploading the bulk data failed: " + upload.message, upload.status;
     auto close = client.request(call, "PATCH", "/jobs/ingest/" + id, R"({"state":"UploadComplete"})");
@@ -66,10 +66,10 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     for (int64_t delay = 250;; delay = std::min<int64_t>(delay * 3 / 2, 5000)) {
         auto info = client.request(call, "GET", "/jobs/ingest/" + id);
         if (info.status == CRMSYNC_STATUS_OK) {
-            state = str(info.body.as_object(), "state");
+            state = text(info.body.as_object(), "state");
             if (state == "JobComplete") break;
             if (state == "Failed" || state == "Aborted")
-                return error = "bulk job " + id + " ended " + state + ": " + str(info.body.as_object(), "errorMessage"), CRMSYNC_STATUS_ERROR;
+                return error = "bulk job " + id + " ended " + state + ": " + text(info.body.as_object(), "errorMessage"), CRMSYNC_STATUS_ERROR;
         } else if (info.status != CRMSYNC_STATUS_RETRY) {
             return error = "polling bulk job " + id + " failed: " + info.message, info.status;
         }
@@ -110,7 +110,7 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
         }
     }
     for (const auto& op : ops) {
-        std::string key = str(op.as_object(), "key");
+        std::string key = text(op.as_object(), "key");
         auto it = by_key.find(key);
         results.push_back(it != by_key.end() ? it->second
                                              : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true));

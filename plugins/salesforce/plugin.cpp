@@ -3,6 +3,7 @@
 // Collections, 200 records a call, allOrNone false, upserting on the connection's
 // external-id field. See README.md for its config and credentials.
 #include <crmsync/plugin.h>
+#include <crmsync/support/json_plugin.hpp>
 
 #include <algorithm>
 #include <map>
@@ -12,6 +13,10 @@
 #include "client.h"
 
 namespace {
+
+using crmsync::support::emit;
+using crmsync::support::fail;
+using crmsync::support::text;
 
 using namespace salesforce;
 
@@ -42,34 +47,19 @@ constexpr size_t kMaxRequestBytes = 37'500'000;
 
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string t = json::serialize(v);
-    return in->host->emit(call, t.data(), t.size());
-}
-
-int32_t fail(Instance* in, crmsync_call* call, int32_t status, const std::string& message) {
-    in->host->fail(call, status, message.c_str());
-    return status;
-}
-
-std::string str(const json::object& o, const char* key) {
-    auto* v = o.if_contains(key);
-    return v && v->is_string() ? std::string(v->get_string()) : "";
-}
-
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     try {
         auto c = json::parse(config_json).as_object();
         Config config;
-        config.login_url = str(c, "login_url");
+        config.login_url = text(c, "login_url");
         while (!config.login_url.empty() && config.login_url.back() == '/') config.login_url.pop_back();
-        config.auth = str(c, "auth");
-        config.username = str(c, "username");
-        if (c.contains("api_version")) config.api_version = str(c, "api_version");
+        config.auth = text(c, "auth");
+        config.username = text(c, "username");
+        if (c.contains("api_version")) config.api_version = text(c, "api_version");
         if (auto* t = c.if_contains("timeout_ms")) config.timeout_ms = static_cast<uint32_t>(t->as_int64());
-        std::string environment = str(c, "environment");
+        std::string environment = text(c, "environment");
         bool sandbox = environment == "sandbox" || (environment.empty() && config.login_url.find("test.salesforce.com") != std::string::npos);
-        config.audience = c.contains("jwt_audience") ? str(c, "jwt_audience")
+        config.audience = c.contains("jwt_audience") ? text(c, "jwt_audience")
                                                      : sandbox ? "https://test.salesforce.com" : "https://login.salesforce.com";
         bool generic_login = config.login_url == "https://login.salesforce.com" || config.login_url == "https://test.salesforce.com";
         if (config.auth == "client_credentials" && generic_login) {
@@ -98,10 +88,10 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     auto* in = self(instance);
     try {
         auto c = json::parse(credentials_json).as_object();
-        Credentials credentials{str(c, "client_id"), str(c, "client_secret"), str(c, "private_key"), str(c, "refresh_token")};
+        Credentials credentials{text(c, "client_id"), text(c, "client_secret"), text(c, "private_key"), text(c, "refresh_token")};
         return in->client->authenticate(call, credentials);
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
     }
 }
 
@@ -111,7 +101,7 @@ int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const s
     std::string path = "/query?q=" + url_encode(soql);
     for (;;) {
         auto res = in->client->request(call, "GET", path);
-        if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "query failed: " + res.message);
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
         auto& body = res.body.as_object();
         for (auto& record : body.at("records").as_array())
             if (row(std::move(record.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
@@ -164,10 +154,10 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
         return out;
     };
     auto objects = strings("objects"), emails = strings("emails"), phones = strings("phones");
-    std::string country = str(request, "country_code");
+    std::string country = text(request, "country_code");
     auto emit_row = [&](json::object&& row) {
-        std::string id = str(row, "Id");
-        return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+        std::string id = text(row, "Id");
+        return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
     };
     // As many emails per query as keep the request URL within what Salesforce accepts
     // (16,384 bytes; we stay under 7,000 to leave room for proxies).
@@ -195,7 +185,7 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
         std::string terms;
         while (start < forms.size() && terms.size() < 3000) terms += (terms.empty() ? "" : " OR ") + forms[start++];
         auto res = in->client->request(call, "GET", "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
-        if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "phone search failed: " + res.message);
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "phone search failed: " + res.message);
         for (auto& row : res.body.as_object().at("searchRecords").as_array())
             if (emit_row(std::move(row.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
     }
@@ -206,7 +196,7 @@ const json::object* describe(Instance* in, crmsync_call* call, const std::string
     if (auto it = in->describes.find(object); it != in->describes.end()) return &it->second;
     auto res = in->client->request(call, "GET", "/sobjects/" + url_encode(object) + "/describe");
     if (res.status != CRMSYNC_STATUS_OK) {
-        status = fail(in, call, res.status, "describe " + object + " failed: " + res.message);
+        status = fail(in->host, call, res.status, "describe " + object + " failed: " + res.message);
         return nullptr;
     }
     return &(in->describes[object] = res.body.as_object());
@@ -216,19 +206,19 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
     auto* in = self(instance);
     try {
         auto request = json::parse(request_json).as_object();
-        std::string type = str(request, "type");
+        std::string type = text(request, "type");
         if (type == "query") {
-            std::string soql = str(request, "soql");
+            std::string soql = text(request, "soql");
             std::string head = soql.substr(0, 20);
             std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::toupper(c); });
             if (head.rfind("SELECT COUNT()", 0) == 0) {
                 auto res = in->client->request(call, "GET", "/query?q=" + url_encode(soql));
-                if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "query failed: " + res.message);
-                return emit(in, call, json::object{{"type", "count"}, {"count", res.body.as_object().at("totalSize")}});
+                if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
+                return emit(in->host, call, json::object{{"type", "count"}, {"count", res.body.as_object().at("totalSize")}});
             }
             return query(in, call, soql, [&](json::object&& row) {
-                std::string id = str(row, "Id");
-                return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+                std::string id = text(row, "Id");
+                return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
             });
         }
         if (type == "describe") {
@@ -239,27 +229,27 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 json::object item = *d;
                 item["type"] = "describe";
                 item["object"] = item["name"];
-                emit(in, call, item);
+                emit(in->host, call, item);
             }
             return CRMSYNC_STATUS_OK;
         }
         if (type == "find") return find(in, call, request);
         if (type == "limits") {
             auto res = in->client->request(call, "GET", "/limits");
-            if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, "limits failed: " + res.message);
+            if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "limits failed: " + res.message);
             const auto& daily = res.body.as_object().at("DailyApiRequests").as_object();
             int64_t max = daily.at("Max").to_number<int64_t>(), remaining = daily.at("Remaining").to_number<int64_t>();
-            return emit(in, call, json::object{{"type", "limits"}, {"used", max - remaining}, {"limit", max}});
+            return emit(in->host, call, json::object{{"type", "limits"}, {"used", max - remaining}, {"limit", max}});
         }
         if (type == "whoami") {
             std::string id = in->client->user_id();
             return query(in, call, "SELECT Id, Username, Email FROM User WHERE Id = '" + id + "'", [&](json::object&& row) {
-                return emit(in, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+                return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
             });
         }
-        return fail(in, call, CRMSYNC_STATUS_NOT_SUPPORTED, "salesforce does not answer fetch type \"" + type + "\"");
+        return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "salesforce does not answer fetch type \"" + type + "\"");
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
     }
 }
 
@@ -278,9 +268,9 @@ json::object result_of(const std::string& key, const json::object& r) {
     if (auto* list = r.if_contains("errors"); list && list->is_array())
         for (const auto& e : list->as_array()) {
             const auto& eo = e.as_object();
-            std::string code = str(eo, "statusCode");  // Collections say statusCode, not errorCode
+            std::string code = text(eo, "statusCode");  // Collections say statusCode, not errorCode
             retryable = retryable || code == "UNABLE_TO_LOCK_ROW";
-            errors.push_back(json::object{{"code", code}, {"message", str(eo, "message")},
+            errors.push_back(json::object{{"code", code}, {"message", text(eo, "message")},
                                           {"fields", eo.contains("fields") ? eo.at("fields") : json::array{}}});
         }
     out["errors"] = errors;
@@ -292,7 +282,7 @@ json::object result_of(const std::string& key, const json::object& r) {
 // through the Tooling API (the field's Metadata, with the value appended). A restricted
 // standard picklist can only be changed in Setup: the record fails saying so.
 json::object add_picklist_value(Instance* in, crmsync_call* call, const json::object& op) {
-    std::string key = str(op, "key"), object = str(op, "object"), field = str(op, "field"), value = str(op, "value");
+    std::string key = text(op, "key"), object = text(op, "object"), field = text(op, "field"), value = text(op, "value");
     auto refused = [&](const std::string& code, const std::string& message) {
         return json::object{{"key", key}, {"success", false},
                             {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{field}}}}}};
@@ -302,7 +292,7 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
     if (!d) return refused("DESCRIBE_FAILED", "could not describe " + object);
     const json::object* f = nullptr;
     for (const auto& candidate : d->at("fields").as_array())
-        if (str(candidate.as_object(), "name") == field) f = &candidate.as_object();
+        if (text(candidate.as_object(), "name") == field) f = &candidate.as_object();
     if (!f) return refused("INVALID_FIELD", object + "." + field + " does not exist");
     bool restricted = f->contains("restrictedPicklist") && f->at("restrictedPicklist").as_bool();
     if (!restricted) return json::object{{"key", key}, {"success", true}, {"id", ""}};
@@ -317,7 +307,7 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
     json::object metadata = records[0].at("Metadata").as_object();
     auto& values = metadata["valueSet"].as_object()["valueSetDefinition"].as_object()["value"].as_array();
     values.push_back(json::object{{"fullName", value}, {"label", value}, {"default", false}});
-    std::string id = str(records[0].as_object(), "Id");
+    std::string id = text(records[0].as_object(), "Id");
     auto patched = in->client->request(call, "PATCH", "/tooling/sobjects/CustomField/" + id, json::serialize(json::object{{"Metadata", metadata}}));
     if (patched.status != CRMSYNC_STATUS_OK)
         return refused("TOOLING_API_FAILED", "adding \"" + value + "\" to " + object + "." + field + " failed: " + patched.message);
@@ -329,15 +319,15 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
     auto* in = self(instance);
     try {
         auto batch = json::parse(batch_json).as_object();
-        std::string external = batch.contains("external_id_field") ? str(batch, "external_id_field") : "CrmSync_Key__c";
+        std::string external = batch.contains("external_id_field") ? text(batch, "external_id_field") : "CrmSync_Key__c";
         const auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
             // The host sends one object's plain upserts as a bulk batch.
             std::vector<json::object> results;
             std::string error;
-            int32_t rc = bulk_upsert(*in->client, in->host, call, str(ops[0].as_object(), "object"), external, ops, results, error);
-            if (rc != CRMSYNC_STATUS_OK) return fail(in, call, rc, error);
-            for (const auto& r : results) emit(in, call, r);
+            int32_t rc = bulk_upsert(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
+            if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
+            for (const auto& r : results) emit(in->host, call, r);
             return CRMSYNC_STATUS_OK;
         }
         std::vector<json::object> results(ops.size());
@@ -345,7 +335,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
         for (size_t i = 0; i < ops.size(); ++i) {
             const auto& op = ops[i].as_object();
-            groups[{str(op, "action"), str(op, "object")}].push_back(i);
+            groups[{text(op, "action"), text(op, "object")}].push_back(i);
         }
         for (const auto& [group, indexes] : groups) {
             const auto& [action, object] = group;
@@ -385,20 +375,20 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                 Response res = action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, json::serialize(body))
                                : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
                                                     : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
-                if (res.status != CRMSYNC_STATUS_OK) return fail(in, call, res.status, action + " " + object + " failed: " + res.message);
+                if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, action + " " + object + " failed: " + res.message);
                 const auto& answers = res.body.as_array();
                 for (size_t n = 0; n < slots.size(); ++n) {
-                    std::string key = str(ops[slots[n]].as_object(), "key");
+                    std::string key = text(ops[slots[n]].as_object(), "key");
                     results[slots[n]] = n < answers.size() ? result_of(key, answers[n].as_object())
                                                            : json::object{{"key", key}, {"success", false},
                                                                           {"errors", json::array{json::object{{"code", "NO_RESULT"}, {"message", "Salesforce returned no result"}}}}};
                 }
             }
         }
-        for (const auto& r : results) emit(in, call, r);
+        for (const auto& r : results) emit(in->host, call, r);
         return CRMSYNC_STATUS_OK;
     } catch (const std::exception& e) {
-        return fail(in, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR, std::string("salesforce: unexpected answer: ") + e.what());
     }
 }
 

@@ -1,0 +1,150 @@
+// crmsync/support/json_plugin.hpp — optional C++17 helpers for plugins written with
+// Boost.JSON: emitting items, failing a call, reading strings, calling HTTP through the
+// host, and answering a `records` request from a folder of JSON Lines exports. Not part of
+// the ABI: header-only, it only calls the host services of plugin.h. Include it after
+// <boost/json.hpp> is available to your target (link Boost::json).
+#ifndef CRMSYNC_SUPPORT_JSON_PLUGIN_HPP
+#define CRMSYNC_SUPPORT_JSON_PLUGIN_HPP
+
+#include <crmsync/plugin.h>
+#include <crmsync/support/jsonl_folder.hpp>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace crmsync::support {
+
+namespace json = boost::json;
+
+// Sends one item (a fetch item, an operation, a write result) to the host.
+inline int32_t emit(const crmsync_host_api* host, crmsync_call* call, const json::value& item) {
+    std::string text = json::serialize(item);
+    return host->emit(call, text.data(), text.size());
+}
+
+// Says why the call failed and returns `status`, for `return fail(...)`.
+inline int32_t fail(const crmsync_host_api* host, crmsync_call* call, int32_t status, const std::string& message) {
+    host->fail(call, status, message.c_str());
+    return status;
+}
+
+// The string at `key`, or "" when it is absent or not a string.
+inline std::string text(const json::object& o, std::string_view key) {
+    auto* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// Percent-encodes everything but RFC 3986's unreserved characters.
+inline std::string url_encode(std::string_view s) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+        else out += {'%', hex[c >> 4], hex[c & 15]};
+    }
+    return out;
+}
+
+// The value of one header in a response's "Name: value\r\n..." block, matched
+// case-insensitively; "" when absent.
+inline std::string header_value(const char* headers, std::string name) {
+    if (!headers) return "";
+    std::string all(headers), lower(all);
+    auto to_lower = [](unsigned char c) { return static_cast<char>(std::tolower(c)); };
+    std::transform(lower.begin(), lower.end(), lower.begin(), to_lower);
+    std::transform(name.begin(), name.end(), name.begin(), to_lower);
+    name += ':';
+    for (size_t at = lower.find(name); at != std::string::npos; at = lower.find(name, at + 1)) {
+        if (at != 0 && lower[at - 1] != '\n') continue;
+        size_t start = at + name.size(), end = all.find_first_of("\r\n", start);
+        std::string v = all.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        v.erase(0, std::min(v.size(), v.find_first_not_of(' ')));
+        return v;
+    }
+    return "";
+}
+
+// One request through the host's HTTP service. `rc` is the host's status (OK when any
+// answer arrived, whatever its HTTP status); the answer is copied out.
+struct HttpAnswer {
+    int32_t rc = CRMSYNC_STATUS_ERROR;
+    int status = 0;
+    std::string body;
+    std::string headers;
+};
+
+inline HttpAnswer http(const crmsync_host_api* host, crmsync_call* call, const char* method, const std::string& url,
+                       const std::vector<std::string>& headers, const std::string& body = "", bool idempotent = false,
+                       uint32_t timeout_ms = 0) {
+    std::vector<const char*> header_ptrs;
+    for (const auto& h : headers) header_ptrs.push_back(h.c_str());
+    crmsync_http_request req;
+    std::memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
+    req.method = method;
+    req.url = url.c_str();
+    req.headers = header_ptrs.empty() ? nullptr : header_ptrs.data();
+    req.header_count = static_cast<uint32_t>(header_ptrs.size());
+    req.body = body.empty() ? nullptr : body.data();
+    req.body_size = body.size();
+    req.timeout_ms = timeout_ms;
+    req.idempotent = idempotent ? 1 : 0;
+    crmsync_http_response res;
+    std::memset(&res, 0, sizeof res);
+    res.struct_size = sizeof res;
+    HttpAnswer answer;
+    answer.rc = host->http(call, &req, &res);
+    answer.status = res.status;
+    if (res.body) answer.body.assign(res.body, res.body_size);
+    if (res.headers) answer.headers = res.headers;
+    return answer;
+}
+
+// One export line as a `record` item. Its id is the line's `id_field` (file:line when it
+// has none); a line that is not a JSON object, or has no id, is still a record, carrying
+// {"_invalid": "<file>:<line>: ..."} so map() fails it alone, by name (see map_invalid).
+inline json::object jsonl_record_item(const JsonlLine& line, std::string_view id_field) {
+    std::string where = line.file + ":" + std::to_string(line.number);
+    json::error_code ec;
+    auto record = json::parse(line.text, ec);
+    if (ec || !record.is_object())
+        return {{"type", "record"}, {"id", where}, {"record", json::object{{"_invalid", where + ": not a JSON object"}}}};
+    auto& o = record.as_object();
+    auto* id = o.if_contains(id_field);
+    std::string record_id = !id || id->is_null() ? where : id->is_string() ? std::string(id->get_string()) : json::serialize(*id);
+    if (record_id.empty()) record_id = where;
+    if (record_id == where) o["_invalid"] = where + ": no \"" + std::string(id_field) + "\"";
+    return {{"type", "record"}, {"id", record_id}, {"record", std::move(record)}};
+}
+
+// Answers a `records` request from a folder of exports: at most `limit` record items after
+// the {"file", "line"} cursor, then the checkpoint.
+inline int32_t answer_jsonl_records(const crmsync_host_api* host, crmsync_call* call, const std::string& folder,
+                                    const json::object& request, std::string_view id_field) {
+    JsonlCursor after;
+    if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
+    auto page = read_jsonl_page(folder, after, static_cast<size_t>(request.at("limit").as_int64()));
+    for (const auto& line : page.lines)
+        if (int32_t rc = emit(host, call, jsonl_record_item(line, id_field)); rc != CRMSYNC_STATUS_OK) return rc;
+    return emit(host, call, json::object{{"type", "checkpoint"},
+                                         {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
+                                         {"more", page.more}});
+}
+
+// In map(): a record jsonl_record_item marked unreadable fails the call with its message.
+// Returns true when it did.
+inline bool map_invalid(const crmsync_host_api* host, crmsync_call* call, const json::object& record, int32_t& status) {
+    auto* invalid = record.if_contains("_invalid");
+    if (!invalid || !invalid->is_string()) return false;
+    status = fail(host, call, CRMSYNC_STATUS_ERROR, std::string(invalid->get_string()));
+    return true;
+}
+
+}  // namespace crmsync::support
+
+#endif

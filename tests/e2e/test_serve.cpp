@@ -160,8 +160,13 @@ TEST_CASE("serve: an accepted event lands in the CRM, and /metrics and /healthz 
     REQUIRE(accepted);
     CHECK(accepted->status == 202);
     CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'e1'") == 1; }));
+    // The CRM has the record before the run commits and finishes: wait for the run too.
     httplib::Client client("127.0.0.1", serve->port);
-    auto metrics = parse_prometheus(client.Get("/metrics")->body);
+    std::map<std::string, double> metrics;
+    CHECK(eventually([&] {
+        metrics = parse_prometheus(client.Get("/metrics")->body);
+        return metrics.count(R"(crmsync_run_duration_seconds_count{module="hooks"})") == 1;
+    }));
     CHECK(metrics.at(R"(crmsync_records_total{module="hooks",outcome="created"})") == 1);
     CHECK(metrics.at(R"(crmsync_inbox_depth{module="hooks"})") == 0);
     CHECK(metrics.count(R"(crmsync_run_duration_seconds_count{module="hooks"})") == 1);

@@ -59,22 +59,34 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             }
             return emit(in, call, json::object{{"type", "blob"}, {"data_base64", *data}});
         }
-        int64_t start = req.at("cursor").is_int64() ? req.at("cursor").as_int64() : 0;
-        int64_t limit = req.at("limit").as_int64(), n = 0, emitted = 0;
+        // The cursor is the byte offset after the last line emitted: a page costs its own lines.
+        int64_t offset = req.at("cursor").is_int64() ? req.at("cursor").as_int64() : 0;
+        int64_t limit = req.at("limit").as_int64(), emitted = 0;
         std::ifstream file(std::string(in->config.at("file").as_string()));
+        file.seekg(offset);
         std::string line;
         bool more = false;
-        while (std::getline(file, line)) {
-            if (line.empty() || n++ < start) continue;
+        for (std::streampos before = file.tellg(); std::getline(file, line); before = file.tellg()) {
+            if (line.empty()) {
+                offset = file.tellg();
+                continue;
+            }
             if (emitted == limit) {
                 more = true;
+                offset = before;
                 break;
             }
             auto rec = json::parse(line).as_object();
             emit(in, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
             ++emitted;
+            offset = file.tellg();
         }
-        return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", start + emitted}, {"more", more}});
+        if (!more) {
+            file.clear();
+            file.seekg(0, std::ios::end);
+            offset = file.tellg();
+        }
+        return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", offset}, {"more", more}});
     } catch (const std::exception& e) {
         in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
         return CRMSYNC_STATUS_ERROR;

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
             dup2(out[1], STDOUT_FILENO);
             std::string db = home / "sf.db", schema = home / "schema.json", seed_file = home / "seed.json";
             execl(CRMSYNC_EMULATOR_BIN, CRMSYNC_EMULATOR_BIN, "--database", db.c_str(), "--schema", schema.c_str(), "--seed",
-                  seed_file.c_str(), "--daily-limit", "10000000", static_cast<char*>(nullptr));
+                  seed_file.c_str(), "--daily-limit", "10000000", "--bulk-polls", "0", static_cast<char*>(nullptr));
             _exit(127);
         }
         close(out[1]);

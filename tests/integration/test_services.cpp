@@ -108,6 +108,17 @@ TEST_CASE("related: one matching contact becomes the Who") {
     CHECK(e.at("EventWhoIds").as_array().size() == 1);
 }
 
+TEST_CASE("related: an update sends the whole list, so a contact no longer matched is no longer related") {
+    Org org(contacts_seed(2, "shared@customer.jp"));
+    org.run({event_record("k", kRelated)});
+    CHECK(org.event("k").at("EventWhoIds").as_array().size() == 2);
+    // The source now names one contact's address only (the other one changed theirs).
+    org.crm().update("Contact", org.id_of("SELECT Id FROM Contact WHERE LastName = 'C1'"), json::object{{"Email", "moved@customer.jp"}});
+    org.run({event_record("k", R"(, "related": {"emails": ["shared@customer.jp", "x@y.jp"], "prefer": ["Contact"]})")});
+    auto e = org.event("k");
+    CHECK(e.at("EventWhoIds") == json::array{org.jid("SELECT Id FROM Contact WHERE LastName = 'C0'")});
+}
+
 TEST_CASE("related: 50 matching contacts are all related") {
     Org org(contacts_seed(50, "shared@customer.jp"));
     org.run({event_record("k50", kRelated)});

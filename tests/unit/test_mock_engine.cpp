@@ -115,6 +115,21 @@ TEST_CASE("mock-crm: Shared Activities relate up to 50 contacts, or one lead alo
     CHECK(mixed.errors.at(0).code == "FIELD_INTEGRITY_EXCEPTION");
 }
 
+TEST_CASE("mock-crm: WhoId alone relates its record and, on an update, replaces only the primary relation") {
+    Org org;
+    auto a = org.contact("A"), b = org.contact("B"), c = org.contact("C");
+    auto created = org.engine.create("Event", json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"},
+                                                           {"DurationInMinutes", 5}, {"WhoId", a}});
+    REQUIRE(created.success);
+    auto whos = [&] { return org.engine.query("SELECT WhoId, EventWhoIds FROM Event").rows.at(0); };
+    CHECK(whos().at("EventWhoIds") == json::array{json::value(a)});
+    REQUIRE(org.engine.update("Event", created.id, json::object{{"EventWhoIds", json::array{a, b}}}).success);
+    REQUIRE(org.engine.update("Event", created.id, json::object{{"WhoId", c}}).success);
+    auto after = whos();
+    CHECK(after.at("WhoId") == json::value(c));
+    CHECK(after.at("EventWhoIds") == json::array{json::value(c), json::value(b)});
+}
+
 TEST_CASE("mock-crm: integration-licence users are limited by the licence count") {
     Org org;  // one Salesforce Integration licence
     auto profile = org.engine.query("SELECT Id FROM Profile WHERE Name = 'Minimum Access - API Only Integrations'").rows.at(0);

@@ -462,7 +462,9 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
         auto object = find_text(p.op, "object");
         auto& fields = fields_of(p);
         fields["WhoId"] = who.front();
-        if (object == "Event" || object == "Task") {
+        // A new record with one Who needs nothing more (and stays plain enough for bulk
+        // loading); an update sends the whole list so relations gone at the source go.
+        if ((object == "Event" || object == "Task") && (who.size() > 1 || p.known)) {
             json::array ids;
             for (const auto& id : who) ids.emplace_back(id);
             fields[object + "WhoIds"] = ids;

@@ -140,6 +140,7 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
 
     // The record as it will be: stored values under the new ones, for the rules that span fields.
     std::map<std::string, SqlValue> merged;
+    std::string previous_who;  // an update's WhoId before it
     if (!creating) {
         auto current_handle = statement("SELECT * FROM " + q(obj.name) + " WHERE \"Id\" = ?");
         auto& current = *current_handle;
@@ -153,6 +154,7 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
             else if (c.getType() == SQLite::FLOAT) merged[n] = c.getDouble();
             else merged[n] = c.getString();
         }
+        if (merged.count("WhoId") && std::holds_alternative<std::string>(merged["WhoId"])) previous_who = std::get<std::string>(merged["WhoId"]);
     } else {
         for (const auto& f : obj.fields) {
             if (values.count(f.name) || f.type == "junctionidlist") continue;
@@ -339,6 +341,22 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
             ins.bind(3, ++seq);
             ins.exec();
             ins.reset();
+        }
+    } else if (values.count("WhoId") && (obj.name == "Task" || obj.name == "Event")) {
+        // WhoId alone, as in Salesforce: the primary relation is replaced, the others stay.
+        std::string who = std::holds_alternative<std::string>(values["WhoId"]) ? std::get<std::string>(values["WhoId"]) : "";
+        auto del_handle = statement("DELETE FROM _who_relation WHERE ActivityId = ? AND RelationId IN (?, ?)");
+        auto& del = *del_handle;
+        del.bind(1, result.id);
+        del.bind(2, previous_who);
+        del.bind(3, who);
+        del.exec();
+        if (!who.empty()) {
+            auto ins_handle = statement("INSERT INTO _who_relation(ActivityId, RelationId, Seq) VALUES (?, ?, 0)");
+            auto& ins = *ins_handle;
+            ins.bind(1, result.id);
+            ins.bind(2, who);
+            ins.exec();
         }
     }
     db_.exec("RELEASE save_record");

@@ -29,9 +29,11 @@ int main(int argc, char** argv) {
         else if (flag == "--seed") settings.seed = boost::json::parse(read(argv[i + 1])).as_object();
         else if (flag == "--jwt-public-key") settings.jwt_public_key_pem = read(argv[i + 1]);
         else if (flag == "--daily-limit") settings.daily_api_limit = std::atoll(argv[i + 1]);
+        else if (flag == "--bulk-polls") settings.bulk_polls_before_complete = std::atoi(argv[i + 1]);
     }
     if (settings.database.empty()) {
-        std::fprintf(stderr, "usage: salesforce-emulator --database FILE [--schema FILE] [--seed FILE] [--jwt-public-key FILE]\n");
+        std::fprintf(stderr, "usage: salesforce-emulator --database FILE [--schema FILE] [--seed FILE] [--jwt-public-key FILE]\n"
+                             "       [--daily-limit N] [--bulk-polls N (a bulk job answers InProgress N times first; default 2)]\n");
         return 2;
     }
     sfemu::Emulator emulator(settings);

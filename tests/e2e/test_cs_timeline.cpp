@@ -1,6 +1,8 @@
 // cs-timeline as an operator runs it: the crmsync executable reads the fake timeline API
 // and writes through the real salesforce plugin to the Salesforce emulator, both on
 // 127.0.0.1. The fixture (tests/fakes/timeline) holds every case the sync rules name.
+#include <openssl/evp.h>
+
 #include <catch2/catch.hpp>
 
 #include "emulator.h"
@@ -295,4 +297,25 @@ TEST_CASE("cs-timeline: the demo's manifests and export folder sync into mock-cr
     auto again = crmsync({"run", "cs-timeline", "--full"});
     CHECK_THAT(again.out, Catch::Contains("created 0, updated 0, unchanged 4"));
     CHECK(std::count(written_back.begin(), written_back.end(), '\n') == 3);
+}
+
+TEST_CASE("cs-timeline: a file of several megabytes arrives byte for byte") {
+    Timeline t;
+    t.module(kTaskConfig);
+    std::string bytes(3 * 1024 * 1024 + 7, '\0');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 7919) % 251);
+    t.api.put_attachment("att-big", bytes);
+    auto activity = t.api.activity("act-104");
+    activity["attachments"] = json::array{json::object{{"id", "att-big"}, {"name", "price-list.bin"},
+                                                       {"size", static_cast<int64_t>(bytes.size())}, {"added_at", "2026-11-15T02:00:00Z"}}};
+    t.api.put_activity(activity);
+    auto run = t.crmsync({"run", "cs-timeline"});
+    INFO(run.out << run.err);
+    auto files = t.rows("SELECT ContentSize, VersionData FROM ContentVersion WHERE PathOnClient = 'price-list.bin'");
+    REQUIRE(files.size() == 1);
+    CHECK(files[0].at("ContentSize") == static_cast<int64_t>(bytes.size()));
+    std::string expected(4 * ((bytes.size() + 2) / 3), '\0');
+    expected.resize(static_cast<size_t>(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(expected.data()),
+                                                        reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()))));
+    CHECK(text(files[0], "VersionData") == expected);
 }

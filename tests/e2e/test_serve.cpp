@@ -243,3 +243,23 @@ TEST_CASE("serve: helpdesk-tickets events arriving by webhook land as Events, an
     CHECK(home.events("SELECT COUNT() FROM Event") == 1);
     CHECK(serve->terminate() == 0);
 }
+
+TEST_CASE("serve: a cs-timeline activity posted in realtime lands as a Task with its file, and its id is written back") {
+    Home home;
+    write_file(home.dir / "timeline/files/notes.txt", "meeting notes");
+    write_file(home.dir / "manifests/timeline.json",
+               R"({"module": "timeline", "plugin": {"id": "cs-timeline"}, "crm": "mock", "schedule": "realtime",
+                   "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}},
+                   "config": {"sync_to": "Task", "status": "Completed", "priority": "Normal", "activity_types": ["Meeting"],
+                              "sync_attachments": {"since": "2026-11-01T00:00:00Z"},
+                              "folder": ")" + (home.dir / "timeline") + R"(", "writeback_file": ")" + (home.dir / "ids.jsonl") + R"("}})");
+    auto serve = home.serve();
+    std::string activity = R"({"id": "rt-1", "type": "Meeting", "subject": "Realtime kick-off", "activity_date": "2026-11-20T10:00:00+09:00",
+        "author": {"email": "admin@crmsync.mock"}, "modified_at": "2026-11-20T01:30:00Z",
+        "attachments": [{"id": "f1", "name": "notes.txt", "size": 13, "added_at": "2026-11-20T01:00:00Z", "path": "files/notes.txt"}]})";
+    REQUIRE(post(serve->port, "timeline", activity)->status == 202);
+    CHECK(eventually([&] { return home.inbox_depth() == 0 && home.events("SELECT COUNT() FROM ContentVersion") == 1; }));
+    CHECK(home.events("SELECT COUNT() FROM Task WHERE Subject = 'Realtime kick-off' AND Status = 'Completed'") == 1);
+    CHECK(eventually([&] { return testing::read_file(home.dir / "ids.jsonl").find(R"("activity_id":"rt-1","object":"Task")") != std::string::npos; }));
+    CHECK(serve->terminate() == 0);
+}

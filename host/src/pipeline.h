@@ -106,7 +106,9 @@ private:
     // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
     void resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& batch);
     // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
-    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts);
+    // Nothing when the file could not be had: the operation failed (the file's fault), or
+    // `outcome` says why the run must stop (cancelled, refused, unreachable).
+    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts, Outcome& outcome);
 
     StateStore& store_;
     ModuleBinding b_;

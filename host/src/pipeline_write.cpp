@@ -38,7 +38,7 @@ void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchComm
     }
 }
 
-std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts) {
+std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, Outcome& outcome) {
     json::object op = p.op;
     const json::object* blobs = find_object(p.op, "blobs");
     if (!blobs) return op;
@@ -47,7 +47,7 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
         std::string data;
         int items = 0;
         json::object request{{"type", "blob"}, {"ref", ref}, {"field", field}};
-        auto outcome = with_retry(
+        outcome = with_retry(
             b_.source, b_.module.credentials,
             [&] {
                 data.clear();
@@ -61,6 +61,8 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
                 });
             },
             counts);
+        if (!outcome.ok() && outcome.status != CRMSYNC_STATUS_ERROR && outcome.status != CRMSYNC_STATUS_NOT_SUPPORTED)
+            return std::nullopt;  // not this file's fault (stopped, refused, unreachable): the caller stops the run
         if (!outcome.ok() || items != 1) {
             p.fail("BLOB_UNAVAILABLE", std::string(field) + ": the source could not provide " + json::serialize(ref) + ": " +
                                            (outcome.ok() ? "it answered no blob item" : outcome.message),
@@ -110,8 +112,20 @@ void Pipeline::write_operations(const std::vector<PendingOperation*>& ops, Batch
         for (int attempt = 0; !chunk.empty(); ++attempt) {
             json::array operations;
             for (auto* p : chunk) {
-                auto op = with_blobs(*p, batch.counts);
-                if (op) operations.push_back(std::move(*op));
+                Outcome fetched;
+                auto op = with_blobs(*p, batch.counts, fetched);
+                if (op) {
+                    operations.push_back(std::move(*op));
+                } else if (!p->error_code) {
+                    // The source could not give a file for reasons of its own: stop before this
+                    // batch, so the next run tries the file again.
+                    state.stop = true;
+                    bool stopped = fetched.status == CRMSYNC_STATUS_CANCELLED || fetched.status == CRMSYNC_STATUS_RATE_LIMITED;
+                    state.stop_status = stopped ? "stopped" : "failed";
+                    state.stop_message = "reading a file from the source stopped: " + fetched.message + " (the next run resumes before this batch)";
+                    state.unreachable = !stopped;
+                    return;
+                }
             }
             std::erase_if(chunk, [](PendingOperation* p) { return p->error_code.has_value(); });
             if (chunk.empty()) break;

@@ -319,3 +319,24 @@ TEST_CASE("cs-timeline: a file of several megabytes arrives byte for byte") {
                                                         reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()))));
     CHECK(text(files[0], "VersionData") == expected);
 }
+
+TEST_CASE("cs-timeline: when the timeline cannot serve a file the run stops before that batch, and the next run lands it") {
+    Timeline t;
+    t.module(kTaskConfig);
+    t.api.fail_downloads(true);
+    auto run = t.crmsync({"run", "cs-timeline"});
+    INFO(run.out << run.err);
+    CHECK(run.status == 3);
+    CHECK_THAT(run.out + run.err, Catch::Contains("reading a file from the source stopped") && Catch::Contains("503"));
+    CHECK(t.rows("SELECT Id FROM ContentVersion").empty());
+    auto errors = t.crmsync({"errors", "cs-timeline", "--format", "csv"});
+    CHECK_THAT(errors.out, !Catch::Contains("act-101"));  // not the record's fault: nothing in the error log
+
+    t.api.fail_downloads(false);
+    auto again = t.crmsync({"run", "cs-timeline"});
+    INFO(again.out << again.err);
+    auto files = t.rows("SELECT FirstPublishLocationId FROM ContentVersion");
+    REQUIRE(files.size() == 1);
+    CHECK(text(files[0], "FirstPublishLocationId") == t.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 'cs-timeline:act-101'"));
+    CHECK(t.rows("SELECT Id FROM Task").size() == 3);
+}

@@ -47,6 +47,11 @@ FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(acces
     });
     server_->Get(R"(/v1/ant/timeline/attachments/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
+        if (fail_downloads_) {
+            res.status = 503;
+            res.set_content(R"({"result": false, "errorCode": "GS_0503", "errorDesc": "File service unavailable"})", "application/json");
+            return;
+        }
         auto it = attachments_.find(req.matches[1]);
         if (it == attachments_.end()) {
             res.status = 404;
@@ -140,6 +145,11 @@ void FakeTimeline::load_fixture(const std::string& account_id) {
         "activity_date": "2026-11-16T10:00:00Z", "duration_minutes": 30, "author": {"email": "cs.manager@example.com"},
         "company": {"id": "comp-9", "name": "Gone Inc", "crm_account_id": "001000000009999AAA"},
         "modified_at": "2026-11-16T10:30:00.000Z"})").as_object());
+}
+
+void FakeTimeline::fail_downloads(bool on) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fail_downloads_ = on;
 }
 
 void FakeTimeline::throttle(int requests) {

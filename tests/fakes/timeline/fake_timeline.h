@@ -37,6 +37,8 @@ public:
     static constexpr const char* kSwitchedOn = "2026-11-10T00:00:00Z";  // sync_attachments.since for the fixture
 
     void throttle(int requests);
+    // While on, attachment downloads answer 503 (the file store is down).
+    void fail_downloads(bool on);
     // {"id": activity id, "field": salesforceTaskId|salesforceEventId, "value": CRM id}, in order.
     std::vector<boost::json::object> writebacks();
     boost::json::object activity(const std::string& id);
@@ -53,6 +55,7 @@ private:
     std::map<std::string, std::string> attachments_;
     std::vector<boost::json::object> writebacks_;
     int throttle_ = 0, requests_ = 0, throttled_ = 0;
+    bool fail_downloads_ = false;
 };
 
 }  // namespace fakes

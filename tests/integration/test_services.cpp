@@ -54,7 +54,8 @@ struct Org {
         mockcrm::EngineOptions o;
         o.database = home / "var/crm.db";
         o.schema = json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}},
-                                   "Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+                                   "Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}},
+                                   "ContentVersion": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
         return mockcrm::Engine(o);
     }
     json::object event(const std::string& key) {
@@ -385,4 +386,17 @@ TEST_CASE("refs and blobs: a file lands on the Task written before it, its conte
     auto three = org.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 't3'");
     CHECK(org.crm().query("SELECT Id FROM ContentVersion WHERE FirstPublishLocationId = '" + three + "'").rows.size() == 1);
     CHECK(org.crm().query("SELECT Id FROM ContentVersion").rows.size() == 2);
+
+    // A renamed file updates its title; its content, name on disk and first home are
+    // create-only, so the update leaves them out and never asks the source for the content.
+    std::string renamed = records;
+    renamed.replace(renamed.find(R"("Title": "notes.txt")"), std::string(R"("Title": "notes.txt")").size(), R"("Title": "minutes.txt")");
+    auto third = org.run({renamed}, "", "{}", R"(, "blobs": {"gone": "aGk="})");
+    CHECK(third.counts.updated == 1);
+    CHECK(third.counts.failed == 1);  // act-2's parent still does not exist
+    auto file = org.crm().query("SELECT Title, ContentSize, FirstPublishLocationId FROM ContentVersion WHERE CrmSync_Key__c = 't1:f1'").rows;
+    REQUIRE(file.size() == 1);
+    CHECK(file[0].at("Title") == "minutes.txt");
+    CHECK(file[0].at("ContentSize") == 5);
+    CHECK(file[0].at("FirstPublishLocationId") == json::value(task));
 }

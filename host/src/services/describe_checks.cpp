@@ -45,6 +45,26 @@ std::optional<std::string> type_problem(const std::string& t, const json::value&
     return std::nullopt;
 }
 
+// An update cannot change create-only fields (a File's content, its name on disk, where it
+// was first published): they were set when the record was created, so an update leaves them
+// out instead of having the CRM refuse it.
+void drop_create_only(PendingOperation& p, const std::map<std::string, json::object>& describe) {
+    auto create_only = [&](std::string_view name) {
+        auto it = describe.find(std::string(name));
+        return it != describe.end() && find_bool(it->second, "createable").value_or(true) &&
+               !find_bool(it->second, "updateable").value_or(true);
+    };
+    for (const char* member : {"fields", "refs", "blobs"}) {
+        auto* o = p.op.if_contains(member);
+        if (!o || !o->is_object()) continue;
+        std::vector<std::string> drop;
+        for (const auto& [name, value] : o->get_object())
+            if (create_only(name)) drop.emplace_back(name);
+        for (const auto& name : drop) o->get_object().erase(name);
+        if (o->get_object().empty() && std::string_view(member) != "fields") p.op.erase(member);
+    }
+}
+
 }  // namespace
 
 void Services::load_describes(const std::set<std::string>& objects) {
@@ -102,6 +122,7 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
             continue;
         }
         auto& fields = p.op.at("fields").as_object();
+        if (p.known || find_text(p.op, "action") == "update") drop_create_only(p, d.fields);
         const json::object* picklists = find_object(p.op, "picklists");
         for (auto& [name_view, value] : fields) {
             std::string name(name_view);

@@ -107,10 +107,10 @@ const char* standard_objects_json() {
   }},
   "ContentVersion": {"prefix": "068", "fields": {
     "Title": {"type": "string", "length": 255, "required": true},
-    "PathOnClient": {"type": "string", "length": 500, "required": true},
-    "VersionData": {"type": "base64", "required": true},
+    "PathOnClient": {"type": "string", "length": 500, "required": true, "update": false},
+    "VersionData": {"type": "base64", "required": true, "update": false},
     "ContentSize": {"type": "int", "create": false, "update": false},
-    "FirstPublishLocationId": {"type": "reference", "to": ["Account", "Contact", "Lead", "Opportunity", "Task", "Event", "User"], "rel": "FirstPublishLocation"}
+    "FirstPublishLocationId": {"type": "reference", "to": ["Account", "Contact", "Lead", "Opportunity", "Task", "Event", "User"], "rel": "FirstPublishLocation", "update": false}
   }}
 })json";
 }

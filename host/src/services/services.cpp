@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 namespace crmsync {
 namespace {
@@ -28,7 +29,21 @@ std::string soql_list(const std::vector<std::string>& values) {
     return "(" + out + ")";
 }
 
+// Values in the order first seen, each once: the keys a batch looks up.
+struct Distinct {
+    std::vector<std::string> values;
+    std::set<std::string> seen;
+    void add(const std::string& v) {
+        if (seen.insert(v).second) values.push_back(v);
+    }
+};
 
+// Calls `fn` with each run of at most kKeysPerQuery values, one query's worth.
+void for_each_chunk(const std::vector<std::string>& values, const std::function<void(const std::vector<std::string>&)>& fn) {
+    for (size_t start = 0; start < values.size(); start += kKeysPerQuery)
+        fn(std::vector<std::string>(values.begin() + static_cast<long>(start),
+                                    values.begin() + static_cast<long>(std::min(values.size(), start + kKeysPerQuery))));
+}
 
 // at(), not operator[]: operator[] may grow the object and invalidate pointers into it.
 json::object& fields_of(PendingOperation& p) { return p.op.at("fields").as_object(); }
@@ -113,8 +128,8 @@ void Services::resolve(std::vector<PendingOperation>& ops, RunCounts& counts, st
 void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
     if (mappings_.empty()) return;
     for (auto& p : ops) {
-        if (p.error_code) continue;
-        auto applied = apply_mappings(mappings_, p.record, p.op);
+        if (p.error_code || !p.record) continue;
+        auto applied = apply_mappings(mappings_, *p.record, p.op);
         if (!applied) p.fail("MAPPING_FAILED", applied.message());
     }
 }
@@ -168,23 +183,24 @@ void Services::resolve_match(std::vector<PendingOperation>& ops, RunCounts& coun
         std::sort(values.begin(), values.end());
         values.erase(std::unique(values.begin(), values.end()), values.end());
         std::map<std::string, std::vector<std::string>> ids;  // lower-case value -> ids
-        for (size_t start = 0; start < values.size(); start += kKeysPerQuery) {
-            std::vector<std::string> chunk(values.begin() + static_cast<long>(start),
-                                           values.begin() + static_cast<long>(std::min(values.size(), start + kKeysPerQuery)));
+        bool failed = false;
+        for_each_chunk(values, [&](const std::vector<std::string>& chunk) {
+            if (failed) return;
             std::vector<json::object> rows;
             auto outcome = query("SELECT Id, " + target.second + " FROM " + target.first + " WHERE " + target.second + " IN " +
                                      soql_list(chunk),
                                  rows);
             if (!outcome.ok()) {
+                failed = true;
                 for (auto& p : ops)
                     if (auto* m = find_object(p.op, "match"); m && find_text(p.op, "object") == target.first)
                         p.fail("MATCH_FAILED", "looking up " + target.first + "." + target.second + " failed: " + outcome.message);
-                break;
+                return;
             }
             for (const auto& r : rows)
                 if (auto* v = r.if_contains(target.second); v && !v->is_null())
                     ids[lower(scalar_text(*v))].push_back(find_text(r, "Id"));
-        }
+        });
         for (auto& p : ops) {
             auto* m = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "match");
             if (!m || find_text(p.op, "object") != target.first || find_text(*m, "field") != target.second) continue;
@@ -266,31 +282,28 @@ std::string Services::create_integration_user(const std::string& email, std::str
 }
 
 void Services::resolve_owner(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log) {
-    std::vector<std::string> unknown;
+    Distinct unknown;
     for (auto& p : ops) {
         auto* owner = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "owner");
         if (!owner) continue;
         auto email = lower(find_text(*owner, "email"));
-        if (email.empty()) continue;
-        if (!owners_.count(email) && std::find(unknown.begin(), unknown.end(), email) == unknown.end()) unknown.push_back(email);
+        if (!email.empty() && !owners_.count(email)) unknown.add(email);
     }
-    for (size_t start = 0; start < unknown.size(); start += kKeysPerQuery) {
-        std::vector<std::string> chunk(unknown.begin() + static_cast<long>(start),
-                                       unknown.begin() + static_cast<long>(std::min(unknown.size(), start + kKeysPerQuery)));
+    for_each_chunk(unknown.values, [&](const std::vector<std::string>& chunk) {
         std::vector<json::object> rows;
         auto outcome = query("SELECT Id, Email FROM User WHERE IsActive = true AND Email IN " + soql_list(chunk) +
                                  " ORDER BY CreatedDate ASC",
                              rows);
         if (!outcome.ok()) {
             log.push_back({0, "error", "user lookup failed: " + outcome.message});
-            continue;
+            return;
         }
         for (const auto& email : chunk) owners_.emplace(email, "");
         for (const auto& r : rows) {
             auto& slot = owners_[lower(find_text(r, "Email"))];
             if (slot.empty()) slot = find_text(r, "Id");
         }
-    }
+    });
     for (auto& p : ops) {
         auto* owner = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "owner");
         if (!owner) continue;
@@ -359,23 +372,25 @@ std::string Services::normalize_phone(std::string_view phone) const {
 }
 
 void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& counts) {
-    std::vector<std::string> emails, phones;
-    auto want = [&](std::vector<std::string>& list, const std::string& key, const std::string& value) {
-        if (!keys_looked_up_.count(key) && std::find(list.begin(), list.end(), value) == list.end()) list.push_back(value);
+    Distinct email_set, phone_set;
+    auto want = [&](Distinct& list, const std::string& key, const std::string& value) {
+        if (!keys_looked_up_.count(key)) list.add(value);
     };
     for (auto& p : ops) {
         auto* rel = p.error_code || !p.skip_reason.empty() ? nullptr : find_object(p.op, "related");
         if (!rel) continue;
         if (auto* list = find_array(*rel, "emails"))
             for (const auto& e : *list)
-                if (e.is_string() && !e.get_string().empty()) want(emails, "e:" + lower(std::string(e.get_string())), lower(std::string(e.get_string())));
+                if (e.is_string() && !e.get_string().empty()) want(email_set, "e:" + lower(std::string(e.get_string())), lower(std::string(e.get_string())));
         if (auto* list = find_array(*rel, "phones"))
             for (const auto& ph : *list)
                 if (ph.is_string()) {
                     auto n = normalize_phone(ph.get_string());
-                    if (n.size() >= 6) want(phones, "p:" + n, std::string(ph.get_string()));
+                    if (n.size() >= 6) want(phone_set, "p:" + n, std::string(ph.get_string()));
                 }
     }
+    const auto& emails = email_set.values;
+    const auto& phones = phone_set.values;
     for (size_t start = 0; start < std::max(emails.size(), phones.size()); start += kKeysPerQuery) {
         json::array e, ph;
         for (size_t i = start; i < std::min(emails.size(), start + kKeysPerQuery); ++i) e.emplace_back(emails[i]);
@@ -473,19 +488,16 @@ void Services::resolve_related(std::vector<PendingOperation>& ops, RunCounts& co
             want_opportunity.emplace_back(&p, who.front());
     }
     if (want_opportunity.empty()) return;
-    std::vector<std::string> contacts;
-    for (const auto& [p, c] : want_opportunity)
-        if (std::find(contacts.begin(), contacts.end(), c) == contacts.end()) contacts.push_back(c);
+    Distinct contacts;
+    for (const auto& [p, c] : want_opportunity) contacts.add(c);
     std::map<std::string, std::string> opportunity_of;
-    for (size_t start = 0; start < contacts.size(); start += kKeysPerQuery) {
-        std::vector<std::string> chunk(contacts.begin() + static_cast<long>(start),
-                                       contacts.begin() + static_cast<long>(std::min(contacts.size(), start + kKeysPerQuery)));
+    for_each_chunk(contacts.values, [&](const std::vector<std::string>& chunk) {
         std::vector<json::object> rows;
         query("SELECT ContactId, OpportunityId FROM OpportunityContactRole WHERE Opportunity.IsClosed = false AND ContactId IN " +
                   soql_list(chunk) + " ORDER BY Opportunity.LastModifiedDate DESC",
               rows);
         for (const auto& r : rows) opportunity_of.emplace(find_text(r, "ContactId"), find_text(r, "OpportunityId"));
-    }
+    });
     for (const auto& [p, contact] : want_opportunity)
         if (auto it = opportunity_of.find(contact); it != opportunity_of.end()) fields_of(*p)["WhatId"] = it->second;
 }

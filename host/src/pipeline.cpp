@@ -321,7 +321,7 @@ RunReport Pipeline::run(const RunOptions& options) {
                 PendingOperation p;
                 p.op = std::move(m.as_object());
                 p.source_id = find_string(p.op, "source_id").value_or(r.id);
-                p.record = r.record;
+                p.record = &r.record;
                 if (auto problem = operation_problem(p.op)) {
                     p.error_code = "INVALID_OPERATION";
                     p.error_message = *problem + " (a bug in plugin " + b_.source.plugin().id() + ")";

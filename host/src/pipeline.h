@@ -48,7 +48,7 @@ struct RunReport {
 // A resolved operation on its way to the CRM.
 struct PendingOperation {
     json::object op;
-    json::value record;        // the source record it was mapped from (for field mappings)
+    const json::value* record = nullptr;  // the source record it was mapped from (for field mappings), owned by the batch
     std::string skip_reason;   // set when a service decides there is nothing to write (e.g. no match)
     std::string source_id;
     std::string hash;

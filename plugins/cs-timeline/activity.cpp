@@ -1,6 +1,7 @@
 #include "activity.h"
 
 #include <crmsync/support/json_plugin.hpp>
+#include <crmsync/support/text.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 namespace cstimeline {
 using crmsync::support::text;
+using crmsync::support::utf8_prefix;
 
 namespace {
 
@@ -22,14 +24,6 @@ const json::array& array(const json::object& o, const char* key) {
     static const json::array empty;
     auto* v = o.if_contains(key);
     return v && v->is_array() ? v->get_array() : empty;
-}
-
-// At most `chars` characters, never cutting inside a UTF-8 sequence.
-std::string utf8_prefix(const std::string& s, size_t chars) {
-    size_t n = 0, i = 0;
-    for (; i < s.size(); ++i)
-        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == chars) break;
-    return s.substr(0, i);
 }
 
 void append_utf8(std::string& out, uint32_t cp) {

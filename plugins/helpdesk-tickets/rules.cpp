@@ -1,6 +1,7 @@
 #include "rules.h"
 
 #include <crmsync/support/json_plugin.hpp>
+#include <crmsync/support/text.hpp>
 
 #include <map>
 #include <stdexcept>
@@ -49,13 +50,9 @@ json::array strings(const json::object& o, const char* key) {
     return out;
 }
 
-// Subject takes 255 characters: cut by characters, never inside a UTF-8 sequence.
+// Subject takes 255 characters.
 std::string subject_of(const std::string& name, const std::string& title) {
-    std::string s = "【" + name + "】" + title;
-    size_t chars = 0, i = 0;
-    for (; i < s.size(); ++i)
-        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == 255) break;
-    return s.substr(0, i);
+    return crmsync::support::utf8_prefix("【" + name + "】" + title, 255);
 }
 
 }  // namespace
@@ -64,16 +61,6 @@ std::optional<std::string> channel_name(const std::string& channel) {
     auto it = channels().find(channel);
     if (it == channels().end()) return std::nullopt;
     return it->second;
-}
-
-std::string cut_lines(const std::string& text, int lines) {
-    size_t pos = 0;
-    for (int n = 0; n < lines; ++n) {
-        pos = text.find('\n', pos);
-        if (pos == std::string::npos) return text;
-        ++pos;
-    }
-    return text.substr(0, pos - 1);
 }
 
 std::optional<json::object> event_operation(const json::object& event, const Settings& settings) {
@@ -140,7 +127,7 @@ std::optional<json::object> event_operation(const json::object& event, const Set
     json::object fields{{"Subject", subject_of(*name, text(event, "subject"))},
                         {"Type", *name},
                         {"StartDateTime", start},
-                        {"Description", cut_lines(description, settings.max_description_lines)}};
+                        {"Description", crmsync::support::cut_lines(description, settings.max_description_lines)}};
     if (duration) fields["DurationInMinutes"] = *duration;
     else fields["EndDateTime"] = end;
     json::object op{{"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};

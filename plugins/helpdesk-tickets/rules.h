@@ -24,6 +24,4 @@ std::optional<std::string> channel_name(const std::string& channel);
 // Throws std::invalid_argument naming the missing or malformed property.
 std::optional<json::object> event_operation(const json::object& event, const Settings& settings);
 
-std::string cut_lines(const std::string& text, int lines);
-
 }  // namespace helpdesk

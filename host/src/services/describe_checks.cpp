@@ -1,6 +1,8 @@
 // Services: every operation checked against the CRM's describe before any API call is
 // spent on it — unknown fields, types, lengths, required fields and restricted picklists
 // (adding a missing value first when the operation asks for create_missing).
+#include <crmsync/support/text.hpp>
+
 #include <algorithm>
 
 #include "services.h"
@@ -8,21 +10,8 @@
 namespace crmsync {
 namespace {
 
-
-size_t utf8_length(std::string_view s) {
-    size_t n = 0;
-    for (unsigned char c : s)
-        if ((c & 0xC0) != 0x80) ++n;
-    return n;
-}
-
-std::string utf8_prefix(const std::string& s, size_t chars) {
-    size_t n = 0, i = 0;
-    for (; i < s.size(); ++i)
-        if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && n++ == chars) break;
-    return s.substr(0, i);
-}
-
+using crmsync::support::utf8_length;
+using crmsync::support::utf8_prefix;
 
 bool is_text_type(const std::string& t) {
     return t == "string" || t == "textarea" || t == "email" || t == "phone" || t == "url" || t == "picklist" ||

@@ -3,6 +3,7 @@
 // gcc 12 at -O2 reports a false "may be used uninitialized" inside date::parse's template
 // code; the values it names are always written before use.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <crmsync/support/text.hpp>
 #include <date/date.h>
 #include <date/tz.h>
 
@@ -127,18 +128,6 @@ const json::value* lookup_path(const json::value& root, std::string_view path) {
     return at;
 }
 
-std::string cut_lines(const std::string& text, int lines) {
-    size_t pos = 0;
-    for (int n = 0; n < lines; ++n) {
-        pos = text.find('\n', pos);
-        if (pos == std::string::npos) return text;
-        ++pos;
-    }
-    std::string out = text.substr(0, pos);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    return out;
-}
-
 Result<json::value> convert_value(const FieldMapping& m, const json::value& value) {
     const std::string& t = m.type;
     if (value.is_null()) return json::value(nullptr);
@@ -147,7 +136,7 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
         if (value.is_string()) text = std::string(value.get_string());
         else if (value.is_number() || value.is_bool()) text = json::serialize(value);
         else return Status(mismatch(m, value, "text"));
-        if (m.max_lines) text = cut_lines(text, *m.max_lines);
+        if (m.max_lines) text = support::cut_lines(text, *m.max_lines);
         return json::value(json::string(text));
     }
     if (t == "multipicklist") {

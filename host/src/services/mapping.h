@@ -44,7 +44,4 @@ Result<json::value> convert_value(const FieldMapping& mapping, const json::value
 // Applies every mapping for the operation's object; the first failure is returned.
 Status apply_mappings(const std::vector<FieldMapping>& mappings, const json::value& record, json::object& operation);
 
-// Keeps at most `lines` lines of text.
-std::string cut_lines(const std::string& text, int lines);
-
 }  // namespace crmsync

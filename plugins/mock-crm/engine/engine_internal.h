@@ -1,5 +1,7 @@
 #pragma once
 // Small helpers shared by the engine's source files (not part of its interface).
+#include <crmsync/support/text.hpp>
+
 #include <string>
 #include <string_view>
 
@@ -9,12 +11,7 @@ namespace mockcrm::detail {
 
 inline std::string q(const std::string& ident) { return "\"" + ident + "\""; }
 
-inline size_t utf8_length(std::string_view s) {
-    size_t n = 0;
-    for (unsigned char c : s)
-        if ((c & 0xC0) != 0x80) ++n;
-    return n;
-}
+using crmsync::support::utf8_length;
 
 inline std::string preview(std::string_view s) {
     std::string p(s.substr(0, 40));

@@ -21,7 +21,9 @@ namespace {
 
 using namespace cstimeline;
 using crmsync::support::emit;
+using crmsync::support::checkpoint_item;
 using crmsync::support::fail;
+using crmsync::support::record_item;
 
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -161,13 +163,11 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             std::string error;
             int32_t rc = in->api->list(call, request.at("cursor"), limit,
                                        [&](json::object&& activity) {
-                                           auto* id = activity.if_contains("id");
-                                           std::string record_id = id && id->is_string() ? std::string(id->get_string()) : "(no id)";
-                                           return emit(in->host, call, json::object{{"type", "record"}, {"id", record_id}, {"record", std::move(activity)}});
+                                           return emit(in->host, call, record_item(std::move(activity), "id", "a timeline activity"));
                                        },
                                        next, more, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
-            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+            return emit(in->host, call, checkpoint_item(std::move(next), more));
         }
         return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "id");
     } catch (const std::exception& e) {

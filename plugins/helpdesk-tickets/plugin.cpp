@@ -15,7 +15,9 @@ namespace {
 
 using namespace helpdesk;
 using crmsync::support::emit;
+using crmsync::support::checkpoint_item;
 using crmsync::support::fail;
+using crmsync::support::record_item;
 
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -96,16 +98,13 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             std::string error;
             int32_t rc = fetch_events(in->host, call, *in->api, in->token, request.at("cursor"), request.at("limit").as_int64(),
                                       [&](json::object&& event) {
-                                          std::string id = event.contains("event_id") && event.at("event_id").is_string()
-                                                               ? std::string(event.at("event_id").as_string()) : "";
-                                          return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(event)}});
+                                          return emit(in->host, call, record_item(std::move(event), "event_id", "a helpdesk API event"));
                                       },
                                       next, more, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
-            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", next}, {"more", more}});
+            return emit(in->host, call, checkpoint_item(std::move(next), more));
         }
-        if (in->folder.empty())  // webhook-only: nothing to poll
-            return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", nullptr}, {"more", false}});
+        if (in->folder.empty()) return emit(in->host, call, checkpoint_item(nullptr, false));  // webhook-only: nothing to poll
         return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "event_id");
     } catch (const std::exception& e) {
         return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());

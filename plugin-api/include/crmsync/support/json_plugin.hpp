@@ -105,14 +105,11 @@ inline HttpAnswer http(const crmsync_host_api* host, crmsync_call* call, const c
     return answer;
 }
 
-// One export line as a `record` item. Its id is the line's `id_field` (file:line when it
-// has none); a line that is not a JSON object, or has no id, is still a record, carrying
-// {"_invalid": "<file>:<line>: ..."} so map() fails it alone, by name (see map_invalid).
-inline json::object jsonl_record_item(const JsonlLine& line, std::string_view id_field) {
-    std::string where = line.file + ":" + std::to_string(line.number);
-    json::error_code ec;
-    auto record = json::parse(line.text, ec);
-    if (ec || !record.is_object())
+// One source record as a `record` item, its id taken from `id_field`. A record that is
+// not a JSON object, or has no id, is still a record, named by `where` (e.g. "a.jsonl:12")
+// and carrying {"_invalid": "<where>: ..."} so map() fails it alone (see map_invalid).
+inline json::object record_item(json::value record, std::string_view id_field, const std::string& where) {
+    if (!record.is_object())
         return {{"type", "record"}, {"id", where}, {"record", json::object{{"_invalid", where + ": not a JSON object"}}}};
     auto& o = record.as_object();
     auto* id = o.if_contains(id_field);
@@ -120,6 +117,19 @@ inline json::object jsonl_record_item(const JsonlLine& line, std::string_view id
     if (record_id.empty()) record_id = where;
     if (record_id == where) o["_invalid"] = where + ": no \"" + std::string(id_field) + "\"";
     return {{"type", "record"}, {"id", record_id}, {"record", std::move(record)}};
+}
+
+// The item that ends a `records` answer: where the next one resumes, and whether it should.
+inline json::object checkpoint_item(json::value cursor, bool more) {
+    return {{"type", "checkpoint"}, {"cursor", std::move(cursor)}, {"more", more}};
+}
+
+// One export line as a `record` item, named by file and line.
+inline json::object jsonl_record_item(const JsonlLine& line, std::string_view id_field) {
+    std::string where = line.file + ":" + std::to_string(line.number);
+    json::error_code ec;
+    auto record = json::parse(line.text, ec);
+    return record_item(ec ? json::value(nullptr) : std::move(record), id_field, where);
 }
 
 // Answers a `records` request from a folder of exports: at most `limit` record items after
@@ -131,9 +141,7 @@ inline int32_t answer_jsonl_records(const crmsync_host_api* host, crmsync_call* 
     auto page = read_jsonl_page(folder, after, static_cast<size_t>(request.at("limit").as_int64()));
     for (const auto& line : page.lines)
         if (int32_t rc = emit(host, call, jsonl_record_item(line, id_field)); rc != CRMSYNC_STATUS_OK) return rc;
-    return emit(host, call, json::object{{"type", "checkpoint"},
-                                         {"cursor", json::object{{"file", page.next.file}, {"line", page.next.line}}},
-                                         {"more", page.more}});
+    return emit(host, call, checkpoint_item(json::object{{"file", page.next.file}, {"line", page.next.line}}, page.more));
 }
 
 // In map(): a record jsonl_record_item marked unreadable fails the call with its message.

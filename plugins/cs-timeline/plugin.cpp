@@ -23,6 +23,7 @@ using namespace cstimeline;
 using crmsync::support::emit;
 using crmsync::support::checkpoint_item;
 using crmsync::support::fail;
+using crmsync::support::guarded;
 using crmsync::support::record_item;
 
 const char* const kConfigSchema = R"json({
@@ -69,7 +70,8 @@ std::string base64(const std::string& bytes) {
 }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
-    try {
+    crmsync_instance* created = nullptr;
+    guarded(host, call, [&]() -> int32_t {
         auto c = json::parse(config_json).as_object();
         auto in = std::make_unique<Instance>();
         in->host = host;
@@ -80,11 +82,9 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (auto* a = c.if_contains("sync_attachments")) {
             std::string since(a->at("since").as_string());
             in->settings.attachments_since_ms = parse_timestamp_ms(since);
-            if (!in->settings.attachments_since_ms) {
-                host->fail(call, CRMSYNC_STATUS_ERROR,
-                           ("config.sync_attachments.since: \"" + since + "\" is not a date-time with a zone, e.g. 2026-11-01T00:00:00Z").c_str());
-                return nullptr;
-            }
+            if (!in->settings.attachments_since_ms)
+                return fail(host, call, CRMSYNC_STATUS_ERROR,
+                            "config.sync_attachments.since: \"" + since + "\" is not a date-time with a zone, e.g. 2026-11-01T00:00:00Z");
         }
         if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
         if (auto* w = c.if_contains("writeback_file")) in->writeback_file = std::string(w->as_string());
@@ -96,18 +96,17 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
             in->api.emplace(host, api);
         }
         in->settings.writeback = in->api.has_value() || !in->writeback_file.empty();
-        return reinterpret_cast<crmsync_instance*>(in.release());
-    } catch (const std::exception& e) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return nullptr;
-    }
+        created = reinterpret_cast<crmsync_instance*>(in.release());
+        return CRMSYNC_STATUS_OK;
+    });
+    return created;
 }
 
 void destroy(crmsync_instance* i) noexcept { delete self(i); }
 
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         if (!in->api) return CRMSYNC_STATUS_OK;
         auto c = json::parse(credentials_json).as_object();
         auto* key = c.if_contains("access_key");
@@ -115,9 +114,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"access_key\" in the module manifest");
         in->api->set_access_key(std::string(key->get_string()));
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 // A file named in a `blobs` ref: "id:<attachment id>" from the API, "path:<relative path>"
@@ -146,7 +143,7 @@ int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto request = json::parse(request_json).as_object();
         std::string type(request.at("type").as_string());
         if (type == "targets") {
@@ -170,14 +167,12 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             return emit(in->host, call, checkpoint_item(std::move(next), more));
         }
         return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "id");
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto activity = json::parse(record_json).as_object();
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, activity, rc)) return rc;
         auto mapped = activity_operations(activity, in->settings);
@@ -185,16 +180,14 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         for (const auto& op : mapped.operations)
             if (int32_t rc = emit(in->host, call, op); rc != CRMSYNC_STATUS_OK) return rc;
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 // Write-back: each {"action": "writeback", "source_id", "object", "id"} puts the CRM id onto
 // its activity (API) or appends it to writeback_file (folder exports).
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto batch = json::parse(batch_json).as_object();
         std::ofstream file;
         if (!in->api && !in->writeback_file.empty()) {
@@ -218,9 +211,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         file.flush();
         if (file.is_open() && !file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " could not be written");
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 const crmsync_plugin kPlugin = {

@@ -14,6 +14,7 @@ namespace {
 namespace json = boost::json;
 using crmsync::support::emit;
 using crmsync::support::fail;
+using crmsync::support::guarded;
 
 // Declared once; the host validates every module's config against it before create().
 const char* const kConfigSchema = R"json({
@@ -40,7 +41,8 @@ struct Instance {
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
-    try {
+    crmsync_instance* created = nullptr;
+    guarded(host, call, [&]() -> int32_t {
         auto config = json::parse(config_json).as_object();  // already checked against kConfigSchema
         auto in = std::make_unique<Instance>();
         in->host = host;
@@ -50,11 +52,10 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (auto* p = config.if_contains("id_property")) in->id_property = std::string(p->as_string());
         for (const auto& [field, property] : config.at("fields").as_object())
             in->fields.emplace_back(std::string(field), std::string(property.as_string()));
-        return reinterpret_cast<crmsync_instance*>(in.release());
-    } catch (const std::exception& e) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return nullptr;
-    }
+        created = reinterpret_cast<crmsync_instance*>(in.release());
+        return CRMSYNC_STATUS_OK;
+    });
+    return created;
 }
 
 void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
@@ -62,7 +63,7 @@ void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 // The cursor is {"file": name, "line": n} (crmsync/support/jsonl_folder.hpp).
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto request = json::parse(request_json).as_object();
         std::string type(request.at("type").as_string());
         if (type == "targets") {
@@ -73,14 +74,12 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type != "records") return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "example-jsonl does not answer " + type);
         // A bad line is still a record: map() fails it alone, naming the file and line.
         return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, in->id_property);
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto record = json::parse(record_json).as_object();
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         const auto& id = record.at(in->id_property);
@@ -91,9 +90,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         json::object op{{"object", in->object}, {"action", "upsert"}, {"key", in->key_prefix + ":" + id_text},
                         {"source_id", id_text}, {"fields", fields}};
         return emit(in->host, call, op);
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 const crmsync_plugin kPlugin = {

@@ -17,6 +17,7 @@ using namespace helpdesk;
 using crmsync::support::emit;
 using crmsync::support::checkpoint_item;
 using crmsync::support::fail;
+using crmsync::support::guarded;
 using crmsync::support::record_item;
 
 const char* const kConfigSchema = R"json({
@@ -46,7 +47,8 @@ struct Instance {
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
-    try {
+    crmsync_instance* created = nullptr;
+    guarded(host, call, [&]() -> int32_t {
         auto c = json::parse(config_json).as_object();
         auto in = std::make_unique<Instance>();
         in->host = host;
@@ -60,31 +62,28 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
             for (const auto& id : a->at("message_box_ids").as_array()) api.message_boxes.emplace_back(id.as_string());
             in->api = api;
         }
-        return reinterpret_cast<crmsync_instance*>(in.release());
-    } catch (const std::exception& e) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return nullptr;
-    }
+        created = reinterpret_cast<crmsync_instance*>(in.release());
+        return CRMSYNC_STATUS_OK;
+    });
+    return created;
 }
 
 void destroy(crmsync_instance* i) noexcept { delete self(i); }
 
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto c = json::parse(credentials_json).as_object();
         if (auto* t = c.if_contains("api_token"); t && t->is_string()) in->token = std::string(t->get_string());
         if (in->api && in->token.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"api_token\" in the module manifest");
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto request = json::parse(request_json).as_object();
         std::string type(request.at("type").as_string());
         if (type == "targets")
@@ -106,22 +105,18 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         }
         if (in->folder.empty()) return emit(in->host, call, checkpoint_item(nullptr, false));  // webhook-only: nothing to poll
         return crmsync::support::answer_jsonl_records(in->host, call, in->folder, request, "event_id");
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto event = json::parse(record_json).as_object();
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, event, rc)) return rc;
         auto op = event_operation(event, in->settings);
         if (op) return emit(in->host, call, *op);
         return CRMSYNC_STATUS_OK;  // this action creates no Event
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 const crmsync_plugin kPlugin = {

@@ -18,6 +18,7 @@ namespace {
 
 using crmsync::support::emit;
 using crmsync::support::fail;
+using crmsync::support::guarded;
 using crmsync::support::text;
 
 namespace json = boost::json;
@@ -51,7 +52,8 @@ void report_usage(Instance* in, crmsync_call* call) {
 }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
-    try {
+    crmsync_instance* created = nullptr;
+    guarded(host, call, [&]() -> int32_t {
         auto config = json::parse(config_json).as_object();
         auto in = std::make_unique<Instance>();
         in->host = host;
@@ -79,20 +81,17 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
             if (jec || !data.is_object()) throw CrmError("INVALID_SEED", "seed file " + path + " is not a JSON object");
             in->engine->transaction([&] { in->engine->seed(data.as_object()); });
         }
-        return reinterpret_cast<crmsync_instance*>(in.release());
-    } catch (const std::exception& e) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-    } catch (...) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, "unknown error");
-    }
-    return nullptr;
+        created = reinterpret_cast<crmsync_instance*>(in.release());
+        return CRMSYNC_STATUS_OK;
+    });
+    return created;
 }
 
 void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         std::string id = in->engine->find_user_by_username(in->run_as);
         if (id.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: no active user " + in->run_as + " in the mock org");
@@ -101,9 +100,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: user " + in->run_as + " is inactive");
         in->engine->set_running_user(id);
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {

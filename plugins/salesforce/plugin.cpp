@@ -16,6 +16,7 @@ namespace {
 
 using crmsync::support::emit;
 using crmsync::support::fail;
+using crmsync::support::guarded;
 using crmsync::support::text;
 
 using namespace salesforce;
@@ -48,7 +49,8 @@ constexpr size_t kMaxRequestBytes = 37'500'000;
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
-    try {
+    crmsync_instance* created = nullptr;
+    guarded(host, call, [&]() -> int32_t {
         auto c = json::parse(config_json).as_object();
         Config config;
         config.login_url = text(c, "login_url");
@@ -62,37 +64,30 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         config.audience = c.contains("jwt_audience") ? text(c, "jwt_audience")
                                                      : sandbox ? "https://test.salesforce.com" : "https://login.salesforce.com";
         bool generic_login = config.login_url == "https://login.salesforce.com" || config.login_url == "https://test.salesforce.com";
-        if (config.auth == "client_credentials" && generic_login) {
-            host->fail(call, CRMSYNC_STATUS_ERROR,
-                       "config.login_url: the client_credentials flow needs the org's My Domain URL "
-                       "(e.g. https://example.my.salesforce.com), not login/test.salesforce.com");
-            return nullptr;
-        }
-        if (config.auth == "jwt_bearer" && config.username.empty()) {
-            host->fail(call, CRMSYNC_STATUS_ERROR, "config.username: the jwt_bearer flow needs the Salesforce username it acts as");
-            return nullptr;
-        }
+        if (config.auth == "client_credentials" && generic_login)
+            return fail(host, call, CRMSYNC_STATUS_ERROR,
+                        "config.login_url: the client_credentials flow needs the org's My Domain URL "
+                        "(e.g. https://example.my.salesforce.com), not login/test.salesforce.com");
+        if (config.auth == "jwt_bearer" && config.username.empty())
+            return fail(host, call, CRMSYNC_STATUS_ERROR, "config.username: the jwt_bearer flow needs the Salesforce username it acts as");
         auto in = std::make_unique<Instance>();
         in->host = host;
         in->client = std::make_unique<Client>(host, config);
-        return reinterpret_cast<crmsync_instance*>(in.release());
-    } catch (const std::exception& e) {
-        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return nullptr;
-    }
+        created = reinterpret_cast<crmsync_instance*>(in.release());
+        return CRMSYNC_STATUS_OK;
+    });
+    return created;
 }
 
 void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
     auto* in = self(instance);
-    try {
+    return guarded(in->host, call, [&]() -> int32_t {
         auto c = json::parse(credentials_json).as_object();
         Credentials credentials{text(c, "client_id"), text(c, "client_secret"), text(c, "private_key"), text(c, "refresh_token")};
         return in->client->authenticate(call, credentials);
-    } catch (const std::exception& e) {
-        return fail(in->host, call, CRMSYNC_STATUS_ERROR, e.what());
-    }
+    });
 }
 
 // ---- reads ------------------------------------------------------------------------------

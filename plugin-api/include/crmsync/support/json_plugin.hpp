@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,21 @@ inline int32_t emit(const crmsync_host_api* host, crmsync_call* call, const json
 inline int32_t fail(const crmsync_host_api* host, crmsync_call* call, int32_t status, const std::string& message) {
     host->fail(call, status, message.c_str());
     return status;
+}
+
+// Runs the body of one entry point: whatever it throws becomes a failed call with its
+// message, so no exception crosses the ABI.
+//   return guarded(host, call, [&]() -> int32_t { ...; return CRMSYNC_STATUS_OK; });
+template <class Body>
+int32_t guarded(const crmsync_host_api* host, crmsync_call* call, Body&& body) noexcept {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
+    } catch (...) {
+        host->fail(call, CRMSYNC_STATUS_ERROR, "unexpected error (not a std::exception)");
+    }
+    return CRMSYNC_STATUS_ERROR;
 }
 
 // The string at `key`, or "" when it is absent or not a string.

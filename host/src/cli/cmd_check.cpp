@@ -1,5 +1,6 @@
 // crmsync check MODULE: everything that can be known before a run — manifests, plugins,
 // config, credentials, and the CRM objects and fields the module writes.
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -59,25 +60,26 @@ int check(Context& ctx, const std::string& name) {
     if (!unreachable && !targets.empty()) {
         json::array objects;
         for (const auto& [object, fields] : targets) objects.emplace_back(object);
-        std::map<std::string, json::object> describes;
-        auto described = mi.crm->fetch(json::object{{"type", "describe"}, {"objects", objects}}, [&](json::value&& item) -> int32_t {
-            if (auto* o = item.if_object()) describes[find_string(*o, "object").value_or("")] = *o;
+        std::map<std::string, std::map<std::string, json::object>> described;  // object -> field name -> field
+        auto outcome = mi.crm->fetch(json::object{{"type", "describe"}, {"objects", objects}}, [&](json::value&& item) -> int32_t {
+            auto* o = item.if_object();
+            auto& by_name = described[o ? find_text(*o, "object") : ""];
+            if (auto* list = o ? find_array(*o, "fields") : nullptr)
+                for (const auto& f : *list)
+                    if (auto* fo = f.if_object()) by_name[find_text(*fo, "name")] = *fo;
             return CRMSYNC_STATUS_OK;
         });
-        if (!described.ok()) problem("the CRM could not describe " + json::serialize(objects) + ": " + described.message);
+        if (!outcome.ok()) problem("the CRM could not describe " + json::serialize(objects) + ": " + outcome.message);
         for (const auto& [object, fields] : targets) {
-            auto d = describes.find(object);
-            if (d == describes.end()) continue;
-            std::map<std::string, const json::object*> by_name;
-            if (auto* list = find_array(d->second, "fields"))
-                for (const auto& f : *list)
-                    if (auto* fo = f.if_object()) by_name[find_string(*fo, "name").value_or("")] = fo;
+            auto d = described.find(object);
+            if (d == described.end()) continue;
+            const auto& by_name = d->second;
             const std::string& ext = mi.connection->external_id_field;
             auto ext_it = by_name.find(ext);
             if (ext_it == by_name.end())
                 problem(object + " has no field " + ext + " for crmsync's keys (create a Text(255) External ID field " + ext +
                         " on " + object + ", or set \"external_id_field\" in " + mi.connection->manifest_path + ")");
-            else if (!find_bool(*ext_it->second, "externalId").value_or(false))
+            else if (!find_bool(ext_it->second, "externalId").value_or(false))
                 problem(object + "." + ext + " is not marked External ID (tick \"External ID\" on the field)");
             for (const auto& f : fields)
                 if (!by_name.count(f))
@@ -86,22 +88,13 @@ int check(Context& ctx, const std::string& name) {
         }
         for (const auto& fixed : listed.values) {
             auto object = find_text(fixed, "object"), field = find_text(fixed, "field"), value = find_text(fixed, "value");
-            auto d = describes.find(object);
-            if (d == describes.end()) continue;
-            const json::object* f = nullptr;
-            if (auto* list = find_array(d->second, "fields"))
-                for (const auto& candidate : *list)
-                    if (auto* fo = candidate.if_object(); fo && find_text(*fo, "name") == field) f = fo;
-            auto* values = f ? find_array(*f, "picklistValues") : nullptr;
-            if (!values) continue;  // not a picklist (a missing field is reported above)
+            auto d = described.find(object);
+            auto f = d == described.end() ? nullptr : d->second.count(field) ? &d->second.at(field) : nullptr;
+            if (!f || !find_array(*f, "picklistValues")) continue;  // not a picklist (a missing field is reported above)
+            auto active = active_picklist_values(*f);
             std::string allowed;
-            bool found = false;
-            for (const auto& v : *values)
-                if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) {
-                    found = found || find_text(*vo, "value") == value;
-                    allowed += (allowed.empty() ? "" : ", ") + find_text(*vo, "value");
-                }
-            if (!found)
+            for (const auto& v : active) allowed += (allowed.empty() ? "" : ", ") + v;
+            if (std::find(active.begin(), active.end(), value) == active.end())
                 problem(object + "." + field + ": \"" + value + "\" (set in " + mi.module->manifest_path +
                         ") is not one of its picklist values; use one of: " + allowed);
         }

@@ -56,6 +56,14 @@ void drop_create_only(PendingOperation& p, const std::map<std::string, json::obj
 
 }  // namespace
 
+std::vector<std::string> active_picklist_values(const json::object& describe_field) {
+    std::vector<std::string> out;
+    if (auto* values = find_array(describe_field, "picklistValues"))
+        for (const auto& v : *values)
+            if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) out.push_back(find_text(*vo, "value"));
+    return out;
+}
+
 void Services::load_describes(const std::set<std::string>& objects) {
     json::array missing;
     for (const auto& o : objects)
@@ -140,10 +148,8 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops, RunCou
                     }
                 }
                 if ((type == "picklist" || type == "multipicklist") && find_bool(f, "restrictedPicklist").value_or(false)) {
-                    std::set<std::string> allowed;
-                    if (auto* values = find_array(f, "picklistValues"))
-                        for (const auto& v : *values)
-                            if (auto* vo = v.if_object(); vo && find_bool(*vo, "active").value_or(true)) allowed.insert(find_text(*vo, "value"));
+                    auto active = active_picklist_values(f);
+                    std::set<std::string> allowed(active.begin(), active.end());
                     std::vector<std::string> parts;
                     if (type == "multipicklist") {
                         size_t start = 0;

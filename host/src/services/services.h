@@ -17,6 +17,9 @@
 
 namespace crmsync {
 
+// The active values of a picklist field in a describe answer, in the CRM's order.
+std::vector<std::string> active_picklist_values(const json::object& describe_field);
+
 struct ServiceSettings {
     std::string default_country_code;  // e.g. "81": 03-1234-5678 == +81 3 1234 5678
     json::object new_user;             // TimeZoneSidKey, LocaleSidKey, LanguageLocaleKey, EmailEncodingKey

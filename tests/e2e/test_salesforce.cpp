@@ -9,6 +9,7 @@
 #include "catalog.h"
 #include "emulator.h"
 #include "pipeline.h"
+#include "module_runner.h"
 #include "test_support.h"
 
 using namespace crmsync;
@@ -49,9 +50,7 @@ const KeyPair& key_pair() {
 
 struct Org {
     TempDir home;
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet{nullptr, Level::error};
+    testing::ModuleRunner runner{home.str()};
     std::unique_ptr<sfemu::Emulator> sf;
 
     explicit Org(int64_t daily_limit = 1'000'000, const std::string& schema = kKeySchema) {
@@ -80,27 +79,14 @@ struct Org {
                    R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "sf", "retry": {"base_ms": 20, "cap_ms": 200, "max_attempts": 8},
                        "config": )" + config + "}");
     }
-    Environment env() {
-        Environment e;
-        e.home = home.str();
-        e.manifest_dirs = {home / "manifests"};
-        e.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
-        return e;
-    }
     RunReport run(bool full = false) {
-        Catalog catalog(env(), quiet, clock);
-        auto mi = catalog.instantiate_module("gen");
-        REQUIRE(mi);
-        auto store = catalog.open_store();
-        Pipeline pipeline(*store.value(), ModuleBinding{*mi->module, *mi->connection, *mi->source, *mi->crm}, clock, cancel, quiet);
         RunOptions options;
         options.full = full;
-        options.lease_holder = "test";
-        return pipeline.run(options);
+        return runner.run("gen", options);
     }
     // Authenticates a connection instance the way every command does.
     Outcome login(std::unique_ptr<PluginInstance>& out) {
-        Catalog catalog(env(), quiet, clock);
+        Catalog catalog(runner.environment(), runner.quiet, runner.clock);
         auto crm = catalog.instantiate_connection("sf");
         REQUIRE(crm);
         out = std::move(crm.value());

@@ -6,6 +6,7 @@
 #include "engine/engine.h"
 #include "fake_helpdesk.h"
 #include "pipeline.h"
+#include "module_runner.h"
 #include "test_support.h"
 
 using namespace crmsync;
@@ -37,9 +38,7 @@ const std::string kSeed = R"({
 
 struct Inbox {
     TempDir home;
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet{nullptr, Level::error};
+    testing::ModuleRunner runner{home.str()};
     std::vector<std::string> events;
 
     Inbox() {
@@ -60,18 +59,7 @@ struct Inbox {
         std::string text;
         for (const auto& e : events) text += e + "\n";
         write_file(home / "events/0001.jsonl", text);
-        Environment env;
-        env.home = home.str();
-        env.manifest_dirs = {home / "manifests"};
-        env.plugin_dirs = {CRMSYNC_PLUGIN_DIR};
-        Catalog catalog(env, quiet, clock);
-        auto mi = catalog.instantiate_module("helpdesk");
-        REQUIRE(mi);
-        auto store = catalog.open_store();
-        Pipeline pipeline(*store.value(), ModuleBinding{*mi->module, *mi->connection, *mi->source, *mi->crm}, clock, cancel, quiet);
-        RunOptions options;
-        options.lease_holder = "test";
-        return pipeline.run(options);
+        return runner.run("helpdesk");
     }
     mockcrm::Engine crm() {
         mockcrm::EngineOptions o;

@@ -5,6 +5,7 @@
 #include "catalog.h"
 #include "engine/engine.h"
 #include "pipeline.h"
+#include "module_runner.h"
 #include "test_support.h"
 
 using namespace crmsync;
@@ -15,9 +16,7 @@ namespace {
 
 struct Harness {
     TempDir home;
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet{nullptr, Level::error};
+    testing::ModuleRunner runner{home.str()};
 
     explicit Harness(int64_t daily_limit = 100000) {
         write_file(home / "manifests/crm.json", testing::mock_connection(home / "var/crm.db", daily_limit));
@@ -27,24 +26,7 @@ struct Harness {
                    R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin + R"(", "version": "^1.0"}, "crm": "mock",
                       "retry": {"base_ms": 1, "cap_ms": 5}, "config": )" + config + extra + "}");
     }
-    Environment env() {
-        Environment e;
-        e.home = home.str();
-        e.manifest_dirs = {home / "manifests"};
-        e.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
-        return e;
-    }
-    RunReport run(const std::string& name, RunOptions options = {}) {
-        Catalog catalog(env(), quiet, clock);
-        auto instances = catalog.instantiate_module(name);
-        REQUIRE(instances);
-        auto store = catalog.open_store();
-        REQUIRE(store);
-        auto& mi = instances.value();
-        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
-        options.lease_holder = options.lease_holder.empty() ? "test" : options.lease_holder;
-        return pipeline.run(options);
-    }
+    RunReport run(const std::string& name, RunOptions options = {}) { return runner.run(name, options); }
     std::unique_ptr<mockcrm::Engine> crm() {
         mockcrm::EngineOptions o;
         o.database = home / "var/crm.db";
@@ -186,20 +168,20 @@ TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stop
     h.module("gen", "test-source", R"({"count": 1000})");
     RunOptions options;
     options.progress = [&](const RunCounts& c) {
-        if (c.fetched >= 400) h.cancel.store(true);
+        if (c.fetched >= 400) h.runner.cancel.store(true);
     };
     auto report = h.run("gen", options);
     CHECK(report.status == "stopped");
     CHECK(h.tasks() == 400);
     CHECK(h.store()->cursor("gen") == std::optional<std::string>("400"));
-    h.cancel.store(false);
+    h.runner.cancel.store(false);
     CHECK(h.run("gen").counts.created == 600);
 }
 
 TEST_CASE("pipeline: a module already running elsewhere is not run twice") {
     Harness h;
     h.module("gen", "test-source", R"({"count": 3})");
-    h.store()->acquire_lease("gen", "other-host:42", h.clock.now_ms(), 60'000);
+    h.store()->acquire_lease("gen", "other-host:42", h.runner.clock.now_ms(), 60'000);
     auto report = h.run("gen");
     CHECK(report.status == "busy");
     CHECK_THAT(report.message, Catch::Contains("other-host:42"));

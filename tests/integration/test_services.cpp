@@ -4,6 +4,7 @@
 #include "catalog.h"
 #include "engine/engine.h"
 #include "pipeline.h"
+#include "module_runner.h"
 #include "test_support.h"
 
 using namespace crmsync;
@@ -14,9 +15,7 @@ namespace {
 
 struct Org {
     TempDir home;
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet{nullptr, Level::error};
+    testing::ModuleRunner runner{home.str()};
     std::string module_extra;
 
     // seed: mock-crm seed records; licenses: e.g. {"Salesforce Integration": 0}
@@ -35,20 +34,9 @@ struct Org {
         write_file(home / "manifests/m.json",
                    R"({"module": "m", "plugin": {"id": "test-ops"}, "crm": "mock", "retry": {"base_ms": 1},
                        "config": {"file": ")" + (home / "ops.jsonl") + R"(", "defaults": )" + defaults + config_extra + "}" + extra + "}");
-        Environment env;
-        env.home = home.str();
-        env.manifest_dirs = {home / "manifests"};
-        env.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
-        Catalog catalog(env, quiet, clock);
-        auto instances = catalog.instantiate_module("m");
-        REQUIRE(instances);
-        auto store = catalog.open_store();
-        auto& mi = instances.value();
-        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
         RunOptions options;
         options.full = true;
-        options.lease_holder = "test";
-        return pipeline.run(options);
+        return runner.run("m", options);
     }
     mockcrm::Engine crm() {
         mockcrm::EngineOptions o;

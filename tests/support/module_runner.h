@@ -1,0 +1,45 @@
+#pragma once
+// Runs one module of a test home through the real catalog, loader and pipeline, as
+// `crmsync run` does, in this process: what the integration and end-to-end fixtures share.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <string>
+
+#include "catalog.h"
+#include "pipeline.h"
+
+namespace testing {
+
+struct ModuleRunner {
+    explicit ModuleRunner(std::string home_dir) : home(std::move(home_dir)) {}
+
+    std::string home;
+    crmsync::SystemClock clock;
+    std::atomic<bool> cancel{false};
+    crmsync::Diagnostics quiet{nullptr, crmsync::Level::error};
+
+    // The home's manifests, the built plugins and the test plugins.
+    crmsync::Environment environment() const {
+        crmsync::Environment e;
+        e.home = home;
+        e.manifest_dirs = {home + "/manifests"};
+        e.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
+        return e;
+    }
+
+    crmsync::RunReport run(const std::string& module, crmsync::RunOptions options = {}) {
+        crmsync::Catalog catalog(environment(), quiet, clock);
+        auto instances = catalog.instantiate_module(module);
+        REQUIRE(instances);
+        auto store = catalog.open_store();
+        REQUIRE(store);
+        auto& mi = instances.value();
+        crmsync::Pipeline pipeline(*store.value(), crmsync::ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock,
+                                   cancel, quiet);
+        if (options.lease_holder.empty()) options.lease_holder = "test";
+        return pipeline.run(options);
+    }
+};
+
+}  // namespace testing

@@ -2,6 +2,7 @@
 // {"id": ..., "ops": [operation, ...]} whose operations map() emits exactly as written, so
 // a test states the directives it exercises. `defaults` lists its "fixed" fields per object.
 #include <crmsync/plugin.h>
+#include <crmsync/support/json_plugin.hpp>
 
 #include <boost/json.hpp>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 namespace {
 namespace json = boost::json;
+using crmsync::support::emit;
 
 const char* const kSchema = R"json({
   "type": "object", "required": ["file"], "additionalProperties": false,
@@ -23,10 +25,6 @@ struct Instance {
     json::object config;
 };
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string t = json::serialize(v);
-    return in->host->emit(call, t.data(), t.size());
-}
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call*, const char* config) noexcept {
     try {
@@ -39,14 +37,14 @@ void destroy(crmsync_instance* i) noexcept { delete self(i); }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
-    try {
+    return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto req = json::parse(request_json).as_object();
         if (req.at("type") == "targets") {
             if (auto* d = in->config.if_contains("defaults"))
                 for (const auto& [object, fields] : d->as_object()) {
                     json::object target{{"type", "target"}, {"object", object}, {"fields", fields}};
                     if (auto* any = in->config.if_contains("required_any")) target["required_any"] = *any;
-                    emit(in, call, target);
+                    emit(in->host, call, target);
                 }
             return CRMSYNC_STATUS_OK;
         }
@@ -57,7 +55,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 in->host->fail(call, CRMSYNC_STATUS_ERROR, ("no blob " + json::serialize(req.at("ref"))).c_str());
                 return CRMSYNC_STATUS_ERROR;
             }
-            return emit(in, call, json::object{{"type", "blob"}, {"data_base64", *data}});
+            return emit(in->host, call, json::object{{"type", "blob"}, {"data_base64", *data}});
         }
         // The cursor is the byte offset after the last line emitted: a page costs its own lines.
         int64_t offset = req.at("cursor").is_int64() ? req.at("cursor").as_int64() : 0;
@@ -77,7 +75,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 break;
             }
             auto rec = json::parse(line).as_object();
-            emit(in, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
+            emit(in->host, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
             ++emitted;
             offset = file.tellg();
         }
@@ -86,42 +84,33 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             file.seekg(0, std::ios::end);
             offset = file.tellg();
         }
-        return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", offset}, {"more", more}});
-    } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
-    }
+        return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", offset}, {"more", more}});
+    });
 }
 
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
-    try {
+    return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto rec = json::parse(record_json).as_object();
-        for (const auto& op : rec.at("ops").as_array()) emit(in, call, op);
+        for (const auto& op : rec.at("ops").as_array()) emit(in->host, call, op);
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
-    }
+    });
 }
 
 // Write-back: appends each {action: writeback, ...} to `writeback_file`, one JSON line each.
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
-    try {
+    return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto batch = json::parse(batch_json).as_object();
         std::string path = in->config.contains("writeback_file") ? std::string(in->config.at("writeback_file").as_string()) : "";
         std::ofstream out(path, std::ios::app);
         for (const auto& op : batch.at("operations").as_array()) {
             bool ok = !path.empty() && op.at("action") == "writeback";
             if (ok) out << json::serialize(op) << "\n";
-            emit(in, call, json::object{{"key", op.at("key")}, {"success", ok}, {"id", op.at("source_id")}});
+            emit(in->host, call, json::object{{"key", op.at("key")}, {"success", ok}, {"id", op.at("source_id")}});
         }
         return CRMSYNC_STATUS_OK;
-    } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
-    }
+    });
 }
 
 const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "test-ops", "1.0.0", "operations from a file, for service tests",

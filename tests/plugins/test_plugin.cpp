@@ -3,6 +3,7 @@
 // generates `count` records on the fly (cursor = next index) and maps each to a Task upsert.
 // Config switches inject faults: fetch RETRY for the first N calls, a slow page, bad JSON.
 #include <crmsync/plugin.h>
+#include <crmsync/support/json_plugin.hpp>
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -21,6 +22,7 @@
 #endif
 
 namespace {
+using crmsync::support::emit;
 namespace json = boost::json;
 
 const char* const kSchema = R"json({
@@ -45,11 +47,6 @@ struct Instance {
     int64_t fetches = 0;
 };
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
-
-int32_t emit(Instance* in, crmsync_call* call, const json::value& v) {
-    std::string t = json::serialize(v);
-    return in->host->emit(call, t.data(), t.size());
-}
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
 #ifdef TEST_CREATE_FAILS
@@ -80,10 +77,10 @@ void destroy(crmsync_instance* i) noexcept { delete self(i); }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
-    try {
+    return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto req = json::parse(request_json).as_object();
         if (req.at("type").as_string() == "targets")
-            return emit(in, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", json::array{"Subject", "Description"}}});
+            return emit(in->host, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", json::array{"Subject", "Description"}}});
         if (req.at("type").as_string() != "records") return CRMSYNC_STATUS_NOT_SUPPORTED;
         if (in->fetches++ < in->retry_first) {
             in->host->fail(call, CRMSYNC_STATUS_RETRY, "503 Service Unavailable (injected)");
@@ -101,29 +98,23 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 continue;
             }
             json::object rec{{"n", i}, {"subject", "Generated task " + std::to_string(i)}};
-            int32_t rc = emit(in, call, json::object{{"type", "record"}, {"id", "rec-" + std::to_string(i)}, {"record", rec}});
+            int32_t rc = emit(in->host, call, json::object{{"type", "record"}, {"id", "rec-" + std::to_string(i)}, {"record", rec}});
             if (rc == CRMSYNC_STATUS_CANCELLED) break;
         }
-        return emit(in, call, json::object{{"type", "checkpoint"}, {"cursor", end}, {"more", end < in->count}});
-    } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
-    }
+        return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", end}, {"more", end < in->count}});
+    });
 }
 
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
-    try {
+    return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto rec = json::parse(record_json).as_object();
         int64_t n = rec.at("n").as_int64();
         json::object fields{{"Subject", rec.at("subject")}, {"Description", "record " + std::to_string(n)}};
         if (in->bad_every && n % in->bad_every == 0) fields["No_Such_Field__c"] = "x";
-        return emit(in, call, json::object{{"object", in->object}, {"action", "upsert"},
+        return emit(in->host, call, json::object{{"object", in->object}, {"action", "upsert"},
                                            {"key", in->prefix + ":" + std::to_string(n)}, {"fields", fields}});
-    } catch (const std::exception& e) {
-        in->host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
-        return CRMSYNC_STATUS_ERROR;
-    }
+    });
 }
 
 [[maybe_unused]] const crmsync_plugin kPlugin = {

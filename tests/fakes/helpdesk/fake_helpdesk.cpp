@@ -15,8 +15,8 @@ int64_t now_ms() {
 }
 }  // namespace
 
-FakeHelpdesk::FakeHelpdesk(std::string token) : token_(std::move(token)), server_(std::make_unique<httplib::Server>()) {
-    server_->Get(R"(/api/v2/([0-9A-Za-z_-]+)/tickets/search)", [this](const httplib::Request& req, httplib::Response& res) {
+FakeHelpdesk::FakeHelpdesk(std::string token) : token_(std::move(token)) {
+    http_.server().Get(R"(/api/v2/([0-9A-Za-z_-]+)/tickets/search)", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++requests_;
         if (req.get_header_value("Authorization") != "Bearer " + token_) {
@@ -50,17 +50,9 @@ FakeHelpdesk::FakeHelpdesk(std::string token) : token_(std::move(token)), server
     });
 }
 
-FakeHelpdesk::~FakeHelpdesk() {
-    server_->stop();
-    if (thread_.joinable()) thread_.join();
-}
+FakeHelpdesk::~FakeHelpdesk() { http_.stop(); }
 
-int FakeHelpdesk::start() {
-    port_ = server_->bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
-    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return port_;
-}
+int FakeHelpdesk::start() { return http_.start(); }
 
 void FakeHelpdesk::put_ticket(const std::string& box, json::object ticket) {
     std::lock_guard<std::mutex> lock(mutex_);

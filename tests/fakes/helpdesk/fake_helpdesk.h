@@ -12,9 +12,7 @@
 #include <thread>
 #include <vector>
 
-namespace httplib {
-class Server;
-}
+#include "loopback_server.h"
 
 namespace fakes {
 
@@ -23,7 +21,7 @@ public:
     explicit FakeHelpdesk(std::string token);
     ~FakeHelpdesk();
     int start();
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string base_url() const { return http_.base_url(); }
     // A ticket: {"ticket_id", "subject", "last_updated_at", "actions": [event, ...]}.
     void put_ticket(const std::string& box, boost::json::object ticket);
     // At most `requests` per `window_s` seconds; past it, 403 with X-RateLimit-Reset.
@@ -33,9 +31,7 @@ public:
 
 private:
     std::string token_;
-    std::unique_ptr<httplib::Server> server_;
-    std::thread thread_;
-    int port_ = 0;
+    LoopbackServer http_;
     std::mutex mutex_;
     std::map<std::string, std::vector<boost::json::object>> tickets_;  // box -> tickets
     int limit_ = 0, window_s_ = 60, requests_ = 0, limited_ = 0;

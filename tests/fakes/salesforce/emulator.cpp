@@ -104,30 +104,19 @@ Emulator::Emulator(Settings settings) : settings_(std::move(settings)) {
     o.licenses = settings_.licenses;
     engine_ = std::make_unique<mockcrm::Engine>(o);
     if (!settings_.seed.empty()) engine_->transaction([&] { engine_->seed(settings_.seed); });
-    server_ = std::make_unique<httplib::Server>();
-    // Small JSON answers: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
-    server_->set_tcp_nodelay(true);
     // Keep connections open as Salesforce's front end does; reconnecting every 5 requests is not what clients see.
-    server_->set_keep_alive_max_count(10'000);
+    http_.server().set_keep_alive_max_count(10'000);
     routes();
 }
 
 Emulator::~Emulator() { stop(); }
 
-int Emulator::start() {
-    port_ = server_->bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
-    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return port_;
-}
+int Emulator::start() { return http_.start(); }
 
 void Emulator::stop() {
     for (auto& w : workers_)
         if (w.joinable()) w.join();
-    if (thread_.joinable()) {
-        server_->stop();
-        thread_.join();
-    }
+    http_.stop();
 }
 
 void Emulator::set_faults(const Faults& faults) {
@@ -147,7 +136,7 @@ int64_t Emulator::calls(const std::string& endpoint) {
 }
 
 void Emulator::routes() {
-    auto& s = *server_;
+    auto& s = http_.server();
     const std::string data = R"(/services/data/v[0-9]+\.[0-9]+)";
 
     // Every API endpoint: count it, check the session, apply faults, spend the daily

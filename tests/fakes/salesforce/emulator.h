@@ -15,9 +15,7 @@
 
 #include "engine/engine.h"
 
-namespace httplib {
-class Server;
-}
+#include "loopback_server.h"
 
 namespace sfemu {
 
@@ -54,7 +52,7 @@ public:
     // Listens on 127.0.0.1 at a free port; returns it.
     int start();
     void stop();
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string base_url() const { return http_.base_url(); }
 
     void set_faults(const Faults& faults);
     // Calls answered, by endpoint name ("token", "query", "composite", "describe", ...).
@@ -71,9 +69,7 @@ private:
     void routes();
     Settings settings_;
     std::unique_ptr<mockcrm::Engine> engine_;
-    std::unique_ptr<httplib::Server> server_;
-    std::thread thread_;
-    int port_ = 0;
+    fakes::LoopbackServer http_;
     std::mutex mutex_;
     Faults faults_;
     std::map<std::string, int64_t> calls_;

@@ -8,9 +8,10 @@
 namespace fakes {
 namespace json = boost::json;
 
-FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(access_key)), server_(std::make_unique<httplib::Server>()) {
+FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(access_key)) {
+    auto& server = http_.server();
     // Every request: the access key first, then the rate limit.
-    server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    server.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++requests_;
         if (req.get_header_value("Accesskey") != access_key_) {
@@ -28,7 +29,7 @@ FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(acces
         }
         return httplib::Server::HandlerResponse::Unhandled;
     });
-    server_->Get("/v1/ant/timeline/activities", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Get("/v1/ant/timeline/activities", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         std::string after = req.get_param_value("modifiedAfter");
         size_t page = req.has_param("pageNumber") ? std::stoul(req.get_param_value("pageNumber")) : 1;
@@ -45,7 +46,7 @@ FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(acces
         json::object data{{"activities", std::move(out)}, {"pageNumber", page}, {"pageSize", size}, {"totalCount", matching.size()}};
         res.set_content(json::serialize(json::object{{"result", true}, {"data", std::move(data)}}), "application/json");
     });
-    server_->Get(R"(/v1/ant/timeline/attachments/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Get(R"(/v1/ant/timeline/attachments/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (fail_downloads_) {
             res.status = 503;
@@ -60,7 +61,7 @@ FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(acces
         }
         res.set_content(it->second, "application/octet-stream");
     });
-    server_->Patch(R"(/v1/ant/timeline/activities/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Patch(R"(/v1/ant/timeline/activities/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         boost::system::error_code ec;
         auto body = json::parse(req.body, ec);
@@ -79,18 +80,9 @@ FakeTimeline::FakeTimeline(std::string access_key) : access_key_(std::move(acces
     });
 }
 
-FakeTimeline::~FakeTimeline() {
-    server_->stop();
-    if (thread_.joinable()) thread_.join();
-}
+FakeTimeline::~FakeTimeline() { http_.stop(); }
 
-int FakeTimeline::start() {
-    server_->set_tcp_nodelay(true);
-    port_ = server_->bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
-    while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return port_;
-}
+int FakeTimeline::start() { return http_.start(); }
 
 void FakeTimeline::put_activity(json::object activity) {
     std::lock_guard<std::mutex> lock(mutex_);

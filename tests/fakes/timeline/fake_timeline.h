@@ -15,9 +15,7 @@
 #include <thread>
 #include <vector>
 
-namespace httplib {
-class Server;
-}
+#include "loopback_server.h"
 
 namespace fakes {
 
@@ -26,7 +24,7 @@ public:
     explicit FakeTimeline(std::string access_key);
     ~FakeTimeline();
     int start();
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string base_url() const { return http_.base_url(); }
 
     // Adds an activity, or replaces the one with its id (an edit: give it a later modified_at).
     void put_activity(boost::json::object activity);
@@ -47,9 +45,7 @@ public:
 
 private:
     std::string access_key_;
-    std::unique_ptr<httplib::Server> server_;
-    std::thread thread_;
-    int port_ = 0;
+    LoopbackServer http_;
     std::mutex mutex_;
     std::vector<boost::json::object> activities_;
     std::map<std::string, std::string> attachments_;

@@ -19,7 +19,10 @@ inline std::string field(std::string_view value) {
 
 inline std::string row(const std::vector<std::string>& values) {
     std::string out;
-    for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + field(values[i]);
+    for (size_t i = 0; i < values.size(); ++i) {
+        if (i) out += ',';
+        out += field(values[i]);  // appended, not "," + field: no temporary per cell
+    }
     return out + "\n";
 }
 

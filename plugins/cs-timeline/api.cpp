@@ -3,9 +3,7 @@
 #include <crmsync/support/json_plugin.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <set>
-#include <thread>
 
 namespace cstimeline {
 using crmsync::support::header_value;
@@ -24,10 +22,7 @@ int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::str
             int64_t seconds = std::atoll(header_value(res.headers.c_str(), "Retry-After").c_str());
             int64_t wait = std::clamp<int64_t>(seconds * 1000, 1000, 120'000);
             host_->log(call, CRMSYNC_LOG_INFO, ("timeline API rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
-            for (int64_t slept = 0; slept < wait; slept += 50) {
-                if (host_->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
-                std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            }
+            if (!crmsync::support::wait_unless_cancelled(host_, call, wait)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
             continue;
         }
         answer.status = res.status;

@@ -3,9 +3,7 @@
 #include <crmsync/support/json_plugin.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <set>
-#include <thread>
 
 namespace helpdesk {
 using crmsync::support::header_value;
@@ -46,10 +44,7 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
                 int64_t wait = header_int(res.headers, "X-RateLimit-Reset") * 1000 - host->now_ms(call) + 100;
                 wait = std::clamp<int64_t>(wait, 100, 120'000);
                 host->log(call, CRMSYNC_LOG_INFO, ("helpdesk rate limit reached; waiting " + std::to_string(wait) + " ms").c_str());
-                for (int64_t slept = 0; slept < wait; slept += 50) {
-                    if (host->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
-                    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-                }
+                if (!crmsync::support::wait_unless_cancelled(host, call, wait)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
                 continue;
             }
             if (res.status == 401 || res.status == 403) return error = "the helpdesk refused the API token (HTTP " + std::to_string(res.status) + ")", CRMSYNC_STATUS_AUTH_FAILED;

@@ -3,10 +3,8 @@
 // succeeded and which failed, matched back to their operations by the external id.
 #include <crmsync/support/json_plugin.hpp>
 
-#include <chrono>
 #include <map>
 #include <set>
-#include <thread>
 
 #include "bulk.h"
 #include "csv.h"
@@ -73,8 +71,8 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
         } else if (info.status != CRMSYNC_STATUS_RETRY) {
             return error = "polling bulk job " + id + " failed: " + info.message, info.status;
         }
-        if (host->cancelled(call)) return error = "stopped while bulk job " + id + " was running", CRMSYNC_STATUS_CANCELLED;
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+        if (!crmsync::support::wait_unless_cancelled(host, call, delay))
+            return error = "stopped while bulk job " + id + " was running", CRMSYNC_STATUS_CANCELLED;
     }
 
     std::map<std::string, json::object> by_key;

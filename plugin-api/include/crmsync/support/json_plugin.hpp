@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace crmsync::support {
@@ -83,6 +85,16 @@ inline std::string header_value(const char* headers, std::string name) {
         return v;
     }
     return "";
+}
+
+// Waits `ms` milliseconds, waking every 50 ms to see whether the run is stopping; false when
+// it is (the caller returns CRMSYNC_STATUS_CANCELLED). For rate limits and polling.
+inline bool wait_unless_cancelled(const crmsync_host_api* host, crmsync_call* call, int64_t ms) {
+    for (int64_t slept = 0; slept < ms; slept += 50) {
+        if (host->cancelled(call)) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, ms - slept)));
+    }
+    return !host->cancelled(call);
 }
 
 // One request through the host's HTTP service. `rc` is the host's status (OK when any

@@ -1,13 +1,15 @@
 #pragma once
-// The run pipeline: one run of one module, as data flows —
-//   fetch a page (<= 200 records) -> map each record -> operations -> [services] ->
-//   skip unchanged (content hash) -> CRM write (<= 200 per call, upsert on the key's
-//   external-id field) -> write-back -> one transaction: links, errors, log, counters, cursor.
-// A record's failure never fails the batch. RETRY backs off exponentially up to a cap;
-// AUTH_FAILED re-authenticates once; RATE_LIMITED and the API reserve stop the run cleanly
-// with everything before saved. Cancellation (SIGINT/SIGTERM) finishes the current batch.
+// The run pipeline: one run of one module, as the README's "How a run works" tells it —
+//   take the run (lease + run row) → gather a page (source fetch or webhook inbox) → map →
+//   skip unchanged → resolve (services) → write → write back → commit
+// — each stage a function below, over a Batch that carries its records, operations and
+// everything its commit will hold. A record's failure never fails the batch; a failure
+// that is not a record's own (budget, 5xx, timeout, auth, cancellation) stops the run with
+// the cursor where it was (plugin_call.h decides which is which). Cancellation
+// (SIGINT/SIGTERM) finishes the current batch.
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,9 +18,13 @@
 #include "diagnostics.h"
 #include "instance.h"
 #include "manifest.h"
+#include "operation.h"
+#include "plugin_call.h"
 #include "store.h"
 
 namespace crmsync {
+
+class Services;
 
 // Records a page asks for, and operations a CRM write call carries.
 inline constexpr size_t kBatchSize = 200;
@@ -36,7 +42,7 @@ struct RunOptions {
 
 struct RunReport {
     int64_t run_id = 0;
-    std::string status;   // succeeded, partial, failed, stopped, busy
+    RunStatus status = RunStatus::failed;
     std::string message;
     RunCounts counts;
     int64_t duration_ms = 0;
@@ -44,31 +50,6 @@ struct RunReport {
     bool unreachable = false;          // the CRM or source could not be reached or refused us
     int64_t api_used = -1, api_limit = 0;  // the CRM's daily budget as last reported
 };
-
-// A resolved operation on its way to the CRM.
-struct PendingOperation {
-    json::object op;
-    const json::value* record = nullptr;  // the source record it was mapped from (for field mappings), owned by the batch
-    std::string skip_reason;   // set when a service decides there is nothing to write (e.g. no match)
-    std::string source_id;
-    std::string hash;
-    bool known = false;  // a link exists: an update, not a create
-    std::optional<std::string> error_code;
-    std::string error_message;
-    std::vector<std::string> error_fields;
-    // Marks the operation failed; the first failure is the one reported.
-    void fail(std::string code, std::string message, std::vector<std::string> fields = {}) {
-        if (error_code) return;
-        error_code = std::move(code);
-        error_message = std::move(message);
-        error_fields = std::move(fields);
-    }
-};
-
-// The services step (field mapping, owner, related-to, match): given a batch of operations,
-// resolves directives in place or marks operations failed. Set by whoever builds the
-// pipeline; absent means operations go to the CRM as the plugin mapped them.
-using ServiceStep = std::function<void(std::vector<PendingOperation>&, RunCounts&, std::vector<LogLine>&)>;
 
 struct ModuleBinding {
     const ModuleManifest& module;
@@ -81,41 +62,80 @@ class Pipeline {
 public:
     Pipeline(StateStore& store, ModuleBinding binding, const Clock& clock, const std::atomic<bool>& cancel,
              const Diagnostics& diagnostics);
-    void set_service_step(ServiceStep step) { services_ = std::move(step); }
+    ~Pipeline();
     RunReport run(const RunOptions& options);
 
 private:
+    class RunScope;
+    struct SourceRecord {
+        std::string id;
+        json::value record;
+    };
+    // What one gather took: records and the cursor after them (source), or inbox events.
+    struct Page {
+        std::vector<SourceRecord> records;
+        std::optional<json::value> checkpoint;
+        std::vector<int64_t> inbox_ids;
+        bool more = false;              // the source has more after this page
+        int64_t retries = 0;            // fetch attempts retried
+        std::optional<RunStop> stop;    // why the run ends after this page (no records: at once)
+    };
+    // One batch on its way to its commit.
+    struct Batch {
+        Page page;
+        std::vector<PendingOperation> ops;
+        BatchCommit commit;
+        std::vector<json::object> writebacks;  // what to send back to the source
+    };
+
+    // Stages, in order.
+    std::optional<RunStop> prepare(const RunOptions& options);
+    Page gather(const RunOptions& options, const json::value& cursor, int64_t fetched);
+    Page gather_inbox();
+    Page gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched);
+    // One fetch call of at most `want` records after `cursor`, into `page`.
+    Outcome fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts);
+    void map(Batch& batch);
+    void skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
+    std::optional<RunStop> resolve(Batch& batch);
+    std::optional<RunStop> write(Batch& batch);
+    void write_back(Batch& batch);
+    void record_failures(Batch& batch, RunReport& report, bool dry_run);
+    void describe_dry_run(const Batch& batch, RunReport& report) const;
+    std::optional<RunStop> budget_stop() const;
+
+    // The CRM write (pipeline_write.cpp).
+    struct WriteChunk {
+        std::vector<PendingOperation*> ops;
+        bool bulk = false;
+    };
+    std::vector<WriteChunk> plan_chunks(const std::vector<PendingOperation*>& ops) const;
+    std::optional<RunStop> write_operations(const std::vector<PendingOperation*>& ops, Batch& batch);
+    std::optional<RunStop> write_chunk(WriteChunk chunk, Batch& batch);
+    void take_results(const std::vector<PendingOperation*>& chunk, const std::vector<json::value>& results, Batch& batch,
+                      std::vector<PendingOperation*>& again);
+    // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
+    void resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit);
+    // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
+    // Nothing when the file could not be had: the operation failed (the file's fault), or
+    // `stop` says why the run must stop (cancelled, refused, unreachable).
+    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop);
+
+    void log(Level level, std::string message);
+    Outcome call_source(const std::function<Outcome()>& attempt, RunCounts& counts);
+    Outcome call_crm(const std::function<Outcome()>& attempt, RunCounts& counts);
+
     struct Budget {
         int64_t first_used = -1, last_used = -1, limit = 0;
     };
-    bool authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& refs, std::string& why);
-    // Calls `attempt` until it is not RETRY, backing off; re-authenticates once on AUTH_FAILED.
-    Outcome with_retry(PluginInstance& plugin, const std::vector<CredentialRef>& refs,
-                       const std::function<Outcome()>& attempt, RunCounts& counts);
-    bool backoff(int attempt);
-    void log(Level level, std::string message);
-
-    // The CRM write step (pipeline_write.cpp).
-    struct WriteState {
-        std::vector<json::object> writebacks;  // what to send back to the source
-        bool stop = false;                     // the run stops after this batch is committed
-        std::string stop_status, stop_message;
-        bool unreachable = false;
-    };
-    void write_operations(const std::vector<PendingOperation*>& ops, BatchCommit& batch, WriteState& state);
-    // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
-    void resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& batch);
-    // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
-    // Nothing when the file could not be had: the operation failed (the file's fault), or
-    // `outcome` says why the run must stop (cancelled, refused, unreachable).
-    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts, Outcome& outcome);
 
     StateStore& store_;
     ModuleBinding b_;
     const Clock& clock_;
     const std::atomic<bool>& cancel_;
     const Diagnostics& diagnostics_;
-    ServiceStep services_;
+    PluginCaller caller_;
+    std::unique_ptr<Services> services_;
     std::vector<LogLine> log_;
     Budget budget_;
 };

@@ -1,6 +1,6 @@
-// The pipeline's CRM write step: operations go to the CRM plugin 200 a call (large groups of
-// plain upserts in one bulk batch), results become links or errors, transient per-record
-// failures are retried, and write-time directives are resolved here:
+// The pipeline's CRM write stage: operations go to the CRM plugin 200 a call (large groups
+// of plain upserts in one bulk batch), results become links or errors, transient
+// per-record failures are retried, and write-time directives are resolved here:
 //   refs  — a field takes the CRM id of another operation, by key (written first);
 //   blobs — a base64 field is fetched from the source just before its operation is written,
 //           one operation a call, and dropped after, so files never sit in a batch.
@@ -10,45 +10,53 @@
 #include "pipeline.h"
 
 namespace crmsync {
+namespace {
 
-void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& batch) {
+// Flat fields only: what a bulk load's CSV can carry.
+bool is_plain_upsert(const Operation& op) {
+    return op.action == "upsert" &&
+           std::none_of(op.fields.begin(), op.fields.end(), [](const auto& f) { return f.value().is_array() || f.value().is_object(); });
+}
+
+}  // namespace
+
+void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit) {
     std::map<std::string, std::string> ids;  // key -> CRM id
     std::vector<std::string> unknown;
-    for (const auto& link : batch.links) ids[link.key] = link.crm_id;
+    for (const auto& link : commit.links) ids[link.key] = link.crm_id;
     for (auto* p : ops)
-        for (const auto& [field, key] : *find_object(p->op, "refs"))
-            if (key.is_string() && !ids.count(std::string(key.get_string()))) unknown.emplace_back(key.get_string());
-    if (!unknown.empty())
-        for (auto& [key, link] : store_.links(b_.module.name, unknown))
-            if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
+        for (const auto& [field, key] : p->op.refs)
+            if (!ids.count(key)) unknown.push_back(key);
+    if (!unknown.empty()) {
+        auto earlier = store_.links(b_.module.name, unknown);
+        if (earlier)
+            for (auto& [key, link] : *earlier)
+                if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
+    }
     for (auto* p : ops) {
-        auto& fields = p->op.at("fields").as_object();
-        for (const auto& [field, key] : *find_object(p->op, "refs")) {
-            auto id = key.is_string() ? ids.find(std::string(key.get_string())) : ids.end();
+        for (const auto& [field, key] : p->op.refs) {
+            auto id = ids.find(key);
             if (id == ids.end()) {
                 p->fail("REFERENCE_NOT_SYNCED",
-                        std::string(field) + " refers to " + (key.is_string() ? std::string(key.get_string()) : json::serialize(key)) +
+                        field + " refers to " + key +
                             ", which has no CRM record yet (it failed or was not synced); it is tried again when its source changes or on a full run",
-                        {std::string(field)});
+                        {field});
                 break;
             }
-            fields[field] = id->second;
+            p->op.fields[field] = id->second;
         }
-        p->op.erase("refs");
+        p->op.refs.clear();
     }
 }
 
-std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, Outcome& outcome) {
-    json::object op = p.op;
-    const json::object* blobs = find_object(p.op, "blobs");
-    if (!blobs) return op;
+std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {
+    json::object op = p.op.to_write_json();
     auto& fields = op.at("fields").as_object();
-    for (const auto& [field, ref] : *blobs) {
+    for (const auto& [field, ref] : p.op.blobs) {
         std::string data;
         int items = 0;
         json::object request{{"type", "blob"}, {"ref", ref}, {"field", field}};
-        outcome = with_retry(
-            b_.source, b_.module.credentials,
+        auto outcome = call_source(
             [&] {
                 data.clear();
                 items = 0;
@@ -61,138 +69,130 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
                 });
             },
             counts);
-        if (!outcome.ok() && outcome.status != CRMSYNC_STATUS_ERROR && outcome.status != CRMSYNC_STATUS_NOT_SUPPORTED)
-            return std::nullopt;  // not this file's fault (stopped, refused, unreachable): the caller stops the run
+        if (!outcome.ok() && !is_input_fault(outcome)) {
+            // Not this file's fault (stopped, refused, unreachable): stop before this batch,
+            // so the next run tries the file again.
+            stop = stop_for(outcome, "reading a file from the source");
+            return std::nullopt;
+        }
         if (!outcome.ok() || items != 1) {
-            p.fail("BLOB_UNAVAILABLE", std::string(field) + ": the source could not provide " + json::serialize(ref) + ": " +
-                                           (outcome.ok() ? "it answered no blob item" : outcome.message),
-                   {std::string(field)});
+            p.fail("BLOB_UNAVAILABLE",
+                   field + ": the source could not provide \"" + ref + "\": " + (outcome.ok() ? "it answered no blob item" : outcome.message),
+                   {field});
             return std::nullopt;
         }
         fields[field] = std::move(data);
     }
-    op.erase("blobs");
     return op;
 }
 
-void Pipeline::write_operations(const std::vector<PendingOperation*>& ops, BatchCommit& batch, WriteState& state) {
-    if (ops.empty() || state.stop) return;
+// Large groups of plain upserts go to the CRM in one bulk batch, operations with files one
+// a call, the rest 200 a call in source order.
+std::vector<Pipeline::WriteChunk> Pipeline::plan_chunks(const std::vector<PendingOperation*>& ops) const {
     const auto& bulk = b_.connection.bulk;
-    const bool writes_back = b_.source.can(CRMSYNC_CAP_WRITE);
-    // Large groups of plain upserts go to the CRM in one bulk batch, operations with files one
-    // a call, the rest 200 a call in source order.
-    std::vector<std::pair<std::vector<PendingOperation*>, bool>> chunks;
-    {
-        std::map<std::string, std::vector<PendingOperation*>> groups;
-        std::vector<PendingOperation*> rest;
-        for (auto* p : ops) {
-            if (find_object(p->op, "blobs")) {
-                chunks.push_back({{p}, false});
-                continue;
-            }
-            bool plain = find_text(p->op, "action") == "upsert";
-            for (const auto& [k, v] : p->op.at("fields").as_object()) plain = plain && !v.is_array() && !v.is_object();
-            if (plain && bulk.mode != BulkPolicy::Mode::never) groups[find_text(p->op, "object")].push_back(p);
-            else rest.push_back(p);
-        }
-        for (auto& [object, group] : groups) {
-            if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
-                chunks.emplace_back(std::move(group), true);
-            else rest.insert(rest.end(), group.begin(), group.end());
-        }
-        std::sort(rest.begin(), rest.end());
-        for (size_t start = 0; start < rest.size(); start += kBatchSize)
-            chunks.emplace_back(std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
-                                                               rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatchSize))),
-                                false);
+    std::vector<WriteChunk> chunks;
+    std::map<std::string, std::vector<PendingOperation*>> groups;
+    std::vector<PendingOperation*> rest;
+    for (auto* p : ops) {
+        if (!p->op.blobs.empty()) chunks.push_back({{p}, false});
+        else if (bulk.mode != BulkPolicy::Mode::never && is_plain_upsert(p->op)) groups[p->op.object].push_back(p);
+        else rest.push_back(p);
     }
-    for (auto& [chunk_ops, in_bulk] : chunks) {
-        auto chunk = std::move(chunk_ops);
-        if (in_bulk) log(Level::info, "loading " + std::to_string(chunk.size()) + " " + find_text(chunk.front()->op, "object") + " upserts in bulk");
-        for (int attempt = 0; !chunk.empty(); ++attempt) {
-            json::array operations;
-            for (auto* p : chunk) {
-                Outcome fetched;
-                auto op = with_blobs(*p, batch.counts, fetched);
-                if (op) {
-                    operations.push_back(std::move(*op));
-                } else if (!p->error_code) {
-                    // The source could not give a file for reasons of its own: stop before this
-                    // batch, so the next run tries the file again.
-                    state.stop = true;
-                    bool stopped = fetched.status == CRMSYNC_STATUS_CANCELLED || fetched.status == CRMSYNC_STATUS_RATE_LIMITED;
-                    state.stop_status = stopped ? "stopped" : "failed";
-                    state.stop_message = "reading a file from the source stopped: " + fetched.message + " (the next run resumes before this batch)";
-                    state.unreachable = !stopped;
-                    return;
-                }
-            }
-            std::erase_if(chunk, [](PendingOperation* p) { return p->error_code.has_value(); });
-            if (chunk.empty()) break;
-            json::object write_batch{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
-            if (in_bulk) write_batch["bulk"] = true;
-            std::vector<json::value> results;
-            auto outcome = with_retry(
-                b_.crm, b_.connection.credentials,
-                [&] {
-                    results.clear();
-                    return b_.crm.write(write_batch, results);
-                },
-                batch.counts);
-            write_batch.clear();  // a file's content goes as soon as it is written
-            if (!outcome.ok()) {
-                if (outcome.status == CRMSYNC_STATUS_RATE_LIMITED || outcome.status == CRMSYNC_STATUS_CANCELLED ||
-                    outcome.status == CRMSYNC_STATUS_AUTH_FAILED || outcome.status == CRMSYNC_STATUS_RETRY) {
-                    // Not the records' fault: keep the cursor where it was so the next run redoes them.
-                    state.stop = true;
-                    state.stop_status = outcome.status == CRMSYNC_STATUS_RATE_LIMITED ? "stopped" : "failed";
-                    state.stop_message = "CRM write stopped: " + outcome.message + " (the next run resumes before this batch)";
-                    state.unreachable = outcome.status != CRMSYNC_STATUS_RATE_LIMITED && outcome.status != CRMSYNC_STATUS_CANCELLED;
-                    return;
-                }
-                for (auto* p : chunk) p->fail("WRITE_FAILED", outcome.message);
-                break;
-            }
-            std::vector<PendingOperation*> again;
-            for (size_t i = 0; i < chunk.size(); ++i) {
-                auto* p = chunk[i];
-                const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
-                if (!r) {
-                    p->fail("NO_RESULT", "the CRM plugin returned no result for this operation");
-                    continue;
-                }
-                if (find_bool(*r, "success").value_or(false)) {
-                    bool created = find_bool(*r, "created").value_or(!p->known);
-                    ++(created ? batch.counts.created : batch.counts.updated);
-                    LinkRow link{find_text(p->op, "key"), p->source_id, find_text(p->op, "object"),
-                                 find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
-                    if (writes_back && find_bool(p->op, "writeback").value_or(false))
-                        state.writebacks.push_back({{"action", "writeback"}, {"key", link.key}, {"source_id", link.source_id},
-                                                    {"object", link.object}, {"id", link.crm_id}});
-                    batch.links.push_back(std::move(link));
-                    continue;
-                }
-                std::string code = "UNKNOWN", message;
-                std::vector<std::string> fields;
-                if (auto* errors = find_array(*r, "errors"); errors && !errors->empty() && errors->at(0).is_object()) {
-                    const auto& e = errors->at(0).get_object();
-                    code = find_string(e, "code").value_or("UNKNOWN");
-                    message = find_string(e, "message").value_or("");
-                    if (auto* fs = find_array(e, "fields"))
-                        for (const auto& f : *fs)
-                            if (f.is_string()) fields.emplace_back(f.get_string());
-                }
-                p->fail(code, message, fields);
-                if (find_bool(*r, "retryable").value_or(false)) again.push_back(p);
-            }
-            if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
-            batch.counts.retries += static_cast<int64_t>(again.size());
-            log(Level::warn, std::to_string(again.size()) + " operation(s) hit a transient error (" + *again.front()->error_code +
-                                 "); retrying them");
-            for (auto* p : again) p->error_code.reset();
-            chunk = std::move(again);
-            if (!backoff(attempt)) break;
+    for (auto& [object, group] : groups) {
+        if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
+            chunks.push_back({std::move(group), true});
+        else
+            rest.insert(rest.end(), group.begin(), group.end());
+    }
+    std::sort(rest.begin(), rest.end());  // pointers into the batch: source order
+    for (size_t start = 0; start < rest.size(); start += kBatchSize)
+        chunks.push_back({std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
+                                                         rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatchSize))),
+                          false});
+    return chunks;
+}
+
+std::optional<RunStop> Pipeline::write_operations(const std::vector<PendingOperation*>& ops, Batch& batch) {
+    for (auto& chunk : plan_chunks(ops))
+        if (auto stop = write_chunk(std::move(chunk), batch)) return stop;
+    return std::nullopt;
+}
+
+// One CRM write call (and its retries for operations that failed transiently).
+std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
+    if (chunk.bulk) log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " upserts in bulk");
+    for (int attempt = 0; !chunk.ops.empty(); ++attempt) {
+        json::array operations;
+        for (auto* p : chunk.ops) {
+            std::optional<RunStop> stop;
+            if (auto op = with_blobs(*p, batch.commit.counts, stop)) operations.push_back(std::move(*op));
+            if (stop) return stop;
         }
+        std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value(); });
+        if (chunk.ops.empty()) break;
+        json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
+        if (chunk.bulk) request["bulk"] = true;
+        std::vector<json::value> results;
+        auto outcome = call_crm(
+            [&] {
+                results.clear();
+                return b_.crm.write(request, results);
+            },
+            batch.commit.counts);
+        request.clear();  // a file's content goes as soon as it is written
+        if (!outcome.ok()) {
+            // Not the records' fault: keep the cursor where it was so the next run redoes them.
+            if (!is_input_fault(outcome)) return stop_for(outcome, "CRM write");
+            for (auto* p : chunk.ops) p->fail("WRITE_FAILED", outcome.message);
+            break;
+        }
+        std::vector<PendingOperation*> again;
+        take_results(chunk.ops, results, batch, again);
+        if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
+        batch.commit.counts.retries += static_cast<int64_t>(again.size());
+        log(Level::warn,
+            std::to_string(again.size()) + " operation(s) hit a transient error (" + *again.front()->error_code + "); retrying them");
+        for (auto* p : again) p->error_code.reset();
+        chunk.ops = std::move(again);
+        if (!caller_.backoff(attempt)) break;
+    }
+    return std::nullopt;
+}
+
+// Successes become links (and write-backs); failures keep the CRM's code, message and
+// fields; the retryable ones go to `again`.
+void Pipeline::take_results(const std::vector<PendingOperation*>& chunk, const std::vector<json::value>& results, Batch& batch,
+                            std::vector<PendingOperation*>& again) {
+    const bool writes_back = b_.source.can(CRMSYNC_CAP_WRITE);
+    for (size_t i = 0; i < chunk.size(); ++i) {
+        auto* p = chunk[i];
+        const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
+        if (!r) {
+            p->fail("NO_RESULT", "the CRM plugin returned no result for this operation");
+            continue;
+        }
+        if (find_bool(*r, "success").value_or(false)) {
+            bool created = find_bool(*r, "created").value_or(!p->known);
+            ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
+            LinkRow link{p->op.key, p->op.source_id, p->op.object, find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
+            if (writes_back && p->op.writeback)
+                batch.writebacks.push_back({{"action", "writeback"}, {"key", link.key}, {"source_id", link.source_id},
+                                            {"object", link.object}, {"id", link.crm_id}});
+            batch.commit.links.push_back(std::move(link));
+            continue;
+        }
+        std::string code = "UNKNOWN", message;
+        std::vector<std::string> fields;
+        if (auto* errors = find_array(*r, "errors"); errors && !errors->empty() && errors->at(0).is_object()) {
+            const auto& e = errors->at(0).get_object();
+            code = find_string(e, "code").value_or("UNKNOWN");
+            message = find_string(e, "message").value_or("");
+            if (auto* fs = find_array(e, "fields"))
+                for (const auto& f : *fs)
+                    if (f.is_string()) fields.emplace_back(f.get_string());
+        }
+        p->fail(code, message, fields);
+        if (find_bool(*r, "retryable").value_or(false)) again.push_back(p);
     }
 }
 

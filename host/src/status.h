@@ -8,7 +8,7 @@
 
 namespace crmsync {
 
-class Status {
+class [[nodiscard]] Status {
 public:
     enum class Kind {
         ok,
@@ -45,7 +45,7 @@ private:
 };
 
 template <class T>
-class Result {
+class [[nodiscard]] Result {
 public:
     Result(T value) : v_(std::move(value)) {}
     Result(Status status) : v_(std::move(status)) {}

@@ -105,6 +105,9 @@ struct RunTotals {
     RunCounts counts;
 };
 
+// Everything a run calls answers a Status or Result: the store's own failures (disk full,
+// a locked or corrupt file) come back as values, never as exceptions through the pipeline.
+// The read-only queries behind the history commands may throw; the CLI reports those.
 class StateStore {
 public:
     virtual ~StateStore() = default;
@@ -127,13 +130,12 @@ public:
     // True when a write transaction can be opened (for health checks).
     virtual bool writable() = 0;
     virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) = 0;
-    virtual int64_t purge_errors(int64_t older_than_ms) = 0;
+    virtual Result<int64_t> purge_errors(int64_t older_than_ms) = 0;
 
-    virtual std::map<std::string, LinkRow> links(const std::string& module, const std::vector<std::string>& keys) = 0;
+    virtual Result<std::map<std::string, LinkRow>> links(const std::string& module, const std::vector<std::string>& keys) = 0;
     virtual std::vector<LinkRow> all_links(const std::string& module, int limit) = 0;
 
-    virtual std::optional<std::string> cursor(const std::string& module) = 0;
-    virtual Status set_cursor(const std::string& module, const std::optional<std::string>& cursor) = 0;
+    virtual Result<std::optional<std::string>> cursor(const std::string& module) = 0;
 
     // Takes the module's lease when it is free, expired, or already ours.
     virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
@@ -142,10 +144,10 @@ public:
     virtual Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
                                          int64_t now_ms, int64_t ttl_ms) = 0;
     virtual Status release_lease(const std::string& module, const std::string& holder) = 0;
-    virtual std::optional<LeaseRow> lease(const std::string& module) = 0;
+    virtual Result<std::optional<LeaseRow>> lease(const std::string& module) = 0;
 
     virtual Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) = 0;
-    virtual std::vector<InboxRow> inbox_pending(const std::string& module, int limit) = 0;
+    virtual Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) = 0;
     virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
 };
 

@@ -78,6 +78,16 @@ const char* const kMigrations[] = {
     )sql",
 };
 
+// Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
+template <class F>
+auto guarded(std::string_view what, F&& body) -> decltype(body()) {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        return Status::io("the state store failed while " + std::string(what) + ": " + e.what());
+    }
+}
+
 class SqliteStore final : public StateStore {
 public:
     explicit SqliteStore(const std::string& path)
@@ -105,102 +115,110 @@ public:
     }
 
     Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) override {
-        SQLite::Statement q(db_, "INSERT INTO runs(module, trigger, started_ms, status) VALUES (?, ?, ?, 'running')");
-        q.bind(1, module);
-        q.bind(2, trigger);
-        q.bind(3, static_cast<int64_t>(now_ms));
-        q.exec();
-        return static_cast<int64_t>(db_.getLastInsertRowid());
+        return guarded("starting a run", [&]() -> Result<int64_t> {
+            SQLite::Statement q(db_, "INSERT INTO runs(module, trigger, started_ms, status) VALUES (?, ?, ?, 'running')");
+            q.bind(1, module);
+            q.bind(2, trigger);
+            q.bind(3, static_cast<int64_t>(now_ms));
+            q.exec();
+            return static_cast<int64_t>(db_.getLastInsertRowid());
+        });
     }
 
     Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
                       const std::vector<LogLine>& log) override {
-        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
-        append_log(run_id, log);
-        SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
-        q.bind(1, status);
-        q.bind(2, message);
-        q.bind(3, static_cast<int64_t>(now_ms));
-        q.bind(4, static_cast<int64_t>(run_id));
-        q.exec();
-        tx.commit();
-        return Status::ok();
+        return guarded("finishing a run", [&]() -> Status {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            append_log(run_id, log);
+            SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
+            q.bind(1, status);
+            q.bind(2, message);
+            q.bind(3, static_cast<int64_t>(now_ms));
+            q.bind(4, static_cast<int64_t>(run_id));
+            q.exec();
+            tx.commit();
+            return Status::ok();
+        });
     }
 
     Status commit_batch(const BatchCommit& batch) override {
-        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
-        SQLite::Statement link(db_,
-                               "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "
-                               "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
-                               "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
-        for (const auto& l : batch.links) {
-            link.bind(1, batch.module);
-            link.bind(2, l.key);
-            link.bind(3, l.source_id);
-            link.bind(4, l.object);
-            link.bind(5, l.crm_id);
-            link.bind(6, l.content_hash);
-            link.bind(7, static_cast<int64_t>(l.updated_ms));
-            link.exec();
-            link.reset();
-        }
-        SQLite::Statement error(db_,
-                                "INSERT INTO errors(run_id, module, at_ms, entity_id, key, object, code, message, "
-                                "fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        for (const auto& e : batch.errors) {
-            json::array fields;
-            for (const auto& f : e.fields) fields.emplace_back(f);
-            error.bind(1, static_cast<int64_t>(batch.run_id));
-            error.bind(2, batch.module);
-            error.bind(3, static_cast<int64_t>(e.at_ms));
-            error.bind(4, e.entity_id);
-            error.bind(5, e.key);
-            error.bind(6, e.object);
-            error.bind(7, e.code);
-            error.bind(8, e.message);
-            error.bind(9, json::serialize(fields));
-            error.bind(10, e.payload);
-            error.exec();
-            error.reset();
-        }
-        append_log(batch.run_id, batch.log);
-        {
-            SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
-            read.bind(1, static_cast<int64_t>(batch.run_id));
-            RunCounts counts;
-            if (read.executeStep()) {
-                auto parsed = parse_json(read.getColumn(0).getString());
-                if (parsed && parsed->is_object()) counts = RunCounts::from_json(parsed->get_object());
+        return guarded("saving a batch", [&]() -> Status {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Statement link(db_,
+                                   "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "
+                                   "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
+                                   "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
+            for (const auto& l : batch.links) {
+                link.bind(1, batch.module);
+                link.bind(2, l.key);
+                link.bind(3, l.source_id);
+                link.bind(4, l.object);
+                link.bind(5, l.crm_id);
+                link.bind(6, l.content_hash);
+                link.bind(7, static_cast<int64_t>(l.updated_ms));
+                link.exec();
+                link.reset();
             }
-            counts.add(batch.counts);
-            SQLite::Statement write(db_, "UPDATE runs SET counts = ? WHERE id = ?");
-            write.bind(1, json::serialize(counts.to_json()));
-            write.bind(2, static_cast<int64_t>(batch.run_id));
-            write.exec();
-        }
-        if (batch.cursor) set_cursor_in_tx(batch.module, batch.cursor);
-        if (!batch.inbox_done.empty()) {
-            SQLite::Statement done(db_, "UPDATE inbox SET done = 1 WHERE id = ?");
-            for (auto id : batch.inbox_done) {
-                done.bind(1, static_cast<int64_t>(id));
-                done.exec();
-                done.reset();
+            SQLite::Statement error(db_,
+                                    "INSERT INTO errors(run_id, module, at_ms, entity_id, key, object, code, message, "
+                                    "fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            for (const auto& e : batch.errors) {
+                json::array fields;
+                for (const auto& f : e.fields) fields.emplace_back(f);
+                error.bind(1, static_cast<int64_t>(batch.run_id));
+                error.bind(2, batch.module);
+                error.bind(3, static_cast<int64_t>(e.at_ms));
+                error.bind(4, e.entity_id);
+                error.bind(5, e.key);
+                error.bind(6, e.object);
+                error.bind(7, e.code);
+                error.bind(8, e.message);
+                error.bind(9, json::serialize(fields));
+                error.bind(10, e.payload);
+                error.exec();
+                error.reset();
             }
-        }
-        tx.commit();
-        return Status::ok();
+            append_log(batch.run_id, batch.log);
+            {
+                SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
+                read.bind(1, static_cast<int64_t>(batch.run_id));
+                RunCounts counts;
+                if (read.executeStep()) {
+                    auto parsed = parse_json(read.getColumn(0).getString());
+                    if (parsed && parsed->is_object()) counts = RunCounts::from_json(parsed->get_object());
+                }
+                counts.add(batch.counts);
+                SQLite::Statement write(db_, "UPDATE runs SET counts = ? WHERE id = ?");
+                write.bind(1, json::serialize(counts.to_json()));
+                write.bind(2, static_cast<int64_t>(batch.run_id));
+                write.exec();
+            }
+            if (batch.cursor) set_cursor_in_tx(batch.module, batch.cursor);
+            if (!batch.inbox_done.empty()) {
+                SQLite::Statement done(db_, "UPDATE inbox SET done = 1 WHERE id = ?");
+                for (auto id : batch.inbox_done) {
+                    done.bind(1, static_cast<int64_t>(id));
+                    done.exec();
+                    done.reset();
+                }
+            }
+            tx.commit();
+            return Status::ok();
+        });
     }
 
     Status mark_interrupted(const std::string& module, int64_t now_ms) override {
-        SQLite::Statement q(db_,
-                            "UPDATE runs SET status = 'interrupted', finished_ms = ?, "
-                            "message = 'the process running it stopped before it finished' "
-                            "WHERE module = ? AND status = 'running'");
-        q.bind(1, static_cast<int64_t>(now_ms));
-        q.bind(2, module);
-        q.exec();
-        return Status::ok();
+        return guarded("marking interrupted runs", [&]() -> Status {
+            SQLite::Statement q(db_,
+                                "UPDATE runs SET status = 'interrupted', finished_ms = ?, "
+                                "message = 'the process running it stopped before it finished' "
+                                "WHERE module = ? AND status = 'running'");
+            q.bind(1, static_cast<int64_t>(now_ms));
+            q.bind(2, module);
+            q.exec();
+            return Status::ok();
+        });
     }
 
     std::optional<RunRow> run(int64_t run_id) override {
@@ -312,24 +330,28 @@ public:
         return out;
     }
 
-    int64_t purge_errors(int64_t older_than_ms) override {
-        SQLite::Statement q(db_, "DELETE FROM errors WHERE at_ms < ?");
-        q.bind(1, static_cast<int64_t>(older_than_ms));
-        return q.exec();
+    Result<int64_t> purge_errors(int64_t older_than_ms) override {
+        return guarded("removing old errors", [&]() -> Result<int64_t> {
+            SQLite::Statement q(db_, "DELETE FROM errors WHERE at_ms < ?");
+            q.bind(1, static_cast<int64_t>(older_than_ms));
+            return q.exec();
+        });
     }
 
-    std::map<std::string, LinkRow> links(const std::string& module, const std::vector<std::string>& keys) override {
-        std::map<std::string, LinkRow> out;
-        SQLite::Statement q(db_,
-                            "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
-                            "WHERE module = ? AND key = ?");
-        for (const auto& key : keys) {
-            q.bind(1, module);
-            q.bind(2, key);
-            if (q.executeStep()) out.emplace(key, read_link(q));
-            q.reset();
-        }
-        return out;
+    Result<std::map<std::string, LinkRow>> links(const std::string& module, const std::vector<std::string>& keys) override {
+        return guarded("reading links", [&]() -> Result<std::map<std::string, LinkRow>> {
+            std::map<std::string, LinkRow> out;
+            SQLite::Statement q(db_,
+                                "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
+                                "WHERE module = ? AND key = ?");
+            for (const auto& key : keys) {
+                q.bind(1, module);
+                q.bind(2, key);
+                if (q.executeStep()) out.emplace(key, read_link(q));
+                q.reset();
+            }
+            return out;
+        });
     }
 
     std::vector<LinkRow> all_links(const std::string& module, int limit) override {
@@ -343,79 +365,88 @@ public:
         return out;
     }
 
-    std::optional<std::string> cursor(const std::string& module) override {
-        SQLite::Statement q(db_, "SELECT cursor FROM cursors WHERE module = ?");
-        q.bind(1, module);
-        if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
-        return q.getColumn(0).getString();
-    }
-
-    Status set_cursor(const std::string& module, const std::optional<std::string>& cursor) override {
-        set_cursor_in_tx(module, cursor);
-        return Status::ok();
+    Result<std::optional<std::string>> cursor(const std::string& module) override {
+        return guarded("reading the cursor", [&]() -> Result<std::optional<std::string>> {
+            SQLite::Statement q(db_, "SELECT cursor FROM cursors WHERE module = ?");
+            q.bind(1, module);
+            if (!q.executeStep() || q.getColumn(0).isNull()) return std::optional<std::string>();
+            return std::optional<std::string>(q.getColumn(0).getString());
+        });
     }
 
     Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
                                int64_t ttl_ms) override {
-        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-        SQLite::Statement q(db_,
-                            "INSERT INTO leases(module, holder, expires_ms) VALUES (?, ?, ?) "
-                            "ON CONFLICT(module) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms "
-                            "WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?");
-        q.bind(1, module);
-        q.bind(2, holder);
-        q.bind(3, static_cast<int64_t>(now_ms + ttl_ms));
-        q.bind(4, static_cast<int64_t>(now_ms));
-        int changed = q.exec();
-        tx.commit();
-        return changed > 0;
+        return guarded("taking the lease", [&]() -> Result<bool> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement q(db_,
+                                "INSERT INTO leases(module, holder, expires_ms) VALUES (?, ?, ?) "
+                                "ON CONFLICT(module) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms "
+                                "WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?");
+            q.bind(1, module);
+            q.bind(2, holder);
+            q.bind(3, static_cast<int64_t>(now_ms + ttl_ms));
+            q.bind(4, static_cast<int64_t>(now_ms));
+            int changed = q.exec();
+            tx.commit();
+            return changed > 0;
+        });
     }
 
     Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
                                  int64_t now_ms, int64_t ttl_ms) override {
-        SQLite::Statement q(db_, "UPDATE leases SET holder = ?, expires_ms = ? WHERE module = ? AND holder = ?");
-        q.bind(1, holder);
-        q.bind(2, static_cast<int64_t>(now_ms + ttl_ms));
-        q.bind(3, module);
-        q.bind(4, previous);
-        return q.exec() > 0;
+        return guarded("taking over the lease", [&]() -> Result<bool> {
+            SQLite::Statement q(db_, "UPDATE leases SET holder = ?, expires_ms = ? WHERE module = ? AND holder = ?");
+            q.bind(1, holder);
+            q.bind(2, static_cast<int64_t>(now_ms + ttl_ms));
+            q.bind(3, module);
+            q.bind(4, previous);
+            return q.exec() > 0;
+        });
     }
 
     Status release_lease(const std::string& module, const std::string& holder) override {
-        SQLite::Statement q(db_, "DELETE FROM leases WHERE module = ? AND holder = ?");
-        q.bind(1, module);
-        q.bind(2, holder);
-        q.exec();
-        return Status::ok();
+        return guarded("releasing the lease", [&]() -> Status {
+            SQLite::Statement q(db_, "DELETE FROM leases WHERE module = ? AND holder = ?");
+            q.bind(1, module);
+            q.bind(2, holder);
+            q.exec();
+            return Status::ok();
+        });
     }
 
-    std::optional<LeaseRow> lease(const std::string& module) override {
-        SQLite::Statement q(db_, "SELECT module, holder, expires_ms FROM leases WHERE module = ?");
-        q.bind(1, module);
-        if (!q.executeStep()) return std::nullopt;
-        return LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()};
+    Result<std::optional<LeaseRow>> lease(const std::string& module) override {
+        return guarded("reading the lease", [&]() -> Result<std::optional<LeaseRow>> {
+            SQLite::Statement q(db_, "SELECT module, holder, expires_ms FROM leases WHERE module = ?");
+            q.bind(1, module);
+            if (!q.executeStep()) return std::optional<LeaseRow>();
+            return std::optional<LeaseRow>(LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()});
+        });
     }
 
     Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) override {
-        SQLite::Statement q(db_, "INSERT INTO inbox(module, received_ms, body) VALUES (?, ?, ?)");
-        q.bind(1, module);
-        q.bind(2, static_cast<int64_t>(now_ms));
-        q.bind(3, body);
-        q.exec();
-        return static_cast<int64_t>(db_.getLastInsertRowid());
+        return guarded("adding to the inbox", [&]() -> Result<int64_t> {
+            SQLite::Statement q(db_, "INSERT INTO inbox(module, received_ms, body) VALUES (?, ?, ?)");
+            q.bind(1, module);
+            q.bind(2, static_cast<int64_t>(now_ms));
+            q.bind(3, body);
+            q.exec();
+            return static_cast<int64_t>(db_.getLastInsertRowid());
+        });
     }
 
-    std::vector<InboxRow> inbox_pending(const std::string& module, int limit) override {
-        SQLite::Statement q(db_,
-                            "SELECT id, module, received_ms, body FROM inbox WHERE module = ? AND done = 0 "
-                            "ORDER BY id LIMIT ?");
-        q.bind(1, module);
-        q.bind(2, limit);
-        std::vector<InboxRow> out;
-        while (q.executeStep())
-            out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getInt64(),
-                           q.getColumn(3).getString()});
-        return out;
+    Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) override {
+        return guarded("reading the inbox", [&]() -> Result<std::vector<InboxRow>> {
+            SQLite::Statement q(db_,
+                                "SELECT id, module, received_ms, body FROM inbox WHERE module = ? AND done = 0 "
+                                "ORDER BY id LIMIT ?");
+            q.bind(1, module);
+            q.bind(2, limit);
+            std::vector<InboxRow> out;
+            while (q.executeStep())
+                out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getString(), q.getColumn(2).getInt64(),
+                               q.getColumn(3).getString()});
+            return out;
+        });
     }
 
     int64_t inbox_depth(const std::optional<std::string>& module) override {

@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
     }
     std::printf("%s (bulk %s): %lld operations, %d owners, %d customer emails\n", crm.c_str(), bulk.c_str(), (long long)records,
                 users, customers);
-    std::printf("  status                 %s (created %lld, failed %lld)\n", report.status.c_str(),
+    std::printf("  status                 %s (created %lld, failed %lld)\n", std::string(run_status_name(report.status)).c_str(),
                 (long long)report.counts.created, (long long)report.counts.failed);
     std::printf("  API calls              %lld\n", (long long)report.counts.api_calls);
     std::printf("  API calls / 1,000 rec  %.1f   (target <= 20: %s)\n", per_thousand, per_thousand <= 20 ? "met" : "MISSED");
@@ -133,5 +133,5 @@ int main(int argc, char** argv) {
     std::printf("  records / s            %.0f   (target >= 5,000 end to end on 2 cores: %s)\n", rate, rate >= 5000 ? "met" : "MISSED");
     std::printf("  peak RSS               %.1f MB   (target < 200 MB at 100,000 records%s)\n", rss,
                 records >= 100'000 ? (rss < 200 ? ": met" : ": MISSED") : "; run with --records 100000 to judge");
-    return report.status == "succeeded" ? 0 : 1;
+    return report.status == RunStatus::succeeded ? 0 : 1;
 }

@@ -179,7 +179,7 @@ TEST_CASE("salesforce: a token that expires mid-run is renewed once and the run 
     org.sf->set_faults(faults);
     org.module(R"({"count": 1000, "page_delay_ms": 400})");
     auto report = org.run();
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     CHECK(org.count("SELECT COUNT() FROM Task") == 1000);
     CHECK(org.sf->calls("token") >= 2);
 }
@@ -193,7 +193,7 @@ TEST_CASE("salesforce: 10% 503s and lock errors still land everything exactly on
     org.module(R"({"count": 2000})");
     auto report = org.run();
     INFO(report.message);
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     CHECK(report.counts.retries > 0);
     org.sf->set_faults({});
     CHECK(org.count("SELECT COUNT() FROM Task") == 2000);
@@ -205,14 +205,14 @@ TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a reru
     org.connection("client_credentials", "client_secret", "never");
     org.module(R"({"count": 20000})");
     auto first = org.run();
-    CHECK(first.status == "stopped");
+    CHECK(first.status == RunStatus::stopped);
     int64_t landed = org.count("SELECT COUNT() FROM Task");
     CHECK(landed > 0);
     CHECK(landed < 20000);
     // The next day's budget: the emulator's limit rises; the rest lands.
     org.sf->with_engine([](mockcrm::Engine& e) { e.database().exec("DELETE FROM _api_usage"); return 0; });
     auto rest = org.run();
-    CHECK(rest.status != "failed");
+    CHECK(rest.status != RunStatus::failed);
     auto total = org.count("SELECT COUNT() FROM Task");
     CHECK(total > landed);
     CHECK(org.duplicate_tasks() == 0);
@@ -264,7 +264,7 @@ TEST_CASE("salesforce: 10,000 upserts load through Bulk API 2.0, lock errors ret
     org.module(R"({"count": 10000})");
     auto report = org.run();
     INFO(report.message);
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     CHECK(report.counts.created == 10000);
     CHECK(report.counts.retries > 0);
     CHECK(org.count("SELECT COUNT() FROM Task") == 10000);
@@ -312,7 +312,7 @@ TEST_CASE("salesforce: responses slower than the client timeout are retried and 
     org.module(R"({"count": 600})");
     auto report = org.run();
     INFO(report.message);
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     org.sf->set_faults({});
     CHECK(org.count("SELECT COUNT() FROM Task") == 600);
     CHECK(org.duplicate_tasks() == 0);

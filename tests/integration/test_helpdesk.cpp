@@ -227,7 +227,7 @@ TEST_CASE("helpdesk: polling the REST API pages through tickets, waits out the r
                    "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
     auto first = inbox.run();
     INFO(first.message);
-    CHECK(first.status == "succeeded");
+    CHECK(first.status == RunStatus::succeeded);
     CHECK(first.counts.created == 70);
     CHECK(inbox.event("api-69").at("Subject") == "【メール】Ticket 69");
     CHECK(api.rate_limited() > 0);
@@ -254,7 +254,7 @@ TEST_CASE("helpdesk: a wrong API token fails the run as refused, naming the cred
                    "credentials": {"api_token": {"file": "../secrets/token"}},
                    "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
     auto report = inbox.run();
-    CHECK(report.status == "failed");
+    CHECK(report.status == RunStatus::failed);
     CHECK(report.unreachable);
     CHECK_THAT(report.message, Catch::Contains("refused the API token") && !Catch::Contains("wrong-token"));
 }

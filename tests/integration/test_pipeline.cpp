@@ -51,7 +51,7 @@ TEST_CASE("pipeline: records land once, a rerun fetches nothing new, an edit upd
 )");
     h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
     auto first = h.run("tasks");
-    CHECK(first.status == "succeeded");
+    CHECK(first.status == RunStatus::succeeded);
     CHECK(first.counts.fetched == 2);
     CHECK(first.counts.created == 2);
     CHECK(h.tasks() == 2);
@@ -93,7 +93,7 @@ not json at all
 )");
     h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
     auto report = h.run("tasks");
-    CHECK(report.status == "partial");
+    CHECK(report.status == RunStatus::partial);
     CHECK(report.counts.created == 2);
     CHECK(report.counts.failed == 2);
     auto errors = h.store()->errors(std::string("tasks"), 0);
@@ -118,7 +118,7 @@ TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
     CHECK_THAT(report.dry_run[4], Catch::StartsWith("fail Task (key test:3, source rec-3): INVALID_FIELD Task.No_Such_Field__c does not exist"));
     CHECK(h.tasks() == 0);
     CHECK(h.crm()->api_calls("write") == 0);
-    CHECK_FALSE(h.store()->cursor("gen").has_value());
+    CHECK_FALSE(h.store()->cursor("gen").value().has_value());
     CHECK(h.store()->errors(std::nullopt, 0).empty());
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("pipeline: a transient fetch failure is retried with backoff, then the
     Harness h;
     h.module("flaky", "test-source", R"({"count": 3, "retry_first_fetches": 2})");
     auto report = h.run("flaky");
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     CHECK(report.counts.retries == 2);
     CHECK(h.tasks() == 3);
     bool logged = false;
@@ -138,7 +138,7 @@ TEST_CASE("pipeline: a source that keeps failing fails the run after the retry c
     Harness h;
     h.module("down", "test-source", R"({"count": 3, "retry_first_fetches": 100})");
     auto report = h.run("down");
-    CHECK(report.status == "failed");
+    CHECK(report.status == RunStatus::failed);
     CHECK(report.unreachable);
     CHECK_THAT(report.message, Catch::Contains("gave up after 5 attempts"));
     CHECK(h.tasks() == 0);
@@ -148,17 +148,17 @@ TEST_CASE("pipeline: the run stops cleanly under the API reserve, and a later ru
     Harness h(40);  // a daily limit of 40 calls; the default reserve keeps the last 4
     h.module("gen", "test-source", R"({"count": 10000})");
     auto report = h.run("gen");
-    CHECK(report.status == "stopped");
+    CHECK(report.status == RunStatus::stopped);
     CHECK_THAT(report.message, Catch::Contains("daily API budget"));
     int64_t landed = h.tasks();
     CHECK(landed > 0);
     CHECK(landed < 10000);
-    CHECK(h.store()->cursor("gen").has_value());
+    CHECK(h.store()->cursor("gen").value().has_value());
 
     // A new day (here: a higher limit) and the rest lands, nothing twice.
     write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000));
     auto rest = h.run("gen");
-    CHECK(rest.status == "succeeded");
+    CHECK(rest.status == RunStatus::succeeded);
     CHECK(h.tasks() == 10000);
     CHECK(h.crm()->query("SELECT COUNT() FROM Task WHERE CrmSync_Key__c = 'test:9999'").total == 1);
 }
@@ -171,9 +171,9 @@ TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stop
         if (c.fetched >= 400) h.runner.cancel.store(true);
     };
     auto report = h.run("gen", options);
-    CHECK(report.status == "stopped");
+    CHECK(report.status == RunStatus::stopped);
     CHECK(h.tasks() == 400);
-    CHECK(h.store()->cursor("gen") == std::optional<std::string>("400"));
+    CHECK(h.store()->cursor("gen").value() == std::optional<std::string>("400"));
     h.runner.cancel.store(false);
     CHECK(h.run("gen").counts.created == 600);
 }
@@ -181,9 +181,9 @@ TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stop
 TEST_CASE("pipeline: a module already running elsewhere is not run twice") {
     Harness h;
     h.module("gen", "test-source", R"({"count": 3})");
-    h.store()->acquire_lease("gen", "other-host:42", h.runner.clock.now_ms(), 60'000);
+    REQUIRE(h.store()->acquire_lease("gen", "other-host:42", h.runner.clock.now_ms(), 60'000).value());
     auto report = h.run("gen");
-    CHECK(report.status == "busy");
+    CHECK(report.status == RunStatus::busy);
     CHECK_THAT(report.message, Catch::Contains("other-host:42"));
     CHECK(h.tasks() == 0);
 }
@@ -199,7 +199,7 @@ TEST_CASE("pipeline: a plugin emitting broken JSON or too many records fails cle
     h.module("greedy", "test-source", R"({"count": 500, "mode": "emit_too_many"})");
     auto greedy = h.run("greedy");
     CHECK(h.tasks() <= 500);
-    CHECK(greedy.status != "succeeded");
+    CHECK(greedy.status != RunStatus::succeeded);
 }
 
 TEST_CASE("pipeline: a large run is gathered into one bulk batch per object, and lands once") {
@@ -207,7 +207,7 @@ TEST_CASE("pipeline: a large run is gathered into one bulk batch per object, and
     write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000, "", "auto"));
     h.module("gen", "test-source", R"({"count": 5000})");
     auto report = h.run("gen");
-    CHECK(report.status == "succeeded");
+    CHECK(report.status == RunStatus::succeeded);
     CHECK(report.counts.created == 5000);
     CHECK(h.crm()->api_calls("write") == 1);  // 5,000 upserts, one bulk load
     bool logged = false;

@@ -19,15 +19,19 @@ struct Org {
     std::string module_extra;
 
     // seed: mock-crm seed records; licenses: e.g. {"Salesforce Integration": 0}
-    explicit Org(const std::string& seed = "{}", const std::string& licenses = R"({"Salesforce": 10, "Salesforce Integration": 5})") {
+    explicit Org(const std::string& seed = "{}", const std::string& licenses = R"({"Salesforce": 10, "Salesforce Integration": 5})",
+                 int64_t daily_api_limit = 100000) {
         write_file(home / "seed.json", seed);
+        connect(licenses, daily_api_limit);
+    }
+    void connect(const std::string& licenses, int64_t daily_api_limit) {
         write_file(home / "manifests/crm.json",
-                   testing::mock_connection(home / "var/crm.db", 100000,
+                   testing::mock_connection(home / "var/crm.db", daily_api_limit,
                                             R"(, "seed": ")" + (home / "seed.json") + R"(", "licenses": )" + licenses));
     }
     // Each record is {"id": ..., "ops": [...]}; `extra` adds manifest keys (services, mappings).
     RunReport run(const std::vector<std::string>& records, const std::string& extra = "", const std::string& defaults = "{}",
-                  const std::string& config_extra = "") {
+                  const std::string& config_extra = "", bool full = true) {
         std::string lines;
         for (const auto& r : records) lines += r + "\n";
         write_file(home / "ops.jsonl", lines);
@@ -35,7 +39,7 @@ struct Org {
                    R"({"module": "m", "plugin": {"id": "test-ops"}, "crm": "mock", "retry": {"base_ms": 1},
                        "config": {"file": ")" + (home / "ops.jsonl") + R"(", "defaults": )" + defaults + config_extra + "}" + extra + "}");
         RunOptions options;
-        options.full = true;
+        options.full = full;
         return runner.run("m", options);
     }
     mockcrm::Engine crm() {
@@ -287,7 +291,7 @@ TEST_CASE("mapping: a custom mapping onto one of the plugin's fixed fields stops
     Org org;
     auto report = org.run({event_record("k", "")}, R"(, "mappings": [{"source": "title", "field": "Subject"}])",
                           R"({"Event": ["Subject", "StartDateTime"]})");
-    CHECK(report.status == "failed");
+    CHECK(report.status == RunStatus::failed);
     CHECK_THAT(report.message, Catch::Contains("\"Subject\" on Event is one of plugin test-ops's fixed fields"));
     CHECK(org.crm().query("SELECT COUNT() FROM Event").total == 0);
 }
@@ -387,4 +391,33 @@ TEST_CASE("refs and blobs: a file lands on the Task written before it, its conte
     CHECK(file[0].at("Title") == "minutes.txt");
     CHECK(file[0].at("ContentSize") == 5);
     CHECK(file[0].at("FirstPublishLocationId") == json::value(task));
+}
+
+TEST_CASE("budget: a daily limit that runs out during the lookups stops the batch; nothing fails and the next run writes each once") {
+    // Each limit runs out at a different one of the first calls: the user lookup, the
+    // connection user, the Contact/Lead lookup, the describe.
+    for (int64_t limit = 1; limit <= 4; ++limit) {
+        DYNAMIC_SECTION("daily limit " << limit) {
+            Org org(R"({"Contact": [{"LastName": "C", "Email": "c@x.jp"}]})", R"({"Salesforce": 10, "Salesforce Integration": 5})", limit);
+            std::vector<std::string> records;
+            for (int i = 0; i < 3; ++i)
+                records.push_back(event_record("ev-" + std::to_string(i),
+                                               R"(, "owner": {"email": "nobody@x.jp", "if_missing": ["connection_user"]}, )"
+                                               R"("related": {"emails": ["c@x.jp"]})"));
+            auto first = org.run(records, "", "{}", "", false);
+            CHECK(first.status == RunStatus::stopped);
+            CHECK(first.counts.failed == 0);
+            CHECK(org.errors().empty());
+            CHECK(org.crm().query("SELECT COUNT() FROM Event").total == 0);
+
+            org.connect(R"({"Salesforce": 10, "Salesforce Integration": 5})", 100000);  // a new day's budget
+            auto next = org.run(records, "", "{}", "", false);
+            INFO(next.message);
+            CHECK(next.status == RunStatus::succeeded);
+            CHECK(next.counts.created == 3);
+            CHECK(org.errors().empty());
+            CHECK(org.crm().query("SELECT COUNT() FROM Event").total == 3);
+            CHECK(org.crm().query("SELECT COUNT() FROM Event WHERE WhoId != null").total == 3);
+        }
+    }
 }

@@ -62,12 +62,13 @@ TEST_CASE("mapping: dotted paths with array indexes find nested values") {
     CHECK(*lookup_path(record, "contact.emails[1]") == "b@x.jp");
     CHECK(lookup_path(record, "contact.emails[2]") == nullptr);
     CHECK(lookup_path(record, "contact.phone") == nullptr);
-    json::object op{{"object", "Task"}, {"fields", json::object{}}};
+    Operation op;
+    op.object = "Task";
     auto mappings = parse_mappings(json::parse(R"([{"source": "contact.emails[0]", "field": "Email__c"},
         {"source": "missing", "field": "Region__c", "default": "APAC"}])").as_array());
     REQUIRE(apply_mappings(mappings.value(), record, op));
-    CHECK(op["fields"].at("Email__c") == "a@x.jp");
-    CHECK(op["fields"].at("Region__c") == "APAC");
+    CHECK(op.fields.at("Email__c") == "a@x.jp");
+    CHECK(op.fields.at("Region__c") == "APAC");
 }
 
 TEST_CASE("mapping: a custom mapping onto one of the plugin's fixed fields is refused, naming it") {

@@ -23,8 +23,8 @@ TEST_CASE("a batch commits links, errors, log, counters and cursor together") {
     REQUIRE(s.commit_batch(batch));
     REQUIRE(s.finish_run(run, "partial", "1 failed", 2000, {{2000, "info", "done"}}));
 
-    CHECK(s.cursor("m") == std::optional<std::string>(R"({"page": 2})"));
-    auto links = s.links("m", {"k1", "k9"});
+    CHECK(s.cursor("m").value() == std::optional<std::string>(R"({"page": 2})"));
+    auto links = s.links("m", {"k1", "k9"}).value();
     REQUIRE(links.size() == 1);
     CHECK(links.at("k1").crm_id == "00T1");
     auto errors = s.errors("m", 0);
@@ -47,8 +47,8 @@ TEST_CASE("errors older than the retention are purged, newer ones stay") {
     batch.module = "m";
     batch.errors.push_back({0, 0, "m", 100, "old", "k", "Task", "X", "old", {}, "{}"});
     batch.errors.push_back({0, 0, "m", 5000, "new", "k", "Task", "X", "new", {}, "{}"});
-    s->commit_batch(batch);
-    CHECK(s->purge_errors(1000) == 1);
+    REQUIRE(s->commit_batch(batch));
+    CHECK(s->purge_errors(1000).value() == 1);
     auto left = s->errors(std::nullopt, 0);
     REQUIRE(left.size() == 1);
     CHECK(left[0].entity_id == "new");
@@ -61,9 +61,9 @@ TEST_CASE("a lease is exclusive until it expires, then another holder takes it o
     CHECK_FALSE(s->acquire_lease("m", "b", 1200, 500).value());
     CHECK(s->acquire_lease("m", "a", 1300, 500).value());  // renewal by the holder
     CHECK(s->acquire_lease("m", "b", 1900, 500).value());  // a's lease ran out at 1800
-    CHECK(s->lease("m")->holder == "b");
-    s->release_lease("m", "b");
-    CHECK_FALSE(s->lease("m").has_value());
+    CHECK(s->lease("m").value()->holder == "b");
+    REQUIRE(s->release_lease("m", "b"));
+    CHECK_FALSE(s->lease("m").value().has_value());
 }
 
 TEST_CASE("the store migrates a new file to the current schema and reopens it unchanged") {

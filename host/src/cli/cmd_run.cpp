@@ -18,7 +18,7 @@ std::string summary(const std::string& module, const RunReport& r) {
     std::snprintf(buf, sizeof buf,
                   "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
                   "API calls %lld, %s (run %lld)",
-                  module.c_str(), r.status.c_str(), (long long)c.fetched, (long long)c.created, (long long)c.updated,
+                  module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created, (long long)c.updated,
                   (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, (long long)c.api_calls,
                   duration_text(r.duration_ms).c_str(), (long long)r.run_id);
     std::string line = buf;
@@ -89,8 +89,8 @@ int run(Context& ctx, const RunFlags& flags) {
         }
         std::printf("%s\n", summary(name, report).c_str());
         std::fflush(stdout);
-        if (report.status == "busy") worse(kUnreachable);
-        else if (report.status == "failed") worse(report.unreachable ? kUnreachable : kConfig);
+        if (report.status == RunStatus::busy) worse(kUnreachable);
+        else if (report.status == RunStatus::failed) worse(report.unreachable ? kUnreachable : kConfig);
         else if (report.unreachable) worse(kUnreachable);
         else if (report.counts.failed > 0) worse(kRecordErrors);
     }

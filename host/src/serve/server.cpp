@@ -219,8 +219,8 @@ void Server::run_module(const ModuleManifest& module, const std::string& trigger
     options.inbox = inbox;
     options.lease_holder = this_process_holder();
     RunReport report = pipeline.run(options);
-    if (report.status == "busy") return;
-    diagnostics_.info(module.name + " (" + trigger + "): " + report.status + ", created " + std::to_string(report.counts.created) +
+    if (report.status == RunStatus::busy) return;
+    diagnostics_.info(module.name + " (" + trigger + "): " + std::string(run_status_name(report.status)) + ", created " + std::to_string(report.counts.created) +
                       ", updated " + std::to_string(report.counts.updated) + ", failed " + std::to_string(report.counts.failed) +
                       (report.message.empty() ? "" : " — " + report.message));
     std::lock_guard<std::mutex> lock(metrics_mutex_);

@@ -206,19 +206,16 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
     return json::value(json::string(utc_text(zoned.get_sys_time())));
 }
 
-Status apply_mappings(const std::vector<FieldMapping>& mappings, const json::value& record, json::object& operation) {
-    auto object = find_string(operation, "object").value_or("");
-    auto* fields = operation.if_contains("fields");
-    if (!fields || !fields->is_object()) return Status::ok();
+Status apply_mappings(const std::vector<FieldMapping>& mappings, const json::value& record, Operation& operation) {
     for (const auto& m : mappings) {
-        if (!m.object.empty() && m.object != object) continue;
+        if (!m.object.empty() && m.object != operation.object) continue;
         const json::value* v = lookup_path(record, m.source);
         json::value value = v ? *v : json::value(nullptr);
         if (value.is_null() && !m.fallback.is_null()) value = m.fallback;
         if (value.is_null()) continue;  // absent: leave the field alone
         auto converted = convert_value(m, value);
         if (!converted) return converted.status();
-        fields->as_object()[m.field] = converted.value();
+        operation.fields[m.field] = converted.value();
     }
     return Status::ok();
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../json.h"
+#include "../operation.h"
 #include "../status.h"
 
 namespace crmsync {
@@ -42,6 +43,6 @@ const json::value* lookup_path(const json::value& root, std::string_view path);
 Result<json::value> convert_value(const FieldMapping& mapping, const json::value& value);
 
 // Applies every mapping for the operation's object; the first failure is returned.
-Status apply_mappings(const std::vector<FieldMapping>& mappings, const json::value& record, json::object& operation);
+Status apply_mappings(const std::vector<FieldMapping>& mappings, const json::value& record, Operation& operation);
 
 }  // namespace crmsync

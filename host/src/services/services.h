@@ -4,15 +4,22 @@
 // run), assignment lookup (`owner`), related-to resolution (`related`), unique-key
 // matching (`match`) and picklist values (`picklists`). Plugins declare what they need
 // inside each operation; the rules live here, once. One Services object per run; it talks
-// to the CRM only through its plugin (query, describe, find, whoami, write).
+// to the CRM only through its plugin (query, describe, find, whoami, write), through the
+// run's PluginCaller, so a lookup retries and re-authenticates as the write does.
+//
+// A record's own bad data fails that record. A lookup that could not run (budget, 5xx,
+// timeout, auth) fails no record: resolve() answers the stop and the batch goes no further.
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "../instance.h"
 #include "../manifest.h"
-#include "../pipeline.h"
+#include "../operation.h"
+#include "../plugin_call.h"
+#include "../store.h"
 #include "mapping.h"
 
 namespace crmsync {
@@ -26,12 +33,18 @@ struct ServiceSettings {
     static Result<ServiceSettings> from_manifest(const ModuleManifest& module);
 };
 
+// The CRM plugin as the services reach it: the instance, its credentials (to
+// authenticate again) and the run's caller.
+struct CrmAccess {
+    PluginInstance& plugin;
+    const std::vector<CredentialRef>& credentials;
+    const PluginCaller& caller;
+};
+
 class Services {
 public:
-    // backoff(attempt) waits before retry number attempt+1 and returns false when the run
-    // is stopping: the pipeline's own policy, so both sides back off alike.
-    Services(PluginInstance& crm, const ModuleManifest& module, std::vector<FieldMapping> mappings, ServiceSettings settings,
-             bool dry_run, std::function<bool(int attempt)> backoff);
+    Services(CrmAccess crm, const ModuleManifest& module, std::vector<FieldMapping> mappings, ServiceSettings settings,
+             bool dry_run);
 
     // What a source plugin's fixed default mappings write (its `targets` answer).
     struct Targets {
@@ -49,9 +62,9 @@ public:
     void set_required_any(std::vector<json::object> groups) { required_any_ = std::move(groups); }
     // Local and free: the operator's mappings onto each operation, before its content hash.
     void apply_field_mappings(std::vector<PendingOperation>& ops) const;
-    // The pipeline's service step, for operations that will be written (skipped ones, with
-    // a skip_reason, are left alone).
-    void resolve(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
+    // Resolves the directives of the active operations into fields, or fails them. A
+    // lookup that could not run answers the stop; the operations are then left as they are.
+    std::optional<RunStop> resolve(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
 
 private:
     struct Describe {
@@ -65,39 +78,57 @@ private:
         bool converted = false;
     };
 
-    void resolve_match(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
-    void resolve_owner(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
-    void resolve_related(std::vector<PendingOperation>& ops, RunCounts& counts);
-    void check_against_describe(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
+    void resolve_match(std::vector<PendingOperation>& ops);
+    void resolve_owner(std::vector<PendingOperation>& ops);
+    std::string owner_fallback(const OwnerDirective& owner, const std::string& email, std::string& code, std::string& why);
+    void resolve_related(std::vector<PendingOperation>& ops);
+    void find_parties(std::vector<PendingOperation>& ops);
+    std::optional<std::string> relate(PendingOperation& p);  // the primary Contact when open_opportunity applies
+    void attach_open_opportunities(const std::vector<std::pair<PendingOperation*, std::string>>& wanted);
+
+    void check_against_describe(std::vector<PendingOperation>& ops);
+    void check_operation(PendingOperation& p, const Describe& d, const std::set<std::pair<std::string, std::string>>& truncatable);
+    void check_picklist(PendingOperation& p, const std::string& name, const json::object& field, const std::string& value);
+    bool add_picklist_value(PendingOperation& p, const std::string& name, const std::string& value);
+    void check_required(PendingOperation& p, const Describe& d, const std::set<std::string>& filled_later);
 
     const Describe& describe(const std::string& object);
     void load_describes(const std::set<std::string>& objects);
-    Outcome query(const std::string& soql, std::vector<json::object>& rows);
-    // The CRM plugin's fetch and write, retried with backoff while they answer RETRY. What
-    // a failed attempt emitted is dropped, so the sink sees one complete answer.
-    Outcome fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink);
-    Outcome write_crm(const json::value& batch, std::vector<json::value>& results);
+
+    // The CRM plugin's verbs through the run's caller. An outcome that is not the input's
+    // fault becomes the pass's stop; the caller then sees it failed and goes no further.
+    Outcome fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink, std::string_view what);
+    Outcome write_crm(const json::value& batch, std::vector<json::value>& results, std::string_view what);
+    Outcome query(const std::string& soql, std::vector<json::object>& rows, std::string_view what);
+    bool stopped() const { return stop_.has_value(); }
+    void note(std::string level, std::string message);
+    void bump(const std::string& counter);
+
     std::string normalize_phone(std::string_view phone) const;
     std::string connection_user();
     std::string integration_profile();
     // Creates an integration user; empty id with `why` when the CRM refuses.
     std::string create_integration_user(const std::string& email, std::string& code, std::string& why);
 
-    PluginInstance& crm_;
+    CrmAccess crm_;
     const ModuleManifest& module_;
     std::vector<FieldMapping> mappings_;
     ServiceSettings settings_;
     bool dry_run_;
-    std::function<bool(int)> backoff_;
     std::vector<json::object> required_any_;
 
+    // Set for the duration of one resolve(): where counters, log lines and a stop go.
+    RunCounts* counts_ = nullptr;
+    std::vector<LogLine>* log_ = nullptr;
+    std::optional<RunStop> stop_;
+
+    // Cached for the run.
     std::map<std::string, Describe> describes_;
     std::map<std::string, std::string> owners_;  // lower-case email -> user id ("" = none found)
     std::set<std::string> owner_logged_;
     std::map<std::string, std::vector<Party>> parties_by_key_;  // "e:email" / "p:digits" -> matches
     std::set<std::string> keys_looked_up_;
     std::string connection_user_, integration_profile_;
-    std::set<std::string> picklist_added_;
 };
 
 }  // namespace crmsync

@@ -1,0 +1,163 @@
+#include "operation.h"
+
+#include <algorithm>
+
+namespace crmsync {
+namespace {
+
+Status problem(std::string message) { return Status::error(Status::Kind::record, std::move(message)); }
+
+// A list of strings at `key` in `o`; absent is empty.
+Result<std::vector<std::string>> strings_at(const json::object& o, std::string_view key, std::string_view where) {
+    std::vector<std::string> out;
+    auto* v = o.if_contains(key);
+    if (!v) return out;
+    if (!v->is_array()) return problem("operation \"" + std::string(where) + "." + std::string(key) + "\" must be a list of strings");
+    for (const auto& item : v->get_array()) {
+        if (!item.is_string())
+            return problem("operation \"" + std::string(where) + "." + std::string(key) + "\" must be a list of strings");
+        out.emplace_back(item.get_string());
+    }
+    return out;
+}
+
+// An object of field -> non-empty string (refs, blobs, picklists), in the plugin's order.
+Result<FieldDirectives> field_directives(const json::object& op, const char* name) {
+    FieldDirectives out;
+    auto* d = op.if_contains(name);
+    if (!d) return out;
+    if (!d->is_object()) return problem(std::string("operation \"") + name + "\" must be an object of field -> string");
+    for (const auto& [field, value] : d->get_object()) {
+        if (!value.is_string() || value.get_string().empty())
+            return problem(std::string("operation \"") + name + "\"." + std::string(field) + " must be a non-empty string");
+        out.emplace_back(std::string(field), std::string(value.get_string()));
+    }
+    return out;
+}
+
+Result<OwnerDirective> parse_owner(const json::value& v) {
+    auto* o = v.if_object();
+    if (!o) return problem("operation \"owner\" must be an object with \"email\"");
+    OwnerDirective owner;
+    owner.email = find_text(*o, "email");
+    auto steps = strings_at(*o, "if_missing", "owner");
+    if (!steps) return steps.status();
+    owner.if_missing = std::move(steps.value());
+    return owner;
+}
+
+Result<RelatedDirective> parse_related(const json::value& v) {
+    auto* o = v.if_object();
+    if (!o) return problem("operation \"related\" must be an object");
+    RelatedDirective related;
+    auto emails = strings_at(*o, "emails", "related");
+    auto phones = strings_at(*o, "phones", "related");
+    auto prefer = strings_at(*o, "prefer", "related");
+    for (auto* list : {&emails, &phones, &prefer})
+        if (!*list) return list->status();
+    related.emails = std::move(emails.value());
+    related.phones = std::move(phones.value());
+    related.prefer = std::move(prefer.value());
+    related.max_contacts = std::clamp<int64_t>(find_int(*o, "max_contacts").value_or(50), 1, 50);
+    related.open_opportunity = find_bool(*o, "open_opportunity").value_or(false);
+    return related;
+}
+
+Result<MatchDirective> parse_match(const json::value& v) {
+    auto* o = v.if_object();
+    auto* value = o ? o->if_contains("value") : nullptr;
+    if (!o || find_text(*o, "field").empty() || !value || value->is_null())
+        return problem("\"match\" needs a field and a value");
+    return MatchDirective{find_text(*o, "field"), *value, scalar_text(*value)};
+}
+
+json::object directives_json(const FieldDirectives& d) {
+    json::object o;
+    for (const auto& [field, text] : d) o[field] = text;
+    return o;
+}
+
+json::array strings_json(const std::vector<std::string>& list) {
+    json::array a;
+    for (const auto& s : list) a.emplace_back(s);
+    return a;
+}
+
+}  // namespace
+
+bool RelatedDirective::allows(std::string_view object) const {
+    if (prefer.empty()) return object == "Contact" || object == "Lead";
+    return std::find(prefer.begin(), prefer.end(), object) != prefer.end();
+}
+
+Result<Operation> Operation::parse(const json::value& emitted, const std::string& record_id) {
+    auto* o = emitted.if_object();
+    if (!o) return problem("an operation must be a JSON object");
+    Operation op;
+    op.object = find_text(*o, "object");
+    if (op.object.empty()) return problem("operation has no \"object\"");
+    op.key = find_text(*o, "key");
+    if (op.key.empty()) return problem("operation has no \"key\" (every operation needs a deterministic key)");
+    if (op.key.size() > 255) return problem("operation \"key\" is longer than 255 characters");
+    op.action = find_text(*o, "action");
+    if (op.action != "upsert" && op.action != "update") return problem("operation \"action\" must be \"upsert\" or \"update\"");
+    auto* fields = find_object(*o, "fields");
+    if (!fields) return problem("operation has no \"fields\" object");
+    op.fields = *fields;
+    op.source_id = find_string(*o, "source_id").value_or(record_id);
+    op.id = find_text(*o, "id");
+    op.writeback = find_bool(*o, "writeback").value_or(false);
+    if (auto* v = o->if_contains("owner")) {
+        auto owner = parse_owner(*v);
+        if (!owner) return owner.status();
+        op.owner = std::move(owner.value());
+    }
+    if (auto* v = o->if_contains("related")) {
+        auto related = parse_related(*v);
+        if (!related) return related.status();
+        op.related = std::move(related.value());
+    }
+    if (auto* v = o->if_contains("match")) {
+        auto match = parse_match(*v);
+        if (!match) return match.status();
+        op.match = std::move(match.value());
+    }
+    auto picklists = field_directives(*o, "picklists");
+    auto refs = field_directives(*o, "refs");
+    auto blobs = field_directives(*o, "blobs");
+    for (auto* d : {&picklists, &refs, &blobs})
+        if (!*d) return d->status();
+    op.picklists = std::move(picklists.value());
+    op.refs = std::move(refs.value());
+    op.blobs = std::move(blobs.value());
+    return op;
+}
+
+const std::string* Operation::picklist_policy(std::string_view field) const {
+    for (const auto& [name, policy] : picklists)
+        if (name == field) return &policy;
+    return nullptr;
+}
+
+json::object Operation::to_write_json() const {
+    json::object o{{"object", object}, {"action", action}, {"key", key}, {"source_id", source_id}, {"fields", fields}};
+    if (!id.empty()) o["id"] = id;
+    return o;
+}
+
+json::object Operation::to_json() const {
+    json::object o = to_write_json();
+    if (writeback) o["writeback"] = true;
+    if (owner) o["owner"] = json::object{{"email", owner->email}, {"if_missing", strings_json(owner->if_missing)}};
+    if (related)
+        o["related"] = json::object{{"emails", strings_json(related->emails)}, {"phones", strings_json(related->phones)},
+                                    {"prefer", strings_json(related->prefer)}, {"max_contacts", related->max_contacts},
+                                    {"open_opportunity", related->open_opportunity}};
+    if (match) o["match"] = json::object{{"field", match->field}, {"value", match->value}};
+    if (!picklists.empty()) o["picklists"] = directives_json(picklists);
+    if (!refs.empty()) o["refs"] = directives_json(refs);
+    if (!blobs.empty()) o["blobs"] = directives_json(blobs);
+    return o;
+}
+
+}  // namespace crmsync

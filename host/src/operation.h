@@ -1,0 +1,94 @@
+#pragma once
+// Operation: one change a source plugin's map() asks for, parsed once where the plugin
+// emits it (plugin-api/schemas/operation.schema.json) into typed members. Everything after
+// map — field mappings, content hash, services, write — reads these members; JSON is made
+// again only for the CRM plugin (to_write_json) and for the error log (to_json).
+//
+// PendingOperation is an operation on its way through one batch: the source record it
+// came from, whether a link exists, and the first failure or skip reason.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "json.h"
+
+namespace crmsync {
+
+// `owner`: the CRM user with this email, else the fallbacks in order.
+struct OwnerDirective {
+    std::string email;
+    std::vector<std::string> if_missing;  // create_integration_user, connection_user, error
+};
+
+// `related`: Contacts (up to max_contacts) or else one Lead, by email or phone.
+struct RelatedDirective {
+    std::vector<std::string> emails;
+    std::vector<std::string> phones;
+    std::vector<std::string> prefer;  // as given; empty means Contact, then Lead
+    int64_t max_contacts = 50;
+    bool open_opportunity = false;
+    bool allows(std::string_view object) const;
+};
+
+// `match`: update the one record of the operation's object whose field equals value.
+struct MatchDirective {
+    std::string field;
+    json::value value;        // as the plugin gave it (a scalar)
+    std::string value_text;   // the same as an operator would write it
+};
+
+// Ordered name -> text pairs: `refs` (field -> key of another operation), `blobs` (field ->
+// the source's reference to the content), `picklists` (field -> policy).
+using FieldDirectives = std::vector<std::pair<std::string, std::string>>;
+
+struct Operation {
+    std::string object;
+    std::string action;     // upsert or update (plugins); the services also make create, picklist_add
+    std::string key;        // deterministic per source change; the external-id value
+    std::string source_id;  // the source entity; the fetched record's id unless the plugin says
+    std::string id;         // the CRM id, when known (a match, or the plugin knows it)
+    json::object fields;
+    std::optional<OwnerDirective> owner;
+    std::optional<RelatedDirective> related;
+    std::optional<MatchDirective> match;
+    FieldDirectives picklists, refs, blobs;
+    bool writeback = false;
+
+    // Parses what a plugin emitted; the message says what is wrong with it. `record_id`
+    // is the fetched record's id, the default source_id.
+    static Result<Operation> parse(const json::value& emitted, const std::string& record_id);
+
+    const std::string* picklist_policy(std::string_view field) const;
+    // The whole operation, directives included: content hashes and the error log.
+    json::object to_json() const;
+    // What the CRM plugin's write() gets: the directives resolved into fields.
+    json::object to_write_json() const;
+};
+
+// An operation in one batch of a run.
+struct PendingOperation {
+    Operation op;
+    const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
+    std::string skip_reason;              // set when there is nothing to write (e.g. no match)
+    std::string hash;
+    bool known = false;  // a link exists: an update, not a create
+    std::optional<std::string> error_code;
+    std::string error_message;
+    std::vector<std::string> error_fields;
+
+    // Neither failed nor skipped: the services and the write still have work on it.
+    bool active() const { return !error_code && skip_reason.empty(); }
+    // The write may create the record (so required fields matter and create-only ones may go).
+    bool may_create() const { return !known && op.action != "update"; }
+    // Marks the operation failed; the first failure is the one reported.
+    void fail(std::string code, std::string message, std::vector<std::string> fields = {}) {
+        if (error_code) return;
+        error_code = std::move(code);
+        error_message = std::move(message);
+        error_fields = std::move(fields);
+    }
+};
+
+}  // namespace crmsync

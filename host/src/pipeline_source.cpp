@@ -1,0 +1,152 @@
+// The pipeline's source side: gathering a page (the source plugin's fetch, or the webhook
+// inbox) and writing CRM ids back to the source.
+#include "pipeline.h"
+
+namespace crmsync {
+namespace {
+
+const char* const kInterrupted = "interrupted; everything before this point is saved";
+
+}  // namespace
+
+Pipeline::Page Pipeline::gather(const RunOptions& options, const json::value& cursor, int64_t fetched) {
+    return options.inbox ? gather_inbox() : gather_source(options, cursor, fetched);
+}
+
+// Webhook events, oldest first: each body is one source record.
+Pipeline::Page Pipeline::gather_inbox() {
+    Page page;
+    auto pending = store_.inbox_pending(b_.module.name, static_cast<int>(kBatchSize));
+    if (!pending) {
+        page.stop = RunStop{RunStatus::failed, pending.status().message(), false};
+        return page;
+    }
+    for (auto& row : *pending) {
+        auto parsed = parse_json(row.body);
+        json::value record = parsed && parsed->is_object() ? parsed.value() : json::value(json::object{});
+        auto id = find_string(record.get_object(), "id");
+        page.records.push_back({id.value_or("inbox-" + std::to_string(row.id)), std::move(record)});
+        page.inbox_ids.push_back(row.id);
+    }
+    page.more = page.records.size() == kBatchSize;
+    return page;
+}
+
+// A page of at most 200 records; when the CRM may load in bulk, pages up to the bulk batch
+// size. A stop with records gathered still lets them go through; a failure drops them.
+Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched) {
+    const auto& bulk = b_.connection.bulk;
+    const size_t gather = bulk.mode == BulkPolicy::Mode::never ? kBatchSize : static_cast<size_t>(bulk.max_operations);
+    Page page;
+    json::value page_cursor = cursor;
+    RunCounts counts;
+    bool source_more = true;
+    for (bool page_more = true; page_more && page.records.size() < gather;) {
+        int64_t want = static_cast<int64_t>(std::min(kBatchSize, gather - page.records.size()));
+        if (options.limit) want = std::min<int64_t>(want, *options.limit - fetched - static_cast<int64_t>(page.records.size()));
+        if (want <= 0 || (cancel_.load() && !page.records.empty())) break;
+        bool overflowed = false;
+        const size_t before = page.records.size();
+        auto outcome = fetch_page(page_cursor, options.full, want, page, overflowed, counts);
+        if (outcome.status == CRMSYNC_STATUS_CANCELLED) {
+            page.stop = RunStop{RunStatus::stopped, kInterrupted, false};
+            break;
+        }
+        if (outcome.status == CRMSYNC_STATUS_RATE_LIMITED) {
+            page.stop = RunStop{RunStatus::stopped,
+                                "the source's rate limit was reached: " + outcome.message + " (the next run resumes here)", false};
+            break;
+        }
+        if (!outcome.ok() || overflowed) {
+            page.records.clear();
+            page.retries = counts.retries;
+            page.stop = outcome.ok() ? RunStop{RunStatus::failed,
+                                               "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(want) +
+                                                   " records asked for (a plugin bug); nothing from that page was saved",
+                                               false}
+                                     : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
+            return page;
+        }
+        if (page.checkpoint) page_cursor = *page.checkpoint;
+        page_more = source_more = page.more && page.records.size() > before;
+    }
+    page.more = source_more && page.checkpoint.has_value();
+    page.retries = counts.retries;
+    return page;
+}
+
+Outcome Pipeline::fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts) {
+    std::vector<SourceRecord> records;
+    std::optional<json::value> checkpoint;
+    bool more = false;
+    json::object request{{"type", "records"}, {"cursor", cursor}, {"full", full}, {"limit", want}};
+    auto outcome = call_source(
+        [&] {
+            records.clear();
+            checkpoint.reset();
+            overflowed = false;
+            return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
+                auto* o = item.if_object();
+                auto type = o ? find_string(*o, "type") : std::nullopt;
+                if (type == "record") {
+                    auto id = find_string(*o, "id");
+                    auto* rec = o->if_contains("record");
+                    if (!id || !rec || !rec->is_object()) {
+                        log(Level::error, "source emitted a record item without \"id\" or \"record\"");
+                        return CRMSYNC_STATUS_ERROR;
+                    }
+                    if (static_cast<int64_t>(records.size()) >= want) {
+                        overflowed = true;  // its checkpoint would skip records we never took
+                        return CRMSYNC_STATUS_CANCELLED;
+                    }
+                    records.push_back({*id, std::move(*rec)});
+                    return CRMSYNC_STATUS_OK;
+                }
+                if (type == "checkpoint") {
+                    checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
+                    more = find_bool(*o, "more").value_or(false);
+                    return CRMSYNC_STATUS_OK;
+                }
+                log(Level::error, "source emitted an item of unknown type during a records fetch");
+                return CRMSYNC_STATUS_ERROR;
+            });
+        },
+        counts);
+    if (overflowed) return {CRMSYNC_STATUS_OK, ""};
+    if (!outcome.ok()) return outcome;
+    for (auto& r : records) page.records.push_back(std::move(r));
+    if (checkpoint) {
+        page.checkpoint = std::move(checkpoint);
+        page.more = more;
+    } else {
+        page.more = false;
+    }
+    return outcome;
+}
+
+// The CRM ids of what was written go back to the source, when it writes.
+void Pipeline::write_back(Batch& batch) {
+    const auto& writebacks = batch.writebacks;
+    for (size_t start = 0; start < writebacks.size(); start += kBatchSize) {
+        json::array items;
+        for (size_t i = start; i < std::min(writebacks.size(), start + kBatchSize); ++i) items.push_back(writebacks[i]);
+        const size_t count = items.size();
+        std::vector<json::value> results;
+        json::object request{{"operations", std::move(items)}};
+        auto outcome = call_source(
+            [&] {
+                results.clear();
+                return b_.source.write(request, results);
+            },
+            batch.commit.counts);
+        for (size_t i = 0; i < count; ++i) {
+            const json::object* r = i < results.size() ? results[i].if_object() : nullptr;
+            if (outcome.ok() && r && find_bool(*r, "success").value_or(false)) continue;
+            const auto& item = writebacks[start + i];
+            std::string message = !outcome.ok() ? outcome.message : "the source refused the write-back";
+            log(Level::warn, "write-back of " + find_text(item, "id") + " to source " + find_text(item, "source_id") + " failed: " + message);
+        }
+    }
+}
+
+}  // namespace crmsync

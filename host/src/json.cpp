@@ -111,20 +111,6 @@ std::optional<bool> find_bool(const json::object& object, std::string_view key) 
     return v->get_bool();
 }
 
-std::string_view json_kind_name(const json::value& value) {
-    switch (value.kind()) {
-        case json::kind::null: return "null";
-        case json::kind::bool_: return "boolean";
-        case json::kind::int64:
-        case json::kind::uint64:
-        case json::kind::double_: return "number";
-        case json::kind::string: return "string";
-        case json::kind::array: return "array";
-        case json::kind::object: return "object";
-    }
-    return "value";
-}
-
 std::string scalar_text(const json::value& value) {
     if (value.is_string()) return std::string(value.get_string());
     return json::serialize(value);

@@ -31,9 +31,6 @@ std::string find_text(const json::object& object, std::string_view key);
 std::optional<int64_t> find_int(const json::object& object, std::string_view key);
 std::optional<bool> find_bool(const json::object& object, std::string_view key);
 
-// "string", "number", "object", ... for messages.
-std::string_view json_kind_name(const json::value& value);
-
 // Scalar as text the way an operator would write it (strings unquoted).
 std::string scalar_text(const json::value& value);
 

@@ -77,21 +77,6 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
     return Status::config("no usable version of plugin \"" + id + "\" matches \"" + range.text() + "\":" + reasons);
 }
 
-Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_manifest(const std::string& manifest_path) {
-    for (auto& c : candidates_)
-        if (c.manifest_path == manifest_path) {
-            if (!c.manifest) return c.problem;
-            return load_candidate(c);
-        }
-    PluginCandidate candidate;
-    candidate.manifest_path = manifest_path;
-    auto parsed = parse_plugin_manifest(manifest_path);
-    if (!parsed) return parsed.status();
-    candidate.manifest = std::move(parsed.value());
-    candidates_.push_back(std::move(candidate));
-    return load_candidate(candidates_.back());
-}
-
 namespace {
 
 std::string versions(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }

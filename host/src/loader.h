@@ -18,8 +18,6 @@
 
 namespace crmsync {
 
-struct HostApiTable;
-
 class LoadedPlugin {
 public:
     LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library, const crmsync_plugin& descriptor,
@@ -56,8 +54,6 @@ public:
     // Verifies and loads the highest version of `id` within `range` that loads; the error
     // lists every candidate's reason when none does.
     Result<std::shared_ptr<LoadedPlugin>> load(const std::string& id, const VersionRange& range);
-    // Verifies and loads one plugin manifest file.
-    Result<std::shared_ptr<LoadedPlugin>> load_manifest(const std::string& manifest_path);
 
     const std::vector<PluginCandidate>& candidates() const { return candidates_; }
     const std::vector<std::string>& search_path() const { return search_path_; }

@@ -15,6 +15,26 @@ using testing::TempDir;
 using testing::write_file;
 namespace fs = std::filesystem;
 
+namespace {
+
+// Waits until the run of `pid` has committed a batch (a cursor is saved): it is under way,
+// its signal handlers are set. False when the process ended first or 60 s went by.
+bool wait_for_first_commit(const std::string& state_db, pid_t pid) {
+    for (int waited = 0; waited < 1200; ++waited) {
+        try {
+            SQLite::Database state(state_db, SQLite::OPEN_READONLY);
+            if (state.execAndGet("SELECT COUNT(*) FROM cursors").getInt64() > 0) return true;
+        } catch (const std::exception&) {
+            // not created yet
+        }
+        if (waitpid(pid, nullptr, WNOHANG) == pid) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+}
+
+}  // namespace
+
 TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every record exactly once") {
     const bool small = std::getenv("CRMSYNC_TEST_SCALE") && std::string(std::getenv("CRMSYNC_TEST_SCALE")) == "small";
     const int64_t total = small ? 2000 : 10000;
@@ -100,7 +120,7 @@ TEST_CASE("SIGTERM finishes the batch in hand, saves it, and the next run goes o
         execl(CRMSYNC_BIN, CRMSYNC_BIN, "run", "gen", static_cast<char*>(nullptr));
         _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    REQUIRE(wait_for_first_commit(home / "var/state.db", pid));
     kill(pid, SIGTERM);
     int status = 0;
     waitpid(pid, &status, 0);

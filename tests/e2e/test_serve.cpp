@@ -163,9 +163,13 @@ TEST_CASE("serve: an accepted event lands in the CRM, and /metrics and /healthz 
     // The CRM has the record before the run commits and finishes: wait for the run too.
     httplib::Client client("127.0.0.1", serve->port);
     std::map<std::string, double> metrics;
+    // Any run (a poll at start) fills the duration histogram: wait for this event's own
+    // counters instead.
     CHECK(eventually([&] {
         metrics = parse_prometheus(client.Get("/metrics")->body);
-        return metrics.count(R"(crmsync_run_duration_seconds_count{module="hooks"})") == 1;
+        auto created = metrics.find(R"(crmsync_records_total{module="hooks",outcome="created"})");
+        auto depth = metrics.find(R"(crmsync_inbox_depth{module="hooks"})");
+        return created != metrics.end() && created->second == 1 && depth != metrics.end() && depth->second == 0;
     }));
     CHECK(metrics.at(R"(crmsync_records_total{module="hooks",outcome="created"})") == 1);
     CHECK(metrics.at(R"(crmsync_inbox_depth{module="hooks"})") == 0);

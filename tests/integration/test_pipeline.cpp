@@ -223,3 +223,30 @@ TEST_CASE("pipeline: under the bulk threshold, operations still go 200 a call") 
     REQUIRE(h.run("gen").counts.created == 1000);
     CHECK(h.crm()->api_calls("write") == 5);
 }
+
+TEST_CASE("pipeline: error-log entries are kept 365 days, then the next run removes them and says so in its log") {
+    Harness h;
+    ManualClock clock(0);
+    int64_t start = 0;
+    REQUIRE(parse_iso8601("2026-01-10T00:00:00Z", start));
+    clock.set(start);
+    h.runner.time = &clock;
+    write_file(h.home / "in/a.jsonl", R"({"id": "bad-1", "subject": "Bad status", "status": "Someday"}
+)");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    REQUIRE(h.run("tasks").counts.failed == 1);
+    REQUIRE(h.store()->errors(std::string("tasks"), 0).size() == 1);
+
+    const int64_t day = 24LL * 3600 * 1000;
+    clock.advance(364 * day);
+    h.run("tasks");
+    CHECK(h.store()->errors(std::string("tasks"), 0).size() == 1);
+
+    clock.advance(2 * day);
+    auto later = h.run("tasks");
+    CHECK(h.store()->errors(std::string("tasks"), 0).empty());
+    bool said = false;
+    for (const auto& line : h.store()->run_log(later.run_id))
+        said = said || line.message.find("removed 1 error-log entries older than 365 days") != std::string::npos;
+    CHECK(said);
+}

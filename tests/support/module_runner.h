@@ -16,6 +16,7 @@ struct ModuleRunner {
 
     std::string home;
     crmsync::SystemClock clock;
+    const crmsync::Clock* time = &clock;  // point at a ManualClock to move time by hand
     std::atomic<bool> cancel{false};
     crmsync::Diagnostics quiet{nullptr, crmsync::Level::error};
 
@@ -29,13 +30,13 @@ struct ModuleRunner {
     }
 
     crmsync::RunReport run(const std::string& module, crmsync::RunOptions options = {}) {
-        crmsync::Catalog catalog(environment(), quiet, clock);
+        crmsync::Catalog catalog(environment(), quiet, *time);
         auto instances = catalog.instantiate_module(module);
         REQUIRE(instances);
         auto store = catalog.open_store();
         REQUIRE(store);
         auto& mi = instances.value();
-        crmsync::Pipeline pipeline(*store.value(), crmsync::ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock,
+        crmsync::Pipeline pipeline(*store.value(), crmsync::ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, *time,
                                    cancel, quiet);
         if (options.lease_holder.empty()) options.lease_holder = "test";
         return pipeline.run(options);

@@ -240,14 +240,14 @@ int64_t Engine::api_calls(const std::string& kind) {
 SaveResult Engine::create(const std::string& object, const json::object& fields) {
     const Object* obj = schema_.object(object);
     if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
-    return save(*obj, nullptr, fields, false);
+    return save(*obj, nullptr, fields);
 }
 
 SaveResult Engine::update(const std::string& object, const std::string& id, const json::object& fields) {
     const Object* obj = schema_.object(object);
     if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
     if (schema_.object_for_id(id) != obj) return failure("MALFORMED_ID", "malformed id " + id, {"Id"});
-    return save(*obj, &id, fields, false);
+    return save(*obj, &id, fields);
 }
 
 SaveResult Engine::upsert(const std::string& object, const std::string& external_field, const std::string& value,
@@ -256,7 +256,7 @@ SaveResult Engine::upsert(const std::string& object, const std::string& external
     if (!obj) return failure("NOT_FOUND", "sObject type '" + object + "' is not supported.");
     const Field* f = obj->field(external_field);
     if (!f && iequals(external_field, "Id")) {
-        if (value.empty()) return save(*obj, nullptr, fields, false);
+        if (value.empty()) return save(*obj, nullptr, fields);
         return update(object, value, fields);
     }
     if (!f) return failure("NOT_FOUND", "Provided external ID field does not exist or is not accessible: " + external_field);
@@ -276,9 +276,9 @@ SaveResult Engine::upsert(const std::string& object, const std::string& external
     with_key.erase(f->name);
     if (ids.empty()) {
         with_key[f->name] = value;
-        return save(*obj, nullptr, with_key, true);
+        return save(*obj, nullptr, with_key);
     }
-    return save(*obj, &ids[0], with_key, true);
+    return save(*obj, &ids[0], with_key);
 }
 
 json::value Engine::column_value(const SQLite::Column& c, const Field* field, bool) {

@@ -112,7 +112,7 @@ private:
     };
     CachedStatement statement(const std::string& sql);
 
-    SaveResult save(const Object& obj, const std::string* id, const json::object& fields, bool created_by_upsert);
+    SaveResult save(const Object& obj, const std::string* id, const json::object& fields);
     void ensure_tables();
     void seed_default_org();
     std::string next_id(const Object& obj);

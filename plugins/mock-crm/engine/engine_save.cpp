@@ -11,7 +11,7 @@
 namespace mockcrm {
 using namespace detail;
 
-SaveResult Engine::save(const Object& obj, const std::string* id, const json::object& fields, bool) {
+SaveResult Engine::save(const Object& obj, const std::string* id, const json::object& fields) {
     const bool creating = id == nullptr;
     std::map<std::string, SqlValue> values;  // canonical field name -> stored value
     std::vector<std::string> who_ids;

@@ -187,20 +187,37 @@ PluginInstance::~PluginInstance() {
 }
 
 Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string& argument,
-                               const std::function<int32_t(json::value&&)>& on_item) {
+                               const std::function<int32_t(json::value&&)>& on_item, std::string_view item_schema) {
     if (!entry) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point"};
     std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
     if (!can(CRMSYNC_CAP_THREADSAFE)) lock.lock();
+    // Test builds hold every plugin to the published schemas of what it emits.
+    std::string violation;
+    std::function<int32_t(json::value&&)> checked;
+    const std::function<int32_t(json::value&&)>* sink = on_item ? &on_item : nullptr;
+    if (sink && !item_schema.empty() && checks_emitted_items()) {
+        checked = [&](json::value&& item) -> int32_t {
+            if (auto valid = check_emitted_item(item_schema, item); !valid) {
+                if (violation.empty()) violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
+                return CRMSYNC_STATUS_ERROR;
+            }
+            return on_item(std::move(item));
+        };
+        sink = &checked;
+    }
     crmsync_call call;
     call.services = services_.get();
     call.plugin_id = plugin_->id();
-    call.on_item = on_item ? &on_item : nullptr;
+    call.on_item = sink;
     int32_t status;
     try {
         status = normalized(entry(instance_, &call, argument.c_str()));
     } catch (...) {
         return {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)"};
     }
+    if (!violation.empty())
+        return {CRMSYNC_STATUS_ERROR, plugin_->id() + "." + verb + " emitted an item that breaks plugin-api/schemas/" +
+                                          std::string(item_schema) + " (a plugin bug): " + violation};
     Outcome outcome{status, {}};
     if (status != CRMSYNC_STATUS_OK)
         outcome.message = call.fail_message.empty()
@@ -216,7 +233,7 @@ Outcome PluginInstance::authenticate(const json::object& credentials) {
 
 Outcome PluginInstance::fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item) {
     if (!can(CRMSYNC_CAP_FETCH)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not fetch"};
-    return invoke(plugin_->descriptor().fetch, "fetch", json::serialize(request), on_item);
+    return invoke(plugin_->descriptor().fetch, "fetch", json::serialize(request), on_item, "fetch-item.schema.json");
 }
 
 Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
@@ -226,7 +243,7 @@ Outcome PluginInstance::map(const json::value& record, std::vector<json::value>&
         operations.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
     };
-    return invoke(plugin_->descriptor().map, "map", json::serialize(record), sink);
+    return invoke(plugin_->descriptor().map, "map", json::serialize(record), sink, "operation.schema.json");
 }
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {
@@ -236,7 +253,7 @@ Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>
         results.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
     };
-    return invoke(plugin_->descriptor().write, "write", json::serialize(batch), sink);
+    return invoke(plugin_->descriptor().write, "write", json::serialize(batch), sink, "write-result.schema.json");
 }
 
 }  // namespace crmsync

@@ -64,8 +64,10 @@ public:
 private:
     PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services);
     using Entry = int32_t (*)(crmsync_instance*, crmsync_call*, const char*);
+    // `item_schema` names the plugin-api schema every emitted item must meet (checked in
+    // test builds only).
     Outcome invoke(Entry entry, const char* verb, const std::string& argument,
-                   const std::function<int32_t(json::value&&)>& on_item);
+                   const std::function<int32_t(json::value&&)>& on_item, std::string_view item_schema = {});
 
     std::shared_ptr<LoadedPlugin> plugin_;  // keeps the library mapped while we live
     std::unique_ptr<HostServices> services_;

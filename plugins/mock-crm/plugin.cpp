@@ -16,6 +16,7 @@
 
 namespace {
 
+using crmsync::support::crm_row_item;
 using crmsync::support::emit;
 using crmsync::support::fail;
 using crmsync::support::guarded;
@@ -116,8 +117,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             report_usage(in, call);
             if (result.count) return emit(in->host, call, json::object{{"type", "count"}, {"count", result.total}});
             for (auto& row : result.rows) {
-                std::string id = row.contains("Id") && row["Id"].is_string() ? std::string(row["Id"].get_string()) : "";
-                int32_t rc = emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
+                int32_t rc = emit(in->host, call, crm_row_item(std::move(row)));
                 if (rc == CRMSYNC_STATUS_CANCELLED) return rc;
             }
             return CRMSYNC_STATUS_OK;
@@ -154,8 +154,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 if (!emails.empty()) in->engine->spend_api_call("read");
                 if (!phones.empty()) in->engine->spend_api_call("read");
                 for (auto& row : in->engine->find(std::string(object.as_string()), emails, phones, country)) {
-                    std::string id(row.at("Id").as_string());
-                    if (emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}}) == CRMSYNC_STATUS_CANCELLED)
+                    if (emit(in->host, call, crm_row_item(std::move(row))) == CRMSYNC_STATUS_CANCELLED)
                         return CRMSYNC_STATUS_CANCELLED;
                 }
             }

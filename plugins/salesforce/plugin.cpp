@@ -14,6 +14,7 @@
 
 namespace {
 
+using crmsync::support::crm_row_item;
 using crmsync::support::emit;
 using crmsync::support::fail;
 using crmsync::support::guarded;
@@ -150,10 +151,7 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     };
     auto objects = strings("objects"), emails = strings("emails"), phones = strings("phones");
     std::string country = text(request, "country_code");
-    auto emit_row = [&](json::object&& row) {
-        std::string id = text(row, "Id");
-        return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
-    };
+    auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
     // As many emails per query as keep the request URL within what Salesforce accepts
     // (16,384 bytes; we stay under 7,000 to leave room for proxies).
     for (size_t start = 0; start < emails.size();) {
@@ -211,10 +209,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
                 return emit(in->host, call, json::object{{"type", "count"}, {"count", res.body.as_object().at("totalSize")}});
             }
-            return query(in, call, soql, [&](json::object&& row) {
-                std::string id = text(row, "Id");
-                return emit(in->host, call, json::object{{"type", "record"}, {"id", id}, {"record", std::move(row)}});
-            });
+            return query(in, call, soql, [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); });
         }
         if (type == "describe") {
             for (const auto& object : request.at("objects").as_array()) {

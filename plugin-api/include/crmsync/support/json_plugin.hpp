@@ -147,6 +147,15 @@ inline json::object record_item(json::value record, std::string_view id_field, c
     return {{"type", "record"}, {"id", record_id}, {"record", std::move(record)}};
 }
 
+// One CRM row (a query, find or whoami answer) as a `record` item: its `id` is the row's
+// Id, left out when the query did not select one (e.g. SELECT ContactId FROM ...).
+inline json::object crm_row_item(json::object row) {
+    json::object item{{"type", "record"}};
+    if (auto* id = row.if_contains("Id"); id && id->is_string() && !id->get_string().empty()) item["id"] = *id;
+    item["record"] = std::move(row);
+    return item;
+}
+
 // The item that ends a `records` answer: where the next one resumes, and whether it should.
 inline json::object checkpoint_item(json::value cursor, bool more) {
     return {{"type", "checkpoint"}, {"cursor", std::move(cursor)}, {"more", more}};

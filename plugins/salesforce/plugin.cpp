@@ -4,6 +4,7 @@
 // external-id field. See README.md for its config and credentials.
 #include <crmsync/plugin.h>
 #include <crmsync/support/json_plugin.hpp>
+#include <crmsync/support/phone.hpp>
 
 #include <algorithm>
 #include <map>
@@ -125,22 +126,6 @@ std::string find_fields(const std::string& object) {
     return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted" : "Id, Email, Phone, MobilePhone, CreatedDate";
 }
 
-// The digits of a phone as people write it at home and abroad ("0312345678", "81312345678").
-std::vector<std::string> phone_forms(const std::string& phone, const std::string& country) {
-    std::string digits;
-    bool international = false;
-    for (char c : phone) {
-        if (c == '+' && digits.empty()) international = true;
-        if (c >= '0' && c <= '9') digits += c;
-    }
-    std::vector<std::string> forms{digits};
-    if (!country.empty()) {
-        if (international && digits.rfind(country, 0) == 0) forms.push_back("0" + digits.substr(country.size()));
-        else if (!international && digits.size() > 1 && digits[0] == '0') forms.push_back(country + digits.substr(1));
-    }
-    return forms;
-}
-
 int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     auto strings = [&](const char* key) {
         std::vector<std::string> out;
@@ -169,7 +154,7 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;
     std::vector<std::string> forms;
     for (const auto& phone : phones)
-        for (const auto& form : phone_forms(phone, country))
+        for (const auto& form : crmsync::support::phone_forms(phone, country))
             if (form.size() >= 6) forms.push_back(form);
     std::string returning;
     for (const auto& object : objects) returning += (returning.empty() ? "" : ", ") + object + "(" + find_fields(object) + ")";

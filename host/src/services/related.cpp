@@ -1,6 +1,8 @@
 // Services: related-to resolution — Contacts by email or phone (up to max_contacts, the
 // first the primary Who), else the oldest unconverted Lead alone, else nothing; optionally
 // the primary Contact's most recently modified open Opportunity as What.
+#include <crmsync/support/phone.hpp>
+
 #include <algorithm>
 
 #include "batch_keys.h"
@@ -10,15 +12,7 @@
 namespace crmsync {
 
 std::string Services::normalize_phone(std::string_view phone) const {
-    std::string digits;
-    bool international = false;
-    for (char c : phone) {
-        if (c == '+' && digits.empty()) international = true;
-        if (c >= '0' && c <= '9') digits += c;
-    }
-    if (digits.empty() || international || settings_.default_country_code.empty()) return digits;
-    if (digits.size() > 1 && digits[0] == '0') return settings_.default_country_code + digits.substr(1);
-    return digits;
+    return support::phone_canonical(phone, settings_.default_country_code);
 }
 
 void Services::resolve_related(std::vector<PendingOperation>& ops) {
@@ -41,7 +35,7 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
         for (const auto& e : p.op.related->emails)
             if (auto email = lower(e); !email.empty() && !keys_looked_up_.count("e:" + email)) email_set.add(email);
         for (const auto& phone : p.op.related->phones)
-            if (auto n = normalize_phone(phone); n.size() >= 6 && !keys_looked_up_.count("p:" + n)) phone_set.add(phone);
+            if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone))) phone_set.add(phone);
     }
     const auto& emails = email_set.values;
     const auto& phones = phone_set.values;

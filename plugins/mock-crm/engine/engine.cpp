@@ -1,6 +1,8 @@
 #include "engine.h"
 #include "engine_internal.h"
 
+#include <crmsync/support/phone.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -359,15 +361,8 @@ std::vector<json::object> Engine::find(const std::string& object, const std::vec
     if (!emails.empty())
         for (const auto* f : email_fields) conditions.push_back(q(f->name) + " IN " + list(emails));
     std::vector<std::string> digit_forms;
-    for (const auto& phone : phones) {
-        std::string digits = phone_digits(phone, "");
-        std::string international = phone_digits(phone, country_code);
-        if (digits.empty()) continue;
-        digit_forms.push_back(digits);
-        digit_forms.push_back(international);
-        if (!country_code.empty() && international.rfind(country_code, 0) == 0)
-            digit_forms.push_back("0" + international.substr(country_code.size()));
-    }
+    for (const auto& phone : phones)
+        for (auto& form : crmsync::support::phone_forms(phone, country_code)) digit_forms.push_back(std::move(form));
     if (!digit_forms.empty())
         for (const auto* f : phone_fields) conditions.push_back(q("_digits_" + f->name) + " IN " + list(digit_forms));
     std::vector<json::object> out;

@@ -1,6 +1,8 @@
 // Engine::save: one record through Salesforce's rules — field types and lengths,
 // restricted picklists, references, required fields, Event timing, Shared Activities,
 // unique values and user licences — then into its table inside a savepoint.
+#include <crmsync/support/phone.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -134,7 +136,7 @@ SaveResult Engine::save(const Object& obj, const std::string* id, const json::ob
             if (t == "email" && !plausible_email(text))
                 return failure("INVALID_EMAIL_ADDRESS", f->name + ": invalid email address: " + text, {f->name});
         }
-        if (f->is_phone()) values["_digits_" + f->name] = phone_digits(text, "");
+        if (f->is_phone()) values["_digits_" + f->name] = crmsync::support::phone_digits(text);
         values[f->name] = text;
     }
 

@@ -152,18 +152,4 @@ Schema Schema::build(const json::object& custom) {
     return schema;
 }
 
-std::string phone_digits(std::string_view phone, const std::string& country_code) {
-    std::string digits;
-    bool international = false;
-    for (char c : phone) {
-        if (c == '+' && digits.empty()) international = true;
-        if (c >= '0' && c <= '9') digits += c;
-    }
-    if (digits.empty() || country_code.empty()) return digits;
-    if (international) return digits;
-    if (digits.size() > 1 && digits[0] == '0' && digits[1] != '0') return country_code + digits.substr(1);
-    if (digits.starts_with(country_code) && digits.size() > country_code.size() + 8) return digits;
-    return country_code + digits;
-}
-
 }  // namespace mockcrm

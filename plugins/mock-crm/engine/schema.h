@@ -68,8 +68,5 @@ private:
 
 const char* standard_objects_json();
 bool iequals(std::string_view a, std::string_view b);
-// Only the digits of a phone number, with a leading trunk 0 replaced by country_code
-// when one is given ("03-1234-5678", 81 -> "81312345678").
-std::string phone_digits(std::string_view phone, const std::string& country_code);
 
 }  // namespace mockcrm

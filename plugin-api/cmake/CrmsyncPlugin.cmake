@@ -1,7 +1,8 @@
 # crmsync_add_plugin(<target> ID <id> VERSION <semver> [OUTPUT_DIR <dir>])
 #
 # Turns a MODULE library target into a crmsync plugin: hidden visibility, the library named
-# after the plugin id, and after every build a plugin manifest (<id>.plugin.json) written
+# after the plugin id, CRMSYNC_PLUGIN_ID and CRMSYNC_PLUGIN_VERSION defined for its sources
+# (so the descriptor says what the manifest says, typed once), and after every build a plugin manifest (<id>.plugin.json) written
 # beside it with the library's sha256, so the host can verify the file before opening it.
 # Used in-tree and, through find_package(crmsync-plugin-api), by out-of-tree plugins.
 
@@ -31,6 +32,7 @@ function(crmsync_add_plugin target)
     string(REGEX REPLACE ".* ([0-9]+)$" "\\1" abi_minor "${minor_line}")
 
     target_link_libraries(${target} PRIVATE crmsync::plugin-api)
+    target_compile_definitions(${target} PRIVATE CRMSYNC_PLUGIN_ID="${arg_ID}" CRMSYNC_PLUGIN_VERSION="${arg_VERSION}")
     set_target_properties(${target} PROPERTIES
         PREFIX ""
         OUTPUT_NAME "${arg_ID}"

@@ -215,7 +215,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), "cs-timeline", "1.0.0",
+    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
     "Customer-success timeline: flagged activities become Salesforce Tasks or Events, with their files, and the CRM id goes back",
     kConfigSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, map, write,
 };

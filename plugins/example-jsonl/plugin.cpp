@@ -93,19 +93,21 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     });
 }
 
+// Fields by name, in declaration order as C++20 wants; a NULL entry point is one the
+// plugin does not support. Id and version come from crmsync_add_plugin.
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin),
-    "example-jsonl",
-    "1.0.0",
-    "Template source plugin: JSON Lines exports -> one CRM upsert per record",
-    kConfigSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
-    create,
-    destroy,
-    nullptr,
-    fetch,
-    map,
-    nullptr,
+    .struct_size = sizeof(crmsync_plugin),
+    .id = CRMSYNC_PLUGIN_ID,
+    .version = CRMSYNC_PLUGIN_VERSION,
+    .description = "Template source plugin: JSON Lines exports -> one CRM upsert per record",
+    .config_schema = kConfigSchema,
+    .capabilities = CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
+    .create = create,
+    .destroy = destroy,
+    .authenticate = nullptr,
+    .fetch = fetch,
+    .map = map,
+    .write = nullptr,
 };
 
 }  // namespace

@@ -120,7 +120,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), "helpdesk-tickets", "1.0.0",
+    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
     "Shared-inbox helpdesk: each mail, SMS, call, visit or chat an agent makes becomes a Salesforce Event", kConfigSchema,
     CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, authenticate, fetch, map, nullptr,
 };

@@ -252,7 +252,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
 const crmsync_plugin kPlugin = {
     sizeof(crmsync_plugin),
     "mock-crm",
-    CRMSYNC_MOCK_CRM_VERSION,
+    CRMSYNC_PLUGIN_VERSION,
     "An embedded CRM over SQLite with Salesforce's semantics, for QA and the demo",
     kConfigSchema,
     CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE,

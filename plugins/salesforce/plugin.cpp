@@ -368,7 +368,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), "salesforce", CRMSYNC_SALESFORCE_VERSION,
+    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
     "Salesforce over its REST API (OAuth 2.0, sObject Collections, SOQL/SOSL)", kConfigSchema,
     CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, nullptr, write,
 };

@@ -11,9 +11,6 @@
 #include <string>
 #include <thread>
 
-#ifndef TEST_PLUGIN_ID
-#define TEST_PLUGIN_ID "test-source"
-#endif
 #ifndef TEST_ABI_MAJOR
 #define TEST_ABI_MAJOR CRMSYNC_ABI_MAJOR
 #endif
@@ -118,7 +115,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 }
 
 [[maybe_unused]] const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), TEST_PLUGIN_ID, "1.0.0", "test source", kSchema,
+    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION, "test source", kSchema,
     CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr,
 };
 }  // namespace

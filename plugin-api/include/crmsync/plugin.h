@@ -180,7 +180,12 @@ typedef struct crmsync_plugin {
     int32_t (*authenticate)(crmsync_instance *instance, crmsync_call *call,
                             const char *credentials_json);
     /* Answer one request (schemas/fetch-request.schema.json) by emitting items
-     * (schemas/fetch-item.schema.json). Present when CRMSYNC_CAP_FETCH. */
+     * (schemas/fetch-item.schema.json). Present when CRMSYNC_CAP_FETCH.
+     * A CRM plugin speaks the host's dialect, which is Salesforce's whatever the CRM behind
+     * it: `query` requests carry SOQL (SELECT ... FROM ... WHERE = / IN / LIKE / AND / OR
+     * ... ORDER BY ... LIMIT, relationship fields like Opportunity.IsClosed) and `describe`
+     * answers are shaped like Salesforce's sObject describe (name, type, length, nillable,
+     * createable, updateable, defaultedOnCreate, restrictedPicklist, picklistValues). */
     int32_t (*fetch)(crmsync_instance *instance, crmsync_call *call, const char *request_json);
     /* Turn one fetched record into zero or more operations
      * (schemas/operation.schema.json). Emitting none means "nothing to do for this record".

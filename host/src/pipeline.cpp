@@ -174,8 +174,9 @@ RunReport Pipeline::run(const RunOptions& options) {
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
         batch.commit.counts.retries = batch.page.retries;
         map(batch);
-        skip_unchanged(batch, report, options.dry_run);
-        auto halted = resolve(batch);
+        auto halted = skip_unchanged(batch, report, options.dry_run);
+        if (halted) forget_results(batch);
+        else halted = resolve(batch);
         if (!halted && !options.dry_run) halted = write(batch);
         if (options.dry_run) describe_dry_run(batch, report);
         write_back(batch);
@@ -271,7 +272,7 @@ void Pipeline::map(Batch& batch) {
 
 // The operator's mappings, then the content hash: what was written before with the same
 // content is skipped without an API call.
-void Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
+std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
     services_->apply_field_mappings(batch.ops);
     std::vector<std::string> keys;
     for (auto& p : batch.ops) {
@@ -280,11 +281,7 @@ void Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
         keys.push_back(p.op.key);
     }
     auto links = store_.links(b_.module.name, keys);
-    if (!links) {
-        // Without the links every record would look new: write them all (upserts by key keep that safe).
-        log(Level::warn, "could not read what was written before: " + links.status().message());
-        return;
-    }
+    if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     for (auto& p : batch.ops) {
         if (!p.active()) continue;
         auto link = links->find(p.op.key);
@@ -296,21 +293,25 @@ void Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
             report.dry_run.push_back("unchanged " + p.op.object + " " + link->second.crm_id + " (key " + p.op.key + ", source " +
                                      p.op.source_id + "): same content as last written");
     }
+    return std::nullopt;
 }
 
 std::optional<RunStop> Pipeline::resolve(Batch& batch) {
     auto stop = services_->resolve(batch.ops, batch.commit.counts, batch.commit.log);
     for (auto& line : batch.commit.log)
         if (line.at_ms == 0) line.at_ms = clock_.now_ms();
-    if (!stop) return std::nullopt;
-    // Not the records' fault: nothing of this batch is kept but its log, so the next run
-    // does the whole batch again.
+    if (stop) forget_results(batch);
+    return stop;
+}
+
+// A stop before the write is not the records' fault: nothing of the batch is kept but its
+// log and retries, so the next run does the whole batch again.
+void Pipeline::forget_results(Batch& batch) {
     batch.ops.clear();
     batch.commit.errors.clear();
     const int64_t retries = batch.commit.counts.retries;
     batch.commit.counts = RunCounts{};
     batch.commit.counts.retries = retries;
-    return stop;
 }
 
 std::optional<RunStop> Pipeline::write(Batch& batch) {

@@ -96,8 +96,9 @@ private:
     // One fetch call of at most `want` records after `cursor`, into `page`.
     Outcome fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts);
     void map(Batch& batch);
-    void skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
+    std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
     std::optional<RunStop> resolve(Batch& batch);
+    void forget_results(Batch& batch);
     std::optional<RunStop> write(Batch& batch);
     void write_back(Batch& batch);
     void record_failures(Batch& batch, RunReport& report, bool dry_run);

@@ -78,7 +78,8 @@ int run(Context& ctx, const RunFlags& flags) {
         try {
             report = pipeline.run(options);
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "%scrmsync: %s: the state store failed: %s\n", tty ? "\n" : "", name.c_str(), e.what());
+            // The run itself was finished and its lease released (Pipeline's RunScope).
+            std::fprintf(stderr, "%scrmsync: %s: the run stopped on an unexpected error: %s\n", tty ? "\n" : "", name.c_str(), e.what());
             worse(kUnreachable);
             continue;
         }

@@ -321,7 +321,7 @@ std::optional<RunStop> Pipeline::write(Batch& batch) {
     // Operations that name another one (a file on the Task just written) go after it.
     if (auto stop = write_operations(first, batch)) return stop;
     if (dependent.empty()) return std::nullopt;
-    resolve_refs(dependent, batch.commit);
+    if (auto stop = resolve_refs(dependent, batch.commit)) return stop;
     std::erase_if(dependent, [](PendingOperation* p) { return p->error_code.has_value(); });
     return write_operations(dependent, batch);
 }

@@ -116,7 +116,8 @@ private:
     void take_results(const std::vector<PendingOperation*>& chunk, const std::vector<json::value>& results, Batch& batch,
                       std::vector<PendingOperation*>& again);
     // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
-    void resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit);
+    // A store that cannot be read is not the operations' fault: that answers a stop.
+    std::optional<RunStop> resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit);
     // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
     // Nothing when the file could not be had: the operation failed (the file's fault), or
     // `stop` says why the run must stop (cancelled, refused, unreachable).

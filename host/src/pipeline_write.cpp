@@ -20,7 +20,7 @@ bool is_plain_upsert(const Operation& op) {
 
 }  // namespace
 
-void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit) {
+std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit) {
     std::map<std::string, std::string> ids;  // key -> CRM id
     std::vector<std::string> unknown;
     for (const auto& link : commit.links) ids[link.key] = link.crm_id;
@@ -29,9 +29,9 @@ void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchComm
             if (!ids.count(key)) unknown.push_back(key);
     if (!unknown.empty()) {
         auto earlier = store_.links(b_.module.name, unknown);
-        if (earlier)
-            for (auto& [key, link] : *earlier)
-                if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
+        if (!earlier) return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
+        for (auto& [key, link] : *earlier)
+            if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
     }
     for (auto* p : ops) {
         for (const auto& [field, key] : p->op.refs) {
@@ -47,6 +47,7 @@ void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchComm
         }
         p->op.refs.clear();
     }
+    return std::nullopt;
 }
 
 std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {

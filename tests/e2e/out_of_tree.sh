@@ -6,7 +6,7 @@ source_dir=$1 build_dir=$2 crmsync=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cmake --install "$build_dir/plugin-api" --prefix "$work/prefix" >/dev/null
-cmake -S "$source_dir/plugins/example-jsonl" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake -S "$source_dir/plugins/sources/example-jsonl" -B "$work/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/build" >/dev/null
 test -f "$work/build/plugins/example-jsonl/example-jsonl.plugin.json"
 test -f "$work/prefix/share/crmsync/schemas/operation.schema.json"

@@ -265,8 +265,8 @@ TEST_CASE("cs-timeline: the demo's manifests and export folder sync into mock-cr
     fs::create_directories(home.path() / "manifests");
     fs::create_directories(home.path() / "samples");
     for (const char* m : {"mock-crm.json", "cs-timeline.json"}) fs::copy(source + "/manifests/" + m, home.path() / "manifests" / m);
-    fs::copy(source + "/plugins/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
-    fs::copy(source + "/plugins/cs-timeline/samples", home.path() / "samples/cs-timeline", fs::copy_options::recursive);
+    fs::copy(source + "/plugins/crms/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
+    fs::copy(source + "/plugins/sources/cs-timeline/samples", home.path() / "samples/cs-timeline", fs::copy_options::recursive);
     auto crmsync = [&](std::vector<std::string> args) {
         args.insert(args.begin(), testing::crmsync_bin());
         args.push_back("--home");

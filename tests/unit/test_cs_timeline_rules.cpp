@@ -1,4 +1,4 @@
-// cs-timeline's sync rules (plugins/cs-timeline/activity.cpp) as plain functions: notes to
+// cs-timeline's sync rules (plugins/sources/cs-timeline/activity.cpp) as plain functions: notes to
 // text, time stamps, and which operations one activity becomes. The end-to-end behaviour
 // is in tests/e2e/test_cs_timeline.cpp.
 #include <catch2/catch.hpp>

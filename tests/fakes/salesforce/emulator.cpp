@@ -1,6 +1,6 @@
 #include "emulator.h"
 
-#include "csv.h"  // plugins/salesforce: the same RFC 4180 codec as the client
+#include "csv.h"  // plugins/crms/salesforce: the same RFC 4180 codec as the client
 
 #include <httplib.h>
 #include <openssl/evp.h>

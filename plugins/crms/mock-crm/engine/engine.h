@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -112,7 +113,21 @@ private:
     };
     CachedStatement statement(const std::string& sql);
 
+    // save() and its steps (engine_save.cpp). Each step returns the failure that ends the
+    // save, or nothing to go on.
+    struct SaveDraft;
+    using SaveProblem = std::optional<SaveResult>;
     SaveResult save(const Object& obj, const std::string* id, const json::object& fields);
+    SaveProblem take_fields(const Object& obj, const json::object& fields, SaveDraft& d);
+    SaveProblem take_value(const Object& obj, const Field& f, const json::value& value, SaveDraft& d);
+    SaveProblem merge_stored(const Object& obj, SaveDraft& d);
+    SaveProblem check_required(const Object& obj, const SaveDraft& d);
+    SaveProblem check_shared_activities(const Object& obj, SaveDraft& d);
+    SaveProblem derive_fields(const Object& obj, SaveDraft& d);
+    SaveProblem check_unique(const Object& obj, SaveDraft& d);
+    SaveProblem check_licences(const Object& obj, SaveDraft& d);
+    SaveResult store(const Object& obj, SaveDraft& d);
+    void store_who_relations(const Object& obj, SaveDraft& d, const std::string& id);
     void ensure_tables();
     void seed_default_org();
     std::string next_id(const Object& obj);

@@ -24,8 +24,8 @@ std::string absolute(const std::string& p) {
 }
 }  // namespace
 
-Environment resolve_environment(const std::optional<std::string>& home_flag,
-                                const std::optional<std::string>& manifests_flag, const std::string& executable_dir) {
+Environment resolve_environment(const std::optional<std::string>& home_flag, const std::optional<std::string>& manifests_flag,
+                                const std::string& executable_dir) {
     Environment env;
     const char* home_env = std::getenv("CRMSYNC_HOME");
     env.home = absolute(home_flag ? *home_flag : home_env && *home_env ? home_env : ".");
@@ -119,7 +119,8 @@ Result<std::unique_ptr<PluginInstance>> Catalog::instantiate_connection(const st
     if (!c) {
         std::string known;
         for (const auto& m : manifests_.connections) known += (known.empty() ? "" : ", ") + m.name;
-        return Status::config("no CRM connection \"" + name + "\"" + (known.empty() ? " (none found)" : " (known: " + known + ")"));
+        return Status::config("no CRM connection \"" + name + "\"" +
+                              (known.empty() ? " (none found)" : " (known: " + known + ")"));
     }
     return instantiate(c->plugin, c->config, c->manifest_path);
 }

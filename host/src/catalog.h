@@ -25,8 +25,8 @@ struct Environment {
     std::string state_path() const { return home + "/var/state.db"; }
 };
 
-Environment resolve_environment(const std::optional<std::string>& home_flag,
-                                const std::optional<std::string>& manifests_flag, const std::string& executable_dir);
+Environment resolve_environment(const std::optional<std::string>& home_flag, const std::optional<std::string>& manifests_flag,
+                                const std::string& executable_dir);
 
 // A module's live plugins: its own and its CRM connection's.
 struct ModuleInstances {

@@ -19,26 +19,23 @@ std::string iso8601_utc(int64_t ms) {
     char buf[40];
     int millis = static_cast<int>(hms.subseconds().count());
     if (millis)
-        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", int(ymd.year()),
-                      unsigned(ymd.month()), unsigned(ymd.day()), int(hms.hours().count()),
-                      int(hms.minutes().count()), int(hms.seconds().count()), millis);
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", int(ymd.year()), unsigned(ymd.month()),
+                      unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()), int(hms.seconds().count()),
+                      millis);
     else
-        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", int(ymd.year()),
-                      unsigned(ymd.month()), unsigned(ymd.day()), int(hms.hours().count()),
-                      int(hms.minutes().count()), int(hms.seconds().count()));
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", int(ymd.year()), unsigned(ymd.month()),
+                      unsigned(ymd.day()), int(hms.hours().count()), int(hms.minutes().count()), int(hms.seconds().count()));
     return buf;
 }
 
 bool parse_iso8601(const std::string& text, int64_t& ms_out) {
     int y, mo, d, h, mi, s;
     int consumed = 0;
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &consumed) != 6)
-        return false;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &consumed) != 6) return false;
     using namespace std::chrono;
     year_month_day ymd{year(y), month(unsigned(mo)), day(unsigned(d))};
     if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return false;
-    int64_t ms = duration_cast<milliseconds>(sys_days(ymd).time_since_epoch()).count() +
-                 ((h * 60LL + mi) * 60 + s) * 1000;
+    int64_t ms = duration_cast<milliseconds>(sys_days(ymd).time_since_epoch()).count() + ((h * 60LL + mi) * 60 + s) * 1000;
     size_t pos = static_cast<size_t>(consumed);
     if (pos < text.size() && text[pos] == '.') {
         ++pos;

@@ -73,8 +73,7 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
             return response;
         }
         last_error = curl_easy_strerror(rc);
-        if (attempt < attempts)
-            std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms << (attempt - 1)));
+        if (attempt < attempts) std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms << (attempt - 1)));
     }
     return Status::unreachable(request.method + " " + url_origin(request.url) + " failed: " + last_error);
 }

@@ -32,13 +32,12 @@ int32_t normalized(int32_t status) {
 void api_log(crmsync_call* call, int32_t level, const char* message) noexcept {
     try {
         if (!call || !call->services || !message) return;
-        Level l = level <= CRMSYNC_LOG_DEBUG ? Level::debug
+        Level l = level <= CRMSYNC_LOG_DEBUG  ? Level::debug
                   : level == CRMSYNC_LOG_INFO ? Level::info
                   : level == CRMSYNC_LOG_WARN ? Level::warn
                                               : Level::error;
         if (call->services->log) call->services->log(l, call->plugin_id + ": " + message);
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 void api_fail(crmsync_call* call, int32_t status, const char* message) noexcept {
@@ -46,8 +45,7 @@ void api_fail(crmsync_call* call, int32_t status, const char* message) noexcept 
         if (!call) return;
         call->fail_status = normalized(status);
         call->fail_message = message ? message : "";
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
@@ -139,13 +137,21 @@ int32_t api_cancelled(crmsync_call* call) noexcept {
 void api_usage(crmsync_call* call, int64_t used, int64_t limit) noexcept {
     try {
         if (call && call->services && call->services->api_usage) call->services->api_usage(used, limit);
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 const crmsync_host_api kHostApi = {
-    sizeof(crmsync_host_api), CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR, api_log, api_fail, api_emit, api_http,
-    api_secret, api_now_ms, api_cancelled, api_usage,
+    sizeof(crmsync_host_api),
+    CRMSYNC_ABI_MAJOR,
+    CRMSYNC_ABI_MINOR,
+    api_log,
+    api_fail,
+    api_emit,
+    api_http,
+    api_secret,
+    api_now_ms,
+    api_cancelled,
+    api_usage,
 };
 
 }  // namespace
@@ -155,10 +161,8 @@ const crmsync_host_api* host_api() { return &kHostApi; }
 PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services)
     : plugin_(std::move(plugin)), services_(std::move(services)) {}
 
-Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<LoadedPlugin> plugin,
-                                                               const json::object& config,
-                                                               std::unique_ptr<HostServices> services,
-                                                               std::string_view context) {
+Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<LoadedPlugin> plugin, const json::object& config,
+                                                               std::unique_ptr<HostServices> services, std::string_view context) {
     std::string prefix = std::string(context) + ": ";
     auto valid = validate_against_schema(plugin->config_schema(), config, "config");
     if (!valid) return valid.prefixed(prefix + "config does not match plugin " + plugin->id() + "'s schema: ");
@@ -193,8 +197,8 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
     if (!can(CRMSYNC_CAP_THREADSAFE)) lock.lock();
     // Test builds hold every plugin to the published schemas of what it emits.
     std::string violation;
-    std::function<int32_t(json::value&&)> checked;
-    const std::function<int32_t(json::value&&)>* sink = on_item ? &on_item : nullptr;
+    std::function<int32_t(json::value &&)> checked;
+    const std::function<int32_t(json::value &&)>* sink = on_item ? &on_item : nullptr;
     if (sink && !item_schema.empty() && checks_emitted_items()) {
         checked = [&](json::value&& item) -> int32_t {
             if (auto valid = check_emitted_item(item_schema, item); !valid) {
@@ -220,9 +224,8 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
                                           std::string(item_schema) + " (a plugin bug): " + violation};
     Outcome outcome{status, {}};
     if (status != CRMSYNC_STATUS_OK)
-        outcome.message = call.fail_message.empty()
-                              ? plugin_->id() + "." + verb + " returned " + std::string(status_name(status))
-                              : call.fail_message;
+        outcome.message = call.fail_message.empty() ? plugin_->id() + "." + verb + " returned " + std::string(status_name(status))
+                                                    : call.fail_message;
     return outcome;
 }
 
@@ -238,7 +241,7 @@ Outcome PluginInstance::fetch(const json::value& request, const std::function<in
 
 Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
     if (!can(CRMSYNC_CAP_MAP)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map"};
-    std::function<int32_t(json::value&&)> sink = [&](json::value&& v) {
+    std::function<int32_t(json::value &&)> sink = [&](json::value&& v) {
         if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
         operations.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
@@ -248,7 +251,7 @@ Outcome PluginInstance::map(const json::value& record, std::vector<json::value>&
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {
     if (!can(CRMSYNC_CAP_WRITE)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not write"};
-    std::function<int32_t(json::value&&)> sink = [&](json::value&& v) {
+    std::function<int32_t(json::value &&)> sink = [&](json::value&& v) {
         if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
         results.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};

@@ -43,9 +43,8 @@ class PluginInstance {
 public:
     // Validates config against the plugin's schema (messages name the JSON path), then
     // calls create(). `context` (e.g. the manifest path) starts every message.
-    static Result<std::unique_ptr<PluginInstance>> create(std::shared_ptr<LoadedPlugin> plugin,
-                                                          const json::object& config, std::unique_ptr<HostServices> services,
-                                                          std::string_view context);
+    static Result<std::unique_ptr<PluginInstance>> create(std::shared_ptr<LoadedPlugin> plugin, const json::object& config,
+                                                          std::unique_ptr<HostServices> services, std::string_view context);
     ~PluginInstance();
     PluginInstance(const PluginInstance&) = delete;
     PluginInstance& operator=(const PluginInstance&) = delete;

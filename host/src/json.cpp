@@ -23,8 +23,7 @@ Result<json::value> parse_json(std::string_view text) {
                 ++column;
             }
         }
-        return Status::config("line " + std::to_string(line) + ", column " + std::to_string(column) +
-                              ": " + ec.message());
+        return Status::config("line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + ec.message());
     }
     return parser.release();
 }
@@ -46,8 +45,7 @@ void write_canonical(const json::value& value, std::string& out) {
         std::vector<const json::key_value_pair*> entries;
         entries.reserve(object.size());
         for (const auto& entry : object) entries.push_back(&entry);
-        std::sort(entries.begin(), entries.end(),
-                  [](auto* a, auto* b) { return a->key() < b->key(); });
+        std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
         out += '{';
         bool first = true;
         for (auto* entry : entries) {
@@ -79,9 +77,7 @@ std::string canonical_json(const json::value& value) {
     return out;
 }
 
-const json::value* find(const json::object& object, std::string_view key) {
-    return object.if_contains(key);
-}
+const json::value* find(const json::object& object, std::string_view key) { return object.if_contains(key); }
 const json::object* find_object(const json::object& object, std::string_view key) {
     auto* v = object.if_contains(key);
     return v ? v->if_object() : nullptr;
@@ -101,8 +97,7 @@ std::optional<int64_t> find_int(const json::object& object, std::string_view key
     auto* v = object.if_contains(key);
     if (!v) return std::nullopt;
     if (v->is_int64()) return v->get_int64();
-    if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(INT64_MAX))
-        return static_cast<int64_t>(v->get_uint64());
+    if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v->get_uint64());
     return std::nullopt;
 }
 std::optional<bool> find_bool(const json::object& object, std::string_view key) {

@@ -9,8 +9,8 @@
 namespace crmsync {
 namespace fs = std::filesystem;
 
-LoadedPlugin::LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library,
-                           const crmsync_plugin& descriptor, uint32_t abi_minor)
+LoadedPlugin::LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library, const crmsync_plugin& descriptor,
+                           uint32_t abi_minor)
     : manifest_(std::move(manifest)), library_(std::move(library)), descriptor_(descriptor), abi_minor_(abi_minor) {}
 
 PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnostics& diagnostics)
@@ -24,8 +24,7 @@ PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnosti
         std::vector<fs::path> manifests;
         // A plugin is a folder with <id>.plugin.json beside its library; manifests directly
         // in the search folder are found too.
-        for (auto it = fs::recursive_directory_iterator(folder, ec); it != fs::recursive_directory_iterator();
-             it.increment(ec)) {
+        for (auto it = fs::recursive_directory_iterator(folder, ec); it != fs::recursive_directory_iterator(); it.increment(ec)) {
             if (ec) break;
             if (it.depth() > 1) it.disable_recursion_pending();
             const auto& p = it->path();
@@ -59,15 +58,14 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
         return Status::config("plugin \"" + id + "\" is not installed (no " + id + ".plugin.json under " + where +
                               "; install it or set CRMSYNC_PLUGIN_PATH)");
     }
-    std::sort(matching.begin(), matching.end(),
-              [](auto* a, auto* b) { return a->manifest->version > b->manifest->version; });
+    std::sort(matching.begin(), matching.end(), [](auto* a, auto* b) { return a->manifest->version > b->manifest->version; });
     std::string reasons;
     for (auto* c : matching) {
         if (!range.contains(c->manifest->version)) {
-            diagnostics_.debug(c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" +
-                               range.text() + "\"");
-            reasons += "\n  " + c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" +
-                       range.text() + "\"";
+            diagnostics_.debug(c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" + range.text() +
+                               "\"");
+            reasons +=
+                "\n  " + c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" + range.text() + "\"";
             continue;
         }
         auto loaded = load_candidate(*c);
@@ -108,8 +106,8 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
         return refuse("library " + m.library_path + " not found (reinstall the plugin or fix \"library_path\")");
     if (m.abi_major != CRMSYNC_ABI_MAJOR)
         return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " does not match host ABI " +
-                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (major versions differ; use a build of the plugin for ABI " +
-                      std::to_string(CRMSYNC_ABI_MAJOR) + ".x)");
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) +
+                      " (major versions differ; use a build of the plugin for ABI " + std::to_string(CRMSYNC_ABI_MAJOR) + ".x)");
     if (m.abi_minor > CRMSYNC_ABI_MINOR)
         return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " is newer than host ABI " +
                       versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (upgrade crmsync or use an older plugin build)");
@@ -144,11 +142,11 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
                        versions(n.plugin_abi_major, n.plugin_abi_minor));
     if (n.plugin_abi_major != CRMSYNC_ABI_MAJOR)
         return refuse("plugin speaks ABI " + versions(n.plugin_abi_major, n.plugin_abi_minor) + ", host speaks ABI " +
-                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (major versions differ; rebuild the plugin against this crmsync)");
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) +
+                      " (major versions differ; rebuild the plugin against this crmsync)");
     if (n.plugin_abi_minor > CRMSYNC_ABI_MINOR)
-        return refuse("plugin speaks ABI " + versions(n.plugin_abi_major, n.plugin_abi_minor) +
-                      ", newer than host ABI " + versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) +
-                      " (upgrade crmsync or use an older plugin build)");
+        return refuse("plugin speaks ABI " + versions(n.plugin_abi_major, n.plugin_abi_minor) + ", newer than host ABI " +
+                      versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (upgrade crmsync or use an older plugin build)");
     if (rc != CRMSYNC_STATUS_OK || !n.plugin)
         return refuse("crmsync_negotiate refused this host (status " + std::to_string(rc) + ")");
     if (n.plugin->struct_size < offsetof(crmsync_plugin, write) + sizeof(n.plugin->write))

@@ -122,8 +122,9 @@ Result<Schedule> parse_schedule(const json::value& value) {
     if (value.is_string()) {
         if (value.get_string() == "manual") return s;
         if (value.get_string() == "realtime") return s.kind = Schedule::Kind::realtime, s;
-        return Status::config("\"schedule\": " + in_quotes(value.get_string()) +
-                              " is not a schedule (use \"manual\", \"realtime\", {\"every\": \"4h\"} or {\"daily_at\": \"08:00\"})");
+        return Status::config(
+            "\"schedule\": " + in_quotes(value.get_string()) +
+            " is not a schedule (use \"manual\", \"realtime\", {\"every\": \"4h\"} or {\"daily_at\": \"08:00\"})");
     }
     if (!value.is_object())
         return Status::config("\"schedule\" must be \"manual\", \"realtime\", {\"every\": \"4h\"} or {\"daily_at\": \"08:00\"}");
@@ -140,8 +141,7 @@ Result<Schedule> parse_schedule(const json::value& value) {
     if (auto at = find_string(o, "daily_at")) {
         int h = -1, m = -1;
         char extra = 0;
-        if (std::sscanf(at->c_str(), "%2d:%2d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 || m < 0 || m > 59 ||
-            at->size() != 5)
+        if (std::sscanf(at->c_str(), "%2d:%2d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 || m < 0 || m > 59 || at->size() != 5)
             return Status::config("\"schedule.daily_at\": " + in_quotes(*at) + " is not a UTC time HH:MM (e.g. \"08:00\")");
         s.kind = Schedule::Kind::daily_at;
         s.daily_minute = h * 60 + m;
@@ -251,8 +251,7 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
     if (auto* w = find_object(o, "webhook")) {
         if (auto secret = find_object(*w, "secret"); secret && find_string(*secret, "env"))
             m.webhook_secret_env = find_string(*secret, "env");
-        else
-            return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
+        else return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
     }
     return m;
 }
@@ -285,8 +284,12 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
         auto threshold = bo ? find_int(*bo, "threshold").value_or(c.bulk.threshold) : 0;
         auto max_ops = bo ? find_int(*bo, "max_operations").value_or(c.bulk.max_operations) : 0;
         if (!bo || (mode != "auto" && mode != "always" && mode != "never") || threshold < 1 || max_ops < 200)
-            return fail(Status::config("\"bulk\" must be {\"mode\": \"auto\"|\"always\"|\"never\", \"threshold\": N >= 1, \"max_operations\": N >= 200}"));
-        c.bulk.mode = mode == "always" ? BulkPolicy::Mode::always : mode == "never" ? BulkPolicy::Mode::never : BulkPolicy::Mode::automatic;
+            return fail(
+                Status::config("\"bulk\" must be {\"mode\": \"auto\"|\"always\"|\"never\", \"threshold\": N >= 1, "
+                               "\"max_operations\": N >= 200}"));
+        c.bulk.mode = mode == "always"  ? BulkPolicy::Mode::always
+                      : mode == "never" ? BulkPolicy::Mode::never
+                                        : BulkPolicy::Mode::automatic;
         c.bulk.threshold = threshold;
         c.bulk.max_operations = max_ops;
     }
@@ -342,8 +345,8 @@ ManifestSet load_manifests(const std::vector<std::string>& folders) {
             auto c = parse_connection_manifest(path, root);
             if (!c) set.problems.push_back(c.status().message());
             else if (auto* prior = set.connection(c->name))
-                set.problems.push_back(path + ": connection \"" + c->name + "\" is already declared in " +
-                                       prior->manifest_path + " (rename one)");
+                set.problems.push_back(path + ": connection \"" + c->name + "\" is already declared in " + prior->manifest_path +
+                                       " (rename one)");
             else set.connections.push_back(std::move(c.value()));
         } else {
             set.problems.push_back(path + ": neither \"module\" nor \"connection\" is set, so this is no crmsync manifest");
@@ -358,8 +361,7 @@ Result<json::object> resolve_credentials(const std::vector<CredentialRef>& refs)
         if (ref.source == CredentialRef::Source::env) {
             const char* value = std::getenv(ref.where.c_str());
             if (!value)
-                return Status::config("credential \"" + ref.name + "\": environment variable " + ref.where +
-                                      " is not set");
+                return Status::config("credential \"" + ref.name + "\": environment variable " + ref.where + " is not set");
             out[ref.name] = value;
         } else {
             std::ifstream in(ref.where, std::ios::binary);

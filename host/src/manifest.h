@@ -70,8 +70,8 @@ struct ModuleManifest {
 // When the host hands the CRM plugin one large batch to load with a bulk API.
 struct BulkPolicy {
     enum class Mode { automatic, always, never } mode = Mode::automatic;
-    int64_t threshold = 2000;        // more operations of one kind than this in a batch: bulk
-    int64_t max_operations = 10'000; // operations gathered (across pages) into one batch
+    int64_t threshold = 2000;         // more operations of one kind than this in a batch: bulk
+    int64_t max_operations = 10'000;  // operations gathered (across pages) into one batch
 };
 
 struct ConnectionManifest {

@@ -12,7 +12,8 @@ Result<std::vector<std::string>> strings_at(const json::object& o, std::string_v
     std::vector<std::string> out;
     auto* v = o.if_contains(key);
     if (!v) return out;
-    if (!v->is_array()) return problem("operation \"" + std::string(where) + "." + std::string(key) + "\" must be a list of strings");
+    if (!v->is_array())
+        return problem("operation \"" + std::string(where) + "." + std::string(key) + "\" must be a list of strings");
     for (const auto& item : v->get_array()) {
         if (!item.is_string())
             return problem("operation \"" + std::string(where) + "." + std::string(key) + "\" must be a list of strings");
@@ -66,8 +67,7 @@ Result<RelatedDirective> parse_related(const json::value& v) {
 Result<MatchDirective> parse_match(const json::value& v) {
     auto* o = v.if_object();
     auto* value = o ? o->if_contains("value") : nullptr;
-    if (!o || find_text(*o, "field").empty() || !value || value->is_null())
-        return problem("\"match\" needs a field and a value");
+    if (!o || find_text(*o, "field").empty() || !value || value->is_null()) return problem("\"match\" needs a field and a value");
     return MatchDirective{find_text(*o, "field"), *value, scalar_text(*value)};
 }
 
@@ -150,8 +150,10 @@ json::object Operation::to_json() const {
     if (writeback) o["writeback"] = true;
     if (owner) o["owner"] = json::object{{"email", owner->email}, {"if_missing", strings_json(owner->if_missing)}};
     if (related)
-        o["related"] = json::object{{"emails", strings_json(related->emails)}, {"phones", strings_json(related->phones)},
-                                    {"prefer", strings_json(related->prefer)}, {"max_contacts", related->max_contacts},
+        o["related"] = json::object{{"emails", strings_json(related->emails)},
+                                    {"phones", strings_json(related->phones)},
+                                    {"prefer", strings_json(related->prefer)},
+                                    {"max_contacts", related->max_contacts},
                                     {"open_opportunity", related->open_opportunity}};
     if (match) o["match"] = json::object{{"field", match->field}, {"value", match->value}};
     if (!picklists.empty()) o["picklists"] = directives_json(picklists);

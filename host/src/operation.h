@@ -35,8 +35,8 @@ struct RelatedDirective {
 // `match`: update the one record of the operation's object whose field equals value.
 struct MatchDirective {
     std::string field;
-    json::value value;        // as the plugin gave it (a scalar)
-    std::string value_text;   // the same as an operator would write it
+    json::value value;       // as the plugin gave it (a scalar)
+    std::string value_text;  // the same as an operator would write it
 };
 
 // Ordered name -> text pairs: `refs` (field -> key of another operation), `blobs` (field ->

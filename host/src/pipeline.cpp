@@ -28,7 +28,9 @@ public:
         auto run_id = p_.store_.start_run(module, options.dry_run ? "dry-run" : options.trigger, started_);
         if (!interrupted || !purged || !run_id) {
             report_.status = RunStatus::failed;
-            report_.message = !interrupted ? interrupted.message() : !purged ? purged.status().message() : run_id.status().message();
+            report_.message = !interrupted ? interrupted.message()
+                              : !purged    ? purged.status().message()
+                                           : run_id.status().message();
             (void)p_.store_.release_lease(module, holder_);
             return;
         }
@@ -78,7 +80,8 @@ bool Pipeline::RunScope::take_lease() {
         // A holder on this machine that no longer exists was killed: its lease is ours now.
         if (auto held = p_.store_.lease(module); held && *held && !holder_may_be_alive((*held)->holder)) {
             lease = p_.store_.take_over_lease(module, (*held)->holder, holder_, started_, options_.lease_ttl_ms);
-            if (lease && *lease) p_.log(Level::warn, "took over the lease of " + (*held)->holder + ", which is no longer running");
+            if (lease && *lease)
+                p_.log(Level::warn, "took over the lease of " + (*held)->holder + ", which is no longer running");
         }
     }
     if (lease && *lease) return true;
@@ -93,7 +96,8 @@ bool Pipeline::RunScope::take_lease() {
 RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     running_ = false;
     auto& budget = p_.budget_;
-    total_.api_calls = (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http->calls();
+    total_.api_calls =
+        (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http->calls();
     report_.status = status;
     report_.message = std::move(message);
     report_.counts = total_;
@@ -107,8 +111,8 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     last.module = p_.b_.module.name;
     last.counts.api_calls = total_.api_calls;
     auto committed = p_.store_.commit_batch(last);
-    auto finished = p_.store_.finish_run(report_.run_id, std::string(run_status_name(status)), report_.message,
-                                         p_.clock_.now_ms(), p_.log_);
+    auto finished =
+        p_.store_.finish_run(report_.run_id, std::string(run_status_name(status)), report_.message, p_.clock_.now_ms(), p_.log_);
     p_.log_.clear();
     (void)p_.store_.release_lease(p_.b_.module.name, holder_);
     if (!committed || !finished) {
@@ -192,7 +196,8 @@ RunReport Pipeline::run(const RunOptions& options) {
         if (batch.page.checkpoint && !halted) cursor = *batch.page.checkpoint;
         batch.commit.log.insert(batch.commit.log.begin(), log_.begin(), log_.end());
         log_.clear();
-        if (auto committed = store_.commit_batch(batch.commit); !committed) return scope.finish(RunStatus::failed, committed.message());
+        if (auto committed = store_.commit_batch(batch.commit); !committed)
+            return scope.finish(RunStatus::failed, committed.message());
         total.add(batch.commit.counts);
         scope.renew();
         if (options.progress) options.progress(total);
@@ -219,7 +224,8 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
         p->services().clock = &clock_;
     }
     std::string why;
-    if (!caller_.authenticate(b_.source, b_.module.credentials, why) || !caller_.authenticate(b_.crm, b_.connection.credentials, why))
+    if (!caller_.authenticate(b_.source, b_.module.credentials, why) ||
+        !caller_.authenticate(b_.crm, b_.connection.credentials, why))
         return RunStop{RunStatus::failed, why, true};
 
     auto config_failure = [](std::string message) { return RunStop{RunStatus::failed, std::move(message), false}; };
@@ -242,8 +248,17 @@ void Pipeline::map(Batch& batch) {
     auto fail = [&](const std::string& entity, const std::string& key, const std::string& object, std::string code,
                     std::string message, std::string payload) {
         ++batch.commit.counts.failed;
-        batch.commit.errors.push_back(
-            {0, 0, b_.module.name, clock_.now_ms(), entity, key, object, std::move(code), std::move(message), {}, std::move(payload)});
+        batch.commit.errors.push_back({0,
+                                       0,
+                                       b_.module.name,
+                                       clock_.now_ms(),
+                                       entity,
+                                       key,
+                                       object,
+                                       std::move(code),
+                                       std::move(message),
+                                       {},
+                                       std::move(payload)});
     };
     for (const auto& r : batch.page.records) {
         std::vector<json::value> mapped;
@@ -331,12 +346,12 @@ void Pipeline::record_failures(Batch& batch, RunReport& report, bool dry_run) {
         if (!p.error_code) continue;
         ++batch.commit.counts.failed;
         if (dry_run) {
-            report.dry_run.push_back("fail " + p.op.object + " (key " + p.op.key + ", source " + p.op.source_id + "): " + *p.error_code +
-                                     " " + p.error_message);
+            report.dry_run.push_back("fail " + p.op.object + " (key " + p.op.key + ", source " + p.op.source_id +
+                                     "): " + *p.error_code + " " + p.error_message);
             continue;
         }
-        batch.commit.errors.push_back({0, 0, b_.module.name, clock_.now_ms(), p.op.source_id, p.op.key, p.op.object, *p.error_code,
-                                       p.error_message, p.error_fields, json::serialize(p.op.to_json())});
+        batch.commit.errors.push_back({0, 0, b_.module.name, clock_.now_ms(), p.op.source_id, p.op.key, p.op.object,
+                                       *p.error_code, p.error_message, p.error_fields, json::serialize(p.op.to_json())});
     }
     if (dry_run) {
         batch.commit.errors.clear();
@@ -353,8 +368,8 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
             report.dry_run.push_back("skip " + p.op.object + " (source " + p.op.source_id + "): " + p.skip_reason);
     for (const auto& p : batch.ops)
         if (p.active())
-            report.dry_run.push_back(std::string(p.known ? "update " : "create ") + p.op.object + " (key " + p.op.key + ", source " +
-                                     p.op.source_id + ")");
+            report.dry_run.push_back(std::string(p.known ? "update " : "create ") + p.op.object + " (key " + p.op.key +
+                                     ", source " + p.op.source_id + ")");
 }
 
 std::optional<RunStop> Pipeline::budget_stop() const {

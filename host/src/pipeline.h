@@ -31,11 +31,11 @@ inline constexpr size_t kBatchSize = 200;
 
 struct RunOptions {
     bool dry_run = false;
-    bool full = false;                  // ignore the saved cursor
-    std::optional<int64_t> limit;       // stop after this many source records
+    bool full = false;             // ignore the saved cursor
+    std::optional<int64_t> limit;  // stop after this many source records
     std::string trigger = "manual";
-    bool inbox = false;                 // take records from the webhook inbox, not from fetch
-    std::string lease_holder;           // who takes the module's lease
+    bool inbox = false;        // take records from the webhook inbox, not from fetch
+    std::string lease_holder;  // who takes the module's lease
     int64_t lease_ttl_ms = 120'000;
     std::function<void(const RunCounts&)> progress;
 };
@@ -46,8 +46,8 @@ struct RunReport {
     std::string message;
     RunCounts counts;
     int64_t duration_ms = 0;
-    std::vector<std::string> dry_run;  // what a dry run would have done, one line each
-    bool unreachable = false;          // the CRM or source could not be reached or refused us
+    std::vector<std::string> dry_run;      // what a dry run would have done, one line each
+    bool unreachable = false;              // the CRM or source could not be reached or refused us
     int64_t api_used = -1, api_limit = 0;  // the CRM's daily budget as last reported
 };
 
@@ -76,9 +76,9 @@ private:
         std::vector<SourceRecord> records;
         std::optional<json::value> checkpoint;
         std::vector<int64_t> inbox_ids;
-        bool more = false;              // the source has more after this page
-        int64_t retries = 0;            // fetch attempts retried
-        std::optional<RunStop> stop;    // why the run ends after this page (no records: at once)
+        bool more = false;            // the source has more after this page
+        int64_t retries = 0;          // fetch attempts retried
+        std::optional<RunStop> stop;  // why the run ends after this page (no records: at once)
     };
     // One batch on its way to its commit.
     struct Batch {

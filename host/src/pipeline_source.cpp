@@ -53,18 +53,20 @@ Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::va
             break;
         }
         if (outcome.status == CRMSYNC_STATUS_RATE_LIMITED) {
-            page.stop = RunStop{RunStatus::stopped,
-                                "the source's rate limit was reached: " + outcome.message + " (the next run resumes here)", false};
+            page.stop =
+                RunStop{RunStatus::stopped,
+                        "the source's rate limit was reached: " + outcome.message + " (the next run resumes here)", false};
             break;
         }
         if (!outcome.ok() || overflowed) {
             page.records.clear();
             page.retries = counts.retries;
-            page.stop = outcome.ok() ? RunStop{RunStatus::failed,
-                                               "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(want) +
-                                                   " records asked for (a plugin bug); nothing from that page was saved",
-                                               false}
-                                     : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
+            page.stop = outcome.ok()
+                            ? RunStop{RunStatus::failed,
+                                      "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(want) +
+                                          " records asked for (a plugin bug); nothing from that page was saved",
+                                      false}
+                            : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
             return page;
         }
         if (page.checkpoint) page_cursor = *page.checkpoint;
@@ -75,7 +77,8 @@ Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::va
     return page;
 }
 
-Outcome Pipeline::fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts) {
+Outcome Pipeline::fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed,
+                             RunCounts& counts) {
     std::vector<SourceRecord> records;
     std::optional<json::value> checkpoint;
     bool more = false;
@@ -144,7 +147,8 @@ void Pipeline::write_back(Batch& batch) {
             if (outcome.ok() && r && find_bool(*r, "success").value_or(false)) continue;
             const auto& item = writebacks[start + i];
             std::string message = !outcome.ok() ? outcome.message : "the source refused the write-back";
-            log(Level::warn, "write-back of " + find_text(item, "id") + " to source " + find_text(item, "source_id") + " failed: " + message);
+            log(Level::warn,
+                "write-back of " + find_text(item, "id") + " to source " + find_text(item, "source_id") + " failed: " + message);
         }
     }
 }

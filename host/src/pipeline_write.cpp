@@ -14,8 +14,8 @@ namespace {
 
 // Flat fields only: what a bulk load's CSV can carry.
 bool is_plain_upsert(const Operation& op) {
-    return op.action == "upsert" &&
-           std::none_of(op.fields.begin(), op.fields.end(), [](const auto& f) { return f.value().is_array() || f.value().is_object(); });
+    return op.action == "upsert" && std::none_of(op.fields.begin(), op.fields.end(),
+                                                 [](const auto& f) { return f.value().is_array() || f.value().is_object(); });
 }
 
 }  // namespace
@@ -29,7 +29,8 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
             if (!ids.count(key)) unknown.push_back(key);
     if (!unknown.empty()) {
         auto earlier = store_.links(b_.module.name, unknown);
-        if (!earlier) return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
+        if (!earlier)
+            return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
         for (auto& [key, link] : *earlier)
             if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
     }
@@ -39,7 +40,8 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
             if (id == ids.end()) {
                 p->fail("REFERENCE_NOT_SYNCED",
                         field + " refers to " + key +
-                            ", which has no CRM record yet (it failed or was not synced); it is tried again when its source changes or on a full run",
+                            ", which has no CRM record yet (it failed or was not synced); it is tried again when its source "
+                            "changes or on a full run",
                         {field});
                 break;
             }
@@ -78,7 +80,8 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
         }
         if (!outcome.ok() || items != 1) {
             p.fail("BLOB_UNAVAILABLE",
-                   field + ": the source could not provide \"" + ref + "\": " + (outcome.ok() ? "it answered no blob item" : outcome.message),
+                   field + ": the source could not provide \"" + ref +
+                       "\": " + (outcome.ok() ? "it answered no blob item" : outcome.message),
                    {field});
             return std::nullopt;
         }
@@ -102,14 +105,14 @@ std::vector<Pipeline::WriteChunk> Pipeline::plan_chunks(const std::vector<Pendin
     for (auto& [object, group] : groups) {
         if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
             chunks.push_back({std::move(group), true});
-        else
-            rest.insert(rest.end(), group.begin(), group.end());
+        else rest.insert(rest.end(), group.begin(), group.end());
     }
     std::sort(rest.begin(), rest.end());  // pointers into the batch: source order
     for (size_t start = 0; start < rest.size(); start += kBatchSize)
-        chunks.push_back({std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
-                                                         rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatchSize))),
-                          false});
+        chunks.push_back(
+            {std::vector<PendingOperation*>(rest.begin() + static_cast<long>(start),
+                                            rest.begin() + static_cast<long>(std::min(rest.size(), start + kBatchSize))),
+             false});
     return chunks;
 }
 
@@ -121,7 +124,8 @@ std::optional<RunStop> Pipeline::write_operations(const std::vector<PendingOpera
 
 // One CRM write call (and its retries for operations that failed transiently).
 std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
-    if (chunk.bulk) log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " upserts in bulk");
+    if (chunk.bulk)
+        log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " upserts in bulk");
     for (int attempt = 0; !chunk.ops.empty(); ++attempt) {
         json::array operations;
         for (auto* p : chunk.ops) {
@@ -151,8 +155,8 @@ std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
         take_results(chunk.ops, results, batch, again);
         if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
         batch.commit.counts.retries += static_cast<int64_t>(again.size());
-        log(Level::warn,
-            std::to_string(again.size()) + " operation(s) hit a transient error (" + *again.front()->error_code + "); retrying them");
+        log(Level::warn, std::to_string(again.size()) + " operation(s) hit a transient error (" + *again.front()->error_code +
+                             "); retrying them");
         for (auto* p : again) p->error_code.reset();
         chunk.ops = std::move(again);
         if (!caller_.backoff(attempt)) break;
@@ -177,8 +181,11 @@ void Pipeline::take_results(const std::vector<PendingOperation*>& chunk, const s
             ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
             LinkRow link{p->op.key, p->op.source_id, p->op.object, find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
             if (writes_back && p->op.writeback)
-                batch.writebacks.push_back({{"action", "writeback"}, {"key", link.key}, {"source_id", link.source_id},
-                                            {"object", link.object}, {"id", link.crm_id}});
+                batch.writebacks.push_back({{"action", "writeback"},
+                                            {"key", link.key},
+                                            {"source_id", link.source_id},
+                                            {"object", link.object},
+                                            {"id", link.crm_id}});
             batch.commit.links.push_back(std::move(link));
             continue;
         }

@@ -28,8 +28,7 @@ RunStop stop_for(const Outcome& outcome, std::string_view what) {
             return {RunStatus::stopped, std::string(what) + " stopped: " + outcome.message + resume, false};
         case CRMSYNC_STATUS_RATE_LIMITED:
             return {RunStatus::stopped, std::string(what) + " stopped: " + outcome.message + resume, false};
-        default:
-            return {RunStatus::failed, std::string(what) + " stopped: " + outcome.message + resume, true};
+        default: return {RunStatus::failed, std::string(what) + " stopped: " + outcome.message + resume, true};
     }
 }
 
@@ -46,8 +45,7 @@ bool PluginCaller::backoff(int attempt) const {
     return true;
 }
 
-bool PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials,
-                                std::string& why) const {
+bool PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, std::string& why) const {
     auto resolved = resolve_credentials(credentials);
     if (!resolved) {
         why = resolved.status().message();
@@ -77,7 +75,8 @@ Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialR
             return outcome;
         }
         ++counts.retries;
-        log_(Level::warn, plugin.plugin().id() + ": " + outcome.message + "; retrying (attempt " + std::to_string(tries + 1) + ")");
+        log_(Level::warn,
+             plugin.plugin().id() + ": " + outcome.message + "; retrying (attempt " + std::to_string(tries + 1) + ")");
         if (!backoff(tries - 1)) return {CRMSYNC_STATUS_CANCELLED, "stopped while waiting to retry"};
     }
 }

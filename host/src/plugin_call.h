@@ -45,8 +45,8 @@ public:
     bool authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, std::string& why) const;
     // Calls `attempt` until it is neither RETRY nor a first AUTH_FAILED, backing off
     // between tries; counts each retry in `counts`.
-    Outcome call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials,
-                 const std::function<Outcome()>& attempt, RunCounts& counts) const;
+    Outcome call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, const std::function<Outcome()>& attempt,
+                 RunCounts& counts) const;
     // Waits before retry number attempt+1; false when the run is being cancelled.
     bool backoff(int attempt) const;
     const RetryPolicy& retry() const { return retry_; }

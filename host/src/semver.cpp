@@ -6,9 +6,7 @@
 
 namespace crmsync {
 
-std::string Version::text() const {
-    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
-}
+std::string Version::text() const { return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch); }
 
 namespace {
 // Parses "1", "1.2" or "1.2.3"; says how many parts were given.

@@ -26,7 +26,7 @@ struct RunCounts {
     int64_t no_match = 0;   // update-by-key found no record
     int64_t api_calls = 0;  // CRM and source API calls made
     int64_t retries = 0;
-    json::object extra;     // service counters (fallbacks taken, ...)
+    json::object extra;  // service counters (fallbacks taken, ...)
     void add(const RunCounts& other);
     json::object to_json() const;
     static RunCounts from_json(const json::object& o);
@@ -35,10 +35,10 @@ struct RunCounts {
 struct RunRow {
     int64_t id = 0;
     std::string module;
-    std::string trigger;     // manual, schedule, webhook
-    int64_t started_ms = 0;  // UTC
-    int64_t finished_ms = 0; // 0 while running
-    std::string status;      // running, succeeded, partial, failed, stopped, interrupted
+    std::string trigger;      // manual, schedule, webhook
+    int64_t started_ms = 0;   // UTC
+    int64_t finished_ms = 0;  // 0 while running
+    std::string status;       // running, succeeded, partial, failed, stopped, interrupted
     std::string message;
     RunCounts counts;
 };
@@ -60,7 +60,7 @@ struct ErrorRow {
     std::string code;       // exception type: the CRM's status code or ours
     std::string message;
     std::vector<std::string> fields;
-    std::string payload;    // the operation as JSON
+    std::string payload;  // the operation as JSON
 };
 
 struct LinkRow {
@@ -92,9 +92,9 @@ struct BatchCommit {
     std::vector<LinkRow> links;
     std::vector<ErrorRow> errors;
     std::vector<LogLine> log;
-    RunCounts counts;                  // added to the run's counters
-    std::optional<std::string> cursor; // saved only with the results before it
-    std::vector<int64_t> inbox_done;   // webhook events this batch consumed
+    RunCounts counts;                   // added to the run's counters
+    std::optional<std::string> cursor;  // saved only with the results before it
+    std::vector<int64_t> inbox_done;    // webhook events this batch consumed
 };
 
 // Totals over every run of one module that ended with one status, for /metrics.
@@ -113,8 +113,8 @@ public:
     virtual ~StateStore() = default;
 
     virtual Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) = 0;
-    virtual Status finish_run(int64_t run_id, const std::string& status, const std::string& message,
-                              int64_t now_ms, const std::vector<LogLine>& log) = 0;
+    virtual Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
+                              const std::vector<LogLine>& log) = 0;
     virtual Status commit_batch(const BatchCommit& batch) = 0;
     // Runs left "running" by a process that died become "interrupted".
     virtual Status mark_interrupted(const std::string& module, int64_t now_ms) = 0;
@@ -138,8 +138,7 @@ public:
     virtual Result<std::optional<std::string>> cursor(const std::string& module) = 0;
 
     // Takes the module's lease when it is free, expired, or already ours.
-    virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
-                                       int64_t ttl_ms) = 0;
+    virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;
     // Takes the lease from `previous` (known dead) for `holder`; false if it changed hands.
     virtual Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
                                          int64_t now_ms, int64_t ttl_ms) = 0;

@@ -106,7 +106,8 @@ public:
             return Status::io("state store schema " + std::to_string(version) + " is newer than this crmsync (" +
                               std::to_string(target) + "); upgrade crmsync");
         for (int v = version; v < target; ++v) {
-            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Transaction tx(
+                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
             db_.exec(kMigrations[v]);
             db_.exec("PRAGMA user_version=" + std::to_string(v + 1));
             tx.commit();
@@ -128,7 +129,8 @@ public:
     Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
                       const std::vector<LogLine>& log) override {
         return guarded("finishing a run", [&]() -> Status {
-            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Transaction tx(
+                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
             append_log(run_id, log);
             SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
             q.bind(1, status);
@@ -143,7 +145,8 @@ public:
 
     Status commit_batch(const BatchCommit& batch) override {
         return guarded("saving a batch", [&]() -> Status {
-            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Transaction tx(
+                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
             SQLite::Statement link(db_,
                                    "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
                                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "
@@ -374,8 +377,7 @@ public:
         });
     }
 
-    Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
-                               int64_t ttl_ms) override {
+    Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms, int64_t ttl_ms) override {
         return guarded("taking the lease", [&]() -> Result<bool> {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             SQLite::Statement q(db_,
@@ -419,7 +421,8 @@ public:
             SQLite::Statement q(db_, "SELECT module, holder, expires_ms FROM leases WHERE module = ?");
             q.bind(1, module);
             if (!q.executeStep()) return std::optional<LeaseRow>();
-            return std::optional<LeaseRow>(LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()});
+            return std::optional<LeaseRow>(
+                LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()});
         });
     }
 
@@ -533,9 +536,9 @@ void RunCounts::add(const RunCounts& o) {
 }
 
 json::object RunCounts::to_json() const {
-    json::object o{{"fetched", fetched}, {"created", created},   {"updated", updated},
-                   {"unchanged", unchanged}, {"ignored", ignored}, {"failed", failed},
-                   {"no_match", no_match}, {"api_calls", api_calls}, {"retries", retries}};
+    json::object o{{"fetched", fetched},     {"created", created},     {"updated", updated},
+                   {"unchanged", unchanged}, {"ignored", ignored},     {"failed", failed},
+                   {"no_match", no_match},   {"api_calls", api_calls}, {"retries", retries}};
     if (!extra.empty()) o["services"] = extra;
     return o;
 }

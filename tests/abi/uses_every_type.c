@@ -1,14 +1,14 @@
 /* Compiled as C99 by a test: the ABI header must be plain C and warning-free. */
 #include <crmsync/plugin.h>
 
-static int32_t negotiate(crmsync_negotiation *n) {
+static int32_t negotiate(crmsync_negotiation* n) {
     n->plugin_abi_major = CRMSYNC_ABI_MAJOR;
     n->plugin_abi_minor = CRMSYNC_ABI_MINOR;
     return CRMSYNC_STATUS_OK;
 }
 
-static const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), "c-plugin", "1.0.0", "a plugin in C", "{}", CRMSYNC_CAP_FETCH,
-                                       NULL, NULL, NULL, NULL, NULL, NULL};
+static const crmsync_plugin kPlugin = {
+    sizeof(crmsync_plugin), "c-plugin", "1.0.0", "a plugin in C", "{}", CRMSYNC_CAP_FETCH, NULL, NULL, NULL, NULL, NULL, NULL};
 CRMSYNC_DEFINE_ENTRY(kPlugin)
 
 int main(void) {
@@ -24,5 +24,7 @@ int main(void) {
     host.struct_size = sizeof host;
     plugin.struct_size = sizeof plugin;
     plugin.capabilities = CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE | CRMSYNC_CAP_THREADSAFE;
-    return fn(&n) == CRMSYNC_STATUS_OK && crmsync_negotiate(&n) == CRMSYNC_STATUS_OK && host.log == NULL && response.body == NULL ? 0 : 1;
+    return fn(&n) == CRMSYNC_STATUS_OK && crmsync_negotiate(&n) == CRMSYNC_STATUS_OK && host.log == NULL && response.body == NULL
+               ? 0
+               : 1;
 }

@@ -33,16 +33,20 @@ int main(int argc, char** argv) {
     const int users = 20;
     testing::TempDir home;
 
-    json::object seed{{"UserLicense", json::array{json::object{{"_ref", "lic"}, {"Name", "Sales Cloud"}, {"TotalLicenses", 100}}}},
-                      {"Profile", json::array{json::object{{"_ref", "p"}, {"Name", "Sales"}, {"UserLicenseId", "@lic"}}}}};
+    json::object seed{
+        {"UserLicense", json::array{json::object{{"_ref", "lic"}, {"Name", "Sales Cloud"}, {"TotalLicenses", 100}}}},
+        {"Profile", json::array{json::object{{"_ref", "p"}, {"Name", "Sales"}, {"UserLicenseId", "@lic"}}}}};
     json::array user_list, contact_list;
     for (int u = 0; u < users; ++u)
         user_list.push_back(json::object{{"Username", "agent" + std::to_string(u) + "@bench.example.org"},
                                          {"LastName", "Agent " + std::to_string(u)},
                                          {"Email", "agent" + std::to_string(u) + "@bench.example"},
-                                         {"Alias", "ag" + std::to_string(u)}, {"TimeZoneSidKey", "Asia/Tokyo"},
-                                         {"LocaleSidKey", "ja_JP"}, {"EmailEncodingKey", "UTF-8"},
-                                         {"LanguageLocaleKey", "ja"}, {"ProfileId", "@p"}});
+                                         {"Alias", "ag" + std::to_string(u)},
+                                         {"TimeZoneSidKey", "Asia/Tokyo"},
+                                         {"LocaleSidKey", "ja_JP"},
+                                         {"EmailEncodingKey", "UTF-8"},
+                                         {"LanguageLocaleKey", "ja"},
+                                         {"ProfileId", "@p"}});
     for (int c = 0; c < customers; ++c)
         contact_list.push_back(json::object{{"LastName", "Customer " + std::to_string(c)},
                                             {"Email", "customer" + std::to_string(c) + "@client.example"}});
@@ -51,7 +55,9 @@ int main(int argc, char** argv) {
     testing::write_file(home / "seed.json", json::serialize(seed));
     pid_t emulator = 0;
     if (crm == "salesforce") {
-        testing::write_file(home / "schema.json", R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
+        testing::write_file(
+            home / "schema.json",
+            R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
         int out[2];
         if (pipe(out) != 0) return 2;
         emulator = fork();
@@ -72,28 +78,34 @@ int main(int argc, char** argv) {
         testing::write_file(home / "secrets/secret", "test-client-secret");
         testing::write_file(home / "manifests/crm.json",
                             R"({"connection": "mock", "plugin": {"id": "salesforce"}, "bulk": {"mode": ")" + bulk + R"("},
-                                "config": {"login_url": ")" + url + R"(", "auth": "client_credentials"},
+                                "config": {"login_url": ")" +
+                                url + R"(", "auth": "client_credentials"},
                                 "credentials": {"client_id": {"file": "../secrets/id"}, "client_secret": {"file": "../secrets/secret"}}})");
     } else {
-        testing::write_file(home / "manifests/crm.json",
-                            testing::mock_connection(home / "var/crm.db", 100'000'000, R"(, "seed": ")" + (home / "seed.json") + "\"", bulk));
+        testing::write_file(
+            home / "manifests/crm.json",
+            testing::mock_connection(home / "var/crm.db", 100'000'000, R"(, "seed": ")" + (home / "seed.json") + "\"", bulk));
     }
     {
         std::ofstream ops(home / "ops.jsonl");
         for (int64_t i = 0; i < records; ++i) {
-            json::object op{{"object", "Event"}, {"action", "upsert"}, {"key", "bench:" + std::to_string(i)},
-                            {"fields", json::object{{"Subject", "【メール】Bench " + std::to_string(i)},
-                                                    {"StartDateTime", "2026-11-20T01:00:00Z"},
-                                                    {"DurationInMinutes", 15}}},
-                            {"owner", json::object{{"email", "agent" + std::to_string(i % users) + "@bench.example"},
-                                                   {"if_missing", json::array{"connection_user"}}}},
-                            {"related", json::object{{"emails", json::array{"customer" + std::to_string(i % customers) + "@client.example"}},
-                                                     {"prefer", json::array{"Contact", "Lead"}}}}};
+            json::object op{
+                {"object", "Event"},
+                {"action", "upsert"},
+                {"key", "bench:" + std::to_string(i)},
+                {"fields", json::object{{"Subject", "【メール】Bench " + std::to_string(i)},
+                                        {"StartDateTime", "2026-11-20T01:00:00Z"},
+                                        {"DurationInMinutes", 15}}},
+                {"owner", json::object{{"email", "agent" + std::to_string(i % users) + "@bench.example"},
+                                       {"if_missing", json::array{"connection_user"}}}},
+                {"related", json::object{{"emails", json::array{"customer" + std::to_string(i % customers) + "@client.example"}},
+                                         {"prefer", json::array{"Contact", "Lead"}}}}};
             ops << json::serialize(json::object{{"id", "src-" + std::to_string(i)}, {"ops", json::array{op}}}) << "\n";
         }
     }
     testing::write_file(home / "manifests/bench.json",
-                        R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" + (home / "ops.jsonl") + R"("}})");
+                        R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" +
+                            (home / "ops.jsonl") + R"("}})");
 
     Environment env;
     env.home = home.str();
@@ -130,7 +142,8 @@ int main(int argc, char** argv) {
     std::printf("  API calls              %lld\n", (long long)report.counts.api_calls);
     std::printf("  API calls / 1,000 rec  %.1f   (target <= 20: %s)\n", per_thousand, per_thousand <= 20 ? "met" : "MISSED");
     double rate = report.counts.fetched / seconds, rss = usage.ru_maxrss / 1024.0;
-    std::printf("  records / s            %.0f   (target >= 5,000 end to end on 2 cores: %s)\n", rate, rate >= 5000 ? "met" : "MISSED");
+    std::printf("  records / s            %.0f   (target >= 5,000 end to end on 2 cores: %s)\n", rate,
+                rate >= 5000 ? "met" : "MISSED");
     std::printf("  peak RSS               %.1f MB   (target < 200 MB at 100,000 records%s)\n", rss,
                 records >= 100'000 ? (rss < 200 ? ": met" : ": MISSED") : "; run with --records 100000 to judge");
     return report.status == RunStatus::succeeded ? 0 : 1;

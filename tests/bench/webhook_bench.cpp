@@ -54,23 +54,28 @@ int main(int argc, char** argv) {
         if (std::strcmp(argv[i], "--seconds") == 0) seconds = std::atoi(argv[i + 1]);
     }
     testing::TempDir home;
-    testing::write_file(home / "schema.json", R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
+    testing::write_file(home / "schema.json",
+                        R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
     std::string line;
-    pid_t emulator = spawn({CRMSYNC_EMULATOR_BIN, "--database", home / "sf.db", "--schema", home / "schema.json", "--daily-limit", "10000000"}, {}, line);
+    pid_t emulator =
+        spawn({CRMSYNC_EMULATOR_BIN, "--database", home / "sf.db", "--schema", home / "schema.json", "--daily-limit", "10000000"},
+              {}, line);
     std::string url = line.substr(line.find("http"));
     while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
     testing::write_file(home / "secrets/id", "test-client-id");
     testing::write_file(home / "secrets/secret", "test-client-secret");
     testing::write_file(home / "empty.jsonl", "");
     testing::write_file(home / "manifests/crm.json",
-                        R"({"connection": "sf", "plugin": {"id": "salesforce"}, "config": {"login_url": ")" + url + R"(", "auth": "client_credentials"},
+                        R"({"connection": "sf", "plugin": {"id": "salesforce"}, "config": {"login_url": ")" + url +
+                            R"(", "auth": "client_credentials"},
                             "credentials": {"client_id": {"file": "../secrets/id"}, "client_secret": {"file": "../secrets/secret"}}})");
     testing::write_file(home / "manifests/hooks.json",
                         R"({"module": "hooks", "plugin": {"id": "test-ops"}, "crm": "sf", "schedule": "realtime",
-                            "webhook": {"secret": {"env": "BENCH_HOOK_SECRET"}}, "config": {"file": ")" + (home / "empty.jsonl") + R"("}})");
+                            "webhook": {"secret": {"env": "BENCH_HOOK_SECRET"}}, "config": {"file": ")" +
+                            (home / "empty.jsonl") + R"("}})");
     pid_t serve = spawn({CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"},
-                        {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR, "CRMSYNC_HOME=" + home.str(),
-                         "BENCH_HOOK_SECRET=bench-secret"},
+                        {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR,
+                         "CRMSYNC_HOME=" + home.str(), "BENCH_HOOK_SECRET=bench-secret"},
                         line);
     int port = std::stoi(line.substr(line.rfind(':') + 1));
 
@@ -82,8 +87,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < total; ++i) {
         std::this_thread::sleep_until(start + std::chrono::microseconds(1'000'000LL * i / rate));
         std::string key = "bench-" + std::to_string(i);
-        std::string body = R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
-                           R"(", "fields": {"Subject": "latency", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}}]})";
+        std::string body =
+            R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
+            R"(", "fields": {"Subject": "latency", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}}]})";
         std::string ts = std::to_string(now_ms() / 1000);
         httplib::Headers headers{{"X-Crmsync-Timestamp", ts},
                                  {"X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex("bench-secret", ts + "." + body)}};
@@ -114,10 +120,13 @@ int main(int argc, char** argv) {
     kill(emulator, SIGTERM);
     waitpid(emulator, nullptr, 0);
     std::sort(latencies.begin(), latencies.end());
-    auto pct = [&](double p) { return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))]; };
+    auto pct = [&](double p) {
+        return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))];
+    };
     std::printf("webhooks -> serve -> salesforce plugin -> emulator: %d events at %d/s\n", total, rate);
     std::printf("  landed                 %zu of %d (%d rejected)\n", latencies.size(), total, rejected);
     std::printf("  latency p50            %.2f s\n", pct(0.50));
-    std::printf("  latency p99            %.2f s   (target < 5 s: %s)\n", pct(0.99), pct(0.99) < 5 && !latencies.empty() ? "met" : "MISSED");
+    std::printf("  latency p99            %.2f s   (target < 5 s: %s)\n", pct(0.99),
+                pct(0.99) < 5 && !latencies.empty() ? "met" : "MISSED");
     return 0;
 }

@@ -24,10 +24,11 @@ struct Home {
         module("tasks", dir / "in");
     }
     void module(const std::string& name, const std::string& folder, const std::string& plugin = "example-jsonl") {
-        write_file(dir / ("manifests/" + name + ".json"),
-                   R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin + R"(", "version": "^1.0"}, "crm": "mock",
+        write_file(dir / ("manifests/" + name + ".json"), R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin +
+                                                              R"(", "version": "^1.0"}, "crm": "mock",
                        "schedule": {"every": "4h"},
-                       "config": {"folder": ")" + folder + R"(", "object": "Task", "key_prefix": ")" + name + R"(",
+                       "config": {"folder": ")" + folder + R"(", "object": "Task", "key_prefix": ")" +
+                                                              name + R"(",
                                   "fields": {"Subject": "subject", "Status": "status"}}})");
     }
     Process crmsync(std::vector<std::string> args) {
@@ -59,7 +60,8 @@ TEST_CASE("cli: errors export as CSV with the CRM's code, fields and entity id")
     home.crmsync({"run", "tasks"});
     auto csv = home.crmsync({"errors", "tasks", "--since", "365d", "--format", "csv"});
     CHECK(csv.status == 0);
-    CHECK_THAT(csv.out, Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload\r\n"));
+    CHECK_THAT(csv.out,
+               Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload\r\n"));
     CHECK_THAT(csv.out, Catch::Contains(",a-2,tasks:a-2,Task,INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,") &&
                             Catch::Contains("\"Task.Status: \"\"Bogus\"\" is not a value of this restricted picklist\",Status,"));
     auto table = home.crmsync({"errors"});
@@ -89,8 +91,8 @@ TEST_CASE("cli: flipping one byte of a plugin library refuses that module for it
     write_file(lib, bytes);
     auto modules = home.crmsync({"modules"});
     CHECK(modules.status == 0);
-    CHECK_THAT(modules.out, Catch::Contains("REFUSED") && Catch::Contains("sha256 of") &&
-                                Catch::Contains("rebuild or reinstall the plugin"));
+    CHECK_THAT(modules.out,
+               Catch::Contains("REFUSED") && Catch::Contains("sha256 of") && Catch::Contains("rebuild or reinstall the plugin"));
     auto run = home.crmsync({"run", "tasks"});
     CHECK(run.status == 2);
     // The CRM plugin beside it still loads and answers.
@@ -101,10 +103,14 @@ TEST_CASE("cli: flipping one byte of a plugin library refuses that module for it
 
 TEST_CASE("cli: modules lists plugin, version, ABI, schedule, last run and names bad manifests") {
     Home home;
-    write_file(home.dir / "manifests/zz-bad.json", R"({"module": "bad", "plugin": "example-jsonl", "crm": "mock", "schedule": {"every": "4x"}})");
+    write_file(home.dir / "manifests/zz-bad.json",
+               R"({"module": "bad", "plugin": "example-jsonl", "crm": "mock", "schedule": {"every": "4x"}})");
     home.crmsync({"run", "tasks"});
     auto json = home.crmsync({"modules", "--json"});
-    CHECK_THAT(json.out, Catch::Contains(R"("module":"tasks","plugin":"example-jsonl","version":"1.0.0","abi":"1.0","enabled":true,"verified":true,"schedule":"every 4h")"));
+    CHECK_THAT(
+        json.out,
+        Catch::Contains(
+            R"("module":"tasks","plugin":"example-jsonl","version":"1.0.0","abi":"1.0","enabled":true,"verified":true,"schedule":"every 4h")"));
     CHECK_THAT(json.out, Catch::Contains(R"("status":"partial")"));
     CHECK_THAT(json.out, Catch::Contains("zz-bad.json: \\\"schedule.every\\\": \\\"4x\\\" is not a duration"));
 }
@@ -134,7 +140,8 @@ TEST_CASE("cli: usage errors exit 2 with a clear line") {
 TEST_CASE("cli: check finds a missing external-id field and a mapped field the CRM lacks") {
     Home home;
     write_file(home.dir / "manifests/crm.json",
-               R"({"connection": "mock", "plugin": {"id": "mock-crm"}, "config": {"database": ")" + (home.dir / "var/crm.db") + R"("}})");
+               R"({"connection": "mock", "plugin": {"id": "mock-crm"}, "config": {"database": ")" + (home.dir / "var/crm.db") +
+                   R"("}})");
     write_file(home.dir / "manifests/tasks.json",
                R"({"module": "tasks", "plugin": {"id": "example-jsonl"}, "crm": "mock",
                    "config": {"folder": "in", "object": "Task", "fields": {"Subject": "subject", "Mood__c": "mood"}}})");

@@ -43,7 +43,8 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
     // A short pause per page keeps the run long enough to be killed part-way.
     write_file(home / "manifests/gen.json",
                R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "mock",
-                   "config": {"count": )" + std::to_string(total) + R"(, "page_delay_ms": 15}})");
+                   "config": {"count": )" +
+                   std::to_string(total) + R"(, "page_delay_ms": 15}})");
     std::string plugin_path = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR;
     std::string home_env = "CRMSYNC_HOME=" + home.str();
 
@@ -67,8 +68,7 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
             try {
                 SQLite::Database state(home / "var/state.db", SQLite::OPEN_READONLY);
                 running = state.execAndGet("SELECT COUNT(*) FROM runs WHERE status = 'running'").getInt64() > 0;
-            } catch (const std::exception&) {
-            }
+            } catch (const std::exception&) {}
             if (running) break;
             if (waitpid(pid, &status, WNOHANG) == pid) {
                 exited = true;
@@ -92,7 +92,8 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
 
     mockcrm::EngineOptions o;
     o.database = home / "var/crm.db";
-    o.schema = boost::json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+    o.schema =
+        boost::json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
     mockcrm::Engine crm(o);
     CHECK(crm.query("SELECT COUNT() FROM Task").total == total);
     auto distinct = crm.database().execAndGet("SELECT COUNT(DISTINCT CrmSync_Key__c) FROM Task").getInt64();
@@ -133,6 +134,7 @@ TEST_CASE("SIGTERM finishes the batch in hand, saves it, and the next run goes o
     CHECK(rest.status == 0);
     mockcrm::EngineOptions o;
     o.database = home / "var/crm.db";
-    o.schema = boost::json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+    o.schema =
+        boost::json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
     CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task").total == 5000);
 }

@@ -52,9 +52,11 @@ struct Timeline {
         write_file(home / "secrets/client_id", "test-client-id");
         write_file(home / "secrets/client_secret", "test-client-secret");
         write_file(home / "secrets/timeline_key", "test-access-key");
-        write_file(home / "manifests/crm.json",
-                   R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"}, "external_id_field": "CrmSync_Key__c",
-                       "config": {"login_url": ")" + sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 15000},
+        write_file(
+            home / "manifests/crm.json",
+            R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"}, "external_id_field": "CrmSync_Key__c",
+                       "config": {"login_url": ")" +
+                sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 15000},
                        "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/client_secret"}}})");
     }
     // `config`: JSON members for the plugin's config besides the API and the flagged types.
@@ -63,10 +65,13 @@ struct Timeline {
                    R"({"module": "cs-timeline", "plugin": {"id": "cs-timeline", "version": "^1.0"}, "crm": "sf",
                        "schedule": {"every": "4h"}, "retry": {"base_ms": 20, "cap_ms": 200},
                        "credentials": {"access_key": {"file": "../secrets/timeline_key"}},
-                       "mappings": )" + mappings + R"(,
-                       "config": {"api": {"base_url": ")" + api.base_url() + R"(", "page_size": 2},
+                       "mappings": )" +
+                       mappings + R"(,
+                       "config": {"api": {"base_url": ")" +
+                       api.base_url() + R"(", "page_size": 2},
                                   "activity_types": ["Meeting", "Call", "Email"],
-                                  "sync_attachments": {"since": ")" + fakes::FakeTimeline::kSwitchedOn + R"("}, )" + config + "}}");
+                                  "sync_attachments": {"since": ")" +
+                       fakes::FakeTimeline::kSwitchedOn + R"("}, )" + config + "}}");
     }
     Process crmsync(std::vector<std::string> args) {
         args.insert(args.begin(), testing::crmsync_bin());
@@ -98,7 +103,8 @@ std::string text(const json::object& row, const char* field) {
 
 }  // namespace
 
-TEST_CASE("cs-timeline: Task mode syncs flagged activities with the fixed status and priority, owner, contacts, account and files") {
+TEST_CASE(
+    "cs-timeline: Task mode syncs flagged activities with the fixed status and priority, owner, contacts, account and files") {
     Timeline t;
     t.module(kTaskConfig);
     auto run = t.crmsync({"run", "cs-timeline"});
@@ -106,8 +112,9 @@ TEST_CASE("cs-timeline: Task mode syncs flagged activities with the fixed status
     CHECK(run.status == 1);  // act-105's Account does not exist: one record error
     CHECK_THAT(run.out, Catch::Contains("fetched 5") && Catch::Contains("ignored 1") && Catch::Contains("failed 1"));
 
-    auto tasks = t.rows("SELECT Id, CrmSync_Key__c, Subject, Description, Status, Priority, ActivityDate, WhoId, TaskWhoIds, WhatId, "
-                        "Owner.Email, Owner.Username FROM Task ORDER BY CrmSync_Key__c");
+    auto tasks = t.rows(
+        "SELECT Id, CrmSync_Key__c, Subject, Description, Status, Priority, ActivityDate, WhoId, TaskWhoIds, WhatId, "
+        "Owner.Email, Owner.Username FROM Task ORDER BY CrmSync_Key__c");
     REQUIRE(tasks.size() == 3);  // act-101, act-102, act-104; act-103's type is not flagged
     const auto& kickoff = tasks[0];
     CHECK(text(kickoff, "CrmSync_Key__c") == "cs-timeline:act-101");
@@ -149,7 +156,8 @@ TEST_CASE("cs-timeline: Task mode syncs flagged activities with the fixed status
 
     // The failure is in the error log with the CRM's code and the activity id.
     auto errors = t.crmsync({"errors", "cs-timeline", "--format", "csv"});
-    CHECK_THAT(errors.out, Catch::Contains("act-105") && Catch::Contains("INVALID_CROSS_REFERENCE_KEY") && Catch::Contains("WhatId"));
+    CHECK_THAT(errors.out,
+               Catch::Contains("act-105") && Catch::Contains("INVALID_CROSS_REFERENCE_KEY") && Catch::Contains("WhatId"));
     CHECK_THAT(errors.out, !Catch::Contains("act-101"));
 }
 
@@ -175,12 +183,15 @@ TEST_CASE("cs-timeline: an edited activity updates its Task in place, and what d
     CHECK(t.rows("SELECT Id FROM ContentVersion").size() == 1);
 }
 
-TEST_CASE("cs-timeline: Event mode needs an end: check names the fix, the run fails the record on DurationInMinutes, the mapping fixes it") {
+TEST_CASE(
+    "cs-timeline: Event mode needs an end: check names the fix, the run fails the record on DurationInMinutes, the mapping fixes "
+    "it") {
     Timeline t;
     t.module(R"("sync_to": "Event")");
     auto check = t.crmsync({"check", "cs-timeline"});
     CHECK(check.status == 2);
-    CHECK_THAT(check.out, Catch::Contains("Event needs DurationInMinutes or EndDateTime") && Catch::Contains("\"field\": \"DurationInMinutes\""));
+    CHECK_THAT(check.out, Catch::Contains("Event needs DurationInMinutes or EndDateTime") &&
+                              Catch::Contains("\"field\": \"DurationInMinutes\""));
 
     auto run = t.crmsync({"run", "cs-timeline"});
     INFO(run.out << run.err);
@@ -196,7 +207,9 @@ TEST_CASE("cs-timeline: Event mode needs an end: check names the fix, the run fa
             CHECK(e.at("fields") == json::array{"DurationInMinutes"});
         }
     CHECK(found);
-    auto kickoff = t.rows("SELECT StartDateTime, EndDateTime, DurationInMinutes, EventWhoIds FROM Event WHERE CrmSync_Key__c = 'cs-timeline:act-101'");
+    auto kickoff = t.rows(
+        "SELECT StartDateTime, EndDateTime, DurationInMinutes, EventWhoIds FROM Event WHERE CrmSync_Key__c = "
+        "'cs-timeline:act-101'");
     REQUIRE(kickoff.size() == 1);
     CHECK(text(kickoff[0], "StartDateTime").rfind("2026-11-12T01:00:00", 0) == 0);  // 10:00 in Tokyo
     CHECK(kickoff[0].at("DurationInMinutes") == 60);
@@ -204,16 +217,20 @@ TEST_CASE("cs-timeline: Event mode needs an end: check names the fix, the run fa
     CHECK(t.api.activity("act-101").at("salesforceEventId").is_string());
 
     // The fix check suggested: a duration of 0 when the activity has none.
-    t.module(R"("sync_to": "Event")",
-             R"([{"source": "duration_minutes", "field": "DurationInMinutes", "type": "number", "default": 0, "object": "Event"}])");
+    t.module(
+        R"("sync_to": "Event")",
+        R"([{"source": "duration_minutes", "field": "DurationInMinutes", "type": "number", "default": 0, "object": "Event"}])");
     CHECK(t.crmsync({"check", "cs-timeline"}).status == 0);
     auto full = t.crmsync({"run", "cs-timeline", "--full"});
     INFO(full.out << full.err);
-    auto call = t.rows("SELECT StartDateTime, EndDateTime, DurationInMinutes FROM Event WHERE CrmSync_Key__c = 'cs-timeline:act-102'");
+    auto call =
+        t.rows("SELECT StartDateTime, EndDateTime, DurationInMinutes FROM Event WHERE CrmSync_Key__c = 'cs-timeline:act-102'");
     REQUIRE(call.size() == 1);
     CHECK(call[0].at("DurationInMinutes") == 0);
     CHECK(text(call[0], "EndDateTime") == text(call[0], "StartDateTime"));
-    CHECK(t.rows("SELECT DurationInMinutes FROM Event WHERE CrmSync_Key__c = 'cs-timeline:act-101'").at(0).at("DurationInMinutes") == 60);
+    CHECK(t.rows("SELECT DurationInMinutes FROM Event WHERE CrmSync_Key__c = 'cs-timeline:act-101'")
+              .at(0)
+              .at("DurationInMinutes") == 60);
 }
 
 TEST_CASE("cs-timeline: with the integration licences used up an unknown author's Task lands on the connection's user") {
@@ -242,7 +259,8 @@ TEST_CASE("cs-timeline: check verifies the fixed Task status and priority agains
     t.module(R"("sync_to": "Task", "status": "Done", "priority": "High")");
     auto check = t.crmsync({"check", "cs-timeline"});
     CHECK(check.status == 2);
-    CHECK_THAT(check.out, Catch::Contains("Task.Status: \"Done\"") && Catch::Contains("Completed") && !Catch::Contains("Task.Priority"));
+    CHECK_THAT(check.out,
+               Catch::Contains("Task.Status: \"Done\"") && Catch::Contains("Completed") && !Catch::Contains("Task.Priority"));
     t.module(kTaskConfig);
     auto ok = t.crmsync({"check", "cs-timeline"});
     INFO(ok.out);
@@ -258,13 +276,15 @@ TEST_CASE("cs-timeline: a wrong access key fails the run naming the credential, 
     CHECK_THAT(run.out + run.err, Catch::Contains("access_key") && !Catch::Contains("wrong-key-value"));
 }
 
-TEST_CASE("cs-timeline: the demo's manifests and export folder sync into mock-crm, files from the folder, ids to the write-back file") {
+TEST_CASE(
+    "cs-timeline: the demo's manifests and export folder sync into mock-crm, files from the folder, ids to the write-back file") {
     namespace fs = std::filesystem;
     TempDir home;
     const std::string source = CRMSYNC_SOURCE_DIR;
     fs::create_directories(home.path() / "manifests");
     fs::create_directories(home.path() / "samples");
-    for (const char* m : {"mock-crm.json", "cs-timeline.json"}) fs::copy(source + "/manifests/" + m, home.path() / "manifests" / m);
+    for (const char* m : {"mock-crm.json", "cs-timeline.json"})
+        fs::copy(source + "/manifests/" + m, home.path() / "manifests" / m);
     fs::copy(source + "/plugins/crms/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
     fs::copy(source + "/plugins/sources/cs-timeline/samples", home.path() / "samples/cs-timeline", fs::copy_options::recursive);
     auto crmsync = [&](std::vector<std::string> args) {
@@ -282,12 +302,15 @@ TEST_CASE("cs-timeline: the demo's manifests and export folder sync into mock-cr
     auto links = json::parse(crmsync({"links", "cs-timeline", "--json"}).out).as_array();
     std::map<std::string, std::string> task_of;
     for (const auto& l : links)
-        if (l.at("object") == "Task") task_of[std::string(l.at("source_id").as_string())] = std::string(l.at("crm_id").as_string());
+        if (l.at("object") == "Task")
+            task_of[std::string(l.at("source_id").as_string())] = std::string(l.at("crm_id").as_string());
     REQUIRE(task_of.size() == 3);
     auto written_back = testing::read_file(home / "var/cs-timeline-crm-ids.jsonl");
     for (const auto& [activity, id] : task_of)
-        CHECK_THAT(written_back, Catch::Contains(R"({"activity_id":")" + activity + R"(","object":"Task","crm_id":")" + id + "\"}"));
-    auto files = json::parse(crmsync({"crm", "query", "SELECT PathOnClient, ContentSize, FirstPublishLocationId FROM ContentVersion", "--json"}).out);
+        CHECK_THAT(written_back,
+                   Catch::Contains(R"({"activity_id":")" + activity + R"(","object":"Task","crm_id":")" + id + "\"}"));
+    auto files = json::parse(
+        crmsync({"crm", "query", "SELECT PathOnClient, ContentSize, FirstPublishLocationId FROM ContentVersion", "--json"}).out);
     auto records = files.at("records").as_array();
     REQUIRE(records.size() == 1);
     CHECK(records[0].at("PathOnClient") == "kickoff-minutes.txt");
@@ -306,8 +329,10 @@ TEST_CASE("cs-timeline: a file of several megabytes arrives byte for byte") {
     for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>((i * 7919) % 251);
     t.api.put_attachment("att-big", bytes);
     auto activity = t.api.activity("act-104");
-    activity["attachments"] = json::array{json::object{{"id", "att-big"}, {"name", "price-list.bin"},
-                                                       {"size", static_cast<int64_t>(bytes.size())}, {"added_at", "2026-11-15T02:00:00Z"}}};
+    activity["attachments"] = json::array{json::object{{"id", "att-big"},
+                                                       {"name", "price-list.bin"},
+                                                       {"size", static_cast<int64_t>(bytes.size())},
+                                                       {"added_at", "2026-11-15T02:00:00Z"}}};
     t.api.put_activity(activity);
     auto run = t.crmsync({"run", "cs-timeline"});
     INFO(run.out << run.err);
@@ -316,7 +341,8 @@ TEST_CASE("cs-timeline: a file of several megabytes arrives byte for byte") {
     CHECK(files[0].at("ContentSize") == static_cast<int64_t>(bytes.size()));
     std::string expected(4 * ((bytes.size() + 2) / 3), '\0');
     expected.resize(static_cast<size_t>(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(expected.data()),
-                                                        reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()))));
+                                                        reinterpret_cast<const unsigned char*>(bytes.data()),
+                                                        static_cast<int>(bytes.size()))));
     CHECK(text(files[0], "VersionData") == expected);
 }
 
@@ -337,6 +363,7 @@ TEST_CASE("cs-timeline: when the timeline cannot serve a file the run stops befo
     INFO(again.out << again.err);
     auto files = t.rows("SELECT FirstPublishLocationId FROM ContentVersion");
     REQUIRE(files.size() == 1);
-    CHECK(text(files[0], "FirstPublishLocationId") == t.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 'cs-timeline:act-101'"));
+    CHECK(text(files[0], "FirstPublishLocationId") ==
+          t.id_of("SELECT Id FROM Task WHERE CrmSync_Key__c = 'cs-timeline:act-101'"));
     CHECK(t.rows("SELECT Id FROM Task").size() == 3);
 }

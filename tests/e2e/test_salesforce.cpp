@@ -70,14 +70,18 @@ struct Org {
     void connection(const std::string& auth, const std::string& secret_file = "client_secret", const std::string& bulk = "auto") {
         write_file(home / "manifests/crm.json",
                    R"({"connection": "sf", "plugin": {"id": "salesforce", "version": "^1.0"}, "bulk": {"mode": ")" + bulk + R"("},
-                       "config": {"login_url": ")" + sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 15000},
-                       "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/)" + secret_file + R"("},
+                       "config": {"login_url": ")" +
+                       sf->base_url() + R"(", "auth": ")" + auth + R"(", "username": "admin@crmsync.mock", "timeout_ms": 15000},
+                       "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/)" +
+                       secret_file + R"("},
                                        "refresh_token": {"file": "../secrets/refresh_token"}, "private_key": {"file": "../secrets/private_key.pem"}}})");
     }
     void module(const std::string& config) {
-        write_file(home / "manifests/gen.json",
-                   R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "sf", "retry": {"base_ms": 20, "cap_ms": 200, "max_attempts": 8},
-                       "config": )" + config + "}");
+        write_file(
+            home / "manifests/gen.json",
+            R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "sf", "retry": {"base_ms": 20, "cap_ms": 200, "max_attempts": 8},
+                       "config": )" +
+                config + "}");
     }
     RunReport run(bool full = false) {
         RunOptions options;
@@ -116,7 +120,12 @@ TEST_CASE("salesforce: each OAuth grant logs in") {
         INFO(auth << ": " << outcome.message);
         CHECK(outcome.ok());
         std::vector<json::value> me;
-        REQUIRE(crm->fetch(json::object{{"type", "whoami"}}, [&](json::value&& v) { me.push_back(v); return int32_t{0}; }).ok());
+        REQUIRE(crm->fetch(json::object{{"type", "whoami"}},
+                           [&](json::value&& v) {
+                               me.push_back(v);
+                               return int32_t{0};
+                           })
+                    .ok());
         REQUIRE(me.size() == 1);
         CHECK(me[0].at("record").at("Username") == "admin@crmsync.mock");
     }
@@ -167,7 +176,11 @@ TEST_CASE("salesforce: a query past 2,000 rows follows nextRecordsUrl to the end
     REQUIRE(org.login(crm).ok());
     int64_t rows = 0;
     REQUIRE(crm->fetch(json::object{{"type", "query"}, {"soql", "SELECT Id, Subject FROM Task"}},
-                       [&](json::value&&) { ++rows; return int32_t{0}; }).ok());
+                       [&](json::value&&) {
+                           ++rows;
+                           return int32_t{0};
+                       })
+                .ok());
     CHECK(rows == 2600);
     CHECK(org.sf->calls("query") >= 2);
 }
@@ -210,7 +223,10 @@ TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a reru
     CHECK(landed > 0);
     CHECK(landed < 20000);
     // The next day's budget: the emulator's limit rises; the rest lands.
-    org.sf->with_engine([](mockcrm::Engine& e) { e.database().exec("DELETE FROM _api_usage"); return 0; });
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        e.database().exec("DELETE FROM _api_usage");
+        return 0;
+    });
     auto rest = org.run();
     CHECK(rest.status != RunStatus::failed);
     auto total = org.count("SELECT COUNT() FROM Task");
@@ -221,16 +237,19 @@ TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a reru
 TEST_CASE("salesforce: services resolve owners and contacts through SOQL and SOSL") {
     Org org;
     org.sf->with_engine([](mockcrm::Engine& e) {
-        e.seed(json::parse(R"({"Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"}]})").as_object());
+        e.seed(json::parse(R"({"Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"}]})")
+                   .as_object());
         return 0;
     });
-    write_file(org.home / "ops.jsonl",
-               R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "e1", "fields": {"Subject": "By email", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 10}, "owner": {"email": "ADMIN@crmsync.mock"}, "related": {"emails": ["Tanaka@Customer.jp"]}}]}
+    write_file(
+        org.home / "ops.jsonl",
+        R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "e1", "fields": {"Subject": "By email", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 10}, "owner": {"email": "ADMIN@crmsync.mock"}, "related": {"emails": ["Tanaka@Customer.jp"]}}]}
 {"id": "2", "ops": [{"object": "Event", "action": "upsert", "key": "e2", "fields": {"Subject": "By phone", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 10}, "related": {"phones": ["+81 3 1234 5678"]}}]}
 )");
     write_file(org.home / "manifests/gen.json",
                R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "services": {"default_country_code": "81"},
-                   "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+                   "config": {"file": ")" +
+                   (org.home / "ops.jsonl") + R"("}})");
     auto report = org.run();
     CHECK(report.counts.created == 2);
     auto who = [&](const std::string& key) {
@@ -248,7 +267,8 @@ TEST_CASE("salesforce: check against the emulator reports a missing external-id 
     write_file(org.home / "in/a.jsonl", "{}\n");
     write_file(org.home / "manifests/gen.json",
                R"({"module": "gen", "plugin": {"id": "example-jsonl"}, "crm": "sf",
-                   "config": {"folder": ")" + (org.home / "in") + R"(", "object": "Task", "fields": {"Subject": "s", "Mood__c": "m"}}})");
+                   "config": {"folder": ")" +
+                   (org.home / "in") + R"(", "object": "Task", "fields": {"Subject": "s", "Mood__c": "m"}}})");
     auto check = testing::run_command({CRMSYNC_BIN, "check", "gen", "--home", org.home.str()},
                                       {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR});
     CHECK(check.status == 2);
@@ -282,16 +302,26 @@ TEST_CASE("salesforce: a batch relating hundreds of distinct emails splits its S
     for (int i = 0; i < 200; ++i) {
         std::string email = "customer-with-a-long-address-" + std::to_string(i) + "@a-customer-domain.example.co.jp";
         contacts.push_back(json::object{{"LastName", "C" + std::to_string(i)}, {"Email", email}});
-        lines += json::serialize(json::object{
-                     {"id", std::to_string(i)},
-                     {"ops", json::array{json::object{{"object", "Event"}, {"action", "upsert"}, {"key", "e" + std::to_string(i)},
-                                                      {"fields", json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"}, {"DurationInMinutes", 5}}},
-                                                      {"related", json::object{{"emails", json::array{email}}}}}}}}) + "\n";
+        lines +=
+            json::serialize(json::object{
+                {"id", std::to_string(i)},
+                {"ops", json::array{json::object{
+                            {"object", "Event"},
+                            {"action", "upsert"},
+                            {"key", "e" + std::to_string(i)},
+                            {"fields",
+                             json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"}, {"DurationInMinutes", 5}}},
+                            {"related", json::object{{"emails", json::array{email}}}}}}}}) +
+            "\n";
     }
-    org.sf->with_engine([&](mockcrm::Engine& e) { e.seed(json::object{{"Contact", contacts}}); return 0; });
+    org.sf->with_engine([&](mockcrm::Engine& e) {
+        e.seed(json::object{{"Contact", contacts}});
+        return 0;
+    });
     write_file(org.home / "ops.jsonl", lines);
     write_file(org.home / "manifests/gen.json",
-               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") +
+                   R"("}})");
     auto report = org.run();
     CHECK(report.counts.created == 200);
     CHECK(report.counts.extra.at("related_contacts") == 200);
@@ -303,7 +333,8 @@ TEST_CASE("salesforce: responses slower than the client timeout are retried and 
     Org org;
     write_file(org.home / "manifests/crm.json",
                R"({"connection": "sf", "plugin": {"id": "salesforce"}, "bulk": {"mode": "never"},
-                   "config": {"login_url": ")" + org.sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 2500},
+                   "config": {"login_url": ")" +
+                   org.sf->base_url() + R"(", "auth": "client_credentials", "timeout_ms": 2500},
                    "credentials": {"client_id": {"file": "../secrets/client_id"}, "client_secret": {"file": "../secrets/client_secret"}}})");
     sfemu::Faults faults;
     faults.slow_ms = 4000;  // past the 2.5 s timeout, with room for slow sanitizer builds
@@ -324,15 +355,18 @@ TEST_CASE("salesforce: with the integration licences used up, owners fall back t
         e.database().exec("UPDATE UserLicense SET TotalLicenses = 0 WHERE Name = 'Salesforce Integration'");
         return 0;
     });
-    write_file(org.home / "ops.jsonl",
-               R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "o1", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}, "owner": {"email": "nobody@example.jp", "if_missing": ["create_integration_user", "connection_user"]}}]})"
-               "\n");
+    write_file(
+        org.home / "ops.jsonl",
+        R"({"id": "1", "ops": [{"object": "Event", "action": "upsert", "key": "o1", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}, "owner": {"email": "nobody@example.jp", "if_missing": ["create_integration_user", "connection_user"]}}]})"
+        "\n");
     write_file(org.home / "manifests/gen.json",
-               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") +
+                   R"("}})");
     auto report = org.run();
     CHECK(report.counts.created == 1);
     CHECK(report.counts.extra.at("owner_connection_user_fallbacks") == 1);
-    auto owner = org.sf->with_engine([](mockcrm::Engine& e) { return e.query("SELECT Owner.Username FROM Event").rows.at(0).at("Owner"); });
+    auto owner = org.sf->with_engine(
+        [](mockcrm::Engine& e) { return e.query("SELECT Owner.Username FROM Event").rows.at(0).at("Owner"); });
     CHECK(owner.at("Username") == "admin@crmsync.mock");
 }
 
@@ -340,13 +374,15 @@ TEST_CASE("salesforce: create_missing adds a value to a restricted custom pickli
     Org org(1'000'000, R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true},
                               "Channel__c": {"type": "picklist", "length": 40, "restricted": true, "values": ["Email"]}}}})");
     auto op = [](const std::string& key, const std::string& field, const std::string& value) {
-        return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key + R"(", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, ")" +
-               field + R"(": ")" + value + R"("}, "picklists": {")" + field + R"(": "create_missing"}}]})";
+        return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
+               R"(", "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, ")" + field +
+               R"(": ")" + value + R"("}, "picklists": {")" + field + R"(": "create_missing"}}]})";
     };
     write_file(org.home / "ops.jsonl", op("custom", "Channel__c", "LINE") + "\n" + op("custom2", "Channel__c", "LINE") + "\n" +
                                            op("standard", "Type", "メール") + "\n");
     write_file(org.home / "manifests/gen.json",
-               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") +
+                   R"("}})");
     auto report = org.run();
     CHECK(report.counts.created == 2);
     CHECK(report.counts.failed == 1);
@@ -365,23 +401,28 @@ TEST_CASE("salesforce: helpdesk-tickets events land as Events through the real p
                                                 "Type": {"restricted": false}}}})");
     org.sf->with_engine([](mockcrm::Engine& e) {
         e.seed(json::parse(R"({"Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"}],
-                               "Lead": [{"LastName": "Sato", "Company": "Fuji", "Phone": "045-111-2222"}]})").as_object());
+                               "Lead": [{"LastName": "Sato", "Company": "Fuji", "Phone": "045-111-2222"}]})")
+                   .as_object());
         return 0;
     });
-    write_file(org.home / "events/a.jsonl",
-               R"({"event_id": "m1", "channel": "mail", "action": "sent", "subject": "ご請求について", "agent": {"email": "admin@crmsync.mock"}, "mail": {"draft_saved_at": "2026-11-20T10:00:00+09:00", "sent_at": "2026-11-20T10:07:40+09:00", "to": ["tanaka@customer.jp"], "body": "本文"}}
+    write_file(
+        org.home / "events/a.jsonl",
+        R"({"event_id": "m1", "channel": "mail", "action": "sent", "subject": "ご請求について", "agent": {"email": "admin@crmsync.mock"}, "mail": {"draft_saved_at": "2026-11-20T10:00:00+09:00", "sent_at": "2026-11-20T10:07:40+09:00", "to": ["tanaka@customer.jp"], "body": "本文"}}
 {"event_id": "c1", "channel": "call", "action": "memo_recorded", "subject": "折り返し", "agent": {"email": "new.agent@inbox.example"}, "call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "+81 45 111 2222"}}
 {"event_id": "x1", "channel": "chat_widget", "action": "closed", "subject": "", "agent": {"email": "admin@crmsync.mock"}, "chat": {"sent": false}}
 )");
     write_file(org.home / "manifests/gen.json",
                R"({"module": "gen", "plugin": {"id": "helpdesk-tickets"}, "crm": "sf", "services": {"default_country_code": "81"},
-                   "config": {"folder": ")" + (org.home / "events") + R"("}})");
+                   "config": {"folder": ")" +
+                   (org.home / "events") + R"("}})");
     auto report = org.run();
     INFO(report.message);
     CHECK(report.counts.created == 2);
     CHECK(report.counts.ignored == 1);
     auto rows = org.sf->with_engine([](mockcrm::Engine& e) {
-        return e.query("SELECT CrmSync_Key__c, Subject, Type, WhoId, Owner.Username, EndDateTime FROM Event ORDER BY CrmSync_Key__c").rows;
+        return e
+            .query("SELECT CrmSync_Key__c, Subject, Type, WhoId, Owner.Username, EndDateTime FROM Event ORDER BY CrmSync_Key__c")
+            .rows;
     });
     REQUIRE(rows.size() == 2);
     CHECK(rows[1].at("Subject") == "【メール】ご請求について");

@@ -33,7 +33,8 @@ struct ServeProcess {
     int terminate() {
         kill(pid, SIGTERM);
         int status = 0;
-        for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
         if (waitpid(pid, &status, WNOHANG) == 0 && !WIFEXITED(status)) return -1;
         pid = 0;
         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -48,7 +49,8 @@ struct Home {
         write_file(dir / "manifests/hooks.json",
                    R"({"module": "hooks", "plugin": {"id": "test-ops"}, "crm": "mock", "schedule": "realtime",
                        "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}},
-                       "config": {"file": ")" + (dir / "empty.jsonl") + R"("}})");
+                       "config": {"file": ")" +
+                       (dir / "empty.jsonl") + R"("}})");
     }
     std::unique_ptr<ServeProcess> serve() {
         int out[2];
@@ -78,7 +80,8 @@ struct Home {
     int64_t events(const std::string& soql) {
         mockcrm::EngineOptions o;
         o.database = dir / "var/crm.db";
-        o.schema = boost::json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+        o.schema = boost::json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})")
+                       .as_object();
         return mockcrm::Engine(o).query(soql).total;
     }
     int64_t inbox_depth() {
@@ -97,8 +100,9 @@ httplib::Result post(int port, const std::string& module, const std::string& bod
     httplib::Client client("127.0.0.1", port);
     httplib::Headers headers;
     if (sign) {
-        std::string ts = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                            std::chrono::system_clock::now().time_since_epoch()).count() + skew_s);
+        std::string ts = std::to_string(
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+            skew_s);
         headers.emplace("X-Crmsync-Timestamp", ts);
         headers.emplace("X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex(secret, ts + "." + body));
     }
@@ -117,7 +121,8 @@ bool eventually(const std::function<bool()>& condition, int seconds = 20) {
 std::map<std::string, double> parse_prometheus(const std::string& text) {
     static const std::regex help(R"(# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*)");
     static const std::regex type(R"(# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram|summary|untyped))");
-    static const std::regex sample(R"(([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|\+Inf|NaN))");
+    static const std::regex sample(
+        R"(([a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})?) (-?[0-9.eE+-]+|\+Inf|NaN))");
     std::map<std::string, double> out;
     std::istringstream in(text);
     std::string line;
@@ -137,11 +142,11 @@ TEST_CASE("serve: every webhook rejection is answered and changes nothing") {
     auto serve = home.serve();
     std::string body = event_body("x1");
     CHECK(post(serve->port, "hooks", body, kSecret, 0, false)->status == 401);          // unsigned
-    CHECK(post(serve->port, "hooks", body, "wrong-secret")->status == 401);              // badly signed
-    CHECK(post(serve->port, "hooks", body, kSecret, -600)->status == 401);               // stale
-    CHECK(post(serve->port, "nobody", body)->status == 404);                             // unknown module
+    CHECK(post(serve->port, "hooks", body, "wrong-secret")->status == 401);             // badly signed
+    CHECK(post(serve->port, "hooks", body, kSecret, -600)->status == 401);              // stale
+    CHECK(post(serve->port, "nobody", body)->status == 404);                            // unknown module
     CHECK(post(serve->port, "hooks", std::string((1 << 20) + 1, ' '))->status == 413);  // over 1 MiB
-    CHECK(post(serve->port, "hooks", "[1, 2]")->status == 400);                          // not one event
+    CHECK(post(serve->port, "hooks", "[1, 2]")->status == 400);                         // not one event
     CHECK(home.inbox_depth() == 0);
     httplib::Client client("127.0.0.1", serve->port);
     auto metrics = parse_prometheus(client.Get("/metrics")->body);
@@ -225,8 +230,9 @@ TEST_CASE("serve: a second runner reports who holds the lease instead of running
         SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
         return state.execAndGet("SELECT COUNT(*) FROM leases WHERE module = 'slow'").getInt64() == 1;
     }));
-    auto second = testing::run_command({CRMSYNC_BIN, "run", "slow", "--home", home.dir.str()},
-                                       {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR});
+    auto second =
+        testing::run_command({CRMSYNC_BIN, "run", "slow", "--home", home.dir.str()},
+                             {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR});
     CHECK(second.status == 3);
     CHECK_THAT(second.out, Catch::Contains("slow: busy") && Catch::Contains("lease held by"));
     CHECK(serve->terminate() == 0);  // SIGTERM finishes the batch in hand and exits 0
@@ -238,12 +244,16 @@ TEST_CASE("serve: helpdesk-tickets events arriving by webhook land as Events, an
                R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock", "schedule": "realtime",
                    "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}}, "config": {}})");
     auto serve = home.serve();
-    std::string sent = R"({"event_id": "w1", "channel": "mail", "action": "sent", "subject": "お見積り", "agent": {"email": "admin@crmsync.mock"},
+    std::string sent =
+        R"({"event_id": "w1", "channel": "mail", "action": "sent", "subject": "お見積り", "agent": {"email": "admin@crmsync.mock"},
         "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "to": ["someone@customer.jp"]}})";
-    std::string cancelled = R"({"event_id": "w2", "channel": "mail", "action": "cancelled", "subject": "x", "agent": {"email": "admin@crmsync.mock"}, "mail": {}})";
+    std::string cancelled =
+        R"({"event_id": "w2", "channel": "mail", "action": "cancelled", "subject": "x", "agent": {"email": "admin@crmsync.mock"}, "mail": {}})";
     REQUIRE(post(serve->port, "helpdesk", sent)->status == 202);
     REQUIRE(post(serve->port, "helpdesk", cancelled)->status == 202);
-    CHECK(eventually([&] { return home.inbox_depth() == 0 && home.events("SELECT COUNT() FROM Event WHERE Subject = '【メール】お見積り'") == 1; }));
+    CHECK(eventually([&] {
+        return home.inbox_depth() == 0 && home.events("SELECT COUNT() FROM Event WHERE Subject = '【メール】お見積り'") == 1;
+    }));
     CHECK(home.events("SELECT COUNT() FROM Event") == 1);
     CHECK(serve->terminate() == 0);
 }
@@ -256,14 +266,18 @@ TEST_CASE("serve: a cs-timeline activity posted in realtime lands as a Task with
                    "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}},
                    "config": {"sync_to": "Task", "status": "Completed", "priority": "Normal", "activity_types": ["Meeting"],
                               "sync_attachments": {"since": "2026-11-01T00:00:00Z"},
-                              "folder": ")" + (home.dir / "timeline") + R"(", "writeback_file": ")" + (home.dir / "ids.jsonl") + R"("}})");
+                              "folder": ")" +
+                   (home.dir / "timeline") + R"(", "writeback_file": ")" + (home.dir / "ids.jsonl") + R"("}})");
     auto serve = home.serve();
-    std::string activity = R"({"id": "rt-1", "type": "Meeting", "subject": "Realtime kick-off", "activity_date": "2026-11-20T10:00:00+09:00",
+    std::string activity =
+        R"({"id": "rt-1", "type": "Meeting", "subject": "Realtime kick-off", "activity_date": "2026-11-20T10:00:00+09:00",
         "author": {"email": "admin@crmsync.mock"}, "modified_at": "2026-11-20T01:30:00Z",
         "attachments": [{"id": "f1", "name": "notes.txt", "size": 13, "added_at": "2026-11-20T01:00:00Z", "path": "files/notes.txt"}]})";
     REQUIRE(post(serve->port, "timeline", activity)->status == 202);
     CHECK(eventually([&] { return home.inbox_depth() == 0 && home.events("SELECT COUNT() FROM ContentVersion") == 1; }));
     CHECK(home.events("SELECT COUNT() FROM Task WHERE Subject = 'Realtime kick-off' AND Status = 'Completed'") == 1);
-    CHECK(eventually([&] { return testing::read_file(home.dir / "ids.jsonl").find(R"("activity_id":"rt-1","object":"Task")") != std::string::npos; }));
+    CHECK(eventually([&] {
+        return testing::read_file(home.dir / "ids.jsonl").find(R"("activity_id":"rt-1","object":"Task")") != std::string::npos;
+    }));
     CHECK(serve->terminate() == 0);
 }

@@ -35,8 +35,9 @@ TEST_CASE("abi: fetch items, operations and write results of the shipped plugins
     testing::TempDir dir;
     testing::write_file(dir / "in/a.jsonl", "{\"id\": \"1\", \"subject\": \"Hello\"}\n");
     PluginLoader loader({CRMSYNC_PLUGIN_DIR}, quiet);
-    auto source = make(loader, "example-jsonl",
-                       json::object{{"folder", dir / "in"}, {"object", "Task"}, {"fields", json::object{{"Subject", "subject"}}}});
+    auto source =
+        make(loader, "example-jsonl",
+             json::object{{"folder", dir / "in"}, {"object", "Task"}, {"fields", json::object{{"Subject", "subject"}}}});
     std::vector<json::value> items;
     auto collect = [&](json::value&& v) -> int32_t {
         items.push_back(std::move(v));
@@ -53,13 +54,16 @@ TEST_CASE("abi: fetch items, operations and write results of the shipped plugins
     REQUIRE(operations.size() == 1);
     require_valid("operation.schema.json", operations[0]);
 
-    auto crm = make(loader, "mock-crm",
-                    json::object{{"database", dir / "crm.db"},
-                                 {"schema", json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})")}});
+    auto crm = make(
+        loader, "mock-crm",
+        json::object{
+            {"database", dir / "crm.db"},
+            {"schema", json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})")}});
     REQUIRE(crm->authenticate({}).ok());
     std::vector<json::value> results;
-    json::array ops{operations[0], json::object{{"object", "Task"}, {"action", "upsert"}, {"key", "k2"},
-                                                {"fields", json::object{{"Status", "Never"}}}}};
+    json::array ops{
+        operations[0],
+        json::object{{"object", "Task"}, {"action", "upsert"}, {"key", "k2"}, {"fields", json::object{{"Status", "Never"}}}}};
     REQUIRE(crm->write(json::object{{"external_id_field", "CrmSync_Key__c"}, {"operations", ops}}, results).ok());
     REQUIRE(results.size() == 2);
     for (const auto& r : results) require_valid("write-result.schema.json", r);

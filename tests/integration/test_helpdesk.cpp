@@ -20,7 +20,8 @@ std::string contacts(int n, const std::string& email) {
     for (int i = 0; i < n; ++i) {
         char created[32];
         std::snprintf(created, sizeof created, "2020-01-01T00:%02d:%02dZ", i / 60, i % 60);
-        out += std::string(",") + R"({"LastName": "Many)" + std::to_string(i) + R"(", "Email": ")" + email + R"(", "CreatedDate": ")" + created + "\"}";
+        out += std::string(",") + R"({"LastName": "Many)" + std::to_string(i) + R"(", "Email": ")" + email +
+               R"(", "CreatedDate": ")" + created + "\"}";
     }
     return out;
 }
@@ -31,7 +32,8 @@ const std::string kSeed = R"({
   "User": [{"Username": "agent@inbox.example.org", "LastName": "Agent", "Email": "agent@inbox.example", "Alias": "agent",
             "TimeZoneSidKey": "Asia/Tokyo", "LocaleSidKey": "ja_JP", "EmailEncodingKey": "UTF-8", "LanguageLocaleKey": "ja", "ProfileId": "@p"}],
   "Contact": [{"LastName": "Tanaka", "Email": "tanaka@customer.jp", "Phone": "03-1234-5678"},
-              {"LastName": "Both", "Email": "both@customer.jp"})" + contacts(51, "team@customer.jp") + R"(],
+              {"LastName": "Both", "Email": "both@customer.jp"})" +
+                          contacts(51, "team@customer.jp") + R"(],
   "Lead": [{"LastName": "LeadOnly", "Company": "Prospect", "Email": "lead@prospect.jp"},
            {"LastName": "LeadBeside", "Company": "Co", "Email": "both@customer.jp"}]
 })";
@@ -47,7 +49,8 @@ struct Inbox {
                    testing::mock_connection(home / "var/crm.db", 100000, R"(, "seed": ")" + (home / "seed.json") + "\""));
         write_file(home / "manifests/helpdesk.json",
                    R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets", "version": "^1.0"}, "crm": "mock",
-                       "services": {"default_country_code": "81"}, "config": {"folder": ")" + (home / "events") + R"("}})");
+                       "services": {"default_country_code": "81"}, "config": {"folder": ")" +
+                       (home / "events") + R"("}})");
     }
     // One event: channel, action, id, and the channel's own object as JSON members.
     void add(const std::string& id, const std::string& channel, const std::string& action, const std::string& body,
@@ -64,12 +67,17 @@ struct Inbox {
     mockcrm::Engine crm() {
         mockcrm::EngineOptions o;
         o.database = home / "var/crm.db";
-        o.schema = json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+        o.schema =
+            json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
         return mockcrm::Engine(o);
     }
     std::vector<json::object> rows(const std::string& where = "") {
-        return crm().query("SELECT CrmSync_Key__c, Subject, Type, StartDateTime, EndDateTime, Description, WhoId, EventWhoIds, OwnerId, "
-                           "Owner.Email FROM Event" + where + " ORDER BY CrmSync_Key__c").rows;
+        return crm()
+            .query(
+                "SELECT CrmSync_Key__c, Subject, Type, StartDateTime, EndDateTime, Description, WhoId, EventWhoIds, OwnerId, "
+                "Owner.Email FROM Event" +
+                where + " ORDER BY CrmSync_Key__c")
+            .rows;
     }
     json::object event(const std::string& id) {
         auto r = rows(" WHERE CrmSync_Key__c = 'helpdesk-tickets:" + id + "'");
@@ -81,7 +89,8 @@ struct Inbox {
     }
 };
 
-const std::string kMailSent = R"("mail": {"draft_saved_at": "2026-11-20T10:00:00+09:00", "sent_at": "2026-11-20T10:07:40+09:00", "to": ["tanaka@customer.jp"], "body": "いつもお世話になっております。"})";
+const std::string kMailSent =
+    R"("mail": {"draft_saved_at": "2026-11-20T10:00:00+09:00", "sent_at": "2026-11-20T10:07:40+09:00", "to": ["tanaka@customer.jp"], "body": "いつもお世話になっております。"})";
 
 }  // namespace
 
@@ -101,11 +110,13 @@ TEST_CASE("helpdesk: a sent mail becomes an Event from first draft save to sent 
 
 TEST_CASE("helpdesk: a scheduled send makes its Event when reserved, keeps it when cancelled, and a re-reservation adds one") {
     Inbox inbox;
-    std::string reserved = R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
+    std::string reserved =
+        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
     inbox.add("r1", "mail", "reserved", reserved);
     inbox.add("r1-cancel", "mail", "cancelled", reserved);
     inbox.add("r2", "mail", "reserved", reserved);
-    inbox.add("r2-delivered", "mail", "sent", R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-21T00:00:00Z", "scheduled": true})");
+    inbox.add("r2-delivered", "mail", "sent",
+              R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-21T00:00:00Z", "scheduled": true})");
     inbox.add("c1", "mail", "cancelled", kMailSent);
     auto report = inbox.run();
     CHECK(report.counts.created == 2);
@@ -116,11 +127,21 @@ TEST_CASE("helpdesk: a scheduled send makes its Event when reserved, keeps it wh
 
 TEST_CASE("helpdesk: an SMS relates by the number, a visit by its contact and duration, a call only once ended and recorded") {
     Inbox inbox;
-    inbox.add("s1", "sms", "sent", R"("sms": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "numbers": ["+81 3 1234 5678"], "body": "ok"})");
-    inbox.add("v1", "visit", "recorded", R"("visit": {"first": true, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 45, "memo": "訪問", "contact": {"email": "tanaka@customer.jp"}})");
-    inbox.add("v1-edit", "visit", "recorded", R"J("visit": {"first": false, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 50, "memo": "訪問 (edited)"})J");
-    inbox.add("k1", "call", "memo_recorded", R"("call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "0312345678", "memo": "折り返し"})");
-    inbox.add("k2", "call", "memo_recorded", R"("call": {"call_ended": false, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z"})");
+    inbox.add(
+        "s1", "sms", "sent",
+        R"("sms": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "numbers": ["+81 3 1234 5678"], "body": "ok"})");
+    inbox.add(
+        "v1", "visit", "recorded",
+        R"("visit": {"first": true, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 45, "memo": "訪問", "contact": {"email": "tanaka@customer.jp"}})");
+    inbox.add(
+        "v1-edit", "visit", "recorded",
+        R"J("visit": {"first": false, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 50, "memo": "訪問 (edited)"})J");
+    inbox.add(
+        "k1", "call", "memo_recorded",
+        R"("call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "0312345678", "memo": "折り返し"})");
+    inbox.add(
+        "k2", "call", "memo_recorded",
+        R"("call": {"call_ended": false, "memo_recorded": true, "started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z"})");
     auto report = inbox.run();
     CHECK(report.counts.created == 3);
     CHECK(inbox.event("s1").at("WhoId") == inbox.contact("Tanaka"));
@@ -135,8 +156,11 @@ TEST_CASE("helpdesk: an SMS relates by the number, a visit by its contact and du
 
 TEST_CASE("helpdesk: a chat closed after sending carries its bubbles, closed without sending creates nothing") {
     Inbox inbox;
-    inbox.add("ch1", "line", "closed", R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "customer": {"email": "tanaka@customer.jp"}, "bubbles": [{"speaker": "お客様", "text": "届きません"}, {"speaker": "担当", "text": "確認します"}]})");
-    inbox.add("ch2", "chatplus", "closed", R"("chat": {"sent": false, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:01:00Z"})");
+    inbox.add(
+        "ch1", "line", "closed",
+        R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "customer": {"email": "tanaka@customer.jp"}, "bubbles": [{"speaker": "お客様", "text": "届きません"}, {"speaker": "担当", "text": "確認します"}]})");
+    inbox.add("ch2", "chatplus", "closed",
+              R"("chat": {"sent": false, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:01:00Z"})");
     inbox.add("x1", "fax", "sent", R"("fax": {})");
     inbox.add("b1", "mail", "sent", kMailSent, "agent@inbox.example", R"(, "broadcast": true)");
     auto report = inbox.run();
@@ -151,7 +175,9 @@ TEST_CASE("helpdesk: the description is cut to 50 lines") {
     Inbox inbox;
     std::string body;
     for (int i = 1; i <= 60; ++i) body += "line " + std::to_string(i) + "\\n";
-    inbox.add("long", "mail", "sent", R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "body": ")" + body + "\"}");
+    inbox.add(
+        "long", "mail", "sent",
+        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "body": ")" + body + "\"}");
     inbox.run();
     std::string description(inbox.event("long").at("Description").as_string());
     CHECK(std::count(description.begin(), description.end(), '\n') == 49);
@@ -160,8 +186,10 @@ TEST_CASE("helpdesk: the description is cut to 50 lines") {
 
 TEST_CASE("helpdesk: the Type picklist value is created once for all the channel's Events") {
     Inbox inbox;
-    inbox.add("t1", "instagram", "closed", R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z"})");
-    inbox.add("t2", "instagram", "closed", R"("chat": {"sent": true, "opened_at": "2026-11-20T03:00:00Z", "closed_at": "2026-11-20T03:05:00Z"})");
+    inbox.add("t1", "instagram", "closed",
+              R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z"})");
+    inbox.add("t2", "instagram", "closed",
+              R"("chat": {"sent": true, "opened_at": "2026-11-20T03:00:00Z", "closed_at": "2026-11-20T03:05:00Z"})");
     auto report = inbox.run();
     CHECK(report.counts.created == 2);
     auto values = inbox.crm().picklist_values("Event", "Type");
@@ -171,7 +199,8 @@ TEST_CASE("helpdesk: the Type picklist value is created once for all the channel
 TEST_CASE("helpdesk: Who rules — 51 contacts relate 50, contacts win over a lead, a lead alone, or nobody") {
     Inbox inbox;
     auto mail = [](const std::string& to) {
-        return R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "to": [")" + to + R"("]})";
+        return R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:01:00Z", "to": [")" + to +
+               R"("]})";
     };
     inbox.add("w51", "mail", "sent", mail("team@customer.jp"));
     inbox.add("wboth", "mail", "sent", mail("both@customer.jp"));
@@ -209,9 +238,12 @@ TEST_CASE("helpdesk: polling the REST API pages through tickets, waits out the r
     auto ticket = [](int n, const std::string& updated) {
         json::array actions{json::parse(R"({"event_id": "api-)" + std::to_string(n) + R"(", "occurred_at": ")" + updated +
                                         R"(", "channel": "mail", "action": "sent", "agent": {"email": "agent@inbox.example"},
-                                        "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": ")" + updated + R"(", "to": ["tanaka@customer.jp"]}})")};
-        return json::object{{"ticket_id", "T-" + std::to_string(n)}, {"subject", "Ticket " + std::to_string(n)},
-                            {"last_updated_at", updated}, {"actions", actions}};
+                                        "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": ")" +
+                                        updated + R"(", "to": ["tanaka@customer.jp"]}})")};
+        return json::object{{"ticket_id", "T-" + std::to_string(n)},
+                            {"subject", "Ticket " + std::to_string(n)},
+                            {"last_updated_at", updated},
+                            {"actions", actions}};
     };
     for (int n = 0; n < 70; ++n) {
         char at[32];
@@ -224,7 +256,8 @@ TEST_CASE("helpdesk: polling the REST API pages through tickets, waits out the r
     write_file(inbox.home / "manifests/helpdesk.json",
                R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock",
                    "credentials": {"api_token": {"file": "../secrets/token"}},
-                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
+                   "config": {"api": {"base_url": ")" +
+                   api.base_url() + R"(", "message_box_ids": ["12"]}}})");
     auto first = inbox.run();
     INFO(first.message);
     CHECK(first.status == RunStatus::succeeded);
@@ -239,8 +272,8 @@ TEST_CASE("helpdesk: polling the REST API pages through tickets, waits out the r
         "mail": {"draft_saved_at": "2026-11-20T02:59:00Z", "sent_at": "2026-11-20T03:00:00Z", "to": ["tanaka@customer.jp"]}})"));
     api.put_ticket("12", updated);
     auto second = inbox.run();
-    CHECK(second.counts.fetched == 2);      // the edited ticket's actions at or after the cursor
-    CHECK(second.counts.created == 1);      // only the reply is new
+    CHECK(second.counts.fetched == 2);  // the edited ticket's actions at or after the cursor
+    CHECK(second.counts.created == 1);  // only the reply is new
     CHECK(inbox.rows().size() == 71);
 }
 
@@ -252,7 +285,8 @@ TEST_CASE("helpdesk: a wrong API token fails the run as refused, naming the cred
     write_file(inbox.home / "manifests/helpdesk.json",
                R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock",
                    "credentials": {"api_token": {"file": "../secrets/token"}},
-                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["12"]}}})");
+                   "config": {"api": {"base_url": ")" +
+                   api.base_url() + R"(", "message_box_ids": ["12"]}}})");
     auto report = inbox.run();
     CHECK(report.status == RunStatus::failed);
     CHECK(report.unreachable);
@@ -263,7 +297,8 @@ TEST_CASE("helpdesk: with the integration licences used up, an unknown agent's E
     Inbox inbox;
     write_file(inbox.home / "manifests/crm.json",
                testing::mock_connection(inbox.home / "var/crm.db", 100000,
-                                        R"(, "seed": ")" + (inbox.home / "seed.json") + R"(", "licenses": {"Salesforce": 10, "Salesforce Integration": 0})"));
+                                        R"(, "seed": ")" + (inbox.home / "seed.json") +
+                                            R"(", "licenses": {"Salesforce": 10, "Salesforce Integration": 0})"));
     inbox.add("o2", "mail", "sent", kMailSent, "newcomer@inbox.example");
     auto report = inbox.run();
     CHECK(report.counts.created == 1);
@@ -277,31 +312,46 @@ TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exceptio
     auto action = [](const std::string& id, const std::string& at, const std::string& channel, const std::string& act,
                      const std::string& body, const std::string& extra = "") {
         return json::parse(R"({"event_id": ")" + id + R"(", "occurred_at": ")" + at + R"(", "channel": ")" + channel +
-                           R"(", "action": ")" + act + R"(", "agent": {"email": "agent@inbox.example"})" + extra + ", " + body + "}");
+                           R"(", "action": ")" + act + R"(", "agent": {"email": "agent@inbox.example"})" + extra + ", " + body +
+                           "}");
     };
-    const std::string mail = R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
-    const std::string chat_sent = R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "visitor": {"email": "tanaka@customer.jp"}})";
+    const std::string mail =
+        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
+    const std::string chat_sent =
+        R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "visitor": {"email": "tanaka@customer.jp"}})";
     json::array rows{
         action("mail-sent", "2026-11-20T01:05:00Z", "mail", "sent", mail),
         action("mail-reserved", "2026-11-20T01:06:00Z", "mail", "reserved", mail),
         action("mail-cancelled", "2026-11-20T01:07:00Z", "mail", "cancelled", mail),
-        action("sms-sent", "2026-11-20T01:08:00Z", "sms", "sent", R"("sms": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:08:00Z", "numbers": ["03-1234-5678"]})"),
-        action("visit-first", "2026-11-20T01:09:00Z", "visit", "recorded", R"("visit": {"first": true, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30, "contact": {"email": "tanaka@customer.jp"}})"),
-        action("visit-again", "2026-11-20T01:10:00Z", "visit", "recorded", R"("visit": {"first": false, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30})"),
-        action("call-done", "2026-11-20T01:11:00Z", "call", "memo_recorded", R"("call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T01:00:00Z", "ended_at": "2026-11-20T01:10:00Z", "number": "03-1234-5678"})"),
-        action("call-open", "2026-11-20T01:12:00Z", "call", "memo_recorded", R"("call": {"call_ended": false, "memo_recorded": true})"),
+        action(
+            "sms-sent", "2026-11-20T01:08:00Z", "sms", "sent",
+            R"("sms": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:08:00Z", "numbers": ["03-1234-5678"]})"),
+        action(
+            "visit-first", "2026-11-20T01:09:00Z", "visit", "recorded",
+            R"("visit": {"first": true, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30, "contact": {"email": "tanaka@customer.jp"}})"),
+        action("visit-again", "2026-11-20T01:10:00Z", "visit", "recorded",
+               R"("visit": {"first": false, "visited_at": "2026-11-20T00:00:00Z", "duration_minutes": 30})"),
+        action(
+            "call-done", "2026-11-20T01:11:00Z", "call", "memo_recorded",
+            R"("call": {"call_ended": true, "memo_recorded": true, "started_at": "2026-11-20T01:00:00Z", "ended_at": "2026-11-20T01:10:00Z", "number": "03-1234-5678"})"),
+        action("call-open", "2026-11-20T01:12:00Z", "call", "memo_recorded",
+               R"("call": {"call_ended": false, "memo_recorded": true})"),
         action("chat-sent", "2026-11-20T01:13:00Z", "chatplus", "closed", chat_sent),
         action("chat-unsent", "2026-11-20T01:14:00Z", "messenger", "closed", R"("chat": {"sent": false})"),
         action("broadcast", "2026-11-20T01:15:00Z", "mail", "sent", mail, R"(, "broadcast": true)"),
         action("fax", "2026-11-20T01:16:00Z", "fax", "sent", R"("fax": {})"),
     };
-    api.put_ticket("7", json::object{{"ticket_id", "T-1"}, {"subject", "全部"}, {"last_updated_at", "2026-11-20T01:16:00Z"}, {"actions", rows}});
+    api.put_ticket(
+        "7",
+        json::object{{"ticket_id", "T-1"}, {"subject", "全部"}, {"last_updated_at", "2026-11-20T01:16:00Z"}, {"actions", rows}});
     Inbox inbox;
     write_file(inbox.home / "secrets/token", "token-123");
-    write_file(inbox.home / "manifests/helpdesk.json",
-               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock", "services": {"default_country_code": "81"},
+    write_file(
+        inbox.home / "manifests/helpdesk.json",
+        R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets"}, "crm": "mock", "services": {"default_country_code": "81"},
                    "credentials": {"api_token": {"file": "../secrets/token"}},
-                   "config": {"api": {"base_url": ")" + api.base_url() + R"(", "message_box_ids": ["7"]}}})");
+                   "config": {"api": {"base_url": ")" +
+            api.base_url() + R"(", "message_box_ids": ["7"]}}})");
     auto report = inbox.run();
     INFO(report.message);
     CHECK(report.counts.fetched == 12);

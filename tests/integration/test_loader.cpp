@@ -51,8 +51,8 @@ TEST_CASE("loader: a library that is not there is refused before anything is ope
     auto manifest = copy_plugin(dir, "test-source");
     fs::remove(dir.path() / "test-source/test-source.so");
     PluginLoader loader({dir.str()}, quiet);
-    CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("test-source.so not found") &&
-                                                      Catch::Contains("reinstall the plugin or fix \"library_path\""));
+    CHECK_THAT(load_error(loader, "test-source"),
+               Catch::Contains("test-source.so not found") && Catch::Contains("reinstall the plugin or fix \"library_path\""));
 }
 
 TEST_CASE("loader: one flipped byte in the library fails the hash check, naming both digests") {
@@ -63,15 +63,15 @@ TEST_CASE("loader: one flipped byte in the library fails the hash check, naming 
     bytes[bytes.size() / 2] ^= 0x01;
     testing::write_file(lib, bytes);
     PluginLoader loader({dir.str()}, quiet);
-    CHECK_THAT(load_error(loader, "test-source"),
-               Catch::Contains("sha256 of") && Catch::Contains("but the manifest says") && Catch::Contains("rebuild or reinstall"));
+    CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("sha256 of") && Catch::Contains("but the manifest says") &&
+                                                      Catch::Contains("rebuild or reinstall"));
 }
 
 TEST_CASE("loader: a missing dependency shows the dynamic linker's own words") {
     PluginLoader loader({kTestPlugins}, quiet);
-    CHECK_THAT(load_error(loader, "bad-dependency"),
-               Catch::Contains("libcrmsync_test_dependency.so") && Catch::Contains("cannot open shared object file") &&
-                   Catch::Contains("ldd"));
+    CHECK_THAT(load_error(loader, "bad-dependency"), Catch::Contains("libcrmsync_test_dependency.so") &&
+                                                         Catch::Contains("cannot open shared object file") &&
+                                                         Catch::Contains("ldd"));
 }
 
 TEST_CASE("loader: a library without crmsync_negotiate is not a plugin") {
@@ -81,7 +81,8 @@ TEST_CASE("loader: a library without crmsync_negotiate is not a plugin") {
 
 TEST_CASE("loader: ABI major mismatch and a newer plugin minor are refused with both versions") {
     PluginLoader loader({kTestPlugins}, quiet);
-    CHECK_THAT(load_error(loader, "bad-abi-major"), Catch::Contains("plugin speaks ABI 2.") && Catch::Contains("host speaks ABI 1.0"));
+    CHECK_THAT(load_error(loader, "bad-abi-major"),
+               Catch::Contains("plugin speaks ABI 2.") && Catch::Contains("host speaks ABI 1.0"));
     CHECK_THAT(load_error(loader, "bad-abi-minor"),
                Catch::Contains("plugin speaks ABI 1.99") && Catch::Contains("newer than host ABI 1.0"));
 
@@ -100,9 +101,8 @@ TEST_CASE("loader: a plugin whose create fails reports its own message") {
     REQUIRE(plugin);
     auto instance = PluginInstance::create(plugin.value(), {}, services(), "manifests/m.json");
     REQUIRE_FALSE(instance);
-    CHECK_THAT(instance.status().message(),
-               Catch::StartsWith("manifests/m.json: plugin bad-create could not be created: ") &&
-                   Catch::Contains("region eu-9 does not exist"));
+    CHECK_THAT(instance.status().message(), Catch::StartsWith("manifests/m.json: plugin bad-create could not be created: ") &&
+                                                Catch::Contains("region eu-9 does not exist"));
 }
 
 TEST_CASE("loader: config that does not match the plugin's schema names the JSON path") {

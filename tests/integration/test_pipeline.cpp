@@ -22,15 +22,17 @@ struct Harness {
         write_file(home / "manifests/crm.json", testing::mock_connection(home / "var/crm.db", daily_limit));
     }
     void module(const std::string& name, const std::string& plugin, const std::string& config, const std::string& extra = "") {
-        write_file(home / ("manifests/" + name + ".json"),
-                   R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin + R"(", "version": "^1.0"}, "crm": "mock",
-                      "retry": {"base_ms": 1, "cap_ms": 5}, "config": )" + config + extra + "}");
+        write_file(home / ("manifests/" + name + ".json"), R"({"module": ")" + name + R"(", "plugin": {"id": ")" + plugin +
+                                                               R"(", "version": "^1.0"}, "crm": "mock",
+                      "retry": {"base_ms": 1, "cap_ms": 5}, "config": )" +
+                                                               config + extra + "}");
     }
     RunReport run(const std::string& name, RunOptions options = {}) { return runner.run(name, options); }
     std::unique_ptr<mockcrm::Engine> crm() {
         mockcrm::EngineOptions o;
         o.database = home / "var/crm.db";
-        o.schema = json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+        o.schema =
+            json::parse(R"({"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
         return std::make_unique<mockcrm::Engine>(o);
     }
     std::unique_ptr<StateStore> store() { return std::move(open_sqlite_store(home / "var/state.db").value()); }
@@ -115,7 +117,8 @@ TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
     auto report = h.run("gen", dry);
     REQUIRE(report.dry_run.size() == 5);
     CHECK(report.dry_run[0] == "create Task (key test:1, source rec-1)");
-    CHECK_THAT(report.dry_run[4], Catch::StartsWith("fail Task (key test:3, source rec-3): INVALID_FIELD Task.No_Such_Field__c does not exist"));
+    CHECK_THAT(report.dry_run[4],
+               Catch::StartsWith("fail Task (key test:3, source rec-3): INVALID_FIELD Task.No_Such_Field__c does not exist"));
     CHECK(h.tasks() == 0);
     CHECK(h.crm()->api_calls("write") == 0);
     CHECK_FALSE(h.store()->cursor("gen").value().has_value());
@@ -130,7 +133,8 @@ TEST_CASE("pipeline: a transient fetch failure is retried with backoff, then the
     CHECK(report.counts.retries == 2);
     CHECK(h.tasks() == 3);
     bool logged = false;
-    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("retrying") != std::string::npos;
+    for (const auto& line : h.store()->run_log(report.run_id))
+        logged = logged || line.message.find("retrying") != std::string::npos;
     CHECK(logged);
 }
 
@@ -194,7 +198,8 @@ TEST_CASE("pipeline: a plugin emitting broken JSON or too many records fails cle
     auto report = h.run("broken");
     CHECK(report.counts.fetched == 0);
     bool logged = false;
-    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("not JSON") != std::string::npos;
+    for (const auto& line : h.store()->run_log(report.run_id))
+        logged = logged || line.message.find("not JSON") != std::string::npos;
     CHECK(logged);
     h.module("greedy", "test-source", R"({"count": 500, "mode": "emit_too_many"})");
     auto greedy = h.run("greedy");
@@ -211,7 +216,8 @@ TEST_CASE("pipeline: a large run is gathered into one bulk batch per object, and
     CHECK(report.counts.created == 5000);
     CHECK(h.crm()->api_calls("write") == 1);  // 5,000 upserts, one bulk load
     bool logged = false;
-    for (const auto& line : h.store()->run_log(report.run_id)) logged = logged || line.message.find("in bulk") != std::string::npos;
+    for (const auto& line : h.store()->run_log(report.run_id))
+        logged = logged || line.message.find("in bulk") != std::string::npos;
     CHECK(logged);
     CHECK(h.tasks() == 5000);
 }

@@ -19,7 +19,8 @@ struct Org {
     std::string module_extra;
 
     // seed: mock-crm seed records; licenses: e.g. {"Salesforce Integration": 0}
-    explicit Org(const std::string& seed = "{}", const std::string& licenses = R"({"Salesforce": 10, "Salesforce Integration": 5})",
+    explicit Org(const std::string& seed = "{}",
+                 const std::string& licenses = R"({"Salesforce": 10, "Salesforce Integration": 5})",
                  int64_t daily_api_limit = 100000) {
         write_file(home / "seed.json", seed);
         connect(licenses, daily_api_limit);
@@ -37,7 +38,8 @@ struct Org {
         write_file(home / "ops.jsonl", lines);
         write_file(home / "manifests/m.json",
                    R"({"module": "m", "plugin": {"id": "test-ops"}, "crm": "mock", "retry": {"base_ms": 1},
-                       "config": {"file": ")" + (home / "ops.jsonl") + R"(", "defaults": )" + defaults + config_extra + "}" + extra + "}");
+                       "config": {"file": ")" +
+                       (home / "ops.jsonl") + R"(", "defaults": )" + defaults + config_extra + "}" + extra + "}");
         RunOptions options;
         options.full = full;
         return runner.run("m", options);
@@ -47,11 +49,16 @@ struct Org {
         o.database = home / "var/crm.db";
         o.schema = json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}},
                                    "Task": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}},
-                                   "ContentVersion": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})").as_object();
+                                   "ContentVersion": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})")
+                       .as_object();
         return mockcrm::Engine(o);
     }
     json::object event(const std::string& key) {
-        auto rows = crm().query("SELECT Id, WhoId, WhatId, OwnerId, EventWhoIds, Type, Subject FROM Event WHERE CrmSync_Key__c = '" + key + "'").rows;
+        auto rows =
+            crm()
+                .query("SELECT Id, WhoId, WhatId, OwnerId, EventWhoIds, Type, Subject FROM Event WHERE CrmSync_Key__c = '" + key +
+                       "'")
+                .rows;
         REQUIRE(rows.size() == 1);
         return rows[0];
     }
@@ -67,8 +74,8 @@ struct Org {
 // One Event operation with the given directives (JSON members, leading comma).
 std::string event_record(const std::string& key, const std::string& directives) {
     return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
-           R"(", "fields": {"Subject": "Call", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 30})" +
-           directives + "}]}";
+           R"(", "fields": {"Subject": "Call", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 30})" + directives +
+           "}]}";
 }
 
 std::string contacts_seed(int n, const std::string& email, const std::string& extra = "") {
@@ -82,7 +89,8 @@ std::string contacts_seed(int n, const std::string& email, const std::string& ex
     return R"({"Contact": [)" + list + "]" + extra + "}";
 }
 
-const std::string kRelated = R"(, "related": {"emails": ["shared@customer.jp"], "prefer": ["Contact", "Lead"], "max_contacts": 50})";
+const std::string kRelated =
+    R"(, "related": {"emails": ["shared@customer.jp"], "prefer": ["Contact", "Lead"], "max_contacts": 50})";
 
 }  // namespace
 
@@ -106,7 +114,8 @@ TEST_CASE("related: an update sends the whole list, so a contact no longer match
     org.run({event_record("k", kRelated)});
     CHECK(org.event("k").at("EventWhoIds").as_array().size() == 2);
     // The source now names one contact's address only (the other one changed theirs).
-    org.crm().update("Contact", org.id_of("SELECT Id FROM Contact WHERE LastName = 'C1'"), json::object{{"Email", "moved@customer.jp"}});
+    org.crm().update("Contact", org.id_of("SELECT Id FROM Contact WHERE LastName = 'C1'"),
+                     json::object{{"Email", "moved@customer.jp"}});
     org.run({event_record("k", R"(, "related": {"emails": ["shared@customer.jp", "x@y.jp"], "prefer": ["Contact"]})")});
     auto e = org.event("k");
     CHECK(e.at("EventWhoIds") == json::array{org.jid("SELECT Id FROM Contact WHERE LastName = 'C0'")});
@@ -126,11 +135,13 @@ TEST_CASE("related: 51 matching contacts relate the first 50, oldest first") {
     auto ids = e.at("EventWhoIds").as_array();
     REQUIRE(ids.size() == 50);
     CHECK(e.at("WhoId") == org.jid("SELECT Id FROM Contact WHERE LastName = 'C0'"));
-    CHECK(std::find(ids.begin(), ids.end(), json::value(org.id_of("SELECT Id FROM Contact WHERE LastName = 'C50'"))) == ids.end());
+    CHECK(std::find(ids.begin(), ids.end(), json::value(org.id_of("SELECT Id FROM Contact WHERE LastName = 'C50'"))) ==
+          ids.end());
 }
 
 TEST_CASE("related: when contacts and a lead both match, only the contacts are related") {
-    Org org(contacts_seed(2, "shared@customer.jp", R"(, "Lead": [{"LastName": "L", "Company": "Co", "Email": "shared@customer.jp"}])"));
+    Org org(contacts_seed(2, "shared@customer.jp",
+                          R"(, "Lead": [{"LastName": "L", "Company": "Co", "Email": "shared@customer.jp"}])"));
     org.run({event_record("k", kRelated)});
     auto e = org.event("k");
     CHECK(e.at("EventWhoIds").as_array().size() == 2);
@@ -155,11 +166,13 @@ TEST_CASE("related: Leads are not related when the module allows Contacts only")
 }
 
 TEST_CASE("related: phones match by digits in every format under the module's country code") {
-    Org org(R"({"Contact": [{"LastName": "Tanaka", "Phone": "03-1234-5678"}, {"LastName": "Mobile", "MobilePhone": "+81 90 1111 2222"}]})");
+    Org org(
+        R"({"Contact": [{"LastName": "Tanaka", "Phone": "03-1234-5678"}, {"LastName": "Mobile", "MobilePhone": "+81 90 1111 2222"}]})");
     std::vector<std::string> records;
     int i = 0;
     for (const char* phone : {"03-1234-5678", "+81 3 1234 5678", "0312345678", "+81-3-1234-5678"})
-        records.push_back(event_record("p" + std::to_string(i++), R"(, "related": {"phones": [")" + std::string(phone) + R"("]})"));
+        records.push_back(
+            event_record("p" + std::to_string(i++), R"(, "related": {"phones": [")" + std::string(phone) + R"("]})"));
     records.push_back(event_record("mobile", R"(, "related": {"phones": ["090-1111-2222"]})"));
     org.run(records, R"(, "services": {"default_country_code": "81"})");
     auto tanaka = org.id_of("SELECT Id FROM Contact WHERE LastName = 'Tanaka'");
@@ -243,7 +256,9 @@ TEST_CASE("owner: if_missing error fails the record, naming the email") {
 
 TEST_CASE("picklists: a value outside a restricted picklist fails the record before any write") {
     Org org;
-    auto report = org.run({event_record("k", R"(, "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, "Type": "メール"})")});
+    auto report = org.run({event_record(
+        "k",
+        R"(, "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, "Type": "メール"})")});
     CHECK(report.counts.failed == 1);
     CHECK(org.errors().at(0).code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
     CHECK(org.crm().api_calls("write") == 0);
@@ -251,7 +266,8 @@ TEST_CASE("picklists: a value outside a restricted picklist fails the record bef
 
 TEST_CASE("picklists: create_missing adds the value once, then every record with it lands") {
     Org org;
-    std::string directives = R"(, "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, "Type": "メール"}, "picklists": {"Type": "create_missing"})";
+    std::string directives =
+        R"(, "fields": {"Subject": "x", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5, "Type": "メール"}, "picklists": {"Type": "create_missing"})";
     auto report = org.run({event_record("a", directives), event_record("b", directives)});
     CHECK(report.counts.created == 2);
     CHECK(org.event("a").at("Type") == "メール");
@@ -261,10 +277,11 @@ TEST_CASE("picklists: create_missing adds the value once, then every record with
 
 TEST_CASE("describe: a missing required field and an unknown field fail the record without an API call") {
     Org org;
-    auto report = org.run({R"({"id": "r", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "no end", "StartDateTime": "2026-11-20T01:00:00Z"}}]})",
-                           R"({"id": "s", "ops": [{"object": "Contact", "action": "upsert", "key": "c", "fields": {"FirstName": "no last name"}}]})",
-                           R"({"id": "t", "ops": [{"object": "Task", "action": "upsert", "key": "t", "fields": {"Mood__c": "happy"}}]})"},
-                          "", R"({"Event": ["Subject", "StartDateTime"]})");
+    auto report = org.run(
+        {R"({"id": "r", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "no end", "StartDateTime": "2026-11-20T01:00:00Z"}}]})",
+         R"({"id": "s", "ops": [{"object": "Contact", "action": "upsert", "key": "c", "fields": {"FirstName": "no last name"}}]})",
+         R"({"id": "t", "ops": [{"object": "Task", "action": "upsert", "key": "t", "fields": {"Mood__c": "happy"}}]})"},
+        "", R"({"Event": ["Subject", "StartDateTime"]})");
     (void)report;
     auto errors = org.errors();
     REQUIRE(errors.size() == 3);
@@ -279,8 +296,9 @@ TEST_CASE("describe: an Event without an end fails with REQUIRED_FIELD_MISSING o
     write_file(org.home / "x", "");
     std::string defaults = R"({"Event": ["Subject", "StartDateTime"]})";
     org.module_extra = "";
-    auto report = org.run({R"({"id": "r", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "no end", "StartDateTime": "2026-11-20T01:00:00Z"}}]})"},
-                          "", defaults);
+    auto report = org.run(
+        {R"({"id": "r", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "no end", "StartDateTime": "2026-11-20T01:00:00Z"}}]})"},
+        "", defaults);
     CHECK(report.counts.failed == 1);
     REQUIRE(org.errors().size() == 1);
     CHECK(org.errors()[0].code == "REQUIRED_FIELD_MISSING");
@@ -298,7 +316,8 @@ TEST_CASE("mapping: a custom mapping onto one of the plugin's fixed fields stops
 
 TEST_CASE("mapping: a date-only value stays a date and a local time converts from the source timezone") {
     Org org;
-    std::string record = R"({"id": "r", "when": "2026-11-20T09:30:00", "due": "2026-11-20", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "mapped", "DurationInMinutes": 30}}]})";
+    std::string record =
+        R"({"id": "r", "when": "2026-11-20T09:30:00", "due": "2026-11-20", "ops": [{"object": "Event", "action": "upsert", "key": "k", "fields": {"Subject": "mapped", "DurationInMinutes": 30}}]})";
     auto report = org.run({record}, R"(, "mappings": [
         {"source": "when", "field": "StartDateTime", "type": "datetime", "timezone": "Asia/Tokyo"},
         {"source": "due", "field": "ActivityDate", "type": "date", "timezone": "Asia/Tokyo"}])");
@@ -309,7 +328,8 @@ TEST_CASE("mapping: a date-only value stays a date and a local time converts fro
 }
 
 TEST_CASE("match: zero, one and two records with the key") {
-    Org org(R"({"Account": [{"Name": "One", "AccountNumber": "A-1"}, {"Name": "Dup1", "AccountNumber": "A-2"}, {"Name": "Dup2", "AccountNumber": "A-2"}]})");
+    Org org(
+        R"({"Account": [{"Name": "One", "AccountNumber": "A-1"}, {"Name": "Dup1", "AccountNumber": "A-2"}, {"Name": "Dup2", "AccountNumber": "A-2"}]})");
     auto update = [](const std::string& id, const std::string& value) {
         return R"({"id": ")" + id + R"(", "ops": [{"object": "Account", "action": "update", "key": "acct:)" + value +
                R"(", "fields": {"Description": "usage 42"}, "match": {"field": "AccountNumber", "value": ")" + value + R"("}}]})";
@@ -318,7 +338,8 @@ TEST_CASE("match: zero, one and two records with the key") {
     CHECK(report.counts.no_match == 1);
     CHECK(report.counts.updated == 1);
     CHECK(report.counts.failed == 1);
-    CHECK(org.crm().query("SELECT Description FROM Account WHERE AccountNumber = 'A-1'").rows.at(0).at("Description") == "usage 42");
+    CHECK(org.crm().query("SELECT Description FROM Account WHERE AccountNumber = 'A-1'").rows.at(0).at("Description") ==
+          "usage 42");
     CHECK(org.crm().query("SELECT COUNT() FROM Account WHERE Description = 'usage 42'").total == 1);
     auto errors = org.errors();
     REQUIRE(errors.size() == 1);
@@ -328,7 +349,8 @@ TEST_CASE("match: zero, one and two records with the key") {
 
 TEST_CASE("writeback: the CRM id of each written record goes back to the source, once per change") {
     Org org;
-    std::string records = R"({"id": "act-1", "ops": [{"object": "Task", "action": "upsert", "key": "t1", "writeback": true, "fields": {"Subject": "One"}}]}
+    std::string records =
+        R"({"id": "act-1", "ops": [{"object": "Task", "action": "upsert", "key": "t1", "writeback": true, "fields": {"Subject": "One"}}]}
 {"id": "act-2", "ops": [{"object": "Task", "action": "upsert", "key": "t2", "fields": {"Subject": "No write-back asked"}}]})";
     std::string writeback = R"(, "writeback_file": ")" + (org.home / "writebacks.jsonl") + "\"";
     auto report = org.run({records}, "", "{}", writeback);
@@ -336,7 +358,8 @@ TEST_CASE("writeback: the CRM id of each written record goes back to the source,
     auto lines = testing::read_file(org.home / "writebacks.jsonl");
     auto task = org.crm().query("SELECT Id FROM Task WHERE CrmSync_Key__c = 't1'").rows.at(0).at("Id");
     CHECK_THAT(lines, Catch::Contains(R"("key":"t1")") && Catch::Contains(R"("source_id":"act-1")") &&
-                          Catch::Contains(std::string(R"("id":")") + std::string(task.as_string()) + "\"") && !Catch::Contains("t2"));
+                          Catch::Contains(std::string(R"("id":")") + std::string(task.as_string()) + "\"") &&
+                          !Catch::Contains("t2"));
     // Unchanged on the next full run: nothing is written, so nothing is written back.
     org.run({records}, "", "{}", writeback);
     CHECK(std::count(lines.begin(), lines.end(), '\n') == 1);
@@ -346,7 +369,8 @@ TEST_CASE("writeback: the CRM id of each written record goes back to the source,
 TEST_CASE("refs and blobs: a file lands on the Task written before it, its content fetched only at write time") {
     Org org;
     // "aGVsbG8=" is "hello"; the Task comes after the file in source order on purpose.
-    std::string records = R"({"id": "act-1", "ops": [ {"object": "ContentVersion", "action": "upsert", "key": "t1:f1", "fields": {"Title": "notes.txt", "PathOnClient": "notes.txt"}, "refs": {"FirstPublishLocationId": "t1"}, "blobs": {"VersionData": "f1"}}, {"object": "Task", "action": "upsert", "key": "t1", "fields": {"Subject": "One"}}]}
+    std::string records =
+        R"({"id": "act-1", "ops": [ {"object": "ContentVersion", "action": "upsert", "key": "t1:f1", "fields": {"Title": "notes.txt", "PathOnClient": "notes.txt"}, "refs": {"FirstPublishLocationId": "t1"}, "blobs": {"VersionData": "f1"}}, {"object": "Task", "action": "upsert", "key": "t1", "fields": {"Subject": "One"}}]}
 {"id": "act-2", "ops": [{"object": "ContentVersion", "action": "upsert", "key": "t9:f2", "fields": {"Title": "a.txt", "PathOnClient": "a.txt"}, "refs": {"FirstPublishLocationId": "t9"}, "blobs": {"VersionData": "f1"}}]}
 {"id": "act-3", "ops": [{"object": "Task", "action": "upsert", "key": "t3", "fields": {"Subject": "Three"}}, {"object": "ContentVersion", "action": "upsert", "key": "t3:gone", "fields": {"Title": "b.txt", "PathOnClient": "b.txt"}, "refs": {"FirstPublishLocationId": "t3"}, "blobs": {"VersionData": "gone"}}]})";
     std::string blobs = R"(, "blobs": {"f1": "aGVsbG8="})";
@@ -382,23 +406,28 @@ TEST_CASE("refs and blobs: a file lands on the Task written before it, its conte
     // A renamed file updates its title; its content, name on disk and first home are
     // create-only, so the update leaves them out and never asks the source for the content.
     std::string renamed = records;
-    renamed.replace(renamed.find(R"("Title": "notes.txt")"), std::string(R"("Title": "notes.txt")").size(), R"("Title": "minutes.txt")");
+    renamed.replace(renamed.find(R"("Title": "notes.txt")"), std::string(R"("Title": "notes.txt")").size(),
+                    R"("Title": "minutes.txt")");
     auto third = org.run({renamed}, "", "{}", R"(, "blobs": {"gone": "aGk="})");
     CHECK(third.counts.updated == 1);
     CHECK(third.counts.failed == 1);  // act-2's parent still does not exist
-    auto file = org.crm().query("SELECT Title, ContentSize, FirstPublishLocationId FROM ContentVersion WHERE CrmSync_Key__c = 't1:f1'").rows;
+    auto file = org.crm()
+                    .query("SELECT Title, ContentSize, FirstPublishLocationId FROM ContentVersion WHERE CrmSync_Key__c = 't1:f1'")
+                    .rows;
     REQUIRE(file.size() == 1);
     CHECK(file[0].at("Title") == "minutes.txt");
     CHECK(file[0].at("ContentSize") == 5);
     CHECK(file[0].at("FirstPublishLocationId") == json::value(task));
 }
 
-TEST_CASE("budget: a daily limit that runs out during the lookups stops the batch; nothing fails and the next run writes each once") {
+TEST_CASE(
+    "budget: a daily limit that runs out during the lookups stops the batch; nothing fails and the next run writes each once") {
     // Each limit runs out at a different one of the first calls: the user lookup, the
     // connection user, the Contact/Lead lookup, the describe.
     for (int64_t limit = 1; limit <= 4; ++limit) {
         DYNAMIC_SECTION("daily limit " << limit) {
-            Org org(R"({"Contact": [{"LastName": "C", "Email": "c@x.jp"}]})", R"({"Salesforce": 10, "Salesforce Integration": 5})", limit);
+            Org org(R"({"Contact": [{"LastName": "C", "Email": "c@x.jp"}]})",
+                    R"({"Salesforce": 10, "Salesforce Integration": 5})", limit);
             std::vector<std::string> records;
             for (int i = 0; i < 3; ++i)
                 records.push_back(event_record("ev-" + std::to_string(i),

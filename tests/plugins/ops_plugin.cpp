@@ -113,8 +113,18 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
     });
 }
 
-const crmsync_plugin kPlugin = {sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION, "operations from a file, for service tests",
-                                kSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE, create, destroy, nullptr, fetch, map, write};
+const crmsync_plugin kPlugin = {sizeof(crmsync_plugin),
+                                CRMSYNC_PLUGIN_ID,
+                                CRMSYNC_PLUGIN_VERSION,
+                                "operations from a file, for service tests",
+                                kSchema,
+                                CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE,
+                                create,
+                                destroy,
+                                nullptr,
+                                fetch,
+                                map,
+                                write};
 }  // namespace
 
 CRMSYNC_DEFINE_ENTRY(kPlugin)

@@ -77,7 +77,9 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto req = json::parse(request_json).as_object();
         if (req.at("type").as_string() == "targets")
-            return emit(in->host, call, json::object{{"type", "target"}, {"object", in->object}, {"fields", json::array{"Subject", "Description"}}});
+            return emit(
+                in->host, call,
+                json::object{{"type", "target"}, {"object", in->object}, {"fields", json::array{"Subject", "Description"}}});
         if (req.at("type").as_string() != "records") return CRMSYNC_STATUS_NOT_SUPPORTED;
         if (in->fetches++ < in->retry_first) {
             in->host->fail(call, CRMSYNC_STATUS_RETRY, "503 Service Unavailable (injected)");
@@ -95,7 +97,8 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 continue;
             }
             json::object rec{{"n", i}, {"subject", "Generated task " + std::to_string(i)}};
-            int32_t rc = emit(in->host, call, json::object{{"type", "record"}, {"id", "rec-" + std::to_string(i)}, {"record", rec}});
+            int32_t rc =
+                emit(in->host, call, json::object{{"type", "record"}, {"id", "rec-" + std::to_string(i)}, {"record", rec}});
             if (rc == CRMSYNC_STATUS_CANCELLED) break;
         }
         return emit(in->host, call, json::object{{"type", "checkpoint"}, {"cursor", end}, {"more", end < in->count}});
@@ -109,14 +112,26 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         int64_t n = rec.at("n").as_int64();
         json::object fields{{"Subject", rec.at("subject")}, {"Description", "record " + std::to_string(n)}};
         if (in->bad_every && n % in->bad_every == 0) fields["No_Such_Field__c"] = "x";
-        return emit(in->host, call, json::object{{"object", in->object}, {"action", "upsert"},
-                                           {"key", in->prefix + ":" + std::to_string(n)}, {"fields", fields}});
+        return emit(
+            in->host, call,
+            json::object{
+                {"object", in->object}, {"action", "upsert"}, {"key", in->prefix + ":" + std::to_string(n)}, {"fields", fields}});
     });
 }
 
 [[maybe_unused]] const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION, "test source", kSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, nullptr, fetch, map, nullptr,
+    sizeof(crmsync_plugin),
+    CRMSYNC_PLUGIN_ID,
+    CRMSYNC_PLUGIN_VERSION,
+    "test source",
+    kSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
+    create,
+    destroy,
+    nullptr,
+    fetch,
+    map,
+    nullptr,
 };
 }  // namespace
 

@@ -53,7 +53,8 @@ inline std::string read_file(const std::string& path) {
 inline std::string mock_connection(const std::string& database, int64_t daily_limit = 100000,
                                    const std::string& extra_config = "", const std::string& bulk_mode = "never") {
     return R"({"connection": "mock", "plugin": {"id": "mock-crm", "version": "^1.0"}, "bulk": {"mode": ")" + bulk_mode + R"("},
-      "config": {"database": ")" + database + R"(", "daily_api_limit": )" + std::to_string(daily_limit) + extra_config + R"(,
+      "config": {"database": ")" +
+           database + R"(", "daily_api_limit": )" + std::to_string(daily_limit) + extra_config + R"(,
         "schema": {"Task": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true, "unique": true}}},
                    "Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true, "unique": true}}},
                    "ContentVersion": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true, "unique": true}}}}}})";

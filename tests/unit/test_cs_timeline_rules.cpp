@@ -20,8 +20,9 @@ Settings task_settings() {
 }
 
 json::object activity(const std::string& extra = "") {
-    return json::parse(R"({"id": "a-1", "type": "Meeting", "subject": "S", "notes": "n", "activity_date": "2026-11-12T00:30:00+09:00")" +
-                       extra + "}")
+    return json::parse(
+               R"({"id": "a-1", "type": "Meeting", "subject": "S", "notes": "n", "activity_date": "2026-11-12T00:30:00+09:00")" +
+               extra + "}")
         .as_object();
 }
 
@@ -82,14 +83,15 @@ TEST_CASE("cs-timeline rules: an unflagged type becomes nothing and a broken act
     CHECK_THROWS_WITH(activity_operations(local, s), Catch::Contains("not a date-time with a zone"));
 }
 
-TEST_CASE("cs-timeline rules: files added after the switch-on and up to 25 MB follow the record, bigger ones are named and skipped") {
+TEST_CASE(
+    "cs-timeline rules: files added after the switch-on and up to 25 MB follow the record, bigger ones are named and skipped") {
     auto s = task_settings();
     auto mapped = activity_operations(activity(R"(, "attachments": [
         {"id": "f0", "name": "old.pdf", "size": 10, "added_at": "2026-11-09T23:59:59Z"},
         {"id": "f1", "name": "deck.v2.pdf", "size": 26214400, "added_at": "2026-11-10T00:00:00Z"},
         {"id": "f2", "name": "huge.mov", "size": 26214401, "added_at": "2026-11-11T00:00:00Z"},
         {"id": "f3", "name": "local.txt", "size": 3, "added_at": "2026-11-11T00:00:00Z", "path": "files/local.txt"}])"),
-                                       s);
+                                      s);
     REQUIRE(mapped.operations.size() == 3);
     const auto& deck = mapped.operations[1];
     CHECK(deck.at("object") == "ContentVersion");
@@ -102,14 +104,16 @@ TEST_CASE("cs-timeline rules: files added after the switch-on and up to 25 MB fo
     REQUIRE(mapped.warnings.size() == 1);
     CHECK_THAT(mapped.warnings[0], Catch::Contains("\"huge.mov\" is 25.0 MB") && Catch::Contains("over the 25 MB"));
     s.attachments_since_ms.reset();  // switched off: no files at all
-    CHECK(activity_operations(activity(R"(, "attachments": [{"id": "f1", "name": "a", "size": 1, "added_at": "2026-11-11T00:00:00Z"}])"), s)
+    CHECK(activity_operations(
+              activity(R"(, "attachments": [{"id": "f1", "name": "a", "size": 1, "added_at": "2026-11-11T00:00:00Z"}])"), s)
               .operations.size() == 1);
 }
 
 TEST_CASE("cs-timeline rules: an Event starts at the activity's time in UTC and lasts its duration when it has one") {
     auto s = task_settings();
     s.sync_to = "Event";
-    auto mapped = activity_operations(activity(R"(, "duration_minutes": 45, "external_attendees": [{"email": "c@y.jp"}, {"name": "no email"}])"), s);
+    auto mapped = activity_operations(
+        activity(R"(, "duration_minutes": 45, "external_attendees": [{"email": "c@y.jp"}, {"name": "no email"}])"), s);
     const auto& f = mapped.operations[0].at("fields").as_object();
     CHECK(f.at("StartDateTime") == "2026-11-11T15:30:00Z");
     CHECK(f.at("DurationInMinutes") == 45);
@@ -117,5 +121,6 @@ TEST_CASE("cs-timeline rules: an Event starts at the activity's time in UTC and 
     CHECK(mapped.operations[0].at("related").at("emails") == json::array{"c@y.jp"});
     auto open_ended = activity_operations(activity(), s);
     CHECK_FALSE(open_ended.operations[0].at("fields").as_object().contains("DurationInMinutes"));
-    CHECK_THROWS_WITH(activity_operations(activity(R"(, "duration_minutes": "an hour")"), s), Catch::Contains("duration_minutes"));
+    CHECK_THROWS_WITH(activity_operations(activity(R"(, "duration_minutes": "an hour")"), s),
+                      Catch::Contains("duration_minutes"));
 }

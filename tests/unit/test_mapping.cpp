@@ -6,7 +6,8 @@ using namespace crmsync;
 
 namespace {
 FieldMapping mapping(const std::string& type, const std::string& extra = "") {
-    auto parsed = parse_mappings(json::parse(R"([{"source": "v", "field": "F__c", "type": ")" + type + "\"" + extra + "}]").as_array());
+    auto parsed =
+        parse_mappings(json::parse(R"([{"source": "v", "field": "F__c", "type": ")" + type + "\"" + extra + "}]").as_array());
     REQUIRE(parsed);
     return parsed->at(0);
 }
@@ -28,16 +29,19 @@ TEST_CASE("mapping: a datetime with an offset goes out in UTC") {
 }
 
 TEST_CASE("mapping: a source time without an offset takes the mapping's timezone") {
-    CHECK(converted(mapping("datetime", R"(, "timezone": "Asia/Tokyo")"), "2026-11-20T10:00:00") == "\"2026-11-20T01:00:00.000Z\"");
+    CHECK(converted(mapping("datetime", R"(, "timezone": "Asia/Tokyo")"), "2026-11-20T10:00:00") ==
+          "\"2026-11-20T01:00:00.000Z\"");
     CHECK(converted(mapping("datetime", R"(, "timezone": "Asia/Tokyo", "format": "%Y/%m/%d %H:%M")"), "2026/11/20 09:30") ==
           "\"2026-11-20T00:30:00.000Z\"");
-    CHECK_THAT(failure(mapping("datetime"), "2026-11-20T10:00:00"), Catch::Contains("has no UTC offset") && Catch::Contains("timezone"));
+    CHECK_THAT(failure(mapping("datetime"), "2026-11-20T10:00:00"),
+               Catch::Contains("has no UTC offset") && Catch::Contains("timezone"));
 }
 
 TEST_CASE("mapping: a date-only value stays the same date, whatever the timezone") {
     CHECK(converted(mapping("date", R"(, "timezone": "Pacific/Kiritimati")"), "2026-11-20") == "\"2026-11-20\"");
     CHECK(converted(mapping("date", R"(, "format": "%Y/%m/%d")"), "2026/11/20") == "\"2026-11-20\"");
-    CHECK_THAT(failure(mapping("date"), "20th November"), Catch::Contains("mappings[0] (v → F__c)") && Catch::Contains("is not a date"));
+    CHECK_THAT(failure(mapping("date"), "20th November"),
+               Catch::Contains("mappings[0] (v → F__c)") && Catch::Contains("is not a date"));
 }
 
 TEST_CASE("mapping: numbers and bools parse strictly, naming the path, value and type") {
@@ -65,7 +69,8 @@ TEST_CASE("mapping: dotted paths with array indexes find nested values") {
     Operation op;
     op.object = "Task";
     auto mappings = parse_mappings(json::parse(R"([{"source": "contact.emails[0]", "field": "Email__c"},
-        {"source": "missing", "field": "Region__c", "default": "APAC"}])").as_array());
+        {"source": "missing", "field": "Region__c", "default": "APAC"}])")
+                                       .as_array());
     REQUIRE(apply_mappings(mappings.value(), record, op));
     CHECK(op.fields.at("Email__c") == "a@x.jp");
     CHECK(op.fields.at("Region__c") == "APAC");
@@ -86,7 +91,8 @@ TEST_CASE("mapping: when the plugin writes several objects a mapping must say wh
     std::map<std::string, std::set<std::string>> defaults{{"Task", {"Subject"}}, {"ContentVersion", {"Title"}}};
     auto status = check_against_defaults(mappings.value(), defaults, "cs-timeline");
     REQUIRE_FALSE(status);
-    CHECK_THAT(status.message(), Catch::Contains("\"mappings[0]\": plugin cs-timeline writes ContentVersion, Task; say which one \"Region__c\" is on with \"object\""));
+    CHECK_THAT(status.message(), Catch::Contains("\"mappings[0]\": plugin cs-timeline writes ContentVersion, Task; say which one "
+                                                 "\"Region__c\" is on with \"object\""));
     auto scoped = parse_mappings(json::parse(R"([{"source": "x", "field": "Region__c", "object": "Task"}])").as_array());
     CHECK(check_against_defaults(scoped.value(), defaults, "cs-timeline"));
 }
@@ -95,7 +101,9 @@ TEST_CASE("mapping: bad mapping declarations are configuration errors") {
     CHECK_THAT(parse_mappings(json::parse(R"([{"field": "X"}])").as_array()).status().message(), Catch::Contains("\"source\""));
     CHECK_THAT(parse_mappings(json::parse(R"([{"source": "a", "field": "X", "type": "colour"}])").as_array()).status().message(),
                Catch::Contains("\"colour\" is not a mapping type"));
-    CHECK_THAT(parse_mappings(json::parse(R"([{"source": "a", "field": "X", "type": "datetime", "timezone": "Mars/Olympus"}])").as_array())
-                   .status().message(),
+    CHECK_THAT(parse_mappings(
+                   json::parse(R"([{"source": "a", "field": "X", "type": "datetime", "timezone": "Mars/Olympus"}])").as_array())
+                   .status()
+                   .message(),
                Catch::Contains("not an IANA time zone"));
 }

@@ -86,8 +86,8 @@ TEST_CASE("mock-crm: an Event needs an end unless it is all-day, and the end fol
     CHECK(row.at("StartDateTime").as_string() == "2026-11-20T01:00:00.000+0000");
     CHECK(row.at("EndDateTime").as_string() == "2026-11-20T01:30:00.000+0000");
 
-    auto with_end = org.engine.create("Event", json::object{{"StartDateTime", "2026-11-20T01:00:00Z"},
-                                                            {"EndDateTime", "2026-11-20T01:45:00Z"}});
+    auto with_end = org.engine.create(
+        "Event", json::object{{"StartDateTime", "2026-11-20T01:00:00Z"}, {"EndDateTime", "2026-11-20T01:45:00Z"}});
     REQUIRE(with_end.success);
     auto all_day = org.engine.create("Event", json::object{{"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}});
     CHECK(all_day.success);
@@ -118,8 +118,9 @@ TEST_CASE("mock-crm: Shared Activities relate up to 50 contacts, or one lead alo
 TEST_CASE("mock-crm: WhoId alone relates its record and, on an update, replaces only the primary relation") {
     Org org;
     auto a = org.contact("A"), b = org.contact("B"), c = org.contact("C");
-    auto created = org.engine.create("Event", json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"},
-                                                           {"DurationInMinutes", 5}, {"WhoId", a}});
+    auto created = org.engine.create(
+        "Event",
+        json::object{{"Subject", "x"}, {"StartDateTime", "2026-11-20T01:00:00Z"}, {"DurationInMinutes", 5}, {"WhoId", a}});
     REQUIRE(created.success);
     auto whos = [&] { return org.engine.query("SELECT WhoId, EventWhoIds FROM Event").rows.at(0); };
     CHECK(whos().at("EventWhoIds") == json::array{json::value(a)});
@@ -134,10 +135,14 @@ TEST_CASE("mock-crm: integration-licence users are limited by the licence count"
     Org org;  // one Salesforce Integration licence
     auto profile = org.engine.query("SELECT Id FROM Profile WHERE Name = 'Minimum Access - API Only Integrations'").rows.at(0);
     auto user = [&](const std::string& name) {
-        return org.engine.create("User", json::object{{"Username", name + "@int.example"}, {"LastName", name},
-                                                      {"Email", name + "@example.jp"}, {"Alias", name.substr(0, 8)},
-                                                      {"TimeZoneSidKey", "Asia/Tokyo"}, {"LocaleSidKey", "ja_JP"},
-                                                      {"EmailEncodingKey", "UTF-8"}, {"LanguageLocaleKey", "ja"},
+        return org.engine.create("User", json::object{{"Username", name + "@int.example"},
+                                                      {"LastName", name},
+                                                      {"Email", name + "@example.jp"},
+                                                      {"Alias", name.substr(0, 8)},
+                                                      {"TimeZoneSidKey", "Asia/Tokyo"},
+                                                      {"LocaleSidKey", "ja_JP"},
+                                                      {"EmailEncodingKey", "UTF-8"},
+                                                      {"LanguageLocaleKey", "ja"},
                                                       {"ProfileId", profile.at("Id")}});
     };
     CHECK(user("first").success);
@@ -163,9 +168,12 @@ TEST_CASE("mock-crm: the daily API counter stops calls at the limit and counts b
 
 TEST_CASE("mock-crm: a restricted picklist takes a new value once an admin adds it") {
     Org org;
-    CHECK_FALSE(org.engine.create("Event", json::object{{"Type", "メール"}, {"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}}).success);
+    CHECK_FALSE(
+        org.engine.create("Event", json::object{{"Type", "メール"}, {"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}})
+            .success);
     org.engine.add_picklist_value("Event", "Type", "メール");
-    CHECK(org.engine.create("Event", json::object{{"Type", "メール"}, {"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}}).success);
+    CHECK(org.engine.create("Event", json::object{{"Type", "メール"}, {"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}})
+              .success);
     auto described = org.engine.describe("Event");
     bool found = false;
     for (const auto& f : described.at("fields").as_array())
@@ -178,7 +186,8 @@ TEST_CASE("mock-crm: seeds refer to earlier records by _ref and may set CreatedD
     Org org;
     org.engine.seed(json::parse(R"({"Account": [{"_ref": "a", "Name": "Acme"}],
         "Contact": [{"LastName": "Old", "AccountId": "@a", "CreatedDate": "2020-01-01T00:00:00Z"},
-                    {"LastName": "New", "AccountId": "@a"}]})").as_object());
+                    {"LastName": "New", "AccountId": "@a"}]})")
+                        .as_object());
     auto rows = org.engine.query("SELECT LastName, Account.Name FROM Contact ORDER BY CreatedDate ASC").rows;
     REQUIRE(rows.size() == 2);
     CHECK(rows[0].at("LastName") == "Old");

@@ -7,8 +7,8 @@ using crmsync::support::phone_canonical;
 using crmsync::support::phone_forms;
 
 TEST_CASE("phone: with country code 81 every way of writing a Tokyo number is one number") {
-    for (const char* written : {"03-1234-5678", "+81 3 1234 5678", "+81-3-1234-5678", "0081 3 1234 5678", "81312345678", "312345678",
-                                "(03) 1234 5678"})
+    for (const char* written :
+         {"03-1234-5678", "+81 3 1234 5678", "+81-3-1234-5678", "0081 3 1234 5678", "81312345678", "312345678", "(03) 1234 5678"})
         CHECK(phone_canonical(written, "81") == "81312345678");
 }
 

@@ -21,7 +21,8 @@ struct Fixture {
             {"LastName": "Suzuki", "Email": "suzuki@beta.example", "AccountId": "@beta"},
             {"LastName": "Sato", "Email": "sato@acme.example", "AccountId": "@acme"},
             {"LastName": "Ito"}
-          ]})").as_object());
+          ]})")
+                        .as_object());
     }
     std::vector<std::string> names(const std::string& soql) {
         std::vector<std::string> out;
@@ -35,13 +36,18 @@ using V = std::vector<std::string>;
 TEST_CASE("SOQL: comparison, IN, LIKE, AND/OR/NOT with parentheses") {
     Fixture f;
     CHECK(f.names("SELECT LastName FROM Contact WHERE Email = 'tanaka@acme.example'") == V{"Tanaka"});  // case-insensitive
-    CHECK(f.names("SELECT LastName FROM Contact WHERE Email IN ('sato@acme.example', 'suzuki@beta.example') ORDER BY LastName") == V{"Sato", "Suzuki"});
-    CHECK(f.names("SELECT LastName FROM Contact WHERE Email LIKE '%@acme.example' ORDER BY LastName DESC") == V{"Tanaka", "Sato"});
-    CHECK(f.names("SELECT LastName FROM Contact WHERE (Account.Name = 'Acme' OR Account.Name = 'Beta') AND NOT LastName = 'Sato' ORDER BY LastName") == V{"Suzuki", "Tanaka"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email IN ('sato@acme.example', 'suzuki@beta.example') ORDER BY LastName") ==
+          V{"Sato", "Suzuki"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE Email LIKE '%@acme.example' ORDER BY LastName DESC") ==
+          V{"Tanaka", "Sato"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE (Account.Name = 'Acme' OR Account.Name = 'Beta') AND NOT LastName = 'Sato' "
+                  "ORDER BY LastName") == V{"Suzuki", "Tanaka"});
     CHECK(f.names("SELECT LastName FROM Contact WHERE Email = null") == V{"Ito"});
     CHECK(f.names("SELECT LastName FROM Contact WHERE Email != null ORDER BY LastName LIMIT 2") == V{"Sato", "Suzuki"});
-    CHECK(f.names("SELECT LastName FROM Contact WHERE LastName NOT IN ('Ito', 'Sato') ORDER BY LastName") == V{"Suzuki", "Tanaka"});
-    CHECK(f.names("SELECT LastName FROM Contact WHERE CreatedDate > 2000-01-01T00:00:00Z ORDER BY LastName LIMIT 1 OFFSET 1") == V{"Sato"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE LastName NOT IN ('Ito', 'Sato') ORDER BY LastName") ==
+          V{"Suzuki", "Tanaka"});
+    CHECK(f.names("SELECT LastName FROM Contact WHERE CreatedDate > 2000-01-01T00:00:00Z ORDER BY LastName LIMIT 1 OFFSET 1") ==
+          V{"Sato"});
 }
 
 TEST_CASE("SOQL: COUNT() and a parent field through one relationship hop") {

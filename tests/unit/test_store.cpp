@@ -15,7 +15,8 @@ TEST_CASE("a batch commits links, errors, log, counters and cursor together") {
     batch.run_id = run;
     batch.module = "m";
     batch.links.push_back({"k1", "src-1", "Task", "00T1", "hash1", 1000});
-    batch.errors.push_back({0, 0, "m", 1000, "src-2", "k2", "Task", "REQUIRED_FIELD_MISSING", "Required fields are missing: [X]", {"X"}, "{}"});
+    batch.errors.push_back(
+        {0, 0, "m", 1000, "src-2", "k2", "Task", "REQUIRED_FIELD_MISSING", "Required fields are missing: [X]", {"X"}, "{}"});
     batch.log.push_back({1000, "info", "hello"});
     batch.counts.created = 1;
     batch.counts.failed = 1;

@@ -26,8 +26,8 @@ int check(Context& ctx, const std::string& name) {
     std::printf("  plugin %s %s, CRM connection %s (%s %s)\n", mi.source->plugin().id().c_str(),
                 mi.source->plugin().version().c_str(), mi.connection->name.c_str(), mi.crm->plugin().id().c_str(),
                 mi.crm->plugin().version().c_str());
-    for (auto [plugin, refs] : {std::pair{mi.source.get(), &mi.module->credentials},
-                                std::pair{mi.crm.get(), &mi.connection->credentials}}) {
+    for (auto [plugin, refs] :
+         {std::pair{mi.source.get(), &mi.module->credentials}, std::pair{mi.crm.get(), &mi.connection->credentials}}) {
         auto credentials = resolve_credentials(*refs);
         if (!credentials) {
             problem(credentials.status().message());
@@ -49,8 +49,10 @@ int check(Context& ctx, const std::string& name) {
     if (!listed.listed)
         std::printf("  note: %s does not list the CRM fields it writes; only mapped fields are checked\n",
                     mi.source->plugin().id().c_str());
-    if (auto mappings = parse_mappings(mi.module->mappings); !mappings) problem(mappings.status().prefixed(mi.module->manifest_path + ": ").message());
-    else if (auto clash = Services::check_mappings(listed, *mi.module, *mappings, mi.source->plugin().id()); !clash) problem(clash.message());
+    if (auto mappings = parse_mappings(mi.module->mappings); !mappings)
+        problem(mappings.status().prefixed(mi.module->manifest_path + ": ").message());
+    else if (auto clash = Services::check_mappings(listed, *mi.module, *mappings, mi.source->plugin().id()); !clash)
+        problem(clash.message());
     auto targets = listed.fields;
     for (const auto& m : mi.module->mappings)
         if (auto* o = m.if_object())
@@ -61,14 +63,15 @@ int check(Context& ctx, const std::string& name) {
         json::array objects;
         for (const auto& [object, fields] : targets) objects.emplace_back(object);
         std::map<std::string, std::map<std::string, json::object>> described;  // object -> field name -> field
-        auto outcome = mi.crm->fetch(json::object{{"type", "describe"}, {"objects", objects}}, [&](json::value&& item) -> int32_t {
-            auto* o = item.if_object();
-            auto& by_name = described[o ? find_text(*o, "object") : ""];
-            if (auto* list = o ? find_array(*o, "fields") : nullptr)
-                for (const auto& f : *list)
-                    if (auto* fo = f.if_object()) by_name[find_text(*fo, "name")] = *fo;
-            return CRMSYNC_STATUS_OK;
-        });
+        auto outcome =
+            mi.crm->fetch(json::object{{"type", "describe"}, {"objects", objects}}, [&](json::value&& item) -> int32_t {
+                auto* o = item.if_object();
+                auto& by_name = described[o ? find_text(*o, "object") : ""];
+                if (auto* list = o ? find_array(*o, "fields") : nullptr)
+                    for (const auto& f : *list)
+                        if (auto* fo = f.if_object()) by_name[find_text(*fo, "name")] = *fo;
+                return CRMSYNC_STATUS_OK;
+            });
         if (!outcome.ok()) problem("the CRM could not describe " + json::serialize(objects) + ": " + outcome.message);
         for (const auto& [object, fields] : targets) {
             auto d = described.find(object);
@@ -83,7 +86,8 @@ int check(Context& ctx, const std::string& name) {
                 problem(object + "." + ext + " is not marked External ID (tick \"External ID\" on the field)");
             for (const auto& f : fields)
                 if (!by_name.count(f))
-                    problem(object + "." + f + " does not exist in the CRM (the module writes it; create the field or fix the mapping)");
+                    problem(object + "." + f +
+                            " does not exist in the CRM (the module writes it; create the field or fix the mapping)");
             std::printf("  %s: %zu field(s) checked\n", object.c_str(), fields.size());
         }
         for (const auto& fixed : listed.values) {
@@ -109,7 +113,8 @@ int check(Context& ctx, const std::string& name) {
                     if (targets[object].count(n)) covered = true;
                 }
             if (!covered)
-                problem(object + " needs " + names + " and no mapping always supplies one: " + find_string(group, "hint").value_or(""));
+                problem(object + " needs " + names +
+                        " and no mapping always supplies one: " + find_string(group, "hint").value_or(""));
         }
     }
     if (problems == 0) {

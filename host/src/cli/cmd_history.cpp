@@ -15,8 +15,8 @@ Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx) {
 
 std::string counts_text(const RunCounts& c) {
     return "fetched " + std::to_string(c.fetched) + ", created " + std::to_string(c.created) + ", updated " +
-           std::to_string(c.updated) + ", unchanged " + std::to_string(c.unchanged) + ", failed " +
-           std::to_string(c.failed) + ", API " + std::to_string(c.api_calls);
+           std::to_string(c.updated) + ", unchanged " + std::to_string(c.unchanged) + ", failed " + std::to_string(c.failed) +
+           ", API " + std::to_string(c.api_calls);
 }
 
 }  // namespace
@@ -44,7 +44,9 @@ int runs(Context& ctx, const std::optional<std::string>& module, int last, bool 
         table.push_back({std::to_string(r.id), r.module, r.trigger, iso8601_utc(r.started_ms),
                          r.finished_ms ? duration_text(r.finished_ms - r.started_ms) : "-", r.status, counts_text(r.counts)});
     if (table.empty()) std::printf("no runs yet\n");
-    else std::printf("%s", render_table({"ID", "MODULE", "TRIGGER", "START (UTC)", "DURATION", "STATUS", "COUNTS"}, table, 90).c_str());
+    else
+        std::printf("%s",
+                    render_table({"ID", "MODULE", "TRIGGER", "START (UTC)", "DURATION", "STATUS", "COUNTS"}, table, 90).c_str());
     return kOk;
 }
 
@@ -88,10 +90,17 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
             json::array fields;
             for (const auto& f : e.fields) fields.emplace_back(f);
             auto payload = parse_json(e.payload);
-            out.push_back(json::object{{"id", e.id}, {"run_id", e.run_id}, {"module", e.module},
-                                       {"occurred_at", iso8601_utc(e.at_ms)}, {"entity_id", e.entity_id}, {"key", e.key},
-                                       {"object", e.object}, {"exception_type", e.code}, {"message", e.message},
-                                       {"fields", fields}, {"payload", payload ? payload.value() : json::value(e.payload)}});
+            out.push_back(json::object{{"id", e.id},
+                                       {"run_id", e.run_id},
+                                       {"module", e.module},
+                                       {"occurred_at", iso8601_utc(e.at_ms)},
+                                       {"entity_id", e.entity_id},
+                                       {"key", e.key},
+                                       {"object", e.object},
+                                       {"exception_type", e.code},
+                                       {"message", e.message},
+                                       {"fields", fields},
+                                       {"payload", payload ? payload.value() : json::value(e.payload)}});
         }
         std::printf("%s\n", json::serialize(out).c_str());
         return kOk;
@@ -99,19 +108,21 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
     std::vector<Row> table;
     for (const auto& e : rows) {
         if (format == "csv")
-            table.push_back({std::to_string(e.id), std::to_string(e.run_id), e.module, iso8601_utc(e.at_ms), e.entity_id,
-                             e.key, e.object, e.code, e.message, fields_text(e), e.payload});
-        else
-            table.push_back({iso8601_utc(e.at_ms), e.module, e.entity_id, e.code, fields_text(e), e.message});
+            table.push_back({std::to_string(e.id), std::to_string(e.run_id), e.module, iso8601_utc(e.at_ms), e.entity_id, e.key,
+                             e.object, e.code, e.message, fields_text(e), e.payload});
+        else table.push_back({iso8601_utc(e.at_ms), e.module, e.entity_id, e.code, fields_text(e), e.message});
     }
     if (format == "csv") {
         std::printf("%s", render_csv({"id", "run_id", "module", "occurred_at", "entity_id", "key", "object", "exception_type",
                                       "message", "fields", "payload"},
-                                     table).c_str());
+                                     table)
+                              .c_str());
         return kOk;
     }
     if (table.empty()) std::printf("no errors in the last %s\n", since.c_str());
-    else std::printf("%s", render_table({"TIME (UTC)", "MODULE", "ENTITY", "EXCEPTION TYPE", "FIELDS", "MESSAGE"}, table, 80).c_str());
+    else
+        std::printf("%s",
+                    render_table({"TIME (UTC)", "MODULE", "ENTITY", "EXCEPTION TYPE", "FIELDS", "MESSAGE"}, table, 80).c_str());
     return kOk;
 }
 
@@ -122,8 +133,11 @@ int links(Context& ctx, const std::string& module, int last, bool as_json) {
     if (as_json) {
         json::array out;
         for (const auto& l : rows)
-            out.push_back(json::object{{"key", l.key}, {"source_id", l.source_id}, {"object", l.object},
-                                       {"crm_id", l.crm_id}, {"updated", iso8601_utc(l.updated_ms)}});
+            out.push_back(json::object{{"key", l.key},
+                                       {"source_id", l.source_id},
+                                       {"object", l.object},
+                                       {"crm_id", l.crm_id},
+                                       {"updated", iso8601_utc(l.updated_ms)}});
         std::printf("%s\n", json::serialize(out).c_str());
         return kOk;
     }

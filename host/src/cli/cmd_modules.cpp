@@ -18,19 +18,19 @@ int modules(Context& ctx, bool as_json) {
         if (store) last = store.value()->last_run(m.name);
         std::string last_text = last ? last->status + " " + iso8601_utc(last->started_ms) : "never";
         std::string problem = plugin ? "" : plugin.status().message();
-        json::object o{{"module", m.name},
-                       {"plugin", m.plugin.id},
-                       {"version", plugin ? plugin.value()->version() : ""},
-                       {"abi", plugin ? "1." + std::to_string(plugin.value()->abi_minor()) : ""},
-                       {"enabled", m.enabled},
-                       {"verified", plugin.is_ok()},
-                       {"schedule", m.schedule.text()},
-                       {"crm", m.crm},
-                       {"manifest", m.manifest_path},
-                       {"last_run", last ? json::value(json::object{{"id", last->id},
-                                                                     {"status", last->status},
-                                                                     {"started", iso8601_utc(last->started_ms)}})
-                                         : json::value(nullptr)}};
+        json::object o{
+            {"module", m.name},
+            {"plugin", m.plugin.id},
+            {"version", plugin ? plugin.value()->version() : ""},
+            {"abi", plugin ? "1." + std::to_string(plugin.value()->abi_minor()) : ""},
+            {"enabled", m.enabled},
+            {"verified", plugin.is_ok()},
+            {"schedule", m.schedule.text()},
+            {"crm", m.crm},
+            {"manifest", m.manifest_path},
+            {"last_run", last ? json::value(json::object{
+                                    {"id", last->id}, {"status", last->status}, {"started", iso8601_utc(last->started_ms)}})
+                              : json::value(nullptr)}};
         if (!problem.empty()) o["problem"] = problem;
         out.push_back(o);
         rows.push_back({m.name, m.plugin.id, plugin ? plugin.value()->version() : "-",
@@ -45,8 +45,9 @@ int modules(Context& ctx, bool as_json) {
     }
     if (rows.empty()) std::printf("no modules in %s\n", catalog.environment().manifest_dirs.front().c_str());
     else
-        std::printf("%s", render_table({"MODULE", "PLUGIN", "VERSION", "ABI", "ENABLED", "VERIFIED", "SCHEDULE", "LAST RUN"},
-                                       rows).c_str());
+        std::printf(
+            "%s",
+            render_table({"MODULE", "PLUGIN", "VERSION", "ABI", "ENABLED", "VERIFIED", "SCHEDULE", "LAST RUN"}, rows).c_str());
     for (const auto& o : out)
         if (auto* p = o.as_object().if_contains("problem"))
             std::printf("\n%s: refused: %s\n", std::string(o.at("module").as_string()).c_str(),

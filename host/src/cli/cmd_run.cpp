@@ -18,8 +18,8 @@ std::string summary(const std::string& module, const RunReport& r) {
     std::snprintf(buf, sizeof buf,
                   "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
                   "API calls %lld, %s (run %lld)",
-                  module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created, (long long)c.updated,
-                  (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, (long long)c.api_calls,
+                  module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created,
+                  (long long)c.updated, (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, (long long)c.api_calls,
                   duration_text(r.duration_ms).c_str(), (long long)r.run_id);
     std::string line = buf;
     if (!r.message.empty()) line += "\n  " + r.message;
@@ -61,8 +61,8 @@ int run(Context& ctx, const RunFlags& flags) {
             continue;
         }
         auto& mi = instances.value();
-        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, ctx.clock,
-                          ctx.cancel, ctx.catalog.diagnostics());
+        Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, ctx.clock, ctx.cancel,
+                          ctx.catalog.diagnostics());
         RunOptions options;
         options.dry_run = flags.dry_run;
         options.full = flags.full;
@@ -79,7 +79,8 @@ int run(Context& ctx, const RunFlags& flags) {
             report = pipeline.run(options);
         } catch (const std::exception& e) {
             // The run itself was finished and its lease released (Pipeline's RunScope).
-            std::fprintf(stderr, "%scrmsync: %s: the run stopped on an unexpected error: %s\n", tty ? "\n" : "", name.c_str(), e.what());
+            std::fprintf(stderr, "%scrmsync: %s: the run stopped on an unexpected error: %s\n", tty ? "\n" : "", name.c_str(),
+                         e.what());
             worse(kUnreachable);
             continue;
         }

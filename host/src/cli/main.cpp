@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
     app.add_option("--manifests", manifests, "manifest folder (default $CRMSYNC_MANIFEST_PATH, else HOME/manifests)");
 
     bool as_json = false;
-    auto* modules = app.add_subcommand("modules", "discovered modules: plugin, version, ABI, enabled, verified, schedule, last run");
+    auto* modules =
+        app.add_subcommand("modules", "discovered modules: plugin, version, ABI, enabled, verified, schedule, last run");
     modules->add_flag("--json", as_json, "JSON output");
 
     std::string module;
@@ -75,7 +76,8 @@ int main(int argc, char** argv) {
     links->add_flag("--json", as_json, "JSON output");
 
     std::string listen = "127.0.0.1:8787";
-    auto* serve = app.add_subcommand("serve", "run modules on their schedules, take webhooks (POST /hooks/MODULE), /healthz, /metrics");
+    auto* serve =
+        app.add_subcommand("serve", "run modules on their schedules, take webhooks (POST /hooks/MODULE), /healthz, /metrics");
     serve->add_option("--listen", listen, "HOST:PORT (default 127.0.0.1:8787; port 0 picks a free one)");
 
     std::string soql;

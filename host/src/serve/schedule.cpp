@@ -5,12 +5,9 @@ namespace crmsync {
 std::optional<int64_t> next_due(const Schedule& schedule, std::optional<int64_t> last_start_ms, int64_t now_ms) {
     constexpr int64_t day = 24LL * 3600 * 1000;
     switch (schedule.kind) {
-        case Schedule::Kind::manual:
-            return std::nullopt;
-        case Schedule::Kind::realtime:
-            return last_start_ms ? *last_start_ms + kRealtimeCatchUpMs : now_ms;
-        case Schedule::Kind::every:
-            return last_start_ms ? *last_start_ms + schedule.every_seconds * 1000 : now_ms;
+        case Schedule::Kind::manual: return std::nullopt;
+        case Schedule::Kind::realtime: return last_start_ms ? *last_start_ms + kRealtimeCatchUpMs : now_ms;
+        case Schedule::Kind::every: return last_start_ms ? *last_start_ms + schedule.every_seconds * 1000 : now_ms;
         case Schedule::Kind::daily_at: {
             int64_t slot_of_day = schedule.daily_minute * 60'000LL;
             // The latest slot at or before now; due if the module has not started since it.

@@ -32,7 +32,8 @@ std::string label(const std::string& value) {
 
 }  // namespace
 
-Server::Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics, ServeOptions options)
+Server::Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics,
+               ServeOptions options)
     : catalog_(catalog), clock_(clock), stop_(stop), diagnostics_(diagnostics), options_(std::move(options)) {}
 
 Server::~Server() {
@@ -70,7 +71,8 @@ Status Server::start() {
     http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
         if (res.status == 413) reject("too_large");
     });
-    port_ = options_.port == 0 ? http_->bind_to_any_port(options_.host) : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
+    port_ = options_.port == 0 ? http_->bind_to_any_port(options_.host)
+                               : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
     if (port_ <= 0)
         return Status::config("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
                               " (in use, or not an address of this machine; choose another with --listen HOST:PORT)");
@@ -141,13 +143,15 @@ std::string Server::health(int& status) {
         writable = web_store_->writable();
         for (const auto& m : catalog_.manifests().modules) {
             auto last = web_store_->last_run(m.name);
-            modules[m.name] = json::object{{"enabled", m.enabled},
-                                           {"last_run", last ? json::value(last->status) : json::value(nullptr)},
-                                           {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)}};
+            modules[m.name] =
+                json::object{{"enabled", m.enabled},
+                             {"last_run", last ? json::value(last->status) : json::value(nullptr)},
+                             {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)}};
         }
     }
     status = writable ? 200 : 503;
-    return json::serialize(json::object{{"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}});
+    return json::serialize(
+        json::object{{"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}});
 }
 
 std::string Server::metrics() {
@@ -164,19 +168,25 @@ std::string Server::metrics() {
     }
     family("crmsync_runs_total", "counter", "Runs finished, by module and status.");
     for (const auto& t : totals)
-        out += "crmsync_runs_total{module=\"" + label(t.module) + "\",status=\"" + label(t.status) + "\"} " + std::to_string(t.runs) + "\n";
+        out += "crmsync_runs_total{module=\"" + label(t.module) + "\",status=\"" + label(t.status) + "\"} " +
+               std::to_string(t.runs) + "\n";
     family("crmsync_records_total", "counter", "Records by outcome.");
     std::map<std::pair<std::string, std::string>, int64_t> records;
     std::map<std::string, int64_t> api;
     for (const auto& t : totals) {
-        for (auto [outcome, n] : {std::pair<const char*, int64_t>{"fetched", t.counts.fetched}, {"created", t.counts.created},
-                                  {"updated", t.counts.updated}, {"unchanged", t.counts.unchanged}, {"ignored", t.counts.ignored},
-                                  {"failed", t.counts.failed}, {"no_match", t.counts.no_match}})
+        for (auto [outcome, n] : {std::pair<const char*, int64_t>{"fetched", t.counts.fetched},
+                                  {"created", t.counts.created},
+                                  {"updated", t.counts.updated},
+                                  {"unchanged", t.counts.unchanged},
+                                  {"ignored", t.counts.ignored},
+                                  {"failed", t.counts.failed},
+                                  {"no_match", t.counts.no_match}})
             records[{t.module, outcome}] += n;
         api[t.module] += t.counts.api_calls;
     }
     for (const auto& [k, n] : records)
-        out += "crmsync_records_total{module=\"" + label(k.first) + "\",outcome=\"" + k.second + "\"} " + std::to_string(n) + "\n";
+        out +=
+            "crmsync_records_total{module=\"" + label(k.first) + "\",outcome=\"" + k.second + "\"} " + std::to_string(n) + "\n";
     family("crmsync_api_calls_total", "counter", "API calls spent, by module.");
     for (const auto& [m, n] : api) out += "crmsync_api_calls_total{module=\"" + label(m) + "\"} " + std::to_string(n) + "\n";
     family("crmsync_inbox_depth", "gauge", "Webhook events waiting, by module.");
@@ -194,9 +204,11 @@ std::string Server::metrics() {
         for (size_t i = 0; i < std::size(kDurationBuckets); ++i) {
             char le[32];
             std::snprintf(le, sizeof le, "%g", kDurationBuckets[i]);
-            out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"" + le + "\"} " + std::to_string(buckets[i]) + "\n";
+            out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"" + le + "\"} " +
+                   std::to_string(buckets[i]) + "\n";
         }
-        out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"+Inf\"} " + std::to_string(buckets.back()) + "\n";
+        out += "crmsync_run_duration_seconds_bucket{module=\"" + label(m) + "\",le=\"+Inf\"} " + std::to_string(buckets.back()) +
+               "\n";
         char sum[64];
         std::snprintf(sum, sizeof sum, "%.3f", duration_sum_[m]);
         out += "crmsync_run_duration_seconds_sum{module=\"" + label(m) + "\"} " + sum + "\n";
@@ -208,7 +220,8 @@ std::string Server::metrics() {
 void Server::run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store) {
     auto instances = catalog_.instantiate_module(module.name);
     if (!instances) {
-        if (broken_modules_.insert(module.name).second) diagnostics_.error(instances.status().message() + " — not run until fixed");
+        if (broken_modules_.insert(module.name).second)
+            diagnostics_.error(instances.status().message() + " — not run until fixed");
         return;
     }
     broken_modules_.erase(module.name);
@@ -220,9 +233,9 @@ void Server::run_module(const ModuleManifest& module, const std::string& trigger
     options.lease_holder = this_process_holder();
     RunReport report = pipeline.run(options);
     if (report.status == RunStatus::busy) return;
-    diagnostics_.info(module.name + " (" + trigger + "): " + std::string(run_status_name(report.status)) + ", created " + std::to_string(report.counts.created) +
-                      ", updated " + std::to_string(report.counts.updated) + ", failed " + std::to_string(report.counts.failed) +
-                      (report.message.empty() ? "" : " — " + report.message));
+    diagnostics_.info(module.name + " (" + trigger + "): " + std::string(run_status_name(report.status)) + ", created " +
+                      std::to_string(report.counts.created) + ", updated " + std::to_string(report.counts.updated) + ", failed " +
+                      std::to_string(report.counts.failed) + (report.message.empty() ? "" : " — " + report.message));
     std::lock_guard<std::mutex> lock(metrics_mutex_);
     auto& buckets = duration_buckets_[module.name];
     buckets.resize(std::size(kDurationBuckets) + 1, 0);
@@ -256,7 +269,8 @@ void Server::run() {
             }
         }
         std::unique_lock<std::mutex> lock(wake_mutex_);
-        wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)), [this] { return work_waiting_ || stop_.load(); });
+        wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)),
+                       [this] { return work_waiting_ || stop_.load(); });
         work_waiting_ = false;
     }
     // Stop taking webhooks first; what was accepted stays in the inbox for the next start.

@@ -24,10 +24,10 @@ namespace crmsync {
 
 struct ServeOptions {
     std::string host = "127.0.0.1";
-    int port = 8787;                        // 0: any free port (printed)
-    size_t max_body = 1 << 20;              // 1 MiB
+    int port = 8787;            // 0: any free port (printed)
+    size_t max_body = 1 << 20;  // 1 MiB
     int64_t replay_window_ms = 5 * 60 * 1000;
-    int64_t tick_ms = 1000;                 // how often schedules are looked at
+    int64_t tick_ms = 1000;  // how often schedules are looked at
 };
 
 class Server {
@@ -66,7 +66,7 @@ private:
     bool work_waiting_ = false;
 
     std::mutex metrics_mutex_;
-    std::map<std::string, int64_t> rejects_;                      // reason -> count
+    std::map<std::string, int64_t> rejects_;                        // reason -> count
     std::map<std::string, std::vector<int64_t>> duration_buckets_;  // module -> cumulative bucket counts
     std::map<std::string, double> duration_sum_;
     std::map<std::string, std::pair<int64_t, int64_t>> api_budget_;  // connection -> (used, limit)

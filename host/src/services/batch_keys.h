@@ -21,7 +21,8 @@ struct Distinct {
 };
 
 // Calls `fn` with each run of at most kKeysPerQuery values.
-inline void for_each_chunk(const std::vector<std::string>& values, const std::function<void(const std::vector<std::string>&)>& fn) {
+inline void for_each_chunk(const std::vector<std::string>& values,
+                           const std::function<void(const std::vector<std::string>&)>& fn) {
     for (size_t start = 0; start < values.size(); start += kKeysPerQuery)
         fn(std::vector<std::string>(values.begin() + static_cast<long>(start),
                                     values.begin() + static_cast<long>(std::min(values.size(), start + kKeysPerQuery))));

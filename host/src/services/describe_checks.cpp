@@ -24,12 +24,14 @@ std::optional<std::string> type_problem(const std::string& t, const json::value&
     if (is_text_type(t)) return v.is_string() ? std::nullopt : std::optional<std::string>("text");
     if (t == "boolean") return v.is_bool() ? std::nullopt : std::optional<std::string>("true or false");
     if (t == "int") return v.is_int64() || v.is_uint64() ? std::nullopt : std::optional<std::string>("a whole number");
-    if (t == "double" || t == "currency" || t == "percent") return v.is_number() ? std::nullopt : std::optional<std::string>("a number");
+    if (t == "double" || t == "currency" || t == "percent")
+        return v.is_number() ? std::nullopt : std::optional<std::string>("a number");
     if (t == "date") {
         bool ok = v.is_string() && v.get_string().size() == 10 && v.get_string()[4] == '-' && v.get_string()[7] == '-';
         return ok ? std::nullopt : std::optional<std::string>("a date YYYY-MM-DD");
     }
-    if (t == "datetime") return v.is_string() && v.get_string().size() >= 19 ? std::nullopt : std::optional<std::string>("a date-time");
+    if (t == "datetime")
+        return v.is_string() && v.get_string().size() >= 19 ? std::nullopt : std::optional<std::string>("a date-time");
     if (t == "junctionidlist") return v.is_array() ? std::nullopt : std::optional<std::string>("a list of ids");
     return std::nullopt;
 }
@@ -54,14 +56,16 @@ void drop_create_only(Operation& op, const std::map<std::string, json::object>& 
 std::vector<std::string> split_multipicklist(const std::string& s) {
     std::vector<std::string> parts;
     size_t start = 0;
-    for (size_t semi; (semi = s.find(';', start)) != std::string::npos; start = semi + 1) parts.push_back(s.substr(start, semi - start));
+    for (size_t semi; (semi = s.find(';', start)) != std::string::npos; start = semi + 1)
+        parts.push_back(s.substr(start, semi - start));
     parts.push_back(s.substr(start));
     return parts;
 }
 
 std::string missing_field_message(const std::string& object, const std::string& name, const std::string& module) {
-    return object + "." + name + " does not exist in the CRM (a configuration error: create the field or fix the mapping; `crmsync check " +
-           module + "` lists these)";
+    return object + "." + name +
+           " does not exist in the CRM (a configuration error: create the field or fix the mapping; `crmsync check " + module +
+           "` lists these)";
 }
 
 }  // namespace
@@ -80,17 +84,20 @@ void Services::load_describes(const std::set<std::string>& objects) {
         if (!describes_.count(o)) missing.emplace_back(o);
     if (missing.empty()) return;
     std::map<std::string, Describe> got;
-    auto outcome = fetch_crm(json::object{{"type", "describe"}, {"objects", missing}}, [&](json::value&& item) -> int32_t {
-        auto* o = item.if_object();
-        if (!o || find_string(*o, "type") != "describe") return CRMSYNC_STATUS_OK;
-        Describe d;
-        d.ok = true;
-        if (auto* fields = find_array(*o, "fields"))
-            for (const auto& f : *fields)
-                if (auto* fo = f.if_object()) d.fields[find_text(*fo, "name")] = *fo;
-        got[find_text(*o, "object")] = std::move(d);
-        return CRMSYNC_STATUS_OK;
-    }, "the describe call");
+    auto outcome = fetch_crm(
+        json::object{{"type", "describe"}, {"objects", missing}},
+        [&](json::value&& item) -> int32_t {
+            auto* o = item.if_object();
+            if (!o || find_string(*o, "type") != "describe") return CRMSYNC_STATUS_OK;
+            Describe d;
+            d.ok = true;
+            if (auto* fields = find_array(*o, "fields"))
+                for (const auto& f : *fields)
+                    if (auto* fo = f.if_object()) d.fields[find_text(*fo, "name")] = *fo;
+            got[find_text(*o, "object")] = std::move(d);
+            return CRMSYNC_STATUS_OK;
+        },
+        "the describe call");
     if (stopped()) return;  // nothing cached: the next run asks again
     for (const auto& o : missing) {
         std::string name(o.as_string());
@@ -127,7 +134,8 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops) {
         const Describe& d = describe(p.op.object);
         if (stopped()) return;
         if (!d.ok) {
-            p.fail("INVALID_TYPE", p.op.object + ": " + d.problem + " (a configuration error; see `crmsync check " + module_.name + "`)");
+            p.fail("INVALID_TYPE",
+                   p.op.object + ": " + d.problem + " (a configuration error; see `crmsync check " + module_.name + "`)");
             continue;
         }
         check_operation(p, d, truncatable);
@@ -137,7 +145,8 @@ void Services::check_against_describe(std::vector<PendingOperation>& ops) {
 
 // Every field of one operation: it exists, its value has the field's type and fits its
 // length (cut when the mapping truncates) and, on a restricted picklist, is a value of it.
-void Services::check_operation(PendingOperation& p, const Describe& d, const std::set<std::pair<std::string, std::string>>& truncatable) {
+void Services::check_operation(PendingOperation& p, const Describe& d,
+                               const std::set<std::pair<std::string, std::string>>& truncatable) {
     const std::string& object = p.op.object;
     if (!p.may_create()) drop_create_only(p.op, d.fields);
     for (auto& [name_view, value] : p.op.fields) {
@@ -150,7 +159,8 @@ void Services::check_operation(PendingOperation& p, const Describe& d, const std
         const json::object& f = it->second;
         std::string type = find_text(f, "type");
         if (auto expected = type_problem(type, value)) {
-            p.fail("INVALID_TYPE_ON_FIELD_IN_RECORD", object + "." + name + ": " + json::serialize(value) + " is not " + *expected, {name});
+            p.fail("INVALID_TYPE_ON_FIELD_IN_RECORD",
+                   object + "." + name + ": " + json::serialize(value) + " is not " + *expected, {name});
             return;
         }
         if (!value.is_string() || !is_text_type(type)) continue;
@@ -191,11 +201,12 @@ void Services::check_picklist(PendingOperation& p, const std::string& name, cons
     std::set<std::string> allowed(active.begin(), active.end());
     const std::string* policy = p.op.picklist_policy(name);
     const bool create = policy && *policy == "create_missing";
-    for (const auto& part : find_text(field, "type") == "multipicklist" ? split_multipicklist(value) : std::vector<std::string>{value}) {
+    for (const auto& part :
+         find_text(field, "type") == "multipicklist" ? split_multipicklist(value) : std::vector<std::string>{value}) {
         if (allowed.count(part)) continue;
         if (!create) {
-            p.fail("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", object + "." + name + ": \"" + part + "\" is not a value of this restricted picklist",
-                   {name});
+            p.fail("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                   object + "." + name + ": \"" + part + "\" is not a value of this restricted picklist", {name});
             return;
         }
         if (dry_run_) {
@@ -222,7 +233,8 @@ bool Services::add_picklist_value(PendingOperation& p, const std::string& name, 
     if (!outcome.ok() || !r || !find_bool(*r, "success").value_or(false)) {
         std::string why = !outcome.ok() ? outcome.message : "the CRM refused";
         if (r)
-            if (auto* errors = find_array(*r, "errors"); errors && !errors->empty()) why = find_text(errors->at(0).as_object(), "message");
+            if (auto* errors = find_array(*r, "errors"); errors && !errors->empty())
+                why = find_text(errors->at(0).as_object(), "message");
         p.fail("PICKLIST_VALUE_NOT_ADDED", object + "." + name + ": \"" + value + "\" could not be added: " + why, {name});
         return false;
     }
@@ -251,7 +263,8 @@ void Services::check_required(PendingOperation& p, const Describe& d, const std:
     }
     for (const auto& group : required_any_) {
         if (find_text(group, "object") != p.op.object) continue;
-        if (auto unless = find_string(group, "unless_true"); unless && fields.contains(*unless) && fields.at(*unless) == true) continue;
+        if (auto unless = find_string(group, "unless_true"); unless && fields.contains(*unless) && fields.at(*unless) == true)
+            continue;
         auto* list = find_array(group, "fields");
         if (!list || list->empty()) continue;
         bool covered = std::any_of(list->begin(), list->end(), [&](const json::value& f) { return given(f.as_string()); });

@@ -15,16 +15,13 @@
 
 namespace crmsync {
 
-std::string FieldMapping::label() const {
-    return "mappings[" + std::to_string(index) + "] (" + source + " → " + field + ")";
-}
+std::string FieldMapping::label() const { return "mappings[" + std::to_string(index) + "] (" + source + " → " + field + ")"; }
 
 namespace {
 const std::set<std::string> kTypes{"text", "number", "bool", "date", "datetime", "picklist", "multipicklist"};
 
 Status mismatch(const FieldMapping& m, const json::value& value, const std::string& expected) {
-    return Status::error(Status::Kind::record,
-                         m.label() + ": " + json::serialize(value) + " is not " + expected);
+    return Status::error(Status::Kind::record, m.label() + ": " + json::serialize(value) + " is not " + expected);
 }
 
 std::string two(unsigned v) { return (v < 10 ? "0" : "") + std::to_string(v); }
@@ -33,9 +30,7 @@ std::string ymd_text(const date::year_month_day& ymd) {
     return std::to_string(int(ymd.year())) + "-" + two(unsigned(ymd.month())) + "-" + two(unsigned(ymd.day()));
 }
 
-std::string utc_text(date::sys_time<std::chrono::milliseconds> tp) {
-    return date::format("%FT%TZ", tp);
-}
+std::string utc_text(date::sys_time<std::chrono::milliseconds> tp) { return date::format("%FT%TZ", tp); }
 }  // namespace
 
 Result<std::vector<FieldMapping>> parse_mappings(const json::array& mappings) {
@@ -69,7 +64,8 @@ Result<std::vector<FieldMapping>> parse_mappings(const json::array& mappings) {
             try {
                 date::locate_zone(m.timezone);
             } catch (const std::exception&) {
-                return Status::config(where + ": \"timezone\": \"" + m.timezone + "\" is not an IANA time zone (e.g. \"Asia/Tokyo\")");
+                return Status::config(where + ": \"timezone\": \"" + m.timezone +
+                                      "\" is not an IANA time zone (e.g. \"Asia/Tokyo\")");
             }
         }
         for (const auto& prior : out)
@@ -179,7 +175,8 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
             std::istringstream again(s);
             date::local_time<std::chrono::seconds> lt;  // a date-time given for a date: keep its date
             again >> date::parse("%FT%T", lt);
-            if (again.fail()) return Status(mismatch(m, value, "a date (" + (m.format.empty() ? std::string("YYYY-MM-DD") : m.format) + ")"));
+            if (again.fail())
+                return Status(mismatch(m, value, "a date (" + (m.format.empty() ? std::string("YYYY-MM-DD") : m.format) + ")"));
             ymd = date::year_month_day{date::floor<date::days>(lt)};
         }
         return json::value(json::string(ymd_text(ymd)));
@@ -200,8 +197,9 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
     l >> date::parse(m.format.empty() ? "%FT%T" : m.format, local);
     if (l.fail()) return Status(mismatch(m, value, "a date-time (ISO 8601" + (m.format.empty() ? "" : " or " + m.format) + ")"));
     if (m.timezone.empty())
-        return Status(Status::error(Status::Kind::record, m.label() + ": \"" + s +
-                                                              "\" has no UTC offset; set \"timezone\" on the mapping (e.g. \"Asia/Tokyo\")"));
+        return Status(Status::error(
+            Status::Kind::record,
+            m.label() + ": \"" + s + "\" has no UTC offset; set \"timezone\" on the mapping (e.g. \"Asia/Tokyo\")"));
     auto zoned = date::make_zoned(m.timezone, local, date::choose::earliest);
     return json::value(json::string(utc_text(zoned.get_sys_time())));
 }

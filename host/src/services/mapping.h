@@ -16,16 +16,16 @@
 namespace crmsync {
 
 struct FieldMapping {
-    int index = 0;             // position in the manifest, for messages
-    std::string source;        // dotted path, array index allowed
-    std::string field;         // CRM field
-    std::string object;        // only operations on this object; empty: all
-    std::string type = "text"; // text, number, bool, date, datetime, picklist, multipicklist
-    json::value fallback;      // "default": used when the source value is absent or null
-    bool truncate = false;     // cut to the CRM field's length instead of failing
+    int index = 0;              // position in the manifest, for messages
+    std::string source;         // dotted path, array index allowed
+    std::string field;          // CRM field
+    std::string object;         // only operations on this object; empty: all
+    std::string type = "text";  // text, number, bool, date, datetime, picklist, multipicklist
+    json::value fallback;       // "default": used when the source value is absent or null
+    bool truncate = false;      // cut to the CRM field's length instead of failing
     std::optional<int> max_lines;
-    std::string format;        // strptime-style format for dates/datetimes not in ISO 8601
-    std::string timezone;      // IANA zone for source times without an offset
+    std::string format;    // strptime-style format for dates/datetimes not in ISO 8601
+    std::string timezone;  // IANA zone for source times without an offset
     std::string label() const;
 };
 

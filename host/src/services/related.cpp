@@ -35,7 +35,8 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
         for (const auto& e : p.op.related->emails)
             if (auto email = lower(e); !email.empty() && !keys_looked_up_.count("e:" + email)) email_set.add(email);
         for (const auto& phone : p.op.related->phones)
-            if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone))) phone_set.add(phone);
+            if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone)))
+                phone_set.add(phone);
     }
     const auto& emails = email_set.values;
     const auto& phones = phone_set.values;
@@ -45,7 +46,10 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
         for (size_t i = start; i < std::min(phones.size(), start + kKeysPerQuery); ++i) ph.emplace_back(phones[i]);
         std::vector<Party> found;
         auto outcome = fetch_crm(
-            json::object{{"type", "find"}, {"objects", json::array{"Contact", "Lead"}}, {"emails", e}, {"phones", ph},
+            json::object{{"type", "find"},
+                         {"objects", json::array{"Contact", "Lead"}},
+                         {"emails", e},
+                         {"phones", ph},
                          {"country_code", settings_.default_country_code}},
             [&](json::value&& item) -> int32_t {
                 auto* o = item.if_object();
@@ -67,7 +71,8 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
         if (stopped()) return;
         if (!outcome.ok()) {
             for (auto& p : ops)
-                if (p.active() && p.op.related) p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + outcome.message);
+                if (p.active() && p.op.related)
+                    p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + outcome.message);
             return;
         }
         for (const auto& v : e) keys_looked_up_.insert("e:" + std::string(v.as_string()));
@@ -75,7 +80,8 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
         std::sort(found.begin(), found.end(),
                   [](const Party& a, const Party& b) { return a.created != b.created ? a.created < b.created : a.id < b.id; });
         for (const auto& party : found) {
-            if (!party.email.empty() && keys_looked_up_.count("e:" + party.email)) parties_by_key_["e:" + party.email].push_back(party);
+            if (!party.email.empty() && keys_looked_up_.count("e:" + party.email))
+                parties_by_key_["e:" + party.email].push_back(party);
             for (const auto& digits : party.phones)
                 if (keys_looked_up_.count("p:" + digits)) parties_by_key_["p:" + digits].push_back(party);
         }

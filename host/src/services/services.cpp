@@ -12,12 +12,14 @@ namespace crmsync {
 
 Result<ServiceSettings> ServiceSettings::from_manifest(const ModuleManifest& module) {
     ServiceSettings s;
-    s.new_user = json::object{{"TimeZoneSidKey", "GMT"}, {"LocaleSidKey", "en_US"}, {"LanguageLocaleKey", "en_US"},
-                              {"EmailEncodingKey", "UTF-8"}};
+    s.new_user = json::object{
+        {"TimeZoneSidKey", "GMT"}, {"LocaleSidKey", "en_US"}, {"LanguageLocaleKey", "en_US"}, {"EmailEncodingKey", "UTF-8"}};
     auto* services = module.services.if_object();
     if (!services) return s;
     if (auto* cc = services->if_contains("default_country_code")) {
-        std::string code = cc->is_string() ? std::string(cc->get_string()) : cc->is_int64() ? std::to_string(cc->get_int64()) : "";
+        std::string code = cc->is_string()  ? std::string(cc->get_string())
+                           : cc->is_int64() ? std::to_string(cc->get_int64())
+                                            : "";
         if (code.empty() || code.find_first_not_of("0123456789") != std::string::npos)
             return Status::config(module.manifest_path + ": \"services.default_country_code\" must be digits, e.g. \"81\"");
         s.default_country_code = code;
@@ -54,7 +56,8 @@ Result<Services::Targets> Services::list_targets(PluginInstance& source) {
         return CRMSYNC_STATUS_OK;
     });
     if (outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED) return Targets{};
-    if (!outcome.ok()) return Status::config("plugin " + source.plugin().id() + " could not list the CRM fields it writes: " + outcome.message);
+    if (!outcome.ok())
+        return Status::config("plugin " + source.plugin().id() + " could not list the CRM fields it writes: " + outcome.message);
     t.listed = true;
     return t;
 }
@@ -68,8 +71,8 @@ std::optional<RunStop> Services::resolve(std::vector<PendingOperation>& ops, Run
     counts_ = &counts;
     log_ = &log;
     stop_.reset();
-    for (auto step : {&Services::resolve_match, &Services::resolve_owner, &Services::resolve_related,
-                      &Services::check_against_describe}) {
+    for (auto step :
+         {&Services::resolve_match, &Services::resolve_owner, &Services::resolve_related, &Services::check_against_describe}) {
         (this->*step)(ops);
         if (stopped()) break;
     }
@@ -94,7 +97,8 @@ void Services::bump(const std::string& counter) {
     counts_->extra[counter] = (v && v->is_int64() ? v->get_int64() : 0) + 1;
 }
 
-Outcome Services::fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink, std::string_view what) {
+Outcome Services::fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink,
+                            std::string_view what) {
     // What a failed attempt emitted is dropped, so the sink sees one complete answer.
     std::vector<json::value> items;
     auto outcome = crm_.caller.call(
@@ -109,8 +113,7 @@ Outcome Services::fetch_crm(const json::value& request, const std::function<int3
         *counts_);
     if (outcome.ok())
         for (auto& item : items) sink(std::move(item));
-    else if (!is_input_fault(outcome) && !stop_)
-        stop_ = stop_for(outcome, what);
+    else if (!is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
     return outcome;
 }
 
@@ -224,13 +227,15 @@ std::string Services::create_integration_user(const std::string& email, std::str
     for (int attempt = 0; attempt < 3; ++attempt) {
         // Usernames are unique across every org, so the address itself cannot be one.
         std::string username = email + ".crmsync" + (attempt ? std::to_string(attempt + 1) : "");
-        json::object fields{{"Username", username}, {"Email", email}, {"LastName", local}, {"Alias", alias},
-                            {"ProfileId", profile}, {"IsActive", true}};
+        json::object fields{{"Username", username}, {"Email", email},       {"LastName", local},
+                            {"Alias", alias},       {"ProfileId", profile}, {"IsActive", true}};
         for (const auto& [k, v] : settings_.new_user) fields[k] = v;
         std::vector<json::value> results;
-        auto outcome = write_crm(json::object{{"operations", json::array{json::object{{"object", "User"}, {"action", "create"},
-                                                                                      {"key", "user:" + email}, {"fields", fields}}}}},
-                                 results, "creating an integration user");
+        auto outcome = write_crm(
+            json::object{
+                {"operations", json::array{json::object{
+                                   {"object", "User"}, {"action", "create"}, {"key", "user:" + email}, {"fields", fields}}}}},
+            results, "creating an integration user");
         if (!outcome.ok()) {
             code = "USER_CREATE_FAILED";
             why = outcome.message;
@@ -266,7 +271,8 @@ std::string Services::owner_fallback(const OwnerDirective& owner, const std::str
             std::string chosen = connection_user();
             if (!chosen.empty()) {
                 bump("owner_connection_user_fallbacks");
-                if (owner_logged_.insert(email).second) note("info", "no CRM user for " + email + "; assigned to the connection's user");
+                if (owner_logged_.insert(email).second)
+                    note("info", "no CRM user for " + email + "; assigned to the connection's user");
             }
             return chosen;
         }
@@ -283,9 +289,9 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops) {
     for_each_chunk(unknown.values, [&](const std::vector<std::string>& chunk) {
         if (stopped()) return;
         std::vector<json::object> rows;
-        auto outcome = query("SELECT Id, Email FROM User WHERE IsActive = true AND Email IN " + soql::in_list(chunk) +
-                                 " ORDER BY CreatedDate ASC",
-                             rows, "the user lookup");
+        auto outcome = query(
+            "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN " + soql::in_list(chunk) + " ORDER BY CreatedDate ASC",
+            rows, "the user lookup");
         if (!outcome.ok()) {
             note("error", "user lookup failed: " + outcome.message);
             return;

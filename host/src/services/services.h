@@ -87,7 +87,8 @@ private:
     void attach_open_opportunities(const std::vector<std::pair<PendingOperation*, std::string>>& wanted);
 
     void check_against_describe(std::vector<PendingOperation>& ops);
-    void check_operation(PendingOperation& p, const Describe& d, const std::set<std::pair<std::string, std::string>>& truncatable);
+    void check_operation(PendingOperation& p, const Describe& d,
+                         const std::set<std::pair<std::string, std::string>>& truncatable);
     void check_picklist(PendingOperation& p, const std::string& name, const json::object& field, const std::string& value);
     bool add_picklist_value(PendingOperation& p, const std::string& name, const std::string& value);
     void check_required(PendingOperation& p, const Describe& d, const std::set<std::string>& filled_later);

@@ -81,14 +81,14 @@ typedef struct crmsync_instance crmsync_instance;
 typedef struct crmsync_http_request {
     uint32_t struct_size;
     /* "GET", "POST", "PATCH", "PUT", "DELETE". */
-    const char *method;
+    const char* method;
     /* Absolute http:// or https:// URL. */
-    const char *url;
+    const char* url;
     /* "Name: value" strings; header_count of them. May be NULL when header_count is 0. */
-    const char *const *headers;
+    const char* const* headers;
     uint32_t header_count;
     /* Request body, body_size bytes; may be NULL when body_size is 0. */
-    const char *body;
+    const char* body;
     size_t body_size;
     /* Whole-request timeout; 0 means the host's default (30 s). */
     uint32_t timeout_ms;
@@ -103,10 +103,10 @@ typedef struct crmsync_http_response {
     uint32_t struct_size;
     /* HTTP status code; 0 when no response arrived (see host->fail message). */
     int32_t status;
-    const char *body;
+    const char* body;
     size_t body_size;
     /* The response headers as received, "Name: value\r\n" each, NUL-terminated. */
-    const char *headers;
+    const char* headers;
 } crmsync_http_response;
 
 /* Services the host offers to a plugin. Passed to crmsync_negotiate and to create(). */
@@ -116,41 +116,40 @@ typedef struct crmsync_host_api {
     uint32_t abi_minor;
 
     /* Write one line to the run log. message is borrowed; any thread the call is on. */
-    void (*log)(crmsync_call *call, int32_t level, const char *message);
+    void (*log)(crmsync_call* call, int32_t level, const char* message);
 
     /* Record why the current entry point is about to return a non-OK status. The last call
      * wins. message is borrowed and must not contain secrets. */
-    void (*fail)(crmsync_call *call, int32_t status, const char *message);
+    void (*fail)(crmsync_call* call, int32_t status, const char* message);
 
     /* Hand one JSON value (json, size bytes of UTF-8) to the host. What it means depends on
      * the entry point (see schemas/). The host copies it before returning. Returns OK, ERROR
      * when the text is not valid JSON of the expected shape (details in the run log), or
      * CANCELLED when the host wants the call to stop early. */
-    int32_t (*emit)(crmsync_call *call, const char *json, size_t size);
+    int32_t (*emit)(crmsync_call* call, const char* json, size_t size);
 
     /* Perform an HTTP request with the host's TLS settings, timeout, retry of idempotent
      * requests and API-call accounting. Blocks. Returns OK when a response arrived (of any
      * HTTP status), RETRY on timeout or connection failure, CANCELLED when the run stops.
      * response->struct_size must be set by the caller. */
-    int32_t (*http)(crmsync_call *call, const crmsync_http_request *request,
-                    crmsync_http_response *response);
+    int32_t (*http)(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response);
 
     /* The resolved value of the credential the module manifest names `name` (e.g. a private
      * key file's contents), or NULL. Host-owned, valid until the entry point returns. Never
      * log it. */
-    const char *(*secret)(crmsync_call *call, const char *name);
+    const char* (*secret)(crmsync_call* call, const char* name);
 
     /* Current time, milliseconds since the Unix epoch, UTC. Injectable by tests. */
-    int64_t (*now_ms)(crmsync_call *call);
+    int64_t (*now_ms)(crmsync_call* call);
 
     /* Non-zero when the host wants the current call to stop (shutdown, run stopped). Long
      * loops should check it and return CRMSYNC_STATUS_CANCELLED. */
-    int32_t (*cancelled)(crmsync_call *call);
+    int32_t (*cancelled)(crmsync_call* call);
 
     /* Report the outside system's API budget as last seen (e.g. Salesforce's
      * Sforce-Limit-Info api-usage=used/limit). The host stops a run cleanly when the
      * remaining share falls under the module's reserve. */
-    void (*api_usage)(crmsync_call *call, int64_t used, int64_t limit);
+    void (*api_usage)(crmsync_call* call, int64_t used, int64_t limit);
 } crmsync_host_api;
 
 /* What a plugin is: returned by crmsync_negotiate, must stay valid while the library is
@@ -158,27 +157,25 @@ typedef struct crmsync_host_api {
 typedef struct crmsync_plugin {
     uint32_t struct_size;
     /* Stable id, e.g. "mock-crm"; equals the plugin manifest's id. */
-    const char *id;
+    const char* id;
     /* Semantic version "MAJOR.MINOR.PATCH"; equals the plugin manifest's version. */
-    const char *version;
+    const char* version;
     /* One line for `crmsync modules`. */
-    const char *description;
+    const char* description;
     /* JSON Schema (draft 7) of the `config` object a module manifest passes to create().
      * The host validates config against it before create(); the plugin need not re-check. */
-    const char *config_schema;
+    const char* config_schema;
     /* CRMSYNC_CAP_* flags. */
     uint32_t capabilities;
 
     /* Make an instance for one module (or CRM connection). config_json is the validated
      * config object. Returns NULL after host->fail() when it cannot. */
-    crmsync_instance *(*create)(const crmsync_host_api *host, crmsync_call *call,
-                                const char *config_json);
+    crmsync_instance* (*create)(const crmsync_host_api* host, crmsync_call* call, const char* config_json);
     /* Release an instance. Never fails; may be NULL for plugins with no state. */
-    void (*destroy)(crmsync_instance *instance);
+    void (*destroy)(crmsync_instance* instance);
     /* Check credentials (schemas/credentials.schema.json: the resolved credential values by
      * name) and keep whatever session they yield. May be NULL when none are needed. */
-    int32_t (*authenticate)(crmsync_instance *instance, crmsync_call *call,
-                            const char *credentials_json);
+    int32_t (*authenticate)(crmsync_instance* instance, crmsync_call* call, const char* credentials_json);
     /* Answer one request (schemas/fetch-request.schema.json) by emitting items
      * (schemas/fetch-item.schema.json). Present when CRMSYNC_CAP_FETCH.
      * A CRM plugin speaks the host's dialect, which is Salesforce's whatever the CRM behind
@@ -186,15 +183,15 @@ typedef struct crmsync_plugin {
      * ... ORDER BY ... LIMIT, relationship fields like Opportunity.IsClosed) and `describe`
      * answers are shaped like Salesforce's sObject describe (name, type, length, nillable,
      * createable, updateable, defaultedOnCreate, restrictedPicklist, picklistValues). */
-    int32_t (*fetch)(crmsync_instance *instance, crmsync_call *call, const char *request_json);
+    int32_t (*fetch)(crmsync_instance* instance, crmsync_call* call, const char* request_json);
     /* Turn one fetched record into zero or more operations
      * (schemas/operation.schema.json). Emitting none means "nothing to do for this record".
      * Present when CRMSYNC_CAP_MAP. */
-    int32_t (*map)(crmsync_instance *instance, crmsync_call *call, const char *record_json);
+    int32_t (*map)(crmsync_instance* instance, crmsync_call* call, const char* record_json);
     /* Write a batch (schemas/write-batch.schema.json) to the plugin's own system, emitting
      * exactly one result (schemas/write-result.schema.json) per operation, in order.
      * Present when CRMSYNC_CAP_WRITE. */
-    int32_t (*write)(crmsync_instance *instance, crmsync_call *call, const char *batch_json);
+    int32_t (*write)(crmsync_instance* instance, crmsync_call* call, const char* batch_json);
     /* ABI 1.0 ends here. */
 } crmsync_plugin;
 
@@ -204,17 +201,17 @@ typedef struct crmsync_negotiation {
     uint32_t struct_size;
     uint32_t host_abi_major;
     uint32_t host_abi_minor;
-    const crmsync_host_api *host;
+    const crmsync_host_api* host;
 
     uint32_t plugin_abi_major;
     uint32_t plugin_abi_minor;
-    const crmsync_plugin *plugin;
+    const crmsync_plugin* plugin;
 } crmsync_negotiation;
 
 /* The entry symbol. Returns OK and fills the plugin block when it can serve this host;
  * returns ERROR (still filling plugin_abi_major/minor) when it cannot. The host refuses a
  * plugin whose major differs from its own or whose minor is newer than its own. */
-typedef int32_t (*crmsync_negotiate_fn)(crmsync_negotiation *negotiation);
+typedef int32_t (*crmsync_negotiate_fn)(crmsync_negotiation* negotiation);
 
 /* Defines crmsync_negotiate for a plugin whose descriptor is `descriptor` (a static
  * crmsync_plugin): it answers with the ABI this header declares, writes only fields that
@@ -225,15 +222,14 @@ typedef int32_t (*crmsync_negotiate_fn)(crmsync_negotiation *negotiation);
 #else
 #define CRMSYNC_ENTRY_LINKAGE
 #endif
-#define CRMSYNC_DEFINE_ENTRY(descriptor)                                                              \
-    CRMSYNC_ENTRY_LINKAGE CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation *n) {          \
-        if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin))         \
-            return CRMSYNC_STATUS_ERROR;                                                              \
-        n->plugin_abi_major = CRMSYNC_ABI_MAJOR;                                                      \
-        n->plugin_abi_minor = CRMSYNC_ABI_MINOR;                                                      \
-        if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;                      \
-        n->plugin = &(descriptor);                                                                    \
-        return CRMSYNC_STATUS_OK;                                                                     \
+#define CRMSYNC_DEFINE_ENTRY(descriptor)                                                                                   \
+    CRMSYNC_ENTRY_LINKAGE CRMSYNC_EXPORT int32_t crmsync_negotiate(crmsync_negotiation* n) {                               \
+        if (!n || n->struct_size < offsetof(crmsync_negotiation, plugin) + sizeof(n->plugin)) return CRMSYNC_STATUS_ERROR; \
+        n->plugin_abi_major = CRMSYNC_ABI_MAJOR;                                                                           \
+        n->plugin_abi_minor = CRMSYNC_ABI_MINOR;                                                                           \
+        if (n->host_abi_major != CRMSYNC_ABI_MAJOR) return CRMSYNC_STATUS_ERROR;                                           \
+        n->plugin = &(descriptor);                                                                                         \
+        return CRMSYNC_STATUS_OK;                                                                                          \
     }
 
 #ifdef __cplusplus

@@ -95,7 +95,8 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     return guarded(in->host, call, [&]() -> int32_t {
         std::string id = in->engine->find_user_by_username(in->run_as);
         if (id.empty())
-            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: no active user " + in->run_as + " in the mock org");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
+                        "invalid_grant: no active user " + in->run_as + " in the mock org");
         auto rows = in->engine->query("SELECT Id FROM User WHERE Id = '" + id + "' AND IsActive = true");
         if (rows.rows.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "invalid_grant: user " + in->run_as + " is inactive");
@@ -136,8 +137,9 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type == "limits") {
             in->engine->spend_api_call("read");
             report_usage(in, call);
-            return emit(in->host, call, json::object{{"type", "limits"}, {"used", in->engine->api_used_today()},
-                                               {"limit", in->engine->api_limit()}});
+            return emit(
+                in->host, call,
+                json::object{{"type", "limits"}, {"used", in->engine->api_used_today()}, {"limit", in->engine->api_limit()}});
         }
         if (type == "find") {
             auto strings = [&](const char* key) {
@@ -164,7 +166,8 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type == "whoami") {
             auto rows = in->engine->query("SELECT Id, Username, Email FROM User WHERE Id = '" + in->engine->running_user() + "'");
             if (rows.rows.empty()) return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "not authenticated");
-            return emit(in->host, call, json::object{{"type", "record"}, {"id", in->engine->running_user()}, {"record", rows.rows[0]}});
+            return emit(in->host, call,
+                        json::object{{"type", "record"}, {"id", in->engine->running_user()}, {"record", rows.rows[0]}});
         }
         return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "mock-crm does not answer fetch type \"" + type + "\"");
     } catch (const CrmError& e) {
@@ -196,13 +199,13 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
     auto* in = self(instance);
     try {
         auto batch = json::parse(batch_json).as_object();
-        std::string external_field = batch.contains("external_id_field")
-                                         ? std::string(batch.at("external_id_field").as_string())
-                                         : std::string("CrmSync_Key__c");
+        std::string external_field = batch.contains("external_id_field") ? std::string(batch.at("external_id_field").as_string())
+                                                                         : std::string("CrmSync_Key__c");
         const auto& operations = batch.at("operations").as_array();
         bool bulk = batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool();
         if (operations.size() > 200 && !bulk)
-            return fail(in->host, call, CRMSYNC_STATUS_ERROR, "EXCEEDED_ID_LIMIT: record limit reached. cannot submit more than 200 records into this call");
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                        "EXCEEDED_ID_LIMIT: record limit reached. cannot submit more than 200 records into this call");
         in->engine->spend_api_call("write");
         std::vector<json::object> results;
         in->engine->transaction([&] {
@@ -225,8 +228,9 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                     r = in->engine->create(object, fields);
                 } else if (action == "update") {
                     std::string id = op.contains("id") ? std::string(op.at("id").as_string()) : "";
-                    r = id.empty() ? mockcrm::SaveResult{false, "", false, {{"MISSING_ARGUMENT", "update needs the record id", {"Id"}}}}
-                                   : in->engine->update(object, id, fields);
+                    r = id.empty()
+                            ? mockcrm::SaveResult{false, "", false, {{"MISSING_ARGUMENT", "update needs the record id", {"Id"}}}}
+                            : in->engine->update(object, id, fields);
                 } else {
                     r = in->engine->upsert(object, external_field, key, fields);
                 }

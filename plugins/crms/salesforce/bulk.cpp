@@ -23,7 +23,9 @@ std::string cell(const json::value& v) {
 }
 
 json::object failure(const std::string& key, const std::string& code, const std::string& message, bool retryable) {
-    return json::object{{"key", key}, {"success", false}, {"retryable", retryable},
+    return json::object{{"key", key},
+                        {"success", false},
+                        {"retryable", retryable},
                         {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{}}}}}};
 }
 
@@ -49,8 +51,11 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     }
 
     auto job = client.request(call, "POST", "/jobs/ingest",
-                              json::serialize(json::object{{"object", object}, {"externalIdFieldName", external},
-                                                           {"contentType", "CSV"}, {"operation", "upsert"}, {"lineEnding", "LF"}}));
+                              json::serialize(json::object{{"object", object},
+                                                           {"externalIdFieldName", external},
+                                                           {"contentType", "CSV"},
+                                                           {"operation", "upsert"},
+                                                           {"lineEnding", "LF"}}));
     if (job.status != CRMSYNC_STATUS_OK) return error = "creating the bulk job failed: " + job.message, job.status;
     std::string id = text(job.body.as_object(), "id");
     auto upload = client.request(call, "PUT", "/jobs/ingest/" + id + "/batches", body, true, "text/csv");
@@ -67,7 +72,8 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
             state = text(info.body.as_object(), "state");
             if (state == "JobComplete") break;
             if (state == "Failed" || state == "Aborted")
-                return error = "bulk job " + id + " ended " + state + ": " + text(info.body.as_object(), "errorMessage"), CRMSYNC_STATUS_ERROR;
+                return error = "bulk job " + id + " ended " + state + ": " + text(info.body.as_object(), "errorMessage"),
+                       CRMSYNC_STATUS_ERROR;
         } else if (info.status != CRMSYNC_STATUS_RETRY) {
             return error = "polling bulk job " + id + " failed: " + info.message, info.status;
         }
@@ -78,7 +84,8 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     std::map<std::string, json::object> by_key;
     for (const char* kind : {"successfulResults", "failedResults"}) {
         auto res = client.request(call, "GET", "/jobs/ingest/" + id + "/" + kind);
-        if (res.status != CRMSYNC_STATUS_OK) return error = "reading " + std::string(kind) + " of bulk job " + id + " failed: " + res.message, res.status;
+        if (res.status != CRMSYNC_STATUS_OK)
+            return error = "reading " + std::string(kind) + " of bulk job " + id + " failed: " + res.message, res.status;
         auto rows = csv::parse(res.raw);
         if (rows.empty()) continue;
         const auto& header = rows[0];
@@ -94,7 +101,9 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
             if (row.size() != header.size()) continue;
             const std::string& key = row[key_col];
             if (std::string(kind) == "successfulResults") {
-                by_key[key] = json::object{{"key", key}, {"success", true}, {"id", id_col < row.size() ? row[id_col] : ""},
+                by_key[key] = json::object{{"key", key},
+                                           {"success", true},
+                                           {"id", id_col < row.size() ? row[id_col] : ""},
                                            {"created", extra_col < row.size() && row[extra_col] == "true"}};
             } else {
                 // sf__Error reads "STATUS_CODE:message --".
@@ -110,8 +119,9 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     for (const auto& op : ops) {
         std::string key = text(op.as_object(), "key");
         auto it = by_key.find(key);
-        results.push_back(it != by_key.end() ? it->second
-                                             : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true));
+        results.push_back(it != by_key.end()
+                              ? it->second
+                              : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true));
     }
     return CRMSYNC_STATUS_OK;
 }

@@ -120,9 +120,8 @@ Response Client::send(crmsync_call* call, const std::string& method, const std::
 }
 
 std::string Client::jwt_assertion(crmsync_call* call, std::string& error) const {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(credentials_.private_key.data(),
-                                                                  static_cast<int>(credentials_.private_key.size())),
-                                                  &BIO_free);
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+        BIO_new_mem_buf(credentials_.private_key.data(), static_cast<int>(credentials_.private_key.size())), &BIO_free);
     std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr),
                                                             &EVP_PKEY_free);
     if (!key) {
@@ -130,12 +129,14 @@ std::string Client::jwt_assertion(crmsync_call* call, std::string& error) const 
         return "";
     }
     int64_t now = host_->now_ms(call) / 1000;
-    json::object claims{{"iss", credentials_.client_id}, {"sub", config_.username}, {"aud", config_.audience}, {"exp", now + 180}};
+    json::object claims{
+        {"iss", credentials_.client_id}, {"sub", config_.username}, {"aud", config_.audience}, {"exp", now + 180}};
     std::string signing_input = base64url(R"({"alg":"RS256"})") + "." + base64url(json::serialize(claims));
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     size_t size = 0;
     if (EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
-        EVP_DigestSign(ctx.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size()) != 1) {
+        EVP_DigestSign(ctx.get(), nullptr, &size, reinterpret_cast<const unsigned char*>(signing_input.data()),
+                       signing_input.size()) != 1) {
         error = "the private key cannot sign RS256";
         return "";
     }
@@ -150,7 +151,8 @@ std::string Client::jwt_assertion(crmsync_call* call, std::string& error) const 
 }
 
 int32_t Client::token_request(crmsync_call* call, const std::string& form) {
-    auto res = send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", true, false);
+    auto res =
+        send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", true, false);
     if (res.status == CRMSYNC_STATUS_RETRY || res.status == CRMSYNC_STATUS_CANCELLED) {
         host_->fail(call, res.status, ("Salesforce login " + config_.login_url + ": " + res.message).c_str());
         return res.status;
@@ -158,7 +160,8 @@ int32_t Client::token_request(crmsync_call* call, const std::string& form) {
     auto* o = res.body.if_object();
     if (res.http != 200 || !o || !o->contains("access_token")) {
         auto [code, description] = first_error(res.body);
-        std::string message = "Salesforce refused the " + config_.auth + " login: " + (code.empty() ? "HTTP " + std::to_string(res.http) : code) +
+        std::string message = "Salesforce refused the " + config_.auth +
+                              " login: " + (code.empty() ? "HTTP " + std::to_string(res.http) : code) +
                               (description.empty() ? "" : " (" + description + ")");
         host_->fail(call, CRMSYNC_STATUS_AUTH_FAILED, message.c_str());
         return CRMSYNC_STATUS_AUTH_FAILED;

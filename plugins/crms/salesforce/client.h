@@ -15,10 +15,10 @@ namespace salesforce {
 namespace json = boost::json;
 
 struct Config {
-    std::string login_url;       // https://login.salesforce.com, https://test.salesforce.com or My Domain
-    std::string auth;            // client_credentials, jwt_bearer, refresh_token
-    std::string audience;        // JWT aud
-    std::string username;        // JWT sub
+    std::string login_url;  // https://login.salesforce.com, https://test.salesforce.com or My Domain
+    std::string auth;       // client_credentials, jwt_bearer, refresh_token
+    std::string audience;   // JWT aud
+    std::string username;   // JWT sub
     std::string api_version = "62.0";
     uint32_t timeout_ms = 60'000;
 };
@@ -30,9 +30,9 @@ struct Credentials {
 struct Response {
     int32_t status = CRMSYNC_STATUS_OK;  // crmsync status of the exchange
     int http = 0;
-    json::value body;                    // parsed JSON, or null
+    json::value body;  // parsed JSON, or null
     std::string raw;
-    std::string message;                 // why, when status is not OK
+    std::string message;  // why, when status is not OK
 };
 
 class Client {

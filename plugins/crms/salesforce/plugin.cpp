@@ -62,16 +62,20 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (c.contains("api_version")) config.api_version = text(c, "api_version");
         if (auto* t = c.if_contains("timeout_ms")) config.timeout_ms = static_cast<uint32_t>(t->as_int64());
         std::string environment = text(c, "environment");
-        bool sandbox = environment == "sandbox" || (environment.empty() && config.login_url.find("test.salesforce.com") != std::string::npos);
+        bool sandbox = environment == "sandbox" ||
+                       (environment.empty() && config.login_url.find("test.salesforce.com") != std::string::npos);
         config.audience = c.contains("jwt_audience") ? text(c, "jwt_audience")
-                                                     : sandbox ? "https://test.salesforce.com" : "https://login.salesforce.com";
-        bool generic_login = config.login_url == "https://login.salesforce.com" || config.login_url == "https://test.salesforce.com";
+                          : sandbox                  ? "https://test.salesforce.com"
+                                                     : "https://login.salesforce.com";
+        bool generic_login =
+            config.login_url == "https://login.salesforce.com" || config.login_url == "https://test.salesforce.com";
         if (config.auth == "client_credentials" && generic_login)
             return fail(host, call, CRMSYNC_STATUS_ERROR,
                         "config.login_url: the client_credentials flow needs the org's My Domain URL "
                         "(e.g. https://example.my.salesforce.com), not login/test.salesforce.com");
         if (config.auth == "jwt_bearer" && config.username.empty())
-            return fail(host, call, CRMSYNC_STATUS_ERROR, "config.username: the jwt_bearer flow needs the Salesforce username it acts as");
+            return fail(host, call, CRMSYNC_STATUS_ERROR,
+                        "config.username: the jwt_bearer flow needs the Salesforce username it acts as");
         auto in = std::make_unique<Instance>();
         in->host = host;
         in->client = std::make_unique<Client>(host, config);
@@ -123,7 +127,8 @@ std::string soql_list(const std::vector<std::string>& values) {
 }
 
 std::string find_fields(const std::string& object) {
-    return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted" : "Id, Email, Phone, MobilePhone, CreatedDate";
+    return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted"
+                            : "Id, Email, Phone, MobilePhone, CreatedDate";
 }
 
 int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
@@ -147,7 +152,8 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
             chunk.push_back(emails[start++]);
         }
         for (const auto& object : objects) {
-            int32_t rc = query(in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(chunk), emit_row);
+            int32_t rc = query(
+                in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(chunk), emit_row);
             if (rc != CRMSYNC_STATUS_OK) return rc;
         }
     }
@@ -162,7 +168,8 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     for (size_t start = 0; start < forms.size();) {
         std::string terms;
         while (start < forms.size() && terms.size() < 3000) terms += (terms.empty() ? "" : " OR ") + forms[start++];
-        auto res = in->client->request(call, "GET", "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
+        auto res = in->client->request(call, "GET",
+                                       "/search?q=" + url_encode("FIND {" + terms + "} IN PHONE FIELDS RETURNING " + returning));
         if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "phone search failed: " + res.message);
         for (auto& row : res.body.as_object().at("searchRecords").as_array())
             if (emit_row(std::move(row.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
@@ -245,7 +252,8 @@ json::object result_of(const std::string& key, const json::object& r) {
             const auto& eo = e.as_object();
             std::string code = text(eo, "statusCode");  // Collections say statusCode, not errorCode
             retryable = retryable || code == "UNABLE_TO_LOCK_ROW";
-            errors.push_back(json::object{{"code", code}, {"message", text(eo, "message")},
+            errors.push_back(json::object{{"code", code},
+                                          {"message", text(eo, "message")},
                                           {"fields", eo.contains("fields") ? eo.at("fields") : json::array{}}});
         }
     out["errors"] = errors;
@@ -259,8 +267,10 @@ json::object result_of(const std::string& key, const json::object& r) {
 json::object add_picklist_value(Instance* in, crmsync_call* call, const json::object& op) {
     std::string key = text(op, "key"), object = text(op, "object"), field = text(op, "field"), value = text(op, "value");
     auto refused = [&](const std::string& code, const std::string& message) {
-        return json::object{{"key", key}, {"success", false},
-                            {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{field}}}}}};
+        return json::object{
+            {"key", key},
+            {"success", false},
+            {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{field}}}}}};
     };
     int32_t status = CRMSYNC_STATUS_OK;
     auto* d = describe(in, call, object, status);
@@ -272,20 +282,26 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
     bool restricted = f->contains("restrictedPicklist") && f->at("restrictedPicklist").as_bool();
     if (!restricted) return json::object{{"key", key}, {"success", true}, {"id", ""}};
     if (field.size() < 4 || field.compare(field.size() - 3, 3, "__c") != 0)
-        return refused("PICKLIST_RESTRICTED", object + "." + field + " is a restricted standard picklist: add \"" + value + "\" to it in Setup");
+        return refused("PICKLIST_RESTRICTED",
+                       object + "." + field + " is a restricted standard picklist: add \"" + value + "\" to it in Setup");
     std::string developer_name = field.substr(0, field.size() - 3);
-    auto found = in->client->request(call, "GET", "/tooling/query?q=" +
-        url_encode("SELECT Id, Metadata FROM CustomField WHERE TableEnumOrId = '" + object + "' AND DeveloperName = '" + developer_name + "'"));
-    if (found.status != CRMSYNC_STATUS_OK) return refused("TOOLING_API_FAILED", "looking up " + object + "." + field + " failed: " + found.message);
+    auto found =
+        in->client->request(call, "GET",
+                            "/tooling/query?q=" + url_encode("SELECT Id, Metadata FROM CustomField WHERE TableEnumOrId = '" +
+                                                             object + "' AND DeveloperName = '" + developer_name + "'"));
+    if (found.status != CRMSYNC_STATUS_OK)
+        return refused("TOOLING_API_FAILED", "looking up " + object + "." + field + " failed: " + found.message);
     const auto& records = found.body.as_object().at("records").as_array();
     if (records.empty()) return refused("TOOLING_API_FAILED", "the Tooling API does not know " + object + "." + field);
     json::object metadata = records[0].at("Metadata").as_object();
     auto& values = metadata["valueSet"].as_object()["valueSetDefinition"].as_object()["value"].as_array();
     values.push_back(json::object{{"fullName", value}, {"label", value}, {"default", false}});
     std::string id = text(records[0].as_object(), "Id");
-    auto patched = in->client->request(call, "PATCH", "/tooling/sobjects/CustomField/" + id, json::serialize(json::object{{"Metadata", metadata}}));
+    auto patched = in->client->request(call, "PATCH", "/tooling/sobjects/CustomField/" + id,
+                                       json::serialize(json::object{{"Metadata", metadata}}));
     if (patched.status != CRMSYNC_STATUS_OK)
-        return refused("TOOLING_API_FAILED", "adding \"" + value + "\" to " + object + "." + field + " failed: " + patched.message);
+        return refused("TOOLING_API_FAILED",
+                       "adding \"" + value + "\" to " + object + "." + field + " failed: " + patched.message);
     in->describes.erase(object);  // the next describe shows the new value
     return json::object{{"key", key}, {"success", true}, {"id", id}};
 }
@@ -300,7 +316,8 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             // The host sends one object's plain upserts as a bulk batch.
             std::vector<json::object> results;
             std::string error;
-            int32_t rc = bulk_upsert(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
+            int32_t rc =
+                bulk_upsert(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
             for (const auto& r : results) emit(in->host, call, r);
             return CRMSYNC_STATUS_OK;
@@ -330,11 +347,14 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                 if (action == "update") record["Id"] = op.at("id");
                 size_t size = json::serialize(record).size();
                 if (size > kMaxRequestBytes) {
-                    results[i] = json::object{{"key", op.at("key")}, {"success", false},
-                                              {"errors", json::array{json::object{
-                                                  {"code", "REQUEST_TOO_LARGE"},
-                                                  {"message", object + ": the record is " + std::to_string(size / 1'000'000) +
-                                                                  " MB as JSON; Salesforce takes at most 37.5 MB of base64 in one request"}}}}};
+                    results[i] = json::object{
+                        {"key", op.at("key")},
+                        {"success", false},
+                        {"errors",
+                         json::array{json::object{
+                             {"code", "REQUEST_TOO_LARGE"},
+                             {"message", object + ": the record is " + std::to_string(size / 1'000'000) +
+                                             " MB as JSON; Salesforce takes at most 37.5 MB of base64 in one request"}}}}};
                     continue;
                 }
                 if (requests.empty() || requests.back().first.size() == 200 || bytes + size > kMaxRequestBytes) {
@@ -347,16 +367,23 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             }
             for (auto& [slots, records] : requests) {
                 json::object body{{"allOrNone", false}, {"records", std::move(records)}};
-                Response res = action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, json::serialize(body))
-                               : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
-                                                    : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
-                if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, action + " " + object + " failed: " + res.message);
+                Response res =
+                    action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external,
+                                                               json::serialize(body))
+                    : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
+                                         : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
+                if (res.status != CRMSYNC_STATUS_OK)
+                    return fail(in->host, call, res.status, action + " " + object + " failed: " + res.message);
                 const auto& answers = res.body.as_array();
                 for (size_t n = 0; n < slots.size(); ++n) {
                     std::string key = text(ops[slots[n]].as_object(), "key");
-                    results[slots[n]] = n < answers.size() ? result_of(key, answers[n].as_object())
-                                                           : json::object{{"key", key}, {"success", false},
-                                                                          {"errors", json::array{json::object{{"code", "NO_RESULT"}, {"message", "Salesforce returned no result"}}}}};
+                    results[slots[n]] =
+                        n < answers.size()
+                            ? result_of(key, answers[n].as_object())
+                            : json::object{{"key", key},
+                                           {"success", false},
+                                           {"errors", json::array{json::object{{"code", "NO_RESULT"},
+                                                                               {"message", "Salesforce returned no result"}}}}};
                 }
             }
         }
@@ -368,9 +395,18 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
-    "Salesforce over its REST API (OAuth 2.0, sObject Collections, SOQL/SOSL)", kConfigSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, nullptr, write,
+    sizeof(crmsync_plugin),
+    CRMSYNC_PLUGIN_ID,
+    CRMSYNC_PLUGIN_VERSION,
+    "Salesforce over its REST API (OAuth 2.0, sObject Collections, SOQL/SOSL)",
+    kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE,
+    create,
+    destroy,
+    authenticate,
+    fetch,
+    nullptr,
+    write,
 };
 
 }  // namespace

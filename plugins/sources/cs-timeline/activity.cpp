@@ -48,9 +48,9 @@ void append_utf8(std::string& out, uint32_t cp) {
 // Decodes the entity starting at html[i] ('&'); returns the characters consumed, 0 if none.
 size_t decode_entity(std::string_view html, size_t i, std::string& out) {
     static const std::map<std::string_view, uint32_t> named{
-        {"amp", '&'},     {"lt", '<'},      {"gt", '>'},      {"quot", '"'},    {"apos", '\''},   {"nbsp", ' '},
-        {"copy", 0xA9},   {"reg", 0xAE},    {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"yen", 0xA5},
-        {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C}, {"rdquo", 0x201D}, {"bull", 0x2022}, {"euro", 0x20AC}};
+        {"amp", '&'},      {"lt", '<'},       {"gt", '>'},        {"quot", '"'},     {"apos", '\''},    {"nbsp", ' '},
+        {"copy", 0xA9},    {"reg", 0xAE},     {"hellip", 0x2026}, {"mdash", 0x2014}, {"ndash", 0x2013}, {"yen", 0xA5},
+        {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},  {"rdquo", 0x201D}, {"bull", 0x2022},  {"euro", 0x20AC}};
     size_t semi = html.find(';', i);
     if (semi == std::string_view::npos || semi - i > 10) return 0;
     std::string_view name = html.substr(i + 1, semi - i - 1);
@@ -113,13 +113,11 @@ std::string html_to_text(std::string_view html) {
                 if (i == 0) i = html.size();
                 continue;
             }
-            if (name == "br" || name == "p" || name == "div" || name == "tr" || name == "h1" || name == "h2" ||
-                name == "h3" || name == "h4" || name == "blockquote" || name == "ul" || name == "ol")
+            if (name == "br" || name == "p" || name == "div" || name == "tr" || name == "h1" || name == "h2" || name == "h3" ||
+                name == "h4" || name == "blockquote" || name == "ul" || name == "ol")
                 raw += '\n';
-            else if (name == "li" && tag[0] != '/')
-                raw += "\n- ";
-            else if (name == "td" || name == "th")
-                raw += ' ';
+            else if (name == "li" && tag[0] != '/') raw += "\n- ";
+            else if (name == "td" || name == "th") raw += ' ';
             i = close + 1;
         } else if (c == '&') {
             size_t used = decode_entity(html, i, raw);
@@ -165,7 +163,8 @@ std::optional<int64_t> parse_timestamp_ms(std::string_view s) {
     if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) != 5 || n != 16) return std::nullopt;
     size_t i = 16;
     if (i < text.size() && text[i] == ':') {
-        if (i + 3 > text.size() || !std::isdigit(static_cast<unsigned char>(text[i + 1])) || !std::isdigit(static_cast<unsigned char>(text[i + 2])))
+        if (i + 3 > text.size() || !std::isdigit(static_cast<unsigned char>(text[i + 1])) ||
+            !std::isdigit(static_cast<unsigned char>(text[i + 2])))
             return std::nullopt;
         sec = (text[i + 1] - '0') * 10 + (text[i + 2] - '0');
         i += 3;
@@ -202,9 +201,9 @@ std::string format_utc(int64_t ms) {
     year_month_day ymd(day_point);
     hh_mm_ss<milliseconds> t(tp - day_point);
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                  static_cast<unsigned>(ymd.day()), static_cast<int>(t.hours().count()), static_cast<int>(t.minutes().count()),
-                  static_cast<int>(t.seconds().count()));
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), static_cast<int>(t.hours().count()),
+                  static_cast<int>(t.minutes().count()), static_cast<int>(t.seconds().count()));
     return buf;
 }
 
@@ -233,25 +232,29 @@ Mapped activity_operations(const json::object& activity, const Settings& setting
     } else {
         auto start = parse_timestamp_ms(when);
         if (!start)
-            throw std::invalid_argument(where + ": \"activity_date\" " + when +
-                                        " is not a date-time with a zone (e.g. 2026-11-20T10:00:00+09:00); an Event needs its start time");
+            throw std::invalid_argument(
+                where + ": \"activity_date\" " + when +
+                " is not a date-time with a zone (e.g. 2026-11-20T10:00:00+09:00); an Event needs its start time");
         fields["StartDateTime"] = format_utc(*start);
         if (auto* minutes = activity.if_contains("duration_minutes"); minutes && !minutes->is_null()) {
             if (!minutes->is_int64() || minutes->as_int64() < 0)
-                throw std::invalid_argument(where + ": \"duration_minutes\" must be a whole number of minutes, not " + json::serialize(*minutes));
+                throw std::invalid_argument(where + ": \"duration_minutes\" must be a whole number of minutes, not " +
+                                            json::serialize(*minutes));
             fields["DurationInMinutes"] = minutes->as_int64();
         }
     }
     if (auto account = text(object(activity, "company"), "crm_account_id"); !account.empty()) fields["WhatId"] = account;
 
-    json::object op{{"object", settings.sync_to}, {"action", "upsert"}, {"key", activity_key(id)}, {"source_id", id}, {"fields", fields}};
+    json::object op{
+        {"object", settings.sync_to}, {"action", "upsert"}, {"key", activity_key(id)}, {"source_id", id}, {"fields", fields}};
     if (auto author = text(object(activity, "author"), "email"); !author.empty())
         op["owner"] = json::object{{"email", author}, {"if_missing", json::array{"create_integration_user", "connection_user"}}};
     json::array emails;
     for (const auto& a : array(activity, "external_attendees"))
         if (a.is_object())
             if (auto e = text(a.get_object(), "email"); !e.empty()) emails.emplace_back(e);
-    if (!emails.empty()) op["related"] = json::object{{"emails", emails}, {"prefer", json::array{"Contact"}}, {"max_contacts", 50}};
+    if (!emails.empty())
+        op["related"] = json::object{{"emails", emails}, {"prefer", json::array{"Contact"}}, {"max_contacts", 50}};
     if (settings.writeback) op["writeback"] = true;
     out.operations.push_back(std::move(op));
 
@@ -272,11 +275,14 @@ Mapped activity_operations(const json::object& activity, const Settings& setting
             continue;
         }
         std::string ref = file.contains("path") ? "path:" + text(file, "path") : "id:" + file_id;
-        out.operations.push_back(json::object{
-            {"object", "ContentVersion"}, {"action", "upsert"}, {"key", activity_key(id) + ":attachment:" + file_id}, {"source_id", id},
-            {"fields", json::object{{"Title", utf8_prefix(stem(name), 255)}, {"PathOnClient", name}}},
-            {"refs", json::object{{"FirstPublishLocationId", activity_key(id)}}},
-            {"blobs", json::object{{"VersionData", ref}}}});
+        out.operations.push_back(
+            json::object{{"object", "ContentVersion"},
+                         {"action", "upsert"},
+                         {"key", activity_key(id) + ":attachment:" + file_id},
+                         {"source_id", id},
+                         {"fields", json::object{{"Title", utf8_prefix(stem(name), 255)}, {"PathOnClient", name}}},
+                         {"refs", json::object{{"FirstPublishLocationId", activity_key(id)}}},
+                         {"blobs", json::object{{"VersionData", ref}}}});
     }
     return out;
 }
@@ -284,22 +290,29 @@ Mapped activity_operations(const json::object& activity, const Settings& setting
 std::vector<json::object> targets(const Settings& settings) {
     std::vector<json::object> out;
     if (settings.sync_to == "Task") {
-        out.push_back({{"type", "target"}, {"object", "Task"},
-                       {"fields", json::array{"Subject", "Description", "ActivityDate", "Status", "Priority", "OwnerId", "WhoId", "TaskWhoIds", "WhatId"}},
+        out.push_back({{"type", "target"},
+                       {"object", "Task"},
+                       {"fields", json::array{"Subject", "Description", "ActivityDate", "Status", "Priority", "OwnerId", "WhoId",
+                                              "TaskWhoIds", "WhatId"}},
                        {"values", json::object{{"Status", settings.status}, {"Priority", settings.priority}}}});
     } else {
-        out.push_back({{"type", "target"}, {"object", "Event"},
-                       {"fields", json::array{"Subject", "Description", "StartDateTime", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}},
-                       {"required_any", json::array{json::object{
-                            {"fields", json::array{"DurationInMinutes", "EndDateTime"}},
-                            {"unless_true", "IsAllDayEvent"},
-                            {"hint", "activities without a duration have no end and fail with REQUIRED_FIELD_MISSING on DurationInMinutes; "
-                                     "add the custom mapping {\"source\": \"duration_minutes\", \"field\": \"DurationInMinutes\", "
-                                     "\"type\": \"number\", \"default\": 0, \"object\": \"Event\"} (real durations are kept, the rest "
-                                     "end when they start), or map \"activity_date\" to EndDateTime (every Event then ends when it starts)"}}}}});
+        out.push_back(
+            {{"type", "target"},
+             {"object", "Event"},
+             {"fields", json::array{"Subject", "Description", "StartDateTime", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}},
+             {"required_any",
+              json::array{json::object{
+                  {"fields", json::array{"DurationInMinutes", "EndDateTime"}},
+                  {"unless_true", "IsAllDayEvent"},
+                  {"hint",
+                   "activities without a duration have no end and fail with REQUIRED_FIELD_MISSING on DurationInMinutes; "
+                   "add the custom mapping {\"source\": \"duration_minutes\", \"field\": \"DurationInMinutes\", "
+                   "\"type\": \"number\", \"default\": 0, \"object\": \"Event\"} (real durations are kept, the rest "
+                   "end when they start), or map \"activity_date\" to EndDateTime (every Event then ends when it starts)"}}}}});
     }
     if (settings.attachments_since_ms)
-        out.push_back({{"type", "target"}, {"object", "ContentVersion"},
+        out.push_back({{"type", "target"},
+                       {"object", "ContentVersion"},
                        {"fields", json::array{"Title", "PathOnClient", "VersionData", "FirstPublishLocationId"}}});
     return out;
 }

@@ -18,11 +18,11 @@ namespace json = boost::json;
 inline constexpr int64_t kMaxAttachmentBytes = 25LL * 1024 * 1024;
 
 struct Settings {
-    std::string sync_to = "Task";            // Task or Event
-    std::string status, priority;            // Task: fixed on every synced task
-    std::set<std::string> activity_types;    // types with "sync to CRM" on
+    std::string sync_to = "Task";                 // Task or Event
+    std::string status, priority;                 // Task: fixed on every synced task
+    std::set<std::string> activity_types;         // types with "sync to CRM" on
     std::optional<int64_t> attachments_since_ms;  // sync_attachments switched on at
-    bool writeback = false;                  // ask the host to send the CRM id back
+    bool writeback = false;                       // ask the host to send the CRM id back
 };
 
 // The CRM key of the Task/Event an activity becomes.

@@ -10,9 +10,10 @@ using crmsync::support::header_value;
 using crmsync::support::text;
 using crmsync::support::url_encode;
 
-int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::string& url, const std::string& body, bool idempotent,
-                          Answer& answer, std::string& error) {
-    const std::vector<std::string> headers{"Accesskey: " + access_key_, "Accept: application/json", "Content-Type: application/json"};
+int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::string& url, const std::string& body,
+                          bool idempotent, Answer& answer, std::string& error) {
+    const std::vector<std::string> headers{"Accesskey: " + access_key_, "Accept: application/json",
+                                           "Content-Type: application/json"};
     for (int waits = 0;; ++waits) {
         if (host_->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
         auto res = crmsync::support::http(host_, call, method, url, headers, body, idempotent);
@@ -21,17 +22,20 @@ int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::str
             // Over the rate limit: wait as told (1 s when not told), then ask again.
             int64_t seconds = std::atoll(header_value(res.headers.c_str(), "Retry-After").c_str());
             int64_t wait = std::clamp<int64_t>(seconds * 1000, 1000, 120'000);
-            host_->log(call, CRMSYNC_LOG_INFO, ("timeline API rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
+            host_->log(call, CRMSYNC_LOG_INFO,
+                       ("timeline API rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
             if (!crmsync::support::wait_unless_cancelled(host_, call, wait)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
             continue;
         }
         answer.status = res.status;
         answer.body = std::move(res.body);
         if (res.status == 401 || res.status == 403)
-            return error = "the timeline refused the access key (HTTP " + std::to_string(res.status) + "); check the credential access_key",
+            return error = "the timeline refused the access key (HTTP " + std::to_string(res.status) +
+                           "); check the credential access_key",
                    CRMSYNC_STATUS_AUTH_FAILED;
         if (res.status == 429) return error = "the timeline API kept answering 429 (rate limited)", CRMSYNC_STATUS_RETRY;
-        if (res.status >= 500) return error = "the timeline API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
+        if (res.status >= 500)
+            return error = "the timeline API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
         return CRMSYNC_STATUS_OK;
     }
 }
@@ -50,16 +54,20 @@ int32_t TimelineApi::list(crmsync_call* call, const json::value& cursor, int64_t
     more = false;
     for (int page = 1; limit > 0; ++page) {
         std::string url = config_.base_url + "/v1/ant/timeline/activities?pageNumber=" + std::to_string(page) +
-                          "&pageSize=" + std::to_string(config_.page_size) + (query_after.empty() ? "" : "&modifiedAfter=" + url_encode(query_after));
+                          "&pageSize=" + std::to_string(config_.page_size) +
+                          (query_after.empty() ? "" : "&modifiedAfter=" + url_encode(query_after));
         Answer answer;
         if (int32_t rc = send(call, "GET", url, "", true, answer, error); rc != CRMSYNC_STATUS_OK) return rc;
-        if (answer.status != 200) return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " to the activity list", CRMSYNC_STATUS_ERROR;
+        if (answer.status != 200)
+            return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " to the activity list",
+                   CRMSYNC_STATUS_ERROR;
         boost::system::error_code ec;
         auto body = json::parse(answer.body, ec);
         const json::array* activities = nullptr;
         if (!ec && body.is_object())
             if (auto* data = body.get_object().if_contains("data"); data && data->is_object())
-                if (auto* list = data->get_object().if_contains("activities"); list && list->is_array()) activities = &list->get_array();
+                if (auto* list = data->get_object().if_contains("activities"); list && list->is_array())
+                    activities = &list->get_array();
         if (!activities) return error = "the timeline API answered something that is not an activity list", CRMSYNC_STATUS_ERROR;
         size_t i = 0;
         for (; i < activities->size() && limit > 0; ++i) {
@@ -91,20 +99,26 @@ int32_t TimelineApi::download(crmsync_call* call, const std::string& attachment_
     Answer answer;
     std::string url = config_.base_url + "/v1/ant/timeline/attachments/" + url_encode(attachment_id);
     if (int32_t rc = send(call, "GET", url, "", true, answer, error); rc != CRMSYNC_STATUS_OK) return rc;
-    if (answer.status == 404) return error = "attachment " + attachment_id + " is no longer in the timeline (HTTP 404)", CRMSYNC_STATUS_ERROR;
-    if (answer.status != 200) return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " for attachment " + attachment_id, CRMSYNC_STATUS_ERROR;
+    if (answer.status == 404)
+        return error = "attachment " + attachment_id + " is no longer in the timeline (HTTP 404)", CRMSYNC_STATUS_ERROR;
+    if (answer.status != 200)
+        return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " for attachment " + attachment_id,
+               CRMSYNC_STATUS_ERROR;
     bytes = std::move(answer.body);
     return CRMSYNC_STATUS_OK;
 }
 
-int32_t TimelineApi::write_back(crmsync_call* call, const std::string& activity_id, const std::string& object, const std::string& crm_id,
-                                std::string& error) {
+int32_t TimelineApi::write_back(crmsync_call* call, const std::string& activity_id, const std::string& object,
+                                const std::string& crm_id, std::string& error) {
     Answer answer;
     std::string field = object == "Event" ? "salesforceEventId" : "salesforceTaskId";
     std::string url = config_.base_url + "/v1/ant/timeline/activities/" + url_encode(activity_id);
-    if (int32_t rc = send(call, "PATCH", url, json::serialize(json::object{{field, crm_id}}), true, answer, error); rc != CRMSYNC_STATUS_OK) return rc;
+    if (int32_t rc = send(call, "PATCH", url, json::serialize(json::object{{field, crm_id}}), true, answer, error);
+        rc != CRMSYNC_STATUS_OK)
+        return rc;
     if (answer.status != 200 && answer.status != 204)
-        return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " to the write-back of " + activity_id, CRMSYNC_STATUS_ERROR;
+        return error = "the timeline API answered HTTP " + std::to_string(answer.status) + " to the write-back of " + activity_id,
+               CRMSYNC_STATUS_ERROR;
     return CRMSYNC_STATUS_OK;
 }
 

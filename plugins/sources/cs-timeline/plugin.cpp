@@ -20,8 +20,8 @@
 namespace {
 
 using namespace cstimeline;
-using crmsync::support::emit;
 using crmsync::support::checkpoint_item;
+using crmsync::support::emit;
 using crmsync::support::fail;
 using crmsync::support::guarded;
 using crmsync::support::record_item;
@@ -83,8 +83,9 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
             std::string since(a->at("since").as_string());
             in->settings.attachments_since_ms = parse_timestamp_ms(since);
             if (!in->settings.attachments_since_ms)
-                return fail(host, call, CRMSYNC_STATUS_ERROR,
-                            "config.sync_attachments.since: \"" + since + "\" is not a date-time with a zone, e.g. 2026-11-01T00:00:00Z");
+                return fail(
+                    host, call, CRMSYNC_STATUS_ERROR,
+                    "config.sync_attachments.since: \"" + since + "\" is not a date-time with a zone, e.g. 2026-11-01T00:00:00Z");
         }
         if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
         if (auto* w = c.if_contains("writeback_file")) in->writeback_file = std::string(w->as_string());
@@ -111,7 +112,8 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
         auto c = json::parse(credentials_json).as_object();
         auto* key = c.if_contains("access_key");
         if (!key || !key->is_string() || key->get_string().empty())
-            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"access_key\" in the module manifest");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
+                        "config.api needs the credential \"access_key\" in the module manifest");
         in->api->set_access_key(std::string(key->get_string()));
         return CRMSYNC_STATUS_OK;
     });
@@ -122,13 +124,18 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
     std::string bytes, error;
     if (ref.rfind("id:", 0) == 0) {
-        if (!in->api) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment " + ref.substr(3) + " needs config.api to be downloaded");
-        if (int32_t rc = in->api->download(call, ref.substr(3), bytes, error); rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
+        if (!in->api)
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                        "attachment " + ref.substr(3) + " needs config.api to be downloaded");
+        if (int32_t rc = in->api->download(call, ref.substr(3), bytes, error); rc != CRMSYNC_STATUS_OK)
+            return fail(in->host, call, rc, error);
     } else if (ref.rfind("path:", 0) == 0) {
         std::filesystem::path relative(ref.substr(5));
         bool inside = !relative.empty() && relative.is_relative();
         for (const auto& part : relative) inside = inside && part != "..";
-        if (!inside) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment path \"" + relative.string() + "\" must stay inside the export folder");
+        if (!inside)
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                        "attachment path \"" + relative.string() + "\" must stay inside the export folder");
         auto path = std::filesystem::path(in->folder) / relative;
         std::ifstream file(path, std::ios::binary);
         if (!file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "attachment file " + path.string() + " cannot be read");
@@ -158,11 +165,12 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             json::value next;
             bool more = false;
             std::string error;
-            int32_t rc = in->api->list(call, request.at("cursor"), limit,
-                                       [&](json::object&& activity) {
-                                           return emit(in->host, call, record_item(std::move(activity), "id", "a timeline activity"));
-                                       },
-                                       next, more, error);
+            int32_t rc = in->api->list(
+                call, request.at("cursor"), limit,
+                [&](json::object&& activity) {
+                    return emit(in->host, call, record_item(std::move(activity), "id", "a timeline activity"));
+                },
+                next, more, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
             return emit(in->host, call, checkpoint_item(std::move(next), more));
         }
@@ -192,32 +200,49 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         std::ofstream file;
         if (!in->api && !in->writeback_file.empty()) {
             file.open(in->writeback_file, std::ios::app);
-            if (!file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " cannot be written");
+            if (!file)
+                return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                            "config.writeback_file " + in->writeback_file + " cannot be written");
         }
         for (const auto& item : batch.at("operations").as_array()) {
             const auto& op = item.as_object();
-            std::string activity(op.at("source_id").as_string()), object(op.at("object").as_string()), id(op.at("id").as_string());
+            std::string activity(op.at("source_id").as_string()), object(op.at("object").as_string()),
+                id(op.at("id").as_string());
             std::string error;
             int32_t rc = CRMSYNC_STATUS_OK;
             if (op.at("action") != "writeback") rc = CRMSYNC_STATUS_NOT_SUPPORTED, error = "cs-timeline writes back CRM ids only";
             else if (in->api) rc = in->api->write_back(call, activity, object, id, error);
-            else if (file.is_open()) file << json::serialize(json::object{{"activity_id", activity}, {"object", object}, {"crm_id", id}}) << "\n";
+            else if (file.is_open())
+                file << json::serialize(json::object{{"activity_id", activity}, {"object", object}, {"crm_id", id}}) << "\n";
             else rc = CRMSYNC_STATUS_NOT_SUPPORTED, error = "no timeline API or writeback_file configured";
-            if (rc == CRMSYNC_STATUS_CANCELLED || rc == CRMSYNC_STATUS_AUTH_FAILED || rc == CRMSYNC_STATUS_RETRY) return fail(in->host, call, rc, error);
+            if (rc == CRMSYNC_STATUS_CANCELLED || rc == CRMSYNC_STATUS_AUTH_FAILED || rc == CRMSYNC_STATUS_RETRY)
+                return fail(in->host, call, rc, error);
             json::object result{{"key", op.at("key")}, {"success", rc == CRMSYNC_STATUS_OK}};
-            if (rc != CRMSYNC_STATUS_OK) result["errors"] = json::array{json::object{{"code", "WRITEBACK_FAILED"}, {"message", error}}};
+            if (rc != CRMSYNC_STATUS_OK)
+                result["errors"] = json::array{json::object{{"code", "WRITEBACK_FAILED"}, {"message", error}}};
             if (int32_t e = emit(in->host, call, result); e != CRMSYNC_STATUS_OK) return e;
         }
         file.flush();
-        if (file.is_open() && !file) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "config.writeback_file " + in->writeback_file + " could not be written");
+        if (file.is_open() && !file)
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                        "config.writeback_file " + in->writeback_file + " could not be written");
         return CRMSYNC_STATUS_OK;
     });
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
+    sizeof(crmsync_plugin),
+    CRMSYNC_PLUGIN_ID,
+    CRMSYNC_PLUGIN_VERSION,
     "Customer-success timeline: flagged activities become Salesforce Tasks or Events, with their files, and the CRM id goes back",
-    kConfigSchema, CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE, create, destroy, authenticate, fetch, map, write,
+    kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP | CRMSYNC_CAP_WRITE,
+    create,
+    destroy,
+    authenticate,
+    fetch,
+    map,
+    write,
 };
 
 }  // namespace

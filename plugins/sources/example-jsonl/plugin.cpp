@@ -87,8 +87,11 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         json::object fields;
         for (const auto& [field, property] : in->fields)
             if (auto* v = record.if_contains(property)) fields[field] = *v;
-        json::object op{{"object", in->object}, {"action", "upsert"}, {"key", in->key_prefix + ":" + id_text},
-                        {"source_id", id_text}, {"fields", fields}};
+        json::object op{{"object", in->object},
+                        {"action", "upsert"},
+                        {"key", in->key_prefix + ":" + id_text},
+                        {"source_id", id_text},
+                        {"fields", fields}};
         return emit(in->host, call, op);
     });
 }

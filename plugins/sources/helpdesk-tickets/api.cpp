@@ -12,7 +12,9 @@ using crmsync::support::url_encode;
 
 namespace {
 
-int64_t header_int(const std::string& headers, const char* name) { return std::atoll(header_value(headers.c_str(), name).c_str()); }
+int64_t header_int(const std::string& headers, const char* name) {
+    return std::atoll(header_value(headers.c_str(), name).c_str());
+}
 
 }  // namespace
 
@@ -43,16 +45,23 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
                 // Over the rate limit: wait for the reset, then ask again.
                 int64_t wait = header_int(res.headers, "X-RateLimit-Reset") * 1000 - host->now_ms(call) + 100;
                 wait = std::clamp<int64_t>(wait, 100, 120'000);
-                host->log(call, CRMSYNC_LOG_INFO, ("helpdesk rate limit reached; waiting " + std::to_string(wait) + " ms").c_str());
-                if (!crmsync::support::wait_unless_cancelled(host, call, wait)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
+                host->log(call, CRMSYNC_LOG_INFO,
+                          ("helpdesk rate limit reached; waiting " + std::to_string(wait) + " ms").c_str());
+                if (!crmsync::support::wait_unless_cancelled(host, call, wait))
+                    return error = "stopped", CRMSYNC_STATUS_CANCELLED;
                 continue;
             }
-            if (res.status == 401 || res.status == 403) return error = "the helpdesk refused the API token (HTTP " + std::to_string(res.status) + ")", CRMSYNC_STATUS_AUTH_FAILED;
-            if (res.status >= 500) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
-            if (res.status != 200) return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_ERROR;
+            if (res.status == 401 || res.status == 403)
+                return error = "the helpdesk refused the API token (HTTP " + std::to_string(res.status) + ")",
+                       CRMSYNC_STATUS_AUTH_FAILED;
+            if (res.status >= 500)
+                return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
+            if (res.status != 200)
+                return error = "the helpdesk API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_ERROR;
             boost::system::error_code ec;
             auto body = json::parse(res.body, ec);
-            if (ec || !body.is_array()) return error = "the helpdesk API answered something that is not a ticket list", CRMSYNC_STATUS_ERROR;
+            if (ec || !body.is_array())
+                return error = "the helpdesk API answered something that is not a ticket list", CRMSYNC_STATUS_ERROR;
             for (const auto& ticket : body.as_array()) {
                 const auto& t = ticket.as_object();
                 auto* actions = t.if_contains("actions");

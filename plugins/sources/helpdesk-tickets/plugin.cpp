@@ -14,8 +14,8 @@
 namespace {
 
 using namespace helpdesk;
-using crmsync::support::emit;
 using crmsync::support::checkpoint_item;
+using crmsync::support::emit;
 using crmsync::support::fail;
 using crmsync::support::guarded;
 using crmsync::support::record_item;
@@ -76,7 +76,8 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
         auto c = json::parse(credentials_json).as_object();
         if (auto* t = c.if_contains("api_token"); t && t->is_string()) in->token = std::string(t->get_string());
         if (in->api && in->token.empty())
-            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED, "config.api needs the credential \"api_token\" in the module manifest");
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
+                        "config.api needs the credential \"api_token\" in the module manifest");
         return CRMSYNC_STATUS_OK;
     });
 }
@@ -87,19 +88,24 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         auto request = json::parse(request_json).as_object();
         std::string type(request.at("type").as_string());
         if (type == "targets")
-            return emit(in->host, call, json::object{{"type", "target"}, {"object", "Event"},
-                                               {"fields", json::array{"Subject", "Type", "StartDateTime", "EndDateTime", "DurationInMinutes",
-                                                                      "Description", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}}});
-        if (type != "records") return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
+            return emit(
+                in->host, call,
+                json::object{{"type", "target"},
+                             {"object", "Event"},
+                             {"fields", json::array{"Subject", "Type", "StartDateTime", "EndDateTime", "DurationInMinutes",
+                                                    "Description", "OwnerId", "WhoId", "EventWhoIds", "WhatId"}}});
+        if (type != "records")
+            return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "helpdesk-tickets does not answer " + type);
         if (in->api) {
             json::value next;
             bool more = false;
             std::string error;
-            int32_t rc = fetch_events(in->host, call, *in->api, in->token, request.at("cursor"), request.at("limit").as_int64(),
-                                      [&](json::object&& event) {
-                                          return emit(in->host, call, record_item(std::move(event), "event_id", "a helpdesk API event"));
-                                      },
-                                      next, more, error);
+            int32_t rc = fetch_events(
+                in->host, call, *in->api, in->token, request.at("cursor"), request.at("limit").as_int64(),
+                [&](json::object&& event) {
+                    return emit(in->host, call, record_item(std::move(event), "event_id", "a helpdesk API event"));
+                },
+                next, more, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
             return emit(in->host, call, checkpoint_item(std::move(next), more));
         }
@@ -120,9 +126,18 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 }
 
 const crmsync_plugin kPlugin = {
-    sizeof(crmsync_plugin), CRMSYNC_PLUGIN_ID, CRMSYNC_PLUGIN_VERSION,
-    "Shared-inbox helpdesk: each mail, SMS, call, visit or chat an agent makes becomes a Salesforce Event", kConfigSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP, create, destroy, authenticate, fetch, map, nullptr,
+    sizeof(crmsync_plugin),
+    CRMSYNC_PLUGIN_ID,
+    CRMSYNC_PLUGIN_VERSION,
+    "Shared-inbox helpdesk: each mail, SMS, call, visit or chat an agent makes becomes a Salesforce Event",
+    kConfigSchema,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
+    create,
+    destroy,
+    authenticate,
+    fetch,
+    map,
+    nullptr,
 };
 
 }  // namespace

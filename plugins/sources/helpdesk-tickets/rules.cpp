@@ -13,10 +13,12 @@ using crmsync::support::text;
 namespace {
 
 const std::map<std::string, std::string>& channels() {
-    static const std::map<std::string, std::string> table{
-        {"mail", "メール"},        {"sms", "SMS"},          {"visit", "応対メモ"},         {"call", "通話メモ"},
-        {"line", "LINE"},          {"r-messe", "R-Messe"},  {"yahoo", "Yahoo!"},           {"chatplus", "Chatplus"},
-        {"chatwork", "Chatwork"},  {"instagram", "Instagram DM"}, {"messenger", "Messenger"}, {"chat_widget", "チャットウィジェット"}};
+    static const std::map<std::string, std::string> table{{"mail", "メール"},         {"sms", "SMS"},
+                                                          {"visit", "応対メモ"},      {"call", "通話メモ"},
+                                                          {"line", "LINE"},           {"r-messe", "R-Messe"},
+                                                          {"yahoo", "Yahoo!"},        {"chatplus", "Chatplus"},
+                                                          {"chatwork", "Chatwork"},   {"instagram", "Instagram DM"},
+                                                          {"messenger", "Messenger"}, {"chat_widget", "チャットウィジェット"}};
     return table;
 }
 
@@ -116,7 +118,9 @@ std::optional<json::object> event_operation(const json::object& event, const Set
         end = required(c, "closed_at", "event.chat");
         if (auto* bubbles = c.if_contains("bubbles"); bubbles && bubbles->is_array())
             for (const auto& b : bubbles->get_array())
-                if (b.is_object()) description += (description.empty() ? "" : "\n") + text(b.get_object(), "speaker") + ": " + text(b.get_object(), "text");
+                if (b.is_object())
+                    description +=
+                        (description.empty() ? "" : "\n") + text(b.get_object(), "speaker") + ": " + text(b.get_object(), "text");
         add_party(object(c, "customer"), emails, phones);
         add_party(object(c, "visitor"), emails, phones);
         if (auto* members = c.if_contains("group_members"); members && members->is_array())
@@ -130,11 +134,15 @@ std::optional<json::object> event_operation(const json::object& event, const Set
                         {"Description", crmsync::support::cut_lines(description, settings.max_description_lines)}};
     if (duration) fields["DurationInMinutes"] = *duration;
     else fields["EndDateTime"] = end;
-    json::object op{{"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};
+    json::object op{
+        {"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};
     op["owner"] = json::object{{"email", text(object(event, "agent"), "email")},
                                {"if_missing", json::array{"create_integration_user", "connection_user"}}};
-    op["related"] = json::object{{"emails", emails}, {"phones", phones}, {"prefer", settings.relate_to},
-                                 {"max_contacts", 50}, {"open_opportunity", settings.open_opportunity}};
+    op["related"] = json::object{{"emails", emails},
+                                 {"phones", phones},
+                                 {"prefer", settings.relate_to},
+                                 {"max_contacts", 50},
+                                 {"open_opportunity", settings.open_opportunity}};
     op["picklists"] = json::object{{"Type", "create_missing"}};
     return op;
 }

@@ -25,7 +25,8 @@ FakeHelpdesk::FakeHelpdesk(std::string token) : token_(std::move(token)) {
             return;
         }
         int64_t now = now_ms();
-        recent_.erase(std::remove_if(recent_.begin(), recent_.end(), [&](int64_t t) { return t <= now - window_s_ * 1000; }), recent_.end());
+        recent_.erase(std::remove_if(recent_.begin(), recent_.end(), [&](int64_t t) { return t <= now - window_s_ * 1000; }),
+                      recent_.end());
         if (limit_ > 0 && static_cast<int>(recent_.size()) >= limit_) {
             ++limited_;
             res.status = 403;
@@ -44,7 +45,8 @@ FakeHelpdesk::FakeHelpdesk(std::string token) : token_(std::move(token)) {
             return a.at("last_updated_at").as_string() < b.at("last_updated_at").as_string();
         });
         json::array out;
-        for (size_t i = static_cast<size_t>((page - 1) * per_page); i < matching.size() && out.size() < static_cast<size_t>(per_page); ++i)
+        for (size_t i = static_cast<size_t>((page - 1) * per_page);
+             i < matching.size() && out.size() < static_cast<size_t>(per_page); ++i)
             out.push_back(matching[i]);
         res.set_content(json::serialize(out), "application/json");
     });

@@ -201,8 +201,10 @@ void Emulator::routes() {
             if (form["client_id"] != settings_.client_id || form["client_secret"] != settings_.client_secret)
                 return oauth_error(400, "invalid_client", "invalid client credentials");
         } else if (grant == "refresh_token") {
-            if (form["client_id"] != settings_.client_id) return oauth_error(400, "invalid_client_id", "client identifier invalid");
-            if (form["refresh_token"] != settings_.refresh_token) return oauth_error(400, "invalid_grant", "expired access/refresh token");
+            if (form["client_id"] != settings_.client_id)
+                return oauth_error(400, "invalid_client_id", "client identifier invalid");
+            if (form["refresh_token"] != settings_.refresh_token)
+                return oauth_error(400, "invalid_grant", "expired access/refresh token");
         } else if (grant == "urn:ietf:params:oauth:grant-type:jwt-bearer") {
             std::string assertion = form["assertion"];
             auto d1 = assertion.find('.'), d2 = assertion.rfind('.');
@@ -227,20 +229,26 @@ void Emulator::routes() {
         if (user_id.empty()) return oauth_error(400, "invalid_grant", "user hasn't approved this consumer");
         std::string token = "00D000000000001!" + std::to_string(++token_counter_) + "." + std::to_string(now_ms());
         tokens_[token] = faults_.token_ttl_s ? now_ms() + faults_.token_ttl_s * 1000 : 0;
-        send_json(res, 200, json::object{{"access_token", token}, {"instance_url", base_url()},
-                                         {"id", base_url() + "/id/00D000000000001AAA/" + user_id},
-                                         {"token_type", "Bearer"}, {"issued_at", std::to_string(now_ms())},
-                                         {"signature", "emulated"}});
+        send_json(res, 200,
+                  json::object{{"access_token", token},
+                               {"instance_url", base_url()},
+                               {"id", base_url() + "/id/00D000000000001AAA/" + user_id},
+                               {"token_type", "Bearer"},
+                               {"issued_at", std::to_string(now_ms())},
+                               {"signature", "emulated"}});
     });
 
     s.Get(data + "/limits", api("limits", [this](const httplib::Request&, httplib::Response& res) {
-        int64_t used = engine_->api_used_today();
-        send_json(res, 200, json::object{{"DailyApiRequests", json::object{{"Max", engine_->api_limit()}, {"Remaining", engine_->api_limit() - used}}}});
-    }));
+              int64_t used = engine_->api_used_today();
+              send_json(res, 200,
+                        json::object{{"DailyApiRequests",
+                                      json::object{{"Max", engine_->api_limit()}, {"Remaining", engine_->api_limit() - used}}}});
+          }));
 
-    s.Get(data + R"(/sobjects/([A-Za-z0-9_]+)/describe)", api("describe", [this](const httplib::Request& req, httplib::Response& res) {
-        send_json(res, 200, engine_->describe(req.matches[1]));
-    }));
+    s.Get(data + R"(/sobjects/([A-Za-z0-9_]+)/describe)",
+          api("describe", [this](const httplib::Request& req, httplib::Response& res) {
+              send_json(res, 200, engine_->describe(req.matches[1]));
+          }));
 
     auto page = [this](httplib::Response& res, std::vector<json::object> rows, int64_t total, const std::string& version) {
         json::array records;
@@ -254,66 +262,79 @@ void Emulator::routes() {
         }
         send_json(res, 200, body);
     };
-    s.Get(data + "/query", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
-        auto result = engine_->query(req.get_param_value("q"));
-        std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
-        if (result.count) return send_json(res, 200, json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}});
-        page(res, std::move(result.rows), result.total, version);
-    }));
-    s.Get(data + R"(/query/(01g[0-9]+)-([0-9]+))", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
-        auto it = cursors_.find(req.matches[1]);
-        if (it == cursors_.end()) return send_error(res, 400, "INVALID_QUERY_LOCATOR", "invalid query locator");
-        auto rows = std::move(it->second);
-        cursors_.erase(it);
-        std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
-        int64_t total = std::stoll(req.matches[2]) + static_cast<int64_t>(rows.size());
-        page(res, std::move(rows), total, version);
-    }));
+    s.Get(
+        data + "/query", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
+            auto result = engine_->query(req.get_param_value("q"));
+            std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
+            if (result.count)
+                return send_json(res, 200, json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}});
+            page(res, std::move(result.rows), result.total, version);
+        }));
+    s.Get(data + R"(/query/(01g[0-9]+)-([0-9]+))",
+          api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
+              auto it = cursors_.find(req.matches[1]);
+              if (it == cursors_.end()) return send_error(res, 400, "INVALID_QUERY_LOCATOR", "invalid query locator");
+              auto rows = std::move(it->second);
+              cursors_.erase(it);
+              std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
+              int64_t total = std::stoll(req.matches[2]) + static_cast<int64_t>(rows.size());
+              page(res, std::move(rows), total, version);
+          }));
 
     // SOSL subset: FIND {a OR b} IN PHONE FIELDS RETURNING Contact(f, ...), Lead(f, ...)
     s.Get(data + "/search", api("search", [this](const httplib::Request& req, httplib::Response& res) {
-        std::string q = req.get_param_value("q");
-        auto open = q.find('{'), close = q.find('}');
-        auto returning = q.find("RETURNING");
-        if (open == std::string::npos || close == std::string::npos || returning == std::string::npos ||
-            q.find("IN PHONE FIELDS") == std::string::npos)
-            return send_error(res, 400, "MALFORMED_SEARCH", "the emulator supports FIND {...} IN PHONE FIELDS RETURNING ...");
-        std::vector<std::string> terms;
-        std::string inner = q.substr(open + 1, close - open - 1);
-        for (size_t at = 0;;) {
-            auto next = inner.find(" OR ", at);
-            std::string term = inner.substr(at, next == std::string::npos ? std::string::npos : next - at);
-            term.erase(std::remove(term.begin(), term.end(), '"'), term.end());
-            if (!term.empty()) terms.push_back(term);
-            if (next == std::string::npos) break;
-            at = next + 4;
-        }
-        json::array found;
-        std::string rest = q.substr(returning + 9);
-        for (size_t at = 0; at < rest.size();) {
-            auto paren = rest.find('(', at);
-            if (paren == std::string::npos) break;
-            std::string object = rest.substr(at, paren - at);
-            object.erase(std::remove_if(object.begin(), object.end(), [](char c) { return c == ',' || c == ' '; }), object.end());
-            auto end = rest.find(')', paren);
-            for (auto& row : engine_->find(object, {}, terms, "")) found.push_back(row);
-            at = end == std::string::npos ? rest.size() : end + 1;
-        }
-        send_json(res, 200, json::object{{"searchRecords", found}});
-    }));
+              std::string q = req.get_param_value("q");
+              auto open = q.find('{'), close = q.find('}');
+              auto returning = q.find("RETURNING");
+              if (open == std::string::npos || close == std::string::npos || returning == std::string::npos ||
+                  q.find("IN PHONE FIELDS") == std::string::npos)
+                  return send_error(res, 400, "MALFORMED_SEARCH",
+                                    "the emulator supports FIND {...} IN PHONE FIELDS RETURNING ...");
+              std::vector<std::string> terms;
+              std::string inner = q.substr(open + 1, close - open - 1);
+              for (size_t at = 0;;) {
+                  auto next = inner.find(" OR ", at);
+                  std::string term = inner.substr(at, next == std::string::npos ? std::string::npos : next - at);
+                  term.erase(std::remove(term.begin(), term.end(), '"'), term.end());
+                  if (!term.empty()) terms.push_back(term);
+                  if (next == std::string::npos) break;
+                  at = next + 4;
+              }
+              json::array found;
+              std::string rest = q.substr(returning + 9);
+              for (size_t at = 0; at < rest.size();) {
+                  auto paren = rest.find('(', at);
+                  if (paren == std::string::npos) break;
+                  std::string object = rest.substr(at, paren - at);
+                  object.erase(std::remove_if(object.begin(), object.end(), [](char c) { return c == ',' || c == ' '; }),
+                               object.end());
+                  auto end = rest.find(')', paren);
+                  for (auto& row : engine_->find(object, {}, terms, "")) found.push_back(row);
+                  at = end == std::string::npos ? rest.size() : end + 1;
+              }
+              send_json(res, 200, json::object{{"searchRecords", found}});
+          }));
 
     auto collection = [this](const httplib::Request& req, httplib::Response& res, const std::string& mode) {
         auto body = json::parse(req.body).as_object();
         const auto& records = body.at("records").as_array();
         if (records.size() > 200)
-            return send_error(res, 400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call");
+            return send_error(res, 400, "EXCEEDED_ID_LIMIT",
+                              "record limit reached. cannot submit more than 200 records into this call");
         json::array results;
         std::uniform_real_distribution<double> roll(0, 1);
         engine_->transaction([&] {
             for (const auto& r : records) {
                 auto fields = r.as_object();
                 if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate) {
-                    results.push_back(save_result({false, "", false, {{"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: 00U000000000000AAA", {}}}}, false));
+                    results.push_back(
+                        save_result({false,
+                                     "",
+                                     false,
+                                     {{"UNABLE_TO_LOCK_ROW",
+                                       "unable to obtain exclusive access to this record or 1 records: 00U000000000000AAA",
+                                       {}}}},
+                                    false));
                     continue;
                 }
                 std::string type = fields.contains("attributes") ? std::string(fields["attributes"].at("type").as_string()) : "";
@@ -335,99 +356,127 @@ void Emulator::routes() {
         });
         send_json(res, 200, results);
     };
-    s.Post(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "create"); }));
-    s.Patch(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "update"); }));
-    s.Patch(data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
-            api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
+    s.Post(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) {
+               collection(req, res, "create");
+           }));
+    s.Patch(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) {
+                collection(req, res, "update");
+            }));
+    s.Patch(
+        data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
+        api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
 
     // Bulk API 2.0 ingest: create, upload CSV, close, poll, read results.
     s.Post(data + "/jobs/ingest", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
-        auto body = json::parse(req.body).as_object();
-        if (body.at("operation") != "upsert" || body.at("contentType") != "CSV")
-            return send_error(res, 400, "INVALIDJOB", "the emulator ingests CSV upserts only");
-        if (!engine_->schema().object(std::string(body.at("object").as_string())))
-            return send_error(res, 400, "INVALIDJOB", "InvalidJob : Invalid object " + std::string(body.at("object").as_string()));
-        std::string id = "750" + std::to_string(++token_counter_);
-        BulkJob job;
-        job.object = std::string(body.at("object").as_string());
-        job.external = std::string(body.at("externalIdFieldName").as_string());
-        jobs_[id] = job;
-        send_json(res, 200, json::object{{"id", id}, {"operation", "upsert"}, {"object", job.object}, {"state", "Open"},
-                                         {"externalIdFieldName", job.external}, {"contentType", "CSV"}});
-    }));
+               auto body = json::parse(req.body).as_object();
+               if (body.at("operation") != "upsert" || body.at("contentType") != "CSV")
+                   return send_error(res, 400, "INVALIDJOB", "the emulator ingests CSV upserts only");
+               if (!engine_->schema().object(std::string(body.at("object").as_string())))
+                   return send_error(res, 400, "INVALIDJOB",
+                                     "InvalidJob : Invalid object " + std::string(body.at("object").as_string()));
+               std::string id = "750" + std::to_string(++token_counter_);
+               BulkJob job;
+               job.object = std::string(body.at("object").as_string());
+               job.external = std::string(body.at("externalIdFieldName").as_string());
+               jobs_[id] = job;
+               send_json(res, 200,
+                         json::object{{"id", id},
+                                      {"operation", "upsert"},
+                                      {"object", job.object},
+                                      {"state", "Open"},
+                                      {"externalIdFieldName", job.external},
+                                      {"contentType", "CSV"}});
+           }));
     s.Put(data + R"(/jobs/ingest/(750[0-9]+)/batches)", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
-        auto it = jobs_.find(req.matches[1]);
-        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
-        if (it->second.state != "Open") return send_error(res, 400, "INVALIDJOBSTATE", "the job is not open");
-        it->second.data += req.body;
-        res.status = 201;
-    }));
+              auto it = jobs_.find(req.matches[1]);
+              if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+              if (it->second.state != "Open") return send_error(res, 400, "INVALIDJOBSTATE", "the job is not open");
+              it->second.data += req.body;
+              res.status = 201;
+          }));
     s.Patch(data + R"(/jobs/ingest/(750[0-9]+))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
-        auto it = jobs_.find(req.matches[1]);
-        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
-        auto state = json::parse(req.body).at("state");
-        if (state == "UploadComplete" && it->second.state == "Open") {
-            it->second.state = "InProgress";
-            workers_.emplace_back([this, id = it->first] { process(id); });
-        }
-        else if (state == "Aborted") it->second.state = "Aborted";
-        send_json(res, 200, json::object{{"id", it->first}, {"state", state == "UploadComplete" ? "UploadComplete" : it->second.state}});
-    }));
+                auto it = jobs_.find(req.matches[1]);
+                if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+                auto state = json::parse(req.body).at("state");
+                if (state == "UploadComplete" && it->second.state == "Open") {
+                    it->second.state = "InProgress";
+                    workers_.emplace_back([this, id = it->first] { process(id); });
+                } else if (state == "Aborted") it->second.state = "Aborted";
+                send_json(
+                    res, 200,
+                    json::object{{"id", it->first}, {"state", state == "UploadComplete" ? "UploadComplete" : it->second.state}});
+            }));
     s.Get(data + R"(/jobs/ingest/(750[0-9]+))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
-        auto it = jobs_.find(req.matches[1]);
-        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
-        auto& job = it->second;
-        if (job.state == "InProgress" && ++job.polls > settings_.bulk_polls_before_complete && job.processed_all) job.state = "JobComplete";
-        send_json(res, 200, json::object{{"id", it->first}, {"state", job.state}, {"object", job.object},
-                                         {"numberRecordsProcessed", job.processed}, {"numberRecordsFailed", job.failures}});
-    }));
-    s.Get(data + R"(/jobs/ingest/(750[0-9]+)/(successfulResults|failedResults))", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
-        auto it = jobs_.find(req.matches[1]);
-        if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
-        if (it->second.state != "JobComplete") return send_error(res, 400, "INVALIDJOBSTATE", "the job has not completed");
-        res.set_content(req.matches[2] == "successfulResults" ? it->second.successful : it->second.failed, "text/csv");
-    }));
+              auto it = jobs_.find(req.matches[1]);
+              if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+              auto& job = it->second;
+              if (job.state == "InProgress" && ++job.polls > settings_.bulk_polls_before_complete && job.processed_all)
+                  job.state = "JobComplete";
+              send_json(res, 200,
+                        json::object{{"id", it->first},
+                                     {"state", job.state},
+                                     {"object", job.object},
+                                     {"numberRecordsProcessed", job.processed},
+                                     {"numberRecordsFailed", job.failures}});
+          }));
+    s.Get(data + R"(/jobs/ingest/(750[0-9]+)/(successfulResults|failedResults))",
+          api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
+              auto it = jobs_.find(req.matches[1]);
+              if (it == jobs_.end()) return send_error(res, 404, "NOT_FOUND", "no such job");
+              if (it->second.state != "JobComplete") return send_error(res, 400, "INVALIDJOBSTATE", "the job has not completed");
+              res.set_content(req.matches[2] == "successfulResults" ? it->second.successful : it->second.failed, "text/csv");
+          }));
 
     // Tooling API, the subset used to add values to restricted custom picklists:
     // SELECT Id, Metadata FROM CustomField WHERE TableEnumOrId = 'Obj' AND DeveloperName = 'Field'
     // and PATCH /tooling/sobjects/CustomField/{Id} with the changed Metadata.
     s.Get(data + "/tooling/query", api("tooling", [this](const httplib::Request& req, httplib::Response& res) {
-        static const std::regex pattern(R"(TableEnumOrId\s*=\s*'([A-Za-z0-9_]+)'.*DeveloperName\s*=\s*'([A-Za-z0-9_]+)')");
-        std::smatch m;
-        std::string q = req.get_param_value("q");
-        if (!std::regex_search(q, m, pattern)) return send_error(res, 400, "MALFORMED_QUERY", "the emulator answers CustomField by TableEnumOrId and DeveloperName");
-        const mockcrm::Object* object = engine_->schema().object(m[1].str());
-        const mockcrm::Field* field = object ? object->field(m[2].str() + "__c") : nullptr;
-        json::array records;
-        if (field && field->custom) {
-            json::array values;
-            for (const auto& v : engine_->picklist_values(object->name, field->name))
-                values.push_back(json::object{{"fullName", v}, {"label", v}, {"default", false}});
-            json::object metadata{{"label", field->name}, {"type", field->type == "multipicklist" ? "MultiselectPicklist" : "Picklist"},
-                                  {"valueSet", json::object{{"restricted", field->restricted},
-                                                            {"valueSetDefinition", json::object{{"sorted", false}, {"value", values}}}}}};
-            records.push_back(json::object{{"attributes", json::object{{"type", "CustomField"}}},
-                                           {"Id", "00N" + object->name + "." + field->name}, {"Metadata", metadata}});
-        }
-        send_json(res, 200, json::object{{"size", records.size()}, {"totalSize", records.size()}, {"done", true}, {"records", records}});
-    }));
-    s.Patch(data + R"(/tooling/sobjects/CustomField/00N([A-Za-z0-9_]+)\.([A-Za-z0-9_]+))", api("tooling", [this](const httplib::Request& req, httplib::Response& res) {
-        auto body = json::parse(req.body).as_object();
-        const auto& values = body.at("Metadata").at("valueSet").at("valueSetDefinition").at("value").as_array();
-        for (const auto& v : values) engine_->add_picklist_value(req.matches[1], req.matches[2], std::string(v.at("fullName").as_string()));
-        res.status = 204;
-    }));
+              static const std::regex pattern(R"(TableEnumOrId\s*=\s*'([A-Za-z0-9_]+)'.*DeveloperName\s*=\s*'([A-Za-z0-9_]+)')");
+              std::smatch m;
+              std::string q = req.get_param_value("q");
+              if (!std::regex_search(q, m, pattern))
+                  return send_error(res, 400, "MALFORMED_QUERY",
+                                    "the emulator answers CustomField by TableEnumOrId and DeveloperName");
+              const mockcrm::Object* object = engine_->schema().object(m[1].str());
+              const mockcrm::Field* field = object ? object->field(m[2].str() + "__c") : nullptr;
+              json::array records;
+              if (field && field->custom) {
+                  json::array values;
+                  for (const auto& v : engine_->picklist_values(object->name, field->name))
+                      values.push_back(json::object{{"fullName", v}, {"label", v}, {"default", false}});
+                  json::object metadata{
+                      {"label", field->name},
+                      {"type", field->type == "multipicklist" ? "MultiselectPicklist" : "Picklist"},
+                      {"valueSet", json::object{{"restricted", field->restricted},
+                                                {"valueSetDefinition", json::object{{"sorted", false}, {"value", values}}}}}};
+                  records.push_back(json::object{{"attributes", json::object{{"type", "CustomField"}}},
+                                                 {"Id", "00N" + object->name + "." + field->name},
+                                                 {"Metadata", metadata}});
+              }
+              send_json(
+                  res, 200,
+                  json::object{{"size", records.size()}, {"totalSize", records.size()}, {"done", true}, {"records", records}});
+          }));
+    s.Patch(data + R"(/tooling/sobjects/CustomField/00N([A-Za-z0-9_]+)\.([A-Za-z0-9_]+))",
+            api("tooling", [this](const httplib::Request& req, httplib::Response& res) {
+                auto body = json::parse(req.body).as_object();
+                const auto& values = body.at("Metadata").at("valueSet").at("valueSetDefinition").at("value").as_array();
+                for (const auto& v : values)
+                    engine_->add_picklist_value(req.matches[1], req.matches[2], std::string(v.at("fullName").as_string()));
+                res.status = 204;
+            }));
 
     s.Post(data + R"(/sobjects/([A-Za-z0-9_]+))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
-        auto r = engine_->create(req.matches[1], json::parse(req.body).as_object());
-        if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
-        send_json(res, 201, json::object{{"id", r.id}, {"success", true}, {"errors", json::array{}}});
-    }));
-    s.Patch(data + R"(/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9]{15,18}))", api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
-        auto r = engine_->update(req.matches[1], req.matches[2], json::parse(req.body).as_object());
-        if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
-        res.status = 204;
-    }));
+               auto r = engine_->create(req.matches[1], json::parse(req.body).as_object());
+               if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
+               send_json(res, 201, json::object{{"id", r.id}, {"success", true}, {"errors", json::array{}}});
+           }));
+    s.Patch(data + R"(/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9]{15,18}))",
+            api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
+                auto r = engine_->update(req.matches[1], req.matches[2], json::parse(req.body).as_object());
+                if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
+                res.status = 204;
+            }));
 }
 
 void Emulator::process(const std::string& id) {
@@ -477,8 +526,7 @@ void Emulator::process(const std::string& id) {
                 mockcrm::SaveResult result;
                 if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
                     result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
-                else
-                    result = engine_->upsert(object_name, external, key, fields);
+                else result = engine_->upsert(object_name, external, key, fields);
                 ++processed;
                 std::vector<std::string> out;
                 if (result.success) {

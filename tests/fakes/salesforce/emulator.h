@@ -22,17 +22,17 @@ namespace sfemu {
 namespace json = boost::json;
 
 struct Faults {
-    double error_503_rate = 0;       // share of API requests answered 503
-    double lock_rate = 0;            // share of records failing with UNABLE_TO_LOCK_ROW
-    int64_t slow_ms = 0;             // delay before answering...
-    double slow_rate = 0;            // ...this share of API requests
-    int64_t token_ttl_s = 0;         // tokens expire after this many seconds (0: never)
+    double error_503_rate = 0;  // share of API requests answered 503
+    double lock_rate = 0;       // share of records failing with UNABLE_TO_LOCK_ROW
+    int64_t slow_ms = 0;        // delay before answering...
+    double slow_rate = 0;       // ...this share of API requests
+    int64_t token_ttl_s = 0;    // tokens expire after this many seconds (0: never)
 };
 
 struct Settings {
-    std::string database;            // mock-crm SQLite file
-    json::object schema;             // custom objects and fields
-    json::object seed;               // records loaded when the database is new
+    std::string database;  // mock-crm SQLite file
+    json::object schema;   // custom objects and fields
+    json::object seed;     // records loaded when the database is new
     int64_t daily_api_limit = 100'000;
     std::map<std::string, int64_t> licenses{{"Salesforce", 10}, {"Salesforce Integration", 5}};
     std::string client_id = "test-client-id";
@@ -73,7 +73,7 @@ private:
     std::mutex mutex_;
     Faults faults_;
     std::map<std::string, int64_t> calls_;
-    std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms, 0: never)
+    std::map<std::string, int64_t> tokens_;                     // access token -> expiry (ms, 0: never)
     std::map<std::string, std::vector<json::object>> cursors_;  // query locator -> remaining rows
     struct BulkJob {
         std::string object, external, state = "Open", data, successful, failed;

@@ -32,8 +32,9 @@ int main(int argc, char** argv) {
         else if (flag == "--bulk-polls") settings.bulk_polls_before_complete = std::atoi(argv[i + 1]);
     }
     if (settings.database.empty()) {
-        std::fprintf(stderr, "usage: salesforce-emulator --database FILE [--schema FILE] [--seed FILE] [--jwt-public-key FILE]\n"
-                             "       [--daily-limit N] [--bulk-polls N (a bulk job answers InProgress N times first; default 2)]\n");
+        std::fprintf(stderr,
+                     "usage: salesforce-emulator --database FILE [--schema FILE] [--seed FILE] [--jwt-public-key FILE]\n"
+                     "       [--daily-limit N] [--bulk-polls N (a bulk job answers InProgress N times first; default 2)]\n");
         return 2;
     }
     sfemu::Emulator emulator(settings);

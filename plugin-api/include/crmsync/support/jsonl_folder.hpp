@@ -18,8 +18,8 @@
 namespace crmsync::support {
 
 struct JsonlCursor {
-    std::string file;   // the file being read ("" before the first)
-    int64_t line = 0;   // lines of it already done
+    std::string file;  // the file being read ("" before the first)
+    int64_t line = 0;  // lines of it already done
 };
 
 struct JsonlLine {
@@ -30,8 +30,8 @@ struct JsonlLine {
 
 struct JsonlPage {
     std::vector<JsonlLine> lines;
-    JsonlCursor next;    // resume here
-    bool more = false;   // another page follows
+    JsonlCursor next;   // resume here
+    bool more = false;  // another page follows
 };
 
 // Up to `limit` non-blank lines after `after`. Throws std::runtime_error when the folder

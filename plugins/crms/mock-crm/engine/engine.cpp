@@ -61,14 +61,15 @@ void Engine::ensure_tables() {
         for (const auto& f : obj.fields) {
             if (f.type == "junctionidlist") continue;
             if (!columns.count(f.name)) {
-                std::string type = f.type == "boolean" || f.type == "int" ? "INTEGER"
+                std::string type = f.type == "boolean" || f.type == "int"                              ? "INTEGER"
                                    : f.type == "double" || f.type == "currency" || f.type == "percent" ? "REAL"
-                                                                                                     : "TEXT COLLATE NOCASE";
+                                                                                                       : "TEXT COLLATE NOCASE";
                 db_.exec("ALTER TABLE " + q(name) + " ADD COLUMN " + q(f.name) + " " + type);
                 if (f.is_phone()) db_.exec("ALTER TABLE " + q(name) + " ADD COLUMN " + q("_digits_" + f.name) + " TEXT");
             }
             if (f.type == "email" || f.external_id || f.unique || f.type == "reference")
-                db_.exec("CREATE INDEX IF NOT EXISTS " + q("ix_" + name + "_" + f.name) + " ON " + q(name) + "(" + q(f.name) + ")");
+                db_.exec("CREATE INDEX IF NOT EXISTS " + q("ix_" + name + "_" + f.name) + " ON " + q(name) + "(" + q(f.name) +
+                         ")");
             if (f.is_phone())
                 db_.exec("CREATE INDEX IF NOT EXISTS " + q("ix_" + name + "_digits_" + f.name) + " ON " + q(name) + "(" +
                          q("_digits_" + f.name) + ")");
@@ -100,12 +101,15 @@ void Engine::seed_default_org() {
     org["Profile"] = json::array{
         json::object{{"_ref", "profile:admin"}, {"Name", "System Administrator"}, {"UserLicenseId", "@license:Salesforce"}},
         json::object{{"_ref", "profile:standard"}, {"Name", "Standard User"}, {"UserLicenseId", "@license:Salesforce"}},
-        json::object{{"Name", "Minimum Access - API Only Integrations"},
-                     {"UserLicenseId", "@license:Salesforce Integration"}}};
-    org["User"] = json::array{json::object{{"Username", "admin@crmsync.mock"}, {"LastName", "Admin"},
-                                           {"Email", "admin@crmsync.mock"}, {"Alias", "admin"},
-                                           {"TimeZoneSidKey", "GMT"}, {"LocaleSidKey", "en_US"},
-                                           {"EmailEncodingKey", "UTF-8"}, {"LanguageLocaleKey", "en_US"},
+        json::object{{"Name", "Minimum Access - API Only Integrations"}, {"UserLicenseId", "@license:Salesforce Integration"}}};
+    org["User"] = json::array{json::object{{"Username", "admin@crmsync.mock"},
+                                           {"LastName", "Admin"},
+                                           {"Email", "admin@crmsync.mock"},
+                                           {"Alias", "admin"},
+                                           {"TimeZoneSidKey", "GMT"},
+                                           {"LocaleSidKey", "en_US"},
+                                           {"EmailEncodingKey", "UTF-8"},
+                                           {"LanguageLocaleKey", "en_US"},
                                            {"ProfileId", "@profile:admin"}}};
     seed(org);
 }
@@ -139,13 +143,23 @@ std::string Engine::find_user_by_username(const std::string& username) {
 
 json::object Engine::describe(const std::string& object) {
     const Object* obj = schema_.object(object);
-    if (!obj) throw CrmError("NOT_FOUND", "The requested resource does not exist: sObject type '" + object + "' is not supported.");
+    if (!obj)
+        throw CrmError("NOT_FOUND", "The requested resource does not exist: sObject type '" + object + "' is not supported.");
     json::array fields;
     auto base = [](const std::string& name, const std::string& type) {
-        return json::object{{"name", name}, {"type", type}, {"nillable", false}, {"createable", false},
-                            {"updateable", false}, {"defaultedOnCreate", true}, {"externalId", false},
-                            {"custom", false}, {"restrictedPicklist", false}, {"picklistValues", json::array{}},
-                            {"referenceTo", json::array{}}, {"relationshipName", nullptr}, {"length", 0}};
+        return json::object{{"name", name},
+                            {"type", type},
+                            {"nillable", false},
+                            {"createable", false},
+                            {"updateable", false},
+                            {"defaultedOnCreate", true},
+                            {"externalId", false},
+                            {"custom", false},
+                            {"restrictedPicklist", false},
+                            {"picklistValues", json::array{}},
+                            {"referenceTo", json::array{}},
+                            {"relationshipName", nullptr},
+                            {"length", 0}};
     };
     fields.push_back(base("Id", "id"));
     fields.back().as_object()["length"] = 18;
@@ -173,8 +187,8 @@ json::object Engine::describe(const std::string& object) {
         if (!f.relationship.empty()) d["relationshipName"] = f.relationship;
         fields.push_back(std::move(d));
     }
-    return json::object{{"name", obj->name}, {"custom", obj->custom}, {"keyPrefix", obj->prefix},
-                        {"createable", true}, {"updateable", true}, {"queryable", true}, {"fields", fields}};
+    return json::object{{"name", obj->name},  {"custom", obj->custom}, {"keyPrefix", obj->prefix}, {"createable", true},
+                        {"updateable", true}, {"queryable", true},     {"fields", fields}};
 }
 
 std::vector<std::string> Engine::picklist_values(const std::string& object, const std::string& field) {
@@ -194,7 +208,8 @@ void Engine::add_picklist_value(const std::string& object, const std::string& fi
     const Field* f = obj ? obj->field(field) : nullptr;
     if (!f || (f->type != "picklist" && f->type != "multipicklist"))
         throw CrmError("INVALID_FIELD", object + "." + field + " is not a picklist");
-    if (value.empty() || utf8_length(value) > 255) throw CrmError("FIELD_INTEGRITY_EXCEPTION", "picklist values are 1 to 255 characters");
+    if (value.empty() || utf8_length(value) > 255)
+        throw CrmError("FIELD_INTEGRITY_EXCEPTION", "picklist values are 1 to 255 characters");
     SQLite::Statement ins(db_,
                           "INSERT OR IGNORE INTO _picklist(object, field, value, seq) "
                           "SELECT ?, ?, ?, COALESCE(MAX(seq), 0) + 1 FROM _picklist WHERE object = ? AND field = ?");
@@ -371,7 +386,8 @@ std::vector<json::object> Engine::find(const std::string& object, const std::vec
     for (const auto& c : columns) select += (select.empty() ? "" : ", ") + q(c);
     std::string where;
     for (const auto& c : conditions) where += (where.empty() ? "" : " OR ") + c;
-    SQLite::Statement st(db_, "SELECT " + select + " FROM " + q(obj->name) + " WHERE " + where + " ORDER BY \"CreatedDate\", _seq");
+    SQLite::Statement st(db_,
+                         "SELECT " + select + " FROM " + q(obj->name) + " WHERE " + where + " ORDER BY \"CreatedDate\", _seq");
     int i = 1;
     for (const auto& b : binds) bind(st, i++, b);
     while (st.executeStep()) {
@@ -388,7 +404,8 @@ void Engine::seed(const json::object& data) {
     seeding_ = true;
     try {
         for (const auto& [object, records] : data) {
-            if (!records.is_array()) throw CrmError("INVALID_SEED", "seed." + std::string(object) + " must be an array of records");
+            if (!records.is_array())
+                throw CrmError("INVALID_SEED", "seed." + std::string(object) + " must be an array of records");
             int index = 0;
             for (const auto& record : records.get_array()) {
                 std::string where = "seed." + std::string(object) + "[" + std::to_string(index++) + "]";

@@ -21,11 +21,11 @@
 namespace mockcrm {
 
 struct EngineOptions {
-    std::string database;                 // SQLite file; created with a default org when new
-    json::object schema;                  // custom objects and fields (see Schema::build)
+    std::string database;  // SQLite file; created with a default org when new
+    json::object schema;   // custom objects and fields (see Schema::build)
     int64_t daily_api_limit = 100'000;
     std::map<std::string, int64_t> licenses{{"Salesforce", 10}, {"Salesforce Integration", 5}};
-    std::function<int64_t()> now_ms;      // UTC; defaults to the system clock
+    std::function<int64_t()> now_ms;  // UTC; defaults to the system clock
 };
 
 struct SaveError {
@@ -103,8 +103,7 @@ private:
             try {
                 statement_.reset();
                 statement_.clearBindings();
-            } catch (...) {
-            }
+            } catch (...) {}
         }
         SQLite::Statement& operator*() { return statement_; }
 

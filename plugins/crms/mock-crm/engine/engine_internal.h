@@ -42,5 +42,4 @@ inline SaveResult failure(std::string code, std::string message, std::vector<std
     return r;
 }
 
-
 }  // namespace mockcrm::detail

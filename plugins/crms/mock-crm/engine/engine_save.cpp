@@ -71,7 +71,8 @@ Engine::SaveProblem Engine::take_fields(const Object& obj, const json::object& f
         if (!seeding_ && ((d.creating() && !f->createable) || (!d.creating() && !f->updateable)))
             return failure("INVALID_FIELD_FOR_INSERT_UPDATE",
                            std::string("Unable to ") + (d.creating() ? "create" : "update") + " fields: " + f->name +
-                               ". Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                               ". Please check the security settings of this field and verify that it is read/write for your "
+                               "profile or permission set.",
                            {f->name});
         if (value.is_null()) {
             if (!d.creating() && f->required)
@@ -266,15 +267,19 @@ Engine::SaveProblem Engine::derive_fields(const Object& obj, SaveDraft& d) {
             bool end_given = d.values.count("EndDateTime") && d.present("EndDateTime");
             auto stored_minutes = d.int_of("DurationInMinutes");
             if (!duration_given && !end_given && !d.present("EndDateTime") && !stored_minutes)
-                return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [DurationInMinutes]", {"DurationInMinutes"});
-            if (end_given || (!duration_given && d.present("EndDateTime") && (d.values.count("StartDateTime") || !stored_minutes))) {
+                return failure("REQUIRED_FIELD_MISSING", "Required fields are missing: [DurationInMinutes]",
+                               {"DurationInMinutes"});
+            if (end_given ||
+                (!duration_given && d.present("EndDateTime") && (d.values.count("StartDateTime") || !stored_minutes))) {
                 parse_datetime_ms(d.text_of("EndDateTime"), end_ms);
                 if (end_ms < start_ms)
-                    return failure("FIELD_INTEGRITY_EXCEPTION", "End Date Time: End time can't be before start time", {"EndDateTime"});
+                    return failure("FIELD_INTEGRITY_EXCEPTION", "End Date Time: End time can't be before start time",
+                                   {"EndDateTime"});
                 d.values["DurationInMinutes"] = (end_ms - start_ms) / 60000;
             } else {
                 int64_t minutes = *stored_minutes;
-                if (minutes < 0) return failure("FIELD_INTEGRITY_EXCEPTION", "Duration: must not be negative", {"DurationInMinutes"});
+                if (minutes < 0)
+                    return failure("FIELD_INTEGRITY_EXCEPTION", "Duration: must not be negative", {"DurationInMinutes"});
                 d.values["EndDateTime"] = format_datetime(start_ms + minutes * 60000);
             }
             d.values["ActivityDateTime"] = start;
@@ -302,9 +307,10 @@ Engine::SaveProblem Engine::check_unique(const Object& obj, SaveDraft& d) {
         dup.bind(1, std::get<std::string>(it->second));
         dup.bind(2, d.creating() ? std::string() : *d.id);
         if (dup.executeStep())
-            return failure(obj.name == "User" && f.name == "Username" ? "DUPLICATE_USERNAME" : "DUPLICATE_VALUE",
-                           "duplicate value found: " + f.name + " duplicates value on record with id: " + dup.getColumn(0).getString(),
-                           {f.name});
+            return failure(
+                obj.name == "User" && f.name == "Username" ? "DUPLICATE_USERNAME" : "DUPLICATE_VALUE",
+                "duplicate value found: " + f.name + " duplicates value on record with id: " + dup.getColumn(0).getString(),
+                {f.name});
     }
     return std::nullopt;
 }
@@ -346,7 +352,9 @@ SaveResult Engine::store(const Object& obj, SaveDraft& d) {
         SQLite::Database& db;
         bool armed = true;
         ~Rollback() {
-            if (armed) try { db.exec("ROLLBACK TO save_record; RELEASE save_record"); } catch (...) {}
+            if (armed) try {
+                    db.exec("ROLLBACK TO save_record; RELEASE save_record");
+                } catch (...) {}
         }
     } rollback{db_};
     if (d.creating()) {

@@ -18,8 +18,8 @@ bool CaseInsensitiveLess::operator()(const std::string& a, const std::string& b)
 }
 
 bool Field::is_text() const {
-    return type == "string" || type == "textarea" || type == "email" || type == "phone" || type == "url" ||
-           type == "picklist" || type == "multipicklist" || type == "id" || type == "reference" || type == "base64";
+    return type == "string" || type == "textarea" || type == "email" || type == "phone" || type == "url" || type == "picklist" ||
+           type == "multipicklist" || type == "id" || type == "reference" || type == "base64";
 }
 
 const Field* Object::field(std::string_view n) const {
@@ -48,8 +48,8 @@ const Object* Schema::object_for_id(std::string_view id) const {
 
 namespace {
 
-const char* kTypes[] = {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "boolean", "int",
-                        "double", "currency", "percent", "date", "datetime", "reference", "junctionidlist", "base64"};
+const char* kTypes[] = {"string", "textarea", "email",   "phone", "url",      "picklist",  "multipicklist",  "boolean", "int",
+                        "double", "currency", "percent", "date",  "datetime", "reference", "junctionidlist", "base64"};
 
 Field parse_field(const std::string& object, const std::string& name, const json::object& spec, bool custom) {
     Field f;
@@ -66,8 +66,7 @@ Field parse_field(const std::string& object, const std::string& name, const json
         return v && v->is_bool() ? v->get_bool() : fallback;
     };
     if (auto* l = spec.if_contains("length"); l && l->is_int64()) f.length = static_cast<int>(l->get_int64());
-    if (f.length == 0 && (f.type == "string" || f.type == "email" || f.type == "url" || f.type == "phone"))
-        f.length = 255;
+    if (f.length == 0 && (f.type == "string" || f.type == "email" || f.type == "url" || f.type == "phone")) f.length = 255;
     if (f.length == 0 && f.type == "textarea") f.length = 32000;
     f.required = flag("required", false);
     f.defaulted = flag("defaulted", false);
@@ -112,8 +111,8 @@ Schema Schema::build(const json::object& custom) {
             target = &schema.objects_.find(object_name)->second;
         } else {
             if (!object_name.ends_with("__c"))
-                throw CrmError("INVALID_SCHEMA", "schema." + object_name +
-                                                     ": not a standard object, and custom object names end with __c");
+                throw CrmError("INVALID_SCHEMA",
+                               "schema." + object_name + ": not a standard object, and custom object names end with __c");
             Object o;
             o.name = object_name;
             o.custom = true;
@@ -121,10 +120,9 @@ Schema Schema::build(const json::object& custom) {
             std::snprintf(prefix, sizeof prefix, "a%02d", next_prefix++);
             o.prefix = spec.as_object().contains("prefix") ? std::string(spec.at("prefix").as_string()) : prefix;
             o.fields.push_back(parse_field(object_name, "Name", json::object{{"type", "string"}, {"length", 80}}, false));
-            o.fields.push_back(parse_field(object_name, "OwnerId",
-                                           json::object{{"type", "reference"}, {"to", json::array{"User"}},
-                                                        {"rel", "Owner"}, {"defaulted", true}},
-                                           false));
+            o.fields.push_back(parse_field(
+                object_name, "OwnerId",
+                json::object{{"type", "reference"}, {"to", json::array{"User"}}, {"rel", "Owner"}, {"defaulted", true}}, false));
             target = &schema.objects_.emplace(object_name, std::move(o)).first->second;
         }
         auto* fields = spec.as_object().if_contains("fields");
@@ -142,8 +140,8 @@ Schema Schema::build(const json::object& custom) {
                 continue;
             }
             if (!field_name.ends_with("__c"))
-                throw CrmError("INVALID_SCHEMA", "schema." + object_name + "." + field_name +
-                                                     ": custom field names end with __c");
+                throw CrmError("INVALID_SCHEMA",
+                               "schema." + object_name + "." + field_name + ": custom field names end with __c");
             if (!fspec.is_object())
                 throw CrmError("INVALID_SCHEMA", "schema." + object_name + "." + field_name + " must be an object");
             target->fields.push_back(parse_field(object_name, field_name, fspec.get_object(), true));

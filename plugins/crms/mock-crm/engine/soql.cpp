@@ -97,10 +97,11 @@ std::vector<Token> tokenize(const std::string& q) {
                 }
             }
             out.push_back({Token::string, s});
-        } else if (std::isdigit(static_cast<unsigned char>(c)) || (c == '-' && i + 1 < q.size() && std::isdigit(static_cast<unsigned char>(q[i + 1])))) {
+        } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                   (c == '-' && i + 1 < q.size() && std::isdigit(static_cast<unsigned char>(q[i + 1])))) {
             size_t start = i++;
-            while (i < q.size() && (std::isalnum(static_cast<unsigned char>(q[i])) || q[i] == '.' || q[i] == ':' ||
-                                    q[i] == '-' || q[i] == '+'))
+            while (i < q.size() &&
+                   (std::isalnum(static_cast<unsigned char>(q[i])) || q[i] == '.' || q[i] == ':' || q[i] == '-' || q[i] == '+'))
                 ++i;
             std::string t = q.substr(start, i - start);
             bool literal = t.find('-', 1) != std::string::npos;
@@ -151,8 +152,7 @@ public:
         expect_keyword("FROM");
         std::string object_name = expect_word("an object name");
         out_.object = schema_.object(object_name);
-        if (!out_.object)
-            throw CrmError("INVALID_TYPE", "sObject type '" + object_name + "' is not supported.");
+        if (!out_.object) throw CrmError("INVALID_TYPE", "sObject type '" + object_name + "' is not supported.");
         std::vector<std::string> columns;
         for (const auto& f : raw_fields) {
             SelectedField sel;
@@ -170,13 +170,15 @@ public:
                 bool desc = accept_keyword("DESC");
                 if (!desc) accept_keyword("ASC");
                 std::string nulls = desc ? " NULLS LAST" : " NULLS FIRST";
-                if (accept_keyword("NULLS")) nulls = accept_keyword("LAST") ? " NULLS LAST" : (expect_keyword("FIRST"), " NULLS FIRST");
+                if (accept_keyword("NULLS"))
+                    nulls = accept_keyword("LAST") ? " NULLS LAST" : (expect_keyword("FIRST"), " NULLS FIRST");
                 order += (order.empty() ? " ORDER BY " : ", ") + col + (desc ? " DESC" : " ASC") + nulls;
             } while (accept_symbol(","));
         }
         if (!out_.count) order += (order.empty() ? " ORDER BY " : ", ") + std::string("t._seq");
         if (accept_keyword("LIMIT")) limit = " LIMIT " + std::to_string(expect_integer());
-        if (accept_keyword("OFFSET")) limit += (limit.empty() ? " LIMIT -1" : "") + std::string(" OFFSET ") + std::to_string(expect_integer());
+        if (accept_keyword("OFFSET"))
+            limit += (limit.empty() ? " LIMIT -1" : "") + std::string(" OFFSET ") + std::to_string(expect_integer());
         if (peek().kind != Token::end) throw CrmError("MALFORMED_QUERY", "unexpected token '" + peek().text + "'");
 
         std::string select;
@@ -234,13 +236,15 @@ private:
                 throw CrmError("INVALID_FIELD", "Didn't understand relationship '" + rel + "' in field path. " +
                                                     "No such relationship on entity '" + obj->name + "'.");
             if (ref->reference_to.size() != 1)
-                throw CrmError("INVALID_FIELD", "relationship '" + rel + "' is polymorphic; the mock supports single-object relationships only");
+                throw CrmError("INVALID_FIELD",
+                               "relationship '" + rel + "' is polymorphic; the mock supports single-object relationships only");
             const Object* parent = schema_.object(ref->reference_to[0]);
             auto key = ref->relationship;
             auto it = join_alias_.find(key);
             if (it == join_alias_.end()) {
                 std::string a = "j" + std::to_string(join_alias_.size() + 1);
-                joins_ += " LEFT JOIN " + quote_ident(parent->name) + " AS " + a + " ON " + a + ".\"Id\" = t." + quote_ident(ref->name);
+                joins_ +=
+                    " LEFT JOIN " + quote_ident(parent->name) + " AS " + a + " ON " + a + ".\"Id\" = t." + quote_ident(ref->name);
                 it = join_alias_.emplace(key, a).first;
             }
             alias = it->second;
@@ -251,21 +255,24 @@ private:
         std::string canonical;
         if (iequals(name, "Id") || iequals(name, "CreatedDate") || iequals(name, "LastModifiedDate") ||
             iequals(name, "SystemModstamp")) {
-            canonical = iequals(name, "Id") ? "Id" : iequals(name, "CreatedDate") ? "CreatedDate"
-                        : iequals(name, "LastModifiedDate") ? "LastModifiedDate" : "SystemModstamp";
+            canonical = iequals(name, "Id")                 ? "Id"
+                        : iequals(name, "CreatedDate")      ? "CreatedDate"
+                        : iequals(name, "LastModifiedDate") ? "LastModifiedDate"
+                                                            : "SystemModstamp";
         } else {
             field = obj->field(name);
             if (!field)
                 throw CrmError("INVALID_FIELD", "No such column '" + name + "' on entity '" + obj->name +
-                                                    "'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.");
+                                                    "'. If you are attempting to use a custom field, be sure to append the '__c' "
+                                                    "after the custom field name.");
             canonical = field->name;
         }
         sel.path.push_back(canonical);
         sel.field = field;
         if (field && field->type == "junctionidlist") {
             if (!selecting) throw CrmError("INVALID_FIELD", field->name + " can only be selected");
-            return "(SELECT json_group_array(RelationId) FROM (SELECT RelationId FROM _who_relation WHERE ActivityId = " +
-                   alias + ".\"Id\" ORDER BY Seq))";
+            return "(SELECT json_group_array(RelationId) FROM (SELECT RelationId FROM _who_relation WHERE ActivityId = " + alias +
+                   ".\"Id\" ORDER BY Seq))";
         }
         return alias + "." + quote_ident(canonical);
     }
@@ -371,8 +378,6 @@ private:
 
 }  // namespace
 
-TranslatedQuery translate_soql(const std::string& soql, const Schema& schema) {
-    return Translator(soql, schema).run();
-}
+TranslatedQuery translate_soql(const std::string& soql, const Schema& schema) { return Translator(soql, schema).run(); }
 
 }  // namespace mockcrm

@@ -2,8 +2,11 @@
 // Schema changes are numbered migrations applied in order; PRAGMA user_version records
 // how far a file has come, so an old file opens under a new build.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "store.h"
 
@@ -93,26 +96,47 @@ public:
     explicit SqliteStore(const std::string& path)
         : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
         db_.setBusyTimeout(10'000);
-        db_.exec("PRAGMA journal_mode=WAL");
+        use_wal();
         // FULL: a commit is on disk when it returns (the webhook inbox answers 202 on it).
         db_.exec("PRAGMA synchronous=FULL");
         db_.exec("PRAGMA foreign_keys=ON");
     }
 
+    // Switching a new file to WAL needs it to itself, and SQLite answers "locked" at once
+    // (without its busy handler) while another process is doing the same: try again for
+    // as long as the busy timeout.
+    void use_wal() {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            try {
+                if (db_.execAndGet("PRAGMA journal_mode").getString() == "wal") return;
+                db_.exec("PRAGMA journal_mode=WAL");
+                return;
+            } catch (const SQLite::Exception& e) {
+                if ((e.getErrorCode() != SQLITE_BUSY && e.getErrorCode() != SQLITE_LOCKED) ||
+                    std::chrono::steady_clock::now() > deadline)
+                    throw;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    // Several processes may open a new file at once (four `crmsync run` on a fresh home):
+    // each step reads the version inside its own write transaction, so one process applies
+    // it and the others see it applied.
     Status migrate() {
-        int version = db_.execAndGet("PRAGMA user_version").getInt();
-        int target = store_schema_version();
-        if (version > target)
-            return Status::io("state store schema " + std::to_string(version) + " is newer than this crmsync (" +
-                              std::to_string(target) + "); upgrade crmsync");
-        for (int v = version; v < target; ++v) {
-            SQLite::Transaction tx(
-                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
-            db_.exec(kMigrations[v]);
-            db_.exec("PRAGMA user_version=" + std::to_string(v + 1));
+        const int target = store_schema_version();
+        for (;;) {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);  // the write lock before the read
+            const int version = db_.execAndGet("PRAGMA user_version").getInt();
+            if (version > target)
+                return Status::io("state store schema " + std::to_string(version) + " is newer than this crmsync (" +
+                                  std::to_string(target) + "); upgrade crmsync");
+            if (version == target) return Status::ok();
+            db_.exec(kMigrations[version]);
+            db_.exec("PRAGMA user_version=" + std::to_string(version + 1));
             tx.commit();
         }
-        return Status::ok();
     }
 
     Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) override {

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <latch>
+#include <thread>
+
 #include "store.h"
 #include "test_support.h"
 
@@ -74,4 +77,27 @@ TEST_CASE("the store migrates a new file to the current schema and reopens it un
     REQUIRE(again);
     CHECK(again.value()->runs(std::nullopt, 10).empty());
     CHECK(store_schema_version() >= 1);
+}
+
+TEST_CASE("several processes creating the store at once all open it (the first applies each migration)") {
+    // Connections of their own in threads lock the file as processes do.
+    for (int round = 0; round < 5; ++round) {
+        testing::TempDir dir;
+        constexpr int kOpeners = 8;
+        std::latch start(kOpeners);
+        std::vector<std::string> failures(kOpeners);
+        std::vector<std::thread> openers;
+        for (int i = 0; i < kOpeners; ++i)
+            openers.emplace_back([&, i] {
+                start.arrive_and_wait();
+                auto store = open_sqlite_store(dir / "var/state.db");
+                if (!store) failures[i] = store.status().message();
+                else if (auto run = store.value()->start_run("m", "manual", 1000); !run) failures[i] = run.status().message();
+            });
+        for (auto& t : openers) t.join();
+        for (const auto& f : failures) CHECK(f == "");
+        auto store = open_sqlite_store(dir / "var/state.db");
+        REQUIRE(store);
+        CHECK(store.value()->runs("m", 100).size() == kOpeners);
+    }
 }

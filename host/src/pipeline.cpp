@@ -25,11 +25,13 @@ public:
         // A run that was going when its process died leaves "running" behind: say what it was.
         auto interrupted = p_.store_.mark_interrupted(module, started_);
         auto purged = p_.store_.purge_errors(started_ - kErrorRetentionMs);
-        auto run_id = p_.store_.start_run(module, options.dry_run ? "dry-run" : options.trigger, started_);
-        if (!interrupted || !purged || !run_id) {
+        auto claimed = p_.store_.claim_unscoped_state(p_.state_scope());
+        auto run_id = p_.store_.start_run(p_.state_scope(), options.dry_run ? "dry-run" : options.trigger, started_);
+        if (!interrupted || !purged || !claimed || !run_id) {
             report_.status = RunStatus::failed;
             report_.message = !interrupted ? interrupted.message()
                               : !purged    ? purged.status().message()
+                              : !claimed   ? claimed.status().message()
                                            : run_id.status().message();
             (void)p_.store_.release_lease(module, holder_);
             return;
@@ -37,6 +39,9 @@ public:
         report_.run_id = run_id.value();
         running_ = true;
         if (*purged > 0) p_.log(Level::info, "removed " + std::to_string(*purged) + " error-log entries older than 365 days");
+        if (*claimed > 0)
+            p_.log(Level::info, "the links, cursor and errors saved before state was kept per connection now belong to " +
+                                    p_.b_.connection.name);
     }
     ~RunScope() {
         if (!running_) return;
@@ -108,7 +113,7 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
            "run " + std::string(run_status_name(status)) + (report_.message.empty() ? "" : ": " + report_.message));
     BatchCommit last;
     last.run_id = report_.run_id;
-    last.module = p_.b_.module.name;
+    last.scope = p_.state_scope();
     last.counts.api_calls = total_.api_calls;
     auto committed = p_.store_.commit_batch(last);
     auto finished =
@@ -154,7 +159,7 @@ RunReport Pipeline::run(const RunOptions& options) {
     log(Level::info, std::string(options.dry_run ? "dry run" : "run") + " started (" + options.trigger + ")");
     if (auto stop = prepare(options)) return scope.finish(*stop);
 
-    auto saved = options.full ? Result<std::optional<std::string>>(std::nullopt) : store_.cursor(b_.module.name);
+    auto saved = options.full ? Result<std::optional<std::string>>(std::nullopt) : store_.cursor(state_scope());
     if (!saved) return scope.finish(RunStatus::failed, saved.status().message());
     json::value cursor = nullptr;
     if (*saved)
@@ -174,7 +179,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             break;
         }
         batch.commit.run_id = report.run_id;
-        batch.commit.module = b_.module.name;
+        batch.commit.scope = state_scope();
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
         batch.commit.counts.retries = batch.page.retries;
         map(batch);
@@ -248,17 +253,14 @@ void Pipeline::map(Batch& batch) {
     auto fail = [&](const std::string& entity, const std::string& key, const std::string& object, std::string code,
                     std::string message, std::string payload) {
         ++batch.commit.counts.failed;
-        batch.commit.errors.push_back({0,
-                                       0,
-                                       b_.module.name,
-                                       clock_.now_ms(),
-                                       entity,
-                                       key,
-                                       object,
-                                       std::move(code),
-                                       std::move(message),
-                                       {},
-                                       std::move(payload)});
+        batch.commit.errors.push_back({.module = b_.module.name,
+                                       .at_ms = clock_.now_ms(),
+                                       .entity_id = entity,
+                                       .key = key,
+                                       .object = object,
+                                       .code = std::move(code),
+                                       .message = std::move(message),
+                                       .payload = std::move(payload)});
     };
     for (const auto& r : batch.page.records) {
         std::vector<json::value> mapped;
@@ -295,7 +297,7 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
         p.hash = sha256_hex(canonical_json(p.op.to_json()));
         keys.push_back(p.op.key);
     }
-    auto links = store_.links(b_.module.name, keys);
+    auto links = store_.links(state_scope(), keys);
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     for (auto& p : batch.ops) {
         if (!p.active()) continue;
@@ -350,8 +352,15 @@ void Pipeline::record_failures(Batch& batch, RunReport& report, bool dry_run) {
                                      "): " + *p.error_code + " " + p.error_message);
             continue;
         }
-        batch.commit.errors.push_back({0, 0, b_.module.name, clock_.now_ms(), p.op.source_id, p.op.key, p.op.object,
-                                       *p.error_code, p.error_message, p.error_fields, json::serialize(p.op.to_json())});
+        batch.commit.errors.push_back({.module = b_.module.name,
+                                       .at_ms = clock_.now_ms(),
+                                       .entity_id = p.op.source_id,
+                                       .key = p.op.key,
+                                       .object = p.op.object,
+                                       .code = *p.error_code,
+                                       .message = p.error_message,
+                                       .fields = p.error_fields,
+                                       .payload = json::serialize(p.op.to_json())});
     }
     if (dry_run) {
         batch.commit.errors.clear();

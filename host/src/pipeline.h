@@ -123,6 +123,8 @@ private:
     // `stop` says why the run must stop (cancelled, refused, unreachable).
     std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop);
 
+    // Whose state this run reads and writes: the module through its connection.
+    StateScope state_scope() const { return {b_.module.name, b_.connection.name}; }
     void log(Level level, std::string message);
     Outcome call_source(const std::function<Outcome()>& attempt, RunCounts& counts);
     Outcome call_crm(const std::function<Outcome()>& attempt, RunCounts& counts);

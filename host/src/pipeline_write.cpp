@@ -28,7 +28,7 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
         for (const auto& [field, key] : p->op.refs)
             if (!ids.count(key)) unknown.push_back(key);
     if (!unknown.empty()) {
-        auto earlier = store_.links(b_.module.name, unknown);
+        auto earlier = store_.links(state_scope(), unknown);
         if (!earlier)
             return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
         for (auto& [key, link] : *earlier)

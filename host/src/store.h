@@ -16,6 +16,14 @@
 
 namespace crmsync {
 
+// Whose state: a module's links, cursor and error log belong to the module writing to one
+// CRM connection, so swapping the connection (mock-crm for salesforce, the QA swap) starts
+// afresh on the new CRM and finds the old state again when swapped back.
+struct StateScope {
+    std::string module;
+    std::string connection;
+};
+
 struct RunCounts {
     int64_t fetched = 0;    // source records read
     int64_t created = 0;    // CRM records created
@@ -35,6 +43,7 @@ struct RunCounts {
 struct RunRow {
     int64_t id = 0;
     std::string module;
+    std::string connection;   // the CRM connection the run wrote to
     std::string trigger;      // manual, schedule, webhook
     int64_t started_ms = 0;   // UTC
     int64_t finished_ms = 0;  // 0 while running
@@ -59,8 +68,9 @@ struct ErrorRow {
     std::string object;     // CRM object
     std::string code;       // exception type: the CRM's status code or ours
     std::string message;
-    std::vector<std::string> fields;
-    std::string payload;  // the operation as JSON
+    std::vector<std::string> fields{};
+    std::string payload;       // the operation as JSON
+    std::string connection{};  // filled by the reads; a batch's errors take the batch's
 };
 
 struct LinkRow {
@@ -70,6 +80,7 @@ struct LinkRow {
     std::string crm_id;
     std::string content_hash;
     int64_t updated_ms = 0;
+    std::string connection{};  // filled by the reads; a batch's links take the batch's
 };
 
 struct LeaseRow {
@@ -88,7 +99,7 @@ struct InboxRow {
 // Everything one batch changes, committed in one transaction.
 struct BatchCommit {
     int64_t run_id = 0;
-    std::string module;
+    StateScope scope;
     std::vector<LinkRow> links;
     std::vector<ErrorRow> errors;
     std::vector<LogLine> log;
@@ -112,7 +123,7 @@ class StateStore {
 public:
     virtual ~StateStore() = default;
 
-    virtual Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) = 0;
+    virtual Result<int64_t> start_run(const StateScope& scope, const std::string& trigger, int64_t now_ms) = 0;
     virtual Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
                               const std::vector<LogLine>& log) = 0;
     virtual Status commit_batch(const BatchCommit& batch) = 0;
@@ -132,10 +143,20 @@ public:
     virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) = 0;
     virtual Result<int64_t> purge_errors(int64_t older_than_ms) = 0;
 
-    virtual Result<std::map<std::string, LinkRow>> links(const std::string& module, const std::vector<std::string>& keys) = 0;
-    virtual std::vector<LinkRow> all_links(const std::string& module, int limit) = 0;
+    virtual Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) = 0;
+    // The module's latest links, over every connection or one.
+    virtual std::vector<LinkRow> all_links(const std::string& module, const std::optional<std::string>& connection,
+                                           int limit) = 0;
 
-    virtual Result<std::optional<std::string>> cursor(const std::string& module) = 0;
+    virtual Result<std::optional<std::string>> cursor(const StateScope& scope) = 0;
+
+    // State saved before it was kept per connection goes to `scope` (the connection the
+    // module writes to at its first run after the upgrade). Answers how many rows moved.
+    virtual Result<int64_t> claim_unscoped_state(const StateScope& scope) = 0;
+    // Forgets what the module wrote through the connection: links, cursor and open errors
+    // go, so the next run starts from the beginning and writes everything again (upserts,
+    // so nothing is duplicated). The run history stays. Answers how many links went.
+    virtual Result<int64_t> reset(const StateScope& scope) = 0;
 
     // Takes the module's lease when it is free, expired, or already ours.
     virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;

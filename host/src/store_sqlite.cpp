@@ -79,6 +79,37 @@ const char* const kMigrations[] = {
         expires_ms INTEGER NOT NULL
     );
     )sql",
+    // 2: links, cursors and errors per (module, connection): swapping a module's CRM starts
+    // afresh there. Rows from before have connection '' until the module's next run claims them.
+    R"sql(
+    ALTER TABLE runs ADD COLUMN connection TEXT NOT NULL DEFAULT '';
+    ALTER TABLE errors ADD COLUMN connection TEXT NOT NULL DEFAULT '';
+    CREATE TABLE links_v2 (
+        module TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        object TEXT NOT NULL,
+        crm_id TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (module, connection, key)
+    ) WITHOUT ROWID;
+    INSERT INTO links_v2 SELECT module, '', key, source_id, object, crm_id, content_hash, updated_ms FROM links;
+    DROP TABLE links;
+    ALTER TABLE links_v2 RENAME TO links;
+    CREATE INDEX links_recent ON links(module, updated_ms);
+    CREATE TABLE cursors_v2 (
+        module TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        cursor TEXT,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (module, connection)
+    );
+    INSERT INTO cursors_v2 SELECT module, '', cursor, updated_ms FROM cursors;
+    DROP TABLE cursors;
+    ALTER TABLE cursors_v2 RENAME TO cursors;
+    )sql",
 };
 
 // Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
@@ -139,12 +170,14 @@ public:
         }
     }
 
-    Result<int64_t> start_run(const std::string& module, const std::string& trigger, int64_t now_ms) override {
+    Result<int64_t> start_run(const StateScope& scope, const std::string& trigger, int64_t now_ms) override {
         return guarded("starting a run", [&]() -> Result<int64_t> {
-            SQLite::Statement q(db_, "INSERT INTO runs(module, trigger, started_ms, status) VALUES (?, ?, ?, 'running')");
-            q.bind(1, module);
-            q.bind(2, trigger);
-            q.bind(3, static_cast<int64_t>(now_ms));
+            SQLite::Statement q(
+                db_, "INSERT INTO runs(module, connection, trigger, started_ms, status) VALUES (?, ?, ?, ?, 'running')");
+            q.bind(1, scope.module);
+            q.bind(2, scope.connection);
+            q.bind(3, trigger);
+            q.bind(4, static_cast<int64_t>(now_ms));
             q.exec();
             return static_cast<int64_t>(db_.getLastInsertRowid());
         });
@@ -171,38 +204,41 @@ public:
         return guarded("saving a batch", [&]() -> Status {
             SQLite::Transaction tx(
                 db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
-            SQLite::Statement link(db_,
-                                   "INSERT INTO links(module, key, source_id, object, crm_id, content_hash, updated_ms) "
-                                   "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, key) DO UPDATE SET "
-                                   "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
-                                   "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
+            SQLite::Statement link(
+                db_,
+                "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO UPDATE SET "
+                "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
+                "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
             for (const auto& l : batch.links) {
-                link.bind(1, batch.module);
-                link.bind(2, l.key);
-                link.bind(3, l.source_id);
-                link.bind(4, l.object);
-                link.bind(5, l.crm_id);
-                link.bind(6, l.content_hash);
-                link.bind(7, static_cast<int64_t>(l.updated_ms));
+                link.bind(1, batch.scope.module);
+                link.bind(2, batch.scope.connection);
+                link.bind(3, l.key);
+                link.bind(4, l.source_id);
+                link.bind(5, l.object);
+                link.bind(6, l.crm_id);
+                link.bind(7, l.content_hash);
+                link.bind(8, static_cast<int64_t>(l.updated_ms));
                 link.exec();
                 link.reset();
             }
             SQLite::Statement error(db_,
-                                    "INSERT INTO errors(run_id, module, at_ms, entity_id, key, object, code, message, "
-                                    "fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                    "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
+                                    "message, fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             for (const auto& e : batch.errors) {
                 json::array fields;
                 for (const auto& f : e.fields) fields.emplace_back(f);
                 error.bind(1, static_cast<int64_t>(batch.run_id));
-                error.bind(2, batch.module);
-                error.bind(3, static_cast<int64_t>(e.at_ms));
-                error.bind(4, e.entity_id);
-                error.bind(5, e.key);
-                error.bind(6, e.object);
-                error.bind(7, e.code);
-                error.bind(8, e.message);
-                error.bind(9, json::serialize(fields));
-                error.bind(10, e.payload);
+                error.bind(2, batch.scope.module);
+                error.bind(3, batch.scope.connection);
+                error.bind(4, static_cast<int64_t>(e.at_ms));
+                error.bind(5, e.entity_id);
+                error.bind(6, e.key);
+                error.bind(7, e.object);
+                error.bind(8, e.code);
+                error.bind(9, e.message);
+                error.bind(10, json::serialize(fields));
+                error.bind(11, e.payload);
                 error.exec();
                 error.reset();
             }
@@ -221,7 +257,7 @@ public:
                 write.bind(2, static_cast<int64_t>(batch.run_id));
                 write.exec();
             }
-            if (batch.cursor) set_cursor_in_tx(batch.module, batch.cursor);
+            if (batch.cursor) set_cursor_in_tx(batch.scope, batch.cursor);
             if (!batch.inbox_done.empty()) {
                 SQLite::Statement done(db_, "UPDATE inbox SET done = 1 WHERE id = ?");
                 for (auto id : batch.inbox_done) {
@@ -328,7 +364,7 @@ public:
 
     std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) override {
         std::string sql =
-            "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload FROM errors "
+            "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload, connection FROM errors "
             "WHERE at_ms >= ?";
         if (module) sql += " AND module = ?";
         sql += " ORDER BY id";
@@ -352,6 +388,7 @@ public:
                 for (const auto& f : fields->get_array())
                     if (f.is_string()) e.fields.emplace_back(f.get_string());
             e.payload = q.getColumn(10).getString();
+            e.connection = q.getColumn(11).getString();
             out.push_back(std::move(e));
         }
         return out;
@@ -365,15 +402,14 @@ public:
         });
     }
 
-    Result<std::map<std::string, LinkRow>> links(const std::string& module, const std::vector<std::string>& keys) override {
+    Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) override {
         return guarded("reading links", [&]() -> Result<std::map<std::string, LinkRow>> {
             std::map<std::string, LinkRow> out;
-            SQLite::Statement q(db_,
-                                "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
-                                "WHERE module = ? AND key = ?");
+            SQLite::Statement q(db_, std::string(kLinkColumns) + " WHERE module = ? AND connection = ? AND key = ?");
             for (const auto& key : keys) {
-                q.bind(1, module);
-                q.bind(2, key);
+                q.bind(1, scope.module);
+                q.bind(2, scope.connection);
+                q.bind(3, key);
                 if (q.executeStep()) out.emplace(key, read_link(q));
                 q.reset();
             }
@@ -381,23 +417,57 @@ public:
         });
     }
 
-    std::vector<LinkRow> all_links(const std::string& module, int limit) override {
-        SQLite::Statement q(db_,
-                            "SELECT key, source_id, object, crm_id, content_hash, updated_ms FROM links "
-                            "WHERE module = ? ORDER BY updated_ms DESC, key LIMIT ?");
-        q.bind(1, module);
-        q.bind(2, limit);
+    std::vector<LinkRow> all_links(const std::string& module, const std::optional<std::string>& connection, int limit) override {
+        SQLite::Statement q(db_, std::string(kLinkColumns) + " WHERE module = ?" + (connection ? " AND connection = ?" : "") +
+                                     " ORDER BY updated_ms DESC, key LIMIT ?");
+        int i = 1;
+        q.bind(i++, module);
+        if (connection) q.bind(i++, *connection);
+        q.bind(i, limit);
         std::vector<LinkRow> out;
         while (q.executeStep()) out.push_back(read_link(q));
         return out;
     }
 
-    Result<std::optional<std::string>> cursor(const std::string& module) override {
+    Result<std::optional<std::string>> cursor(const StateScope& scope) override {
         return guarded("reading the cursor", [&]() -> Result<std::optional<std::string>> {
-            SQLite::Statement q(db_, "SELECT cursor FROM cursors WHERE module = ?");
-            q.bind(1, module);
+            SQLite::Statement q(db_, "SELECT cursor FROM cursors WHERE module = ? AND connection = ?");
+            q.bind(1, scope.module);
+            q.bind(2, scope.connection);
             if (!q.executeStep() || q.getColumn(0).isNull()) return std::optional<std::string>();
             return std::optional<std::string>(q.getColumn(0).getString());
+        });
+    }
+
+    Result<int64_t> claim_unscoped_state(const StateScope& scope) override {
+        return guarded("claiming the state saved before connections", [&]() -> Result<int64_t> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            int64_t moved = 0;
+            for (const char* table : {"links", "cursors", "errors"}) {
+                SQLite::Statement q(db_,
+                                    std::string("UPDATE ") + table + " SET connection = ? WHERE module = ? AND connection = ''");
+                q.bind(1, scope.connection);
+                q.bind(2, scope.module);
+                moved += q.exec();
+            }
+            tx.commit();
+            return moved;
+        });
+    }
+
+    Result<int64_t> reset(const StateScope& scope) override {
+        return guarded("resetting the module", [&]() -> Result<int64_t> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            int64_t links = 0;
+            for (const char* table : {"links", "cursors"}) {
+                SQLite::Statement q(db_, std::string("DELETE FROM ") + table + " WHERE module = ? AND connection = ?");
+                q.bind(1, scope.module);
+                q.bind(2, scope.connection);
+                int removed = q.exec();
+                if (std::string_view(table) == "links") links = removed;
+            }
+            tx.commit();
+            return links;
         });
     }
 
@@ -486,7 +556,7 @@ public:
 
 private:
     static constexpr const char* kRunColumns =
-        "SELECT id, module, trigger, started_ms, finished_ms, status, message, counts FROM runs";
+        "SELECT id, module, trigger, started_ms, finished_ms, status, message, counts, connection FROM runs";
 
     static RunRow read_run(SQLite::Statement& q) {
         RunRow r;
@@ -499,12 +569,16 @@ private:
         r.message = q.getColumn(6).getString();
         auto counts = parse_json(q.getColumn(7).getString());
         if (counts && counts->is_object()) r.counts = RunCounts::from_json(counts->get_object());
+        r.connection = q.getColumn(8).getString();
         return r;
     }
 
+    static constexpr const char* kLinkColumns =
+        "SELECT key, source_id, object, crm_id, content_hash, updated_ms, connection FROM links";
+
     static LinkRow read_link(SQLite::Statement& q) {
-        return {q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(),
-                q.getColumn(3).getString(), q.getColumn(4).getString(), q.getColumn(5).getInt64()};
+        return {q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(), q.getColumn(3).getString(),
+                q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString()};
     }
 
     void append_log(int64_t run_id, const std::vector<LogLine>& log) {
@@ -525,13 +599,15 @@ private:
         }
     }
 
-    void set_cursor_in_tx(const std::string& module, const std::optional<std::string>& cursor) {
+    void set_cursor_in_tx(const StateScope& scope, const std::optional<std::string>& cursor) {
         SQLite::Statement q(db_,
-                            "INSERT INTO cursors(module, cursor, updated_ms) VALUES (?, ?, strftime('%s','now') * 1000) "
-                            "ON CONFLICT(module) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms");
-        q.bind(1, module);
-        if (cursor) q.bind(2, *cursor);
-        else q.bind(2);
+                            "INSERT INTO cursors(module, connection, cursor, updated_ms) VALUES (?, ?, ?, "
+                            "strftime('%s','now') * 1000) ON CONFLICT(module, connection) DO UPDATE SET "
+                            "cursor = excluded.cursor, updated_ms = excluded.updated_ms");
+        q.bind(1, scope.module);
+        q.bind(2, scope.connection);
+        if (cursor) q.bind(3, *cursor);
+        else q.bind(3);
         q.exec();
     }
 

@@ -61,7 +61,8 @@ TEST_CASE("cli: errors export as CSV with the CRM's code, fields and entity id")
     auto csv = home.crmsync({"errors", "tasks", "--since", "365d", "--format", "csv"});
     CHECK(csv.status == 0);
     CHECK_THAT(csv.out,
-               Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload\r\n"));
+               Catch::StartsWith(
+                   "id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload,connection\r\n"));
     CHECK_THAT(csv.out, Catch::Contains(",a-2,tasks:a-2,Task,INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,") &&
                             Catch::Contains("\"Task.Status: \"\"Bogus\"\" is not a value of this restricted picklist\",Status,"));
     auto table = home.crmsync({"errors"});
@@ -119,7 +120,7 @@ TEST_CASE("cli: runs and log show the history of a run") {
     Home home;
     home.crmsync({"run", "tasks"});
     auto runs = home.crmsync({"runs", "--json"});
-    CHECK_THAT(runs.out, Catch::Contains(R"("id":1,"module":"tasks","trigger":"manual")"));
+    CHECK_THAT(runs.out, Catch::Contains(R"("id":1,"module":"tasks","connection":"mock","trigger":"manual")"));
     auto log = home.crmsync({"log", "1"});
     CHECK(log.status == 0);
     CHECK_THAT(log.out, Catch::Contains("run started") && Catch::Contains("run partial"));
@@ -148,4 +149,51 @@ TEST_CASE("cli: check finds a missing external-id field and a mapped field the C
     auto check = home.crmsync({"check", "tasks"});
     CHECK(check.status == 2);
     CHECK_THAT(check.out, Catch::Contains("Task has no field CrmSync_Key__c") && Catch::Contains("Task.Mood__c does not exist"));
+}
+
+TEST_CASE("cli: swapping a module's CRM connection writes everything to the new CRM; reset starts a module afresh") {
+    Home home;
+    // A second CRM, as QA's mock-crm stands beside the org it stands in for.
+    std::string other = testing::mock_connection(home.dir / "var/other.db");
+    other.replace(other.find("\"connection\": \"mock\""), 20, "\"connection\": \"org2\"");
+    write_file(home.dir / "manifests/org2.json", other);
+    auto tasks_in = [&](const std::string& db) {
+        auto q = home.crmsync({"crm", "query", "SELECT COUNT() FROM Task", "--crm", db, "--json"});
+        auto at = q.out.find("\"totalSize\":");
+        return at == std::string::npos ? -1 : std::stoi(q.out.substr(at + 12));
+    };
+    auto swap_to = [&](const std::string& connection) {
+        std::string manifest = testing::read_file(home.dir / "manifests/tasks.json");
+        auto at = manifest.find("\"crm\": \"");
+        manifest.replace(at, manifest.find('"', at + 8) - at + 1, "\"crm\": \"" + connection + "\"");
+        write_file(home.dir / "manifests/tasks.json", manifest);
+    };
+
+    CHECK(home.crmsync({"run", "tasks"}).status == 1);  // 2 land, 1 has a bad Status
+    CHECK(tasks_in("mock") == 2);
+    swap_to("org2");
+    auto swapped = home.crmsync({"run", "tasks"});
+    CHECK_THAT(swapped.out, Catch::Contains("fetched 3, created 2, updated 0, unchanged 0"));
+    CHECK(tasks_in("org2") == 2);
+    auto links = home.crmsync({"links", "tasks"});
+    CHECK_THAT(links.out, Catch::Contains("CONNECTION") && Catch::Contains("mock") && Catch::Contains("org2"));
+    auto only = home.crmsync({"links", "tasks", "--connection", "org2", "--json"});
+    CHECK_THAT(only.out, Catch::Contains("\"connection\":\"org2\"") && !Catch::Contains("\"connection\":\"mock\""));
+    CHECK_THAT(home.crmsync({"runs", "tasks"}).out, Catch::Contains("org2"));
+
+    swap_to("mock");  // and back: its state was kept, nothing new to write
+    auto back = home.crmsync({"run", "tasks"});
+    CHECK_THAT(back.out, Catch::Contains("fetched 0"));
+    CHECK(tasks_in("mock") == 2);
+
+    auto refused = home.crmsync({"reset", "tasks"});
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.err, Catch::Contains("--yes"));
+    auto reset = home.crmsync({"reset", "tasks", "--yes"});
+    CHECK(reset.status == 0);
+    CHECK_THAT(reset.out, Catch::Contains("reset tasks on mock: 2 link(s)"));
+    auto afresh = home.crmsync({"run", "tasks"});
+    CHECK_THAT(afresh.out, Catch::Contains("fetched 3, created 0, updated 2"));  // upserts: nothing duplicated
+    CHECK(tasks_in("mock") == 2);
+    CHECK(tasks_in("org2") == 2);
 }

@@ -121,7 +121,7 @@ TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
                Catch::StartsWith("fail Task (key test:3, source rec-3): INVALID_FIELD Task.No_Such_Field__c does not exist"));
     CHECK(h.tasks() == 0);
     CHECK(h.crm()->api_calls("write") == 0);
-    CHECK_FALSE(h.store()->cursor("gen").value().has_value());
+    CHECK_FALSE(h.store()->cursor({"gen", "mock"}).value().has_value());
     CHECK(h.store()->errors(std::nullopt, 0).empty());
 }
 
@@ -157,7 +157,7 @@ TEST_CASE("pipeline: the run stops cleanly under the API reserve, and a later ru
     int64_t landed = h.tasks();
     CHECK(landed > 0);
     CHECK(landed < 10000);
-    CHECK(h.store()->cursor("gen").value().has_value());
+    CHECK(h.store()->cursor({"gen", "mock"}).value().has_value());
 
     // A new day (here: a higher limit) and the rest lands, nothing twice.
     write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000));
@@ -177,7 +177,7 @@ TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stop
     auto report = h.run("gen", options);
     CHECK(report.status == RunStatus::stopped);
     CHECK(h.tasks() == 400);
-    CHECK(h.store()->cursor("gen").value() == std::optional<std::string>("400"));
+    CHECK(h.store()->cursor({"gen", "mock"}).value() == std::optional<std::string>("400"));
     h.runner.cancel.store(false);
     CHECK(h.run("gen").counts.created == 600);
 }

@@ -30,6 +30,7 @@ int runs(Context& ctx, const std::optional<std::string>& module, int last, bool 
         for (const auto& r : rows)
             out.push_back(json::object{{"id", r.id},
                                        {"module", r.module},
+                                       {"connection", r.connection},
                                        {"trigger", r.trigger},
                                        {"started", iso8601_utc(r.started_ms)},
                                        {"duration_ms", r.finished_ms ? r.finished_ms - r.started_ms : 0},
@@ -41,12 +42,13 @@ int runs(Context& ctx, const std::optional<std::string>& module, int last, bool 
     }
     std::vector<Row> table;
     for (const auto& r : rows)
-        table.push_back({std::to_string(r.id), r.module, r.trigger, iso8601_utc(r.started_ms),
+        table.push_back({std::to_string(r.id), r.module, r.connection, r.trigger, iso8601_utc(r.started_ms),
                          r.finished_ms ? duration_text(r.finished_ms - r.started_ms) : "-", r.status, counts_text(r.counts)});
     if (table.empty()) std::printf("no runs yet\n");
     else
-        std::printf("%s",
-                    render_table({"ID", "MODULE", "TRIGGER", "START (UTC)", "DURATION", "STATUS", "COUNTS"}, table, 90).c_str());
+        std::printf("%s", render_table({"ID", "MODULE", "CONNECTION", "TRIGGER", "START (UTC)", "DURATION", "STATUS", "COUNTS"},
+                                       table, 90)
+                              .c_str());
     return kOk;
 }
 
@@ -93,6 +95,7 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
             out.push_back(json::object{{"id", e.id},
                                        {"run_id", e.run_id},
                                        {"module", e.module},
+                                       {"connection", e.connection},
                                        {"occurred_at", iso8601_utc(e.at_ms)},
                                        {"entity_id", e.entity_id},
                                        {"key", e.key},
@@ -109,12 +112,12 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
     for (const auto& e : rows) {
         if (format == "csv")
             table.push_back({std::to_string(e.id), std::to_string(e.run_id), e.module, iso8601_utc(e.at_ms), e.entity_id, e.key,
-                             e.object, e.code, e.message, fields_text(e), e.payload});
+                             e.object, e.code, e.message, fields_text(e), e.payload, e.connection});
         else table.push_back({iso8601_utc(e.at_ms), e.module, e.entity_id, e.code, fields_text(e), e.message});
     }
     if (format == "csv") {
         std::printf("%s", render_csv({"id", "run_id", "module", "occurred_at", "entity_id", "key", "object", "exception_type",
-                                      "message", "fields", "payload"},
+                                      "message", "fields", "payload", "connection"},
                                      table)
                               .c_str());
         return kOk;
@@ -126,14 +129,15 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
     return kOk;
 }
 
-int links(Context& ctx, const std::string& module, int last, bool as_json) {
+int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json) {
     auto store = store_or_report(ctx);
     if (!store) return kConfig;
-    auto rows = store.value()->all_links(module, last);
+    auto rows = store.value()->all_links(module, connection, last);
     if (as_json) {
         json::array out;
         for (const auto& l : rows)
-            out.push_back(json::object{{"key", l.key},
+            out.push_back(json::object{{"connection", l.connection},
+                                       {"key", l.key},
                                        {"source_id", l.source_id},
                                        {"object", l.object},
                                        {"crm_id", l.crm_id},
@@ -142,9 +146,9 @@ int links(Context& ctx, const std::string& module, int last, bool as_json) {
         return kOk;
     }
     std::vector<Row> table;
-    for (const auto& l : rows) table.push_back({l.source_id, l.object, l.crm_id, iso8601_utc(l.updated_ms), l.key});
+    for (const auto& l : rows) table.push_back({l.source_id, l.connection, l.object, l.crm_id, iso8601_utc(l.updated_ms), l.key});
     if (table.empty()) std::printf("nothing synced yet for %s\n", module.c_str());
-    else std::printf("%s", render_table({"SOURCE", "OBJECT", "CRM ID", "UPDATED (UTC)", "KEY"}, table).c_str());
+    else std::printf("%s", render_table({"SOURCE", "CONNECTION", "OBJECT", "CRM ID", "UPDATED (UTC)", "KEY"}, table).c_str());
     return kOk;
 }
 

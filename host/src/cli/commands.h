@@ -29,7 +29,8 @@ int run(Context& ctx, const RunFlags& flags);
 int runs(Context& ctx, const std::optional<std::string>& module, int last, bool as_json);
 int log(Context& ctx, int64_t run_id);
 int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format);
-int links(Context& ctx, const std::string& module, int last, bool as_json);
+int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json);
+int reset(Context& ctx, const std::string& module, const std::optional<std::string>& connection, bool yes);
 int serve(Context& ctx, const std::string& listen);
 int crm_query(Context& ctx, const std::string& soql, const std::optional<std::string>& crm, bool as_json);
 

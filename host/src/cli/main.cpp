@@ -74,6 +74,16 @@ int main(int argc, char** argv) {
     links->add_option("MODULE", links_module, "module name")->required();
     links->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
     links->add_flag("--json", as_json, "JSON output");
+    std::optional<std::string> state_connection;
+    links->add_option("--connection", state_connection, "only what went through this CRM connection");
+
+    std::string reset_module;
+    bool yes = false;
+    auto* reset = app.add_subcommand(
+        "reset", "forget what MODULE wrote through its CRM connection (links, cursor, open errors): the next run starts afresh");
+    reset->add_option("MODULE", reset_module, "module name")->required();
+    reset->add_option("--connection", state_connection, "the connection to forget (default: the module's crm)");
+    reset->add_flag("--yes", yes, "do it (without it, say what would be forgotten)");
 
     std::string listen = "127.0.0.1:8787";
     auto* serve =
@@ -114,7 +124,8 @@ int main(int argc, char** argv) {
         if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
         if (log->parsed()) return cli::log(ctx, run_id);
         if (errors->parsed()) return cli::errors(ctx, errors_module, since, format);
-        if (links->parsed()) return cli::links(ctx, links_module, last, as_json);
+        if (links->parsed()) return cli::links(ctx, links_module, state_connection, last, as_json);
+        if (reset->parsed()) return cli::reset(ctx, reset_module, state_connection, yes);
         if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);
         if (serve->parsed()) return cli::serve(ctx, listen);
     } catch (const std::exception& e) {

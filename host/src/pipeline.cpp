@@ -3,6 +3,7 @@
 #include "pipeline.h"
 
 #include "digest.h"
+#include "lease_keeper.h"
 #include "process.h"
 #include "services/services.h"
 
@@ -38,6 +39,9 @@ public:
         }
         report_.run_id = run_id.value();
         running_ = true;
+        if (auto connection = p_.store_.open_another())
+            keeper_ = std::make_unique<LeaseKeeper>(std::move(connection.value()), lease_, options.lease_ttl_ms, p_.clock_);
+        else p_.log(Level::warn, "the lease is renewed only between batches: " + connection.status().message());
         if (*purged > 0) p_.log(Level::info, "removed " + std::to_string(*purged) + " error-log entries older than 365 days");
         if (*claimed > 0)
             p_.log(Level::info, "the links, cursor and errors saved before state was kept per connection now belong to " +
@@ -57,8 +61,18 @@ public:
     bool running() const { return running_; }
     RunReport& report() { return report_; }
     RunCounts& total() { return total_; }
-    // Keeps the lease ours while the run lives.
-    void renew() { (void)p_.store_.acquire_lease(p_.b_.module.name, holder_, p_.clock_.now_ms(), options_.lease_ttl_ms); }
+    // The lease under which each batch is saved (BatchCommit::lease).
+    const LeaseRow& lease() const { return lease_; }
+    // The lease is someone else's now: stop before writing more.
+    std::optional<RunStop> lost() const {
+        if (!keeper_ || !keeper_->lost()) return std::nullopt;
+        return RunStop{RunStatus::stopped,
+                       "module " + p_.b_.module.name +
+                           "'s lease was taken over by another run; this one stopped, and the one that holds it goes on",
+                       false};
+    }
+    // Renews the lease after a batch, besides the keeper (which may have failed to start).
+    void renew() { (void)p_.store_.renew_lease(lease_, p_.clock_.now_ms(), options_.lease_ttl_ms); }
     // Ends the run: totals, status and log go to the store, the lease goes back.
     RunReport finish(RunStatus status, std::string message);
     RunReport finish(const RunStop& stop) {
@@ -74,6 +88,8 @@ private:
     RunReport report_;
     RunCounts total_;
     std::string holder_;
+    LeaseRow lease_;
+    std::unique_ptr<LeaseKeeper> keeper_;
     int64_t started_ = 0;
     bool running_ = false;
 };
@@ -89,7 +105,10 @@ bool Pipeline::RunScope::take_lease() {
                 p_.log(Level::warn, "took over the lease of " + (*held)->holder + ", which is no longer running");
         }
     }
-    if (lease && *lease) return true;
+    if (lease && *lease) {
+        lease_ = LeaseRow{module, holder_, started_ + options_.lease_ttl_ms, **lease};
+        return true;
+    }
     report_.status = RunStatus::busy;
     report_.message = "module " + module + " is already running";
     if (!lease) report_.message = lease.status().message();
@@ -119,6 +138,7 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     auto finished =
         p_.store_.finish_run(report_.run_id, std::string(run_status_name(status)), report_.message, p_.clock_.now_ms(), p_.log_);
     p_.log_.clear();
+    keeper_.reset();
     (void)p_.store_.release_lease(p_.b_.module.name, holder_);
     if (!committed || !finished) {
         // The run did its work but its row could not be finished: say so rather than report success.
@@ -170,6 +190,7 @@ RunReport Pipeline::run(const RunOptions& options) {
     std::optional<RunStop> stop;
     for (bool more = true; more && !stop;) {
         if (cancel_.load()) return scope.finish(RunStatus::stopped, "interrupted; everything before this point is saved");
+        if (auto lost = scope.lost()) return scope.finish(*lost);
         if (options.limit && *options.limit - total.fetched <= 0) break;
         Batch batch{gather(options, cursor, total.fetched), {}, {}, {}};
         stop = batch.page.stop;
@@ -186,6 +207,7 @@ RunReport Pipeline::run(const RunOptions& options) {
         auto halted = skip_unchanged(batch, report, options.dry_run);
         if (halted) forget_results(batch);
         else halted = resolve(batch);
+        if (!halted) halted = scope.lost();
         if (!halted && !options.dry_run) halted = write(batch);
         if (options.dry_run) describe_dry_run(batch, report);
         write_back(batch);
@@ -201,8 +223,10 @@ RunReport Pipeline::run(const RunOptions& options) {
         if (batch.page.checkpoint && !halted) cursor = *batch.page.checkpoint;
         batch.commit.log.insert(batch.commit.log.begin(), log_.begin(), log_.end());
         log_.clear();
+        batch.commit.lease = scope.lease();
         if (auto committed = store_.commit_batch(batch.commit); !committed)
-            return scope.finish(RunStatus::failed, committed.message());
+            return scope.finish(committed.kind() == Status::Kind::conflict ? RunStatus::stopped : RunStatus::failed,
+                                committed.message());
         total.add(batch.commit.counts);
         scope.renew();
         if (options.progress) options.progress(total);

@@ -16,6 +16,7 @@ public:
         unreachable,  // the CRM or source could not be reached or refused us: exit code 3
         record,       // one record failed; the run goes on
         io,           // local files or the state store
+        conflict,     // someone else holds what this needed (a module's lease)
         cancelled,
         internal,
     };

@@ -83,10 +83,14 @@ struct LinkRow {
     std::string connection{};  // filled by the reads; a batch's links take the batch's
 };
 
+// Who runs a module. The fence number goes up by one each time the lease changes hands
+// and never comes back down, so a holder that lost its lease (stalled past its expiry,
+// taken over) is told so by the number it holds.
 struct LeaseRow {
     std::string module;
     std::string holder;
     int64_t expires_ms = 0;
+    int64_t fence = 0;
 };
 
 struct InboxRow {
@@ -106,6 +110,9 @@ struct BatchCommit {
     RunCounts counts;                   // added to the run's counters
     std::optional<std::string> cursor;  // saved only with the results before it
     std::vector<int64_t> inbox_done;    // webhook events this batch consumed
+    // When set, the batch is saved only while this lease is still held under its fence;
+    // otherwise nothing of it is, and the commit answers a Status of kind `conflict`.
+    std::optional<LeaseRow> lease;
 };
 
 // Totals over every run of one module that ended with one status, for /metrics.
@@ -158,17 +165,24 @@ public:
     // so nothing is duplicated). The run history stays. Answers how many links went.
     virtual Result<int64_t> reset(const StateScope& scope) = 0;
 
-    // Takes the module's lease when it is free, expired, or already ours.
-    virtual Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;
-    // Takes the lease from `previous` (known dead) for `holder`; false if it changed hands.
-    virtual Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
-                                         int64_t now_ms, int64_t ttl_ms) = 0;
+    // Takes the module's lease when it is free, expired, or already ours; answers its fence
+    // number, or nothing while another holder has it.
+    virtual Result<std::optional<int64_t>> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
+                                                         int64_t ttl_ms) = 0;
+    // Takes the lease from `previous` (known dead) for `holder`; nothing if it changed hands.
+    virtual Result<std::optional<int64_t>> take_over_lease(const std::string& module, const std::string& previous,
+                                                           const std::string& holder, int64_t now_ms, int64_t ttl_ms) = 0;
+    // Extends the lease while it is still the holder's under its fence; false once it is not.
+    virtual Result<bool> renew_lease(const LeaseRow& lease, int64_t now_ms, int64_t ttl_ms) = 0;
     virtual Status release_lease(const std::string& module, const std::string& holder) = 0;
     virtual Result<std::optional<LeaseRow>> lease(const std::string& module) = 0;
 
     virtual Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) = 0;
     virtual Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) = 0;
     virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
+
+    // Another connection to the same store, for another thread (the lease keeper).
+    virtual Result<std::unique_ptr<StateStore>> open_another() const = 0;
 };
 
 // Opens (creating and migrating) the SQLite store at path.

@@ -110,6 +110,10 @@ const char* const kMigrations[] = {
     DROP TABLE cursors;
     ALTER TABLE cursors_v2 RENAME TO cursors;
     )sql",
+    // 3: fenced leases. A released lease keeps its row (holder '') so its number never repeats.
+    R"sql(
+    ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 
 // Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
@@ -125,7 +129,7 @@ auto guarded(std::string_view what, F&& body) -> decltype(body()) {
 class SqliteStore final : public StateStore {
 public:
     explicit SqliteStore(const std::string& path)
-        : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
+        : path_(path), db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX) {
         db_.setBusyTimeout(10'000);
         use_wal();
         // FULL: a commit is on disk when it returns (the webhook inbox answers 202 on it).
@@ -186,8 +190,7 @@ public:
     Status finish_run(int64_t run_id, const std::string& status, const std::string& message, int64_t now_ms,
                       const std::vector<LogLine>& log) override {
         return guarded("finishing a run", [&]() -> Status {
-            SQLite::Transaction tx(
-                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             append_log(run_id, log);
             SQLite::Statement q(db_, "UPDATE runs SET status = ?, message = ?, finished_ms = ? WHERE id = ?");
             q.bind(1, status);
@@ -202,8 +205,18 @@ public:
 
     Status commit_batch(const BatchCommit& batch) override {
         return guarded("saving a batch", [&]() -> Status {
-            SQLite::Transaction tx(
-                db_, SQLite::TransactionBehavior::IMMEDIATE);  // take the write lock up front: no read-to-write upgrade to fail
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            if (batch.lease) {
+                SQLite::Statement held(db_, "SELECT holder, fence FROM leases WHERE module = ?");
+                held.bind(1, batch.lease->module);
+                const bool ours = held.executeStep() && held.getColumn(0).getString() == batch.lease->holder &&
+                                  held.getColumn(1).getInt64() == batch.lease->fence;
+                if (!ours)
+                    return Status::error(Status::Kind::conflict,
+                                         "module " + batch.lease->module + "'s lease was taken over (this run held fence " +
+                                             std::to_string(batch.lease->fence) +
+                                             "); this batch was not saved and the run that holds the lease does it again");
+            }
             SQLite::Statement link(
                 db_,
                 "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
@@ -471,38 +484,57 @@ public:
         });
     }
 
-    Result<bool> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms, int64_t ttl_ms) override {
-        return guarded("taking the lease", [&]() -> Result<bool> {
+    Result<std::optional<int64_t>> acquire_lease(const std::string& module, const std::string& holder, int64_t now_ms,
+                                                 int64_t ttl_ms) override {
+        return guarded("taking the lease", [&]() -> Result<std::optional<int64_t>> {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             SQLite::Statement q(db_,
-                                "INSERT INTO leases(module, holder, expires_ms) VALUES (?, ?, ?) "
-                                "ON CONFLICT(module) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms "
-                                "WHERE leases.holder = excluded.holder OR leases.expires_ms <= ?");
+                                "INSERT INTO leases(module, holder, expires_ms, fence) VALUES (?, ?, ?, 1) "
+                                "ON CONFLICT(module) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms, "
+                                "fence = CASE WHEN leases.holder = excluded.holder THEN leases.fence ELSE leases.fence + 1 END "
+                                "WHERE leases.holder = excluded.holder OR leases.holder = '' OR leases.expires_ms <= ?");
             q.bind(1, module);
             q.bind(2, holder);
             q.bind(3, static_cast<int64_t>(now_ms + ttl_ms));
             q.bind(4, static_cast<int64_t>(now_ms));
-            int changed = q.exec();
+            if (q.exec() == 0) return std::optional<int64_t>();
+            auto fence = fence_of(module);
             tx.commit();
-            return changed > 0;
+            return std::optional<int64_t>(fence);
         });
     }
 
-    Result<bool> take_over_lease(const std::string& module, const std::string& previous, const std::string& holder,
-                                 int64_t now_ms, int64_t ttl_ms) override {
-        return guarded("taking over the lease", [&]() -> Result<bool> {
-            SQLite::Statement q(db_, "UPDATE leases SET holder = ?, expires_ms = ? WHERE module = ? AND holder = ?");
+    Result<std::optional<int64_t>> take_over_lease(const std::string& module, const std::string& previous,
+                                                   const std::string& holder, int64_t now_ms, int64_t ttl_ms) override {
+        return guarded("taking over the lease", [&]() -> Result<std::optional<int64_t>> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement q(
+                db_, "UPDATE leases SET holder = ?, expires_ms = ?, fence = fence + 1 WHERE module = ? AND holder = ?");
             q.bind(1, holder);
             q.bind(2, static_cast<int64_t>(now_ms + ttl_ms));
             q.bind(3, module);
             q.bind(4, previous);
+            if (q.exec() == 0) return std::optional<int64_t>();
+            auto fence = fence_of(module);
+            tx.commit();
+            return std::optional<int64_t>(fence);
+        });
+    }
+
+    Result<bool> renew_lease(const LeaseRow& lease, int64_t now_ms, int64_t ttl_ms) override {
+        return guarded("renewing the lease", [&]() -> Result<bool> {
+            SQLite::Statement q(db_, "UPDATE leases SET expires_ms = ? WHERE module = ? AND holder = ? AND fence = ?");
+            q.bind(1, static_cast<int64_t>(now_ms + ttl_ms));
+            q.bind(2, lease.module);
+            q.bind(3, lease.holder);
+            q.bind(4, static_cast<int64_t>(lease.fence));
             return q.exec() > 0;
         });
     }
 
     Status release_lease(const std::string& module, const std::string& holder) override {
         return guarded("releasing the lease", [&]() -> Status {
-            SQLite::Statement q(db_, "DELETE FROM leases WHERE module = ? AND holder = ?");
+            SQLite::Statement q(db_, "UPDATE leases SET holder = '', expires_ms = 0 WHERE module = ? AND holder = ?");
             q.bind(1, module);
             q.bind(2, holder);
             q.exec();
@@ -512,11 +544,11 @@ public:
 
     Result<std::optional<LeaseRow>> lease(const std::string& module) override {
         return guarded("reading the lease", [&]() -> Result<std::optional<LeaseRow>> {
-            SQLite::Statement q(db_, "SELECT module, holder, expires_ms FROM leases WHERE module = ?");
+            SQLite::Statement q(db_, "SELECT module, holder, expires_ms, fence FROM leases WHERE module = ? AND holder != ''");
             q.bind(1, module);
             if (!q.executeStep()) return std::optional<LeaseRow>();
-            return std::optional<LeaseRow>(
-                LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64()});
+            return std::optional<LeaseRow>(LeaseRow{q.getColumn(0).getString(), q.getColumn(1).getString(),
+                                                    q.getColumn(2).getInt64(), q.getColumn(3).getInt64()});
         });
     }
 
@@ -545,6 +577,8 @@ public:
             return out;
         });
     }
+
+    Result<std::unique_ptr<StateStore>> open_another() const override { return open_sqlite_store(path_); }
 
     int64_t inbox_depth(const std::optional<std::string>& module) override {
         SQLite::Statement q(db_, module ? "SELECT COUNT(*) FROM inbox WHERE done = 0 AND module = ?"
@@ -581,6 +615,12 @@ private:
                 q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString()};
     }
 
+    int64_t fence_of(const std::string& module) {
+        SQLite::Statement q(db_, "SELECT fence FROM leases WHERE module = ?");
+        q.bind(1, module);
+        return q.executeStep() ? q.getColumn(0).getInt64() : 0;
+    }
+
     void append_log(int64_t run_id, const std::vector<LogLine>& log) {
         if (log.empty()) return;
         SQLite::Statement next(db_, "SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
@@ -611,6 +651,7 @@ private:
         q.exec();
     }
 
+    std::string path_;
     SQLite::Database db_;
 };
 

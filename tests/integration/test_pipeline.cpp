@@ -2,6 +2,9 @@
 // writing into mock-crm, with the state store on disk.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "catalog.h"
 #include "engine/engine.h"
 #include "pipeline.h"
@@ -255,4 +258,68 @@ TEST_CASE("pipeline: error-log entries are kept 365 days, then the next run remo
     for (const auto& line : h.store()->run_log(later.run_id))
         said = said || line.message.find("removed 1 error-log entries older than 365 days") != std::string::npos;
     CHECK(said);
+}
+
+TEST_CASE("pipeline: a run keeps its lease through a page slower than the lease's time to live") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 600, "page_delay_ms": 250})");
+    RunOptions options;
+    options.lease_ttl_ms = 90;  // far shorter than one page: only renewal keeps the lease
+    std::atomic<bool> done{false};
+    RunReport report;
+    std::thread run([&] {
+        report = h.run("gen", options);
+        done = true;
+    });
+    auto store = h.store();
+    auto running = [&] {
+        auto held = store->lease("gen");
+        return held && *held && (*held)->holder == "test";
+    };
+    while (!done && !running()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // A second run tries all along. Had it got the lease before the run ended, the run's
+    // next commit would have been refused under the new fence.
+    int tries = 0;
+    bool intruded = false;
+    while (!done && !intruded) {
+        auto taken = store->acquire_lease("gen", "intruder", h.runner.clock.now_ms(), 60'000);
+        intruded = taken && *taken;
+        ++tries;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    run.join();
+    CHECK(tries > 10);
+    CHECK(report.status == RunStatus::succeeded);
+    CHECK(report.counts.created == 600);
+}
+
+TEST_CASE("pipeline: a run whose lease was taken over saves nothing more; the next run completes it once") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 600, "page_delay_ms": 150})");
+    std::atomic<bool> done{false};
+    RunReport report;
+    std::thread run([&] {
+        report = h.run("gen");
+        done = true;
+    });
+    auto store = h.store();
+    // As a second worker would once it judged the first dead: take the lease from it.
+    bool stolen = false;
+    while (!done && !stolen) {
+        if (auto held = store->lease("gen"); held && *held && (*held)->holder == "test")
+            stolen = store->take_over_lease("gen", "test", "thief", h.runner.clock.now_ms(), 60'000).value().has_value();
+        else std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    run.join();
+    REQUIRE(stolen);
+    CHECK(report.status == RunStatus::stopped);
+    CHECK_THAT(report.message, Catch::Contains("lease was taken over"));
+    CHECK(store->all_links("gen", std::nullopt, 1000).size() < 600);
+    CHECK(store->lease("gen").value()->holder == "thief");  // the loser does not release what is not its own
+
+    REQUIRE(store->release_lease("gen", "thief"));
+    auto next = h.run("gen");
+    CHECK(next.status == RunStatus::succeeded);
+    CHECK(h.tasks() == 600);  // written again where needed, never twice
+    CHECK(store->all_links("gen", std::nullopt, 1000).size() == 600);
 }

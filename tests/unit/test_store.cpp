@@ -60,16 +60,50 @@ TEST_CASE("errors older than the retention are purged, newer ones stay") {
     CHECK(left[0].entity_id == "new");
 }
 
-TEST_CASE("a lease is exclusive until it expires, then another holder takes it over") {
+TEST_CASE("a lease is exclusive until it expires, then another holder takes it over under a higher fence") {
     testing::TempDir dir;
     auto s = std::move(open_sqlite_store(dir / "state.db").value());
-    CHECK(s->acquire_lease("m", "a", 1000, 500).value());
+    CHECK(s->acquire_lease("m", "a", 1000, 500).value() == std::optional<int64_t>(1));
     CHECK_FALSE(s->acquire_lease("m", "b", 1200, 500).value());
-    CHECK(s->acquire_lease("m", "a", 1300, 500).value());  // renewal by the holder
-    CHECK(s->acquire_lease("m", "b", 1900, 500).value());  // a's lease ran out at 1800
+    CHECK(s->acquire_lease("m", "a", 1300, 500).value() == std::optional<int64_t>(1));  // the holder again: same fence
+    CHECK(s->renew_lease({"m", "a", 0, 1}, 1700, 500).value());                         // now until 2200
+    CHECK_FALSE(s->acquire_lease("m", "b", 2100, 500).value());
+    CHECK(s->acquire_lease("m", "b", 2300, 500).value() == std::optional<int64_t>(2));  // a's lease ran out at 2200
     CHECK(s->lease("m").value()->holder == "b");
+    CHECK_FALSE(s->renew_lease({"m", "a", 0, 1}, 2400, 500).value());  // a learns it lost it
     REQUIRE(s->release_lease("m", "b"));
     CHECK_FALSE(s->lease("m").value().has_value());
+    // A released lease's number is never handed out again.
+    CHECK(s->acquire_lease("m", "c", 2500, 500).value() == std::optional<int64_t>(3));
+    CHECK(s->take_over_lease("m", "c", "d", 2600, 500).value() == std::optional<int64_t>(4));
+    CHECK_FALSE(s->take_over_lease("m", "c", "e", 2700, 500).value());
+}
+
+TEST_CASE("a batch whose lease changed hands is not saved; the holder's is") {
+    testing::TempDir dir;
+    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    const StateScope scope{"m", "crm"};
+    auto a = s->acquire_lease("m", "a", 1000, 500).value();
+    REQUIRE(a);
+    auto b = s->acquire_lease("m", "b", 2000, 500).value();  // a stalled past its expiry
+    REQUIRE(b);
+    BatchCommit stale;
+    stale.run_id = s->start_run(scope, "manual", 1000).value();
+    stale.scope = scope;
+    stale.lease = LeaseRow{"m", "a", 0, *a};
+    stale.links.push_back({"k1", "src-1", "Task", "00T1", "h1", 2100});
+    stale.cursor = "\"after-a\"";
+    auto refused = s->commit_batch(stale);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.kind() == Status::Kind::conflict);
+    CHECK_THAT(refused.message(), Catch::Contains("lease was taken over"));
+    CHECK(s->links(scope, {"k1"}).value().empty());
+    CHECK_FALSE(s->cursor(scope).value().has_value());
+
+    BatchCommit current = stale;
+    current.lease = LeaseRow{"m", "b", 0, *b};
+    REQUIRE(s->commit_batch(current));
+    CHECK(s->links(scope, {"k1"}).value().size() == 1);
 }
 
 TEST_CASE("the store migrates a new file to the current schema and reopens it unchanged") {

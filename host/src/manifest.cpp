@@ -103,18 +103,22 @@ std::string Schedule::text() const {
     return "manual";
 }
 
-std::optional<int64_t> parse_duration(std::string_view text) {
+std::optional<int64_t> parse_duration(std::string_view text, bool allow_zero) {
+    constexpr int64_t kMaxSeconds = 3650LL * 86400;  // ten years: past that, a typo
     if (text.size() < 2) return std::nullopt;
     int64_t n = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
-    if (ec != std::errc() || end != text.data() + text.size() - 1 || n <= 0) return std::nullopt;
+    if (ec != std::errc() || end != text.data() + text.size() - 1 || n < 0 || (n == 0 && !allow_zero)) return std::nullopt;
+    int64_t unit = 0;
     switch (text.back()) {
-        case 's': return n;
-        case 'm': return n * 60;
-        case 'h': return n * 3600;
-        case 'd': return n * 86400;
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        default: return std::nullopt;
     }
-    return std::nullopt;
+    if (n > kMaxSeconds / unit) return std::nullopt;
+    return n * unit;
 }
 
 Result<Schedule> parse_schedule(const json::value& value) {
@@ -248,6 +252,20 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
         if (base) m.retry.base_ms = *base;
         if (cap) m.retry.cap_ms = *cap;
     }
+    if (auto* f = o.if_contains("failed_records")) {
+        const char* what =
+            "\"failed_records\" must be {\"max_attempts\": 1..100, \"backoff\": a duration from 0s to 1d such as \"5m\"}";
+        if (!f->is_object()) return fail(Status::config(what));
+        if (auto* a = f->as_object().if_contains("max_attempts")) {
+            if (!a->is_int64() || a->get_int64() < 1 || a->get_int64() > 100) return fail(Status::config(what));
+            m.failed_records.max_attempts = static_cast<int>(a->get_int64());
+        }
+        if (auto* b = f->as_object().if_contains("backoff")) {
+            auto seconds = b->is_string() ? parse_duration(b->get_string(), true) : std::nullopt;
+            if (!seconds || *seconds < 0 || *seconds > 24 * 3600) return fail(Status::config(what));
+            m.failed_records.backoff_ms = *seconds * 1000;
+        }
+    }
     if (auto* w = find_object(o, "webhook")) {
         if (auto secret = find_object(*w, "secret"); secret && find_string(*secret, "env"))
             m.webhook_secret_env = find_string(*secret, "env");
@@ -374,6 +392,16 @@ Result<json::object> resolve_credentials(const std::vector<CredentialRef>& refs)
         }
     }
     return out;
+}
+
+}  // namespace crmsync
+
+namespace crmsync {
+
+int64_t FailedRecordPolicy::next_attempt_ms(int64_t now_ms, int64_t attempts) const {
+    int64_t wait = backoff_ms;
+    for (int64_t i = 1; i < attempts && wait < kCapMs; ++i) wait *= 2;
+    return now_ms + std::min(wait, kCapMs);
 }
 
 }  // namespace crmsync

@@ -46,6 +46,16 @@ struct RetryPolicy {
     int64_t cap_ms = 30'000;
 };
 
+// Records that failed for their own reasons are kept and tried again in later runs: after
+// backoff, doubled each time up to a day, until max_attempts, when the record "gave up".
+struct FailedRecordPolicy {
+    int max_attempts = 8;
+    int64_t backoff_ms = 5 * 60'000;
+    static constexpr int64_t kCapMs = 24 * 3600'000LL;
+    // When a record that has failed `attempts` times is tried again.
+    int64_t next_attempt_ms(int64_t now_ms, int64_t attempts) const;
+};
+
 struct PluginRef {
     std::string id;
     VersionRange range;
@@ -64,6 +74,7 @@ struct ModuleManifest {
     std::vector<CredentialRef> credentials;
     double api_reserve = 0.10;  // stop when remaining daily API share falls under this
     RetryPolicy retry;
+    FailedRecordPolicy failed_records;
     std::optional<std::string> webhook_secret_env;
 };
 
@@ -101,8 +112,8 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
 ManifestSet load_manifests(const std::vector<std::string>& folders);
 
 Result<Schedule> parse_schedule(const json::value& value);
-// "15m", "4h", "30s", "1d" -> seconds.
-std::optional<int64_t> parse_duration(std::string_view text);
+// "15m", "4h", "30s", "1d" -> seconds; nothing past ten years, and "0s" only when allowed.
+std::optional<int64_t> parse_duration(std::string_view text, bool allow_zero = false);
 
 // Resolves references to their values: {name: value}. Messages name the reference, never
 // a value.

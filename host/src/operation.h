@@ -71,6 +71,7 @@ struct Operation {
 struct PendingOperation {
     Operation op;
     const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
+    std::string record_id;                // that record's id: what fails, is kept and tried again
     std::string skip_reason;              // set when there is nothing to write (e.g. no match)
     std::string hash;
     bool known = false;  // a link exists: an update, not a create

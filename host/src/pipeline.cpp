@@ -2,6 +2,9 @@
 // (gather, write-back) in pipeline_source.cpp.
 #include "pipeline.h"
 
+#include <map>
+#include <set>
+
 #include "digest.h"
 #include "lease_keeper.h"
 #include "process.h"
@@ -185,13 +188,11 @@ RunReport Pipeline::run(const RunOptions& options) {
     if (*saved)
         if (auto parsed = parse_json(**saved)) cursor = parsed.value();
 
-    RunReport& report = scope.report();
     RunCounts& total = scope.total();
-    std::optional<RunStop> stop;
-    for (bool more = true; more && !stop;) {
-        if (cancel_.load()) return scope.finish(RunStatus::stopped, "interrupted; everything before this point is saved");
-        if (auto lost = scope.lost()) return scope.finish(*lost);
+    std::optional<RunStop> stop = retry_failed(scope, options);
+    for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
+        if ((stop = between_batches(scope))) break;
         Batch batch{gather(options, cursor, total.fetched), {}, {}, {}};
         stop = batch.page.stop;
         more = batch.page.more && !stop;
@@ -199,42 +200,110 @@ RunReport Pipeline::run(const RunOptions& options) {
             total.retries += batch.page.retries;
             break;
         }
-        batch.commit.run_id = report.run_id;
-        batch.commit.scope = state_scope();
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
-        batch.commit.counts.retries = batch.page.retries;
-        map(batch);
-        auto halted = skip_unchanged(batch, report, options.dry_run);
-        if (halted) forget_results(batch);
-        else halted = resolve(batch);
-        if (!halted) halted = scope.lost();
-        if (!halted && !options.dry_run) halted = write(batch);
-        if (options.dry_run) describe_dry_run(batch, report);
-        write_back(batch);
-        record_failures(batch, report, options.dry_run);
-        if (halted) {
+        if (auto halted = process(scope, batch, options)) {
             stop = halted;
-            more = false;
-        } else if (!options.dry_run) {
-            // The cursor and the inbox move only with the results before them.
-            if (batch.page.checkpoint) batch.commit.cursor = json::serialize(*batch.page.checkpoint);
-            batch.commit.inbox_done = batch.page.inbox_ids;
+            break;
         }
-        if (batch.page.checkpoint && !halted) cursor = *batch.page.checkpoint;
-        batch.commit.log.insert(batch.commit.log.begin(), log_.begin(), log_.end());
-        log_.clear();
-        batch.commit.lease = scope.lease();
-        if (auto committed = store_.commit_batch(batch.commit); !committed)
-            return scope.finish(committed.kind() == Status::Kind::conflict ? RunStatus::stopped : RunStatus::failed,
-                                committed.message());
-        total.add(batch.commit.counts);
-        scope.renew();
-        if (options.progress) options.progress(total);
+        if (batch.page.checkpoint) cursor = *batch.page.checkpoint;
         if (!stop) stop = budget_stop();
     }
     if (stop) return scope.finish(*stop);
     return scope.finish(total.failed > 0 ? RunStatus::partial : RunStatus::succeeded,
                         total.failed > 0 ? std::to_string(total.failed) + " record(s) failed" : "");
+}
+
+// Why the run must not start another batch: cancelled, or its lease is someone else's.
+std::optional<RunStop> Pipeline::between_batches(const RunScope& scope) const {
+    if (cancel_.load()) return RunStop{RunStatus::stopped, "interrupted; everything before this point is saved", false};
+    return scope.lost();
+}
+
+// Records that failed in earlier runs and are due again go first, in batches like any
+// page, one sweep in source id order; the cursor does not move for them.
+std::optional<RunStop> Pipeline::retry_failed(RunScope& scope, const RunOptions& options) {
+    const int64_t now = clock_.now_ms();
+    std::string after;
+    for (;;) {
+        if (auto stop = between_batches(scope)) return stop;
+        auto due = store_.due_records(state_scope(), now, after, static_cast<int>(kBatchSize));
+        if (!due) return RunStop{RunStatus::failed, due.status().message(), false};
+        if (due->empty()) return std::nullopt;
+        Batch batch;
+        batch.page.retry = true;
+        for (auto& f : *due) {
+            after = f.source_id;
+            auto parsed = parse_json(f.record);
+            batch.page.records.push_back({f.source_id, parsed ? parsed.value() : json::value(f.record), f.attempts});
+        }
+        batch.commit.counts.retried = static_cast<int64_t>(batch.page.records.size());
+        log(Level::info, "trying again " + std::to_string(due->size()) + " record(s) that failed before");
+        if (auto stop = process(scope, batch, options)) return stop;
+        if (auto stop = budget_stop()) return stop;
+    }
+}
+
+// One gathered batch through the stages to its commit. Answers why the run stops after
+// it, if it does (a stage halted, or the commit failed).
+std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const RunOptions& options) {
+    RunReport& report = scope.report();
+    batch.commit.run_id = report.run_id;
+    batch.commit.scope = state_scope();
+    batch.commit.counts.retries = batch.page.retries;
+    map(batch);
+    auto halted = skip_unchanged(batch, report, options.dry_run);
+    if (halted) forget_results(batch);
+    else halted = resolve(batch);
+    if (!halted) halted = scope.lost();
+    if (!halted && !options.dry_run) halted = write(batch);
+    if (options.dry_run) describe_dry_run(batch, report);
+    write_back(batch);
+    record_failures(batch, report, options.dry_run);
+    if (!halted && !options.dry_run) {
+        settle_records(batch);
+        // The cursor and the inbox move only with the results before them.
+        if (batch.page.checkpoint) batch.commit.cursor = json::serialize(*batch.page.checkpoint);
+        batch.commit.inbox_done = batch.page.inbox_ids;
+    }
+    batch.commit.log.insert(batch.commit.log.begin(), log_.begin(), log_.end());
+    log_.clear();
+    batch.commit.lease = scope.lease();
+    batch.commit.at_ms = clock_.now_ms();
+    if (auto committed = store_.commit_batch(batch.commit); !committed)
+        return RunStop{committed.kind() == Status::Kind::conflict ? RunStatus::stopped : RunStatus::failed, committed.message(),
+                       false};
+    scope.total().add(batch.commit.counts);
+    scope.renew();
+    if (options.progress) options.progress(scope.total());
+    return halted;
+}
+
+// Each record of a saved batch either landed whole — its earlier errors close and it leaves
+// the failed list — or failed for its own reasons and is kept to be tried again (attempts
+// count from 1 for a newly fetched version, up from the last for one tried again).
+void Pipeline::settle_records(Batch& batch) {
+    std::set<std::string> failed;
+    for (const auto& e : batch.commit.errors) failed.insert(e.entity_id);
+    std::map<std::string, const SourceRecord*> newest;  // the last version of each record in the page
+    for (const auto& r : batch.page.records) newest[r.id] = &r;
+    const auto& policy = b_.module.failed_records;
+    const int64_t now = clock_.now_ms();
+    for (const auto& [id, r] : newest) {
+        if (!failed.count(id)) {
+            batch.commit.landed.push_back(id);
+            if (batch.page.retry) ++batch.commit.counts.recovered;
+            continue;
+        }
+        FailedRecord kept{id, json::serialize(r->record), batch.page.retry ? r->attempts + 1 : 1, 0, false};
+        kept.gave_up = kept.attempts >= policy.max_attempts;
+        kept.next_ms = policy.next_attempt_ms(now, kept.attempts);
+        if (kept.gave_up) {
+            ++batch.commit.counts.gave_up;
+            log(Level::warn, "record " + id + " failed " + std::to_string(kept.attempts) +
+                                 " times and is not tried again; see `crmsync errors " + b_.module.name + "`");
+        }
+        batch.commit.failed.push_back(std::move(kept));
+    }
 }
 
 // Authenticates both plugins, points their services at this run and sets up the shared
@@ -299,13 +368,14 @@ void Pipeline::map(Batch& batch) {
             if (!op) {
                 const json::object empty;
                 const auto& o = emitted.is_object() ? emitted.get_object() : empty;
-                fail(find_string(o, "source_id").value_or(r.id), find_text(o, "key"), find_text(o, "object"), "INVALID_OPERATION",
+                fail(r.id, find_text(o, "key"), find_text(o, "object"), "INVALID_OPERATION",
                      op.status().message() + " (a bug in plugin " + b_.source.plugin().id() + ")", json::serialize(emitted));
                 continue;
             }
             PendingOperation pending;
             pending.op = std::move(op.value());
             pending.record = &r.record;
+            pending.record_id = r.id;
             batch.ops.push_back(std::move(pending));
         }
     }
@@ -378,7 +448,7 @@ void Pipeline::record_failures(Batch& batch, RunReport& report, bool dry_run) {
         }
         batch.commit.errors.push_back({.module = b_.module.name,
                                        .at_ms = clock_.now_ms(),
-                                       .entity_id = p.op.source_id,
+                                       .entity_id = p.record_id,
                                        .key = p.op.key,
                                        .object = p.op.object,
                                        .code = *p.error_code,

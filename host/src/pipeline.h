@@ -70,6 +70,7 @@ private:
     struct SourceRecord {
         std::string id;
         json::value record;
+        int64_t attempts = 0;  // failed tries before (a record tried again)
     };
     // What one gather took: records and the cursor after them (source), or inbox events.
     struct Page {
@@ -77,6 +78,7 @@ private:
         std::optional<json::value> checkpoint;
         std::vector<int64_t> inbox_ids;
         bool more = false;            // the source has more after this page
+        bool retry = false;           // records that failed before, from the store
         int64_t retries = 0;          // fetch attempts retried
         std::optional<RunStop> stop;  // why the run ends after this page (no records: at once)
     };
@@ -87,6 +89,13 @@ private:
         BatchCommit commit;
         std::vector<json::object> writebacks;  // what to send back to the source
     };
+
+    // The run: failed records due again, then pages from the source, each batch through
+    // process() to its commit.
+    std::optional<RunStop> retry_failed(RunScope& scope, const RunOptions& options);
+    std::optional<RunStop> process(RunScope& scope, Batch& batch, const RunOptions& options);
+    std::optional<RunStop> between_batches(const RunScope& scope) const;
+    void settle_records(Batch& batch);
 
     // Stages, in order.
     std::optional<RunStop> prepare(const RunOptions& options);

@@ -33,8 +33,11 @@ struct RunCounts {
     int64_t failed = 0;     // operations that ended in the error log
     int64_t no_match = 0;   // update-by-key found no record
     int64_t api_calls = 0;  // CRM and source API calls made
-    int64_t retries = 0;
-    json::object extra;  // service counters (fallbacks taken, ...)
+    int64_t retries = 0;    // API calls tried again
+    int64_t retried = 0;    // failed records of earlier runs tried again
+    int64_t recovered = 0;  // of those, the ones that landed
+    int64_t gave_up = 0;    // records that failed their last allowed attempt
+    json::object extra;     // service counters (fallbacks taken, ...)
     void add(const RunCounts& other);
     json::object to_json() const;
     static RunCounts from_json(const json::object& o);
@@ -71,6 +74,19 @@ struct ErrorRow {
     std::vector<std::string> fields{};
     std::string payload;       // the operation as JSON
     std::string connection{};  // filled by the reads; a batch's errors take the batch's
+    // open (its record is tried again), gave_up (tried max_attempts times) or closed.
+    std::string state{};
+    std::string closed_reason{};  // landed, tried again, dismissed, reset
+    int64_t closed_ms = 0;
+};
+
+// A source record that failed for its own reasons, kept to be tried again in later runs.
+struct FailedRecord {
+    std::string source_id;
+    std::string record;    // the source record as it was fetched or received (JSON)
+    int64_t attempts = 0;  // failed tries so far
+    int64_t next_ms = 0;   // not tried again before this
+    bool gave_up = false;  // tried the module's max_attempts times: no more
 };
 
 struct LinkRow {
@@ -112,6 +128,12 @@ struct BatchCommit {
     std::vector<int64_t> inbox_done;    // webhook events this batch consumed
     // When set, the batch is saved only while this lease is still held under its fence;
     // otherwise nothing of it is, and the commit answers a Status of kind `conflict`.
+    // Records of this batch that failed: kept to be tried again; their earlier errors close.
+    std::vector<FailedRecord> failed;
+    // Records of this batch that landed whole: their open errors close ("landed"), and they
+    // leave the failed list.
+    std::vector<std::string> landed;
+    int64_t at_ms = 0;  // when the batch is saved (the time errors close)
     std::optional<LeaseRow> lease;
 };
 
@@ -147,7 +169,18 @@ public:
     virtual std::optional<int64_t> last_scheduled_start(const std::string& module) = 0;
     // True when a write transaction can be opened (for health checks).
     virtual bool writable() = 0;
-    virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) = 0;
+    // Errors since since_ms: those still open (or given up), or with closed too (history).
+    virtual std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms,
+                                         bool with_closed = false) = 0;
+    // Records failed before that are due to be tried again (next_ms <= now_ms, not given
+    // up), in source id order after `after`.
+    virtual Result<std::vector<FailedRecord>> due_records(const StateScope& scope, int64_t now_ms, const std::string& after,
+                                                          int limit) = 0;
+    // An operator gives up on records: the open errors whose key or source id is `key`, of
+    // `module` (every module when none; every key when none, but not both none), close as
+    // "dismissed" and their records are not tried again. Answers how many errors closed.
+    virtual Result<int64_t> dismiss(const std::optional<std::string>& module, const std::optional<std::string>& key,
+                                    int64_t now_ms) = 0;
     virtual Result<int64_t> purge_errors(int64_t older_than_ms) = 0;
 
     virtual Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) = 0;
@@ -160,8 +193,8 @@ public:
     // State saved before it was kept per connection goes to `scope` (the connection the
     // module writes to at its first run after the upgrade). Answers how many rows moved.
     virtual Result<int64_t> claim_unscoped_state(const StateScope& scope) = 0;
-    // Forgets what the module wrote through the connection: links, cursor and open errors
-    // go, so the next run starts from the beginning and writes everything again (upserts,
+    // Forgets what the module wrote through the connection: links, cursor and failed
+    // records go, open errors close ("reset"), so the next run starts from the beginning and writes everything again (upserts,
     // so nothing is duplicated). The run history stays. Answers how many links went.
     virtual Result<int64_t> reset(const StateScope& scope) = 0;
 

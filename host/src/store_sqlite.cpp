@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "store.h"
@@ -113,6 +114,26 @@ const char* const kMigrations[] = {
     // 3: fenced leases. A released lease keeps its row (holder '') so its number never repeats.
     R"sql(
     ALTER TABLE leases ADD COLUMN fence INTEGER NOT NULL DEFAULT 0;
+    )sql",
+    // 4: failed records are kept and tried again; an error stays open until its record lands,
+    // is tried again, given up on or dismissed.
+    R"sql(
+    ALTER TABLE errors ADD COLUMN state TEXT NOT NULL DEFAULT 'open';
+    ALTER TABLE errors ADD COLUMN closed_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE errors ADD COLUMN closed_reason TEXT NOT NULL DEFAULT '';
+    CREATE INDEX errors_open ON errors(module, connection, entity_id) WHERE state != 'closed';
+    CREATE TABLE failed_records (
+        module TEXT NOT NULL,
+        connection TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        record TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL,
+        gave_up INTEGER NOT NULL DEFAULT 0,
+        first_failed_ms INTEGER NOT NULL,
+        PRIMARY KEY (module, connection, source_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX failed_records_due ON failed_records(module, connection, gave_up, next_ms);
     )sql",
 };
 
@@ -235,9 +256,17 @@ public:
                 link.exec();
                 link.reset();
             }
+            close_errors(batch, batch.landed, "landed");
+            std::vector<std::string> failed_ids;
+            std::set<std::string> gave_up;
+            for (const auto& f : batch.failed) {
+                failed_ids.push_back(f.source_id);
+                if (f.gave_up) gave_up.insert(f.source_id);
+            }
+            close_errors(batch, failed_ids, "tried again");
             SQLite::Statement error(db_,
                                     "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
-                                    "message, fields, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                                    "message, fields, payload, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             for (const auto& e : batch.errors) {
                 json::array fields;
                 for (const auto& f : e.fields) fields.emplace_back(f);
@@ -252,9 +281,11 @@ public:
                 error.bind(9, e.message);
                 error.bind(10, json::serialize(fields));
                 error.bind(11, e.payload);
+                error.bind(12, gave_up.count(e.entity_id) ? "gave_up" : "open");
                 error.exec();
                 error.reset();
             }
+            keep_failed(batch);
             append_log(batch.run_id, batch.log);
             {
                 SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
@@ -338,7 +369,9 @@ public:
                             "SUM(json_extract(counts, '$.fetched')), SUM(json_extract(counts, '$.created')), "
                             "SUM(json_extract(counts, '$.updated')), SUM(json_extract(counts, '$.unchanged')), "
                             "SUM(json_extract(counts, '$.ignored')), SUM(json_extract(counts, '$.failed')), "
-                            "SUM(json_extract(counts, '$.no_match')), SUM(json_extract(counts, '$.api_calls')) "
+                            "SUM(json_extract(counts, '$.no_match')), SUM(json_extract(counts, '$.api_calls')), "
+                            "SUM(json_extract(counts, '$.retried')), SUM(json_extract(counts, '$.recovered')), "
+                            "SUM(json_extract(counts, '$.gave_up')) "
                             "FROM runs WHERE status != 'running' GROUP BY module, status ORDER BY module, status");
         std::vector<RunTotals> out;
         while (q.executeStep()) {
@@ -354,6 +387,9 @@ public:
             t.counts.failed = q.getColumn(8).getInt64();
             t.counts.no_match = q.getColumn(9).getInt64();
             t.counts.api_calls = q.getColumn(10).getInt64();
+            t.counts.retried = q.getColumn(11).getInt64();
+            t.counts.recovered = q.getColumn(12).getInt64();
+            t.counts.gave_up = q.getColumn(13).getInt64();
             out.push_back(std::move(t));
         }
         return out;
@@ -375,10 +411,11 @@ public:
         }
     }
 
-    std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms) override {
+    std::vector<ErrorRow> errors(const std::optional<std::string>& module, int64_t since_ms, bool with_closed) override {
         std::string sql =
-            "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload, connection FROM errors "
-            "WHERE at_ms >= ?";
+            "SELECT id, run_id, module, at_ms, entity_id, key, object, code, message, fields, payload, connection, state, "
+            "closed_reason, closed_ms FROM errors WHERE at_ms >= ?";
+        if (!with_closed) sql += " AND state != 'closed'";
         if (module) sql += " AND module = ?";
         sql += " ORDER BY id";
         SQLite::Statement q(db_, sql);
@@ -402,16 +439,74 @@ public:
                     if (f.is_string()) e.fields.emplace_back(f.get_string());
             e.payload = q.getColumn(10).getString();
             e.connection = q.getColumn(11).getString();
+            e.state = q.getColumn(12).getString();
+            e.closed_reason = q.getColumn(13).getString();
+            e.closed_ms = q.getColumn(14).getInt64();
             out.push_back(std::move(e));
         }
         return out;
     }
 
+    Result<std::vector<FailedRecord>> due_records(const StateScope& scope, int64_t now_ms, const std::string& after,
+                                                  int limit) override {
+        return guarded("reading the failed records", [&]() -> Result<std::vector<FailedRecord>> {
+            SQLite::Statement q(db_,
+                                "SELECT source_id, record, attempts, next_ms FROM failed_records WHERE module = ? AND "
+                                "connection = ? AND gave_up = 0 AND next_ms <= ? AND source_id > ? ORDER BY source_id LIMIT ?");
+            q.bind(1, scope.module);
+            q.bind(2, scope.connection);
+            q.bind(3, static_cast<int64_t>(now_ms));
+            q.bind(4, after);
+            q.bind(5, limit);
+            std::vector<FailedRecord> out;
+            while (q.executeStep())
+                out.push_back({q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getInt64(),
+                               q.getColumn(3).getInt64(), false});
+            return out;
+        });
+    }
+
+    Result<int64_t> dismiss(const std::optional<std::string>& module, const std::optional<std::string>& key,
+                            int64_t now_ms) override {
+        if (!module && !key) return Status::config("dismiss needs a module or a key");
+        return guarded("dismissing errors", [&]() -> Result<int64_t> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            const std::string which = std::string("state != 'closed'") + (module ? " AND module = ?" : "") +
+                                      (key ? " AND (key = ? OR entity_id = ?)" : "");
+            auto bind_which = [&](SQLite::Statement& q, int first) {
+                if (module) q.bind(first++, *module);
+                if (key) {
+                    q.bind(first++, *key);
+                    q.bind(first, *key);
+                }
+            };
+            SQLite::Statement records(db_,
+                                      "DELETE FROM failed_records WHERE (module, connection, source_id) IN "
+                                      "(SELECT module, connection, entity_id FROM errors WHERE " +
+                                          which + ")");
+            bind_which(records, 1);
+            records.exec();
+            SQLite::Statement close(
+                db_, "UPDATE errors SET state = 'closed', closed_reason = 'dismissed', closed_ms = ? WHERE " + which);
+            close.bind(1, static_cast<int64_t>(now_ms));
+            bind_which(close, 2);
+            int64_t closed = close.exec();
+            tx.commit();
+            return closed;
+        });
+    }
+
     Result<int64_t> purge_errors(int64_t older_than_ms) override {
         return guarded("removing old errors", [&]() -> Result<int64_t> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             SQLite::Statement q(db_, "DELETE FROM errors WHERE at_ms < ?");
             q.bind(1, static_cast<int64_t>(older_than_ms));
-            return q.exec();
+            int64_t removed = q.exec();
+            SQLite::Statement given_up(db_, "DELETE FROM failed_records WHERE gave_up = 1 AND first_failed_ms < ?");
+            given_up.bind(1, static_cast<int64_t>(older_than_ms));
+            given_up.exec();
+            tx.commit();
+            return removed;
         });
     }
 
@@ -456,7 +551,7 @@ public:
         return guarded("claiming the state saved before connections", [&]() -> Result<int64_t> {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             int64_t moved = 0;
-            for (const char* table : {"links", "cursors", "errors"}) {
+            for (const char* table : {"links", "cursors", "errors", "failed_records"}) {
                 SQLite::Statement q(db_,
                                     std::string("UPDATE ") + table + " SET connection = ? WHERE module = ? AND connection = ''");
                 q.bind(1, scope.connection);
@@ -472,7 +567,13 @@ public:
         return guarded("resetting the module", [&]() -> Result<int64_t> {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             int64_t links = 0;
-            for (const char* table : {"links", "cursors"}) {
+            SQLite::Statement close(db_,
+                                    "UPDATE errors SET state = 'closed', closed_reason = 'reset', closed_ms = "
+                                    "strftime('%s','now') * 1000 WHERE module = ? AND connection = ? AND state != 'closed'");
+            close.bind(1, scope.module);
+            close.bind(2, scope.connection);
+            close.exec();
+            for (const char* table : {"links", "cursors", "failed_records"}) {
                 SQLite::Statement q(db_, std::string("DELETE FROM ") + table + " WHERE module = ? AND connection = ?");
                 q.bind(1, scope.module);
                 q.bind(2, scope.connection);
@@ -615,6 +716,52 @@ private:
                 q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString()};
     }
 
+    // Closes the open errors of these records (inside a batch's transaction).
+    void close_errors(const BatchCommit& batch, const std::vector<std::string>& source_ids, const char* reason) {
+        if (source_ids.empty()) return;
+        SQLite::Statement q(db_,
+                            "UPDATE errors SET state = 'closed', closed_reason = ?, closed_ms = ? WHERE module = ? AND "
+                            "connection = ? AND entity_id = ? AND state != 'closed'");
+        for (const auto& id : source_ids) {
+            q.bind(1, reason);
+            q.bind(2, static_cast<int64_t>(batch.at_ms));
+            q.bind(3, batch.scope.module);
+            q.bind(4, batch.scope.connection);
+            q.bind(5, id);
+            q.exec();
+            q.reset();
+        }
+    }
+
+    // Failed records kept (a newer version replaces the one kept), landed ones let go.
+    void keep_failed(const BatchCommit& batch) {
+        SQLite::Statement keep(db_,
+                               "INSERT INTO failed_records(module, connection, source_id, record, attempts, next_ms, gave_up, "
+                               "first_failed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, source_id) "
+                               "DO UPDATE SET record = excluded.record, attempts = excluded.attempts, "
+                               "next_ms = excluded.next_ms, gave_up = excluded.gave_up");
+        for (const auto& f : batch.failed) {
+            keep.bind(1, batch.scope.module);
+            keep.bind(2, batch.scope.connection);
+            keep.bind(3, f.source_id);
+            keep.bind(4, f.record);
+            keep.bind(5, static_cast<int64_t>(f.attempts));
+            keep.bind(6, static_cast<int64_t>(f.next_ms));
+            keep.bind(7, f.gave_up ? 1 : 0);
+            keep.bind(8, static_cast<int64_t>(batch.at_ms));
+            keep.exec();
+            keep.reset();
+        }
+        SQLite::Statement let_go(db_, "DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
+        for (const auto& id : batch.landed) {
+            let_go.bind(1, batch.scope.module);
+            let_go.bind(2, batch.scope.connection);
+            let_go.bind(3, id);
+            let_go.exec();
+            let_go.reset();
+        }
+    }
+
     int64_t fence_of(const std::string& module) {
         SQLite::Statement q(db_, "SELECT fence FROM leases WHERE module = ?");
         q.bind(1, module);
@@ -669,6 +816,9 @@ void RunCounts::add(const RunCounts& o) {
     no_match += o.no_match;
     api_calls += o.api_calls;
     retries += o.retries;
+    retried += o.retried;
+    recovered += o.recovered;
+    gave_up += o.gave_up;
     for (const auto& [k, v] : o.extra) {
         auto before = extra.if_contains(k);
         int64_t base = before && before->is_int64() ? before->get_int64() : 0;
@@ -680,6 +830,8 @@ json::object RunCounts::to_json() const {
     json::object o{{"fetched", fetched},     {"created", created},     {"updated", updated},
                    {"unchanged", unchanged}, {"ignored", ignored},     {"failed", failed},
                    {"no_match", no_match},   {"api_calls", api_calls}, {"retries", retries}};
+    for (auto [name, value] : {std::pair{"retried", retried}, {"recovered", recovered}, {"gave_up", gave_up}})
+        if (value) o[name] = value;
     if (!extra.empty()) o["services"] = extra;
     return o;
 }
@@ -695,6 +847,9 @@ RunCounts RunCounts::from_json(const json::object& o) {
     c.no_match = find_int(o, "no_match").value_or(0);
     c.api_calls = find_int(o, "api_calls").value_or(0);
     c.retries = find_int(o, "retries").value_or(0);
+    c.retried = find_int(o, "retried").value_or(0);
+    c.recovered = find_int(o, "recovered").value_or(0);
+    c.gave_up = find_int(o, "gave_up").value_or(0);
     if (auto* s = find_object(o, "services")) c.extra = *s;
     return c;
 }

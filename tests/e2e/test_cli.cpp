@@ -60,9 +60,8 @@ TEST_CASE("cli: errors export as CSV with the CRM's code, fields and entity id")
     home.crmsync({"run", "tasks"});
     auto csv = home.crmsync({"errors", "tasks", "--since", "365d", "--format", "csv"});
     CHECK(csv.status == 0);
-    CHECK_THAT(csv.out,
-               Catch::StartsWith(
-                   "id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,payload,connection\r\n"));
+    CHECK_THAT(csv.out, Catch::StartsWith("id,run_id,module,occurred_at,entity_id,key,object,exception_type,message,fields,"
+                                          "payload,connection,state,closed_reason,closed_at\r\n"));
     CHECK_THAT(csv.out, Catch::Contains(",a-2,tasks:a-2,Task,INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST,") &&
                             Catch::Contains("\"Task.Status: \"\"Bogus\"\" is not a value of this restricted picklist\",Status,"));
     auto table = home.crmsync({"errors"});
@@ -196,4 +195,44 @@ TEST_CASE("cli: swapping a module's CRM connection writes everything to the new 
     CHECK_THAT(afresh.out, Catch::Contains("fetched 3, created 0, updated 2"));  // upserts: nothing duplicated
     CHECK(tasks_in("mock") == 2);
     CHECK(tasks_in("org2") == 2);
+}
+
+TEST_CASE("cli: errors shows open errors by default, --all the history; dismiss gives up on a record") {
+    Home home;
+    CHECK(home.crmsync({"run", "tasks"}).status == 1);  // a-2 has a bad Status
+    auto open = home.crmsync({"errors", "tasks"});
+    CHECK(open.status == 0);
+    CHECK_THAT(open.out, Catch::Contains("STATE") && Catch::Contains("a-2") && Catch::Contains("open"));
+
+    auto nothing = home.crmsync({"errors", "dismiss"});
+    CHECK(nothing.status == 2);
+    CHECK_THAT(nothing.err, Catch::Contains("--all MODULE"));
+    CHECK(home.crmsync({"errors", "dismiss", "no-such-record"}).status == 2);
+    auto dismissed = home.crmsync({"errors", "dismiss", "a-2"});
+    CHECK(dismissed.status == 0);
+    CHECK_THAT(dismissed.out, Catch::Contains("dismissed 1 error(s)"));
+
+    CHECK_THAT(home.crmsync({"errors", "tasks"}).out, Catch::Contains("no open errors"));
+    auto history = home.crmsync({"errors", "tasks", "--all", "--format", "csv"});
+    CHECK_THAT(history.out, Catch::Contains(",closed,dismissed,"));
+    auto json = home.crmsync({"errors", "--all", "--format", "json"});
+    CHECK_THAT(json.out, Catch::Contains(R"("state":"closed","closed_reason":"dismissed")"));
+
+    // Dismissed: not tried again, even when it is due.
+    write_file(home.dir / "manifests/tasks.json",
+               testing::read_file(home.dir / "manifests/tasks.json").insert(1, R"("failed_records": {"backoff": "0s"}, )"));
+    auto rerun = home.crmsync({"run", "tasks"});
+    CHECK(rerun.status == 0);
+    CHECK_THAT(rerun.out, !Catch::Contains("retried"));
+}
+
+TEST_CASE("cli: a failed record is tried again by the next run and the summary says so") {
+    Home home;
+    write_file(home.dir / "manifests/tasks.json",
+               testing::read_file(home.dir / "manifests/tasks.json").insert(1, R"("failed_records": {"backoff": "0s"}, )"));
+    CHECK(home.crmsync({"run", "tasks"}).status == 1);
+    auto again = home.crmsync({"run", "tasks"});
+    CHECK(again.status == 1);  // still bad: tried, failed again
+    CHECK_THAT(again.out, Catch::Contains("fetched 0") && Catch::Contains("failed 1, retried 1 (0 recovered, 0 given up)"));
+    CHECK_THAT(home.crmsync({"errors", "tasks", "--all"}).out, Catch::Contains("closed: tried again"));
 }

@@ -242,7 +242,8 @@ TEST_CASE("pipeline: error-log entries are kept 365 days, then the next run remo
     h.runner.time = &clock;
     write_file(h.home / "in/a.jsonl", R"({"id": "bad-1", "subject": "Bad status", "status": "Someday"}
 )");
-    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    // Given up at once, so later runs do not try it again and the one entry just ages.
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"), R"(, "failed_records": {"max_attempts": 1})");
     REQUIRE(h.run("tasks").counts.failed == 1);
     REQUIRE(h.store()->errors(std::string("tasks"), 0).size() == 1);
 
@@ -322,4 +323,104 @@ TEST_CASE("pipeline: a run whose lease was taken over saves nothing more; the ne
     CHECK(next.status == RunStatus::succeeded);
     CHECK(h.tasks() == 600);  // written again where needed, never twice
     CHECK(store->all_links("gen", std::nullopt, 1000).size() == 600);
+}
+
+namespace {
+
+// A home whose clock the test moves, with one module over a JSONL folder.
+struct RetryHarness : Harness {
+    ManualClock clock{0};
+    explicit RetryHarness(const std::string& failed_records = "") {
+        int64_t start = 0;
+        REQUIRE(parse_iso8601("2026-11-20T00:00:00Z", start));
+        clock.set(start);
+        runner.time = &clock;
+        module("tasks", "example-jsonl", jsonl_config(home / "in"),
+               failed_records.empty() ? "" : R"(, "failed_records": )" + failed_records);
+    }
+    std::vector<ErrorRow> open_errors() { return store()->errors(std::string("tasks"), 0); }
+    std::vector<ErrorRow> all_errors() { return store()->errors(std::string("tasks"), 0, true); }
+};
+
+constexpr int64_t kMinute = 60'000;
+
+}  // namespace
+
+TEST_CASE("pipeline: a record that failed for its own reasons is tried again after its backoff and lands once fixed") {
+    RetryHarness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "good-1", "subject": "Fine", "status": "Completed"}
+{"id": "bad-1", "subject": "Not yet", "status": "Someday"}
+)");
+    auto first = h.run("tasks");
+    CHECK(first.counts.created == 1);
+    CHECK(first.counts.failed == 1);
+    REQUIRE(h.open_errors().size() == 1);
+    CHECK(h.open_errors()[0].state == "open");
+
+    h.crm()->add_picklist_value("Task", "Status", "Someday");  // the admin fixes the cause in the CRM
+    auto early = h.run("tasks");                               // before the backoff: not yet
+    CHECK(early.counts.retried == 0);
+    CHECK(h.tasks() == 1);
+
+    h.clock.advance(5 * kMinute);
+    auto again = h.run("tasks");
+    CHECK(again.status == RunStatus::succeeded);
+    CHECK(again.counts.fetched == 0);  // the cursor had passed it: it came from the failed list
+    CHECK(again.counts.retried == 1);
+    CHECK(again.counts.recovered == 1);
+    CHECK(again.counts.created == 1);
+    CHECK(h.tasks() == 2);
+    CHECK(h.open_errors().empty());
+    auto history = h.all_errors();
+    REQUIRE(history.size() == 1);
+    CHECK(history[0].state == "closed");
+    CHECK(history[0].closed_reason == "landed");
+
+    h.clock.advance(60 * kMinute);
+    CHECK(h.run("tasks").counts.retried == 0);  // landed: not in the failed list any more
+    CHECK(h.tasks() == 2);
+}
+
+TEST_CASE("pipeline: a failing record's backoff doubles, and after the module's max_attempts it gives up") {
+    RetryHarness h(R"({"max_attempts": 3, "backoff": "1m"})");
+    write_file(h.home / "in/a.jsonl", R"({"id": "bad-1", "subject": "Never", "status": "Someday"}
+)");
+    CHECK(h.run("tasks").counts.failed == 1);  // attempt 1; next after 1 minute
+    h.clock.advance(kMinute);
+    auto second = h.run("tasks");  // attempt 2; next after 2 minutes
+    CHECK(second.counts.retried == 1);
+    CHECK(second.counts.failed == 1);
+    h.clock.advance(kMinute);
+    CHECK(h.run("tasks").counts.retried == 0);
+    h.clock.advance(kMinute);
+    auto third = h.run("tasks");  // attempt 3: the last
+    CHECK(third.counts.retried == 1);
+    CHECK(third.counts.gave_up == 1);
+    h.clock.advance(24 * 60 * kMinute);
+    CHECK(h.run("tasks").counts.retried == 0);
+
+    auto open = h.open_errors();
+    REQUIRE(open.size() == 1);  // one open row per record, however often it was tried
+    CHECK(open[0].state == "gave_up");
+    auto history = h.all_errors();
+    REQUIRE(history.size() == 3);
+    CHECK(history[0].closed_reason == "tried again");
+    CHECK(history[1].closed_reason == "tried again");
+}
+
+TEST_CASE("pipeline: a newer version of a failed record supersedes it and closes its error") {
+    RetryHarness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "bad-1", "subject": "Typo", "status": "Someday"}
+)");
+    CHECK(h.run("tasks").counts.failed == 1);
+    write_file(h.home / "in/b.jsonl", R"({"id": "bad-1", "subject": "Fixed", "status": "Completed"}
+)");
+    auto fixed = h.run("tasks");
+    CHECK(fixed.counts.fetched == 1);
+    CHECK(fixed.counts.created == 1);
+    CHECK(h.open_errors().empty());
+    h.clock.advance(60 * kMinute);
+    auto later = h.run("tasks");
+    CHECK(later.counts.retried == 0);  // the old version is not tried again
+    CHECK(h.crm()->query("SELECT Subject FROM Task").rows.at(0).at("Subject").as_string() == "Fixed");
 }

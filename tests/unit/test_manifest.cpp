@@ -82,3 +82,39 @@ TEST_CASE("plugin manifests: each missing or malformed field is named") {
     write_file(dir / "r.plugin.json", R"({"file_format_version": "2.0", "id": "x"})");
     CHECK_THAT(parse_plugin_manifest(dir / "r.plugin.json").status().message(), Catch::Contains("reads 1.x"));
 }
+
+TEST_CASE("durations have a range: no zero unless allowed, nothing past ten years, no overflow") {
+    CHECK(parse_duration("90s") == 90);
+    CHECK(parse_duration("1d") == 86400);
+    CHECK_FALSE(parse_duration("0s"));
+    CHECK(parse_duration("0s", true) == 0);
+    CHECK(parse_duration("3650d") == 3650LL * 86400);
+    CHECK_FALSE(parse_duration("3651d"));
+    CHECK_FALSE(parse_duration("106751991167301d"));
+    CHECK_FALSE(parse_duration("9223372036854775807s"));
+    CHECK_FALSE(parse_duration("-5m"));
+    CHECK_FALSE(parse_duration("5w"));
+}
+
+TEST_CASE("failed_records: attempts 1..100 and a backoff of 0s..1d, doubling to a day") {
+    auto parse = [](const std::string& extra) {
+        std::string text = kModule;
+        text.insert(1, R"("failed_records": )" + extra + ", ");
+        return parse_module_manifest("m.json", json::parse(text).as_object());
+    };
+    auto defaults = parse_module_manifest("m.json", json::parse(kModule).as_object());
+    REQUIRE(defaults);
+    CHECK(defaults->failed_records.max_attempts == 8);
+    CHECK(defaults->failed_records.backoff_ms == 5 * 60'000);
+    auto set = parse(R"({"max_attempts": 3, "backoff": "1m"})");
+    REQUIRE(set);
+    CHECK(set->failed_records.next_attempt_ms(0, 1) == 60'000);
+    CHECK(set->failed_records.next_attempt_ms(0, 3) == 240'000);
+    CHECK(set->failed_records.next_attempt_ms(0, 60) == FailedRecordPolicy::kCapMs);
+    for (const char* bad : {R"({"max_attempts": 0})", R"({"max_attempts": 101})", R"({"max_attempts": 2.5})",
+                            R"({"backoff": "2d"})", R"({"backoff": 60})", R"("often")"}) {
+        auto refused = parse(bad);
+        CHECK_FALSE(refused);
+        CHECK_THAT(refused.status().message(), Catch::Contains("m.json") && Catch::Contains("\"failed_records\""));
+    }
+}

@@ -68,7 +68,8 @@ int log(Context& ctx, int64_t run_id) {
     return kOk;
 }
 
-int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format) {
+int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format,
+           bool with_closed) {
     auto seconds = parse_duration(since);
     if (!seconds) {
         std::fprintf(stderr, "crmsync: --since \"%s\" is not a duration (use e.g. 30d, 24h, 365d)\n", since.c_str());
@@ -80,7 +81,11 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
     }
     auto store = store_or_report(ctx);
     if (!store) return kConfig;
-    auto rows = store.value()->errors(module, ctx.clock.now_ms() - *seconds * 1000);
+    auto rows = store.value()->errors(module, ctx.clock.now_ms() - *seconds * 1000, with_closed);
+    auto state_text = [](const ErrorRow& e) {
+        if (e.state == "closed") return "closed: " + e.closed_reason;
+        return e.state == "gave_up" ? std::string("gave up") : e.state;
+    };
     auto fields_text = [](const ErrorRow& e) {
         std::string out;
         for (const auto& f : e.fields) out += (out.empty() ? "" : ";") + f;
@@ -103,7 +108,10 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
                                        {"exception_type", e.code},
                                        {"message", e.message},
                                        {"fields", fields},
-                                       {"payload", payload ? payload.value() : json::value(e.payload)}});
+                                       {"payload", payload ? payload.value() : json::value(e.payload)},
+                                       {"state", e.state},
+                                       {"closed_reason", e.closed_reason},
+                                       {"closed_at", e.closed_ms ? json::value(iso8601_utc(e.closed_ms)) : nullptr}});
         }
         std::printf("%s\n", json::serialize(out).c_str());
         return kOk;
@@ -112,20 +120,24 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
     for (const auto& e : rows) {
         if (format == "csv")
             table.push_back({std::to_string(e.id), std::to_string(e.run_id), e.module, iso8601_utc(e.at_ms), e.entity_id, e.key,
-                             e.object, e.code, e.message, fields_text(e), e.payload, e.connection});
-        else table.push_back({iso8601_utc(e.at_ms), e.module, e.entity_id, e.code, fields_text(e), e.message});
+                             e.object, e.code, e.message, fields_text(e), e.payload, e.connection, e.state, e.closed_reason,
+                             e.closed_ms ? iso8601_utc(e.closed_ms) : ""});
+        else table.push_back({iso8601_utc(e.at_ms), e.module, e.entity_id, state_text(e), e.code, fields_text(e), e.message});
     }
     if (format == "csv") {
         std::printf("%s", render_csv({"id", "run_id", "module", "occurred_at", "entity_id", "key", "object", "exception_type",
-                                      "message", "fields", "payload", "connection"},
+                                      "message", "fields", "payload", "connection", "state", "closed_reason", "closed_at"},
                                      table)
                               .c_str());
         return kOk;
     }
-    if (table.empty()) std::printf("no errors in the last %s\n", since.c_str());
+    if (table.empty())
+        std::printf(with_closed ? "no errors in the last %s\n" : "no open errors in the last %s (--all for the history)\n",
+                    since.c_str());
     else
-        std::printf("%s",
-                    render_table({"TIME (UTC)", "MODULE", "ENTITY", "EXCEPTION TYPE", "FIELDS", "MESSAGE"}, table, 80).c_str());
+        std::printf(
+            "%s",
+            render_table({"TIME (UTC)", "MODULE", "ENTITY", "STATE", "EXCEPTION TYPE", "FIELDS", "MESSAGE"}, table, 80).c_str());
     return kOk;
 }
 

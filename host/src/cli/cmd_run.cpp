@@ -14,13 +14,17 @@ namespace {
 
 std::string summary(const std::string& module, const RunReport& r) {
     const auto& c = r.counts;
-    char buf[512];
+    std::string retried;  // failed records of earlier runs, when there were any
+    if (c.retried > 0 || c.gave_up > 0)
+        retried = "retried " + std::to_string(c.retried) + " (" + std::to_string(c.recovered) + " recovered, " +
+                  std::to_string(c.gave_up) + " given up), ";
+    char buf[768];
     std::snprintf(buf, sizeof buf,
                   "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
-                  "API calls %lld, %s (run %lld)",
+                  "%sAPI calls %lld, %s (run %lld)",
                   module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created,
-                  (long long)c.updated, (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, (long long)c.api_calls,
-                  duration_text(r.duration_ms).c_str(), (long long)r.run_id);
+                  (long long)c.updated, (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, retried.c_str(),
+                  (long long)c.api_calls, duration_text(r.duration_ms).c_str(), (long long)r.run_id);
     std::string line = buf;
     if (!r.message.empty()) line += "\n  " + r.message;
     return line;

@@ -1,4 +1,4 @@
-// Changing what crmsync remembers, on an operator's word: reset.
+// Changing what crmsync remembers, on an operator's word: reset, errors dismiss.
 #include <cstdio>
 
 #include "../process.h"
@@ -44,6 +44,31 @@ int reset(Context& ctx, const std::string& module, const std::optional<std::stri
     }
     std::printf("reset %s on %s: %lld link(s) and the cursor forgotten; the next run starts from the beginning\n", module.c_str(),
                 scope.connection.c_str(), static_cast<long long>(*removed));
+    return kOk;
+}
+
+int dismiss(Context& ctx, const std::optional<std::string>& key, const std::optional<std::string>& module) {
+    if (!key && !module) {
+        std::fprintf(stderr, "crmsync errors dismiss: name a KEY (or source id), or --all MODULE\n");
+        return kConfig;
+    }
+    auto store = ctx.catalog.open_store();
+    if (!store) {
+        std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
+        return kConfig;
+    }
+    auto closed = store.value()->dismiss(module, key, ctx.clock.now_ms());
+    if (!closed) {
+        std::fprintf(stderr, "crmsync: %s\n", closed.status().message().c_str());
+        return kConfig;
+    }
+    if (*closed == 0) {
+        std::fprintf(stderr, "crmsync errors dismiss: no open error %s%s (see `crmsync errors`)\n",
+                     key ? ("of " + *key).c_str() : "", module ? (" in " + *module).c_str() : "");
+        return kConfig;
+    }
+    std::printf("dismissed %lld error(s); their records are not tried again (a newer version of one still syncs)\n",
+                static_cast<long long>(*closed));
     return kOk;
 }
 

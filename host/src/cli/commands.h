@@ -28,7 +28,10 @@ struct RunFlags {
 int run(Context& ctx, const RunFlags& flags);
 int runs(Context& ctx, const std::optional<std::string>& module, int last, bool as_json);
 int log(Context& ctx, int64_t run_id);
-int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format);
+int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format,
+           bool with_closed);
+// Closes open errors an operator gives up on: one record's (by key or source id), or a module's.
+int dismiss(Context& ctx, const std::optional<std::string>& key, const std::optional<std::string>& module);
 int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json);
 int reset(Context& ctx, const std::string& module, const std::optional<std::string>& connection, bool yes);
 int serve(Context& ctx, const std::string& listen);

@@ -68,6 +68,13 @@ int main(int argc, char** argv) {
     errors->add_option("MODULE", errors_module, "only this module");
     errors->add_option("--since", since, "how far back, e.g. 30d, 24h (default 30d)");
     errors->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
+    bool errors_all = false;
+    errors->add_flag("--all", errors_all, "closed errors too (records that landed later, dismissed): the history");
+    std::optional<std::string> dismiss_key, dismiss_module;
+    auto* dismiss = errors->add_subcommand("dismiss", "give up on failed records: close their errors, stop trying them again");
+    dismiss->add_option("KEY", dismiss_key, "the record's key or source id (see `crmsync errors`)");
+    dismiss->add_option("--module", dismiss_module, "only this module's");
+    dismiss->add_option("--all", dismiss_module, "every open error of this MODULE");
 
     std::string links_module;
     auto* links = app.add_subcommand("links", "what a module's source records became in the CRM");
@@ -123,7 +130,8 @@ int main(int argc, char** argv) {
         if (run->parsed()) return cli::run(ctx, run_flags);
         if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
         if (log->parsed()) return cli::log(ctx, run_id);
-        if (errors->parsed()) return cli::errors(ctx, errors_module, since, format);
+        if (dismiss->parsed()) return cli::dismiss(ctx, dismiss_key, dismiss_module);
+        if (errors->parsed()) return cli::errors(ctx, errors_module, since, format, errors_all);
         if (links->parsed()) return cli::links(ctx, links_module, state_connection, last, as_json);
         if (reset->parsed()) return cli::reset(ctx, reset_module, state_connection, yes);
         if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);

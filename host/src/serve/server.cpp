@@ -180,7 +180,10 @@ std::string Server::metrics() {
                                   {"unchanged", t.counts.unchanged},
                                   {"ignored", t.counts.ignored},
                                   {"failed", t.counts.failed},
-                                  {"no_match", t.counts.no_match}})
+                                  {"no_match", t.counts.no_match},
+                                  {"retried", t.counts.retried},
+                                  {"recovered", t.counts.recovered},
+                                  {"gave_up", t.counts.gave_up}})
             records[{t.module, outcome}] += n;
         api[t.module] += t.counts.api_calls;
     }

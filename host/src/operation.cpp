@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "digest.h"
+
 namespace crmsync {
 namespace {
 
@@ -160,6 +162,29 @@ json::object Operation::to_json() const {
     if (!refs.empty()) o["refs"] = directives_json(refs);
     if (!blobs.empty()) o["blobs"] = directives_json(blobs);
     return o;
+}
+
+std::string crm_key_for(std::string_view key) {
+    auto plain = [](unsigned char c) { return c < 0x80 && c != '%' && !(c >= 'A' && c <= 'Z') && c > 0x20; };
+    if (std::all_of(key.begin(), key.end(), plain)) return std::string(key);
+    static const char* const kHex = "0123456789abcdef";
+    std::string out;
+    out.reserve(key.size() * 3);
+    for (unsigned char c : key) {
+        if (plain(c)) {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        }
+    }
+    constexpr size_t kMax = 255;
+    if (out.size() <= kMax) return out;
+    // Cut at an escape's start, so the prefix stays well formed.
+    size_t cut = 255 - 2 - 64;
+    while (cut > 0 && (out[cut - 1] == '%' || (cut >= 2 && out[cut - 2] == '%'))) --cut;
+    return out.substr(0, cut) + "%%" + sha256_hex(key);
 }
 
 }  // namespace crmsync

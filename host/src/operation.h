@@ -68,17 +68,33 @@ struct Operation {
 };
 
 // An operation in one batch of a run.
+// The value an operation's key takes in the CRM's external-id field. Salesforce compares
+// external ids case-insensitively (unless the field was made case-sensitive), and so does
+// mock-crm, so keys that differ only in case ("CaseA", "casea") would land on one record.
+// A key of lowercase letters, digits and punctuation other than '%' is its own value; any
+// other key is percent-encoded (uppercase letters, '%' and non-ASCII bytes as %xx with
+// lowercase hex), which leaves nothing that case could confuse and never equals a plain
+// key. Past 255 characters it ends in "%%" and a SHA-256 of the key instead.
+std::string crm_key_for(std::string_view key);
+
 struct PendingOperation {
     Operation op;
     const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
     std::string record_id;                // that record's id: what fails, is kept and tried again
     std::string skip_reason;              // set when there is nothing to write (e.g. no match)
     std::string hash;
-    bool known = false;  // a link exists: an update, not a create
+    bool known = false;   // a link exists: an update, not a create
+    std::string crm_key;  // its external-id value: an earlier link's, else crm_key_for(op.key)
     std::optional<std::string> error_code;
     std::string error_message;
     std::vector<std::string> error_fields;
 
+    // The operation as the CRM plugin gets it: keyed by its external-id value.
+    json::object write_json() const {
+        json::object o = op.to_write_json();
+        o["key"] = crm_key.empty() ? crm_key_for(op.key) : crm_key;
+        return o;
+    }
     // Neither failed nor skipped: the services and the write still have work on it.
     bool active() const { return !error_code && skip_reason.empty(); }
     // The write may create the record (so required fields matter and create-only ones may go).

@@ -397,6 +397,8 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
         if (!p.active()) continue;
         auto link = links->find(p.op.key);
         p.known = link != links->end();
+        // A record written before keeps the external-id value it was written under.
+        p.crm_key = p.known ? link->second.crm_key : crm_key_for(p.op.key);
         if (!p.known || link->second.content_hash != p.hash) continue;
         ++batch.commit.counts.unchanged;
         p.skip_reason = "unchanged";

@@ -53,7 +53,7 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
 }
 
 std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {
-    json::object op = p.op.to_write_json();
+    json::object op = p.write_json();
     auto& fields = op.at("fields").as_object();
     for (const auto& [field, ref] : p.op.blobs) {
         std::string data;
@@ -180,6 +180,7 @@ void Pipeline::take_results(const std::vector<PendingOperation*>& chunk, const s
             bool created = find_bool(*r, "created").value_or(!p->known);
             ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
             LinkRow link{p->op.key, p->op.source_id, p->op.object, find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
+            link.crm_key = p->crm_key;
             if (writes_back && p->op.writeback)
                 batch.writebacks.push_back({{"action", "writeback"},
                                             {"key", link.key},

@@ -97,6 +97,7 @@ struct LinkRow {
     std::string content_hash;
     int64_t updated_ms = 0;
     std::string connection{};  // filled by the reads; a batch's links take the batch's
+    std::string crm_key{};     // the external-id value it was written under (operation.h, crm_key_for)
 };
 
 // Who runs a module. The fence number goes up by one each time the lease changes hands

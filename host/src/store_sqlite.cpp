@@ -135,6 +135,11 @@ const char* const kMigrations[] = {
     ) WITHOUT ROWID;
     CREATE INDEX failed_records_due ON failed_records(module, connection, gave_up, next_ms);
     )sql",
+    // 5: the external-id value a link was written under; NULL for links from before, which
+    // were written under their key as it is.
+    R"sql(
+    ALTER TABLE links ADD COLUMN crm_key TEXT;
+    )sql",
 };
 
 // Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
@@ -241,9 +246,9 @@ public:
             SQLite::Statement link(
                 db_,
                 "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
-                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO UPDATE SET "
+                "updated_ms, crm_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO UPDATE SET "
                 "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
-                "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms");
+                "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key");
             for (const auto& l : batch.links) {
                 link.bind(1, batch.scope.module);
                 link.bind(2, batch.scope.connection);
@@ -253,6 +258,8 @@ public:
                 link.bind(6, l.crm_id);
                 link.bind(7, l.content_hash);
                 link.bind(8, static_cast<int64_t>(l.updated_ms));
+                if (l.crm_key.empty()) link.bind(9);
+                else link.bind(9, l.crm_key);
                 link.exec();
                 link.reset();
             }
@@ -709,11 +716,11 @@ private:
     }
 
     static constexpr const char* kLinkColumns =
-        "SELECT key, source_id, object, crm_id, content_hash, updated_ms, connection FROM links";
+        "SELECT key, source_id, object, crm_id, content_hash, updated_ms, connection, COALESCE(crm_key, key) FROM links";
 
     static LinkRow read_link(SQLite::Statement& q) {
         return {q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(), q.getColumn(3).getString(),
-                q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString()};
+                q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString(), q.getColumn(7).getString()};
     }
 
     // Closes the open errors of these records (inside a batch's transaction).

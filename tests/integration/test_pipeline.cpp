@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "catalog.h"
@@ -423,4 +424,33 @@ TEST_CASE("pipeline: a newer version of a failed record supersedes it and closes
     auto later = h.run("tasks");
     CHECK(later.counts.retried == 0);  // the old version is not tried again
     CHECK(h.crm()->query("SELECT Subject FROM Task").rows.at(0).at("Subject").as_string() == "Fixed");
+}
+
+TEST_CASE("pipeline: source ids that differ in case, or in number versus string, stay different CRM records") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "CaseA", "subject": "upper", "status": "Completed"}
+{"id": "casea", "subject": "lower", "status": "Completed"}
+{"id": 24, "subject": "number", "status": "Completed"}
+{"id": "24", "subject": "string", "status": "Completed"}
+{"id": 2.5, "subject": "not an id", "status": "Completed"}
+)");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto first = h.run("tasks");
+    CHECK(first.counts.created == 4);
+    CHECK(first.counts.failed == 1);
+    CHECK(h.tasks() == 4);
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0].message, Catch::Contains("\"id\" must be a string or an integer, not 2.5"));
+    std::set<std::string> subjects;
+    for (const auto& row : h.crm()->query("SELECT Subject FROM Task").rows)
+        subjects.insert(std::string(row.at("Subject").as_string()));
+    CHECK(subjects == std::set<std::string>{"upper", "lower", "number", "string"});
+
+    write_file(h.home / "in/b.jsonl", R"({"id": "casea", "subject": "lower, edited", "status": "Completed"}
+)");
+    auto edit = h.run("tasks");
+    CHECK(edit.counts.updated == 1);
+    CHECK(h.crm()->query("SELECT COUNT() FROM Task WHERE Subject = 'upper'").total == 1);
+    CHECK(h.tasks() == 4);
 }

@@ -83,7 +83,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         auto record = json::parse(record_json).as_object();
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         const auto& id = record.at(in->id_property);
-        std::string id_text = id.is_string() ? std::string(id.get_string()) : json::serialize(id);
+        std::string id_text = crmsync::support::id_text(id).value_or("");  // fetch checked it: a string or "#24"
         json::object fields;
         for (const auto& [field, property] : in->fields)
             if (auto* v = record.if_contains(property)) fields[field] = *v;

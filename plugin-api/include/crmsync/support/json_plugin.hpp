@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -133,6 +134,15 @@ inline HttpAnswer http(const crmsync_host_api* host, crmsync_call* call, const c
     return answer;
 }
 
+// A record id as text: a string as it is, an integer as "#24" — so that the number 24 and
+// the string "24" stay two records. Anything else is no id.
+inline std::optional<std::string> id_text(const json::value& id) {
+    if (id.is_string()) return std::string(id.get_string());
+    if (id.is_int64()) return "#" + std::to_string(id.get_int64());
+    if (id.is_uint64()) return "#" + std::to_string(id.get_uint64());
+    return std::nullopt;
+}
+
 // One source record as a `record` item, its id taken from `id_field`. A record that is
 // not a JSON object, or has no id, is still a record, named by `where` (e.g. "a.jsonl:12")
 // and carrying {"_invalid": "<where>: ..."} so map() fails it alone (see map_invalid).
@@ -141,7 +151,11 @@ inline json::object record_item(json::value record, std::string_view id_field, c
         return {{"type", "record"}, {"id", where}, {"record", json::object{{"_invalid", where + ": not a JSON object"}}}};
     auto& o = record.as_object();
     auto* id = o.if_contains(id_field);
-    std::string record_id = !id || id->is_null() ? where : id->is_string() ? std::string(id->get_string()) : json::serialize(*id);
+    if (id && !id->is_null() && !id_text(*id)) {
+        o["_invalid"] = where + ": \"" + std::string(id_field) + "\" must be a string or an integer, not " + json::serialize(*id);
+        return {{"type", "record"}, {"id", where}, {"record", std::move(record)}};
+    }
+    std::string record_id = !id || id->is_null() ? where : *id_text(*id);
     if (record_id.empty()) record_id = where;
     if (record_id == where) o["_invalid"] = where + ": no \"" + std::string(id_field) + "\"";
     return {{"type", "record"}, {"id", record_id}, {"record", std::move(record)}};

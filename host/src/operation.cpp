@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "clock.h"
 #include "digest.h"
 
 namespace crmsync {
@@ -109,6 +110,14 @@ Result<Operation> Operation::parse(const json::value& emitted, const std::string
     op.source_id = find_string(*o, "source_id").value_or(record_id);
     op.id = find_text(*o, "id");
     op.writeback = find_bool(*o, "writeback").value_or(false);
+    if (auto* v = o->if_contains("version"); v && !v->is_null()) {
+        int64_t ms = 0;
+        if (v->is_int64() && v->get_int64() >= 0) op.version = v->get_int64();
+        else if (v->is_string() && parse_iso8601(std::string(v->get_string()), ms)) op.version = ms;
+        else
+            return problem("operation \"version\" must be a non-negative integer or an RFC 3339 time, not " +
+                           json::serialize(*v));
+    }
     if (auto* v = o->if_contains("owner")) {
         auto owner = parse_owner(*v);
         if (!owner) return owner.status();

@@ -55,6 +55,10 @@ struct Operation {
     std::optional<MatchDirective> match;
     FieldDirectives picklists, refs, blobs;
     bool writeback = false;
+    // The source's version of the record (a number, or an updated-at time as epoch ms): a
+    // version older than the one last written for the key is never written. Not part of the
+    // content hash.
+    std::optional<int64_t> version;
 
     // Parses what a plugin emitted; the message says what is wrong with it. `record_id`
     // is the fetched record's id, the default source_id.
@@ -67,7 +71,6 @@ struct Operation {
     json::object to_write_json() const;
 };
 
-// An operation in one batch of a run.
 // The value an operation's key takes in the CRM's external-id field. Salesforce compares
 // external ids case-insensitively (unless the field was made case-sensitive), and so does
 // mock-crm, so keys that differ only in case ("CaseA", "casea") would land on one record.
@@ -77,6 +80,7 @@ struct Operation {
 // key. Past 255 characters it ends in "%%" and a SHA-256 of the key instead.
 std::string crm_key_for(std::string_view key);
 
+// An operation in one batch of a run.
 struct PendingOperation {
     Operation op;
     const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch

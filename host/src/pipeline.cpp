@@ -393,20 +393,44 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
     }
     auto links = store_.links(state_scope(), keys);
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
+    std::map<std::string, int64_t> newest;  // per key, the newest version in this batch
+    for (const auto& p : batch.ops)
+        if (p.active() && p.op.version) newest[p.op.key] = std::max(newest[p.op.key], *p.op.version);
     for (auto& p : batch.ops) {
         if (!p.active()) continue;
         auto link = links->find(p.op.key);
         p.known = link != links->end();
         // A record written before keeps the external-id value it was written under.
         p.crm_key = p.known ? link->second.crm_key : crm_key_for(p.op.key);
+        if (skip_older(p, p.known ? &link->second : nullptr, newest, batch)) continue;
         if (!p.known || link->second.content_hash != p.hash) continue;
         ++batch.commit.counts.unchanged;
         p.skip_reason = "unchanged";
+        if (p.op.version && (!link->second.version || *link->second.version < *p.op.version)) {
+            LinkRow seen = link->second;  // the same content, newer: remember the version
+            seen.version = p.op.version;
+            batch.commit.links.push_back(std::move(seen));
+        }
         if (dry_run)
             report.dry_run.push_back("unchanged " + p.op.object + " " + link->second.crm_id + " (key " + p.op.key + ", source " +
                                      p.op.source_id + "): same content as last written");
     }
     return std::nullopt;
+}
+
+// Never an older version of a record over a newer one (a replayed or late event): skipped
+// when the batch holds a newer one for the key, or a newer one was written before.
+bool Pipeline::skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch) {
+    if (!p.op.version) return false;
+    const int64_t version = *p.op.version;
+    const bool older_in_batch = newest.at(p.op.key) > version;
+    const bool older_than_written = link && link->version && *link->version > version;
+    if (!older_in_batch && !older_than_written) return false;
+    p.skip_reason = older_in_batch ? "a newer version is in the same batch" : "older than the version already written";
+    auto& skipped = batch.commit.counts.extra["older_versions_skipped"];
+    skipped = (skipped.is_int64() ? skipped.get_int64() : 0) + 1;
+    log(Level::info, "skipped an older version of " + p.op.key + " (source " + p.op.source_id + "): " + p.skip_reason);
+    return true;
 }
 
 std::optional<RunStop> Pipeline::resolve(Batch& batch) {

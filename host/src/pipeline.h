@@ -9,6 +9,7 @@
 // (SIGINT/SIGTERM) finishes the current batch.
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,6 +107,7 @@ private:
     Outcome fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts);
     void map(Batch& batch);
     std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
+    bool skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch);
     std::optional<RunStop> resolve(Batch& batch);
     void forget_results(Batch& batch);
     std::optional<RunStop> write(Batch& batch);

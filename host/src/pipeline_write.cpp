@@ -181,6 +181,7 @@ void Pipeline::take_results(const std::vector<PendingOperation*>& chunk, const s
             ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
             LinkRow link{p->op.key, p->op.source_id, p->op.object, find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
             link.crm_key = p->crm_key;
+            link.version = p->op.version;
             if (writes_back && p->op.writeback)
                 batch.writebacks.push_back({{"action", "writeback"},
                                             {"key", link.key},

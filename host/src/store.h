@@ -96,8 +96,9 @@ struct LinkRow {
     std::string crm_id;
     std::string content_hash;
     int64_t updated_ms = 0;
-    std::string connection{};  // filled by the reads; a batch's links take the batch's
-    std::string crm_key{};     // the external-id value it was written under (operation.h, crm_key_for)
+    std::string connection{};          // filled by the reads; a batch's links take the batch's
+    std::string crm_key{};             // the external-id value it was written under (operation.h, crm_key_for)
+    std::optional<int64_t> version{};  // the newest source version written or seen unchanged
 };
 
 // Who runs a module. The fence number goes up by one each time the lease changes hands
@@ -211,7 +212,15 @@ public:
     virtual Status release_lease(const std::string& module, const std::string& holder) = 0;
     virtual Result<std::optional<LeaseRow>> lease(const std::string& module) = 0;
 
-    virtual Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) = 0;
+    // A webhook event into the module's inbox, committed before it returns. `signature`
+    // (kept until seen_until_ms) makes a replay of the same signed request within its
+    // window a duplicate: nothing is added and the first event's id comes back.
+    struct InboxAdded {
+        int64_t id = 0;
+        bool duplicate = false;
+    };
+    virtual Result<InboxAdded> inbox_add(const std::string& module, const std::string& body, int64_t now_ms,
+                                         const std::string& signature, int64_t seen_until_ms) = 0;
     virtual Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) = 0;
     virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
 

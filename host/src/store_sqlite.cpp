@@ -140,6 +140,19 @@ const char* const kMigrations[] = {
     R"sql(
     ALTER TABLE links ADD COLUMN crm_key TEXT;
     )sql",
+    // 6: the newest source version a link has written (never written over by an older one),
+    // and webhook signatures seen within the replay window.
+    R"sql(
+    ALTER TABLE links ADD COLUMN version INTEGER;
+    CREATE TABLE webhook_seen (
+        module TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        inbox_id INTEGER NOT NULL,
+        PRIMARY KEY (module, signature)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_seen_expiry ON webhook_seen(expires_ms);
+    )sql",
 };
 
 // Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
@@ -246,9 +259,11 @@ public:
             SQLite::Statement link(
                 db_,
                 "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
-                "updated_ms, crm_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO UPDATE SET "
+                "updated_ms, crm_key, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO "
+                "UPDATE SET "
                 "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
-                "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key");
+                "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key, "
+                "version = MAX(COALESCE(excluded.version, links.version), COALESCE(links.version, excluded.version))");
             for (const auto& l : batch.links) {
                 link.bind(1, batch.scope.module);
                 link.bind(2, batch.scope.connection);
@@ -260,6 +275,8 @@ public:
                 link.bind(8, static_cast<int64_t>(l.updated_ms));
                 if (l.crm_key.empty()) link.bind(9);
                 else link.bind(9, l.crm_key);
+                if (l.version) link.bind(10, static_cast<int64_t>(*l.version));
+                else link.bind(10);
                 link.exec();
                 link.reset();
             }
@@ -660,14 +677,32 @@ public:
         });
     }
 
-    Result<int64_t> inbox_add(const std::string& module, const std::string& body, int64_t now_ms) override {
-        return guarded("adding to the inbox", [&]() -> Result<int64_t> {
+    Result<InboxAdded> inbox_add(const std::string& module, const std::string& body, int64_t now_ms, const std::string& signature,
+                                 int64_t seen_until_ms) override {
+        return guarded("adding to the inbox", [&]() -> Result<InboxAdded> {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement expired(db_, "DELETE FROM webhook_seen WHERE expires_ms < ?");
+            expired.bind(1, static_cast<int64_t>(now_ms));
+            expired.exec();
+            SQLite::Statement seen(db_, "SELECT inbox_id FROM webhook_seen WHERE module = ? AND signature = ?");
+            seen.bind(1, module);
+            seen.bind(2, signature);
+            if (seen.executeStep()) return InboxAdded{seen.getColumn(0).getInt64(), true};
             SQLite::Statement q(db_, "INSERT INTO inbox(module, received_ms, body) VALUES (?, ?, ?)");
             q.bind(1, module);
             q.bind(2, static_cast<int64_t>(now_ms));
             q.bind(3, body);
             q.exec();
-            return static_cast<int64_t>(db_.getLastInsertRowid());
+            const auto id = static_cast<int64_t>(db_.getLastInsertRowid());
+            SQLite::Statement remember(db_,
+                                       "INSERT INTO webhook_seen(module, signature, expires_ms, inbox_id) VALUES (?, ?, ?, ?)");
+            remember.bind(1, module);
+            remember.bind(2, signature);
+            remember.bind(3, static_cast<int64_t>(seen_until_ms));
+            remember.bind(4, id);
+            remember.exec();
+            tx.commit();
+            return InboxAdded{id, false};
         });
     }
 
@@ -716,11 +751,13 @@ private:
     }
 
     static constexpr const char* kLinkColumns =
-        "SELECT key, source_id, object, crm_id, content_hash, updated_ms, connection, COALESCE(crm_key, key) FROM links";
+        "SELECT key, source_id, object, crm_id, content_hash, updated_ms, connection, COALESCE(crm_key, key), version FROM links";
 
     static LinkRow read_link(SQLite::Statement& q) {
-        return {q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(), q.getColumn(3).getString(),
-                q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString(), q.getColumn(7).getString()};
+        LinkRow l{q.getColumn(0).getString(), q.getColumn(1).getString(), q.getColumn(2).getString(), q.getColumn(3).getString(),
+                  q.getColumn(4).getString(), q.getColumn(5).getInt64(),  q.getColumn(6).getString(), q.getColumn(7).getString()};
+        if (!q.getColumn(8).isNull()) l.version = q.getColumn(8).getInt64();
+        return l;
     }
 
     // Closes the open errors of these records (inside a batch's transaction).

@@ -158,6 +158,37 @@ TEST_CASE("serve: every webhook rejection is answered and changes nothing") {
     CHECK(home.events("SELECT COUNT() FROM Event") == 0);
 }
 
+TEST_CASE("serve: a captured signed webhook replayed within its window is a duplicate, not applied again") {
+    Home home;
+    auto serve = home.serve();
+    const std::string body = event_body("r1");
+    // The same request, byte for byte, as an attacker who captured it would send it.
+    httplib::Headers headers;
+    const std::string ts = std::to_string(std::time(nullptr));
+    headers.emplace("X-Crmsync-Timestamp", ts);
+    headers.emplace("X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex(kSecret, ts + "." + body));
+    httplib::Client client("127.0.0.1", serve->port);
+    auto first = client.Post("/hooks/hooks", headers, body, "application/json");
+    REQUIRE(first);
+    CHECK(first->status == 202);
+    CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event") == 1 && home.inbox_depth() == 0; }));
+    for (int i = 0; i < 3; ++i) {
+        auto replay = client.Post("/hooks/hooks", headers, body, "application/json");
+        REQUIRE(replay);
+        CHECK(replay->status == 200);
+        CHECK_THAT(replay->body, Catch::Contains("\"duplicate\""));
+    }
+    CHECK(home.inbox_depth() == 0);
+    auto metrics = parse_prometheus(client.Get("/metrics")->body);
+    CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="duplicate"})") == 3);
+    // A timestamp no clock could hold is refused, not overflowed.
+    httplib::Headers huge{{"X-Crmsync-Timestamp", "99999999999999999"}, {"X-Crmsync-Signature", "sha256=00"}};
+    auto refused = client.Post("/hooks/hooks", huge, body, "application/json");
+    REQUIRE(refused);
+    CHECK(refused->status == 401);
+    CHECK(home.events("SELECT COUNT() FROM Event") == 1);
+}
+
 TEST_CASE("serve: an accepted event lands in the CRM, and /metrics and /healthz say so") {
     Home home;
     auto serve = home.serve();
@@ -194,8 +225,9 @@ TEST_CASE("serve: an event accepted just before SIGKILL lands exactly once after
     }
     auto again = home.serve();
     CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event") == 20 && home.inbox_depth() == 0; }));
-    // A redelivered event updates the same record, never a second one.
-    REQUIRE(post(again->port, "hooks", event_body("k0"))->status == 202);
+    // A redelivered event (signed anew, so not a replay of the first request) updates the
+    // same record, never a second one.
+    REQUIRE(post(again->port, "hooks", event_body("k0"), kSecret, -120)->status == 202);
     CHECK(eventually([&] { return home.inbox_depth() == 0; }));
     CHECK(home.events("SELECT COUNT() FROM Event") == 20);
     CHECK(again->terminate() == 0);

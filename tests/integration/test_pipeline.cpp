@@ -454,3 +454,34 @@ TEST_CASE("pipeline: source ids that differ in case, or in number versus string,
     CHECK(h.crm()->query("SELECT COUNT() FROM Task WHERE Subject = 'upper'").total == 1);
     CHECK(h.tasks() == 4);
 }
+
+TEST_CASE("pipeline: an older version of a record never overwrites a newer one, in one batch or across runs") {
+    Harness h;
+    h.module("deals", "example-jsonl",
+             R"({"folder": ")" + h.home / "in" + R"(", "object": "Task", "key_prefix": "d", "version_property": "updated_at",
+                 "fields": {"Subject": "subject"}})");
+    write_file(h.home / "in/1.jsonl", R"({"id": "deal-1", "subject": "Deal LOST", "updated_at": "2026-11-20T10:05:00Z"}
+{"id": "deal-2", "subject": "v3", "updated_at": 3}
+{"id": "deal-2", "subject": "v2", "updated_at": 2}
+)");
+    auto first = h.run("deals");
+    CHECK(first.counts.created == 2);
+    CHECK(first.counts.extra.at("older_versions_skipped").as_int64() == 1);  // v2 after v3 in one batch
+    // A late or replayed older version of deal-1 arrives later.
+    write_file(h.home / "in/2.jsonl", R"({"id": "deal-1", "subject": "Deal WON", "updated_at": "2026-11-20T10:00:00+00:00"}
+)");
+    auto late = h.run("deals");
+    CHECK(late.counts.updated == 0);
+    CHECK(late.counts.extra.at("older_versions_skipped").as_int64() == 1);
+    auto subject = [&](const std::string& key) {
+        auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = '" + key + "'").rows;
+        return rows.empty() ? std::string() : std::string(rows.at(0).at("Subject").as_string());
+    };
+    CHECK(subject("d:deal-1") == "Deal LOST");
+    CHECK(subject("d:deal-2") == "v3");
+    // A newer one still lands.
+    write_file(h.home / "in/3.jsonl", R"({"id": "deal-1", "subject": "Deal reopened", "updated_at": "2026-11-21T09:00:00+09:00"}
+)");
+    CHECK(h.run("deals").counts.updated == 1);
+    CHECK(subject("d:deal-1") == "Deal reopened");
+}

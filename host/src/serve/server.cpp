@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <openssl/crypto.h>
 
+#include <charconv>
 #include <chrono>
 #include <set>
 
@@ -100,12 +101,12 @@ void Server::handle_hook(const std::string& name, const std::string& signature, 
     if (!secret || !*secret) return refuse(404, "unknown_module", "webhooks for \"" + name + "\" have no secret configured");
     if (signature.empty() || timestamp.empty())
         return refuse(401, "unsigned", "X-Crmsync-Signature and X-Crmsync-Timestamp are required");
-    int64_t sent = 0;
-    try {
-        sent = std::stoll(timestamp) * 1000;
-    } catch (...) {
+    // Unix seconds, in a range that cannot overflow once made milliseconds (up to year 5138).
+    int64_t seconds = -1;
+    auto [end, ec] = std::from_chars(timestamp.data(), timestamp.data() + timestamp.size(), seconds);
+    if (ec != std::errc() || end != timestamp.data() + timestamp.size() || seconds < 0 || seconds > 99'999'999'999)
         return refuse(401, "stale", "X-Crmsync-Timestamp must be Unix seconds");
-    }
+    const int64_t sent = seconds * 1000;
     if (std::llabs(clock_.now_ms() - sent) > options_.replay_window_ms)
         return refuse(401, "stale", "the timestamp is more than 5 minutes from now");
     // Signed: "<timestamp>.<raw body>", so the timestamp cannot be swapped to replay a body.
@@ -114,17 +115,25 @@ void Server::handle_hook(const std::string& name, const std::string& signature, 
         return refuse(401, "bad_signature", "the signature does not match");
     auto parsed = parse_json(body);
     if (!parsed || !parsed->is_object()) return refuse(400, "not_json", "the body must be one JSON object (a source event)");
-    int64_t id = 0;
+    StateStore::InboxAdded added;
     {
         std::lock_guard<std::mutex> lock(store_mutex_);
         try {
-            auto added = web_store_->inbox_add(name, body, clock_.now_ms());  // committed (fsync) before we answer
-            if (!added) return refuse(503, "store", "the event could not be stored; send it again");
-            id = added.value();
+            // Committed (fsync) before we answer. The same signed request again within its
+            // window (a capture replayed) is a duplicate, answered but not applied twice.
+            auto stored = web_store_->inbox_add(name, body, clock_.now_ms(), signature, sent + options_.replay_window_ms);
+            if (!stored) return refuse(503, "store", "the event could not be stored; send it again");
+            added = stored.value();
         } catch (const std::exception& e) {
             diagnostics_.error(std::string("webhook for ") + name + " not stored: " + e.what());
             return refuse(503, "store", "the event could not be stored; send it again");
         }
+    }
+    if (added.duplicate) {
+        reject("duplicate");
+        status = 200;
+        answer = json::serialize(json::object{{"duplicate", added.id}, {"message", "this signed request was already accepted"}});
+        return;
     }
     {
         std::lock_guard<std::mutex> lock(wake_mutex_);
@@ -132,7 +141,7 @@ void Server::handle_hook(const std::string& name, const std::string& signature, 
     }
     wake_.notify_one();
     status = 202;
-    answer = json::serialize(json::object{{"accepted", id}});
+    answer = json::serialize(json::object{{"accepted", added.id}});
 }
 
 std::string Server::health(int& status) {
@@ -199,7 +208,8 @@ std::string Server::metrics() {
     for (const auto& [c, b] : api_budget_)
         out += "crmsync_api_budget_remaining{connection=\"" + label(c) + "\"} " + std::to_string(b.second - b.first) + "\n";
     family("crmsync_webhook_rejects_total", "counter", "Webhook requests refused, by reason.");
-    for (const char* reason : {"unknown_module", "unsigned", "bad_signature", "stale", "too_large", "not_json", "store"})
+    for (const char* reason :
+         {"unknown_module", "unsigned", "bad_signature", "stale", "duplicate", "too_large", "not_json", "store"})
         out += "crmsync_webhook_rejects_total{reason=\"" + std::string(reason) + "\"} " +
                std::to_string(rejects_.count(reason) ? rejects_.at(reason) : 0) + "\n";
     family("crmsync_run_duration_seconds", "histogram", "Run durations since this process started, by module.");

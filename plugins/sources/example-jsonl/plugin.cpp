@@ -28,13 +28,15 @@ const char* const kConfigSchema = R"json({
     "fields": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"},
                "description": "CRM field -> record property"},
     "key_prefix": {"type": "string", "default": "example-jsonl"},
-    "id_property": {"type": "string", "default": "id"}
+    "id_property": {"type": "string", "default": "id"},
+    "version_property": {"type": "string", "minLength": 1,
+                         "description": "the record's version: a growing number or an updated-at time (RFC 3339)"}
   }
 })json";
 
 struct Instance {
     const crmsync_host_api* host;
-    std::string folder, object, key_prefix = "example-jsonl", id_property = "id";
+    std::string folder, object, key_prefix = "example-jsonl", id_property = "id", version_property;
     std::vector<std::pair<std::string, std::string>> fields;  // CRM field, record property
 };
 
@@ -50,6 +52,7 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         in->object = std::string(config.at("object").as_string());
         if (auto* p = config.if_contains("key_prefix")) in->key_prefix = std::string(p->as_string());
         if (auto* p = config.if_contains("id_property")) in->id_property = std::string(p->as_string());
+        if (auto* p = config.if_contains("version_property")) in->version_property = std::string(p->as_string());
         for (const auto& [field, property] : config.at("fields").as_object())
             in->fields.emplace_back(std::string(field), std::string(property.as_string()));
         created = reinterpret_cast<crmsync_instance*>(in.release());
@@ -92,6 +95,9 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
                         {"key", in->key_prefix + ":" + id_text},
                         {"source_id", id_text},
                         {"fields", fields}};
+        // The host never writes an older version over a newer one; a bad one fails the record.
+        if (auto* v = in->version_property.empty() ? nullptr : record.if_contains(in->version_property); v && !v->is_null())
+            op["version"] = *v;
         return emit(in->host, call, op);
     });
 }

@@ -136,6 +136,8 @@ std::optional<json::object> event_operation(const json::object& event, const Set
     else fields["EndDateTime"] = end;
     json::object op{
         {"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};
+    // A late or replayed older event never overwrites what a newer one wrote.
+    if (auto at = text(event, "occurred_at"); !at.empty()) op["version"] = at;
     op["owner"] = json::object{{"email", text(object(event, "agent"), "email")},
                                {"if_missing", json::array{"create_integration_user", "connection_user"}}};
     op["related"] = json::object{{"emails", emails},

@@ -436,3 +436,37 @@ TEST_CASE("salesforce: helpdesk-tickets events land as Events through the real p
     CHECK(rows[1].at("WhoId") == who("SELECT Id FROM Contact WHERE LastName = 'Tanaka'"));
     CHECK(rows[0].at("WhoId") == who("SELECT Id FROM Lead WHERE LastName = 'Sato'"));  // by phone, a lead alone
 }
+
+TEST_CASE("salesforce: a user create answered 500 after it was applied is looked up, never sent again blind") {
+    Org org;
+    std::string ops;
+    for (int i = 1; i <= 3; ++i) {
+        std::string n = std::to_string(i);
+        ops += R"({"id": ")" + n + R"(", "ops": [{"object": "Event", "action": "upsert", "key": "a)" + n +
+               R"(", "fields": {"Subject": "call )" + n +
+               R"(", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}, "owner": {"email": "agent)" + n +
+               R"(@inbox.example", "if_missing": ["create_integration_user", "error"]}}]})" + "\n";
+    }
+    write_file(org.home / "ops.jsonl", ops);
+    write_file(
+        org.home / "manifests/gen.json",
+        R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "retry": {"base_ms": 5, "cap_ms": 20, "max_attempts": 4},
+                   "config": {"file": ")" +
+            (org.home / "ops.jsonl") + R"("}})");
+    sfemu::Faults faults;
+    faults.error_after_apply_rate = 1.0;  // every write lands, and every answer is a 500
+    org.sf->set_faults(faults);
+    auto first = org.run();
+    CHECK(first.status == RunStatus::failed);  // the Event writes never got an answer: unreachable, nothing committed
+    CHECK(first.unreachable);
+    CHECK(first.counts.failed == 0);
+    const char* users = "SELECT COUNT() FROM User WHERE Username LIKE '%.crmsync%'";
+    CHECK(org.count(users) == 3);  // one per agent, however often the answer was lost
+    CHECK(first.counts.extra.at("creates_found_applied").as_int64() == 3);
+
+    org.sf->set_faults({});
+    auto second = org.run();
+    CHECK(second.status == RunStatus::succeeded);
+    CHECK(org.count("SELECT COUNT() FROM Event") == 3);
+    CHECK(org.count(users) == 3);
+}

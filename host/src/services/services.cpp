@@ -129,6 +129,40 @@ Outcome Services::write_crm(const json::value& batch, std::vector<json::value>& 
     return outcome;
 }
 
+// A create is not idempotent: after an attempt that may have been applied (a 5xx or a
+// timeout answers RETRY) it is not sent again blind. `applied` is a query that finds the
+// record if it was; when it does, its Id is the answer.
+Outcome Services::create_once(const json::value& batch, const std::string& applied, std::vector<json::value>& results,
+                              std::string_view what) {
+    bool maybe_applied = false;
+    auto outcome = crm_.caller.call(
+        crm_.plugin, crm_.credentials,
+        [&]() -> Outcome {
+            results.clear();
+            if (maybe_applied) {
+                std::string found;
+                auto looked =
+                    crm_.plugin.fetch(json::object{{"type", "query"}, {"soql", applied}}, [&](json::value&& item) -> int32_t {
+                        if (auto* o = item.if_object())
+                            if (auto* r = find_object(*o, "record")) found = find_text(*r, "Id");
+                        return CRMSYNC_STATUS_OK;
+                    });
+                if (!looked.ok()) return looked;
+                if (!found.empty()) {
+                    bump("creates_found_applied");
+                    results.emplace_back(json::object{{"success", true}, {"id", found}, {"created", true}});
+                    return Outcome{};
+                }
+            }
+            auto attempt = crm_.plugin.write(batch, results);
+            if (attempt.status == CRMSYNC_STATUS_RETRY) maybe_applied = true;
+            return attempt;
+        },
+        *counts_);
+    if (!outcome.ok() && !is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
+    return outcome;
+}
+
 Outcome Services::query(const std::string& soql, std::vector<json::object>& rows, std::string_view what) {
     return fetch_crm(
         json::object{{"type", "query"}, {"soql", soql}},
@@ -231,11 +265,11 @@ std::string Services::create_integration_user(const std::string& email, std::str
                             {"Alias", alias},       {"ProfileId", profile}, {"IsActive", true}};
         for (const auto& [k, v] : settings_.new_user) fields[k] = v;
         std::vector<json::value> results;
-        auto outcome = write_crm(
+        auto outcome = create_once(
             json::object{
                 {"operations", json::array{json::object{
                                    {"object", "User"}, {"action", "create"}, {"key", "user:" + email}, {"fields", fields}}}}},
-            results, "creating an integration user");
+            "SELECT Id FROM User WHERE Username = " + soql::literal(username), results, "creating an integration user");
         if (!outcome.ok()) {
             code = "USER_CREATE_FAILED";
             why = outcome.message;

@@ -100,6 +100,8 @@ private:
     // fault becomes the pass's stop; the caller then sees it failed and goes no further.
     Outcome fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink, std::string_view what);
     Outcome write_crm(const json::value& batch, std::vector<json::value>& results, std::string_view what);
+    Outcome create_once(const json::value& batch, const std::string& applied, std::vector<json::value>& results,
+                        std::string_view what);
     Outcome query(const std::string& soql, std::vector<json::object>& rows, std::string_view what);
     bool stopped() const { return stop_.has_value(); }
     void note(std::string level, std::string message);

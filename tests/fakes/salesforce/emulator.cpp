@@ -184,6 +184,10 @@ void Emulator::routes() {
             } catch (const std::exception& e) {
                 send_error(res, 400, "JSON_PARSER_ERROR", e.what());
             }
+            std::uniform_real_distribution<double> roll(0, 1);
+            if (req.method != "GET" && faults_.error_after_apply_rate > 0 && roll(random_) < faults_.error_after_apply_rate)
+                send_error(res, 500, "UNKNOWN_EXCEPTION",
+                           "An unexpected error occurred. Please include this ErrorId if you contact support");
             usage();
         };
     };

@@ -27,6 +27,9 @@ struct Faults {
     int64_t slow_ms = 0;        // delay before answering...
     double slow_rate = 0;       // ...this share of API requests
     int64_t token_ttl_s = 0;    // tokens expire after this many seconds (0: never)
+    // Share of writes (POST, PATCH, DELETE) answered 500 after they were applied, as when a
+    // request times out or a proxy fails on the way back: the client cannot tell.
+    double error_after_apply_rate = 0;
 };
 
 struct Settings {

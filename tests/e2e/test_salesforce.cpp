@@ -470,3 +470,93 @@ TEST_CASE("salesforce: a user create answered 500 after it was applied is looked
     CHECK(org.count("SELECT COUNT() FROM Event") == 3);
     CHECK(org.count(users) == 3);
 }
+
+TEST_CASE("salesforce: under every fault at once, 10,000 records each land exactly once and no error stays open") {
+    // 10% 503s, 5% lock errors, tokens expiring every 2 s, 3% of writes answered 500 after
+    // they were applied, 1% of answers slower than the client's timeout, and the day's API
+    // budget used up once inside the lookups and once inside the write.
+    const bool small = std::getenv("CRMSYNC_TEST_SCALE") && std::string(std::getenv("CRMSYNC_TEST_SCALE")) == "small";
+    const int n = small ? 1'000 : 10'000;
+    Org org;
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        json::array contacts;
+        for (int c = 0; c < 10'000; c += 50)
+            contacts.push_back(
+                json::object{{"LastName", "C" + std::to_string(c)}, {"Email", "c" + std::to_string(c) + "@customer.example"}});
+        e.seed(json::object{{"Contact", contacts}});
+        return 0;
+    });
+    org.connection("client_credentials", "client_secret", "never");  // sObject Collections, 200 a call
+    write_file(org.home / "manifests/crm.json",
+               testing::read_file(org.home / "manifests/crm.json")
+                   .replace(testing::read_file(org.home / "manifests/crm.json").find("\"timeout_ms\": 15000"), 19,
+                            "\"timeout_ms\": 1000"));
+    std::string ops;
+    for (int i = 0; i < n; ++i) {
+        std::string k = std::to_string(i);
+        ops += R"({"id": ")" + k + R"(", "ops": [{"object": "Event", "action": "upsert", "key": "f)" + k +
+               R"(", "fields": {"Subject": "event )" + k +
+               R"(", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}, )" +
+               R"("owner": {"email": "admin@crmsync.mock"}, "related": {"emails": ["c)" + k + R"(@customer.example"]}}]})" +
+               "\n";  // a lookup in every batch
+    }
+    write_file(org.home / "ops.jsonl", ops);
+    write_file(
+        org.home / "manifests/gen.json",
+        R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "retry": {"base_ms": 5, "cap_ms": 50, "max_attempts": 10},
+                   "failed_records": {"backoff": "0s"}, "config": {"file": ")" +
+            (org.home / "ops.jsonl") + R"("}})");
+    sfemu::Faults faults;
+    faults.error_503_rate = 0.10;
+    faults.lock_rate = 0.05;
+    faults.token_ttl_s = 2;
+    faults.error_after_apply_rate = 0.03;
+    faults.slow_ms = 1500;
+    faults.slow_rate = 0.01;
+    faults.budget_gone_on = "query";
+    faults.budget_gone_at = org.sf->calls("query") + 7;  // inside the first batches' lookups
+    org.sf->set_faults(faults);
+
+    std::vector<std::string> stops;
+    std::string history;
+    int64_t retries = 0;
+    bool write_fault_set = false;
+    RunReport last;
+    for (int run = 0; run < 40; ++run) {
+        last = org.run();
+        history += "run " + std::to_string(run) + ": " + std::string(run_status_name(last.status)) + " " + last.message + "\n";
+        retries += last.counts.retries;
+        if (last.status == RunStatus::succeeded && last.counts.fetched == 0 && last.counts.retried == 0) break;
+        if (last.status == RunStatus::stopped) {
+            stops.push_back(last.message);
+            // The next day: the budget is back. Then it runs out once more, inside a write.
+            org.sf->with_engine([](mockcrm::Engine& e) {
+                e.database().exec("DELETE FROM _api_usage");
+                return 0;
+            });
+            if (!write_fault_set) {
+                faults.budget_gone_on = "composite";
+                faults.budget_gone_at = org.sf->calls("composite") + 3;
+                write_fault_set = true;
+            } else {
+                faults.budget_gone_on.clear();
+            }
+            org.sf->set_faults(faults);
+        }
+    }
+    org.sf->set_faults({});
+    INFO(history);
+    CHECK(retries > 0);
+    CHECK(last.status == RunStatus::succeeded);
+    REQUIRE(stops.size() >= 2);
+    CHECK_THAT(stops[0], Catch::Contains("lookup") && Catch::Contains("REQUEST_LIMIT_EXCEEDED"));
+    CHECK_THAT(stops[1], Catch::Contains("CRM write") && Catch::Contains("REQUEST_LIMIT_EXCEEDED"));
+    CHECK(org.count("SELECT COUNT() FROM Event") == n);
+    CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.database().execAndGet("SELECT COUNT(*) - COUNT(DISTINCT CrmSync_Key__c) FROM Event").getInt64();
+    }) == 0);
+    auto store = open_sqlite_store(org.home / "var/state.db");
+    REQUIRE(store);
+    CHECK(store.value()->errors(std::string("gen"), 0).empty());  // nothing left open
+    CHECK(store.value()->all_links("gen", std::nullopt, 2 * n).size() == static_cast<size_t>(n));
+}

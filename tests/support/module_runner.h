@@ -32,6 +32,7 @@ struct ModuleRunner {
     crmsync::RunReport run(const std::string& module, crmsync::RunOptions options = {}) {
         crmsync::Catalog catalog(environment(), quiet, *time);
         auto instances = catalog.instantiate_module(module);
+        INFO(instances.status().message());
         REQUIRE(instances);
         auto store = catalog.open_store();
         REQUIRE(store);

@@ -154,6 +154,7 @@ void Emulator::routes() {
             }
             if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
             std::unique_lock<std::mutex> lock(mutex_);
+            if (name == faults_.budget_gone_on && calls_[name] == faults_.budget_gone_at) engine_->use_up_api_budget();
             auto auth = req.get_header_value("Authorization");
             auto token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
             auto it = tokens_.find(token);

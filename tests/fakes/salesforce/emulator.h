@@ -30,6 +30,10 @@ struct Faults {
     // Share of writes (POST, PATCH, DELETE) answered 500 after they were applied, as when a
     // request times out or a proxy fails on the way back: the client cannot tell.
     double error_after_apply_rate = 0;
+    // The day's API budget is used up (by other integrations) when call number
+    // budget_gone_at to endpoint budget_gone_on ("query", "composite", ...) arrives.
+    std::string budget_gone_on;
+    int64_t budget_gone_at = 0;
 };
 
 struct Settings {

@@ -27,6 +27,7 @@ const char* const kUsage =
     "       faults: [--error-rate R (503s)] [--lock-rate R (UNABLE_TO_LOCK_ROW per record)]\n"
     "               [--slow-ms MS [--slow-rate R (default 1)]] [--token-ttl SECONDS]\n"
     "               [--error-after-apply-rate R (writes answered 500 after they were applied)]\n"
+    "               [--budget-gone-at ENDPOINT:N (the day's API budget is used up at call N to query, composite...)]\n"
     "       R is a share from 0 to 1.\n";
 
 // A number flag in its range, or a usage error naming the flag.
@@ -70,7 +71,15 @@ int main(int argc, char** argv) {
         } else if (flag == "--slow-rate") ok = number<double>(flag, value, 0, 1, faults.slow_rate);
         else if (flag == "--token-ttl") ok = number<int64_t>(flag, value, 0, 86'400 * 365, faults.token_ttl_s);
         else if (flag == "--error-after-apply-rate") ok = number<double>(flag, value, 0, 1, faults.error_after_apply_rate);
-        else {
+        else if (flag == "--budget-gone-at") {
+            std::string v = value;
+            auto colon = v.find(':');
+            faults.budget_gone_on = v.substr(0, colon);
+            ok = colon != std::string::npos && !faults.budget_gone_on.empty() &&
+                 number<int64_t>(flag, v.c_str() + colon + 1, 1, 1'000'000'000, faults.budget_gone_at);
+            if (!ok && colon == std::string::npos)
+                std::fprintf(stderr, "salesforce-emulator: --budget-gone-at takes ENDPOINT:N, e.g. query:7\n%s", kUsage);
+        } else {
             std::fprintf(stderr, "salesforce-emulator: unknown flag %s\n%s", flag.c_str(), kUsage);
             return 2;
         }

@@ -247,6 +247,17 @@ int64_t Engine::api_used_today() {
     return used.getColumn(0).getInt64();
 }
 
+void Engine::use_up_api_budget() {
+    const int64_t left = options_.daily_api_limit - api_used_today();
+    if (left <= 0) return;
+    SQLite::Statement add(db_,
+                          "INSERT INTO _api_usage(day, kind, count) VALUES (?, 'others', ?) "
+                          "ON CONFLICT(day, kind) DO UPDATE SET count = count + excluded.count");
+    add.bind(1, now_text().substr(0, 10));
+    add.bind(2, left);
+    add.exec();
+}
+
 int64_t Engine::api_calls(const std::string& kind) {
     SQLite::Statement st(db_, "SELECT COALESCE(SUM(count), 0) FROM _api_usage WHERE kind = ?");
     st.bind(1, kind);

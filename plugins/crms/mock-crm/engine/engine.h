@@ -75,6 +75,8 @@ public:
     // limit is used up. kind is "read" or "write".
     void spend_api_call(const std::string& kind);
     int64_t api_used_today();
+    // Spends what is left of the day's budget, as other integrations on the org would.
+    void use_up_api_budget();
     int64_t api_limit() const { return options_.daily_api_limit; }
     int64_t api_calls(const std::string& kind);
 

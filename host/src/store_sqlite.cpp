@@ -155,6 +155,22 @@ const char* const kMigrations[] = {
     )sql",
 };
 
+// Binds values to ?1, ?2, ... in order; an empty optional binds NULL.
+inline void bind_one(SQLite::Statement& q, int index, const std::string& v) { q.bind(index, v); }
+inline void bind_one(SQLite::Statement& q, int index, const char* v) { q.bind(index, v); }
+inline void bind_one(SQLite::Statement& q, int index, int64_t v) { q.bind(index, v); }
+inline void bind_one(SQLite::Statement& q, int index, int v) { q.bind(index, v); }
+template <class T>
+void bind_one(SQLite::Statement& q, int index, const std::optional<T>& v) {
+    if (v) bind_one(q, index, *v);
+    else q.bind(index);
+}
+template <class... Values>
+void bind_all(SQLite::Statement& q, const Values&... values) {
+    int index = 0;
+    (bind_one(q, ++index, values), ...);
+}
+
 // Runs one store operation; SQLiteCpp's exceptions become an io Status naming `what`.
 template <class F>
 auto guarded(std::string_view what, F&& body) -> decltype(body()) {
@@ -265,18 +281,8 @@ public:
                 "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key, "
                 "version = MAX(COALESCE(excluded.version, links.version), COALESCE(links.version, excluded.version))");
             for (const auto& l : batch.links) {
-                link.bind(1, batch.scope.module);
-                link.bind(2, batch.scope.connection);
-                link.bind(3, l.key);
-                link.bind(4, l.source_id);
-                link.bind(5, l.object);
-                link.bind(6, l.crm_id);
-                link.bind(7, l.content_hash);
-                link.bind(8, static_cast<int64_t>(l.updated_ms));
-                if (l.crm_key.empty()) link.bind(9);
-                else link.bind(9, l.crm_key);
-                if (l.version) link.bind(10, static_cast<int64_t>(*l.version));
-                else link.bind(10);
+                bind_all(link, batch.scope.module, batch.scope.connection, l.key, l.source_id, l.object, l.crm_id, l.content_hash,
+                         l.updated_ms, l.crm_key.empty() ? std::nullopt : std::optional<std::string>(l.crm_key), l.version);
                 link.exec();
                 link.reset();
             }
@@ -294,18 +300,8 @@ public:
             for (const auto& e : batch.errors) {
                 json::array fields;
                 for (const auto& f : e.fields) fields.emplace_back(f);
-                error.bind(1, static_cast<int64_t>(batch.run_id));
-                error.bind(2, batch.scope.module);
-                error.bind(3, batch.scope.connection);
-                error.bind(4, static_cast<int64_t>(e.at_ms));
-                error.bind(5, e.entity_id);
-                error.bind(6, e.key);
-                error.bind(7, e.object);
-                error.bind(8, e.code);
-                error.bind(9, e.message);
-                error.bind(10, json::serialize(fields));
-                error.bind(11, e.payload);
-                error.bind(12, gave_up.count(e.entity_id) ? "gave_up" : "open");
+                bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
+                         e.code, e.message, json::serialize(fields), e.payload, gave_up.count(e.entity_id) ? "gave_up" : "open");
                 error.exec();
                 error.reset();
             }
@@ -785,14 +781,8 @@ private:
                                "DO UPDATE SET record = excluded.record, attempts = excluded.attempts, "
                                "next_ms = excluded.next_ms, gave_up = excluded.gave_up");
         for (const auto& f : batch.failed) {
-            keep.bind(1, batch.scope.module);
-            keep.bind(2, batch.scope.connection);
-            keep.bind(3, f.source_id);
-            keep.bind(4, f.record);
-            keep.bind(5, static_cast<int64_t>(f.attempts));
-            keep.bind(6, static_cast<int64_t>(f.next_ms));
-            keep.bind(7, f.gave_up ? 1 : 0);
-            keep.bind(8, static_cast<int64_t>(batch.at_ms));
+            bind_all(keep, batch.scope.module, batch.scope.connection, f.source_id, f.record, f.attempts, f.next_ms,
+                     f.gave_up ? 1 : 0, batch.at_ms);
             keep.exec();
             keep.reset();
         }

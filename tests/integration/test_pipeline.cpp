@@ -264,9 +264,11 @@ TEST_CASE("pipeline: error-log entries are kept 365 days, then the next run remo
 
 TEST_CASE("pipeline: a run keeps its lease through a page slower than the lease's time to live") {
     Harness h;
-    h.module("gen", "test-source", R"({"count": 600, "page_delay_ms": 250})");
+    ManualClock clock(1'000'000);
+    h.runner.time = &clock;
+    h.module("gen", "test-source", R"({"count": 400, "page_delay_ms": 1500})");
     RunOptions options;
-    options.lease_ttl_ms = 90;  // far shorter than one page: only renewal keeps the lease
+    options.lease_ttl_ms = 900;  // renewed every 300 ms of real time, against the run's clock
     std::atomic<bool> done{false};
     RunReport report;
     std::thread run([&] {
@@ -274,25 +276,30 @@ TEST_CASE("pipeline: a run keeps its lease through a page slower than the lease'
         done = true;
     });
     auto store = h.store();
-    auto running = [&] {
-        auto held = store->lease("gen");
-        return held && *held && (*held)->holder == "test";
+    auto held = [&]() -> std::optional<LeaseRow> {
+        auto lease = store->lease("gen");
+        return lease && *lease && (*lease)->holder == "test" ? **lease : std::optional<LeaseRow>();
     };
-    while (!done && !running()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    // A second run tries all along. Had it got the lease before the run ended, the run's
-    // next commit would have been refused under the new fence.
-    int tries = 0;
-    bool intruded = false;
-    while (!done && !intruded) {
-        auto taken = store->acquire_lease("gen", "intruder", h.runner.clock.now_ms(), 60'000);
-        intruded = taken && *taken;
-        ++tries;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (!done && !held()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // Time jumps past the lease's expiry while the run is inside a page (a long bulk job, a
+    // backoff): only a renewal keeps the lease the run's.
+    clock.advance(60'000);
+    bool renewed = false;
+    size_t saved_when_renewed = 0;  // renewed inside the first page, not by its commit
+    while (!done && !renewed) {
+        auto lease = held();
+        renewed = lease && lease->expires_ms > clock.now_ms();
+        if (renewed) saved_when_renewed = store->all_links("gen", std::nullopt, 1000).size();
+        else std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
+    auto intruder = store->acquire_lease("gen", "intruder", clock.now_ms(), 60'000);
+    const bool intruded = intruder && *intruder;
     run.join();
-    CHECK(tries > 10);
+    CHECK(renewed);
+    CHECK(saved_when_renewed == 0);
+    CHECK_FALSE(intruded);
     CHECK(report.status == RunStatus::succeeded);
-    CHECK(report.counts.created == 600);
+    CHECK(report.counts.created == 400);
 }
 
 TEST_CASE("pipeline: a run whose lease was taken over saves nothing more; the next run completes it once") {

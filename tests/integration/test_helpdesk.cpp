@@ -110,8 +110,9 @@ TEST_CASE("helpdesk: a sent mail becomes an Event from first draft save to sent 
 
 TEST_CASE("helpdesk: a scheduled send makes its Event when reserved, keeps it when cancelled, and a re-reservation adds one") {
     Inbox inbox;
+    // The Event ends when the reserve button was pressed (reserved_at), not at delivery.
     std::string reserved =
-        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
+        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "reserved_at": "2026-11-20T01:30:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
     inbox.add("r1", "mail", "reserved", reserved);
     inbox.add("r1-cancel", "mail", "cancelled", reserved);
     inbox.add("r2", "mail", "reserved", reserved);
@@ -121,7 +122,7 @@ TEST_CASE("helpdesk: a scheduled send makes its Event when reserved, keeps it wh
     auto report = inbox.run();
     CHECK(report.counts.created == 2);
     CHECK(report.counts.ignored == 3);
-    CHECK(inbox.event("r1").at("EndDateTime") == "2026-11-21T00:00:00.000+0000");
+    CHECK(inbox.event("r1").at("EndDateTime") == "2026-11-20T01:30:00.000+0000");
     CHECK(inbox.rows().size() == 2);
 }
 
@@ -165,7 +166,8 @@ TEST_CASE("helpdesk: a chat closed after sending carries its bubbles, closed wit
     inbox.add("b1", "mail", "sent", kMailSent, "agent@inbox.example", R"(, "broadcast": true)");
     auto report = inbox.run();
     CHECK(report.counts.created == 1);
-    CHECK(report.counts.ignored == 3);
+    CHECK(report.counts.ignored == 2);
+    CHECK(report.counts.failed == 1);  // fax is no channel: an error, not silence
     auto chat = inbox.event("ch1");
     CHECK(chat.at("Description") == "お客様: 届きません\n担当: 確認します");
     CHECK(chat.at("Subject") == "【LINE】ご請求について");
@@ -316,7 +318,7 @@ TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exceptio
                            "}");
     };
     const std::string mail =
-        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
+        R"("mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "sent_at": "2026-11-20T01:05:00Z", "reserved_at": "2026-11-20T01:06:00Z", "reserved_for": "2026-11-21T00:00:00Z", "to": ["tanaka@customer.jp"]})";
     const std::string chat_sent =
         R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "visitor": {"email": "tanaka@customer.jp"}})";
     json::array rows{
@@ -356,7 +358,61 @@ TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exceptio
     INFO(report.message);
     CHECK(report.counts.fetched == 12);
     CHECK(report.counts.created == 6);
-    CHECK(report.counts.ignored == 6);
+    CHECK(report.counts.ignored == 5);
+    CHECK(report.counts.failed == 1);  // fax: not a channel, said so rather than lost
     for (const char* id : {"mail-sent", "mail-reserved", "sms-sent", "visit-first", "call-done", "chat-sent"})
         CHECK(inbox.event(id).at("WhoId") == inbox.contact("Tanaka"));
+}
+
+TEST_CASE(
+    "helpdesk: a call memo syncs once the call ended and the memo was recorded, in either order; a re-record adds nothing") {
+    Inbox inbox;
+    const std::string times =
+        R"("started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "0312345678")";
+    // Recorded during the call, then the call ends: the end makes the Event.
+    inbox.add("a-memo", "call", "memo_recorded",
+              R"("call": {"call_id": "c-1", "first": true, "call_ended": false, "memo_recorded": true, )" + times + "}");
+    inbox.add("a-end", "call", "call_ended",
+              R"("call": {"call_id": "c-1", "call_ended": true, "memo_recorded": true, "memo": "during", )" + times + "}");
+    // Ended first, recorded after: the memo makes it.
+    inbox.add("b-end", "call", "call_ended",
+              R"("call": {"call_id": "c-2", "call_ended": true, "memo_recorded": false, )" + times + "}");
+    inbox.add("b-memo", "call", "memo_recorded",
+              R"("call": {"call_id": "c-2", "first": true, "call_ended": true, "memo_recorded": true, "memo": "after", )" +
+                  times + "}");
+    // Edited and recorded again: nothing, for calls as for visits.
+    inbox.add("b-edit", "call", "memo_recorded",
+              R"("call": {"call_id": "c-2", "first": false, "call_ended": true, "memo_recorded": true, "memo": "edited", )" +
+                  times + "}");
+    auto report = inbox.run();
+    CHECK(report.counts.created == 2);
+    auto a = inbox.rows(" WHERE CrmSync_Key__c = 'helpdesk-tickets:call:c-1'");
+    auto b = inbox.rows(" WHERE CrmSync_Key__c = 'helpdesk-tickets:call:c-2'");
+    REQUIRE(a.size() == 1);
+    REQUIRE(b.size() == 1);
+    CHECK(a[0].at("Description") == "during");
+    CHECK(b[0].at("Description") == "after");
+    CHECK(inbox.rows().size() == 2);
+}
+
+TEST_CASE(
+    "helpdesk: Messenger is Messenger for Business; an unknown channel or action is an error naming it and the known ones") {
+    Inbox inbox;
+    const std::string chat =
+        R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "customer": {"email": "tanaka@customer.jp"}})";
+    inbox.add("fb", "messenger", "closed", chat);
+    inbox.add("typo-channel", "instagram_dm", "closed", chat);
+    inbox.add("typo-action", "mail", "send", kMailSent);
+    auto report = inbox.run();
+    CHECK(report.counts.created == 1);
+    CHECK(report.counts.failed == 2);
+    CHECK(inbox.event("fb").at("Subject") == "【Messenger for Business】ご請求について");
+    CHECK(inbox.event("fb").at("Type") == "Messenger for Business");
+    auto store = open_sqlite_store(inbox.home / "var/state.db");
+    REQUIRE(store);
+    auto rows = store.value()->errors(std::string("helpdesk"), 0);
+    REQUIRE(rows.size() == 2);
+    CHECK_THAT(rows[0].message, Catch::Contains("\"instagram_dm\" is not a channel") && Catch::Contains("instagram, line"));
+    CHECK_THAT(rows[1].message,
+               Catch::Contains("\"send\" is not an action of channel mail (sent, reserved, cancelled, draft_saved)"));
 }

@@ -3,8 +3,10 @@
 #include <crmsync/support/json_plugin.hpp>
 #include <crmsync/support/text.hpp>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
+#include <vector>
 
 namespace helpdesk {
 
@@ -13,13 +15,38 @@ using crmsync::support::text;
 namespace {
 
 const std::map<std::string, std::string>& channels() {
-    static const std::map<std::string, std::string> table{{"mail", "メール"},         {"sms", "SMS"},
-                                                          {"visit", "応対メモ"},      {"call", "通話メモ"},
-                                                          {"line", "LINE"},           {"r-messe", "R-Messe"},
-                                                          {"yahoo", "Yahoo!"},        {"chatplus", "Chatplus"},
-                                                          {"chatwork", "Chatwork"},   {"instagram", "Instagram DM"},
-                                                          {"messenger", "Messenger"}, {"chat_widget", "チャットウィジェット"}};
+    static const std::map<std::string, std::string> table{{"mail", "メール"},
+                                                          {"sms", "SMS"},
+                                                          {"visit", "応対メモ"},
+                                                          {"call", "通話メモ"},
+                                                          {"line", "LINE"},
+                                                          {"r-messe", "R-Messe"},
+                                                          {"yahoo", "Yahoo!"},
+                                                          {"chatplus", "Chatplus"},
+                                                          {"chatwork", "Chatwork"},
+                                                          {"instagram", "Instagram DM"},
+                                                          {"messenger", "Messenger for Business"},
+                                                          {"chat_widget", "チャットウィジェット"}};
     return table;
+}
+
+// The actions each kind of channel reports. Those the table does not list create nothing;
+// any other is a typo or a new helpdesk feature, and fails the event naming it.
+const std::vector<std::string>& actions_of(const std::string& channel) {
+    static const std::vector<std::string> sends{"sent", "reserved", "cancelled", "draft_saved"};
+    static const std::vector<std::string> visits{"recorded"};
+    static const std::vector<std::string> calls{"memo_recorded", "call_ended"};
+    static const std::vector<std::string> chats{"closed", "opened"};
+    if (channel == "mail" || channel == "sms") return sends;
+    if (channel == "visit") return visits;
+    if (channel == "call") return calls;
+    return chats;
+}
+
+std::string listed(const std::vector<std::string>& values) {
+    std::string out;
+    for (const auto& v : values) out += (out.empty() ? "" : ", ") + v;
+    return out;
 }
 
 const json::object& object(const json::object& o, const char* key) {
@@ -69,8 +96,19 @@ std::optional<json::object> event_operation(const json::object& event, const Set
     std::string id = required(event, "event_id", "event");
     std::string channel = text(event, "channel");
     auto name = channel_name(channel);
-    if (!name || flag(event, "broadcast")) return std::nullopt;
+    if (!name) {
+        std::vector<std::string> known;
+        for (const auto& [c, n] : channels()) known.push_back(c);
+        throw std::invalid_argument("event.channel \"" + channel + "\" is not a channel this plugin knows (" + listed(known) +
+                                    ")");
+    }
     std::string action = text(event, "action");
+    const auto& known_actions = actions_of(channel);
+    if (std::find(known_actions.begin(), known_actions.end(), action) == known_actions.end())
+        throw std::invalid_argument("event.action \"" + action + "\" is not an action of channel " + channel + " (" +
+                                    listed(known_actions) + ")");
+    if (flag(event, "broadcast")) return std::nullopt;
+    std::string key = id;  // one Event per event, except a call: one per call
     std::string start, end, description;
     std::optional<int64_t> duration;  // visits end after their duration, the rest at a time
     json::array emails, phones;
@@ -82,7 +120,7 @@ std::optional<json::object> event_operation(const json::object& event, const Set
             if (flag(m, "scheduled")) return std::nullopt;  // its Event was made when the send was reserved
             end = required(m, "sent_at", where);
         } else if (action == "reserved") {
-            end = required(m, "reserved_for", where);
+            end = required(m, "reserved_at", where);  // when the reserve button was pressed, not the delivery time
         } else {
             return std::nullopt;  // cancelled, draft saved, ...
         }
@@ -106,7 +144,11 @@ std::optional<json::object> event_operation(const json::object& event, const Set
         duration = minutes->as_int64();
     } else if (channel == "call") {
         const auto& c = object(event, "call");
-        if (action != "memo_recorded" || !flag(c, "call_ended") || !flag(c, "memo_recorded")) return std::nullopt;
+        // The call ended and its memo recorded, in either order: the event that completes the
+        // pair makes the Event. A memo recorded again (edited) makes nothing.
+        if (action == "memo_recorded" && c.contains("first") && !flag(c, "first")) return std::nullopt;
+        if (!flag(c, "call_ended") || !flag(c, "memo_recorded")) return std::nullopt;
+        if (auto call_id = text(c, "call_id"); !call_id.empty()) key = "call:" + call_id;
         start = required(c, "started_at", "event.call");
         end = required(c, "ended_at", "event.call");
         description = text(c, "memo");
@@ -135,7 +177,7 @@ std::optional<json::object> event_operation(const json::object& event, const Set
     if (duration) fields["DurationInMinutes"] = *duration;
     else fields["EndDateTime"] = end;
     json::object op{
-        {"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + id}, {"source_id", id}, {"fields", fields}};
+        {"object", "Event"}, {"action", "upsert"}, {"key", "helpdesk-tickets:" + key}, {"source_id", id}, {"fields", fields}};
     // A late or replayed older event never overwrites what a newer one wrote.
     if (auto at = text(event, "occurred_at"); !at.empty()) op["version"] = at;
     op["owner"] = json::object{{"email", text(object(event, "agent"), "email")},

@@ -83,13 +83,12 @@ TEST_CASE("cs-timeline rules: an unflagged type becomes nothing and a broken act
     CHECK_THROWS_WITH(activity_operations(local, s), Catch::Contains("not a date-time with a zone"));
 }
 
-TEST_CASE(
-    "cs-timeline rules: files added after the switch-on and up to 25 MB follow the record, bigger ones are named and skipped") {
+TEST_CASE("cs-timeline rules: Task sync takes files added after the switch-on and under 25 MB, names and skips the rest") {
     auto s = task_settings();
     auto mapped = activity_operations(activity(R"(, "attachments": [
         {"id": "f0", "name": "old.pdf", "size": 10, "added_at": "2026-11-09T23:59:59Z"},
-        {"id": "f1", "name": "deck.v2.pdf", "size": 26214400, "added_at": "2026-11-10T00:00:00Z"},
-        {"id": "f2", "name": "huge.mov", "size": 26214401, "added_at": "2026-11-11T00:00:00Z"},
+        {"id": "f1", "name": "deck.v2.pdf", "size": 26214399, "added_at": "2026-11-10T00:00:00Z"},
+        {"id": "f2", "name": "huge.mov", "size": 26214400, "added_at": "2026-11-11T00:00:00Z"},
         {"id": "f3", "name": "local.txt", "size": 3, "added_at": "2026-11-11T00:00:00Z", "path": "files/local.txt"}])"),
                                       s);
     REQUIRE(mapped.operations.size() == 3);
@@ -102,7 +101,8 @@ TEST_CASE(
     CHECK(deck.at("blobs").at("VersionData") == "id:f1");
     CHECK(mapped.operations[2].at("blobs").at("VersionData") == "path:files/local.txt");
     REQUIRE(mapped.warnings.size() == 1);
-    CHECK_THAT(mapped.warnings[0], Catch::Contains("\"huge.mov\" is 25.0 MB") && Catch::Contains("over the 25 MB"));
+    CHECK_THAT(mapped.warnings[0], Catch::Contains("\"huge.mov\" is 25.0 MB (26214400 bytes)") &&
+                                       Catch::Contains("25 MB (26,214,400 bytes) or more, which Task sync leaves out"));
     s.attachments_since_ms.reset();  // switched off: no files at all
     CHECK(activity_operations(
               activity(R"(, "attachments": [{"id": "f1", "name": "a", "size": 1, "added_at": "2026-11-11T00:00:00Z"}])"), s)
@@ -123,4 +123,18 @@ TEST_CASE("cs-timeline rules: an Event starts at the activity's time in UTC and 
     CHECK_FALSE(open_ended.operations[0].at("fields").as_object().contains("DurationInMinutes"));
     CHECK_THROWS_WITH(activity_operations(activity(R"(, "duration_minutes": "an hour")"), s),
                       Catch::Contains("duration_minutes"));
+}
+
+TEST_CASE("cs-timeline rules: Event sync takes files up to 25 MB and skips only those over it") {
+    auto s = task_settings();
+    s.sync_to = "Event";
+    auto mapped = activity_operations(activity(R"(, "attachments": [
+        {"id": "f1", "name": "exactly.pdf", "size": 26214400, "added_at": "2026-11-10T00:00:00Z"},
+        {"id": "f2", "name": "over.mov", "size": 26214401, "added_at": "2026-11-11T00:00:00Z"}])"),
+                                      s);
+    REQUIRE(mapped.operations.size() == 2);  // the Event and exactly.pdf
+    CHECK(mapped.operations[1].at("fields").at("PathOnClient") == "exactly.pdf");
+    REQUIRE(mapped.warnings.size() == 1);
+    CHECK_THAT(mapped.warnings[0],
+               Catch::Contains("\"over.mov\"") && Catch::Contains("over the 25 MB (26,214,400 bytes) Event sync takes"));
 }

@@ -269,9 +269,15 @@ Mapped activity_operations(const json::object& activity, const Settings& setting
         if (*added < *settings.attachments_since_ms) continue;  // added before the switch-on
         auto* size = file.if_contains("size");
         int64_t bytes = size && size->is_int64() ? size->as_int64() : 0;
-        if (bytes > kMaxAttachmentBytes) {
-            out.warnings.push_back(where + ": attachment \"" + name + "\" is " + megabytes(bytes) +
-                                   ", over the 25 MB Salesforce takes from a sync; not synced");
+        // The seed's limit differs by mode: Task sync leaves out files of 25 MB or more
+        // (「25MB以上は同期されません」), Event sync files over 25 MB (「25 MBを超える」).
+        const bool event_mode = settings.sync_to == "Event";
+        if (event_mode ? bytes > kMaxAttachmentBytes : bytes >= kMaxAttachmentBytes) {
+            out.warnings.push_back(where + ": attachment \"" + name + "\" is " + megabytes(bytes) + " (" + std::to_string(bytes) +
+                                   " bytes), " +
+                                   (event_mode ? "over the 25 MB (26,214,400 bytes) Event sync takes"
+                                               : "25 MB (26,214,400 bytes) or more, which Task sync leaves out") +
+                                   "; not synced");
             continue;
         }
         std::string ref = file.contains("path") ? "path:" + text(file, "path") : "id:" + file_id;

@@ -14,7 +14,7 @@ namespace cstimeline {
 
 namespace json = boost::json;
 
-// Salesforce sync takes files up to 25 MB.
+// 25 MB: Task sync takes files under it, Event sync files up to it (the seed's two rules).
 inline constexpr int64_t kMaxAttachmentBytes = 25LL * 1024 * 1024;
 
 struct Settings {

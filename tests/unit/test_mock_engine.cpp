@@ -195,3 +195,31 @@ TEST_CASE("mock-crm: seeds refer to earlier records by _ref and may set CreatedD
     CHECK_THROWS_WITH(org.engine.seed(json::parse(R"({"Contact": [{"LastName": "x", "AccountId": "@nobody"}]})").as_object()),
                       Catch::Contains("seed.Contact[0].AccountId") && Catch::Contains("nobody"));
 }
+
+TEST_CASE("mock-crm: a seed refers to the org's built-in records and may set the audit dates") {
+    Org org;
+    org.engine.seed(json::parse(R"({"User": [{"_ref": "sato", "Username": "sato@org.example", "LastName": "Sato",
+        "Email": "sato@org.example", "Alias": "sato", "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US",
+        "EmailEncodingKey": "UTF-8", "LanguageLocaleKey": "en_US", "ProfileId": "@profile:standard",
+        "CreatedDate": "2020-01-01T00:00:00Z", "LastModifiedDate": "2021-06-01T00:00:00Z"}]})")
+                        .as_object());
+    auto rows =
+        org.engine.query("SELECT Id, Profile.Name, CreatedDate, LastModifiedDate FROM User WHERE Username = 'sato@org.example'")
+            .rows;
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].at("CreatedDate") == "2020-01-01T00:00:00.000+0000");
+    CHECK(rows[0].at("LastModifiedDate") == "2021-06-01T00:00:00.000+0000");
+    // A later seed finds records of an earlier one, and the built-in admin.
+    org.engine.seed(
+        json::parse(
+            R"({"Task": [{"Subject": "hand over", "OwnerId": "@sato"}, {"Subject": "review", "OwnerId": "@user:admin"}]})")
+            .as_object());
+    CHECK(org.engine.query("SELECT COUNT() FROM Task").total == 2);
+    try {
+        org.engine.seed(json::parse(R"({"User": [{"LastName": "X", "ProfileId": "@profile:nobody"}]})").as_object());
+        FAIL("a missing _ref was accepted");
+    } catch (const CrmError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("seed.User[0].ProfileId: no earlier record has _ref \"profile:nobody\"") &&
+                                 Catch::Contains("profile:standard"));
+    }
+}

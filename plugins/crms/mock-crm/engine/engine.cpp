@@ -50,7 +50,8 @@ void Engine::ensure_tables() {
         "CREATE TABLE IF NOT EXISTS _picklist (object TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL COLLATE NOCASE,"
         " seq INTEGER NOT NULL, PRIMARY KEY (object, field, value));"
         "CREATE TABLE IF NOT EXISTS _api_usage (day TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,"
-        " PRIMARY KEY (day, kind));");
+        " PRIMARY KEY (day, kind));"
+        "CREATE TABLE IF NOT EXISTS _seed_ref (ref TEXT PRIMARY KEY, id TEXT NOT NULL);");
     for (const auto& [name, obj] : schema_.objects()) {
         db_.exec("CREATE TABLE IF NOT EXISTS " + q(name) +
                  " (_seq INTEGER PRIMARY KEY AUTOINCREMENT, \"Id\" TEXT NOT NULL UNIQUE, \"CreatedDate\" TEXT NOT NULL,"
@@ -101,8 +102,11 @@ void Engine::seed_default_org() {
     org["Profile"] = json::array{
         json::object{{"_ref", "profile:admin"}, {"Name", "System Administrator"}, {"UserLicenseId", "@license:Salesforce"}},
         json::object{{"_ref", "profile:standard"}, {"Name", "Standard User"}, {"UserLicenseId", "@license:Salesforce"}},
-        json::object{{"Name", "Minimum Access - API Only Integrations"}, {"UserLicenseId", "@license:Salesforce Integration"}}};
-    org["User"] = json::array{json::object{{"Username", "admin@crmsync.mock"},
+        json::object{{"_ref", "profile:integration"},
+                     {"Name", "Minimum Access - API Only Integrations"},
+                     {"UserLicenseId", "@license:Salesforce Integration"}}};
+    org["User"] = json::array{json::object{{"_ref", "user:admin"},
+                                           {"Username", "admin@crmsync.mock"},
                                            {"LastName", "Admin"},
                                            {"Email", "admin@crmsync.mock"},
                                            {"Alias", "admin"},
@@ -411,7 +415,17 @@ std::vector<json::object> Engine::find(const std::string& object, const std::vec
 }
 
 void Engine::seed(const json::object& data) {
-    std::map<std::string, std::string> refs;
+    // "@name" finds the record an earlier seed (this one, or the org's built-in records:
+    // license:<name>, profile:admin, profile:standard, profile:integration, user:admin) gave
+    // that _ref.
+    SQLite::Statement find_ref(db_, "SELECT id FROM _seed_ref WHERE ref = ?");
+    SQLite::Statement keep_ref(db_, "INSERT OR REPLACE INTO _seed_ref(ref, id) VALUES (?, ?)");
+    auto lookup = [&](const std::string& name) -> std::optional<std::string> {
+        find_ref.reset();
+        find_ref.bind(1, name);
+        if (!find_ref.executeStep()) return std::nullopt;
+        return find_ref.getColumn(0).getString();
+    };
     seeding_ = true;
     try {
         for (const auto& [object, records] : data) {
@@ -428,27 +442,31 @@ void Engine::seed(const json::object& data) {
                     fields.erase("_ref");
                 }
                 for (auto& [k, v] : fields) {
-                    if (v.is_string() && v.get_string().starts_with("@")) {
-                        auto it = refs.find(std::string(v.get_string().subview(1)));
-                        if (it == refs.end())
-                            throw CrmError("INVALID_SEED", where + "." + std::string(k) + ": no earlier record has _ref \"" +
-                                                               std::string(v.get_string().subview(1)) + "\"");
-                        v = it->second;
-                    } else if (v.is_array()) {
-                        for (auto& item : v.as_array())
-                            if (item.is_string() && item.get_string().starts_with("@")) {
-                                auto it = refs.find(std::string(item.get_string().subview(1)));
-                                if (it == refs.end())
-                                    throw CrmError("INVALID_SEED", where + "." + std::string(k) + ": unknown _ref " +
-                                                                       std::string(item.get_string()));
-                                item = it->second;
-                            }
-                    }
+                    auto resolve = [&](json::value& item) {
+                        if (!item.is_string() || !item.get_string().starts_with("@")) return;
+                        std::string name(item.get_string().subview(1));
+                        auto id = lookup(name);
+                        if (!id)
+                            throw CrmError("INVALID_SEED",
+                                           where + "." + std::string(k) + ": no earlier record has _ref \"" + name +
+                                               "\" (the built-in ones: license:Salesforce, " +
+                                               "license:Salesforce Integration, profile:admin, profile:standard, " +
+                                               "profile:integration, user:admin)");
+                        item = *id;
+                    };
+                    if (v.is_array())
+                        for (auto& item : v.as_array()) resolve(item);
+                    else resolve(v);
                 }
                 auto result = create(std::string(object), fields);
                 if (!result.success)
                     throw CrmError("INVALID_SEED", where + ": " + result.errors[0].code + ": " + result.errors[0].message);
-                if (!ref.empty()) refs[ref] = result.id;
+                if (!ref.empty()) {
+                    keep_ref.reset();
+                    keep_ref.bind(1, ref);
+                    keep_ref.bind(2, result.id);
+                    keep_ref.exec();
+                }
             }
         }
     } catch (...) {

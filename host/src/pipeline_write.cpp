@@ -56,18 +56,20 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
     json::object op = p.write_json();
     auto& fields = op.at("fields").as_object();
     for (const auto& [field, ref] : p.op.blobs) {
-        std::string data;
+        std::string data, skip;
         int items = 0;
         json::object request{{"type", "blob"}, {"ref", ref}, {"field", field}};
         auto outcome = call_source(
             [&] {
                 data.clear();
+                skip.clear();
                 items = 0;
                 return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
                     auto* o = item.if_object();
                     if (!o || find_string(*o, "type") != "blob") return CRMSYNC_STATUS_OK;
                     ++items;
                     if (auto* d = o->if_contains("data_base64"); d && d->is_string()) data = std::string(d->get_string());
+                    skip = find_string(*o, "skip").value_or("");
                     return CRMSYNC_STATUS_OK;
                 });
             },
@@ -83,6 +85,14 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
                    field + ": the source could not provide \"" + ref +
                        "\": " + (outcome.ok() ? "it answered no blob item" : outcome.message),
                    {field});
+            return std::nullopt;
+        }
+        if (!skip.empty()) {
+            // The source left the file out on seeing it (a size rule on the content itself).
+            p.skip_reason = skip;
+            log(Level::warn, skip + " (" + p.op.key + ")");
+            auto& left_out = counts.extra["files_left_out"];
+            left_out = (left_out.is_int64() ? left_out.get_int64() : 0) + 1;
             return std::nullopt;
         }
         fields[field] = std::move(data);
@@ -133,7 +143,7 @@ std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
             if (auto op = with_blobs(*p, batch.commit.counts, stop)) operations.push_back(std::move(*op));
             if (stop) return stop;
         }
-        std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value(); });
+        std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
         if (chunk.ops.empty()) break;
         json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
         if (chunk.bulk) request["bulk"] = true;

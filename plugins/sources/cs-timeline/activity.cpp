@@ -209,6 +209,17 @@ std::string format_utc(int64_t ms) {
 
 std::string activity_key(const std::string& activity_id) { return "cs-timeline:" + activity_id; }
 
+// The seed's limit differs by mode: Task sync leaves out files of 25 MB or more
+// (「25MB以上は同期されません」), Event sync files over 25 MB (「25 MBを超える」).
+std::optional<std::string> attachment_left_out(const std::string& what, int64_t bytes, const Settings& settings) {
+    const bool event_mode = settings.sync_to == "Event";
+    if (event_mode ? bytes <= kMaxAttachmentBytes : bytes < kMaxAttachmentBytes) return std::nullopt;
+    return what + " is " + megabytes(bytes) + " (" + std::to_string(bytes) + " bytes), " +
+           (event_mode ? "over the 25 MB (26,214,400 bytes) Event sync takes"
+                       : "25 MB (26,214,400 bytes) or more, which Task sync leaves out") +
+           "; not synced";
+}
+
 Mapped activity_operations(const json::object& activity, const Settings& settings) {
     std::string id = text(activity, "id");
     if (id.empty()) throw std::invalid_argument("activity has no \"id\"");
@@ -269,15 +280,8 @@ Mapped activity_operations(const json::object& activity, const Settings& setting
         if (*added < *settings.attachments_since_ms) continue;  // added before the switch-on
         auto* size = file.if_contains("size");
         int64_t bytes = size && size->is_int64() ? size->as_int64() : 0;
-        // The seed's limit differs by mode: Task sync leaves out files of 25 MB or more
-        // (「25MB以上は同期されません」), Event sync files over 25 MB (「25 MBを超える」).
-        const bool event_mode = settings.sync_to == "Event";
-        if (event_mode ? bytes > kMaxAttachmentBytes : bytes >= kMaxAttachmentBytes) {
-            out.warnings.push_back(where + ": attachment \"" + name + "\" is " + megabytes(bytes) + " (" + std::to_string(bytes) +
-                                   " bytes), " +
-                                   (event_mode ? "over the 25 MB (26,214,400 bytes) Event sync takes"
-                                               : "25 MB (26,214,400 bytes) or more, which Task sync leaves out") +
-                                   "; not synced");
+        if (auto left_out = attachment_left_out(where + ": attachment \"" + name + "\"", bytes, settings)) {
+            out.warnings.push_back(*left_out);
             continue;
         }
         std::string ref = file.contains("path") ? "path:" + text(file, "path") : "id:" + file_id;

@@ -36,6 +36,11 @@ struct Mapped {
 // Throws std::invalid_argument naming the activity and the field when it cannot be mapped.
 Mapped activity_operations(const json::object& activity, const Settings& settings);
 
+// Why a file of `bytes` is left out under the module's mode (Task: 25 MB or more; Event:
+// over 25 MB), naming it as `what`; nothing when it syncs. Applied to the declared `size`
+// when the activity is mapped, and again to the content itself when it is fetched.
+std::optional<std::string> attachment_left_out(const std::string& what, int64_t bytes, const Settings& settings);
+
 // What the fixed default mappings write, as `target` items for the host.
 std::vector<json::object> targets(const Settings& settings);
 

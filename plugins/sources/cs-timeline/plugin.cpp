@@ -145,6 +145,9 @@ int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
     } else {
         return fail(in->host, call, CRMSYNC_STATUS_ERROR, "unknown attachment reference \"" + ref + "\"");
     }
+    // The declared size may be missing or wrong: the content itself decides.
+    if (auto left_out = attachment_left_out("attachment " + ref, static_cast<int64_t>(bytes.size()), in->settings))
+        return emit(in->host, call, json::object{{"type", "blob"}, {"skip", *left_out}});
     return emit(in->host, call, json::object{{"type", "blob"}, {"data_base64", base64(bytes)}});
 }
 

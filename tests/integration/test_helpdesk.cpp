@@ -308,7 +308,7 @@ TEST_CASE("helpdesk: with the integration licences used up, an unknown agent's E
     CHECK(report.counts.extra.at("owner_connection_user_fallbacks") == 1);
 }
 
-TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exception of the table") {
+TEST_CASE("helpdesk: polled from the API fake, every channel and every row and exception of the table") {
     fakes::FakeHelpdesk api("token-123");
     api.start();
     auto action = [](const std::string& id, const std::string& at, const std::string& channel, const std::string& act,
@@ -343,6 +343,11 @@ TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exceptio
         action("broadcast", "2026-11-20T01:15:00Z", "mail", "sent", mail, R"(, "broadcast": true)"),
         action("fax", "2026-11-20T01:16:00Z", "fax", "sent", R"("fax": {})"),
     };
+    // Every chat channel, each closed after sending.
+    int minute = 17;
+    for (const char* channel : {"line", "r-messe", "yahoo", "chatwork", "instagram", "messenger", "chat_widget"})
+        rows.push_back(action(std::string("chat-") + channel, "2026-11-20T01:" + std::to_string(minute++) + ":00Z", channel,
+                              "closed", chat_sent));
     api.put_ticket(
         "7",
         json::object{{"ticket_id", "T-1"}, {"subject", "全部"}, {"last_updated_at", "2026-11-20T01:16:00Z"}, {"actions", rows}});
@@ -356,12 +361,15 @@ TEST_CASE("helpdesk: the API fake's fixture tickets cover every row and exceptio
             api.base_url() + R"(", "message_box_ids": ["7"]}}})");
     auto report = inbox.run();
     INFO(report.message);
-    CHECK(report.counts.fetched == 12);
-    CHECK(report.counts.created == 6);
+    CHECK(report.counts.fetched == 19);
+    CHECK(report.counts.created == 13);
     CHECK(report.counts.ignored == 5);
     CHECK(report.counts.failed == 1);  // fax: not a channel, said so rather than lost
-    for (const char* id : {"mail-sent", "mail-reserved", "sms-sent", "visit-first", "call-done", "chat-sent"})
+    for (const char* id : {"mail-sent", "mail-reserved", "sms-sent", "visit-first", "call-done", "chat-sent", "chat-line",
+                           "chat-r-messe", "chat-yahoo", "chat-chatwork", "chat-instagram", "chat-messenger", "chat-chat_widget"})
         CHECK(inbox.event(id).at("WhoId") == inbox.contact("Tanaka"));
+    CHECK(inbox.event("chat-chat_widget").at("Type") == "チャットウィジェット");
+    CHECK(inbox.event("chat-instagram").at("Type") == "Instagram DM");
 }
 
 TEST_CASE(

@@ -63,11 +63,19 @@ int32_t fetch_events(const crmsync_host_api* host, crmsync_call* call, const Api
             if (ec || !body.is_array())
                 return error = "the helpdesk API answered something that is not a ticket list", CRMSYNC_STATUS_ERROR;
             for (const auto& ticket : body.as_array()) {
-                const auto& t = ticket.as_object();
+                if (!ticket.is_object())
+                    return error = "the helpdesk API answered a ticket that is not a JSON object (page " + std::to_string(page) +
+                                   " of message box " + box + ")",
+                           CRMSYNC_STATUS_ERROR;
+                const auto& t = ticket.get_object();
                 auto* actions = t.if_contains("actions");
                 if (!actions || !actions->is_array()) continue;
                 for (const auto& a : actions->as_array()) {
-                    json::object event = a.as_object();
+                    if (!a.is_object())
+                        return error = "the helpdesk API answered an action of ticket " + text(t, "ticket_id") +
+                                       " that is not a JSON object",
+                               CRMSYNC_STATUS_ERROR;
+                    json::object event = a.get_object();
                     std::string at = text(event, "occurred_at");
                     if (at < since || (at == since && done.count(text(event, "event_id")))) continue;
                     if (!event.contains("subject")) event["subject"] = t.contains("subject") ? t.at("subject") : json::value("");

@@ -236,3 +236,44 @@ TEST_CASE("cli: a failed record is tried again by the next run and the summary s
     CHECK_THAT(again.out, Catch::Contains("fetched 0") && Catch::Contains("failed 1, retried 1 (0 recovered, 0 given up)"));
     CHECK_THAT(home.crmsync({"errors", "tasks", "--all"}).out, Catch::Contains("closed: tried again"));
 }
+
+TEST_CASE("cli: helpdesk-tickets events as an operator runs them — scheduled sends, calls in either order, typos named") {
+    Home home;
+    fs::copy(std::string(CRMSYNC_PLUGIN_DIR) + "/helpdesk-tickets", home.plugins.path() / "helpdesk-tickets",
+             fs::copy_options::recursive);
+    const std::string agent = R"("agent": {"email": "admin@crmsync.mock"}, "subject": "件名")";
+    const std::string call =
+        R"("started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "0312345678")";
+    write_file(
+        home.dir / "events/1.jsonl",
+        R"({"event_id": "r1", "channel": "mail", "action": "reserved", )" + agent +
+            R"(, "mail": {"draft_saved_at": "2026-11-20T01:00:00Z", "reserved_at": "2026-11-20T01:30:00Z", "reserved_for": "2026-11-21T00:00:00Z"}}
+{"event_id": "k1", "channel": "call", "action": "memo_recorded", )" +
+            agent + R"(, "call": {"call_id": "c-9", "first": true, "call_ended": false, "memo_recorded": true, )" + call + R"(}}
+{"event_id": "k2", "channel": "call", "action": "call_ended", )" +
+            agent + R"(, "call": {"call_id": "c-9", "call_ended": true, "memo_recorded": true, "memo": "m", )" + call + R"(}}
+{"event_id": "k3", "channel": "call", "action": "memo_recorded", )" +
+            agent +
+            R"(, "call": {"call_id": "c-9", "first": false, "call_ended": true, "memo_recorded": true, "memo": "edited", )" +
+            call + R"(}}
+{"event_id": "f1", "channel": "messenger", "action": "closed", )" +
+            agent + R"(, "chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z"}}
+{"event_id": "t1", "channel": "instagram_dm", "action": "closed", )" +
+            agent + R"(, "chat": {"sent": true}}
+)");
+    write_file(home.dir / "manifests/helpdesk.json",
+               R"({"module": "helpdesk", "plugin": {"id": "helpdesk-tickets", "version": "^1.1"}, "crm": "mock",
+                   "config": {"folder": ")" +
+                   home.dir / "events" + R"("}})");
+    auto run = home.crmsync({"run", "helpdesk"});
+    INFO(run.out << run.err);
+    CHECK(run.status == 1);
+    CHECK_THAT(run.out, Catch::Contains("fetched 6, created 3") && Catch::Contains("failed 1"));
+    auto events =
+        home.crmsync({"crm", "query", "SELECT Subject, EndDateTime, Description FROM Event ORDER BY Subject", "--json"});
+    CHECK_THAT(events.out, Catch::Contains("【Messenger for Business】件名") &&
+                               Catch::Contains("\"EndDateTime\":\"2026-11-20T01:30:00.000+0000\"") &&
+                               Catch::Contains("\"Description\":\"m\"") && !Catch::Contains("edited"));
+    auto errors = home.crmsync({"errors", "helpdesk"});
+    CHECK_THAT(errors.out, Catch::Contains("instagram_dm"));
+}

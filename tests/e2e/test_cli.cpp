@@ -277,3 +277,25 @@ TEST_CASE("cli: helpdesk-tickets events as an operator runs them — scheduled s
     auto errors = home.crmsync({"errors", "helpdesk"});
     CHECK_THAT(errors.out, Catch::Contains("instagram_dm"));
 }
+
+TEST_CASE("cli: check names each missing field with the type to create it as, and a field of the wrong type") {
+    Home home;
+    fs::copy(std::string(CRMSYNC_TEST_PLUGIN_DIR) + "/test-ops", home.plugins.path() / "test-ops", fs::copy_options::recursive);
+    write_file(home.dir / "ops.jsonl", "");
+    // A plugin that updates Leads it finds by Email (so Lead needs no crmsync key field) and
+    // writes usage figures, as the product-analytics module does.
+    write_file(home.dir / "manifests/usage.json",
+               R"({"module": "usage", "plugin": {"id": "test-ops"}, "crm": "mock",
+                   "config": {"file": ")" +
+                   home.dir / "ops.jsonl" + R"(", "targets": [{"object": "Lead", "by_match": true,
+                     "fields": ["Email", "First_Login__c", "Logins_30d__c", "Company"],
+                     "types": {"Email": "text", "First_Login__c": "datetime", "Logins_30d__c": "number", "Company": "number"}}]}})");
+    auto check = home.crmsync({"check", "usage"});
+    INFO(check.out << check.err);
+    CHECK(check.status == 2);
+    CHECK_THAT(check.out, Catch::Contains("Lead.First_Login__c does not exist in the CRM") &&
+                              Catch::Contains("create the field as a Date/Time field"));
+    CHECK_THAT(check.out, Catch::Contains("Lead.Logins_30d__c does not exist") && Catch::Contains("as a Number field"));
+    CHECK_THAT(check.out, Catch::Contains("Lead.Company is a string field; the module writes number values into it"));
+    CHECK_THAT(check.out, !Catch::Contains("Lead.Email") && !Catch::Contains("Lead has no field CrmSync_Key__c"));
+}

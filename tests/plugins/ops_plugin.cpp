@@ -16,6 +16,7 @@ using crmsync::support::emit;
 const char* const kSchema = R"json({
   "type": "object", "required": ["file"], "additionalProperties": false,
   "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"},
+                 "targets": {"type": "array", "description": "target items answered as they are"},
                  "blobs": {"type": "object", "description": "ref -> base64 content answered to blob requests"},
                  "writeback_file": {"type": "string", "description": "where write() appends the write-backs it receives"}}
 })json";
@@ -40,6 +41,12 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto req = json::parse(request_json).as_object();
         if (req.at("type") == "targets") {
+            if (auto* listed = in->config.if_contains("targets"))  // target items as given, "type" added
+                for (const auto& t : listed->as_array()) {
+                    json::object target = t.as_object();
+                    target["type"] = "target";
+                    emit(in->host, call, target);
+                }
             if (auto* d = in->config.if_contains("defaults"))
                 for (const auto& [object, fields] : d->as_object()) {
                     json::object target{{"type", "target"}, {"object", object}, {"fields", fields}};

@@ -2,12 +2,39 @@
 // config, credentials, and the CRM objects and fields the module writes.
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "../services/services.h"
 #include "commands.h"
 
 namespace crmsync::cli {
+namespace {
+
+// The Salesforce field type to create for a kind of value a plugin writes (target "types").
+std::string salesforce_type_for(const std::string& type) {
+    if (type == "number") return "a Number field";
+    if (type == "percent") return "a Percent field";
+    if (type == "date") return "a Date field";
+    if (type == "datetime") return "a Date/Time field";
+    if (type == "bool") return "a Checkbox field";
+    return "a Text field";
+}
+
+// Whether a field of describe type `described` holds values of kind `type`.
+bool holds(const std::string& described, const std::string& type) {
+    static const std::map<std::string, std::set<std::string>> kinds{
+        {"number", {"double", "int", "long", "currency", "percent"}},
+        {"percent", {"percent", "double"}},
+        {"date", {"date", "datetime"}},
+        {"datetime", {"datetime"}},
+        {"bool", {"boolean"}},
+        {"text", {"string", "textarea", "email", "phone", "url", "picklist", "multipicklist", "encryptedstring"}}};
+    auto it = kinds.find(type);
+    return it == kinds.end() || it->second.count(described) > 0;
+}
+
+}  // namespace
 
 int check(Context& ctx, const std::string& name) {
     int problems = 0;
@@ -79,15 +106,28 @@ int check(Context& ctx, const std::string& name) {
             const auto& by_name = d->second;
             const std::string& ext = mi.connection->external_id_field;
             auto ext_it = by_name.find(ext);
-            if (ext_it == by_name.end())
+            if (listed.by_match.count(object)) {
+                // Written only by match (updates of found records): no key field needed.
+            } else if (ext_it == by_name.end()) {
                 problem(object + " has no field " + ext + " for crmsync's keys (create a Text(255) External ID field " + ext +
                         " on " + object + ", or set \"external_id_field\" in " + mi.connection->manifest_path + ")");
-            else if (!find_bool(ext_it->second, "externalId").value_or(false))
+            } else if (!find_bool(ext_it->second, "externalId").value_or(false)) {
                 problem(object + "." + ext + " is not marked External ID (tick \"External ID\" on the field)");
-            for (const auto& f : fields)
-                if (!by_name.count(f))
-                    problem(object + "." + f +
-                            " does not exist in the CRM (the module writes it; create the field or fix the mapping)");
+            }
+            const auto types = listed.types.find(object);
+            for (const auto& f : fields) {
+                const std::string* type = nullptr;
+                if (types != listed.types.end())
+                    if (auto t = types->second.find(f); t != types->second.end()) type = &t->second;
+                auto described_field = by_name.find(f);
+                if (described_field == by_name.end())
+                    problem(object + "." + f + " does not exist in the CRM (the module writes it; create the field" +
+                            (type ? " as " + salesforce_type_for(*type) : std::string()) + " or fix the mapping)");
+                else if (type && !holds(find_text(described_field->second, "type"), *type))
+                    problem(object + "." + f + " is a " + find_text(described_field->second, "type") +
+                            " field; the module writes " + *type + " values into it (make it " + salesforce_type_for(*type) +
+                            ")");
+            }
             std::printf("  %s: %zu field(s) checked\n", object.c_str(), fields.size());
         }
         for (const auto& fixed : listed.values) {

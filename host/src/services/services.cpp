@@ -50,6 +50,10 @@ Result<Services::Targets> Services::list_targets(PluginInstance& source) {
                     group["object"] = object;
                     t.required_any.push_back(std::move(group));
                 }
+        if (auto* types = find_object(*o, "types"))
+            for (const auto& [field, type] : *types)
+                if (type.is_string()) t.types[object][std::string(field)] = std::string(type.get_string());
+        if (find_bool(*o, "by_match").value_or(false)) t.by_match.insert(object);
         if (auto* values = find_object(*o, "values"))
             for (const auto& [field, value] : *values)
                 if (value.is_string()) t.values.push_back({{"object", object}, {"field", field}, {"value", value}});

@@ -48,10 +48,12 @@ public:
 
     // What a source plugin's fixed default mappings write (its `targets` answer).
     struct Targets {
-        bool listed = false;                                  // false: the plugin does not say
-        std::map<std::string, std::set<std::string>> fields;  // object -> fields
-        std::vector<json::object> required_any;               // groups, each with "object"
-        std::vector<json::object> values;                     // {"object", "field", "value"} fixed values
+        bool listed = false;                                              // false: the plugin does not say
+        std::map<std::string, std::set<std::string>> fields;              // object -> fields
+        std::vector<json::object> required_any;                           // groups, each with "object"
+        std::vector<json::object> values;                                 // {"object", "field", "value"} fixed values
+        std::map<std::string, std::map<std::string, std::string>> types;  // object -> field -> text|number|...
+        std::set<std::string> by_match;  // objects written only by match: no external-id field needed
     };
     static Result<Targets> list_targets(PluginInstance& source);
     // Refuses custom mappings onto the plugin's fixed fields. Returns the configuration

@@ -299,3 +299,68 @@ TEST_CASE("cli: check names each missing field with the type to create it as, an
     CHECK_THAT(check.out, Catch::Contains("Lead.Company is a string field; the module writes number values into it"));
     CHECK_THAT(check.out, !Catch::Contains("Lead.Email") && !Catch::Contains("Lead has no field CrmSync_Key__c"));
 }
+
+TEST_CASE("cli: product-analytics report rows update the Lead each key matches; no match, several, a bad value, unchanged") {
+    Home home;
+    fs::copy(std::string(CRMSYNC_PLUGIN_DIR) + "/product-analytics", home.plugins.path() / "product-analytics",
+             fs::copy_options::recursive);
+    write_file(home.dir / "seed.json", R"({"Lead": [
+        {"LastName": "Tanaka", "Company": "Customer KK", "Email": "tanaka@customer.jp"},
+        {"LastName": "Dup", "Company": "One", "Email": "dup@customer.jp"},
+        {"LastName": "Dup", "Company": "Two", "Email": "dup@customer.jp"},
+        {"LastName": "Suzuki", "Company": "Customer KK", "Email": "suzuki@customer.jp"}]})");
+    write_file(home.dir / "manifests/analytics-crm.json",
+               R"({"connection": "analytics-crm", "plugin": {"id": "mock-crm", "version": "^1.0"}, "config": {
+                   "database": ")" +
+                   home.dir / "var/analytics.db" + R"(", "seed": ")" + home.dir / "seed.json" + R"(",
+                   "schema": {"Lead": {"fields": {"WalkMe_First_Login__c": {"type": "datetime"},
+                                                  "WalkMe_Logins_last_30_days__c": {"type": "double"}}}}}})");
+    write_file(home.dir / "reports/logins-2026-11-20.csv",
+               "email,first_login,logins_30d,nps\n"
+               "TANAKA@Customer.jp,2026-11-01T09:00:00Z,12,\n"  // the Email field compares case-insensitively
+               "nobody@customer.jp,2026-11-02T09:00:00Z,3,\n"
+               "dup@customer.jp,2026-11-03T09:00:00Z,5,\n"
+               "suzuki@customer.jp,2026-11-04T09:00:00Z,n/a,\n");
+    auto manifest = [&](const std::string& extra_column) {
+        write_file(home.dir / "manifests/logins.json",
+                   R"({"module": "logins", "plugin": {"id": "product-analytics"}, "crm": "analytics-crm",
+                       "schedule": {"daily_at": "08:00"}, "config": {"folder": ")" +
+                       home.dir / "reports" + R"(", "report": "Logins", "object": "Lead",
+                       "key": {"column": "email", "field": "Email"},
+                       "columns": {"first_login": {"field": "WalkMe_First_Login__c", "type": "datetime"},
+                                   "logins_30d": {"field": "WalkMe_Logins_last_30_days__c", "type": "number"})" +
+                       extra_column + "}}}");
+    };
+    manifest(R"(, "nps": {"field": "WalkMe_NPS__c", "type": "number"})");
+    auto check = home.crmsync({"check", "logins"});
+    CHECK(check.status == 2);
+    CHECK_THAT(check.out,
+               Catch::Contains("Lead.WalkMe_NPS__c does not exist in the CRM") && Catch::Contains("as a Number field"));
+    CHECK_THAT(check.out, !Catch::Contains("CrmSync_Key__c"));  // rows update Leads found by Email: no key field needed
+
+    manifest(R"(, "email2": {"field": "Email"})");  // a second report column on the key's field
+    auto refused = home.crmsync({"run", "logins"});
+    CHECK(refused.status != 0);
+    CHECK_THAT(refused.out + refused.err, Catch::Contains("Lead.Email is matched by the key column \"email\""));
+
+    manifest("");
+    CHECK(home.crmsync({"check", "logins"}).status == 0);
+    auto run = home.crmsync({"run", "logins"});
+    INFO(run.out << run.err);
+    CHECK(run.status == 1);
+    CHECK_THAT(run.out, Catch::Contains("fetched 4, created 0, updated 1") && Catch::Contains("failed 2, no match 1"));
+    auto tanaka = home.crmsync({"crm", "query",
+                                "SELECT WalkMe_Logins_last_30_days__c, WalkMe_First_Login__c FROM Lead WHERE LastName = 'Tanaka'",
+                                "--crm", "analytics-crm", "--json"});
+    CHECK_THAT(tanaka.out, Catch::Contains("\"WalkMe_Logins_last_30_days__c\":1.2E1") ||
+                               Catch::Contains("\"WalkMe_Logins_last_30_days__c\":12"));
+    CHECK_THAT(tanaka.out, Catch::Contains("2026-11-01T09:00:00.000+0000"));
+    auto errors = home.crmsync({"errors", "logins", "--format", "csv"});
+    CHECK_THAT(errors.out, Catch::Contains("DUPLICATE_MATCH") && Catch::Contains("2 Lead records have Email = dup@customer.jp"));
+    CHECK_THAT(errors.out, Catch::Contains("suzuki@customer.jp") && Catch::Contains("INVALID_TYPE_ON_FIELD_IN_RECORD"));
+    auto log = home.crmsync({"log", "1"});  // the refused config never started a run
+    CHECK_THAT(log.out, Catch::Contains("no match: no Lead has Email = nobody@customer.jp"));
+
+    auto again = home.crmsync({"run", "logins", "--full"});
+    CHECK_THAT(again.out, Catch::Contains("updated 0, unchanged 1"));  // Tanaka's row did not change: no write
+}

@@ -7,9 +7,10 @@
 #include <set>
 
 #include "bulk.h"
-#include "csv.h"
+#include <crmsync/support/csv.hpp>
 
 namespace salesforce {
+namespace csv = crmsync::support::csv;
 
 using crmsync::support::text;
 

@@ -1,6 +1,6 @@
 #include "emulator.h"
 
-#include "csv.h"  // plugins/crms/salesforce: the same RFC 4180 codec as the client
+#include <crmsync/support/csv.hpp>  // the same RFC 4180 codec as the salesforce plugin
 
 #include <httplib.h>
 #include <openssl/evp.h>
@@ -493,7 +493,7 @@ void Emulator::process(const std::string& id) {
         object_name = job.object;
         external = job.external;
     }
-    auto rows = salesforce::csv::parse(data);
+    auto rows = crmsync::support::csv::parse(data);
     if (rows.empty()) {
         std::lock_guard<std::mutex> lock(mutex_);
         jobs_.at(id).processed_all = true;
@@ -502,7 +502,7 @@ void Emulator::process(const std::string& id) {
     const auto header = rows[0];
     auto with = [&](std::vector<std::string> first) {
         first.insert(first.end(), header.begin(), header.end());
-        return salesforce::csv::row(first);
+        return crmsync::support::csv::row(first);
     };
     std::string success = with({"sf__Id", "sf__Created"}), failed = with({"sf__Id", "sf__Error"});
     int64_t processed = 0, failures = 0;
@@ -537,12 +537,12 @@ void Emulator::process(const std::string& id) {
                 if (result.success) {
                     out = {result.id, result.created ? "true" : "false"};
                     out.insert(out.end(), row.begin(), row.end());
-                    success += salesforce::csv::row(out);
+                    success += crmsync::support::csv::row(out);
                 } else {
                     ++failures;
                     out = {"", result.errors[0].code + ":" + result.errors[0].message + " --"};
                     out.insert(out.end(), row.begin(), row.end());
-                    failed += salesforce::csv::row(out);
+                    failed += crmsync::support::csv::row(out);
                 }
             }
         });

@@ -1,11 +1,12 @@
+// crmsync/support/csv.hpp — an optional helper for plugins: RFC 4180 CSV (fields quoted when
+// they hold a comma, quote or line break; quotes doubled; rows end in LF, CRLF read too), as
+// Salesforce's Bulk API 2.0 and report exports speak it. Header-only; not part of the ABI.
 #pragma once
-// RFC 4180 CSV, as Bulk API 2.0 speaks it (LF line endings, fields quoted when they hold
-// a comma, quote or line break; quotes doubled).
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace salesforce::csv {
+namespace crmsync::support::csv {
 
 inline std::string field(std::string_view value) {
     if (value.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(value);
@@ -57,4 +58,4 @@ inline std::vector<std::vector<std::string>> parse(std::string_view text) {
     return rows;
 }
 
-}  // namespace salesforce::csv
+}  // namespace crmsync::support::csv

@@ -1,6 +1,8 @@
 #include "json.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -108,6 +110,15 @@ std::optional<bool> find_bool(const json::object& object, std::string_view key) 
 
 std::string scalar_text(const json::value& value) {
     if (value.is_string()) return std::string(value.get_string());
+    if (value.is_double()) {
+        // As a person writes it: 18, 18.5 — not Boost.JSON's 1.8E1.
+        const double d = value.get_double();
+        char buf[32];
+        auto [end, ec] = std::abs(d) < 1e15 && d == static_cast<double>(static_cast<int64_t>(d))
+                             ? std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(d))
+                             : std::to_chars(buf, buf + sizeof buf, d);
+        if (ec == std::errc()) return std::string(buf, end);
+    }
     return json::serialize(value);
 }
 

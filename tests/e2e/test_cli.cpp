@@ -360,7 +360,33 @@ TEST_CASE("cli: product-analytics report rows update the Lead each key matches; 
     CHECK_THAT(errors.out, Catch::Contains("suzuki@customer.jp") && Catch::Contains("INVALID_TYPE_ON_FIELD_IN_RECORD"));
     auto log = home.crmsync({"log", "1"});  // the refused config never started a run
     CHECK_THAT(log.out, Catch::Contains("no match: no Lead has Email = nobody@customer.jp"));
+    CHECK_THAT(log.out, Catch::Contains("report Logins -> Lead (by email = Email): reading logins-2026-11-20.csv, 4 row(s)"));
 
     auto again = home.crmsync({"run", "logins", "--full"});
     CHECK_THAT(again.out, Catch::Contains("updated 0, unchanged 1"));  // Tanaka's row did not change: no write
+}
+
+TEST_CASE("cli: the demo's walkme-logins module puts the Logins report on the demo org's Leads by Email") {
+    TempDir home;
+    const std::string source = CRMSYNC_SOURCE_DIR;
+    fs::create_directories(home.path() / "manifests");
+    fs::create_directories(home.path() / "samples");
+    for (const char* m : {"mock-crm.json", "product-analytics.json"})
+        fs::copy(source + "/manifests/" + m, home.path() / "manifests" / m);
+    fs::copy(source + "/plugins/crms/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
+    fs::copy(source + "/plugins/sources/product-analytics/samples", home.path() / "samples/product-analytics",
+             fs::copy_options::recursive);
+    auto crmsync = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), testing::crmsync_bin());
+        args.push_back("--home");
+        args.push_back(home.str());
+        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+    };
+    CHECK(crmsync({"check", "walkme-logins"}).status == 0);
+    auto run = crmsync({"run", "walkme-logins"});
+    INFO(run.out << run.err);
+    CHECK(run.status == 0);
+    CHECK_THAT(run.out, Catch::Contains("fetched 4, created 0, updated 3") && Catch::Contains("no match 1"));
+    auto leads = crmsync({"crm", "query", "SELECT LastName, WalkMe_Logins_last_30_days__c FROM Lead WHERE LastName = 'Sato'"});
+    CHECK_THAT(leads.out, Catch::Contains("Sato") && Catch::Contains("18"));
 }

@@ -136,6 +136,11 @@ int32_t answer_records(Instance* in, crmsync_call* call, const json::object& req
         const auto& header = rows[0];
         auto key_at = std::find(header.begin(), header.end(), in->key_column);
         int64_t start = name == after_file ? after_row : 0;
+        if (start == 0 && rows.size() > 1)  // the run log names the report, the object and the file
+            in->host->log(call, CRMSYNC_LOG_INFO,
+                          ("report " + in->report + " -> " + in->object + " (by " + in->key_column + " = " + in->key_field +
+                           "): reading " + name + ", " + std::to_string(rows.size() - 1) + " row(s)")
+                              .c_str());
         for (int64_t r = start; r + 1 < static_cast<int64_t>(rows.size()); ++r) {
             if (emitted == limit)
                 return emit(in->host, call, crmsync::support::checkpoint_item(json::object{{"file", name}, {"row", r}}, true));

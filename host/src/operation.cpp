@@ -71,7 +71,7 @@ Result<MatchDirective> parse_match(const json::value& v) {
     auto* o = v.if_object();
     auto* value = o ? o->if_contains("value") : nullptr;
     if (!o || find_text(*o, "field").empty() || !value || value->is_null()) return problem("\"match\" needs a field and a value");
-    return MatchDirective{find_text(*o, "field"), *value, scalar_text(*value)};
+    return MatchDirective{find_text(*o, "field"), *value, scalar_text(*value), find_bool(*o, "case_sensitive").value_or(false)};
 }
 
 json::object directives_json(const FieldDirectives& d) {
@@ -166,7 +166,10 @@ json::object Operation::to_json() const {
                                     {"prefer", strings_json(related->prefer)},
                                     {"max_contacts", related->max_contacts},
                                     {"open_opportunity", related->open_opportunity}};
-    if (match) o["match"] = json::object{{"field", match->field}, {"value", match->value}};
+    if (match) {
+        o["match"] = json::object{{"field", match->field}, {"value", match->value}};
+        if (match->case_sensitive) o["match"].as_object()["case_sensitive"] = true;
+    }
     if (!picklists.empty()) o["picklists"] = directives_json(picklists);
     if (!refs.empty()) o["refs"] = directives_json(refs);
     if (!blobs.empty()) o["blobs"] = directives_json(blobs);

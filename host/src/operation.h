@@ -37,6 +37,8 @@ struct MatchDirective {
     std::string field;
     json::value value;       // as the plugin gave it (a scalar)
     std::string value_text;  // the same as an operator would write it
+    // Values compare exactly (a GUID), not case-insensitively as Salesforce compares text.
+    bool case_sensitive = false;
 };
 
 // Ordered name -> text pairs: `refs` (field -> key of another operation), `blobs` (field ->

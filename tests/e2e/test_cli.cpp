@@ -390,3 +390,38 @@ TEST_CASE("cli: the demo's walkme-logins module puts the Logins report on the de
     auto leads = crmsync({"crm", "query", "SELECT LastName, WalkMe_Logins_last_30_days__c FROM Lead WHERE LastName = 'Sato'"});
     CHECK_THAT(leads.out, Catch::Contains("Sato") && Catch::Contains("18"));
 }
+
+TEST_CASE("cli: product-analytics on a custom object by a GUID key that compares exactly") {
+    Home home;
+    fs::copy(std::string(CRMSYNC_PLUGIN_DIR) + "/product-analytics", home.plugins.path() / "product-analytics",
+             fs::copy_options::recursive);
+    write_file(home.dir / "seed.json", R"({"Product_User__c": [
+        {"Name": "Upper", "User_Guid__c": "AbC-123"}, {"Name": "Lower", "User_Guid__c": "abc-123"}]})");
+    write_file(home.dir / "manifests/guid-crm.json",
+               R"({"connection": "guid-crm", "plugin": {"id": "mock-crm", "version": "^1.0"}, "config": {
+                   "database": ")" +
+                   home.dir / "var/guid.db" + R"(", "seed": ")" + home.dir / "seed.json" + R"(",
+                   "schema": {"Product_User__c": {"fields": {"User_Guid__c": {"type": "string", "length": 64},
+                                                             "Logins__c": {"type": "double"}}}}}})");
+    write_file(home.dir / "reports/usage.csv", "guid,logins\nAbC-123,7\n");
+    auto manifest = [&](const std::string& compare) {
+        write_file(home.dir / "manifests/usage.json",
+                   R"({"module": "usage", "plugin": {"id": "product-analytics"}, "crm": "guid-crm", "config": {"folder": ")" +
+                       home.dir / "reports" + R"(", "report": "Usage", "object": "Product_User__c",
+                       "key": {"column": "guid", "field": "User_Guid__c")" +
+                       compare + R"(},
+                       "columns": {"logins": {"field": "Logins__c", "type": "number"}}}})");
+    };
+    manifest("");  // as Salesforce compares text: two candidates, nothing guessed
+    auto ambiguous = home.crmsync({"run", "usage"});
+    CHECK_THAT(ambiguous.out, Catch::Contains("failed 1"));
+    CHECK_THAT(home.crmsync({"errors", "usage"}).out, Catch::Contains("DUPLICATE_MATCH"));
+    manifest(R"(, "compare": "exact")");
+    auto exact = home.crmsync({"run", "usage", "--full"});
+    INFO(exact.out << exact.err);
+    CHECK_THAT(exact.out, Catch::Contains("updated 1") && Catch::Contains("failed 0"));
+    auto rows =
+        home.crmsync({"crm", "query", "SELECT Name, Logins__c FROM Product_User__c WHERE Logins__c = 7", "--crm", "guid-crm"});
+    CHECK_THAT(rows.out, Catch::Contains("Upper") && !Catch::Contains("Lower"));
+    CHECK_THAT(home.crmsync({"errors", "usage"}).out, Catch::Contains("no open errors"));  // the same row landed
+}

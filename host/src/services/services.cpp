@@ -188,7 +188,7 @@ void Services::resolve_match(std::vector<PendingOperation>& ops) {
         const auto& [object, field] = target;
         std::sort(values.begin(), values.end());
         values.erase(std::unique(values.begin(), values.end()), values.end());
-        std::map<std::string, std::vector<std::string>> ids;  // lower-case value -> ids
+        std::map<std::string, std::vector<std::pair<std::string, std::string>>> ids;  // lower-case value -> (value, id)
         std::optional<Outcome> failed;
         for_each_chunk(values, [&](const std::vector<std::string>& chunk) {
             if (failed) return;
@@ -197,13 +197,16 @@ void Services::resolve_match(std::vector<PendingOperation>& ops) {
                                  rows, "the match lookup");
             if (!outcome.ok()) failed = outcome;
             for (const auto& r : rows)
-                if (auto* v = r.if_contains(field); v && !v->is_null()) ids[lower(scalar_text(*v))].push_back(find_text(r, "Id"));
+                if (auto* v = r.if_contains(field); v && !v->is_null())
+                    ids[lower(scalar_text(*v))].emplace_back(scalar_text(*v), find_text(r, "Id"));
         });
         if (stopped()) return;
         for (auto& p : ops) {
             if (!p.active() || !p.op.match || p.op.object != object || p.op.match->field != field) continue;
             const std::string& value = p.op.match->value_text;
-            auto& found = ids[lower(value)];
+            std::vector<std::string> found;
+            for (const auto& [stored, id] : ids[lower(value)])
+                if (!p.op.match->case_sensitive || stored == value) found.push_back(id);
             if (failed) {
                 p.fail("MATCH_FAILED", "looking up " + object + "." + field + " failed: " + failed->message);
             } else if (found.empty()) {

@@ -38,8 +38,9 @@ const char* const kConfigSchema = R"json({
     "report": {"type": "string", "minLength": 1, "description": "the report's name, for keys and the run log"},
     "object": {"type": "string", "minLength": 1, "description": "the CRM object each row updates, e.g. Lead"},
     "key": {"type": "object", "required": ["column", "field"], "additionalProperties": false,
-            "properties": {"column": {"type": "string", "minLength": 1}, "field": {"type": "string", "minLength": 1}},
-            "description": "the report's unique-identifier column and the object's field it matches"},
+            "properties": {"column": {"type": "string", "minLength": 1}, "field": {"type": "string", "minLength": 1},
+                           "compare": {"enum": ["ignore_case", "exact"], "default": "ignore_case"}},
+            "description": "the report's unique-identifier column and the object's field it matches; compare exact for a GUID"},
     "columns": {"type": "object", "minProperties": 1,
                 "additionalProperties": {"type": "object", "required": ["field"], "additionalProperties": false,
                   "properties": {"field": {"type": "string", "minLength": 1},
@@ -55,6 +56,7 @@ struct Column {
 struct Instance {
     const crmsync_host_api* host;
     std::string folder, report, object, key_column, key_field;
+    bool exact = false;  // keys compare exactly (GUIDs), else case-insensitively (emails)
     std::vector<Column> columns;
     // The file last parsed, kept for the pages after the first.
     std::string cached_file;
@@ -74,6 +76,7 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         in->object = std::string(config.at("object").as_string());
         in->key_column = std::string(config.at("key").at("column").as_string());
         in->key_field = std::string(config.at("key").at("field").as_string());
+        if (auto* compare = config.at("key").as_object().if_contains("compare")) in->exact = compare->as_string() == "exact";
         std::map<std::string, std::string> written_by;  // field -> column
         for (const auto& [name, spec] : config.at("columns").as_object()) {
             Column c{std::string(name), std::string(spec.at("field").as_string())};
@@ -228,15 +231,14 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
             fields[c.field] = typed(std::string(cell->get_string()), c.type);
         }
         if (fields.empty()) return CRMSYNC_STATUS_OK;  // nothing to write for this row
-        // Keys compare as Salesforce compares the field's values: case-insensitively.
+        // Keys compare as the field's values do: case-insensitively (an email), or exactly (a GUID).
         std::string folded = key;
-        for (auto& ch : folded) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        json::object op{{"object", in->object},
-                        {"action", "update"},
-                        {"key", "product-analytics:" + in->report + ":" + folded},
-                        {"source_id", key},
-                        {"match", json::object{{"field", in->key_field}, {"value", key}}},
-                        {"fields", fields}};
+        if (!in->exact)
+            for (auto& ch : folded) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        json::object match{{"field", in->key_field}, {"value", key}};
+        if (in->exact) match["case_sensitive"] = true;
+        json::object op{{"object", in->object}, {"action", "update"}, {"key", "product-analytics:" + in->report + ":" + folded},
+                        {"source_id", key},     {"match", match},     {"fields", fields}};
         return emit(in->host, call, op);
     });
 }

@@ -89,8 +89,9 @@ struct PendingOperation {
     std::string record_id;                // that record's id: what fails, is kept and tried again
     std::string skip_reason;              // set when there is nothing to write (e.g. no match)
     std::string hash;
-    bool known = false;   // a link exists: an update, not a create
-    std::string crm_key;  // its external-id value: an earlier link's, else crm_key_for(op.key)
+    bool known = false;                   // a link exists: an update, not a create
+    std::string crm_key;                  // its external-id value: an earlier link's, else crm_key_for(op.key)
+    std::optional<json::object> current;  // a dry run's matched record as the CRM holds it now
     std::optional<std::string> error_code;
     std::string error_message;
     std::vector<std::string> error_fields;

@@ -491,14 +491,38 @@ void Pipeline::record_failures(Batch& batch, RunReport& report, bool dry_run) {
                              b_.module.name + "`");
 }
 
+namespace {
+
+// "Field: old -> new" for each field a matched update would change (times compared as
+// instants, numbers as written), or that nothing would.
+std::string field_changes(const PendingOperation& p) {
+    std::string out;
+    for (const auto& [name, value] : p.op.fields) {
+        const json::value* now = p.current->if_contains(name);
+        std::string before = now && !now->is_null() ? scalar_text(*now) : "";
+        std::string after = value.is_null() ? "" : scalar_text(value);
+        int64_t before_ms = 0, after_ms = 0;
+        if (before == after || (parse_iso8601(before, before_ms) && parse_iso8601(after, after_ms) && before_ms == after_ms))
+            continue;
+        out += (out.empty() ? "" : "; ") + std::string(name) + ": " + (before.empty() ? "(empty)" : before) + " -> " +
+               (after.empty() ? "(empty)" : after);
+    }
+    return out.empty() ? "no field would change" : out;
+}
+
+}  // namespace
+
 void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
     for (const auto& p : batch.ops)
         if (!p.error_code && !p.skip_reason.empty() && p.skip_reason != "unchanged")
             report.dry_run.push_back("skip " + p.op.object + " (source " + p.op.source_id + "): " + p.skip_reason);
-    for (const auto& p : batch.ops)
-        if (p.active())
-            report.dry_run.push_back(std::string(p.known ? "update " : "create ") + p.op.object + " (key " + p.op.key +
-                                     ", source " + p.op.source_id + ")");
+    for (const auto& p : batch.ops) {
+        if (!p.active()) continue;
+        std::string line =
+            std::string(p.known ? "update " : "create ") + p.op.object + " (key " + p.op.key + ", source " + p.op.source_id + ")";
+        if (p.current) line = "update " + p.op.object + " " + p.op.id + " (source " + p.op.source_id + "): " + field_changes(p);
+        report.dry_run.push_back(std::move(line));
+    }
 }
 
 std::optional<RunStop> Pipeline::budget_stop() const {

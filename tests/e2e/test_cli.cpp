@@ -364,6 +364,13 @@ TEST_CASE("cli: product-analytics report rows update the Lead each key matches; 
 
     auto again = home.crmsync({"run", "logins", "--full"});
     CHECK_THAT(again.out, Catch::Contains("updated 0, unchanged 1"));  // Tanaka's row did not change: no write
+
+    // A dry run shows, per field, what a changed row would change.
+    write_file(home.dir / "reports/logins-2026-11-20.csv",
+               "email,first_login,logins_30d,nps\nTANAKA@Customer.jp,2026-11-01T09:00:00Z,13,\n");
+    auto dry = home.crmsync({"run", "logins", "--full", "--dry-run"});
+    CHECK_THAT(dry.out, Catch::Contains("(source TANAKA@Customer.jp): WalkMe_Logins_last_30_days__c: 12 -> 13"));
+    CHECK_THAT(dry.out, !Catch::Contains("WalkMe_First_Login__c:"));  // the same instant, written differently
 }
 
 TEST_CASE("cli: the demo's walkme-logins module puts the Logins report on the demo org's Leads by Email") {

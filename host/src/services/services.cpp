@@ -189,16 +189,30 @@ void Services::resolve_match(std::vector<PendingOperation>& ops) {
         std::sort(values.begin(), values.end());
         values.erase(std::unique(values.begin(), values.end()), values.end());
         std::map<std::string, std::vector<std::pair<std::string, std::string>>> ids;  // lower-case value -> (value, id)
+        // A dry run also reads the fields the updates would write, to show what would change.
+        std::string shown;
+        std::map<std::string, json::object> current;  // Id -> the record as it is
+        if (dry_run_) {
+            std::set<std::string> names;
+            for (const auto& p : ops)
+                if (p.active() && p.op.match && p.op.object == object && p.op.match->field == field)
+                    for (const auto& [name, value] : p.op.fields)
+                        if (name != field && name != "Id") names.emplace(name);
+            for (const auto& name : names) shown += ", " + name;
+        }
         std::optional<Outcome> failed;
         for_each_chunk(values, [&](const std::vector<std::string>& chunk) {
             if (failed) return;
             std::vector<json::object> rows;
-            auto outcome = query("SELECT Id, " + field + " FROM " + object + " WHERE " + field + " IN " + soql::in_list(chunk),
-                                 rows, "the match lookup");
+            auto outcome =
+                query("SELECT Id, " + field + shown + " FROM " + object + " WHERE " + field + " IN " + soql::in_list(chunk), rows,
+                      "the match lookup");
             if (!outcome.ok()) failed = outcome;
-            for (const auto& r : rows)
+            for (auto& r : rows) {
                 if (auto* v = r.if_contains(field); v && !v->is_null())
                     ids[lower(scalar_text(*v))].emplace_back(scalar_text(*v), find_text(r, "Id"));
+                if (dry_run_) current[find_text(r, "Id")] = std::move(r);
+            }
         });
         if (stopped()) return;
         for (auto& p : ops) {
@@ -223,6 +237,7 @@ void Services::resolve_match(std::vector<PendingOperation>& ops) {
             } else {
                 p.op.id = found.front();
                 p.op.action = "update";
+                if (auto it = current.find(p.op.id); it != current.end()) p.current = it->second;
                 p.known = true;
             }
         }

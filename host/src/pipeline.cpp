@@ -427,8 +427,7 @@ bool Pipeline::skip_older(PendingOperation& p, const LinkRow* link, const std::m
     const bool older_than_written = link && link->version && *link->version > version;
     if (!older_in_batch && !older_than_written) return false;
     p.skip_reason = older_in_batch ? "a newer version is in the same batch" : "older than the version already written";
-    auto& skipped = batch.commit.counts.extra["older_versions_skipped"];
-    skipped = (skipped.is_int64() ? skipped.get_int64() : 0) + 1;
+    batch.commit.counts.bump("older_versions_skipped");
     log(Level::info, "skipped an older version of " + p.op.key + " (source " + p.op.source_id + "): " + p.skip_reason);
     return true;
 }

@@ -91,8 +91,7 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
             // The source left the file out on seeing it (a size rule on the content itself).
             p.skip_reason = skip;
             log(Level::warn, skip + " (" + p.op.key + ")");
-            auto& left_out = counts.extra["files_left_out"];
-            left_out = (left_out.is_int64() ? left_out.get_int64() : 0) + 1;
+            counts.bump("files_left_out");
             return std::nullopt;
         }
         fields[field] = std::move(data);

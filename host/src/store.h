@@ -39,6 +39,8 @@ struct RunCounts {
     int64_t gave_up = 0;    // records that failed their last allowed attempt
     json::object extra;     // service counters (fallbacks taken, ...)
     void add(const RunCounts& other);
+    // Adds one to the service counter `name` in `extra`.
+    void bump(const std::string& name);
     json::object to_json() const;
     static RunCounts from_json(const json::object& o);
 };

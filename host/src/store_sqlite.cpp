@@ -860,6 +860,11 @@ void RunCounts::add(const RunCounts& o) {
     }
 }
 
+void RunCounts::bump(const std::string& name) {
+    auto* v = extra.if_contains(name);
+    extra[name] = (v && v->is_int64() ? v->get_int64() : 0) + 1;
+}
+
 json::object RunCounts::to_json() const {
     json::object o{{"fetched", fetched},     {"created", created},     {"updated", updated},
                    {"unchanged", unchanged}, {"ignored", ignored},     {"failed", failed},

@@ -96,10 +96,7 @@ void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
 
 void Services::note(std::string level, std::string message) { log_->push_back({0, std::move(level), std::move(message)}); }
 
-void Services::bump(const std::string& counter) {
-    auto* v = counts_->extra.if_contains(counter);
-    counts_->extra[counter] = (v && v->is_int64() ? v->get_int64() : 0) + 1;
-}
+void Services::bump(const std::string& counter) { counts_->bump(counter); }
 
 Outcome Services::fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink,
                             std::string_view what) {

@@ -98,12 +98,19 @@ void Services::note(std::string level, std::string message) { log_->push_back({0
 
 void Services::bump(const std::string& counter) { counts_->bump(counter); }
 
+// One CRM call under the run's retry policy. A failure that is not the input's own (budget,
+// 5xx, timeout, auth) stops the batch; the caller sees the outcome either way.
+Outcome Services::call_crm(const std::function<Outcome()>& attempt, std::string_view what) {
+    auto outcome = crm_.caller.call(crm_.plugin, crm_.credentials, attempt, *counts_);
+    if (!outcome.ok() && !is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
+    return outcome;
+}
+
 Outcome Services::fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink,
                             std::string_view what) {
     // What a failed attempt emitted is dropped, so the sink sees one complete answer.
     std::vector<json::value> items;
-    auto outcome = crm_.caller.call(
-        crm_.plugin, crm_.credentials,
+    auto outcome = call_crm(
         [&] {
             items.clear();
             return crm_.plugin.fetch(request, [&](json::value&& item) -> int32_t {
@@ -111,23 +118,19 @@ Outcome Services::fetch_crm(const json::value& request, const std::function<int3
                 return CRMSYNC_STATUS_OK;
             });
         },
-        *counts_);
+        what);
     if (outcome.ok())
         for (auto& item : items) sink(std::move(item));
-    else if (!is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
     return outcome;
 }
 
 Outcome Services::write_crm(const json::value& batch, std::vector<json::value>& results, std::string_view what) {
-    auto outcome = crm_.caller.call(
-        crm_.plugin, crm_.credentials,
+    return call_crm(
         [&] {
             results.clear();
             return crm_.plugin.write(batch, results);
         },
-        *counts_);
-    if (!outcome.ok() && !is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
-    return outcome;
+        what);
 }
 
 // A create is not idempotent: after an attempt that may have been applied (a 5xx or a
@@ -136,8 +139,7 @@ Outcome Services::write_crm(const json::value& batch, std::vector<json::value>& 
 Outcome Services::create_once(const json::value& batch, const std::string& applied, std::vector<json::value>& results,
                               std::string_view what) {
     bool maybe_applied = false;
-    auto outcome = crm_.caller.call(
-        crm_.plugin, crm_.credentials,
+    return call_crm(
         [&]() -> Outcome {
             results.clear();
             if (maybe_applied) {
@@ -159,9 +161,7 @@ Outcome Services::create_once(const json::value& batch, const std::string& appli
             if (attempt.status == CRMSYNC_STATUS_RETRY) maybe_applied = true;
             return attempt;
         },
-        *counts_);
-    if (!outcome.ok() && !is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
-    return outcome;
+        what);
 }
 
 Outcome Services::query(const std::string& soql, std::vector<json::object>& rows, std::string_view what) {

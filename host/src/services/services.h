@@ -9,6 +9,7 @@
 //
 // A record's own bad data fails that record. A lookup that could not run (budget, 5xx,
 // timeout, auth) fails no record: resolve() answers the stop and the batch goes no further.
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -101,6 +102,7 @@ private:
     // The CRM plugin's verbs through the run's caller. An outcome that is not the input's
     // fault becomes the pass's stop; the caller then sees it failed and goes no further.
     Outcome fetch_crm(const json::value& request, const std::function<int32_t(json::value&&)>& sink, std::string_view what);
+    Outcome call_crm(const std::function<Outcome()>& attempt, std::string_view what);
     Outcome write_crm(const json::value& batch, std::vector<json::value>& results, std::string_view what);
     Outcome create_once(const json::value& batch, const std::string& applied, std::vector<json::value>& results,
                         std::string_view what);

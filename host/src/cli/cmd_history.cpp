@@ -5,13 +5,14 @@
 #include "table.h"
 
 namespace crmsync::cli {
-namespace {
 
 Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx) {
     auto store = ctx.catalog.open_store();
     if (!store) std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
     return store;
 }
+
+namespace {
 
 std::string counts_text(const RunCounts& c) {
     return "fetched " + std::to_string(c.fetched) + ", created " + std::to_string(c.created) + ", updated " +

@@ -22,11 +22,8 @@ int reset(Context& ctx, const std::string& module, const std::optional<std::stri
                      module.c_str(), scope.connection.c_str());
         return kConfig;
     }
-    auto store = ctx.catalog.open_store();
-    if (!store) {
-        std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
-        return kConfig;
-    }
+    auto store = store_or_report(ctx);
+    if (!store) return kConfig;
     // Not under a running module's feet: hold its lease while resetting.
     const std::string holder = this_process_holder();
     auto lease = store.value()->acquire_lease(module, holder, ctx.clock.now_ms(), 60'000);
@@ -52,11 +49,8 @@ int dismiss(Context& ctx, const std::optional<std::string>& key, const std::opti
         std::fprintf(stderr, "crmsync errors dismiss: name a KEY (or source id), or --all MODULE\n");
         return kConfig;
     }
-    auto store = ctx.catalog.open_store();
-    if (!store) {
-        std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
-        return kConfig;
-    }
+    auto store = store_or_report(ctx);
+    if (!store) return kConfig;
     auto closed = store.value()->dismiss(module, key, ctx.clock.now_ms());
     if (!closed) {
         std::fprintf(stderr, "crmsync: %s\n", closed.status().message().c_str());

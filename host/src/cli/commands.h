@@ -18,6 +18,9 @@ struct Context {
     std::atomic<bool>& cancel;
 };
 
+// The home's state store, or nothing after saying on stderr why it cannot be opened.
+Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx);
+
 int modules(Context& ctx, bool as_json);
 int check(Context& ctx, const std::string& module);
 struct RunFlags {

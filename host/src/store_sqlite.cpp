@@ -85,6 +85,7 @@ const char* const kMigrations[] = {
     R"sql(
     ALTER TABLE runs ADD COLUMN connection TEXT NOT NULL DEFAULT '';
     ALTER TABLE errors ADD COLUMN connection TEXT NOT NULL DEFAULT '';
+    CREATE INDEX errors_scope ON errors(module, connection);
     CREATE TABLE links_v2 (
         module TEXT NOT NULL,
         connection TEXT NOT NULL,

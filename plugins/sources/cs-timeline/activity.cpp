@@ -70,12 +70,6 @@ size_t decode_entity(std::string_view html, size_t i, std::string& out) {
     return semi - i + 1;
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 // Days since 1970-01-01 of a civil date (proleptic Gregorian).
 int64_t days_from_civil(int y, unsigned m, unsigned d) {
     using namespace std::chrono;
@@ -104,11 +98,11 @@ std::string html_to_text(std::string_view html) {
         if (c == '<') {
             size_t close = html.find('>', i);
             if (close == std::string_view::npos) break;  // an unclosed tag: drop the rest of it
-            std::string tag = lower(html.substr(i + 1, close - i - 1));
+            std::string tag = crmsync::support::ascii_lower(html.substr(i + 1, close - i - 1));
             std::string name = tag.substr(tag[0] == '/' ? 1 : 0);
             name = name.substr(0, name.find_first_of(" \t\r\n/"));
             if ((name == "script" || name == "style") && tag[0] != '/') {
-                size_t end = lower(html.substr(close)).find("</" + name);
+                size_t end = crmsync::support::ascii_lower(html.substr(close)).find("</" + name);
                 i = end == std::string::npos ? html.size() : html.find('>', close + end) + 1;
                 if (i == 0) i = html.size();
                 continue;

@@ -9,6 +9,7 @@
 #include <crmsync/plugin.h>
 #include <crmsync/support/csv.hpp>
 #include <crmsync/support/json_plugin.hpp>
+#include <crmsync/support/text.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -209,8 +210,7 @@ json::value typed(const std::string& cell, const std::string& type) {
         return json::value(cell);
     }
     if (type == "bool") {
-        std::string lower = cell;
-        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const std::string lower = crmsync::support::ascii_lower(cell);
         if (lower == "true" || lower == "yes" || lower == "1") return true;
         if (lower == "false" || lower == "no" || lower == "0") return false;
         return json::value(cell);
@@ -232,9 +232,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
         }
         if (fields.empty()) return CRMSYNC_STATUS_OK;  // nothing to write for this row
         // Keys compare as the field's values do: case-insensitively (an email), or exactly (a GUID).
-        std::string folded = key;
-        if (!in->exact)
-            for (auto& ch : folded) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        const std::string folded = in->exact ? key : crmsync::support::ascii_lower(key);
         json::object match{{"field", in->key_field}, {"value", key}};
         if (in->exact) match["case_sensitive"] = true;
         json::object op{{"object", in->object}, {"action", "update"}, {"key", "product-analytics:" + in->report + ":" + folded},

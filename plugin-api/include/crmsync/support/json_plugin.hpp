@@ -8,6 +8,7 @@
 
 #include <crmsync/plugin.h>
 #include <crmsync/support/jsonl_folder.hpp>
+#include <crmsync/support/text.hpp>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -73,11 +74,8 @@ inline std::string url_encode(std::string_view s) {
 // case-insensitively; "" when absent.
 inline std::string header_value(const char* headers, std::string name) {
     if (!headers) return "";
-    std::string all(headers), lower(all);
-    auto to_lower = [](unsigned char c) { return static_cast<char>(std::tolower(c)); };
-    std::transform(lower.begin(), lower.end(), lower.begin(), to_lower);
-    std::transform(name.begin(), name.end(), name.begin(), to_lower);
-    name += ':';
+    std::string all(headers), lower = ascii_lower(all);
+    name = ascii_lower(name) + ':';
     for (size_t at = lower.find(name); at != std::string::npos; at = lower.find(name, at + 1)) {
         if (at != 0 && lower[at - 1] != '\n') continue;
         size_t start = at + name.size(), end = all.find_first_of("\r\n", start);

@@ -10,6 +10,14 @@
 
 namespace crmsync::support {
 
+// ASCII letters lowered, the rest as it is (emails, header names, tag names).
+inline std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
 // Characters (code points) in UTF-8 text.
 inline std::size_t utf8_length(std::string_view s) {
     std::size_t n = 0;

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     std::vector<double> latencies;
     for (int wait = 0; wait < 600; ++wait) {
         latencies.clear();
-        SQLite::Database db(home / "sf.db", SQLite::OPEN_READONLY);
+        SQLite::Database db(home / "sf.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
         db.setBusyTimeout(5000);
         SQLite::Statement q(db, "SELECT CrmSync_Key__c, CreatedDate FROM Event");
         while (q.executeStep()) {

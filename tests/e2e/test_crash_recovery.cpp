@@ -22,7 +22,7 @@ namespace {
 bool wait_for_first_commit(const std::string& state_db, pid_t pid) {
     for (int waited = 0; waited < 1200; ++waited) {
         try {
-            SQLite::Database state(state_db, SQLite::OPEN_READONLY);
+            SQLite::Database state(state_db, SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
             if (state.execAndGet("SELECT COUNT(*) FROM cursors").getInt64() > 0) return true;
         } catch (const std::exception&) {
             // not created yet
@@ -66,7 +66,7 @@ TEST_CASE("a run killed with SIGKILL at random moments, then rerun, leaves every
         for (int waited = 0; waited < 400; ++waited) {
             bool running = false;
             try {
-                SQLite::Database state(home / "var/state.db", SQLite::OPEN_READONLY);
+                SQLite::Database state(home / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
                 running = state.execAndGet("SELECT COUNT(*) FROM runs WHERE status = 'running'").getInt64() > 0;
             } catch (const std::exception&) {}
             if (running) break;

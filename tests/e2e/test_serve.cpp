@@ -85,7 +85,7 @@ struct Home {
         return mockcrm::Engine(o).query(soql).total;
     }
     int64_t inbox_depth() {
-        SQLite::Database state(dir / "var/state.db", SQLite::OPEN_READONLY);
+        SQLite::Database state(dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
         return state.execAndGet("SELECT COUNT(*) FROM inbox WHERE done = 0").getInt64();
     }
 };
@@ -241,7 +241,7 @@ TEST_CASE("serve: schedules run on time and their due times survive a restart") 
     {
         auto serve = home.serve();
         CHECK(eventually([&] {
-            SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+            SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
             return state.execAndGet("SELECT COUNT(*) FROM runs WHERE module = 'gen' AND status = 'succeeded'").getInt64() == 1;
         }));
         CHECK(serve->terminate() == 0);
@@ -254,7 +254,7 @@ TEST_CASE("serve: schedules run on time and their due times survive a restart") 
                    "config": {"count": 1}})");
     auto again = home.serve();
     auto runs_of = [&](const std::string& module) {
-        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
         return state.execAndGet("SELECT COUNT(*) FROM runs WHERE module = '" + module + "' AND status != 'running'").getInt64();
     };
     CHECK(eventually([&] { return runs_of("zz-probe") == 1; }));
@@ -268,7 +268,7 @@ TEST_CASE("serve: a second runner reports who holds the lease instead of running
                    "config": {"count": 600, "page_delay_ms": 1500}})");
     auto serve = home.serve();
     CHECK(eventually([&] {
-        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY);
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
         return state.execAndGet("SELECT COUNT(*) FROM leases WHERE module = 'slow'").getInt64() == 1;
     }));
     auto second =

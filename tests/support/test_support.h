@@ -16,6 +16,10 @@ namespace testing {
 
 namespace fs = std::filesystem;
 
+// How long a test reading a SQLite file that a running crmsync writes waits on its lock
+// (WAL readers can still meet a brief SQLITE_BUSY while the writer checkpoints).
+inline constexpr int kReadBusyTimeoutMs = 10'000;
+
 class TempDir {
 public:
     TempDir() {

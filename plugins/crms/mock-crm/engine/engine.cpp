@@ -20,7 +20,9 @@ Engine::Engine(EngineOptions options)
             return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
         };
     db_.setBusyTimeout(30'000);
-    db_.exec("PRAGMA journal_mode=WAL");
+    // WAL is a property of the file: set it once. The switch is a step SQLite may answer
+    // "locked" without its busy handler while another process has the file open.
+    if (db_.execAndGet("PRAGMA journal_mode").getString() != "wal") db_.exec("PRAGMA journal_mode=WAL");
     db_.exec("PRAGMA synchronous=NORMAL");
     transaction([&] { ensure_tables(); });
     SQLite::Statement users(db_, "SELECT COUNT(*) FROM \"User\"");

@@ -1,6 +1,9 @@
 #include "operation.h"
 
+#include <crmsync/support/text.hpp>
+
 #include <algorithm>
+#include <cctype>
 
 #include "clock.h"
 #include "digest.h"
@@ -67,11 +70,45 @@ Result<RelatedDirective> parse_related(const json::value& v) {
     return related;
 }
 
-Result<MatchDirective> parse_match(const json::value& v) {
+// A CRM API name (Lead, Org_Id__c, ns__Usage__c): what may go into SOQL unquoted.
+bool is_api_name(std::string_view name) {
+    if (name.empty() || name.size() > 80 || !std::isalpha(static_cast<unsigned char>(name.front()))) return false;
+    return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+}
+
+Result<MatchKey> parse_match_key(const json::value& v) {
     auto* o = v.if_object();
     auto* value = o ? o->if_contains("value") : nullptr;
     if (!o || find_text(*o, "field").empty() || !value || value->is_null()) return problem("\"match\" needs a field and a value");
-    return MatchDirective{find_text(*o, "field"), *value, scalar_text(*value), find_bool(*o, "case_sensitive").value_or(false)};
+    if (!is_api_name(find_text(*o, "field")))
+        return problem("\"match\" field \"" + find_text(*o, "field") + "\" is not a field name (letters, digits, _)");
+    if (!value->is_string() && !value->is_number() && !value->is_bool())
+        return problem("\"match\" value of " + find_text(*o, "field") + " must be text, a number or true/false");
+    return MatchKey{find_text(*o, "field"), *value, scalar_text(*value), find_bool(*o, "case_sensitive").value_or(false)};
+}
+
+// One {field, value} pair, or a list of them that must all match.
+Result<MatchDirective> parse_match(const json::value& v) {
+    MatchDirective match;
+    const json::array* list = v.if_array();
+    if (list && (list->empty() || list->size() > MatchDirective::kMaxMatchKeys))
+        return problem("\"match\" lists 1 to " + std::to_string(MatchDirective::kMaxMatchKeys) + " keys, not " +
+                       std::to_string(list->size()));
+    for (const auto& item : list ? *list : json::array{v}) {
+        auto key = parse_match_key(item);
+        if (!key) return key.status();
+        for (const auto& seen : match.keys)
+            if (support::ascii_lower(seen.field) == support::ascii_lower(key->field))
+                return problem("\"match\" names the field " + key->field + " twice; each field is matched by one key");
+        match.keys.push_back(std::move(key.value()));
+    }
+    return match;
+}
+
+json::object match_key_json(const MatchKey& key) {
+    json::object o{{"field", key.field}, {"value", key.value}};
+    if (key.case_sensitive) o["case_sensitive"] = true;
+    return o;
 }
 
 json::object directives_json(const FieldDirectives& d) {
@@ -93,12 +130,26 @@ bool RelatedDirective::allows(std::string_view object) const {
     return std::find(prefer.begin(), prefer.end(), object) != prefer.end();
 }
 
+std::string MatchDirective::describe() const {
+    std::string text;
+    for (const auto& key : keys) text += (text.empty() ? "" : " and ") + key.field + " = " + key.value_text;
+    return text;
+}
+
+std::string MatchDirective::field_list() const {
+    std::string text;
+    for (const auto& key : keys) text += (text.empty() ? "" : ", ") + key.field;
+    return text;
+}
+
 Result<Operation> Operation::parse(const json::value& emitted, const std::string& record_id) {
     auto* o = emitted.if_object();
     if (!o) return problem("an operation must be a JSON object");
     Operation op;
     op.object = find_text(*o, "object");
     if (op.object.empty()) return problem("operation has no \"object\"");
+    if (!is_api_name(op.object))
+        return problem("operation \"object\" \"" + op.object + "\" is not an object name (letters, digits, _)");
     op.key = find_text(*o, "key");
     if (op.key.empty()) return problem("operation has no \"key\" (every operation needs a deterministic key)");
     if (op.key.size() > 255) return problem("operation \"key\" is longer than 255 characters");
@@ -166,9 +217,12 @@ json::object Operation::to_json() const {
                                     {"prefer", strings_json(related->prefer)},
                                     {"max_contacts", related->max_contacts},
                                     {"open_opportunity", related->open_opportunity}};
-    if (match) {
-        o["match"] = json::object{{"field", match->field}, {"value", match->value}};
-        if (match->case_sensitive) o["match"].as_object()["case_sensitive"] = true;
+    if (match && match->keys.size() == 1) {
+        o["match"] = match_key_json(match->keys.front());
+    } else if (match) {
+        json::array keys;
+        for (const auto& key : match->keys) keys.emplace_back(match_key_json(key));
+        o["match"] = std::move(keys);
     }
     if (!picklists.empty()) o["picklists"] = directives_json(picklists);
     if (!refs.empty()) o["refs"] = directives_json(refs);

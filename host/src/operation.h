@@ -32,13 +32,23 @@ struct RelatedDirective {
     bool allows(std::string_view object) const;
 };
 
-// `match`: update the one record of the operation's object whose field equals value.
-struct MatchDirective {
+// `match`: update the one record of the operation's object whose fields equal the keys
+// (one pair, usually an email; or several that must all match).
+struct MatchKey {
     std::string field;
     json::value value;       // as the plugin gave it (a scalar)
     std::string value_text;  // the same as an operator would write it
     // Values compare exactly (a GUID), not case-insensitively as Salesforce compares text.
     bool case_sensitive = false;
+};
+
+struct MatchDirective {
+    std::vector<MatchKey> keys;  // 1..kMaxMatchKeys, each on its own field
+    static constexpr size_t kMaxMatchKeys = 5;
+    // "Email = a@b.jp" or "Email = a@b.jp and Org_Id__c = 42": for messages.
+    std::string describe() const;
+    // The fields, in order, joined by commas: what one lookup selects by.
+    std::string field_list() const;
 };
 
 // Ordered name -> text pairs: `refs` (field -> key of another operation), `blobs` (field ->
@@ -88,6 +98,7 @@ struct PendingOperation {
     const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
     std::string record_id;                // that record's id: what fails, is kept and tried again
     std::string skip_reason;              // set when there is nothing to write (e.g. no match)
+    bool no_match = false;                // skipped because no record has the match keys
     std::string hash;
     bool known = false;                   // a link exists: an update, not a create
     std::string crm_key;                  // its external-id value: an earlier link's, else crm_key_for(op.key)

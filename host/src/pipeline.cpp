@@ -261,6 +261,13 @@ std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const Ru
     record_failures(batch, report, options.dry_run);
     if (!halted && !options.dry_run) {
         settle_records(batch);
+        for (const auto& p : batch.ops)
+            if (p.no_match)
+                batch.commit.unmatched.push_back(
+                    {.object = p.op.object,
+                     .fields = p.op.match->field_list(),
+                     .key = p.op.match->keys.size() == 1 ? p.op.match->keys.front().value_text : p.op.match->describe(),
+                     .source_id = p.op.source_id});
         // The cursor and the inbox move only with the results before them.
         if (batch.page.checkpoint) batch.commit.cursor = json::serialize(*batch.page.checkpoint);
         batch.commit.inbox_done = batch.page.inbox_ids;

@@ -1,5 +1,5 @@
 // The pipeline's CRM write stage: operations go to the CRM plugin 200 a call (large groups
-// of plain upserts in one bulk batch), results become links or errors, transient
+// of plain upserts, or of updates by id, in one bulk batch), results become links or errors, transient
 // per-record failures are retried, and write-time directives are resolved here:
 //   refs  — a field takes the CRM id of another operation, by key (written first);
 //   blobs — a base64 field is fetched from the source just before its operation is written,
@@ -12,10 +12,11 @@
 namespace crmsync {
 namespace {
 
-// Flat fields only: what a bulk load's CSV can carry.
-bool is_plain_upsert(const Operation& op) {
-    return op.action == "upsert" && std::none_of(op.fields.begin(), op.fields.end(),
-                                                 [](const auto& f) { return f.value().is_array() || f.value().is_object(); });
+// An upsert by key or an update by id with flat fields only: what a bulk load's CSV can carry.
+bool bulk_loadable(const Operation& op) {
+    return (op.action == "upsert" || (op.action == "update" && !op.id.empty())) &&
+           std::none_of(op.fields.begin(), op.fields.end(),
+                        [](const auto& f) { return f.value().is_array() || f.value().is_object(); });
 }
 
 }  // namespace
@@ -99,19 +100,19 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
     return op;
 }
 
-// Large groups of plain upserts go to the CRM in one bulk batch, operations with files one
-// a call, the rest 200 a call in source order.
+// Large groups of one object's plain upserts (or updates by id) go to the CRM in one bulk
+// batch, operations with files one a call, the rest 200 a call in source order.
 std::vector<Pipeline::WriteChunk> Pipeline::plan_chunks(const std::vector<PendingOperation*>& ops) const {
     const auto& bulk = b_.connection.bulk;
     std::vector<WriteChunk> chunks;
-    std::map<std::string, std::vector<PendingOperation*>> groups;
+    std::map<std::pair<std::string, std::string>, std::vector<PendingOperation*>> groups;  // (object, action)
     std::vector<PendingOperation*> rest;
     for (auto* p : ops) {
         if (!p->op.blobs.empty()) chunks.push_back({{p}, false});
-        else if (bulk.mode != BulkPolicy::Mode::never && is_plain_upsert(p->op)) groups[p->op.object].push_back(p);
+        else if (bulk.mode != BulkPolicy::Mode::never && bulk_loadable(p->op)) groups[{p->op.object, p->op.action}].push_back(p);
         else rest.push_back(p);
     }
-    for (auto& [object, group] : groups) {
+    for (auto& [target, group] : groups) {
         if (bulk.mode == BulkPolicy::Mode::always || static_cast<int64_t>(group.size()) > bulk.threshold)
             chunks.push_back({std::move(group), true});
         else rest.insert(rest.end(), group.begin(), group.end());
@@ -134,7 +135,8 @@ std::optional<RunStop> Pipeline::write_operations(const std::vector<PendingOpera
 // One CRM write call (and its retries for operations that failed transiently).
 std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
     if (chunk.bulk)
-        log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " upserts in bulk");
+        log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " " +
+                             chunk.ops.front()->op.action + "s in bulk");
     for (int attempt = 0; !chunk.ops.empty(); ++attempt) {
         json::array operations;
         for (auto* p : chunk.ops) {

@@ -120,6 +120,18 @@ struct InboxRow {
     std::string body;
 };
 
+// A source row whose match keys found no CRM record: nothing was written for it. Kept for
+// the module's last kUnmatchedRunsKept runs, to export and fix at the source or in the CRM.
+struct UnmatchedRow {
+    int64_t run_id = 0;
+    int64_t at_ms = 0;
+    std::string object;     // the CRM object looked in
+    std::string fields;     // the fields matched ("Email"; "Email, Org_Id__c")
+    std::string key;        // the value looked for ("a@b.jp"; "Email = a@b.jp and Org_Id__c = 4")
+    std::string source_id;  // the source record
+};
+inline constexpr int kUnmatchedRunsKept = 10;
+
 // Everything one batch changes, committed in one transaction.
 struct BatchCommit {
     int64_t run_id = 0;
@@ -137,7 +149,8 @@ struct BatchCommit {
     // Records of this batch that landed whole: their open errors close ("landed"), and they
     // leave the failed list.
     std::vector<std::string> landed;
-    int64_t at_ms = 0;  // when the batch is saved (the time errors close)
+    std::vector<UnmatchedRow> unmatched;  // run_id and at_ms are the batch's
+    int64_t at_ms = 0;                    // when the batch is saved (the time errors close)
     std::optional<LeaseRow> lease;
 };
 
@@ -186,6 +199,8 @@ public:
     virtual Result<int64_t> dismiss(const std::optional<std::string>& module, const std::optional<std::string>& key,
                                     int64_t now_ms) = 0;
     virtual Result<int64_t> purge_errors(int64_t older_than_ms) = 0;
+    // The unmatched rows of one run, in the order they were met.
+    virtual std::vector<UnmatchedRow> unmatched(int64_t run_id) = 0;
 
     virtual Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) = 0;
     // The module's latest links, over every connection or one.

@@ -154,6 +154,21 @@ const char* const kMigrations[] = {
     ) WITHOUT ROWID;
     CREATE INDEX webhook_seen_expiry ON webhook_seen(expires_ms);
     )sql",
+    // 7: source rows whose match keys found no CRM record, per run (the last few runs kept).
+    R"sql(
+    CREATE TABLE unmatched (
+        run_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        module TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        object TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source_id TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX unmatched_module ON unmatched(module, run_id);
+    )sql",
 };
 
 // Binds values to ?1, ?2, ... in order; an empty optional binds NULL.
@@ -239,7 +254,14 @@ public:
             q.bind(3, trigger);
             q.bind(4, static_cast<int64_t>(now_ms));
             q.exec();
-            return static_cast<int64_t>(db_.getLastInsertRowid());
+            const auto run_id = static_cast<int64_t>(db_.getLastInsertRowid());
+            // Unmatched rows are kept for the module's last few runs only.
+            SQLite::Statement prune(db_,
+                                    "DELETE FROM unmatched WHERE module = ?1 AND run_id <= "
+                                    "(SELECT id FROM runs WHERE module = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+            bind_all(prune, scope.module, kUnmatchedRunsKept);
+            prune.exec();
+            return run_id;
         });
     }
 
@@ -308,6 +330,7 @@ public:
             }
             keep_failed(batch);
             append_log(batch.run_id, batch.log);
+            keep_unmatched(batch);
             {
                 SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
                 read.bind(1, static_cast<int64_t>(batch.run_id));
@@ -372,6 +395,17 @@ public:
         std::vector<RunRow> out;
         while (q.executeStep()) out.push_back(read_run(q));
         std::reverse(out.begin(), out.end());
+        return out;
+    }
+
+    std::vector<UnmatchedRow> unmatched(int64_t run_id) override {
+        SQLite::Statement q(db_,
+                            "SELECT run_id, at_ms, object, fields, key, source_id FROM unmatched WHERE run_id = ? ORDER BY seq");
+        q.bind(1, static_cast<int64_t>(run_id));
+        std::vector<UnmatchedRow> out;
+        while (q.executeStep())
+            out.push_back({q.getColumn(0).getInt64(), q.getColumn(1).getInt64(), q.getColumn(2).getString(),
+                           q.getColumn(3).getString(), q.getColumn(4).getString(), q.getColumn(5).getString()});
         return out;
     }
 
@@ -816,6 +850,22 @@ private:
             q.bind(3, static_cast<int64_t>(line.at_ms));
             q.bind(4, line.level);
             q.bind(5, line.message);
+            q.exec();
+            q.reset();
+        }
+    }
+
+    void keep_unmatched(const BatchCommit& batch) {
+        if (batch.unmatched.empty()) return;
+        SQLite::Statement next(db_, "SELECT COALESCE(MAX(seq), 0) FROM unmatched WHERE run_id = ?");
+        next.bind(1, static_cast<int64_t>(batch.run_id));
+        next.executeStep();
+        int64_t seq = next.getColumn(0).getInt64();
+        SQLite::Statement q(db_,
+                            "INSERT INTO unmatched(run_id, seq, module, at_ms, object, fields, key, source_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        for (const auto& u : batch.unmatched) {
+            bind_all(q, batch.run_id, ++seq, batch.scope.module, batch.at_ms, u.object, u.fields, u.key, u.source_id);
             q.exec();
             q.reset();
         }

@@ -69,7 +69,11 @@ int check(Context& ctx, const std::string& name) {
             std::printf("  %s: authenticated\n", plugin->plugin().id().c_str());
         }
     }
-    // What the module writes: its plugin's targets plus the operator's mappings.
+    // What the module writes: its plugin's targets plus the operator's mappings. What the
+    // plugin says meanwhile (e.g. which reports it can read) is shown.
+    mi.source->services().log = [](Level level, std::string_view message) {
+        if (level >= Level::info) std::printf("  %.*s\n", static_cast<int>(message.size()), message.data());
+    };
     Services::Targets listed;
     if (auto got = Services::list_targets(*mi.source); !got) problem(got.status().message());
     else listed = std::move(got.value());

@@ -1,4 +1,4 @@
-// What happened: crmsync runs, log, errors and links.
+// What happened: crmsync runs, log, errors, unmatched and links.
 #include <cstdio>
 
 #include "commands.h"
@@ -139,6 +139,45 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
         std::printf(
             "%s",
             render_table({"TIME (UTC)", "MODULE", "ENTITY", "STATE", "EXCEPTION TYPE", "FIELDS", "MESSAGE"}, table, 80).c_str());
+    return kOk;
+}
+
+int unmatched(Context& ctx, const std::string& module, std::optional<int64_t> run_id, const std::string& format) {
+    auto store = store_or_report(ctx);
+    if (!store) return kConfig;
+    std::optional<RunRow> run = run_id ? store.value()->run(*run_id) : store.value()->last_run(module);
+    if (!run || run->module != module) {
+        if (run_id)
+            std::fprintf(stderr, "crmsync: %s has no run %lld (see `crmsync runs %s`)\n", module.c_str(),
+                         static_cast<long long>(*run_id), module.c_str());
+        else std::fprintf(stderr, "crmsync: %s has not run yet (see `crmsync runs`)\n", module.c_str());
+        return kConfig;
+    }
+    auto rows = store.value()->unmatched(run->id);
+    if (format == "json") {
+        json::array out;
+        for (const auto& u : rows)
+            out.push_back(json::object{{"run_id", u.run_id},
+                                       {"at", iso8601_utc(u.at_ms)},
+                                       {"object", u.object},
+                                       {"fields", u.fields},
+                                       {"key", u.key},
+                                       {"source_id", u.source_id}});
+        std::printf("%s\n", json::serialize(out).c_str());
+        return kOk;
+    }
+    std::vector<Row> table;
+    for (const auto& u : rows)
+        table.push_back({std::to_string(u.run_id), iso8601_utc(u.at_ms), u.object, u.fields, u.key, u.source_id});
+    if (format == "csv") {
+        std::printf("%s", render_csv({"run_id", "at", "object", "fields", "key", "source_id"}, table).c_str());
+        return kOk;
+    }
+    if (table.empty() && run->counts.no_match > 0)
+        std::printf("run %lld counted %lld without a match; its list is no longer kept (the last %d runs' are)\n",
+                    static_cast<long long>(run->id), static_cast<long long>(run->counts.no_match), kUnmatchedRunsKept);
+    else if (table.empty()) std::printf("every row of run %lld found its record\n", static_cast<long long>(run->id));
+    else std::printf("%s", render_table({"RUN", "TIME (UTC)", "OBJECT", "FIELDS", "KEY", "SOURCE"}, table, 60).c_str());
     return kOk;
 }
 

@@ -35,6 +35,8 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
            bool with_closed);
 // Closes open errors an operator gives up on: one record's (by key or source id), or a module's.
 int dismiss(Context& ctx, const std::optional<std::string>& key, const std::optional<std::string>& module);
+// The source rows of a run (default: the module's last) whose match keys found no record.
+int unmatched(Context& ctx, const std::string& module, std::optional<int64_t> run_id, const std::string& format);
 int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json);
 int reset(Context& ctx, const std::string& module, const std::optional<std::string>& connection, bool yes);
 int serve(Context& ctx, const std::string& listen);

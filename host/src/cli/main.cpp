@@ -70,6 +70,12 @@ int main(int argc, char** argv) {
     errors->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
     bool errors_all = false;
     errors->add_flag("--all", errors_all, "closed errors too (records that landed later, dismissed): the history");
+    std::string unmatched_module;
+    std::optional<int64_t> unmatched_run;
+    auto* unmatched = app.add_subcommand("unmatched", "source rows whose match keys found no CRM record, to export and fix");
+    unmatched->add_option("MODULE", unmatched_module, "the module")->required();
+    unmatched->add_option("--run", unmatched_run, "this run (default: the module's last)")->check(CLI::PositiveNumber);
+    unmatched->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
     std::optional<std::string> dismiss_key, dismiss_module;
     auto* dismiss = errors->add_subcommand("dismiss", "give up on failed records: close their errors, stop trying them again");
     dismiss->add_option("KEY", dismiss_key, "the record's key or source id (see `crmsync errors`)");
@@ -132,6 +138,7 @@ int main(int argc, char** argv) {
         if (log->parsed()) return cli::log(ctx, run_id);
         if (dismiss->parsed()) return cli::dismiss(ctx, dismiss_key, dismiss_module);
         if (errors->parsed()) return cli::errors(ctx, errors_module, since, format, errors_all);
+        if (unmatched->parsed()) return cli::unmatched(ctx, unmatched_module, unmatched_run, format);
         if (links->parsed()) return cli::links(ctx, links_module, state_connection, last, as_json);
         if (reset->parsed()) return cli::reset(ctx, reset_module, state_connection, yes);
         if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);

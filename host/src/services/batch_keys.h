@@ -2,7 +2,6 @@
 // The keys one batch looks up: each once, in the order first seen, a query's worth at a
 // time (one SOQL statement per kKeysPerQuery values keeps it far under 100,000 characters).
 #include <algorithm>
-#include <cctype>
 #include <functional>
 #include <set>
 #include <string>
@@ -26,12 +25,6 @@ inline void for_each_chunk(const std::vector<std::string>& values,
     for (size_t start = 0; start < values.size(); start += kKeysPerQuery)
         fn(std::vector<std::string>(values.begin() + static_cast<long>(start),
                                     values.begin() + static_cast<long>(std::min(values.size(), start + kKeysPerQuery))));
-}
-
-// ASCII lower case: how emails and match values compare.
-inline std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-    return s;
 }
 
 }  // namespace crmsync

@@ -2,14 +2,17 @@
 // first the primary Who), else the oldest unconverted Lead alone, else nothing; optionally
 // the primary Contact's most recently modified open Opportunity as What.
 #include <crmsync/support/phone.hpp>
+#include <crmsync/support/soql.hpp>
+#include <crmsync/support/text.hpp>
 
 #include <algorithm>
 
 #include "batch_keys.h"
 #include "services.h"
-#include "soql.h"
 
 namespace crmsync {
+
+namespace soql = support::soql;
 
 std::string Services::normalize_phone(std::string_view phone) const {
     return support::phone_canonical(phone, settings_.default_country_code);
@@ -33,7 +36,8 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
     for (const auto& p : ops) {
         if (!p.active() || !p.op.related) continue;
         for (const auto& e : p.op.related->emails)
-            if (auto email = lower(e); !email.empty() && !keys_looked_up_.count("e:" + email)) email_set.add(email);
+            if (auto email = support::ascii_lower(e); !email.empty() && !keys_looked_up_.count("e:" + email))
+                email_set.add(email);
         for (const auto& phone : p.op.related->phones)
             if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone)))
                 phone_set.add(phone);
@@ -60,7 +64,7 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
                 auto* attributes = find_object(*r, "attributes");
                 party.object = attributes ? find_text(*attributes, "type") : "";
                 party.created = find_text(*r, "CreatedDate");
-                party.email = lower(find_text(*r, "Email"));
+                party.email = support::ascii_lower(find_text(*r, "Email"));
                 party.converted = find_bool(*r, "IsConverted").value_or(false);
                 for (const char* f : {"Phone", "MobilePhone"})
                     if (auto v = find_string(*r, f); v && !v->empty()) party.phones.push_back(normalize_phone(*v));
@@ -92,7 +96,7 @@ void Services::find_parties(std::vector<PendingOperation>& ops) {
 std::optional<std::string> Services::relate(PendingOperation& p) {
     const RelatedDirective& rel = *p.op.related;
     std::vector<std::string> keys;
-    for (const auto& e : rel.emails) keys.push_back("e:" + lower(e));
+    for (const auto& e : rel.emails) keys.push_back("e:" + support::ascii_lower(e));
     for (const auto& phone : rel.phones) keys.push_back("p:" + normalize_phone(phone));
 
     std::vector<std::string> who;

@@ -2,13 +2,17 @@
 // related.cpp, the describe checks in describe_checks.cpp.
 #include "services.h"
 
+#include <crmsync/support/soql.hpp>
+#include <crmsync/support/text.hpp>
+
 #include <algorithm>
 #include <cctype>
 
 #include "batch_keys.h"
-#include "soql.h"
 
 namespace crmsync {
+
+namespace soql = support::soql;
 
 Result<ServiceSettings> ServiceSettings::from_manifest(const ModuleManifest& module) {
     ServiceSettings s;
@@ -175,67 +179,125 @@ Outcome Services::query(const std::string& soql, std::vector<json::object>& rows
         what);
 }
 
-// ---- match: update the one record whose field equals the key ---------------------------
+// ---- match: update the one record whose fields equal the keys ---------------------------
+
+namespace {
+
+// Whether a record's stored values equal the keys, as each key compares.
+bool matches(const json::object& record, const MatchDirective& match) {
+    for (const auto& key : match.keys) {
+        auto* stored = record.if_contains(key.field);
+        if (!stored || stored->is_null()) return false;
+        std::string text = scalar_text(*stored);
+        if (key.case_sensitive ? text != key.value_text : support::ascii_lower(text) != support::ascii_lower(key.value_text))
+            return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+// The records of `object` whose `by` fields equal one of the key tuples (a superset: the
+// caller compares exactly). Asked of the CRM plugin as one `lookup`, which packs the keys
+// into as few calls as it can; a plugin without `lookup` gets SOQL, a chunk of keys a query.
+Outcome Services::lookup(const std::string& object, const std::vector<std::string>& by, const std::vector<std::string>& select,
+                         const std::vector<std::vector<std::string>>& keys, std::vector<json::object>& rows) {
+    json::array by_json, select_json, keys_json;
+    for (const auto& f : by) by_json.emplace_back(f);
+    for (const auto& f : select) select_json.emplace_back(f);
+    for (const auto& tuple : keys) {
+        json::array t;
+        for (const auto& v : tuple) t.emplace_back(v);
+        keys_json.emplace_back(std::move(t));
+    }
+    auto row_of = [&](json::value&& item) -> int32_t {
+        if (auto* o = item.if_object())
+            if (auto* r = find_object(*o, "record")) rows.push_back(std::move(*r));
+        return CRMSYNC_STATUS_OK;
+    };
+    std::string what = "the " + object + " match lookup";
+    auto asked = call_crm(
+        [&] {
+            rows.clear();
+            return crm_.plugin.fetch(
+                json::object{
+                    {"type", "lookup"}, {"object", object}, {"by", by_json}, {"select", select_json}, {"keys", keys_json}},
+                row_of);
+        },
+        what);
+    if (asked.status != CRMSYNC_STATUS_NOT_SUPPORTED) return asked;
+    stop_.reset();  // not supported is no stop: ask in SOQL instead
+    rows.clear();
+    // Statements short enough for any plugin's query, also sent as a URL.
+    soql::Lookup asked_for{object, by, select, keys};
+    Outcome outcome;
+    for (const auto& statement : asked_for.statements(4000, [](const std::string& s) { return s.size(); })) {
+        std::vector<json::object> chunk;
+        outcome = query(statement, chunk, what);
+        if (!outcome.ok()) break;
+        for (auto& r : chunk) rows.push_back(std::move(r));
+    }
+    return outcome;
+}
 
 void Services::resolve_match(std::vector<PendingOperation>& ops) {
-    std::map<std::pair<std::string, std::string>, std::vector<std::string>> wanted;  // (object, field) -> values
+    // One lookup per object and set of key fields.
+    std::map<std::pair<std::string, std::string>, std::vector<PendingOperation*>> groups;
     for (auto& p : ops)
-        if (p.active() && p.op.match) wanted[{p.op.object, p.op.match->field}].push_back(p.op.match->value_text);
-    for (auto& [target, values] : wanted) {
-        const auto& [object, field] = target;
-        std::sort(values.begin(), values.end());
-        values.erase(std::unique(values.begin(), values.end()), values.end());
-        std::map<std::string, std::vector<std::pair<std::string, std::string>>> ids;  // lower-case value -> (value, id)
+        if (p.active() && p.op.match) groups[{p.op.object, p.op.match->field_list()}].push_back(&p);
+    for (auto& [target, group] : groups) {
+        const std::string& object = target.first;
+        const MatchDirective& shape = *group.front()->op.match;
+        std::vector<std::string> by, select{"Id"};
+        for (const auto& key : shape.keys) by.push_back(key.field);
+        select.insert(select.end(), by.begin(), by.end());
         // A dry run also reads the fields the updates would write, to show what would change.
-        std::string shown;
-        std::map<std::string, json::object> current;  // Id -> the record as it is
         if (dry_run_) {
-            std::set<std::string> names;
-            for (const auto& p : ops)
-                if (p.active() && p.op.match && p.op.object == object && p.op.match->field == field)
-                    for (const auto& [name, value] : p.op.fields)
-                        if (name != field && name != "Id") names.emplace(name);
-            for (const auto& name : names) shown += ", " + name;
+            std::set<std::string> shown;
+            for (const auto* p : group)
+                for (const auto& [name, value] : p->op.fields)
+                    if (name != "Id" && std::find(select.begin(), select.end(), name) == select.end()) shown.emplace(name);
+            select.insert(select.end(), shown.begin(), shown.end());
         }
-        std::optional<Outcome> failed;
-        for_each_chunk(values, [&](const std::vector<std::string>& chunk) {
-            if (failed) return;
-            std::vector<json::object> rows;
-            auto outcome =
-                query("SELECT Id, " + field + shown + " FROM " + object + " WHERE " + field + " IN " + soql::in_list(chunk), rows,
-                      "the match lookup");
-            if (!outcome.ok()) failed = outcome;
-            for (auto& r : rows) {
-                if (auto* v = r.if_contains(field); v && !v->is_null())
-                    ids[lower(scalar_text(*v))].emplace_back(scalar_text(*v), find_text(r, "Id"));
-                if (dry_run_) current[find_text(r, "Id")] = std::move(r);
-            }
-        });
+        std::vector<std::vector<std::string>> keys;
+        std::set<std::vector<std::string>> seen;
+        for (const auto* p : group) {
+            std::vector<std::string> tuple;
+            for (const auto& key : p->op.match->keys) tuple.push_back(key.value_text);
+            if (seen.insert(tuple).second) keys.push_back(std::move(tuple));
+        }
+        std::vector<json::object> rows;
+        auto outcome = lookup(object, by, select, keys, rows);
         if (stopped()) return;
-        for (auto& p : ops) {
-            if (!p.active() || !p.op.match || p.op.object != object || p.op.match->field != field) continue;
-            const std::string& value = p.op.match->value_text;
-            std::vector<std::string> found;
-            for (const auto& [stored, id] : ids[lower(value)])
-                if (!p.op.match->case_sensitive || stored == value) found.push_back(id);
-            if (failed) {
-                p.fail("MATCH_FAILED", "looking up " + object + "." + field + " failed: " + failed->message);
+        // Candidates by the first key's folded value; every key is then compared as it wants.
+        std::map<std::string, std::vector<const json::object*>> by_first;
+        for (const auto& r : rows)
+            if (auto* v = r.if_contains(by.front()); v && !v->is_null())
+                by_first[support::ascii_lower(scalar_text(*v))].push_back(&r);
+        for (auto* p : group) {
+            const auto& match = *p->op.match;
+            std::vector<const json::object*> found;
+            for (const auto* r : by_first[support::ascii_lower(match.keys.front().value_text)])
+                if (matches(*r, match)) found.push_back(r);
+            if (!outcome.ok()) {
+                p->fail("MATCH_FAILED", "looking up " + object + " by " + match.field_list() + " failed: " + outcome.message);
             } else if (found.empty()) {
-                p.skip_reason = "no " + object + " has " + field + " = " + value;
+                p->skip_reason = "no " + object + " has " + match.describe();
                 ++counts_->no_match;
-                note("info", "no match: " + p.skip_reason + " (source " + p.op.source_id + ")");
+                p->no_match = true;
+                note("info", "no match: " + p->skip_reason + " (source " + p->op.source_id + ")");
             } else if (found.size() > 1) {
                 std::string list;
-                for (const auto& id : found) list += (list.empty() ? "" : ", ") + id;
-                p.fail("DUPLICATE_MATCH",
-                       std::to_string(found.size()) + " " + object + " records have " + field + " = " + value + " (" + list +
-                           "); nothing was written",
-                       {field});
+                for (const auto* r : found) list += (list.empty() ? "" : ", ") + find_text(*r, "Id");
+                p->fail("DUPLICATE_MATCH",
+                        std::to_string(found.size()) + " " + object + " records have " + match.describe() + " (" + list +
+                            "); nothing was written",
+                        by);
             } else {
-                p.op.id = found.front();
-                p.op.action = "update";
-                if (auto it = current.find(p.op.id); it != current.end()) p.current = it->second;
-                p.known = true;
+                p->op.id = find_text(*found.front(), "Id");
+                p->op.action = "update";
+                if (dry_run_) p->current = *found.front();
+                p->known = true;
             }
         }
     }
@@ -338,7 +400,7 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops) {
     Distinct unknown;
     for (auto& p : ops)
         if (p.active() && p.op.owner)
-            if (auto email = lower(p.op.owner->email); !email.empty() && !owners_.count(email)) unknown.add(email);
+            if (auto email = support::ascii_lower(p.op.owner->email); !email.empty() && !owners_.count(email)) unknown.add(email);
     for_each_chunk(unknown.values, [&](const std::vector<std::string>& chunk) {
         if (stopped()) return;
         std::vector<json::object> rows;
@@ -351,14 +413,14 @@ void Services::resolve_owner(std::vector<PendingOperation>& ops) {
         }
         for (const auto& email : chunk) owners_.emplace(email, "");
         for (const auto& r : rows) {
-            auto& slot = owners_[lower(find_text(r, "Email"))];
+            auto& slot = owners_[support::ascii_lower(find_text(r, "Email"))];
             if (slot.empty()) slot = find_text(r, "Id");
         }
     });
     for (auto& p : ops) {
         if (stopped()) return;
         if (!p.active() || !p.op.owner) continue;
-        auto email = lower(p.op.owner->email);
+        auto email = support::ascii_lower(p.op.owner->email);
         auto found = owners_.find(email);
         if (email.empty() || found == owners_.end()) {
             p.fail("OWNER_NOT_FOUND", "owner email \"" + email + "\" could not be looked up", {"OwnerId"});

@@ -82,6 +82,8 @@ private:
     };
 
     void resolve_match(std::vector<PendingOperation>& ops);
+    Outcome lookup(const std::string& object, const std::vector<std::string>& by, const std::vector<std::string>& select,
+                   const std::vector<std::vector<std::string>>& keys, std::vector<json::object>& rows);
     void resolve_owner(std::vector<PendingOperation>& ops);
     std::string owner_fallback(const OwnerDirective& owner, const std::string& email, std::string& code, std::string& why);
     void resolve_related(std::vector<PendingOperation>& ops);

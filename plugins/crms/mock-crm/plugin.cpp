@@ -4,6 +4,7 @@
 // of 2,000 rows, one per describe).
 #include <crmsync/plugin.h>
 #include <crmsync/support/json_plugin.hpp>
+#include <crmsync/support/soql.hpp>
 
 #include <boost/json.hpp>
 #include <filesystem>
@@ -121,6 +122,20 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 int32_t rc = emit(in->host, call, crm_row_item(std::move(row)));
                 if (rc == CRMSYNC_STATUS_CANCELLED) return rc;
             }
+            return CRMSYNC_STATUS_OK;
+        }
+        if (type == "lookup") {
+            // Like Salesforce's statements: up to 100,000 characters each, a call apiece.
+            std::string why;
+            auto lookup = crmsync::support::soql::Lookup::parse(request, why);
+            if (!lookup) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
+            for (const auto& soql : lookup->statements(100'000, [](const std::string& s) { return s.size(); })) {
+                in->engine->spend_api_call("read");
+                for (auto& row : in->engine->query(soql).rows)
+                    if (emit(in->host, call, crm_row_item(std::move(row))) == CRMSYNC_STATUS_CANCELLED)
+                        return CRMSYNC_STATUS_CANCELLED;
+            }
+            report_usage(in, call);
             return CRMSYNC_STATUS_OK;
         }
         if (type == "describe") {

@@ -1,6 +1,7 @@
-// Bulk API 2.0 ingest for large groups of upserts: create a job, upload CSV, close it,
-// poll with backoff until it ends (however long that takes), then read which records
-// succeeded and which failed, matched back to their operations by the external id.
+// Bulk API 2.0 ingest for large groups of upserts or updates: create a job, upload CSV,
+// close it, poll with backoff until it ends (however long that takes), then read which
+// records succeeded and which failed, matched back to their operations by the external id
+// (upserts) or the Id (updates).
 #include <crmsync/support/json_plugin.hpp>
 
 #include <map>
@@ -32,8 +33,13 @@ json::object failure(const std::string& key, const std::string& code, const std:
 
 }  // namespace
 
-int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* call, const std::string& object,
-                    const std::string& external, const json::array& ops, std::vector<json::object>& results, std::string& error) {
+int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* call, const std::string& object,
+                  const std::string& external_field, const json::array& ops, std::vector<json::object>& results,
+                  std::string& error) {
+    const bool update = text(ops.at(0).as_object(), "action") == "update";
+    // The column each record is found by, and each operation's value in it.
+    const std::string external = update ? "Id" : external_field;
+    auto found_by = [&](const json::value& op) { return text(op.as_object(), update ? "id" : "key"); };
     std::set<std::string> columns_set;
     for (const auto& op : ops)
         for (const auto& [k, v] : op.at("fields").as_object()) columns_set.insert(std::string(k));
@@ -43,7 +49,7 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     std::string body = csv::row(columns);
     for (const auto& op : ops) {
         const auto& fields = op.at("fields").as_object();
-        std::vector<std::string> values{text(op.as_object(), "key")};
+        std::vector<std::string> values{found_by(op)};
         for (size_t c = 1; c < columns.size(); ++c) {
             auto* v = fields.if_contains(columns[c]);
             values.push_back(v ? cell(*v) : "");
@@ -51,12 +57,10 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
         body += csv::row(values);
     }
 
-    auto job = client.request(call, "POST", "/jobs/ingest",
-                              json::serialize(json::object{{"object", object},
-                                                           {"externalIdFieldName", external},
-                                                           {"contentType", "CSV"},
-                                                           {"operation", "upsert"},
-                                                           {"lineEnding", "LF"}}));
+    json::object job_spec{
+        {"object", object}, {"contentType", "CSV"}, {"operation", update ? "update" : "upsert"}, {"lineEnding", "LF"}};
+    if (!update) job_spec["externalIdFieldName"] = external;
+    auto job = client.request(call, "POST", "/jobs/ingest", json::serialize(job_spec));
     if (job.status != CRMSYNC_STATUS_OK) return error = "creating the bulk job failed: " + job.message, job.status;
     std::string id = text(job.body.as_object(), "id");
     auto upload = client.request(call, "PUT", "/jobs/ingest/" + id + "/batches", body, true, "text/csv");
@@ -119,10 +123,12 @@ int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* 
     }
     for (const auto& op : ops) {
         std::string key = text(op.as_object(), "key");
-        auto it = by_key.find(key);
-        results.push_back(it != by_key.end()
-                              ? it->second
-                              : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true));
+        auto it = by_key.find(found_by(op));
+        json::object result = it != by_key.end()
+                                  ? it->second
+                                  : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true);
+        result["key"] = key;
+        results.push_back(std::move(result));
     }
     return CRMSYNC_STATUS_OK;
 }

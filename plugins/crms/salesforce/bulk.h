@@ -1,5 +1,5 @@
 #pragma once
-// Bulk API 2.0 upserts (see bulk.cpp).
+// Bulk API 2.0 loads: upserts by an external id, updates by Id (see bulk.cpp).
 #include <string>
 #include <vector>
 
@@ -7,8 +7,9 @@
 
 namespace salesforce {
 
-// Upserts `ops` (all of `object`) on `external`; fills one result per operation, in order.
-int32_t bulk_upsert(Client& client, const crmsync_host_api* host, crmsync_call* call, const std::string& object,
-                    const std::string& external, const json::array& ops, std::vector<json::object>& results, std::string& error);
+// Loads `ops` (all of `object`, all upserts or all updates): upserts on the `external` field
+// by their key, updates by their id. Fills one result per operation, in order.
+int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* call, const std::string& object,
+                  const std::string& external, const json::array& ops, std::vector<json::object>& results, std::string& error);
 
 }  // namespace salesforce

@@ -5,6 +5,7 @@
 #include <crmsync/plugin.h>
 #include <crmsync/support/json_plugin.hpp>
 #include <crmsync/support/phone.hpp>
+#include <crmsync/support/soql.hpp>
 
 #include <algorithm>
 #include <map>
@@ -98,32 +99,60 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 
 // ---- reads ------------------------------------------------------------------------------
 
-int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const std::function<int32_t(json::object&&)>& row) {
-    std::string path = "/query?q=" + url_encode(soql);
+// The records of a query answer, then of each further page it points to.
+int32_t read_pages(Instance* in, crmsync_call* call, json::object body, const std::function<int32_t(json::object&&)>& row) {
     for (;;) {
-        auto res = in->client->request(call, "GET", path);
-        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
-        auto& body = res.body.as_object();
         for (auto& record : body.at("records").as_array())
             if (row(std::move(record.as_object())) == CRMSYNC_STATUS_CANCELLED) return CRMSYNC_STATUS_CANCELLED;
         auto* next = body.if_contains("nextRecordsUrl");
         if (!next || !next->is_string() || body.at("done").as_bool()) return CRMSYNC_STATUS_OK;
         if (in->host->cancelled(call)) return CRMSYNC_STATUS_CANCELLED;
-        path = std::string(next->get_string());
+        auto res = in->client->request(call, "GET", std::string(next->get_string()));
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
+        body = std::move(res.body.as_object());
     }
 }
 
-std::string soql_list(const std::vector<std::string>& values) {
-    std::string out;
-    for (const auto& v : values) {
-        std::string quoted = "'";
-        for (char c : v) {
-            if (c == '\'' || c == '\\') quoted += '\\';
-            quoted += c;
+int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const std::function<int32_t(json::object&&)>& row) {
+    auto res = in->client->request(call, "GET", "/query?q=" + url_encode(soql));
+    if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "query failed: " + res.message);
+    return read_pages(in, call, std::move(res.body.as_object()), row);
+}
+
+// `lookup`: its SELECT statements five to a Composite request, which Salesforce counts as
+// one API call (it allows five queries among a composite's subrequests). A subrequest's URL
+// stays within the 16,384 bytes Salesforce accepts for one; further pages are plain GETs.
+int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
+    constexpr size_t kQueriesPerComposite = 5, kSubrequestUrlBytes = 15'000;
+    std::string why;
+    auto asked = crmsync::support::soql::Lookup::parse(request, why);
+    if (!asked) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
+    const std::string prefix = in->client->data_path("/query?q=");
+    auto statements =
+        asked->statements(kSubrequestUrlBytes - prefix.size(), [](const std::string& s) { return url_encode(s).size(); });
+    auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
+    for (size_t start = 0; start < statements.size(); start += kQueriesPerComposite) {
+        json::array subrequests;
+        for (size_t i = start; i < std::min(statements.size(), start + kQueriesPerComposite); ++i)
+            subrequests.push_back(json::object{
+                {"method", "GET"}, {"url", prefix + url_encode(statements[i])}, {"referenceId", "q" + std::to_string(i)}});
+        auto res = in->client->request(call, "POST", "/composite",
+                                       json::serialize(json::object{{"compositeRequest", std::move(subrequests)}}));
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "lookup failed: " + res.message);
+        for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
+            auto& answer = sub.as_object();
+            if (answer.at("httpStatusCode").to_number<int>() != 200) {
+                // An error body is a list of {errorCode, message}: a query the org refuses.
+                std::string message = json::serialize(answer.at("body"));
+                if (auto* list = answer.at("body").if_array(); list && !list->empty() && list->at(0).is_object())
+                    message = text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
+                return fail(in->host, call, CRMSYNC_STATUS_ERROR, "lookup query failed: " + message);
+            }
+            if (int32_t rc = read_pages(in, call, std::move(answer.at("body").as_object()), emit_row); rc != CRMSYNC_STATUS_OK)
+                return rc;
         }
-        out += (out.empty() ? "" : ", ") + quoted + "'";
     }
-    return "(" + out + ")";
+    return CRMSYNC_STATUS_OK;
 }
 
 std::string find_fields(const std::string& object) {
@@ -153,7 +182,9 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
         }
         for (const auto& object : objects) {
             int32_t rc = query(
-                in, call, "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + soql_list(chunk), emit_row);
+                in, call,
+                "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + crmsync::support::soql::in_list(chunk),
+                emit_row);
             if (rc != CRMSYNC_STATUS_OK) return rc;
         }
     }
@@ -203,6 +234,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             }
             return query(in, call, soql, [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); });
         }
+        if (type == "lookup") return lookup(in, call, request);
         if (type == "describe") {
             for (const auto& object : request.at("objects").as_array()) {
                 int32_t status = CRMSYNC_STATUS_OK;
@@ -313,11 +345,11 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         std::string external = batch.contains("external_id_field") ? text(batch, "external_id_field") : "CrmSync_Key__c";
         const auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
-            // The host sends one object's plain upserts as a bulk batch.
+            // The host sends one object's plain upserts, or its updates by Id, as a bulk batch.
             std::vector<json::object> results;
             std::string error;
             int32_t rc =
-                bulk_upsert(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
+                bulk_load(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
             if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
             for (const auto& r : results) emit(in->host, call, r);
             return CRMSYNC_STATUS_OK;

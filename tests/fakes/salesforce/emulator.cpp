@@ -255,7 +255,8 @@ void Emulator::routes() {
               send_json(res, 200, engine_->describe(req.matches[1]));
           }));
 
-    auto page = [this](httplib::Response& res, std::vector<json::object> rows, int64_t total, const std::string& version) {
+    // One page of a query answer; the rest stays behind a nextRecordsUrl.
+    auto page = [this](std::vector<json::object> rows, int64_t total, const std::string& version) {
         json::array records;
         size_t n = std::min<size_t>(rows.size(), static_cast<size_t>(settings_.query_page_size));
         for (size_t i = 0; i < n; ++i) records.push_back(rows[i]);
@@ -265,16 +266,16 @@ void Emulator::routes() {
             cursors_[locator] = std::vector<json::object>(rows.begin() + static_cast<long>(n), rows.end());
             body["nextRecordsUrl"] = "/services/data/" + version + "/query/" + locator + "-" + std::to_string(n);
         }
-        send_json(res, 200, body);
+        return body;
     };
-    s.Get(
-        data + "/query", api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
-            auto result = engine_->query(req.get_param_value("q"));
-            std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
-            if (result.count)
-                return send_json(res, 200, json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}});
-            page(res, std::move(result.rows), result.total, version);
-        }));
+    auto query = [this, page](const std::string& soql, const std::string& version) {
+        auto result = engine_->query(soql);
+        if (result.count) return json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}};
+        return page(std::move(result.rows), result.total, version);
+    };
+    s.Get(data + "/query", api("query", [query](const httplib::Request& req, httplib::Response& res) {
+              send_json(res, 200, query(req.get_param_value("q"), req.path.substr(15, req.path.find('/', 15) - 15)));
+          }));
     s.Get(data + R"(/query/(01g[0-9]+)-([0-9]+))",
           api("query", [this, page](const httplib::Request& req, httplib::Response& res) {
               auto it = cursors_.find(req.matches[1]);
@@ -283,8 +284,41 @@ void Emulator::routes() {
               cursors_.erase(it);
               std::string version = req.path.substr(15, req.path.find('/', 15) - 15);
               int64_t total = std::stoll(req.matches[2]) + static_cast<int64_t>(rows.size());
-              page(res, std::move(rows), total, version);
+              send_json(res, 200, page(std::move(rows), total, version));
           }));
+    // Composite: up to 25 subrequests, at most 5 of them queries, one API call for all.
+    // The emulator serves query subrequests (GET .../query?q=); each answers on its own.
+    s.Post(data + "/composite", api("composite", [query](const httplib::Request& req, httplib::Response& res) {
+               const auto request = json::parse(req.body);
+               const auto& subrequests = request.as_object().at("compositeRequest").as_array();
+               if (subrequests.size() > 25)
+                   return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 25 subrequests");
+               if (subrequests.size() > 5)
+                   return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 5 queries");
+               json::array answers;
+               for (const auto& item : subrequests) {
+                   const auto& sub = item.as_object();
+                   std::string url(sub.at("url").as_string()), reference(sub.at("referenceId").as_string());
+                   auto at = url.find("/query?q=");
+                   json::object answer{{"referenceId", reference}, {"httpHeaders", json::object{}}};
+                   if (sub.at("method") != "GET" || url.rfind("/services/data/v", 0) != 0 || at == std::string::npos ||
+                       url.size() > 16'384) {
+                       answer["httpStatusCode"] = 400;
+                       answer["body"] = json::array{json::object{{"errorCode", "INVALID_API_INPUT"},
+                                                                 {"message", "the emulator serves query subrequests only"}}};
+                   } else {
+                       try {
+                           answer["body"] = query(url_decode(url.substr(at + 9)), url.substr(15, url.find('/', 15) - 15));
+                           answer["httpStatusCode"] = 200;
+                       } catch (const mockcrm::CrmError& e) {
+                           answer["httpStatusCode"] = 400;
+                           answer["body"] = json::array{json::object{{"errorCode", e.code}, {"message", e.what()}}};
+                       }
+                   }
+                   answers.push_back(std::move(answer));
+               }
+               send_json(res, 200, json::object{{"compositeResponse", std::move(answers)}});
+           }));
 
     // SOSL subset: FIND {a OR b} IN PHONE FIELDS RETURNING Contact(f, ...), Lead(f, ...)
     s.Get(data + "/search", api("search", [this](const httplib::Request& req, httplib::Response& res) {
@@ -374,23 +408,26 @@ void Emulator::routes() {
     // Bulk API 2.0 ingest: create, upload CSV, close, poll, read results.
     s.Post(data + "/jobs/ingest", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
                auto body = json::parse(req.body).as_object();
-               if (body.at("operation") != "upsert" || body.at("contentType") != "CSV")
-                   return send_error(res, 400, "INVALIDJOB", "the emulator ingests CSV upserts only");
+               const auto& operation = body.at("operation");
+               if ((operation != "upsert" && operation != "update") || body.at("contentType") != "CSV")
+                   return send_error(res, 400, "INVALIDJOB", "the emulator ingests CSV upserts and updates only");
+               if (operation == "upsert" && !body.contains("externalIdFieldName"))
+                   return send_error(res, 400, "INVALIDJOB",
+                                     "InvalidJob : External ID was blank for " + std::string(body.at("object").as_string()));
                if (!engine_->schema().object(std::string(body.at("object").as_string())))
                    return send_error(res, 400, "INVALIDJOB",
                                      "InvalidJob : Invalid object " + std::string(body.at("object").as_string()));
                std::string id = "750" + std::to_string(++token_counter_);
                BulkJob job;
                job.object = std::string(body.at("object").as_string());
-               job.external = std::string(body.at("externalIdFieldName").as_string());
+               // An update job finds each record by its Id column.
+               job.external = operation == "upsert" ? std::string(body.at("externalIdFieldName").as_string()) : "Id";
+               job.update = operation == "update";
                jobs_[id] = job;
-               send_json(res, 200,
-                         json::object{{"id", id},
-                                      {"operation", "upsert"},
-                                      {"object", job.object},
-                                      {"state", "Open"},
-                                      {"externalIdFieldName", job.external},
-                                      {"contentType", "CSV"}});
+               json::object info{
+                   {"id", id}, {"operation", operation}, {"object", job.object}, {"state", "Open"}, {"contentType", "CSV"}};
+               if (!job.update) info["externalIdFieldName"] = job.external;
+               send_json(res, 200, info);
            }));
     s.Put(data + R"(/jobs/ingest/(750[0-9]+)/batches)", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {
               auto it = jobs_.find(req.matches[1]);
@@ -486,12 +523,14 @@ void Emulator::routes() {
 
 void Emulator::process(const std::string& id) {
     std::string data, object_name, external;
+    bool update = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         auto& job = jobs_.at(id);
         data = job.data;
         object_name = job.object;
         external = job.external;
+        update = job.update;
     }
     auto rows = crmsync::support::csv::parse(data);
     if (rows.empty()) {
@@ -519,7 +558,7 @@ void Emulator::process(const std::string& id) {
                 for (size_t c = 0; c < header.size(); ++c) {
                     const std::string& v = row[c];
                     if (mockcrm::iequals(header[c], external)) key = v;
-                    if (v.empty()) continue;  // an empty cell leaves the field as it is
+                    if (v.empty() || (update && mockcrm::iequals(header[c], "Id"))) continue;  // empty: left as it is
                     const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
                     std::string type = f ? f->type : "string";
                     if (v == "#N/A") fields[header[c]] = nullptr;
@@ -531,6 +570,7 @@ void Emulator::process(const std::string& id) {
                 mockcrm::SaveResult result;
                 if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
                     result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
+                else if (update) result = engine_->update(object_name, key, fields);
                 else result = engine_->upsert(object_name, external, key, fields);
                 ++processed;
                 std::vector<std::string> out;

@@ -85,6 +85,7 @@ private:
     struct BulkJob {
         std::string object, external, state = "Open", data, successful, failed;
         int polls = 0;
+        bool update = false;  // an update job (records by Id), else an upsert by `external`
         bool processed_all = false;
         int64_t processed = 0, failures = 0;
     };

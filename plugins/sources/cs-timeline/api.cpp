@@ -14,30 +14,18 @@ int32_t TimelineApi::send(crmsync_call* call, const char* method, const std::str
                           bool idempotent, Answer& answer, std::string& error) {
     const std::vector<std::string> headers{"Accesskey: " + access_key_, "Accept: application/json",
                                            "Content-Type: application/json"};
-    for (int waits = 0;; ++waits) {
-        if (host_->cancelled(call)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
-        auto res = crmsync::support::http(host_, call, method, url, headers, body, idempotent);
-        if (res.rc != CRMSYNC_STATUS_OK) return error = "the timeline API did not answer (" + config_.base_url + ")", res.rc;
-        if (res.status == 429 && waits < 20) {
-            // Over the rate limit: wait as told (1 s when not told), then ask again.
-            int64_t seconds = std::atoll(header_value(res.headers.c_str(), "Retry-After").c_str());
-            int64_t wait = std::clamp<int64_t>(seconds * 1000, 1000, 120'000);
-            host_->log(call, CRMSYNC_LOG_INFO,
-                       ("timeline API rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
-            if (!crmsync::support::wait_unless_cancelled(host_, call, wait)) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
-            continue;
-        }
-        answer.status = res.status;
-        answer.body = std::move(res.body);
-        if (res.status == 401 || res.status == 403)
-            return error = "the timeline refused the access key (HTTP " + std::to_string(res.status) +
-                           "); check the credential access_key",
-                   CRMSYNC_STATUS_AUTH_FAILED;
-        if (res.status == 429) return error = "the timeline API kept answering 429 (rate limited)", CRMSYNC_STATUS_RETRY;
-        if (res.status >= 500)
-            return error = "the timeline API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
-        return CRMSYNC_STATUS_OK;
-    }
+    auto res = crmsync::support::http_waiting_out_429(host_, call, method, url, headers, body, idempotent, "timeline API");
+    if (res.rc == CRMSYNC_STATUS_CANCELLED) return error = "stopped", CRMSYNC_STATUS_CANCELLED;
+    if (res.rc != CRMSYNC_STATUS_OK) return error = "the timeline API did not answer (" + config_.base_url + ")", res.rc;
+    answer.status = res.status;
+    answer.body = std::move(res.body);
+    if (res.status == 401 || res.status == 403)
+        return error = "the timeline refused the access key (HTTP " + std::to_string(res.status) +
+                       "); check the credential access_key",
+               CRMSYNC_STATUS_AUTH_FAILED;
+    if (res.status == 429) return error = "the timeline API kept answering 429 (rate limited)", CRMSYNC_STATUS_RETRY;
+    if (res.status >= 500) return error = "the timeline API answered HTTP " + std::to_string(res.status), CRMSYNC_STATUS_RETRY;
+    return CRMSYNC_STATUS_OK;
 }
 
 int32_t TimelineApi::list(crmsync_call* call, const json::value& cursor, int64_t limit,

@@ -4,8 +4,9 @@
 // key matches one record updates it; none: counted and listed as no match; several: an
 // error naming the candidates — the host's `match` service does all three.
 //
-// This version reads the report as CSV exports in a folder (files in name order, a header
-// row naming the columns); the analytics tool's API comes next.
+// The report comes from the analytics tool's API (analytics_api.h: only reports tagged for
+// integrations are offered; the whole report is read again each time it is refreshed) or
+// from CSV exports in a folder (files in name order, a header row naming the columns).
 #include <crmsync/plugin.h>
 #include <crmsync/support/csv.hpp>
 #include <crmsync/support/json_plugin.hpp>
@@ -17,9 +18,12 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "analytics_api.h"
 
 namespace {
 
@@ -32,19 +36,32 @@ using crmsync::support::guarded;
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
   "type": "object",
-  "required": ["folder", "report", "object", "key", "columns"],
+  "required": ["report", "object", "key", "columns"],
+  "oneOf": [{"required": ["folder"], "not": {"required": ["api"]}}, {"required": ["api"], "not": {"required": ["folder"]}}],
+  "definitions": {
+    "pair": {"type": "object", "required": ["column", "field"], "additionalProperties": false,
+             "properties": {"column": {"type": "string", "minLength": 1},
+                            "field": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,79}$"},
+                            "compare": {"enum": ["ignore_case", "exact"], "default": "ignore_case",
+                                        "description": "exact for a key such as a GUID that must match case for case"}}}
+  },
   "additionalProperties": false,
   "properties": {
-    "folder": {"type": "string", "minLength": 1, "description": "folder of the report's CSV exports"},
-    "report": {"type": "string", "minLength": 1, "description": "the report's name, for keys and the run log"},
-    "object": {"type": "string", "minLength": 1, "description": "the CRM object each row updates, e.g. Lead"},
-    "key": {"type": "object", "required": ["column", "field"], "additionalProperties": false,
-            "properties": {"column": {"type": "string", "minLength": 1}, "field": {"type": "string", "minLength": 1},
-                           "compare": {"enum": ["ignore_case", "exact"], "default": "ignore_case"}},
-            "description": "the report's unique-identifier column and the object's field it matches; compare exact for a GUID"},
+    "folder": {"type": "string", "minLength": 1, "description": "folder of the report's CSV exports (or api)"},
+    "api": {"type": "object", "required": ["base_url"], "additionalProperties": false,
+            "properties": {"base_url": {"type": "string", "pattern": "^https?://"},
+                           "tag": {"type": "string", "minLength": 1, "default": "integrations_salesforce",
+                                   "description": "only reports with this tag are offered to the integration"},
+                           "page_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}},
+            "description": "the analytics tool's reporting API (or folder); credentials client_id and client_secret"},
+    "report": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the report's name, as the tool shows it"},
+    "object": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,79}$", "description": "the CRM object each row updates, e.g. Lead"},
+    "key": {"oneOf": [{"$ref": "#/definitions/pair"},
+                      {"type": "array", "minItems": 1, "maxItems": 5, "items": {"$ref": "#/definitions/pair"}}],
+            "description": "the report's unique-identifier column and the object's field it matches; several pairs must all match"},
     "columns": {"type": "object", "minProperties": 1,
                 "additionalProperties": {"type": "object", "required": ["field"], "additionalProperties": false,
-                  "properties": {"field": {"type": "string", "minLength": 1},
+                  "properties": {"field": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,79}$"},
                                  "type": {"enum": ["text", "number", "percent", "date", "datetime", "bool"]}}},
                 "description": "report column -> {field, type}: what each row writes"}
   }
@@ -54,12 +71,23 @@ struct Column {
     std::string name, field, type = "text";
 };
 
+// A report column matched to one field of the object.
+struct KeyPair {
+    std::string column, field;
+    bool exact = false;  // compare exactly (GUIDs), else case-insensitively (emails)
+};
+
 struct Instance {
     const crmsync_host_api* host;
-    std::string folder, report, object, key_column, key_field;
-    bool exact = false;  // keys compare exactly (GUIDs), else case-insensitively (emails)
+    std::string folder, report, object;
+    std::vector<KeyPair> keys;  // a row's record is the one every pair matches
     std::vector<Column> columns;
-    // The file last parsed, kept for the pages after the first.
+    // From the API: the tag that offers a report, the page size, and the report once found.
+    std::unique_ptr<analytics::AnalyticsApi> api;
+    std::string tag = "integrations_salesforce";
+    int64_t page_size = 200;
+    std::optional<analytics::Report> found;
+    // The CSV file last parsed, kept for the pages after the first.
     std::string cached_file;
     std::vector<std::vector<std::string>> cached_rows;
 };
@@ -72,26 +100,44 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         auto config = json::parse(config_json).as_object();  // checked against kConfigSchema
         auto in = std::make_unique<Instance>();
         in->host = host;
-        in->folder = std::string(config.at("folder").as_string());
+        if (auto* folder = config.if_contains("folder")) in->folder = std::string(folder->as_string());
+        if (auto* api = config.if_contains("api")) {
+            const auto& a = api->as_object();
+            in->api = std::make_unique<analytics::AnalyticsApi>(host, std::string(a.at("base_url").as_string()));
+            if (auto* tag = a.if_contains("tag")) in->tag = std::string(tag->as_string());
+            if (auto* size = a.if_contains("page_size")) in->page_size = size->to_number<int64_t>();
+        }
         in->report = std::string(config.at("report").as_string());
         in->object = std::string(config.at("object").as_string());
-        in->key_column = std::string(config.at("key").at("column").as_string());
-        in->key_field = std::string(config.at("key").at("field").as_string());
-        if (auto* compare = config.at("key").as_object().if_contains("compare")) in->exact = compare->as_string() == "exact";
+        const auto& key = config.at("key");
+        for (const auto& pair : key.is_array() ? key.get_array() : json::array{key}) {
+            KeyPair k{std::string(pair.at("column").as_string()), std::string(pair.at("field").as_string())};
+            if (auto* compare = pair.as_object().if_contains("compare")) k.exact = compare->as_string() == "exact";
+            // As in the seed: each identifier field of the object is matched by one report key.
+            for (const auto& seen : in->keys)
+                if (crmsync::support::ascii_lower(seen.field) == crmsync::support::ascii_lower(k.field))
+                    return fail(host, call, CRMSYNC_STATUS_ERROR,
+                                "config.key: " + in->object + "." + k.field + " is matched by both \"" + seen.column +
+                                    "\" and \"" + k.column +
+                                    "\"; each identifier field can be matched by only one report key per integration");
+            in->keys.push_back(std::move(k));
+        }
         std::map<std::string, std::string> written_by;  // field -> column
         for (const auto& [name, spec] : config.at("columns").as_object()) {
             Column c{std::string(name), std::string(spec.at("field").as_string())};
             if (auto* t = spec.as_object().if_contains("type")) c.type = std::string(t->as_string());
-            if (auto [it, fresh] = written_by.emplace(c.field, c.name); !fresh)
+            if (auto [it, fresh] = written_by.emplace(crmsync::support::ascii_lower(c.field), c.name); !fresh)
                 return fail(host, call, CRMSYNC_STATUS_ERROR,
                             "config.columns: " + in->object + "." + c.field + " is written by both \"" + it->second +
                                 "\" and \"" + c.name + "\"; map each field from one column");
-            // The key field is the one identifier this integration matches by: only the key
-            // column itself may write it.
-            if (c.field == in->key_field && c.name != in->key_column)
-                return fail(host, call, CRMSYNC_STATUS_ERROR,
-                            "config.columns." + c.name + ": " + in->object + "." + c.field + " is matched by the key column \"" +
-                                in->key_column + "\"; a second report column cannot match or write it");
+            // A key field is an identifier this integration matches by: only its own key
+            // column may write it.
+            for (const auto& k : in->keys)
+                if (crmsync::support::ascii_lower(c.field) == crmsync::support::ascii_lower(k.field) && c.name != k.column)
+                    return fail(host, call, CRMSYNC_STATUS_ERROR,
+                                "config.columns." + c.name + ": " + in->object + "." + c.field +
+                                    " is matched by the key column \"" + k.column +
+                                    "\"; a second report column cannot match or write it");
             in->columns.push_back(std::move(c));
         }
         created = reinterpret_cast<crmsync_instance*>(in.release());
@@ -101,6 +147,46 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
 }
 
 void destroy(crmsync_instance* i) noexcept { delete self(i); }
+
+int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
+    auto* in = self(instance);
+    return guarded(in->host, call, [&]() -> int32_t {
+        if (!in->api) return CRMSYNC_STATUS_OK;  // CSV exports need no credentials
+        auto c = json::parse(credentials_json).as_object();
+        std::string id = crmsync::support::text(c, "client_id"), secret = crmsync::support::text(c, "client_secret");
+        if (id.empty() || secret.empty())
+            return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
+                        "config.api needs the credentials \"client_id\" and \"client_secret\" in the module manifest");
+        std::string error;
+        if (int32_t rc = in->api->authenticate(call, id, secret, error); rc != CRMSYNC_STATUS_OK)
+            return fail(in->host, call, rc, error);
+        return CRMSYNC_STATUS_OK;
+    });
+}
+
+// One report row as a record item, its id the row's key value(s). A row without a key is
+// still a record, named by `where`, that map() fails alone.
+json::object row_item(const Instance* in, const std::vector<std::string>& header, const std::vector<std::string>& cells,
+                      const std::string& where) {
+    json::object record{{"_where", where}};
+    for (size_t c = 0; c < header.size() && c < cells.size(); ++c) record[header[c]] = cells[c];
+    std::string id;
+    for (const auto& k : in->keys) {
+        auto* value = record.if_contains(k.column);
+        if (!value) {
+            record["_invalid"] = where + ": the report has no column \"" + k.column + "\" (a key)";
+            return {{"type", "record"}, {"id", where}, {"record", std::move(record)}};
+        }
+        if (value->get_string().empty()) {
+            record["_invalid"] = where + ": the key column \"" + k.column + "\" is empty";
+            return {{"type", "record"}, {"id", where}, {"record", std::move(record)}};
+        }
+        id += (id.empty() ? "" : " | ") + std::string(value->get_string());
+    }
+    return {{"type", "record"}, {"id", id}, {"record", std::move(record)}};
+}
+
+// ---- the report from CSV exports --------------------------------------------------------
 
 const std::vector<std::vector<std::string>>& rows_of(Instance* in, const std::string& file) {
     if (in->cached_file != file) {
@@ -114,8 +200,14 @@ const std::vector<std::vector<std::string>>& rows_of(Instance* in, const std::st
     return in->cached_rows;
 }
 
-// Rows after the {"file", "row"} cursor, each a record keyed by its key column's value.
-int32_t answer_records(Instance* in, crmsync_call* call, const json::object& request) {
+std::string key_text(const Instance* in) {
+    std::string text;
+    for (const auto& k : in->keys) text += (text.empty() ? "" : " and ") + k.column + " = " + k.field;
+    return text;
+}
+
+// Rows after the {"file", "row"} cursor.
+int32_t csv_records(Instance* in, crmsync_call* call, const json::object& request) {
     std::string after_file;
     int64_t after_row = 0;
     if (auto* c = request.at("cursor").if_object()) {
@@ -137,39 +229,108 @@ int32_t answer_records(Instance* in, crmsync_call* call, const json::object& req
         if (name < after_file) continue;
         const auto& rows = rows_of(in, name);
         if (rows.empty()) continue;
-        const auto& header = rows[0];
-        auto key_at = std::find(header.begin(), header.end(), in->key_column);
         int64_t start = name == after_file ? after_row : 0;
         if (start == 0 && rows.size() > 1)  // the run log names the report, the object and the file
             in->host->log(call, CRMSYNC_LOG_INFO,
-                          ("report " + in->report + " -> " + in->object + " (by " + in->key_column + " = " + in->key_field +
-                           "): reading " + name + ", " + std::to_string(rows.size() - 1) + " row(s)")
+                          ("report " + in->report + " -> " + in->object + " (by " + key_text(in) + "): reading " + name + ", " +
+                           std::to_string(rows.size() - 1) + " row(s)")
                               .c_str());
         for (int64_t r = start; r + 1 < static_cast<int64_t>(rows.size()); ++r) {
             if (emitted == limit)
                 return emit(in->host, call, crmsync::support::checkpoint_item(json::object{{"file", name}, {"row", r}}, true));
-            const auto& cells = rows[static_cast<size_t>(r + 1)];
-            std::string where = name + ":" + std::to_string(r + 2);  // the file's line, the header being line 1
-            json::object record{{"_where", where}};
-            for (size_t c = 0; c < header.size() && c < cells.size(); ++c) record[header[c]] = cells[c];
-            std::string id = key_at == header.end() || cells.size() <= static_cast<size_t>(key_at - header.begin())
-                                 ? ""
-                                 : cells[static_cast<size_t>(key_at - header.begin())];
-            if (key_at == header.end())
-                record["_invalid"] = where + ": the report has no column \"" + in->key_column + "\" (the key)";
-            else if (id.empty()) record["_invalid"] = where + ": the key column \"" + in->key_column + "\" is empty";
-            if (int32_t rc =
-                    emit(in->host, call, json::object{{"type", "record"}, {"id", id.empty() ? where : id}, {"record", record}});
+            // Named by the file's line, the header being line 1.
+            if (int32_t rc = emit(in->host, call,
+                                  row_item(in, rows[0], rows[static_cast<size_t>(r + 1)], name + ":" + std::to_string(r + 2)));
                 rc != CRMSYNC_STATUS_OK)
                 return rc;
             ++emitted;
-            file = name;
-            row = r + 1;
         }
         file = name;
         row = static_cast<int64_t>(rows.size()) - 1;
     }
     return emit(in->host, call, crmsync::support::checkpoint_item(json::object{{"file", file}, {"row", row}}, false));
+}
+
+// ---- the report from the analytics tool's API -------------------------------------------
+
+// The configured report among those offered to integrations (tagged), or the reason not.
+int32_t find_report(Instance* in, crmsync_call* call, bool again) {
+    if (in->found && !again) return CRMSYNC_STATUS_OK;
+    std::vector<analytics::Report> reports;
+    std::string error;
+    if (int32_t rc = in->api->reports(call, reports, error); rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
+    std::string offered;
+    const analytics::Report* untagged = nullptr;
+    in->found.reset();
+    for (const auto& r : reports) {
+        const bool tagged = std::find(r.tags.begin(), r.tags.end(), in->tag) != r.tags.end();
+        if (tagged) offered += (offered.empty() ? "" : ", ") + r.name;
+        if (r.name == in->report && tagged) in->found = r;
+        else if (r.name == in->report) untagged = &r;
+    }
+    in->host->log(call, CRMSYNC_LOG_INFO,
+                  ("reports offered to integrations (tag " + in->tag + "): " + (offered.empty() ? "none" : offered)).c_str());
+    if (in->found) return CRMSYNC_STATUS_OK;
+    if (untagged)
+        return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                    "config.report: report \"" + in->report + "\" is not tagged " + in->tag +
+                        ", and only reports with that tag are offered to integrations; tag it in the analytics tool");
+    return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                "config.report: no report \"" + in->report + "\" is offered to integrations (tag " + in->tag +
+                    "); offered: " + (offered.empty() ? "none" : offered));
+}
+
+// A page of the report after the cursor {"refreshed_at", "next", "row"}. Each refresh of the
+// report is read whole from its first row (rows whose values did not change cost the CRM
+// nothing); a cursor of an earlier refresh starts again.
+int32_t api_records(Instance* in, crmsync_call* call, const json::object& request) {
+    if (int32_t rc = find_report(in, call, false); rc != CRMSYNC_STATUS_OK) return rc;
+    std::string read_refresh;
+    std::optional<std::string> next;
+    int64_t row = 0;
+    bool done = false;
+    if (auto* c = request.at("cursor").if_object()) {
+        read_refresh = crmsync::support::text(*c, "refreshed_at");
+        if (auto* n = c->if_contains("next"); n && n->is_string()) next = std::string(n->get_string());
+        if (auto* r = c->if_contains("row"); r && r->is_int64()) row = r->get_int64();
+        done = !next;
+    }
+    for (int restarts = 0;; ++restarts) {
+        if (read_refresh != in->found->refreshed_at) {
+            next.reset();
+            row = 0;
+            done = false;
+        }
+        auto cursor = [&](const std::optional<std::string>& n, int64_t r) {
+            return json::object{{"refreshed_at", in->found->refreshed_at}, {"next", n ? json::value(*n) : nullptr}, {"row", r}};
+        };
+        if (done) return emit(in->host, call, crmsync::support::checkpoint_item(cursor(next, row), false));
+        if (row == 0)
+            in->host->log(call, CRMSYNC_LOG_INFO,
+                          ("report " + in->report + " (refreshed " + in->found->refreshed_at + ") -> " + in->object + " (by " +
+                           key_text(in) + ")")
+                              .c_str());
+        analytics::RowsPage page;
+        std::string error;
+        const int64_t limit = std::min(request.at("limit").as_int64(), in->page_size);
+        if (int32_t rc = in->api->rows(call, in->found->id, next, limit, page, error); rc != CRMSYNC_STATUS_OK)
+            return fail(in->host, call, rc, error);
+        if (page.cursor_expired) {
+            // Refreshed while we read it: read the new version from its start.
+            if (restarts > 2)
+                return fail(in->host, call, CRMSYNC_STATUS_RETRY, "report " + in->report + " kept being refreshed while read");
+            if (int32_t rc = find_report(in, call, true); rc != CRMSYNC_STATUS_OK) return rc;
+            read_refresh.clear();
+            continue;
+        }
+        for (const auto& cells : page.rows)
+            if (int32_t rc = emit(in->host, call,
+                                  row_item(in, page.columns, cells, "report " + in->report + " row " + std::to_string(++row)));
+                rc != CRMSYNC_STATUS_OK)
+                return rc;
+        return emit(in->host, call,
+                    crmsync::support::checkpoint_item(cursor(page.next_cursor, row), page.next_cursor.has_value()));
+    }
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
@@ -178,14 +339,18 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         auto request = json::parse(request_json).as_object();
         auto type = std::string(request.at("type").as_string());
         if (type == "targets") {
+            // From the API, the report must be one offered to integrations.
+            if (in->api)
+                if (int32_t rc = find_report(in, call, true); rc != CRMSYNC_STATUS_OK) return rc;
             json::array fields;
             json::object types;
             for (const auto& c : in->columns) {
                 fields.emplace_back(c.field);
                 types[c.field] = c.type;
             }
-            if (std::none_of(in->columns.begin(), in->columns.end(), [&](const Column& c) { return c.field == in->key_field; }))
-                fields.emplace_back(in->key_field);
+            for (const auto& k : in->keys)
+                if (std::none_of(in->columns.begin(), in->columns.end(), [&](const Column& c) { return c.field == k.field; }))
+                    fields.emplace_back(k.field);
             return emit(
                 in->host, call,
                 json::object{
@@ -193,7 +358,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         }
         if (type != "records")
             return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "product-analytics does not answer " + type);
-        return answer_records(in, call, request);
+        return in->api ? api_records(in, call, request) : csv_records(in, call, request);
     });
 }
 
@@ -223,7 +388,6 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     return guarded(in->host, call, [&]() -> int32_t {
         auto record = json::parse(record_json).as_object();
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
-        std::string key = crmsync::support::text(record, in->key_column.c_str());
         json::object fields;
         for (const auto& c : in->columns) {
             auto* cell = record.if_contains(c.name);
@@ -231,12 +395,24 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
             fields[c.field] = typed(std::string(cell->get_string()), c.type);
         }
         if (fields.empty()) return CRMSYNC_STATUS_OK;  // nothing to write for this row
-        // Keys compare as the field's values do: case-insensitively (an email), or exactly (a GUID).
-        const std::string folded = in->exact ? key : crmsync::support::ascii_lower(key);
-        json::object match{{"field", in->key_field}, {"value", key}};
-        if (in->exact) match["case_sensitive"] = true;
-        json::object op{{"object", in->object}, {"action", "update"}, {"key", "product-analytics:" + in->report + ":" + folded},
-                        {"source_id", key},     {"match", match},     {"fields", fields}};
+        // Keys compare as the field's values do: case-insensitively (an email), or exactly (a
+        // GUID); the operation's key folds them the same way.
+        json::array match;
+        std::string source_id, folded;
+        for (const auto& k : in->keys) {
+            std::string value = crmsync::support::text(record, k.column.c_str());
+            json::object pair{{"field", k.field}, {"value", value}};
+            if (k.exact) pair["case_sensitive"] = true;
+            match.push_back(std::move(pair));
+            source_id += (source_id.empty() ? "" : " | ") + value;
+            folded += (folded.empty() ? "" : "|") + (k.exact ? value : crmsync::support::ascii_lower(value));
+        }
+        json::object op{{"object", in->object},
+                        {"action", "update"},
+                        {"key", "product-analytics:" + in->report + ":" + folded},
+                        {"source_id", source_id},
+                        {"match", match.size() == 1 ? match.front() : json::value(std::move(match))},
+                        {"fields", fields}};
         return emit(in->host, call, op);
     });
 }
@@ -250,7 +426,7 @@ const crmsync_plugin kPlugin = {
     .capabilities = CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
     .create = create,
     .destroy = destroy,
-    .authenticate = nullptr,
+    .authenticate = authenticate,
     .fetch = fetch,
     .map = map,
     .write = nullptr,

@@ -132,6 +132,27 @@ inline HttpAnswer http(const crmsync_host_api* host, crmsync_call* call, const c
     return answer;
 }
 
+// http(), waiting out "429 Too Many Requests" as its Retry-After says (1 s when it says
+// nothing, at most 2 minutes a wait, at most `max_waits` waits), each wait logged under
+// `api` ("the timeline API"). A stop meanwhile answers rc CANCELLED; otherwise the last
+// answer, which is still a 429 when the API kept refusing.
+inline HttpAnswer http_waiting_out_429(const crmsync_host_api* host, crmsync_call* call, const char* method,
+                                       const std::string& url, const std::vector<std::string>& headers, const std::string& body,
+                                       bool idempotent, const std::string& api, int max_waits = 20) {
+    for (int waits = 0;; ++waits) {
+        if (host->cancelled(call)) return HttpAnswer{CRMSYNC_STATUS_CANCELLED, 0, "", ""};
+        auto answer = http(host, call, method, url, headers, body, idempotent);
+        if (answer.rc != CRMSYNC_STATUS_OK || answer.status != 429 || waits >= max_waits) return answer;
+        const std::string told = header_value(answer.headers.c_str(), "Retry-After");
+        int64_t seconds = 1;
+        if (!told.empty() && told.size() <= 6 && told.find_first_not_of("0123456789") == std::string::npos)
+            seconds = std::stoll(told);
+        const int64_t wait = std::clamp<int64_t>(seconds * 1000, 1000, 120'000);
+        host->log(call, CRMSYNC_LOG_INFO, (api + " rate limit reached; waiting " + std::to_string(wait / 1000) + " s").c_str());
+        if (!wait_unless_cancelled(host, call, wait)) return HttpAnswer{CRMSYNC_STATUS_CANCELLED, 0, "", ""};
+    }
+}
+
 // A record id as text: a string as it is, an integer as "#24" — so that the number 24 and
 // the string "24" stay two records. Anything else is no id.
 inline std::optional<std::string> id_text(const json::value& id) {

@@ -373,7 +373,7 @@ TEST_CASE("helpdesk: polled from the API fake, every channel and every row and e
 }
 
 TEST_CASE(
-    "helpdesk: a call memo syncs once the call ended and the memo was recorded, in either order; a re-record adds nothing") {
+    "helpdesk: a call memo syncs once the call ended and the memo was recorded, in either order, a re-record adds nothing") {
     Inbox inbox;
     const std::string times =
         R"("started_at": "2026-11-20T06:00:00Z", "ended_at": "2026-11-20T06:12:00Z", "number": "0312345678")";
@@ -404,7 +404,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "helpdesk: Messenger is Messenger for Business; an unknown channel or action is an error naming it and the known ones") {
+    "helpdesk: Messenger is Messenger for Business, an unknown channel or action is an error naming it and the known ones") {
     Inbox inbox;
     const std::string chat =
         R"("chat": {"sent": true, "opened_at": "2026-11-20T02:00:00Z", "closed_at": "2026-11-20T02:05:00Z", "customer": {"email": "tanaka@customer.jp"}})";

@@ -302,7 +302,7 @@ TEST_CASE("pipeline: a run keeps its lease through a page slower than the lease'
     CHECK(report.counts.created == 400);
 }
 
-TEST_CASE("pipeline: a run whose lease was taken over saves nothing more; the next run completes it once") {
+TEST_CASE("pipeline: a run whose lease was taken over saves nothing more, the next run completes it once") {
     Harness h;
     h.module("gen", "test-source", R"({"count": 600, "page_delay_ms": 150})");
     std::atomic<bool> done{false};

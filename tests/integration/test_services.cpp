@@ -421,7 +421,7 @@ TEST_CASE("refs and blobs: a file lands on the Task written before it, its conte
 }
 
 TEST_CASE(
-    "budget: a daily limit that runs out during the lookups stops the batch; nothing fails and the next run writes each once") {
+    "budget: a daily limit that runs out during the lookups stops the batch, nothing fails and the next run writes each once") {
     // Each limit runs out at a different one of the first calls: the user lookup, the
     // connection user, the Contact/Lead lookup, the describe.
     for (int64_t limit = 1; limit <= 4; ++limit) {

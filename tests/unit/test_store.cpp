@@ -79,7 +79,7 @@ TEST_CASE("a lease is exclusive until it expires, then another holder takes it o
     CHECK_FALSE(s->take_over_lease("m", "c", "e", 2700, 500).value());
 }
 
-TEST_CASE("a batch whose lease changed hands is not saved; the holder's is") {
+TEST_CASE("a batch whose lease changed hands is not saved, the holder's is") {
     testing::TempDir dir;
     auto s = std::move(open_sqlite_store(dir / "state.db").value());
     const StateScope scope{"m", "crm"};

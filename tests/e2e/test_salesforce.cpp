@@ -560,3 +560,74 @@ TEST_CASE("salesforce: under every fault at once, 10,000 records each land exact
     CHECK(store.value()->errors(std::string("gen"), 0).empty());  // nothing left open
     CHECK(store.value()->all_links("gen", std::nullopt, 2 * n).size() == static_cast<size_t>(n));
 }
+
+TEST_CASE("salesforce: product-analytics rows land on Leads by Email and on a custom object by GUID, in few calls") {
+    Org org(1'000'000, R"({"Lead": {"fields": {"WalkMe_Logins_last_30_days__c": {"type": "double"},
+                                              "WalkMe_Last_Login__c": {"type": "datetime"}}},
+                          "Product_User__c": {"fields": {"User_Guid__c": {"type": "string", "length": 64},
+                                                         "Logins__c": {"type": "double"}}}})");
+    // More matched rows than the bulk threshold (2,000), so the updates go through Bulk API 2.0.
+    const int leads = 2'500, unmatched = 20;
+    auto email = [](int i) { return "user-" + std::to_string(i) + "@a-customer-domain.example.com"; };
+    org.sf->with_engine([&](mockcrm::Engine& e) {
+        json::array list;
+        for (int i = 0; i < leads; ++i)
+            list.push_back(json::object{{"LastName", "L" + std::to_string(i)}, {"Company", "C"}, {"Email", email(i)}});
+        for (const char* name : {"Dup1", "Dup2"})
+            list.push_back(json::object{{"LastName", name}, {"Company", "C"}, {"Email", "dup@a-customer-domain.example.com"}});
+        e.seed(json::object{{"Lead", list},
+                            {"Product_User__c", json::array{json::object{{"Name", "Upper"}, {"User_Guid__c", "AbC-123"}},
+                                                            json::object{{"Name", "Lower"}, {"User_Guid__c", "abc-123"}}}}});
+        return 0;
+    });
+    std::string csv = "email,last_login,logins_30d\n";
+    for (int i = 0; i < leads; ++i) {
+        std::string e = email(i);
+        if (i % 7 == 0) e[0] = 'U';  // the Email field compares case-insensitively
+        csv += e + ",2026-11-20T09:00:00Z," + std::to_string(i % 40) + "\n";
+    }
+    csv += "dup@a-customer-domain.example.com,2026-11-20T09:00:00Z,1\n";
+    for (int i = 0; i < unmatched; ++i) csv += "nobody-" + std::to_string(i) + "@elsewhere.example,2026-11-20T09:00:00Z,1\n";
+    write_file(org.home / "reports/logins.csv", csv);
+    write_file(org.home / "reports-guid/usage.csv", "guid,logins\nAbC-123,7\n");
+    write_file(org.home / "manifests/logins.json",
+               R"({"module": "logins", "plugin": {"id": "product-analytics"}, "crm": "sf", "config": {"folder": ")" +
+                   org.home / "reports" +
+                   R"(", "report": "Logins", "object": "Lead", "key": {"column": "email", "field": "Email"},
+                   "columns": {"last_login": {"field": "WalkMe_Last_Login__c", "type": "datetime"},
+                               "logins_30d": {"field": "WalkMe_Logins_last_30_days__c", "type": "number"}}}})");
+    write_file(org.home / "manifests/usage.json",
+               R"({"module": "usage", "plugin": {"id": "product-analytics"}, "crm": "sf", "config": {"folder": ")" +
+                   org.home / "reports-guid" + R"(", "report": "Usage", "object": "Product_User__c",
+                   "key": {"column": "guid", "field": "User_Guid__c", "compare": "exact"},
+                   "columns": {"logins": {"field": "Logins__c", "type": "number"}}}})");
+
+    auto report = org.runner.run("logins");
+    INFO(report.message);
+    CHECK(report.status == RunStatus::partial);  // the duplicate's error
+    CHECK(report.counts.updated == leads);
+    CHECK(report.counts.no_match == unmatched);
+    CHECK(report.counts.failed == 1);
+    CHECK(org.sf->calls("bulk") > 0);        // the updates by Id went as a bulk job
+    CHECK(org.sf->calls("query") == 0);      // every lookup went in Composite calls...
+    CHECK(org.sf->calls("composite") <= 3);  // ...of five statements each
+    CHECK(org.count("SELECT COUNT() FROM Lead WHERE WalkMe_Logins_last_30_days__c = 39") == leads / 40);
+    CHECK(org.count("SELECT COUNT() FROM Lead WHERE WalkMe_Last_Login__c != null") == leads);
+    CHECK(org.count("SELECT COUNT() FROM Lead WHERE LastName LIKE 'Dup%' AND WalkMe_Logins_last_30_days__c != null") == 0);
+
+    // The same report again: nothing changed, nothing looked up or written.
+    const auto bulk = org.sf->calls("bulk"), composite = org.sf->calls("composite");
+    RunOptions full;
+    full.full = true;
+    auto again = org.runner.run("logins", full);
+    CHECK(again.counts.unchanged == leads);
+    CHECK(org.sf->calls("bulk") == bulk);
+    CHECK(org.sf->calls("composite") == composite + 1);  // the unmatched and duplicate rows are looked up again
+
+    // A custom object, by a GUID that must match case for case.
+    auto usage = org.runner.run("usage");
+    INFO(usage.message);
+    CHECK(usage.counts.updated == 1);
+    CHECK(org.count("SELECT COUNT() FROM Product_User__c WHERE Name = 'Upper' AND Logins__c = 7") == 1);
+    CHECK(org.count("SELECT COUNT() FROM Product_User__c WHERE Name = 'Lower' AND Logins__c = null") == 1);
+}

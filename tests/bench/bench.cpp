@@ -16,6 +16,7 @@
 
 #include "catalog.h"
 #include "pipeline.h"
+#include "bench_support.h"
 #include "test_support.h"
 
 using namespace crmsync;
@@ -53,34 +54,15 @@ int main(int argc, char** argv) {
     seed["User"] = user_list;
     seed["Contact"] = contact_list;
     testing::write_file(home / "seed.json", json::serialize(seed));
-    pid_t emulator = 0;
+    std::unique_ptr<bench::Emulator> emulator;
     if (crm == "salesforce") {
         testing::write_file(
             home / "schema.json",
             R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
-        int out[2];
-        if (pipe(out) != 0) return 2;
-        emulator = fork();
-        if (emulator == 0) {
-            dup2(out[1], STDOUT_FILENO);
-            std::string db = home / "sf.db", schema = home / "schema.json", seed_file = home / "seed.json";
-            execl(CRMSYNC_EMULATOR_BIN, CRMSYNC_EMULATOR_BIN, "--database", db.c_str(), "--schema", schema.c_str(), "--seed",
-                  seed_file.c_str(), "--daily-limit", "10000000", "--bulk-polls", "0", static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        close(out[1]);
-        char line[256] = {};
-        ssize_t n = read(out[0], line, sizeof line - 1);
-        std::string url = n > 0 ? std::string(line, static_cast<size_t>(n)) : "";
-        url = url.substr(url.find("http"));
-        while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
-        testing::write_file(home / "secrets/id", "test-client-id");
-        testing::write_file(home / "secrets/secret", "test-client-secret");
-        testing::write_file(home / "manifests/crm.json",
-                            R"({"connection": "mock", "plugin": {"id": "salesforce"}, "bulk": {"mode": ")" + bulk + R"("},
-                                "config": {"login_url": ")" +
-                                url + R"(", "auth": "client_credentials"},
-                                "credentials": {"client_id": {"file": "../secrets/id"}, "client_secret": {"file": "../secrets/secret"}}})");
+        emulator = std::make_unique<bench::Emulator>(std::vector<std::string>{"--database", home / "sf.db", "--schema",
+                                                                              home / "schema.json", "--seed", home / "seed.json",
+                                                                              "--daily-limit", "10000000", "--bulk-polls", "0"});
+        bench::salesforce_connection(home, "mock", emulator->url, bulk);
     } else {
         testing::write_file(
             home / "manifests/crm.json",
@@ -131,10 +113,7 @@ int main(int argc, char** argv) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     double per_thousand = report.counts.fetched ? 1000.0 * report.counts.api_calls / report.counts.fetched : 0;
-    if (emulator) {
-        kill(emulator, SIGTERM);
-        waitpid(emulator, nullptr, 0);
-    }
+    emulator.reset();
     std::printf("%s (bulk %s): %lld operations, %d owners, %d customer emails\n", crm.c_str(), bulk.c_str(), (long long)records,
                 users, customers);
     std::printf("  status                 %s (created %lld, failed %lld)\n", std::string(run_status_name(report.status)).c_str(),

@@ -17,29 +17,10 @@
 
 #include "clock.h"
 #include "digest.h"
+#include "bench_support.h"
 #include "test_support.h"
 
 namespace {
-
-pid_t spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, std::string& first_line) {
-    int out[2];
-    if (pipe(out) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        execv(args[0], args.data());
-        _exit(127);
-    }
-    close(out[1]);
-    char line[256] = {};
-    ssize_t n = read(out[0], line, sizeof line - 1);
-    first_line = n > 0 ? std::string(line, static_cast<size_t>(n)) : "";
-    return pid;
-}
 
 int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -56,27 +37,18 @@ int main(int argc, char** argv) {
     testing::TempDir home;
     testing::write_file(home / "schema.json",
                         R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255, "external_id": true}}}})");
-    std::string line;
-    pid_t emulator =
-        spawn({CRMSYNC_EMULATOR_BIN, "--database", home / "sf.db", "--schema", home / "schema.json", "--daily-limit", "10000000"},
-              {}, line);
-    std::string url = line.substr(line.find("http"));
-    while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
-    testing::write_file(home / "secrets/id", "test-client-id");
-    testing::write_file(home / "secrets/secret", "test-client-secret");
+    bench::Emulator emulator({"--database", home / "sf.db", "--schema", home / "schema.json", "--daily-limit", "10000000"});
     testing::write_file(home / "empty.jsonl", "");
-    testing::write_file(home / "manifests/crm.json",
-                        R"({"connection": "sf", "plugin": {"id": "salesforce"}, "config": {"login_url": ")" + url +
-                            R"(", "auth": "client_credentials"},
-                            "credentials": {"client_id": {"file": "../secrets/id"}, "client_secret": {"file": "../secrets/secret"}}})");
+    bench::salesforce_connection(home, "sf", emulator.url);
+    std::string line;
     testing::write_file(home / "manifests/hooks.json",
                         R"({"module": "hooks", "plugin": {"id": "test-ops"}, "crm": "sf", "schedule": "realtime",
                             "webhook": {"secret": {"env": "BENCH_HOOK_SECRET"}}, "config": {"file": ")" +
                             (home / "empty.jsonl") + R"("}})");
-    pid_t serve = spawn({CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"},
-                        {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR,
-                         "CRMSYNC_HOME=" + home.str(), "BENCH_HOOK_SECRET=bench-secret"},
-                        line);
+    pid_t serve = bench::spawn({CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"},
+                               {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR,
+                                "CRMSYNC_HOME=" + home.str(), "BENCH_HOOK_SECRET=bench-secret"},
+                               line);
     int port = std::stoi(line.substr(line.rfind(':') + 1));
 
     httplib::Client client("127.0.0.1", port);
@@ -117,8 +89,6 @@ int main(int argc, char** argv) {
     }
     kill(serve, SIGTERM);
     waitpid(serve, nullptr, 0);
-    kill(emulator, SIGTERM);
-    waitpid(emulator, nullptr, 0);
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double p) {
         return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))];

@@ -165,6 +165,10 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
     if ((caps & CRMSYNC_CAP_FETCH) && !descriptor.fetch) return refuse("declares FETCH but has no fetch function");
     if ((caps & CRMSYNC_CAP_MAP) && !descriptor.map) return refuse("declares MAP but has no map function");
     if ((caps & CRMSYNC_CAP_WRITE) && !descriptor.write) return refuse("declares WRITE but has no write function");
+    if ((caps & CRMSYNC_CAP_READS_CRM) && n.plugin_abi_minor < 1)
+        return refuse("declares READS_CRM, which ABI 1.1 added, but speaks ABI 1." + std::to_string(n.plugin_abi_minor));
+    if ((caps & CRMSYNC_CAP_READS_CRM) && (!descriptor.fetch || !descriptor.map || !descriptor.write))
+        return refuse("declares READS_CRM but lacks fetch, map or write (it answers crm_read, maps CRM records, writes them)");
 
     diagnostics_.debug("loaded " + m.id + " " + m.version.text() + " from " + m.library_path);
     candidate.loaded = std::make_shared<LoadedPlugin>(m, std::move(library), descriptor, n.plugin_abi_minor);

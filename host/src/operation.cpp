@@ -154,10 +154,11 @@ Result<Operation> Operation::parse(const json::value& emitted, const std::string
     if (op.key.empty()) return problem("operation has no \"key\" (every operation needs a deterministic key)");
     if (op.key.size() > 255) return problem("operation \"key\" is longer than 255 characters");
     op.action = find_text(*o, "action");
-    if (op.action != "upsert" && op.action != "update") return problem("operation \"action\" must be \"upsert\" or \"update\"");
+    if (op.action != "upsert" && op.action != "update" && op.action != "archive")
+        return problem("operation \"action\" must be \"upsert\", \"update\" or \"archive\"");
     auto* fields = find_object(*o, "fields");
-    if (!fields) return problem("operation has no \"fields\" object");
-    op.fields = *fields;
+    if (!fields && op.action != "archive") return problem("operation has no \"fields\" object");
+    if (fields) op.fields = *fields;
     op.source_id = find_string(*o, "source_id").value_or(record_id);
     op.id = find_text(*o, "id");
     op.writeback = find_bool(*o, "writeback").value_or(false);

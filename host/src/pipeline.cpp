@@ -189,7 +189,10 @@ RunReport Pipeline::run(const RunOptions& options) {
         if (auto parsed = parse_json(**saved)) cursor = parsed.value();
 
     RunCounts& total = scope.total();
-    std::optional<RunStop> stop = retry_failed(scope, options);
+    std::optional<RunStop> stop = reads_crm() ? sync_options(scope, options) : std::nullopt;
+    if (!stop) stop = retry_failed(scope, options);
+    bool finished_reading = false;
+    const bool was_synced = cursor.is_object() && find_bool(cursor.get_object(), "synced").value_or(false);
     for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
         if ((stop = between_batches(scope))) break;
@@ -207,10 +210,18 @@ RunReport Pipeline::run(const RunOptions& options) {
         }
         if (batch.page.checkpoint) cursor = *batch.page.checkpoint;
         if (!stop) stop = budget_stop();
+        finished_reading = !more && !stop;
     }
     if (stop) return scope.finish(*stop);
-    return scope.finish(total.failed > 0 ? RunStatus::partial : RunStatus::succeeded,
-                        total.failed > 0 ? std::to_string(total.failed) + " record(s) failed" : "");
+    std::string message = total.failed > 0 ? std::to_string(total.failed) + " record(s) failed" : "";
+    // The first complete import of a module that reads the CRM is announced (the seed's
+    // 「連携が完了しました」): from here on, runs read only what changed.
+    if (reads_crm() && !was_synced && !options.dry_run && finished_reading) {
+        message = "first sync completed: " + std::to_string(total.created + total.updated + total.unchanged) + " " +
+                  crm_read_->object + " record(s) written" + (message.empty() ? "" : "; " + message);
+        log(Level::info, message + " (連携が完了しました)");
+    }
+    return scope.finish(total.failed > 0 ? RunStatus::partial : RunStatus::succeeded, message);
 }
 
 // Why the run must not start another batch: cancelled, or its lease is someone else's.
@@ -332,6 +343,8 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
     if (!caller_.authenticate(b_.source, b_.module.credentials, why) ||
         !caller_.authenticate(b_.crm, b_.connection.credentials, why))
         return RunStop{RunStatus::failed, why, true};
+    if (reads_crm())
+        if (auto stop = prepare_crm_read()) return stop;
 
     auto config_failure = [](std::string message) { return RunStop{RunStatus::failed, std::move(message), false}; };
     auto mappings = parse_mappings(b_.module.mappings);
@@ -407,9 +420,15 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
         if (!p.active()) continue;
         auto link = links->find(p.op.key);
         p.known = link != links->end();
-        // A record written before keeps the external-id value it was written under.
-        p.crm_key = p.known ? link->second.crm_key : crm_key_for(p.op.key);
+        // A record written before keeps the external-id value it was written under. The CRM's
+        // external-id fields ignore case, so keys are made case-proof for it (crm_key_for); a
+        // destination that is not the CRM gets the key as it is (a Salesforce Id has case).
+        p.crm_key = p.known ? link->second.crm_key : reads_crm() ? p.op.key : crm_key_for(p.op.key);
         if (skip_older(p, p.known ? &link->second : nullptr, newest, batch)) continue;
+        if (p.op.action == "archive" && !p.known) {
+            p.skip_reason = "nothing was written under this key";  // nothing to archive
+            continue;
+        }
         if (!p.known || link->second.content_hash != p.hash) continue;
         ++batch.commit.counts.unchanged;
         p.skip_reason = "unchanged";
@@ -440,6 +459,7 @@ bool Pipeline::skip_older(PendingOperation& p, const LinkRow* link, const std::m
 }
 
 std::optional<RunStop> Pipeline::resolve(Batch& batch) {
+    if (reads_crm()) return std::nullopt;  // the CRM's services serve writes to the CRM
     auto stop = services_->resolve(batch.ops, batch.commit.counts, batch.commit.log);
     for (auto& line : batch.commit.log)
         if (line.at_ms == 0) line.at_ms = clock_.now_ms();
@@ -524,8 +544,11 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
             report.dry_run.push_back("skip " + p.op.object + " (source " + p.op.source_id + "): " + p.skip_reason);
     for (const auto& p : batch.ops) {
         if (!p.active()) continue;
-        std::string line =
-            std::string(p.known ? "update " : "create ") + p.op.object + " (key " + p.op.key + ", source " + p.op.source_id + ")";
+        const char* verb = p.op.action == "archive" ? "archive " : p.known ? "update " : "create ";
+        std::string line = verb + p.op.object + " (key " + p.op.key + ", source " + p.op.source_id + ")";
+        if (p.op.object == "$options")  // a followed picklist (pipeline_crm_read.cpp)
+            line = "set the options of " + find_text(p.op.fields, "field") + " to " + p.op.source_id +
+                   "'s values (none removed): " + json::serialize(p.op.fields.at("values"));
         if (p.current) line = "update " + p.op.object + " " + p.op.id + " (source " + p.op.source_id + "): " + field_changes(p);
         report.dry_run.push_back(std::move(line));
     }

@@ -2,6 +2,9 @@
 // The run pipeline: one run of one module, as the README's "How a run works" tells it —
 //   take the run (lease + run row) → gather a page (source fetch or webhook inbox) → map →
 //   skip unchanged → resolve (services) → write → write back → commit
+// A module whose plugin reads the CRM (CRMSYNC_CAP_READS_CRM, ABI 1.1) runs the same stages
+// turned round: pages come from the CRM plugin's `changes`, the CRM services are not needed,
+// and the write goes to the module's own plugin (pipeline_crm_read.cpp).
 // — each stage a function below, over a Batch that carries its records, operations and
 // everything its commit will hold. A record's failure never fails the batch; a failure
 // that is not a record's own (budget, 5xx, timeout, auth, cancellation) stops the run with
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "clock.h"
+#include "crm_read.h"
 #include "diagnostics.h"
 #include "instance.h"
 #include "manifest.h"
@@ -29,6 +33,8 @@ class Services;
 
 // Records a page asks for, and operations a CRM write call carries.
 inline constexpr size_t kBatchSize = 200;
+// CRM records a `changes` request asks for, for a module that reads the CRM.
+inline constexpr size_t kChangesPerRequest = 2000;
 
 struct RunOptions {
     bool dry_run = false;
@@ -98,6 +104,14 @@ private:
     std::optional<RunStop> between_batches(const RunScope& scope) const;
     void settle_records(Batch& batch);
 
+    // The run turned round (pipeline_crm_read.cpp).
+    bool reads_crm() const { return b_.source.can(CRMSYNC_CAP_READS_CRM); }
+    std::optional<RunStop> prepare_crm_read();
+    // One batch of operations keeping the destination's select options in step with the
+    // CRM's picklist values (skipped when unchanged since the last run).
+    std::optional<RunStop> sync_options(RunScope& scope, const RunOptions& options);
+    Outcome fetch_changes(const json::value& cursor, int64_t want, Page& page, RunCounts& counts);
+
     // Stages, in order.
     std::optional<RunStop> prepare(const RunOptions& options);
     Page gather(const RunOptions& options, const json::value& cursor, int64_t fetched);
@@ -105,6 +119,11 @@ private:
     Page gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched);
     // One fetch call of at most `want` records after `cursor`, into `page`.
     Outcome fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed, RunCounts& counts);
+    // The items of one records or changes answer into `page` (at most `want` records).
+    // `fetch` makes the call, calling `begin` before each attempt and giving items to `sink`.
+    using ItemSink = std::function<int32_t(json::value&&)>;
+    using PageFetch = std::function<Outcome(const std::function<void()>& begin, const ItemSink& sink)>;
+    Outcome take_page(const PageFetch& fetch, int64_t want, Page& page, bool& overflowed);
     void map(Batch& batch);
     std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
     bool skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch);
@@ -139,6 +158,8 @@ private:
     void log(Level level, std::string message);
     Outcome call_source(const std::function<Outcome()>& attempt, RunCounts& counts);
     Outcome call_crm(const std::function<Outcome()>& attempt, RunCounts& counts);
+    // Where operations are written: the CRM, or the module's own system when it reads the CRM.
+    Outcome call_destination_write(const json::object& batch, std::vector<json::value>& results, RunCounts& counts);
 
     struct Budget {
         int64_t first_used = -1, last_used = -1, limit = 0;
@@ -151,6 +172,7 @@ private:
     const Diagnostics& diagnostics_;
     PluginCaller caller_;
     std::unique_ptr<Services> services_;
+    std::optional<CrmRead> crm_read_;
     std::vector<LogLine> log_;
     Budget budget_;
 };

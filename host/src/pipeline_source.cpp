@@ -1,5 +1,5 @@
-// The pipeline's source side: gathering a page (the source plugin's fetch, or the webhook
-// inbox) and writing CRM ids back to the source.
+// The pipeline's source side: gathering a page (the source plugin's fetch, the CRM's changes
+// for a module that reads the CRM, or the webhook inbox) and writing CRM ids back to the source.
 #include "pipeline.h"
 
 namespace crmsync {
@@ -33,21 +33,26 @@ Pipeline::Page Pipeline::gather_inbox() {
 }
 
 // A page of at most 200 records; when the CRM may load in bulk, pages up to the bulk batch
-// size. A stop with records gathered still lets them go through; a failure drops them.
+// size; read from the CRM, a page of up to 2,000 (one query's page on Salesforce). A stop
+// with records gathered still lets them go through; a failure drops them.
 Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched) {
     const auto& bulk = b_.connection.bulk;
-    const size_t gather = bulk.mode == BulkPolicy::Mode::never ? kBatchSize : static_cast<size_t>(bulk.max_operations);
+    const size_t per_request = reads_crm() ? kChangesPerRequest : kBatchSize;
+    const size_t gather = reads_crm()                            ? kChangesPerRequest
+                          : bulk.mode == BulkPolicy::Mode::never ? kBatchSize
+                                                                 : static_cast<size_t>(bulk.max_operations);
     Page page;
     json::value page_cursor = cursor;
     RunCounts counts;
     bool source_more = true;
     for (bool page_more = true; page_more && page.records.size() < gather;) {
-        int64_t want = static_cast<int64_t>(std::min(kBatchSize, gather - page.records.size()));
+        int64_t want = static_cast<int64_t>(std::min(per_request, gather - page.records.size()));
         if (options.limit) want = std::min<int64_t>(want, *options.limit - fetched - static_cast<int64_t>(page.records.size()));
         if (want <= 0 || (cancel_.load() && !page.records.empty())) break;
         bool overflowed = false;
         const size_t before = page.records.size();
-        auto outcome = fetch_page(page_cursor, options.full, want, page, overflowed, counts);
+        auto outcome = reads_crm() ? fetch_changes(page_cursor, want, page, counts)
+                                   : fetch_page(page_cursor, options.full, want, page, overflowed, counts);
         if (outcome.status == CRMSYNC_STATUS_CANCELLED) {
             page.stop = RunStop{RunStatus::stopped, kInterrupted, false};
             break;
@@ -61,12 +66,12 @@ Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::va
         if (!outcome.ok() || overflowed) {
             page.records.clear();
             page.retries = counts.retries;
-            page.stop = outcome.ok()
-                            ? RunStop{RunStatus::failed,
-                                      "plugin " + b_.source.plugin().id() + " emitted more than the " + std::to_string(want) +
-                                          " records asked for (a plugin bug); nothing from that page was saved",
-                                      false}
-                            : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
+            page.stop = outcome.ok() ? RunStop{RunStatus::failed,
+                                               "plugin " + (reads_crm() ? b_.crm : b_.source).plugin().id() +
+                                                   " emitted more than the " + std::to_string(want) +
+                                                   " records asked for (a plugin bug); nothing from that page was saved",
+                                               false}
+                                     : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
             return page;
         }
         if (page.checkpoint) page_cursor = *page.checkpoint;
@@ -79,42 +84,53 @@ Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::va
 
 Outcome Pipeline::fetch_page(const json::value& cursor, bool full, int64_t want, Page& page, bool& overflowed,
                              RunCounts& counts) {
+    json::object request{{"type", "records"}, {"cursor", cursor}, {"full", full}, {"limit", want}};
+    return take_page(
+        [&](const std::function<void()>& begin, const ItemSink& sink) {
+            return call_source(
+                [&] {
+                    begin();
+                    return b_.source.fetch(request, sink);
+                },
+                counts);
+        },
+        want, page, overflowed);
+}
+
+Outcome Pipeline::take_page(const PageFetch& fetch, int64_t want, Page& page, bool& overflowed) {
     std::vector<SourceRecord> records;
     std::optional<json::value> checkpoint;
     bool more = false;
-    json::object request{{"type", "records"}, {"cursor", cursor}, {"full", full}, {"limit", want}};
-    auto outcome = call_source(
-        [&] {
-            records.clear();
-            checkpoint.reset();
-            overflowed = false;
-            return b_.source.fetch(request, [&](json::value&& item) -> int32_t {
-                auto* o = item.if_object();
-                auto type = o ? find_string(*o, "type") : std::nullopt;
-                if (type == "record") {
-                    auto id = find_string(*o, "id");
-                    auto* rec = o->if_contains("record");
-                    if (!id || !rec || !rec->is_object()) {
-                        log(Level::error, "source emitted a record item without \"id\" or \"record\"");
-                        return CRMSYNC_STATUS_ERROR;
-                    }
-                    if (static_cast<int64_t>(records.size()) >= want) {
-                        overflowed = true;  // its checkpoint would skip records we never took
-                        return CRMSYNC_STATUS_CANCELLED;
-                    }
-                    records.push_back({*id, std::move(*rec)});
-                    return CRMSYNC_STATUS_OK;
-                }
-                if (type == "checkpoint") {
-                    checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
-                    more = find_bool(*o, "more").value_or(false);
-                    return CRMSYNC_STATUS_OK;
-                }
-                log(Level::error, "source emitted an item of unknown type during a records fetch");
+    auto begin = [&] {  // each attempt starts the page again
+        records.clear();
+        checkpoint.reset();
+        overflowed = false;
+    };
+    auto outcome = fetch(begin, [&](json::value&& item) -> int32_t {
+        auto* o = item.if_object();
+        auto type = o ? find_string(*o, "type") : std::nullopt;
+        if (type == "record") {
+            auto id = find_string(*o, "id");
+            auto* rec = o->if_contains("record");
+            if (!id || !rec || !rec->is_object()) {
+                log(Level::error, "a record item without \"id\" or \"record\" was emitted");
                 return CRMSYNC_STATUS_ERROR;
-            });
-        },
-        counts);
+            }
+            if (static_cast<int64_t>(records.size()) >= want) {
+                overflowed = true;  // its checkpoint would skip records we never took
+                return CRMSYNC_STATUS_CANCELLED;
+            }
+            records.push_back({*id, std::move(*rec)});
+            return CRMSYNC_STATUS_OK;
+        }
+        if (type == "checkpoint") {
+            checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
+            more = find_bool(*o, "more").value_or(false);
+            return CRMSYNC_STATUS_OK;
+        }
+        log(Level::error, "an item of unknown type was emitted during a records fetch");
+        return CRMSYNC_STATUS_ERROR;
+    });
     if (overflowed) return {CRMSYNC_STATUS_OK, ""};
     if (!outcome.ok()) return outcome;
     for (auto& r : records) page.records.push_back(std::move(r));

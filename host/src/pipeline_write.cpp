@@ -21,6 +21,15 @@ bool bulk_loadable(const Operation& op) {
 
 }  // namespace
 
+Outcome Pipeline::call_destination_write(const json::object& batch, std::vector<json::value>& results, RunCounts& counts) {
+    PluginInstance& to = reads_crm() ? b_.source : b_.crm;
+    auto attempt = [&] {
+        results.clear();
+        return to.write(batch, results);
+    };
+    return reads_crm() ? call_source(attempt, counts) : call_crm(attempt, counts);
+}
+
 std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit) {
     std::map<std::string, std::string> ids;  // key -> CRM id
     std::vector<std::string> unknown;
@@ -109,7 +118,8 @@ std::vector<Pipeline::WriteChunk> Pipeline::plan_chunks(const std::vector<Pendin
     std::vector<PendingOperation*> rest;
     for (auto* p : ops) {
         if (!p->op.blobs.empty()) chunks.push_back({{p}, false});
-        else if (bulk.mode != BulkPolicy::Mode::never && bulk_loadable(p->op)) groups[{p->op.object, p->op.action}].push_back(p);
+        else if (bulk.mode != BulkPolicy::Mode::never && !reads_crm() && bulk_loadable(p->op))
+            groups[{p->op.object, p->op.action}].push_back(p);
         else rest.push_back(p);
     }
     for (auto& [target, group] : groups) {
@@ -149,12 +159,7 @@ std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
         json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
         if (chunk.bulk) request["bulk"] = true;
         std::vector<json::value> results;
-        auto outcome = call_crm(
-            [&] {
-                results.clear();
-                return b_.crm.write(request, results);
-            },
-            batch.commit.counts);
+        auto outcome = call_destination_write(request, results, batch.commit.counts);
         request.clear();  // a file's content goes as soon as it is written
         if (!outcome.ok()) {
             // Not the records' fault: keep the cursor where it was so the next run redoes them.
@@ -189,7 +194,9 @@ void Pipeline::take_results(const std::vector<PendingOperation*>& chunk, const s
         }
         if (find_bool(*r, "success").value_or(false)) {
             bool created = find_bool(*r, "created").value_or(!p->known);
-            ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
+            if (p->op.action == "archive") batch.commit.counts.bump("archived");
+            else if (p->op.object == "$options") batch.commit.counts.bump("select_options_followed");
+            else ++(created ? batch.commit.counts.created : batch.commit.counts.updated);
             LinkRow link{p->op.key, p->op.source_id, p->op.object, find_string(*r, "id").value_or(""), p->hash, clock_.now_ms()};
             link.crm_key = p->crm_key;
             link.version = p->op.version;

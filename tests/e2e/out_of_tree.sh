@@ -25,7 +25,7 @@ echo '{"id": "1", "subject": "built out of tree"}' > "$work/home/in/a.jsonl"
 mkdir -p "$work/crm-plugins"
 cp -r "$build_dir/lib/crmsync/plugins/mock-crm" "$work/crm-plugins/"
 export CRMSYNC_PLUGIN_PATH="$work/build/plugins:$work/crm-plugins"
-"$crmsync" modules --home "$work/home" --json | grep -q '"module":"oot","plugin":"example-jsonl","version":"1.1.0","abi":"1.0","enabled":true,"verified":true'
+"$crmsync" modules --home "$work/home" --json | grep -q '"module":"oot","plugin":"example-jsonl","version":"1.1.0","abi":"1.1","enabled":true,"verified":true'
 "$crmsync" run oot --home "$work/home"
 "$crmsync" crm query "SELECT Subject FROM Task" --home "$work/home" | grep -q "built out of tree"
 echo "out-of-tree plugin built, verified, loaded and ran"

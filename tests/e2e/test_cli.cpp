@@ -110,7 +110,7 @@ TEST_CASE("cli: modules lists plugin, version, ABI, schedule, last run and names
     CHECK_THAT(
         json.out,
         Catch::Contains(
-            R"("module":"tasks","plugin":"example-jsonl","version":"1.1.0","abi":"1.0","enabled":true,"verified":true,"schedule":"every 4h")"));
+            R"("module":"tasks","plugin":"example-jsonl","version":"1.1.0","abi":"1.1","enabled":true,"verified":true,"schedule":"every 4h")"));
     CHECK_THAT(json.out, Catch::Contains(R"("status":"partial")"));
     CHECK_THAT(json.out, Catch::Contains("zz-bad.json: \\\"schedule.every\\\": \\\"4x\\\" is not a duration"));
 }

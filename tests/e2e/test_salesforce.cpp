@@ -631,3 +631,55 @@ TEST_CASE("salesforce: product-analytics rows land on Leads by Email and on a cu
     CHECK(org.count("SELECT COUNT() FROM Product_User__c WHERE Name = 'Upper' AND Logins__c = 7") == 1);
     CHECK(org.count("SELECT COUNT() FROM Product_User__c WHERE Name = 'Lower' AND Logins__c = null") == 1);
 }
+
+TEST_CASE("salesforce: feedback-companies reads Accounts through the real plugin, in pages, deletions archived") {
+    Org org(1'000'000, R"({"Account": {"fields": {}}})");
+    const int accounts = 2'100;  // two pages of changes
+    org.sf->with_engine([&](mockcrm::Engine& e) {
+        json::array list;
+        for (int i = 0; i < accounts; ++i)
+            list.push_back(json::object{{"Name", "Account " + std::to_string(i)},
+                                        {"Industry", i % 2 ? "Retail" : "Technology"},
+                                        {"Type", "Customer - Direct"}});
+        e.seed(json::object{{"Account", list}});
+        return 0;
+    });
+    write_file(org.home / "manifests/companies.json",
+               R"({"module": "companies", "plugin": {"id": "feedback-companies"}, "crm": "sf",
+                   "config": {"object": "Account", "destination": {"folder": ")" +
+                   org.home / "export" + R"("},
+                              "filters": [{"field": "Type", "op": "equals", "value": "Customer - Direct"}],
+                              "fields": {"industry": {"from": "Industry", "type": "single_select"}}}})");
+    auto first = org.runner.run("companies");
+    INFO(first.message);
+    CHECK(first.status == RunStatus::succeeded);
+    CHECK(first.counts.created == accounts);
+    CHECK_THAT(first.message, Catch::Contains("first sync completed"));
+    auto lines = [&] {
+        std::string text = testing::read_file(org.home / "export/companies.jsonl");
+        return std::count(text.begin(), text.end(), '\n');
+    };
+    CHECK(lines() == accounts);  // each once, whatever page boundaries fell inside a shared SystemModstamp
+    CHECK_THAT(testing::read_file(org.home / "export/options.jsonl"), Catch::Contains("Retail"));
+
+    // Nothing changed: a describe, one query and one look for deletions; nothing written.
+    const auto queries = org.sf->calls("query");
+    auto idle = org.runner.run("companies");
+    CHECK(idle.counts.fetched == 0);
+    CHECK(org.sf->calls("query") == queries + 1);
+    CHECK(lines() == accounts);
+
+    // An Account deleted in Salesforce: its company is archived.
+    const std::string gone = org.sf->with_engine([](mockcrm::Engine& e) {
+        return std::string(e.query("SELECT Id FROM Account LIMIT 1").rows.at(0).at("Id").as_string());
+    });
+    org.sf->with_engine([&](mockcrm::Engine& e) {
+        e.remove("Account", gone);
+        return 0;
+    });
+    auto after = org.runner.run("companies");
+    INFO(after.message);
+    CHECK(after.counts.extra.at("archived") == 1);
+    CHECK_THAT(testing::read_file(org.home / "export/companies.jsonl"),
+               Catch::Contains(R"({"external_id":")" + gone + R"(","action":"archive"})"));
+}

@@ -82,9 +82,9 @@ TEST_CASE("loader: a library without crmsync_negotiate is not a plugin") {
 TEST_CASE("loader: ABI major mismatch and a newer plugin minor are refused with both versions") {
     PluginLoader loader({kTestPlugins}, quiet);
     CHECK_THAT(load_error(loader, "bad-abi-major"),
-               Catch::Contains("plugin speaks ABI 2.") && Catch::Contains("host speaks ABI 1.0"));
+               Catch::Contains("plugin speaks ABI 2.") && Catch::Contains("host speaks ABI 1.1"));
     CHECK_THAT(load_error(loader, "bad-abi-minor"),
-               Catch::Contains("plugin speaks ABI 1.99") && Catch::Contains("newer than host ABI 1.0"));
+               Catch::Contains("plugin speaks ABI 1.99") && Catch::Contains("newer than host ABI 1.1"));
 
     TempDir dir;
     auto manifest = copy_plugin(dir, "test-source");
@@ -92,7 +92,25 @@ TEST_CASE("loader: ABI major mismatch and a newer plugin minor are refused with 
     text.replace(text.find("\"major\": 1"), 10, "\"major\": 3");
     testing::write_file(manifest, text);
     PluginLoader declared({dir.str()}, quiet);
-    CHECK_THAT(load_error(declared, "test-source"), Catch::Contains("plugin ABI 3.0 does not match host ABI 1.0"));
+    CHECK_THAT(load_error(declared, "test-source"), Catch::Contains("plugin ABI 3.1 does not match host ABI 1.1"));
+}
+
+TEST_CASE("loader: a plugin built for ABI 1.0 loads and runs under the 1.1 host") {
+    PluginLoader loader({kTestPlugins}, quiet);
+    auto plugin = loader.load("abi-1-0", VersionRange::parse("^1").value());
+    INFO((plugin ? "" : plugin.status().message()));
+    REQUIRE(plugin);
+    CHECK(plugin.value()->abi_minor() == 0);
+    auto instance = PluginInstance::create(plugin.value(), json::object{{"count", 3}}, services(), "manifests/m.json");
+    REQUIRE(instance);
+    int records = 0;
+    auto fetched = instance.value()->fetch(json::object{{"type", "records"}, {"cursor", nullptr}, {"full", false}, {"limit", 10}},
+                                           [&](json::value&& item) {
+                                               if (item.at("type") == "record") ++records;
+                                               return int32_t{0};
+                                           });
+    CHECK(fetched.ok());
+    CHECK(records == 3);
 }
 
 TEST_CASE("loader: a plugin whose create fails reports its own message") {

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "../crm_read.h"
 #include "../services/services.h"
 #include "commands.h"
 
@@ -43,6 +44,14 @@ int check(Context& ctx, const std::string& name) {
         ++problems;
         std::printf("  problem: %s\n", text.c_str());
     };
+    auto verdict = [&] {
+        if (problems == 0) {
+            std::printf("ok: %s is ready to run\n", name.c_str());
+            return kOk;
+        }
+        std::printf("%d problem(s)\n", problems);
+        return unreachable ? kUnreachable : kConfig;
+    };
     std::printf("checking module %s\n", name.c_str());
     auto instances = ctx.catalog.instantiate_module(name);
     if (!instances) {
@@ -69,11 +78,28 @@ int check(Context& ctx, const std::string& name) {
             std::printf("  %s: authenticated\n", plugin->plugin().id().c_str());
         }
     }
-    // What the module writes: its plugin's targets plus the operator's mappings. What the
-    // plugin says meanwhile (e.g. which reports it can read) is shown.
+    // What the plugin says meanwhile (e.g. which reports it can read) is shown.
     mi.source->services().log = [](Level level, std::string_view message) {
         if (level >= Level::info) std::printf("  %.*s\n", static_cast<int>(message.size()), message.data());
     };
+    // A plugin that reads the CRM: every field it reads must be readable, and its paths
+    // many→one. It writes its own system, so the CRM-write checks below do not apply.
+    if (mi.source->can(CRMSYNC_CAP_READS_CRM)) {
+        if (!unreachable) {
+            PluginCaller caller(mi.module->retry, ctx.cancel, [](Level, std::string) {});
+            CrmRead read;
+            RunCounts counts;
+            if (auto stop = read_from_crm({*mi.source, *mi.module, *mi.crm, *mi.connection, caller}, counts, read)) {
+                unreachable = unreachable || stop->unreachable;
+                problem(stop->message);
+            } else {
+                std::printf("  reads %s from the CRM: %zu field(s), all readable; %zu picklist(s) followed\n",
+                            read.object.c_str(), read.fields.size(), read.options.size());
+            }
+        }
+        return verdict();
+    }
+    // What the module writes: its plugin's targets plus the operator's mappings.
     Services::Targets listed;
     if (auto got = Services::list_targets(*mi.source); !got) problem(got.status().message());
     else listed = std::move(got.value());
@@ -161,12 +187,7 @@ int check(Context& ctx, const std::string& name) {
                         " and no mapping always supplies one: " + find_string(group, "hint").value_or(""));
         }
     }
-    if (problems == 0) {
-        std::printf("ok: %s is ready to run\n", name.c_str());
-        return kOk;
-    }
-    std::printf("%d problem(s)\n", problems);
-    return unreachable ? kUnreachable : kConfig;
+    return verdict();
 }
 
 }  // namespace crmsync::cli

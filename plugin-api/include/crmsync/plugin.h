@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define CRMSYNC_ABI_MAJOR 1
-#define CRMSYNC_ABI_MINOR 0
+#define CRMSYNC_ABI_MINOR 1
 
 /* The one symbol a plugin library exports. */
 #define CRMSYNC_ENTRY_SYMBOL "crmsync_negotiate"
@@ -63,6 +63,12 @@ extern "C" {
 #define CRMSYNC_CAP_WRITE 0x4u
 /* Calls on one instance may run concurrently. */
 #define CRMSYNC_CAP_THREADSAFE 0x100u
+/* ABI 1.1: the run turned round. The module's plugin reads the CRM and writes its own
+ * system: it answers a `crm_read` fetch request with what to read (object, fields, the
+ * picklists whose values it keeps in step); the host fetches those records from the CRM
+ * plugin (`changes` requests, paged by SystemModstamp and Id, deletions included), hands
+ * each to map(), and sends the operations to this plugin's write(). */
+#define CRMSYNC_CAP_READS_CRM 0x8u
 
 /* ---- Log levels (int32_t) ------------------------------------------------------------ */
 #define CRMSYNC_LOG_DEBUG 0

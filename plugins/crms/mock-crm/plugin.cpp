@@ -6,6 +6,7 @@
 #include <crmsync/support/json_plugin.hpp>
 #include <crmsync/support/soql.hpp>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
@@ -123,6 +124,33 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 if (rc == CRMSYNC_STATUS_CANCELLED) return rc;
             }
             return CRMSYNC_STATUS_OK;
+        }
+        if (type == "changes") {
+            // ABI 1.1: a page of changed records, deletions included, after the
+            // {"modstamp", "id"} cursor; one call, as one SOQL query would be.
+            std::string after_modstamp, after_id;
+            if (auto* c = request.at("cursor").if_object()) {
+                after_modstamp = crmsync::support::text(*c, "modstamp");
+                after_id = crmsync::support::text(*c, "id");
+            }
+            std::vector<std::string> fields;
+            for (const auto& f : request.at("fields").as_array()) fields.emplace_back(f.as_string());
+            const int64_t limit = std::clamp<int64_t>(request.at("limit").to_number<int64_t>(), 1, 2000);
+            in->engine->spend_api_call("read");
+            auto rows =
+                in->engine->changes(std::string(request.at("object").as_string()), fields, after_modstamp, after_id, limit);
+            report_usage(in, call);
+            for (auto& row : rows) {
+                after_modstamp = std::string(row.at("SystemModstamp").as_string());
+                after_id = std::string(row.at("Id").as_string());
+                if (emit(in->host, call, crm_row_item(std::move(row))) == CRMSYNC_STATUS_CANCELLED)
+                    return CRMSYNC_STATUS_CANCELLED;
+            }
+            json::value cursor = after_modstamp.empty()
+                                     ? json::value(nullptr)
+                                     : json::value(json::object{{"modstamp", after_modstamp}, {"id", after_id}});
+            return emit(in->host, call,
+                        crmsync::support::checkpoint_item(std::move(cursor), static_cast<int64_t>(rows.size()) == limit));
         }
         if (type == "lookup") {
             // Like Salesforce's statements: up to 100,000 characters each, a call apiece.

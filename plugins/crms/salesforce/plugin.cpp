@@ -8,6 +8,7 @@
 #include <crmsync/support/soql.hpp>
 
 #include <algorithm>
+#include <ctime>
 #include <map>
 #include <memory>
 
@@ -155,6 +156,84 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
     return CRMSYNC_STATUS_OK;
 }
 
+// A SystemModstamp as a SOQL datetime literal. Salesforce keeps whole seconds
+// ("…:05.000+0000" → "…:05Z", the form SOQL documents); a value with milliseconds keeps them.
+std::string soql_datetime(const std::string& stamp) {
+    std::string t = stamp.substr(0, 19);
+    if (stamp.size() >= 23 && stamp[19] == '.' && stamp.compare(20, 3, "000") != 0) t += stamp.substr(19, 4);
+    return t + "Z";
+}
+
+std::string utc_now_minus(int64_t seconds) {
+    std::time_t t = std::time(nullptr) - seconds;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+// ABI 1.1 `changes`: the records changed after the {"modstamp", "id", "deleted_until"}
+// cursor, by SOQL in (SystemModstamp, Id) order — ties at a page boundary are told apart by
+// Id. Once those are exhausted, the records deleted (or merged away) since the last look
+// (getDeleted; Salesforce keeps them 30 days) as {"Id", "IsDeleted": true, "SystemModstamp"}.
+int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
+    std::string modstamp, id, deleted_until;
+    if (auto* c = request.at("cursor").if_object()) {
+        modstamp = text(*c, "modstamp");
+        id = text(*c, "id");
+        deleted_until = text(*c, "deleted_until");
+    }
+    const std::string object = text(request, "object");
+    const int64_t limit = std::clamp<int64_t>(request.at("limit").to_number<int64_t>(), 1, 2000);
+    std::string select = "Id, SystemModstamp";
+    for (const auto& f : request.at("fields").as_array())
+        if (std::string name(f.as_string()); name != "Id" && name != "SystemModstamp") select += ", " + name;
+    std::string soql = "SELECT " + select + " FROM " + object;
+    if (!modstamp.empty())
+        soql += " WHERE SystemModstamp > " + soql_datetime(modstamp) + " OR (SystemModstamp = " + soql_datetime(modstamp) +
+                " AND Id > " + crmsync::support::soql::literal(id) + ")";
+    soql += " ORDER BY SystemModstamp, Id LIMIT " + std::to_string(limit);
+    int64_t emitted = 0;
+    int32_t rc = query(in, call, soql, [&](json::object&& row) {
+        modstamp = text(row, "SystemModstamp");
+        id = text(row, "Id");
+        ++emitted;
+        return emit(in->host, call, crm_row_item(std::move(row)));
+    });
+    if (rc != CRMSYNC_STATUS_OK) return rc;
+    auto checkpoint = [&](bool more) {
+        return emit(in->host, call,
+                    crmsync::support::checkpoint_item(
+                        json::object{{"modstamp", modstamp}, {"id", id}, {"deleted_until", deleted_until}}, more));
+    };
+    if (emitted == limit) return checkpoint(true);
+    const std::string start = deleted_until.empty() ? utc_now_minus(29 * 86400) : soql_datetime(deleted_until);
+    auto res = in->client->request(
+        call, "GET",
+        "/sobjects/" + url_encode(object) + "/deleted/?start=" + url_encode(start) + "&end=" + url_encode(utc_now_minus(0)));
+    if (res.status != CRMSYNC_STATUS_OK)
+        return fail(in->host, call, res.status, "reading deleted records failed: " + res.message);
+    const auto& answer = res.body.as_object();
+    bool more = false;
+    for (const auto& d : answer.at("deletedRecords").as_array()) {
+        if (emitted == limit) {
+            more = true;  // the rest next time, from this one's deletion time
+            break;
+        }
+        const auto& o = d.as_object();
+        deleted_until = text(o, "deletedDate");
+        json::object row{{"attributes", json::object{{"type", object}}},
+                         {"Id", text(o, "id")},
+                         {"IsDeleted", true},
+                         {"SystemModstamp", deleted_until}};
+        if (int32_t rc2 = emit(in->host, call, crm_row_item(std::move(row))); rc2 != CRMSYNC_STATUS_OK) return rc2;
+        ++emitted;
+    }
+    if (!more) deleted_until = text(answer, "latestDateCovered");
+    return checkpoint(more);
+}
+
 std::string find_fields(const std::string& object) {
     return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted"
                             : "Id, Email, Phone, MobilePhone, CreatedDate";
@@ -235,6 +314,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             return query(in, call, soql, [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); });
         }
         if (type == "lookup") return lookup(in, call, request);
+        if (type == "changes") return changes(in, call, request);
         if (type == "describe") {
             for (const auto& object : request.at("objects").as_array()) {
                 int32_t status = CRMSYNC_STATUS_OK;

@@ -519,6 +519,22 @@ void Emulator::routes() {
                 if (!r.success) return send_error(res, 400, r.errors[0].code, r.errors[0].message, r.errors[0].fields);
                 res.status = 204;
             }));
+    s.Delete(data + R"(/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9]{15,18}))",
+             api("sobject", [this](const httplib::Request& req, httplib::Response& res) {
+                 engine_->remove(req.matches[1], req.matches[2]);
+                 res.status = 204;
+             }));
+    // getDeleted: the records of an object deleted in a window (Salesforce keeps 30 days).
+    s.Get(data + R"(/sobjects/([A-Za-z0-9_]+)/deleted/?)",
+          api("deleted", [this](const httplib::Request& req, httplib::Response& res) {
+              if (!req.has_param("start") || !req.has_param("end"))
+                  return send_error(res, 400, "MISSING_ARGUMENT", "start and end are required");
+              const std::string end = req.get_param_value("end");
+              send_json(res, 200,
+                        json::object{{"deletedRecords", engine_->deleted(req.matches[1], req.get_param_value("start"), end)},
+                                     {"earliestDateAvailable", "2026-01-01T00:00:00.000+0000"},
+                                     {"latestDateCovered", end}});
+          }));
 }
 
 void Emulator::process(const std::string& id) {

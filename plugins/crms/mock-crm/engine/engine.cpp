@@ -53,7 +53,9 @@ void Engine::ensure_tables() {
         " seq INTEGER NOT NULL, PRIMARY KEY (object, field, value));"
         "CREATE TABLE IF NOT EXISTS _api_usage (day TEXT NOT NULL, kind TEXT NOT NULL, count INTEGER NOT NULL,"
         " PRIMARY KEY (day, kind));"
-        "CREATE TABLE IF NOT EXISTS _seed_ref (ref TEXT PRIMARY KEY, id TEXT NOT NULL);");
+        "CREATE TABLE IF NOT EXISTS _seed_ref (ref TEXT PRIMARY KEY, id TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS _deleted (object TEXT NOT NULL, Id TEXT NOT NULL, SystemModstamp TEXT NOT NULL,"
+        " MasterRecordId TEXT, PRIMARY KEY (object, Id));");
     for (const auto& [name, obj] : schema_.objects()) {
         db_.exec("CREATE TABLE IF NOT EXISTS " + q(name) +
                  " (_seq INTEGER PRIMARY KEY AUTOINCREMENT, \"Id\" TEXT NOT NULL UNIQUE, \"CreatedDate\" TEXT NOT NULL,"
@@ -193,8 +195,115 @@ json::object Engine::describe(const std::string& object) {
         if (!f.relationship.empty()) d["relationshipName"] = f.relationship;
         fields.push_back(std::move(d));
     }
-    return json::object{{"name", obj->name},  {"custom", obj->custom}, {"keyPrefix", obj->prefix}, {"createable", true},
-                        {"updateable", true}, {"queryable", true},     {"fields", fields}};
+    // Salesforce names a child relationship by the plural of the child (Account.Opportunities,
+    // Account.Contacts) or, for custom objects, __r.
+    json::array children;
+    for (const auto& [name, other] : schema_.objects())
+        for (const auto& f : other.fields)
+            if (std::find(f.reference_to.begin(), f.reference_to.end(), obj->name) != f.reference_to.end()) {
+                std::string plural = name.size() > 3 && name.compare(name.size() - 3, 3, "__c") == 0
+                                         ? name.substr(0, name.size() - 3) + "__r"
+                                     : name.back() == 'y' ? name.substr(0, name.size() - 1) + "ies"
+                                     : name.back() == 's' ? name + "es"
+                                                          : name + "s";
+                children.push_back(json::object{{"childSObject", name}, {"field", f.name}, {"relationshipName", plural}});
+            }
+    return json::object{
+        {"name", obj->name},  {"custom", obj->custom}, {"keyPrefix", obj->prefix}, {"createable", true},
+        {"updateable", true}, {"queryable", true},     {"fields", fields},         {"childRelationships", children}};
+}
+
+void Engine::deactivate_picklist_value(const std::string& object, const std::string& field, const std::string& value) {
+    SQLite::Statement del(db_, "DELETE FROM _picklist WHERE object = ? AND field = ? AND value = ?");
+    del.bind(1, object);
+    del.bind(2, field);
+    del.bind(3, value);
+    del.exec();
+}
+
+void Engine::remove(const std::string& object, const std::string& id, const std::string& merged_into) {
+    const Object* obj = schema_.object(object);
+    if (!obj) throw CrmError("NOT_FOUND", "sObject type '" + object + "' is not supported.");
+    transaction([&] {
+        SQLite::Statement del(db_, "DELETE FROM " + q(obj->name) + " WHERE \"Id\" = ?");
+        del.bind(1, id);
+        if (del.exec() == 0) throw CrmError("ENTITY_IS_DELETED", "entity is deleted or does not exist: " + id);
+        SQLite::Statement tomb(db_,
+                               "INSERT OR REPLACE INTO _deleted(object, Id, SystemModstamp, MasterRecordId) VALUES (?, ?, ?, ?)");
+        tomb.bind(1, obj->name);
+        tomb.bind(2, id);
+        tomb.bind(3, now_text());
+        if (merged_into.empty()) tomb.bind(4);
+        else tomb.bind(4, merged_into);
+        tomb.exec();
+    });
+}
+
+std::vector<json::object> Engine::changes(const std::string& object, const std::vector<std::string>& fields,
+                                          const std::string& after_modstamp, const std::string& after_id, int64_t limit) {
+    const Object* obj = schema_.object(object);
+    if (!obj) throw CrmError("NOT_FOUND", "sObject type '" + object + "' is not supported.");
+    std::string select = "Id, SystemModstamp";
+    for (const auto& f : fields)
+        if (!iequals(f, "Id") && !iequals(f, "SystemModstamp")) select += ", " + f;
+    std::string after;
+    if (!after_modstamp.empty()) {
+        std::string quoted_id = "'";
+        for (char c : after_id) quoted_id += c == '\'' ? std::string("\\'") : std::string(1, c);
+        after = " WHERE SystemModstamp > " + after_modstamp + " OR (SystemModstamp = " + after_modstamp + " AND Id > " +
+                quoted_id + "')";
+    }
+    auto live =
+        query("SELECT " + select + " FROM " + obj->name + after + " ORDER BY SystemModstamp, Id LIMIT " + std::to_string(limit))
+            .rows;
+    std::string normalized;
+    if (!after_modstamp.empty() && !normalize_datetime(after_modstamp, normalized))
+        throw CrmError("MALFORMED_QUERY", "invalid SystemModstamp " + after_modstamp);
+    SQLite::Statement gone(db_,
+                           "SELECT Id, SystemModstamp, MasterRecordId FROM _deleted WHERE object = ?1 AND (?2 = '' OR "
+                           "SystemModstamp > ?2 OR (SystemModstamp = ?2 AND Id > ?3)) ORDER BY SystemModstamp, Id LIMIT ?4");
+    gone.bind(1, obj->name);
+    gone.bind(2, normalized);
+    gone.bind(3, after_id);
+    gone.bind(4, limit);
+    std::vector<json::object> deleted;
+    while (gone.executeStep())
+        deleted.push_back(json::object{
+            {"attributes", json::object{{"type", obj->name}}},
+            {"Id", gone.getColumn(0).getString()},
+            {"SystemModstamp", gone.getColumn(1).getString()},
+            {"IsDeleted", true},
+            {"MasterRecordId", gone.getColumn(2).isNull() ? json::value(nullptr) : json::value(gone.getColumn(2).getString())}});
+    // Both lists in (SystemModstamp, Id) order: merged, the first `limit`.
+    std::vector<json::object> out;
+    auto key = [](const json::object& r) {
+        return std::pair(std::string(r.at("SystemModstamp").as_string()), std::string(r.at("Id").as_string()));
+    };
+    size_t a = 0, b = 0;
+    while (static_cast<int64_t>(out.size()) < limit && (a < live.size() || b < deleted.size())) {
+        if (b == deleted.size() || (a < live.size() && key(live[a]) < key(deleted[b]))) out.push_back(std::move(live[a++]));
+        else out.push_back(std::move(deleted[b++]));
+    }
+    return out;
+}
+
+json::array Engine::deleted(const std::string& object, const std::string& start, const std::string& end) {
+    std::string from, to;
+    if (!normalize_datetime(start, from) || !normalize_datetime(end, to))
+        throw CrmError("INVALID_REPLICATION_DATE", "start and end must be date-times, e.g. 2026-11-23T00:00:00Z");
+    // As Salesforce reports them: to the second.
+    SQLite::Statement q(
+        db_,
+        "SELECT Id, substr(SystemModstamp, 1, 19) || '.000+0000' AS at FROM _deleted WHERE object = ? "
+        "AND substr(SystemModstamp, 1, 19) >= substr(?, 1, 19) AND substr(SystemModstamp, 1, 19) <= substr(?, 1, 19) "
+        "ORDER BY at, Id");
+    q.bind(1, object);
+    q.bind(2, from);
+    q.bind(3, to);
+    json::array out;
+    while (q.executeStep())
+        out.push_back(json::object{{"id", q.getColumn(0).getString()}, {"deletedDate", q.getColumn(1).getString()}});
+    return out;
 }
 
 std::vector<std::string> Engine::picklist_values(const std::string& object, const std::string& field) {

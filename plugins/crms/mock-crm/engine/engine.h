@@ -68,6 +68,18 @@ public:
     std::vector<json::object> find(const std::string& object, const std::vector<std::string>& emails,
                                    const std::vector<std::string>& phones, const std::string& country_code);
 
+    // Deletes a record as Salesforce does: gone from queries, kept as a tombstone that
+    // changes() reports, naming the record it was merged into when it was.
+    void remove(const std::string& object, const std::string& id, const std::string& merged_into = "");
+    // Records of `object` changed after (after_modstamp, after_id) — SystemModstamp, then Id
+    // — with the `fields` (relationship paths too) and SystemModstamp; deletions included as
+    // {"Id", "IsDeleted": true, "SystemModstamp", "MasterRecordId"}. At most `limit`.
+    std::vector<json::object> changes(const std::string& object, const std::vector<std::string>& fields,
+                                      const std::string& after_modstamp, const std::string& after_id, int64_t limit);
+    // Records of `object` deleted from `start` to `end` (datetimes, inclusive, to the second):
+    // {"id", "deletedDate"}, oldest first — Salesforce's getDeleted.
+    json::array deleted(const std::string& object, const std::string& start, const std::string& end);
+
     // Runs fn in one transaction (a write call of up to 200 records).
     void transaction(const std::function<void()>& fn);
 
@@ -83,6 +95,8 @@ public:
     // Adds a value to a picklist (restricted ones included), as an admin would.
     void add_picklist_value(const std::string& object, const std::string& field, const std::string& value);
     std::vector<std::string> picklist_values(const std::string& object, const std::string& field);
+    // Deactivates a value: describe no longer lists it; records keep it.
+    void deactivate_picklist_value(const std::string& object, const std::string& field, const std::string& value);
 
     // Seeds records: {"Account": [{"_ref": "acme", "Name": "Acme"}], "Contact": [{"AccountId": "@acme", ...}]}.
     // "@name" refers to an earlier record's _ref. Throws CrmError naming the record.

@@ -37,6 +37,8 @@ const char* standard_objects_json() {
     "Website": {"type": "url", "length": 255},
     "Industry": {"type": "picklist", "length": 255, "values": ["Technology", "Finance", "Manufacturing", "Retail", "Other"]},
     "Type": {"type": "picklist", "length": 255, "values": ["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"]},
+    "AnnualRevenue": {"type": "currency"},
+    "NumberOfEmployees": {"type": "int"},
     "Description": {"type": "textarea", "length": 32000},
     "OwnerId": {"type": "reference", "to": ["User"], "rel": "Owner", "defaulted": true}
   }},

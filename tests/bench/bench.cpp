@@ -5,7 +5,6 @@
 //   crmsync_bench [--crm mock|salesforce] [--records N] [--contacts N] [--bulk auto|always|never]
 // With --crm salesforce the real plugin talks HTTP to a salesforce-emulator process.
 #include <signal.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,29 +88,10 @@ int main(int argc, char** argv) {
                         R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" +
                             (home / "ops.jsonl") + R"("}})");
 
-    Environment env;
-    env.home = home.str();
-    env.manifest_dirs = {home / "manifests"};
-    env.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet(nullptr, Level::error);
-    Catalog catalog(env, quiet, clock);
-    auto instances = catalog.instantiate_module("bench");
-    if (!instances) {
-        std::fprintf(stderr, "bench: %s\n", instances.status().message().c_str());
-        return 2;
-    }
-    auto store = catalog.open_store();
-    auto& mi = instances.value();
-    Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
-    RunOptions options;
-    options.lease_holder = "bench";
-    auto started = std::chrono::steady_clock::now();
-    auto report = pipeline.run(options);
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
+    auto timed = bench::run_module(home, "bench");
+    if (!timed) return 2;
+    const auto& report = timed->report;
+    const double seconds = timed->seconds;
     double per_thousand = report.counts.fetched ? 1000.0 * report.counts.api_calls / report.counts.fetched : 0;
     emulator.reset();
     std::printf("%s (bulk %s): %lld operations, %d owners, %d customer emails\n", crm.c_str(), bulk.c_str(), (long long)records,
@@ -120,7 +100,7 @@ int main(int argc, char** argv) {
                 (long long)report.counts.created, (long long)report.counts.failed);
     std::printf("  API calls              %lld\n", (long long)report.counts.api_calls);
     std::printf("  API calls / 1,000 rec  %.1f   (target <= 20: %s)\n", per_thousand, per_thousand <= 20 ? "met" : "MISSED");
-    double rate = report.counts.fetched / seconds, rss = usage.ru_maxrss / 1024.0;
+    double rate = report.counts.fetched / seconds, rss = bench::peak_rss_mb();
     std::printf("  records / s            %.0f   (target >= 5,000 end to end on 2 cores: %s)\n", rate,
                 rate >= 5000 ? "met" : "MISSED");
     std::printf("  peak RSS               %.1f MB   (target < 200 MB at 100,000 records%s)\n", rss,

@@ -5,9 +5,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "catalog.h"
+#include "pipeline.h"
 #include "test_support.h"
 
 namespace bench {
@@ -64,6 +72,74 @@ inline void salesforce_connection(const testing::TempDir& home, const std::strin
                         R"({"connection": ")" + name + R"(", "plugin": {"id": "salesforce"}, "bulk": {"mode": ")" + bulk +
                             R"("}, "config": {"login_url": ")" + url + R"(", "auth": "client_credentials"},
                             "credentials": {"client_id": {"file": "../secrets/id"}, "client_secret": {"file": "../secrets/secret"}}})");
+}
+
+// One module of the home run in this process, as `crmsync run` runs it, and how long it took.
+struct Timed {
+    crmsync::RunReport report;
+    double seconds = 0;
+};
+inline std::optional<Timed> run_module(const testing::TempDir& home, const std::string& module) {
+    crmsync::Environment env;
+    env.home = home.str();
+    env.manifest_dirs = {home / "manifests"};
+    env.plugin_dirs = {CRMSYNC_PLUGIN_DIR, CRMSYNC_TEST_PLUGIN_DIR};
+    crmsync::SystemClock clock;
+    std::atomic<bool> cancel{false};
+    crmsync::Diagnostics quiet(nullptr, crmsync::Level::error);
+    crmsync::Catalog catalog(env, quiet, clock);
+    auto instances = catalog.instantiate_module(module);
+    auto store = catalog.open_store();
+    if (!instances || !store) {
+        std::fprintf(stderr, "bench: %s\n", (!instances ? instances.status() : store.status()).message().c_str());
+        return std::nullopt;
+    }
+    auto& mi = instances.value();
+    crmsync::Pipeline pipeline(*store.value(), crmsync::ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock,
+                               cancel, quiet);
+    crmsync::RunOptions options;
+    options.lease_holder = "bench";
+    auto started = std::chrono::steady_clock::now();
+    Timed timed{pipeline.run(options), 0};
+    timed.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return timed;
+}
+
+// This process's peak resident memory so far, in MB.
+inline double peak_rss_mb() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_maxrss / 1024.0;
+}
+
+// What a baseline run in a child process reports back: so that its memory is its own.
+struct ChildFigures {
+    int64_t records = 0;
+    double seconds = 0;
+    int64_t calls = 0;
+};
+inline std::optional<ChildFigures> in_child(const std::function<ChildFigures()>& work) {
+    int out[2];
+    if (pipe(out) != 0) return std::nullopt;
+    pid_t child = fork();
+    if (child == 0) {
+        close(out[0]);
+        ChildFigures f = work();
+        std::string line = std::to_string(f.records) + " " + std::to_string(f.seconds) + " " + std::to_string(f.calls);
+        _exit(write(out[1], line.data(), line.size()) < 0 ? 1 : 0);
+    }
+    close(out[1]);
+    char buf[128] = {};
+    ssize_t n = read(out[0], buf, sizeof buf - 1);
+    close(out[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ChildFigures f;
+    long long records = 0, calls = 0;
+    if (n <= 0 || std::sscanf(buf, "%lld %lf %lld", &records, &f.seconds, &calls) != 3 || f.seconds <= 0) return std::nullopt;
+    f.records = records;
+    f.calls = calls;
+    return f;
 }
 
 }  // namespace bench

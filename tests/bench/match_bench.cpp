@@ -8,8 +8,6 @@
 //   crmsync_match_bench [--rows N]
 #include <crmsync/support/csv.hpp>
 #include <crmsync/support/text.hpp>
-#include <curl/curl.h>
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +15,7 @@
 #include <fstream>
 
 #include "bench_support.h"
+#include "plain_client.h"
 #include "catalog.h"
 #include "pipeline.h"
 
@@ -45,53 +44,11 @@ std::unique_ptr<bench::Emulator> seeded_emulator(const testing::TempDir& home, c
 
 // ---- the baseline: a careful hand-written client --------------------------------------
 
-size_t collect(char* data, size_t size, size_t n, void* out) {
-    static_cast<std::string*>(out)->append(data, size * n);
-    return size * n;
-}
-
-struct Baseline {
-    CURL* curl = curl_easy_init();
-    std::string instance, token;
-    int64_t calls = 0;
-    ~Baseline() { curl_easy_cleanup(curl); }
-
-    json::value call(const std::string& method, const std::string& url, const std::string& body, const char* type) {
-        std::string answer;
-        curl_slist* headers = nullptr;
-        headers = curl_slist_append(headers, (std::string("Content-Type: ") + type).c_str());
-        if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
-        curl_easy_reset(curl);
-        curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        if (!body.empty()) curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-        curl_easy_perform(curl);
-        curl_slist_free_all(headers);
-        ++calls;
-        boost::system::error_code ec;
-        auto parsed = json::parse(answer, ec);
-        return ec ? json::value() : parsed;
-    }
-
-    std::string encode(const std::string& s) {
-        char* e = curl_easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
-        std::string out(e);
-        curl_free(e);
-        return out;
-    }
-
+struct Baseline : bench::PlainClient {
     // Logs in, then per 200 rows: two IN queries of 100 emails (a GET stays under the
     // URI limit) and one Collections update of the Leads found. Returns rows written.
     int64_t run(const std::string& url, const std::vector<std::vector<std::string>>& rows) {
-        auto login = call("POST", url + "/services/oauth2/token",
-                          "grant_type=client_credentials&client_id=test-client-id&client_secret=test-client-secret",
-                          "application/x-www-form-urlencoded");
-        instance = std::string(login.at("instance_url").as_string());
-        token = std::string(login.at("access_token").as_string());
-        const std::string data = instance + "/services/data/v62.0";
+        const std::string data = login(url);
         int64_t written = 0;
         for (size_t start = 1; start < rows.size(); start += 200) {
             const size_t end = std::min(rows.size(), start + 200);
@@ -149,35 +106,23 @@ int main(int argc, char** argv) {
     double base_rate = 0, base_calls = 0;
     {
         auto emulator = seeded_emulator(home, "baseline");
-        int out[2];
-        if (pipe(out) != 0) return 2;
-        pid_t child = fork();
-        if (child == 0) {
-            close(out[0]);
+        auto figures = bench::in_child([&] {
             auto parsed = support::csv::parse(testing::read_file(home / "reports/logins.csv"));
             Baseline client;
             auto started = std::chrono::steady_clock::now();
             int64_t written = client.run(emulator->url, parsed);
             double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-            std::string line = std::to_string(written) + " " + std::to_string(seconds) + " " + std::to_string(client.calls);
-            if (write(out[1], line.data(), line.size()) < 0) _exit(1);
-            _exit(0);
-        }
-        close(out[1]);
-        char buf[128] = {};
-        ssize_t n = read(out[0], buf, sizeof buf - 1);
-        close(out[0]);
-        waitpid(child, nullptr, 0);
-        long long written = 0, calls = 0;
-        double seconds = 0;
-        if (n <= 0 || std::sscanf(buf, "%lld %lf %lld", &written, &seconds, &calls) != 3) {
+            return bench::ChildFigures{written, seconds, client.calls};
+        });
+        if (!figures) {
             std::fprintf(stderr, "match bench: the baseline client failed\n");
             return 2;
         }
+        const auto [written, seconds, calls] = *figures;
         base_rate = rows / seconds;
         base_calls = 1000.0 * calls / rows;
-        std::printf("baseline (batched client, libcurl): %lld of %lld rows written, %lld API calls, %.1f s\n", written,
-                    (long long)rows, calls, seconds);
+        std::printf("baseline (batched client, libcurl): %lld of %lld rows written, %lld API calls, %.1f s\n", (long long)written,
+                    (long long)rows, (long long)calls, seconds);
     }
 
     // crmsync: the product-analytics module through the salesforce plugin.
@@ -189,31 +134,12 @@ int main(int argc, char** argv) {
                             "key": {"column": "email", "field": "Email"},
                             "columns": {"last_login": {"field": "WalkMe_Last_Login__c", "type": "datetime"},
                                         "logins_30d": {"field": "WalkMe_Logins_last_30_days__c", "type": "number"}}}})");
-    Environment env;
-    env.home = home.str();
-    env.manifest_dirs = {home / "manifests"};
-    env.plugin_dirs = {CRMSYNC_PLUGIN_DIR};
-    SystemClock clock;
-    std::atomic<bool> cancel{false};
-    Diagnostics quiet(nullptr, Level::error);
-    Catalog catalog(env, quiet, clock);
-    auto instances = catalog.instantiate_module("logins");
-    if (!instances) {
-        std::fprintf(stderr, "match bench: %s\n", instances.status().message().c_str());
-        return 2;
-    }
-    auto store = catalog.open_store();
-    auto& mi = instances.value();
-    Pipeline pipeline(*store.value(), ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock, cancel, quiet);
-    RunOptions options;
-    options.lease_holder = "bench";
-    auto started = std::chrono::steady_clock::now();
-    auto report = pipeline.run(options);
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
+    auto timed = bench::run_module(home, "logins");
+    if (!timed) return 2;
+    const auto& report = timed->report;
+    const double seconds = timed->seconds;
     const double per_thousand = report.counts.fetched ? 1000.0 * report.counts.api_calls / report.counts.fetched : 0;
-    const double rate = report.counts.fetched / seconds, rss = usage.ru_maxrss / 1024.0;
+    const double rate = report.counts.fetched / seconds, rss = bench::peak_rss_mb();
     std::printf("crmsync (product-analytics -> salesforce plugin): %lld rows onto Leads by Email\n", (long long)rows);
     std::printf("  status                 %s (updated %lld, no match %lld, failed %lld)\n",
                 std::string(run_status_name(report.status)).c_str(), (long long)report.counts.updated,

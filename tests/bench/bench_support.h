@@ -112,6 +112,17 @@ inline double peak_rss_mb() {
     return usage.ru_maxrss / 1024.0;
 }
 
+// Runs `make` in a child process and waits for it: inputs made there (a large seed file)
+// leave this process's peak memory to crmsync.
+inline void make_in_child(const std::function<void()>& make) {
+    pid_t child = fork();
+    if (child == 0) {
+        make();
+        _exit(0);
+    }
+    waitpid(child, nullptr, 0);
+}
+
 // What a baseline run in a child process reports back: so that its memory is its own.
 struct ChildFigures {
     int64_t records = 0;

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; ++i)
         if (std::strcmp(argv[i], "--accounts") == 0) accounts = std::atoll(argv[i + 1]);
     testing::TempDir home;
-    if (pid_t maker = fork(); maker == 0) {  // made in a child: this process's memory is crmsync's
+    bench::make_in_child([&] {  // made in a child: this process's memory is crmsync's
         json::array list;
         const char* industries[] = {"Technology", "Finance", "Manufacturing", "Retail", "Other"};
         for (int64_t i = 0; i < accounts; ++i)
@@ -60,10 +60,7 @@ int main(int argc, char** argv) {
                                         {"AnnualRevenue", 100'000 * (i % 97)},
                                         {"NumberOfEmployees", i % 500}});
         testing::write_file(home / "seed.json", json::serialize(json::object{{"Account", list}}));
-        _exit(0);
-    } else {
-        waitpid(maker, nullptr, 0);
-    }
+    });
 
     double base_rate = 0, base_calls = 0;
     {

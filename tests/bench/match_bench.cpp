@@ -90,17 +90,14 @@ int main(int argc, char** argv) {
                                                                    "WalkMe_Last_Login__c": {"type": "datetime"}}}})");
     // The org's Leads and the report, made in a child so that this process's peak memory is
     // crmsync's own.
-    if (pid_t maker = fork(); maker == 0) {
+    bench::make_in_child([&] {
         json::array leads;
         for (int64_t i = 0; i < rows; ++i)
             if (i % 50 != 49)
                 leads.push_back(json::object{{"LastName", "L" + std::to_string(i)}, {"Company", "C"}, {"Email", email(i)}});
         testing::write_file(home / "seed.json", json::serialize(json::object{{"Lead", leads}}));
         testing::write_file(home / "reports/logins.csv", report_csv(rows));
-        _exit(0);
-    } else {
-        waitpid(maker, nullptr, 0);
-    }
+    });
 
     // The baseline first, on its own emulator, in a child process so its memory is its own.
     double base_rate = 0, base_calls = 0;

@@ -31,12 +31,7 @@ struct Home {
                                                               name + R"(",
                                   "fields": {"Subject": "subject", "Status": "status"}}})");
     }
-    Process crmsync(std::vector<std::string> args) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(dir.str());
-        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" + plugins.str(), "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
-    }
+    Process crmsync(std::vector<std::string> args) { return testing::crmsync_at(dir.str(), std::move(args), plugins.str()); }
 };
 
 }  // namespace

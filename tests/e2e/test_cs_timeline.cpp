@@ -74,10 +74,7 @@ struct Timeline {
                        fakes::FakeTimeline::kSwitchedOn + R"("}, )" + config + "}}");
     }
     Process crmsync(std::vector<std::string> args) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(home.str());
-        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+        return testing::crmsync_at(home.str(), std::move(args), CRMSYNC_PLUGIN_DIR);
     }
     std::vector<json::object> rows(const std::string& soql) {
         return sf->with_engine([&](mockcrm::Engine& e) { return e.query(soql).rows; });
@@ -289,10 +286,7 @@ TEST_CASE(
     fs::copy(source + "/plugins/crms/mock-crm/samples", home.path() / "samples/mock-crm", fs::copy_options::recursive);
     fs::copy(source + "/plugins/sources/cs-timeline/samples", home.path() / "samples/cs-timeline", fs::copy_options::recursive);
     auto crmsync = [&](std::vector<std::string> args) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(home.str());
-        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+        return testing::crmsync_at(home.str(), std::move(args), CRMSYNC_PLUGIN_DIR);
     };
     CHECK(crmsync({"check", "cs-timeline"}).status == 0);
     auto run = crmsync({"run", "cs-timeline"});

@@ -47,12 +47,7 @@ struct Home {
                        (destination.empty() ? R"({"base_url": ")" + tool.base_url() + R"("})" : destination) + ", " + config +
                        "}}");
     }
-    Process crmsync(std::vector<std::string> args) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(dir.str());
-        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
-    }
+    Process crmsync(std::vector<std::string> args) { return testing::crmsync_at(dir.str(), std::move(args), CRMSYNC_PLUGIN_DIR); }
 };
 
 const char* kAccounts = R"({"Account": [
@@ -131,8 +126,8 @@ TEST_CASE("feedback-companies: Accounts meeting the filters become companies, fi
 
     // A field more in the mapping: every Account is read again; only what changed is written.
     home.tool.define_field("phone", "text");
-    home.module(std::string(kCustomers).replace(std::string(kCustomers).rfind('}'), 1,
-                                                R"(, "phone": {"from": "Phone", "type": "text"}})"));
+    home.module(std::string(kCustomers)
+                    .replace(std::string(kCustomers).rfind('}'), 1, R"(, "phone": {"from": "Phone", "type": "text"}})"));
     const int before_reread = home.tool.requests("upsert");
     auto reread = home.crmsync({"run", "companies"});
     INFO(reread.out);

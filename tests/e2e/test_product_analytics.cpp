@@ -16,13 +16,7 @@ namespace {
 // A home whose commands see every built plugin.
 struct Home {
     TempDir dir;
-    Process crmsync(std::vector<std::string> args, std::vector<std::string> env = {}) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(dir.str());
-        env.insert(env.end(), {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
-        return testing::run_command(args, env);
-    }
+    Process crmsync(std::vector<std::string> args) { return testing::crmsync_at(dir.str(), std::move(args), CRMSYNC_PLUGIN_DIR); }
     // A mock-crm connection `name` seeded with these Leads and their usage fields.
     void crm(const std::string& name, const std::string& leads_json) {
         write_file(dir / (name + "-seed.json"), R"({"Lead": )" + leads_json + "}");
@@ -126,10 +120,7 @@ TEST_CASE("product-analytics: the demo's walkme-logins module puts the Logins re
     fs::copy(source + "/plugins/sources/product-analytics/samples", home.path() / "samples/product-analytics",
              fs::copy_options::recursive);
     auto crmsync = [&](std::vector<std::string> args) {
-        args.insert(args.begin(), testing::crmsync_bin());
-        args.push_back("--home");
-        args.push_back(home.str());
-        return testing::run_command(args, {"CRMSYNC_PLUGIN_PATH=" CRMSYNC_PLUGIN_DIR, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+        return testing::crmsync_at(home.str(), std::move(args), CRMSYNC_PLUGIN_DIR);
     };
     CHECK(crmsync({"check", "walkme-logins"}).status == 0);
     auto run = crmsync({"run", "walkme-logins"});

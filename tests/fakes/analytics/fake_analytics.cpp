@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include "json_reply.h"
+
 #include <boost/json.hpp>
 
 namespace fakes {
@@ -9,13 +11,9 @@ namespace json = boost::json;
 
 namespace {
 
-void answer(httplib::Response& res, int status, const json::value& body) {
-    res.status = status;
-    res.set_content(json::serialize(body), "application/json");
-}
-
-void refuse(httplib::Response& res, int status, const std::string& error, const std::string& description) {
-    answer(res, status, json::object{{"error", error}, {"error_description", description}});
+// The API's refusals are OAuth-shaped: {"error", "error_description"}.
+void refuse_oauth(httplib::Response& res, int status, const std::string& error, const std::string& description) {
+    refuse(res, status, error, description, "error_description");
 }
 
 json::array strings(const std::vector<std::string>& list) {
@@ -35,28 +33,22 @@ FakeAnalytics::FakeAnalytics(std::string client_id, std::string client_secret)
         std::lock_guard<std::mutex> lock(mutex_);
         auto auth = req.get_header_value("Authorization");
         if (auth.rfind("Bearer ", 0) != 0 || !tokens_.count(auth.substr(7))) {
-            refuse(res, 401, "invalid_token", "The access token is missing, invalid or expired");
+            refuse_oauth(res, 401, "invalid_token", "The access token is missing, invalid or expired");
             return httplib::Server::HandlerResponse::Handled;
         }
-        if (throttle_ > 0) {
-            --throttle_;
-            ++throttled_;
-            res.set_header("Retry-After", "1");
-            refuse(res, 429, "rate_limited", "Too many requests");
-            return httplib::Server::HandlerResponse::Handled;
-        }
+        if (fakes::throttled(res, throttle_, throttled_)) return httplib::Server::HandlerResponse::Handled;
         return httplib::Server::HandlerResponse::Unhandled;
     });
     server.Post("/oauth/token", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++requests_["token"];
         if (req.get_param_value("grant_type") != "client_credentials")
-            return refuse(res, 400, "unsupported_grant_type", "only client_credentials is supported");
+            return refuse_oauth(res, 400, "unsupported_grant_type", "only client_credentials is supported");
         if (req.get_param_value("client_id") != client_id_ || req.get_param_value("client_secret") != client_secret_)
-            return refuse(res, 401, "invalid_client", "Client authentication failed");
+            return refuse_oauth(res, 401, "invalid_client", "Client authentication failed");
         std::string token = "pa-token-" + std::to_string(++issued_);
         tokens_.insert(token);
-        answer(res, 200, json::object{{"access_token", token}, {"token_type", "Bearer"}, {"expires_in", 3600}});
+        reply(res, 200, json::object{{"access_token", token}, {"token_type", "Bearer"}, {"expires_in", 3600}});
     });
     server.Get("/v1/reports", [this](const httplib::Request&, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -68,20 +60,20 @@ FakeAnalytics::FakeAnalytics(std::string client_id, std::string client_secret)
                                        {"tags", strings(r.tags)},
                                        {"columns", strings(r.columns)},
                                        {"refreshed_at", r.refreshed_at}});
-        answer(res, 200, json::object{{"reports", std::move(out)}});
+        reply(res, 200, json::object{{"reports", std::move(out)}});
     });
     server.Get(R"(/v1/reports/([^/]+)/rows)", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++requests_["rows"];
         auto it = reports_.find(req.matches[1]);
-        if (it == reports_.end()) return refuse(res, 404, "not_found", "No report " + std::string(req.matches[1]));
+        if (it == reports_.end()) return refuse_oauth(res, 404, "not_found", "No report " + std::string(req.matches[1]));
         const Report& r = it->second;
         long limit = 100;
         if (req.has_param("limit")) {
             const std::string text = req.get_param_value("limit");
             if (text.empty() || text.size() > 4 || text.find_first_not_of("0123456789") != std::string::npos ||
                 (limit = std::stol(text)) < 1 || limit > 1000)
-                return refuse(res, 400, "invalid_request", "limit must be 1 to 1000");
+                return refuse_oauth(res, 400, "invalid_request", "limit must be 1 to 1000");
         }
         // A cursor is "<refresh>:<offset>": it expires when the report is refreshed.
         size_t offset = 0;
@@ -89,20 +81,20 @@ FakeAnalytics::FakeAnalytics(std::string client_id, std::string client_secret)
             const std::string cursor = req.get_param_value("cursor");
             auto colon = cursor.find(':');
             if (colon == std::string::npos || cursor.substr(0, colon) != std::to_string(r.refresh))
-                return refuse(res, 410, "cursor_expired", "The report was refreshed; read it again from the start");
+                return refuse_oauth(res, 410, "cursor_expired", "The report was refreshed; read it again from the start");
             offset = std::stoul(cursor.substr(colon + 1));
         }
         json::array rows;
         for (size_t i = offset; i < r.rows.size() && rows.size() < static_cast<size_t>(limit); ++i)
             rows.push_back(strings(r.rows[i]));
         const size_t next = offset + rows.size();
-        answer(res, 200,
-               json::object{
-                   {"columns", strings(r.columns)},
-                   {"rows", std::move(rows)},
-                   {"next_cursor", next < r.rows.size() ? json::value(std::to_string(r.refresh) + ":" + std::to_string(next))
-                                                        : json::value(nullptr)},
-                   {"refreshed_at", r.refreshed_at}});
+        reply(res, 200,
+              json::object{
+                  {"columns", strings(r.columns)},
+                  {"rows", std::move(rows)},
+                  {"next_cursor", next < r.rows.size() ? json::value(std::to_string(r.refresh) + ":" + std::to_string(next))
+                                                       : json::value(nullptr)},
+                  {"refreshed_at", r.refreshed_at}});
     });
 }
 

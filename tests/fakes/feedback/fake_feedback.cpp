@@ -2,21 +2,14 @@
 
 #include <httplib.h>
 
+#include "json_reply.h"
+
 #include <algorithm>
 
 namespace fakes {
 namespace json = boost::json;
 
 namespace {
-
-void answer(httplib::Response& res, int status, const json::value& body) {
-    res.status = status;
-    res.set_content(json::serialize(body), "application/json");
-}
-
-void refuse(httplib::Response& res, int status, const std::string& error, const std::string& message) {
-    answer(res, status, json::object{{"error", error}, {"message", message}});
-}
 
 bool is_date(const std::string& s) {
     return s.size() == 10 && s[4] == '-' && s[7] == '-' &&
@@ -33,13 +26,7 @@ FakeFeedback::FakeFeedback(std::string token) : token_(std::move(token)) {
             refuse(res, 401, "unauthorized", "Invalid API token");
             return httplib::Server::HandlerResponse::Handled;
         }
-        if (throttle_ > 0) {
-            --throttle_;
-            ++throttled_;
-            res.set_header("Retry-After", "1");
-            refuse(res, 429, "rate_limited", "Too many requests");
-            return httplib::Server::HandlerResponse::Handled;
-        }
+        if (fakes::throttled(res, throttle_, throttled_)) return httplib::Server::HandlerResponse::Handled;
         return httplib::Server::HandlerResponse::Unhandled;
     });
     server.Get("/v1/custom-fields", [this](const httplib::Request&, httplib::Response& res) {
@@ -51,7 +38,7 @@ FakeFeedback::FakeFeedback(std::string token) : token_(std::move(token)) {
             for (const auto& o : f.options) options.emplace_back(o);
             out.push_back(json::object{{"key", key}, {"type", f.type}, {"options", std::move(options)}});
         }
-        answer(res, 200, json::object{{"fields", std::move(out)}});
+        reply(res, 200, json::object{{"fields", std::move(out)}});
     });
     server.Post(R"(/v1/custom-fields/([^/]+)/options)", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -67,7 +54,7 @@ FakeFeedback::FakeFeedback(std::string token) : token_(std::move(token)) {
         if (std::find(options.begin(), options.end(), std::string(value->get_string())) != options.end())
             return refuse(res, 409, "exists", "The option exists");
         options.emplace_back(value->get_string());
-        answer(res, 201, json::object{{"key", it->first}, {"value", *value}});
+        reply(res, 201, json::object{{"key", it->first}, {"value", *value}});
     });
     server.Put(R"(/v1/companies/external/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -109,7 +96,7 @@ FakeFeedback::FakeFeedback(std::string token) : token_(std::move(token)) {
         company["archived"] = false;
         company["writes"] = company["writes"].as_int64() + 1;
         company["updated_at"] = "2026-11-23T00:00:00Z";
-        answer(res, created ? 201 : 200, company);
+        reply(res, created ? 201 : 200, company);
     });
     server.Post(R"(/v1/companies/external/([^/]+)/archive)", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -117,7 +104,7 @@ FakeFeedback::FakeFeedback(std::string token) : token_(std::move(token)) {
         auto it = companies_.find(req.matches[1]);
         if (it == companies_.end()) return refuse(res, 404, "not_found", "No company " + std::string(req.matches[1]));
         it->second["archived"] = true;
-        answer(res, 200, it->second);
+        reply(res, 200, it->second);
     });
 }
 

@@ -662,11 +662,16 @@ TEST_CASE("salesforce: feedback-companies reads Accounts through the real plugin
     CHECK(lines() == accounts);  // each once, whatever page boundaries fell inside a shared SystemModstamp
     CHECK_THAT(testing::read_file(org.home / "export/options.jsonl"), Catch::Contains("Retail"));
 
-    // Nothing changed: a describe, one query and one look for deletions; nothing written.
-    const auto queries = org.sf->calls("query");
+    // Nothing changed: a describe and one Composite call (the changes and the deletions);
+    // nothing written.
+    const auto before = org.sf->calls();
     auto idle = org.runner.run("companies");
     CHECK(idle.counts.fetched == 0);
-    CHECK(org.sf->calls("query") == queries + 1);
+    CHECK(idle.counts.api_calls == 2);
+    auto after_idle = org.sf->calls();
+    CHECK(after_idle["describe"] == before.at("describe") + 1);
+    CHECK(after_idle["composite"] == before.at("composite") + 1);
+    CHECK(after_idle["query"] == (before.count("query") ? before.at("query") : 0));
     CHECK(lines() == accounts);
 
     // An Account deleted in Salesforce: its company is archived.

@@ -175,8 +175,9 @@ std::string utc_now_minus(int64_t seconds) {
 
 // ABI 1.1 `changes`: the records changed after the {"modstamp", "id", "deleted_until"}
 // cursor, by SOQL in (SystemModstamp, Id) order — ties at a page boundary are told apart by
-// Id. Once those are exhausted, the records deleted (or merged away) since the last look
-// (getDeleted; Salesforce keeps them 30 days) as {"Id", "IsDeleted": true, "SystemModstamp"}.
+// Id — and, once those are exhausted, the records deleted (or merged away) since the last
+// look (getDeleted; Salesforce keeps them 30 days) as {"Id", "IsDeleted": true,
+// "SystemModstamp"}. Both go in one Composite call: one API call a page.
 int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
     std::string modstamp, id, deleted_until;
     if (auto* c = request.at("cursor").if_object()) {
@@ -194,8 +195,30 @@ int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
         soql += " WHERE SystemModstamp > " + soql_datetime(modstamp) + " OR (SystemModstamp = " + soql_datetime(modstamp) +
                 " AND Id > " + crmsync::support::soql::literal(id) + ")";
     soql += " ORDER BY SystemModstamp, Id LIMIT " + std::to_string(limit);
+    const std::string start = deleted_until.empty() ? utc_now_minus(29 * 86400) : soql_datetime(deleted_until);
+    json::array subrequests{
+        json::object{
+            {"method", "GET"}, {"url", in->client->data_path("/query?q=" + url_encode(soql))}, {"referenceId", "changed"}},
+        json::object{{"method", "GET"},
+                     {"url", in->client->data_path("/sobjects/" + url_encode(object) + "/deleted/?start=" + url_encode(start) +
+                                                   "&end=" + url_encode(utc_now_minus(0)))},
+                     {"referenceId", "deleted"}}};
+    auto res = in->client->request(call, "POST", "/composite",
+                                   json::serialize(json::object{{"compositeRequest", std::move(subrequests)}}));
+    if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "reading changes failed: " + res.message);
+    json::object changed, deleted;
+    for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
+        auto& answer = sub.as_object();
+        if (answer.at("httpStatusCode").to_number<int>() != 200) {
+            std::string message = json::serialize(answer.at("body"));
+            if (auto* list = answer.at("body").if_array(); list && !list->empty() && list->at(0).is_object())
+                message = text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR, "reading changes of " + object + " failed: " + message);
+        }
+        (text(answer, "referenceId") == "changed" ? changed : deleted) = std::move(answer.at("body").as_object());
+    }
     int64_t emitted = 0;
-    int32_t rc = query(in, call, soql, [&](json::object&& row) {
+    int32_t rc = read_pages(in, call, std::move(changed), [&](json::object&& row) {
         modstamp = text(row, "SystemModstamp");
         id = text(row, "Id");
         ++emitted;
@@ -207,30 +230,24 @@ int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
                     crmsync::support::checkpoint_item(
                         json::object{{"modstamp", modstamp}, {"id", id}, {"deleted_until", deleted_until}}, more));
     };
-    if (emitted == limit) return checkpoint(true);
-    const std::string start = deleted_until.empty() ? utc_now_minus(29 * 86400) : soql_datetime(deleted_until);
-    auto res = in->client->request(
-        call, "GET",
-        "/sobjects/" + url_encode(object) + "/deleted/?start=" + url_encode(start) + "&end=" + url_encode(utc_now_minus(0)));
-    if (res.status != CRMSYNC_STATUS_OK)
-        return fail(in->host, call, res.status, "reading deleted records failed: " + res.message);
-    const auto& answer = res.body.as_object();
+    if (emitted == limit) return checkpoint(true);  // the deletions wait until the changes are read
     bool more = false;
-    for (const auto& d : answer.at("deletedRecords").as_array()) {
-        if (emitted == limit) {
-            more = true;  // the rest next time, from this one's deletion time
-            break;
+    if (auto* list = deleted.if_contains("deletedRecords"); list && list->is_array())
+        for (const auto& d : list->get_array()) {
+            if (emitted == limit) {
+                more = true;  // the rest next time, from this one's deletion time
+                break;
+            }
+            const auto& o = d.as_object();
+            deleted_until = text(o, "deletedDate");
+            json::object row{{"attributes", json::object{{"type", object}}},
+                             {"Id", text(o, "id")},
+                             {"IsDeleted", true},
+                             {"SystemModstamp", deleted_until}};
+            if (int32_t rc2 = emit(in->host, call, crm_row_item(std::move(row))); rc2 != CRMSYNC_STATUS_OK) return rc2;
+            ++emitted;
         }
-        const auto& o = d.as_object();
-        deleted_until = text(o, "deletedDate");
-        json::object row{{"attributes", json::object{{"type", object}}},
-                         {"Id", text(o, "id")},
-                         {"IsDeleted", true},
-                         {"SystemModstamp", deleted_until}};
-        if (int32_t rc2 = emit(in->host, call, crm_row_item(std::move(row))); rc2 != CRMSYNC_STATUS_OK) return rc2;
-        ++emitted;
-    }
-    if (!more) deleted_until = text(answer, "latestDateCovered");
+    if (!more) deleted_until = text(deleted, "latestDateCovered");
     return checkpoint(more);
 }
 

@@ -273,6 +273,12 @@ void Emulator::routes() {
         if (result.count) return json::object{{"totalSize", result.total}, {"done", true}, {"records", json::array{}}};
         return page(std::move(result.rows), result.total, version);
     };
+    // getDeleted's answer: who was deleted in [start, end] (Salesforce keeps 30 days).
+    auto deleted = [this](const std::string& object, const std::string& start, const std::string& end) {
+        return json::object{{"deletedRecords", engine_->deleted(object, start, end)},
+                            {"earliestDateAvailable", "2026-01-01T00:00:00.000+0000"},
+                            {"latestDateCovered", end}};
+    };
     s.Get(data + "/query", api("query", [query](const httplib::Request& req, httplib::Response& res) {
               send_json(res, 200, query(req.get_param_value("q"), req.path.substr(15, req.path.find('/', 15) - 15)));
           }));
@@ -287,38 +293,46 @@ void Emulator::routes() {
               send_json(res, 200, page(std::move(rows), total, version));
           }));
     // Composite: up to 25 subrequests, at most 5 of them queries, one API call for all.
-    // The emulator serves query subrequests (GET .../query?q=); each answers on its own.
-    s.Post(data + "/composite", api("composite", [query](const httplib::Request& req, httplib::Response& res) {
-               const auto request = json::parse(req.body);
-               const auto& subrequests = request.as_object().at("compositeRequest").as_array();
-               if (subrequests.size() > 25)
-                   return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 25 subrequests");
-               if (subrequests.size() > 5)
-                   return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 5 queries");
-               json::array answers;
-               for (const auto& item : subrequests) {
-                   const auto& sub = item.as_object();
-                   std::string url(sub.at("url").as_string()), reference(sub.at("referenceId").as_string());
-                   auto at = url.find("/query?q=");
-                   json::object answer{{"referenceId", reference}, {"httpHeaders", json::object{}}};
-                   if (sub.at("method") != "GET" || url.rfind("/services/data/v", 0) != 0 || at == std::string::npos ||
-                       url.size() > 16'384) {
-                       answer["httpStatusCode"] = 400;
-                       answer["body"] = json::array{json::object{{"errorCode", "INVALID_API_INPUT"},
-                                                                 {"message", "the emulator serves query subrequests only"}}};
-                   } else {
-                       try {
-                           answer["body"] = query(url_decode(url.substr(at + 9)), url.substr(15, url.find('/', 15) - 15));
-                           answer["httpStatusCode"] = 200;
-                       } catch (const mockcrm::CrmError& e) {
-                           answer["httpStatusCode"] = 400;
-                           answer["body"] = json::array{json::object{{"errorCode", e.code}, {"message", e.what()}}};
-                       }
-                   }
-                   answers.push_back(std::move(answer));
-               }
-               send_json(res, 200, json::object{{"compositeResponse", std::move(answers)}});
-           }));
+    // The emulator serves query and getDeleted subrequests; each answers on its own.
+    s.Post(
+        data + "/composite", api("composite", [query, deleted](const httplib::Request& req, httplib::Response& res) {
+            const auto request = json::parse(req.body);
+            const auto& subrequests = request.as_object().at("compositeRequest").as_array();
+            if (subrequests.size() > 25)
+                return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 25 subrequests");
+            static const std::regex deleted_url(
+                R"(^/services/data/v[0-9.]+/sobjects/([A-Za-z0-9_]+)/deleted/?\?start=([^&]+)&end=([^&]+)$)");
+            size_t queries = 0;
+            for (const auto& item : subrequests)
+                if (std::string(item.at("url").as_string()).find("/query") != std::string::npos) ++queries;
+            if (queries > 5) return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 5 queries");
+            json::array answers;
+            for (const auto& item : subrequests) {
+                const auto& sub = item.as_object();
+                std::string url(sub.at("url").as_string()), reference(sub.at("referenceId").as_string());
+                auto at = url.find("/query?q=");
+                std::smatch gone;
+                const bool is_query = at != std::string::npos, is_deleted = std::regex_match(url, gone, deleted_url);
+                json::object answer{{"referenceId", reference}, {"httpHeaders", json::object{}}};
+                if (sub.at("method") != "GET" || url.rfind("/services/data/v", 0) != 0 || (!is_query && !is_deleted) ||
+                    url.size() > 16'384) {
+                    answer["httpStatusCode"] = 400;
+                    answer["body"] = json::array{json::object{
+                        {"errorCode", "INVALID_API_INPUT"}, {"message", "the emulator serves query and getDeleted subrequests"}}};
+                } else {
+                    try {
+                        answer["body"] = is_query ? query(url_decode(url.substr(at + 9)), url.substr(15, url.find('/', 15) - 15))
+                                                  : deleted(gone[1], url_decode(gone[2]), url_decode(gone[3]));
+                        answer["httpStatusCode"] = 200;
+                    } catch (const mockcrm::CrmError& e) {
+                        answer["httpStatusCode"] = 400;
+                        answer["body"] = json::array{json::object{{"errorCode", e.code}, {"message", e.what()}}};
+                    }
+                }
+                answers.push_back(std::move(answer));
+            }
+            send_json(res, 200, json::object{{"compositeResponse", std::move(answers)}});
+        }));
 
     // SOSL subset: FIND {a OR b} IN PHONE FIELDS RETURNING Contact(f, ...), Lead(f, ...)
     s.Get(data + "/search", api("search", [this](const httplib::Request& req, httplib::Response& res) {
@@ -526,14 +540,10 @@ void Emulator::routes() {
              }));
     // getDeleted: the records of an object deleted in a window (Salesforce keeps 30 days).
     s.Get(data + R"(/sobjects/([A-Za-z0-9_]+)/deleted/?)",
-          api("deleted", [this](const httplib::Request& req, httplib::Response& res) {
+          api("deleted", [deleted](const httplib::Request& req, httplib::Response& res) {
               if (!req.has_param("start") || !req.has_param("end"))
                   return send_error(res, 400, "MISSING_ARGUMENT", "start and end are required");
-              const std::string end = req.get_param_value("end");
-              send_json(res, 200,
-                        json::object{{"deletedRecords", engine_->deleted(req.matches[1], req.get_param_value("start"), end)},
-                                     {"earliestDateAvailable", "2026-01-01T00:00:00.000+0000"},
-                                     {"latestDateCovered", end}});
+              send_json(res, 200, deleted(req.matches[1], req.get_param_value("start"), req.get_param_value("end")));
           }));
 }
 

@@ -82,7 +82,8 @@ std::optional<RunStop> read_from_crm(const CrmReadParties& p, RunCounts& counts,
     };
     const json::object* root = describe(read.object);
     if (!root) return stop;
-    for (const auto& path : read.fields) {
+    // The describe of the field at the end of a path, or nothing with `stop` saying why.
+    auto resolve = [&](const std::string& path) -> const json::object* {
         const json::object* on = root;
         std::string object = read.object;
         auto parts = split_path(path);
@@ -91,29 +92,39 @@ std::optional<RunStop> read_from_crm(const CrmReadParties& p, RunCounts& counts,
             // (child records) has no one value to write.
             if (auto* children = find_array(*on, "childRelationships"))
                 for (const auto& c : *children)
-                    if (auto* co = c.if_object(); co && find_text(*co, "relationshipName") == parts[i])
-                        return config_failure(path + ": " + object + "." + parts[i] + " is one→many (each " + object +
+                    if (auto* co = c.if_object(); co && find_text(*co, "relationshipName") == parts[i]) {
+                        stop = config_failure(path + ": " + object + "." + parts[i] + " is one→many (each " + object +
                                               " has many " + find_text(*co, "childSObject") +
                                               " records), so it has no one value per company; read from " +
                                               find_text(*co, "childSObject") + " and map " + object + ".… instead");
+                        return nullptr;
+                    }
             const json::object* lookup = nullptr;
             if (auto* fields = find_array(*on, "fields"))
                 for (const auto& f : *fields)
                     if (auto* fo = f.if_object(); fo && find_string(*fo, "relationshipName") == parts[i]) lookup = fo;
             auto* targets = lookup ? find_array(*lookup, "referenceTo") : nullptr;
-            if (!targets || targets->empty() || !targets->at(0).is_string())
-                return config_failure(path + ": " + object + " has no relationship " + parts[i] +
-                                      " the connection's user can read");
+            if (!targets || targets->empty() || !targets->at(0).is_string()) {
+                stop =
+                    config_failure(path + ": " + object + " has no relationship " + parts[i] + " the connection's user can read");
+                return nullptr;
+            }
             object = std::string(targets->at(0).get_string());
-            if (!(on = describe(object))) return stop;
+            if (!(on = describe(object))) return nullptr;
         }
-        if (!field_named(*on, parts.back()))
-            return config_failure(path + ": the connection's user cannot read " + object + "." + parts.back() +
+        const json::object* field = field_named(*on, parts.back());
+        if (!field)
+            stop = config_failure(path + ": the connection's user cannot read " + object + "." + parts.back() +
                                   " (no such field, or no field-level access)");
-    }
+        return field;
+    };
+    for (const auto& path : read.fields)
+        if (!resolve(path)) return stop;
+    // A followed picklist may be the object's own or one a many→one path reaches.
     for (const auto& [field, to] : read.options) {
-        const json::object* f = field_named(*root, field);
-        if (!f || !find_array(*f, "picklistValues"))
+        const json::object* f = resolve(field);
+        if (!f) return stop;
+        if (const auto type = find_text(*f, "type"); type != "picklist" && type != "multipicklist")
             return config_failure(read.object + "." + field + " is not a picklist, so it has no options to follow for " + to);
         read.option_values[field] = active_picklist_values(*f);
     }

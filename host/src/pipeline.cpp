@@ -306,6 +306,11 @@ void Pipeline::settle_records(Batch& batch) {
     for (const auto& r : batch.page.records) newest[r.id] = &r;
     const auto& policy = b_.module.failed_records;
     const int64_t now = clock_.now_ms();
+    // Operations the host made itself (followed picklists) have no source record to keep: an
+    // error of theirs closes once they land, and the next run makes them again until then.
+    for (const auto& p : batch.ops)
+        if (!p.record && !p.record_id.empty() && !p.error_code && p.skip_reason.empty())
+            batch.commit.landed.push_back(p.record_id);
     for (const auto& [id, r] : newest) {
         if (!failed.count(id)) {
             batch.commit.landed.push_back(id);

@@ -38,10 +38,11 @@ struct Home {
         mockcrm::Engine engine(o);
         return fn(engine);
     }
-    void module(const std::string& config, const std::string& destination = "") {
+    // `extra`: more of the module manifest, ending in a comma.
+    void module(const std::string& config, const std::string& destination = "", const std::string& extra = "") {
         write_file(dir / "manifests/companies.json",
-                   R"({"module": "companies", "plugin": {"id": "feedback-companies", "version": "^0.1"}, "crm": "crm",
-                       "schedule": {"every": "4h"},
+                   R"({"module": "companies", "plugin": {"id": "feedback-companies", "version": "^0.1"}, "crm": "crm",)" + extra +
+                       R"("schedule": {"every": "4h"},
                        "credentials": {"api_token": {"file": "../secrets/token"}},
                        "config": {"destination": )" +
                        (destination.empty() ? R"({"base_url": ")" + tool.base_url() + R"("})" : destination) + ", " + config +
@@ -224,7 +225,7 @@ TEST_CASE("feedback-companies: Opportunities with their Account's fields, one→
 
     // From Opportunities, the Account's Industry is many→one: allowed. check warns about names.
     home.module(R"("object": "Opportunity",
-                   "fields": {"industry": {"from": "Account.Industry", "type": "text"},
+                   "fields": {"industry": {"from": "Account.Industry", "type": "single_select"},
                               "stage": {"from": "StageName", "type": "single_select"},
                               "amount": {"from": "Amount", "type": "number"},
                               "close": {"from": "CloseDate", "type": "date"}})",
@@ -239,5 +240,32 @@ TEST_CASE("feedback-companies: Opportunities with their Account's fields, one→
     auto lines = testing::read_file(home.dir / "export/companies.jsonl");
     CHECK_THAT(lines, Catch::Contains(R"("name":"Renewal_Acme KK")") && Catch::Contains(R"("industry":"Retail")") &&
                           Catch::Contains(R"("amount":30000)") && Catch::Contains(R"("close":"2026-12-01")"));
-    CHECK_THAT(testing::read_file(home.dir / "export/options.jsonl"), Catch::Contains(R"("field":"stage")"));
+    // The Opportunity's own picklist and its Account's, reached many→one, are both followed.
+    auto options = testing::read_file(home.dir / "export/options.jsonl");
+    CHECK_THAT(options, Catch::Contains(R"("field":"stage")") && Catch::Contains(R"("field":"industry")"));
+}
+
+TEST_CASE("feedback-companies: a select field the tool lacks fails until it is created, then its errors close") {
+    Home home;
+    home.org([](mockcrm::Engine& e) {
+        e.seed(json::parse(kAccounts).as_object());
+        return 0;
+    });
+    // The tool has no "segment" field yet: its options and the companies carrying it fail.
+    home.module(R"("object": "Account", "filters": [{"field": "Name", "op": "equals", "value": "Acme KK"}],
+                   "fields": {"segment": {"from": "Type", "type": "single_select"}})",
+                "", R"("failed_records": {"backoff": "0s"},)");
+    auto failing = home.crmsync({"run", "companies"});
+    INFO(failing.out << failing.err);
+    CHECK(failing.status == 1);
+    auto errors = home.crmsync({"errors", "companies", "--format", "csv"});
+    CHECK_THAT(errors.out, Catch::Contains("UNKNOWN_FIELD") && Catch::Contains("Account.Type"));
+    CHECK_THAT(errors.out, Catch::Contains("create it as a select field first"));
+    // Created in the tool: the next run sets its options and lands the company; nothing stays open.
+    home.tool.define_field("segment", "single_select");
+    auto fixed = home.crmsync({"run", "companies"});
+    INFO(fixed.out << fixed.err);
+    CHECK(fixed.status == 0);
+    CHECK(home.tool.company(id_of(home, "Acme KK")).at("custom_fields").at("segment") == "Customer - Direct");
+    CHECK_THAT(home.crmsync({"errors", "companies"}).out, Catch::Contains("no open errors"));
 }

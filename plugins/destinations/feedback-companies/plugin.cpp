@@ -174,7 +174,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 }
 
 // What to read: Name, the mapped fields and the filtered ones; the picklists mapped to select
-// fields (direct fields of the object) have their options followed.
+// fields (the object's own, or reached through a many→one path) have their options followed.
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
@@ -188,8 +188,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         json::object options;
         for (const auto& m : in->fields) {
             add(m.from);
-            if ((m.type == "single_select" || m.type == "multi_select") && m.from.find('.') == std::string::npos)
-                options[m.from] = m.key;
+            if (m.type == "single_select" || m.type == "multi_select") options[m.from] = m.key;
         }
         for (const auto& f : in->filters) add(f.field);
         json::array list;

@@ -53,8 +53,16 @@ struct Org {
     testing::ModuleRunner runner{home.str()};
     std::unique_ptr<sfemu::Emulator> sf;
 
+    // The org's clock: the system's, or a fixed instant while `frozen_ms` is set.
+    std::shared_ptr<std::atomic<int64_t>> frozen_ms = std::make_shared<std::atomic<int64_t>>(0);
+
     explicit Org(int64_t daily_limit = 1'000'000, const std::string& schema = kKeySchema) {
         sfemu::Settings s;
+        s.now_ms = [frozen = frozen_ms] {
+            if (int64_t at = frozen->load()) return at;
+            using namespace std::chrono;
+            return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+        };
         s.database = home / "salesforce.db";
         s.schema = json::parse(schema).as_object();
         s.daily_api_limit = daily_limit;
@@ -634,7 +642,8 @@ TEST_CASE("salesforce: product-analytics rows land on Leads by Email and on a cu
 
 TEST_CASE("salesforce: feedback-companies reads Accounts through the real plugin, in pages, deletions archived") {
     Org org(1'000'000, R"({"Account": {"fields": {}}})");
-    const int accounts = 2'100;  // two pages of changes
+    const int accounts = 2'100;  // two pages of changes, the boundary inside a shared SystemModstamp
+    org.frozen_ms->store(1'795'000'000'000);
     org.sf->with_engine([&](mockcrm::Engine& e) {
         json::array list;
         for (int i = 0; i < accounts; ++i)
@@ -644,6 +653,8 @@ TEST_CASE("salesforce: feedback-companies reads Accounts through the real plugin
         e.seed(json::object{{"Account", list}});
         return 0;
     });
+    org.frozen_ms->store(0);
+    CHECK(org.count("SELECT COUNT() FROM Account WHERE SystemModstamp = 2026-11-18T11:06:40Z") == accounts);
     write_file(org.home / "manifests/companies.json",
                R"({"module": "companies", "plugin": {"id": "feedback-companies"}, "crm": "sf",
                    "config": {"object": "Account", "destination": {"folder": ")" +

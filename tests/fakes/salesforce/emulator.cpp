@@ -102,6 +102,7 @@ Emulator::Emulator(Settings settings) : settings_(std::move(settings)) {
     o.schema = settings_.schema;
     o.daily_api_limit = settings_.daily_api_limit;
     o.licenses = settings_.licenses;
+    o.now_ms = settings_.now_ms;
     engine_ = std::make_unique<mockcrm::Engine>(o);
     if (!settings_.seed.empty()) engine_->transaction([&] { engine_->seed(settings_.seed); });
     // Keep connections open as Salesforce's front end does; reconnecting every 5 requests is not what clients see.

@@ -6,6 +6,7 @@
 // faults and a count of calls by endpoint. Used by the salesforce plugin's tests and the
 // benchmark. Thread-safe: requests are served concurrently, the engine under one lock.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,9 +38,10 @@ struct Faults {
 };
 
 struct Settings {
-    std::string database;  // mock-crm SQLite file
-    json::object schema;   // custom objects and fields
-    json::object seed;     // records loaded when the database is new
+    std::string database;             // mock-crm SQLite file
+    std::function<int64_t()> now_ms;  // the org's clock (UTC ms); the system's when empty
+    json::object schema;              // custom objects and fields
+    json::object seed;                // records loaded when the database is new
     int64_t daily_api_limit = 100'000;
     std::map<std::string, int64_t> licenses{{"Salesforce", 10}, {"Salesforce Integration", 5}};
     std::string client_id = "test-client-id";

@@ -3,6 +3,7 @@
 #include "services/mapping.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +15,19 @@ namespace crmsync {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A variable's NAME belongs in {"env": …}. Anything else may be a secret pasted in the
+// wrong place: it is refused without being repeated.
+bool is_env_name(std::string_view name) {
+    return !name.empty() && name.size() <= 128 && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+           std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+}
+
+std::string not_an_env_name(const std::string& field) {
+    return "\"" + field +
+           "\" is not an environment variable name (letters, digits and _, not starting with a digit); put the secret "
+           "in the environment and its name here";
+}
 
 std::string in_quotes(std::string_view field) { return "\"" + std::string(field) + "\""; }
 
@@ -70,6 +84,7 @@ Result<std::vector<CredentialRef>> parse_credentials(const json::object& root, c
         const auto& o = ref.get_object();
         CredentialRef cred{std::string(key), CredentialRef::Source::env, ""};
         if (auto env = find_string(o, "env")) {
+            if (!is_env_name(*env)) return Status::config(not_an_env_name(field + ".env"));
             cred.where = *env;
         } else if (auto file = find_string(o, "file")) {
             cred.source = CredentialRef::Source::file;
@@ -267,9 +282,11 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
         }
     }
     if (auto* w = find_object(o, "webhook")) {
-        if (auto secret = find_object(*w, "secret"); secret && find_string(*secret, "env"))
-            m.webhook_secret_env = find_string(*secret, "env");
-        else return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
+        auto secret = find_object(*w, "secret");
+        auto env = secret ? find_string(*secret, "env") : std::nullopt;
+        if (!env) return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
+        if (!is_env_name(*env)) return fail(Status::config(not_an_env_name("webhook.secret.env")));
+        m.webhook_secret_env = env;
     }
     return m;
 }

@@ -424,3 +424,21 @@ TEST_CASE(
     CHECK_THAT(rows[1].message,
                Catch::Contains("\"send\" is not an action of channel mail (sent, reserved, cancelled, draft_saved)"));
 }
+
+TEST_CASE("helpdesk: a visit duration past 14 days is that event's error, never an overflow") {
+    Inbox inbox;
+    inbox.add(
+        "v-ok", "visit", "recorded",
+        R"("visit": {"first": true, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 45, "contact": {"email": "tanaka@customer.jp"}})");
+    inbox.add(
+        "v-huge", "visit", "recorded",
+        R"("visit": {"first": true, "visited_at": "2026-11-20T05:00:00Z", "duration_minutes": 4611686018427387904, "contact": {"email": "tanaka@customer.jp"}})");
+    auto report = inbox.run();
+    CHECK(report.counts.created == 1);
+    CHECK(report.counts.failed == 1);
+    auto store = open_sqlite_store(inbox.home / "var/state.db");
+    REQUIRE(store);
+    auto rows = store.value()->errors(std::string("helpdesk"), 0);
+    REQUIRE(rows.size() == 1);
+    CHECK_THAT(rows[0].message, Catch::Contains("event.visit.duration_minutes 4611686018427387904 is outside 0 to 20160"));
+}

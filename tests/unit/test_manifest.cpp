@@ -52,6 +52,20 @@ TEST_CASE("an inline secret in a manifest is refused, references resolve from en
     REQUIRE(set.problems.size() == 1);
     CHECK_THAT(set.problems[0], Catch::Contains("\"credentials.token\": an inline secret is refused"));
     CHECK_THAT(set.problems[0], !Catch::Contains("s3cr3t"));
+    // A secret pasted where the variable's name belongs is refused, and not repeated.
+    write_file(dir / "inline.json",
+               R"({"module": "m", "plugin": "p", "crm": "c", "credentials": {"token": {"env": "sk-live-9f8e7d6c"}}})");
+    set = load_manifests({dir.str()});
+    REQUIRE(set.problems.size() == 1);
+    CHECK_THAT(set.problems[0], Catch::Contains("\"credentials.token.env\" is not an environment variable name") &&
+                                    !Catch::Contains("sk-live-9f8e7d6c"));
+    write_file(dir / "inline.json",
+               R"({"module": "m", "plugin": "p", "crm": "c", "webhook": {"secret": {"env": "whsec 0123 abc"}}})");
+    set = load_manifests({dir.str()});
+    REQUIRE(set.problems.size() == 1);
+    CHECK_THAT(set.problems[0],
+               Catch::Contains("\"webhook.secret.env\" is not an environment variable name") && !Catch::Contains("whsec"));
+    std::filesystem::remove(dir / "inline.json");
 
     write_file(dir / "key.txt", "file-secret\n");
     setenv("CRMSYNC_TEST_TOKEN", "env-secret", 1);

@@ -91,6 +91,14 @@ TEST_CASE("mock-crm: an Event needs an end unless it is all-day, and the end fol
     REQUIRE(with_end.success);
     auto all_day = org.engine.create("Event", json::object{{"IsAllDayEvent", true}, {"ActivityDate", "2026-11-20"}});
     CHECK(all_day.success);
+    // A duration no clock could add (or past Salesforce's 14 days) is refused, not overflowed.
+    for (int64_t minutes : {int64_t{4611686018427387904}, int64_t{20161}, int64_t{-1}}) {
+        auto huge =
+            org.engine.create("Event", json::object{{"StartDateTime", "2026-11-20T01:00:00Z"}, {"DurationInMinutes", minutes}});
+        REQUIRE_FALSE(huge.success);
+        CHECK(huge.errors[0].code == "FIELD_INTEGRITY_EXCEPTION");
+        CHECK(huge.errors[0].fields == std::vector<std::string>{"DurationInMinutes"});
+    }
 }
 
 TEST_CASE("mock-crm: Shared Activities relate up to 50 contacts, or one lead alone") {

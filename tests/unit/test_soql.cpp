@@ -76,6 +76,16 @@ TEST_CASE("SOQL: errors carry Salesforce's codes") {
     CHECK(code_of("SELECT Id FROM Contact WHERE LastName = 'open") == "MALFORMED_QUERY");
     CHECK(code_of("SELECT Id FROM Contact WHERE Foo.Bar = 1") == "INVALID_FIELD");
     CHECK(code_of("SELECT Id FROM Contact WHERE LastName = 'x' AND") == "MALFORMED_QUERY");
+    // LIMIT and OFFSET take whole numbers in range: no 1e3 read as 1, no overflow.
+    CHECK(code_of("SELECT Id FROM Contact LIMIT 1e3") == "MALFORMED_QUERY");
+    CHECK(code_of("SELECT Id FROM Contact LIMIT 99999999999999999999") == "MALFORMED_QUERY");
+    CHECK(code_of("SELECT Id FROM Contact LIMIT 2 OFFSET 1.5") == "MALFORMED_QUERY");
+    try {
+        f.engine.query("SELECT Id FROM Contact LIMIT 99999999999999999999");
+    } catch (const CrmError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("whole number from 0 to 999999999") && !Catch::Contains("stoll"));
+    }
+    CHECK(f.names("SELECT LastName FROM Contact ORDER BY LastName LIMIT 2 OFFSET 1") == V{"Sato", "Suzuki"});
 }
 
 TEST_CASE("SOQL: values are bound, never spliced, so quotes cannot escape") {

@@ -14,6 +14,8 @@ using crmsync::support::text;
 
 namespace {
 
+constexpr int64_t kMaxEventMinutes = 14 * 24 * 60;
+
 const std::map<std::string, std::string>& channels() {
     static const std::map<std::string, std::string> table{{"mail", "メール"},
                                                           {"sms", "SMS"},
@@ -138,6 +140,10 @@ std::optional<json::object> event_operation(const json::object& event, const Set
         start = required(v, "visited_at", "event.visit");
         auto* minutes = v.if_contains("duration_minutes");
         if (!minutes || !minutes->is_int64()) throw std::invalid_argument("event.visit.duration_minutes is missing");
+        // An Event lasts at most 14 days (Salesforce's limit for one that is not all-day).
+        if (minutes->as_int64() < 0 || minutes->as_int64() > kMaxEventMinutes)
+            throw std::invalid_argument("event.visit.duration_minutes " + std::to_string(minutes->as_int64()) +
+                                        " is outside 0 to " + std::to_string(kMaxEventMinutes) + " (14 days)");
         description = text(v, "memo");
         add_party(object(v, "contact"), emails, phones);
         add_party(object(v, "address"), emails, phones);

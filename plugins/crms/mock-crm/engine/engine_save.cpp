@@ -278,8 +278,11 @@ Engine::SaveProblem Engine::derive_fields(const Object& obj, SaveDraft& d) {
                 d.values["DurationInMinutes"] = (end_ms - start_ms) / 60000;
             } else {
                 int64_t minutes = *stored_minutes;
-                if (minutes < 0)
-                    return failure("FIELD_INTEGRITY_EXCEPTION", "Duration: must not be negative", {"DurationInMinutes"});
+                // As Salesforce: an Event that is not all-day lasts at most 14 days.
+                if (minutes < 0 || minutes > 14 * 24 * 60)
+                    return failure("FIELD_INTEGRITY_EXCEPTION",
+                                   "Duration: must be from 0 to 20160 minutes (14 days), not " + std::to_string(minutes),
+                                   {"DurationInMinutes"});
                 d.values["EndDateTime"] = format_datetime(start_ms + minutes * 60000);
             }
             d.values["ActivityDateTime"] = start;

@@ -215,9 +215,14 @@ private:
             throw CrmError("MALFORMED_QUERY", std::string("expecting ") + what + ", unexpected token: '" + peek().text + "'");
         return tokens_[pos_++].text;
     }
+    // LIMIT and OFFSET: a whole number of at most 9 digits (Salesforce's OFFSET stops at 2,000).
     int64_t expect_integer() {
-        if (peek().kind != Token::number) throw CrmError("MALFORMED_QUERY", "expecting a number after LIMIT/OFFSET");
-        return std::stoll(tokens_[pos_++].text);
+        const std::string text = peek().text;
+        if (peek().kind != Token::number || text.empty() || text.size() > 9 ||
+            text.find_first_not_of("0123456789") != std::string::npos)
+            throw CrmError("MALFORMED_QUERY", "LIMIT and OFFSET take a whole number from 0 to 999999999, not '" + text + "'");
+        ++pos_;
+        return std::stoll(text);
     }
 
     // "Name" -> t."Name"; "Account.Name" -> a LEFT JOIN and j1."Name".

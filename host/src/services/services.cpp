@@ -225,8 +225,8 @@ Outcome Services::lookup(const std::string& object, const std::vector<std::strin
                 row_of);
         },
         what);
+    // NOT_SUPPORTED is the input's kind of failure, never a stop: ask in SOQL instead.
     if (asked.status != CRMSYNC_STATUS_NOT_SUPPORTED) return asked;
-    stop_.reset();  // not supported is no stop: ask in SOQL instead
     rows.clear();
     // Statements short enough for any plugin's query, also sent as a URL.
     soql::Lookup asked_for{object, by, select, keys};

@@ -120,6 +120,15 @@ int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const s
     return read_pages(in, call, std::move(res.body.as_object()), row);
 }
 
+// Why a Composite subrequest failed: its body is a list of {errorCode, message} (a query
+// the org refuses, say).
+std::string subrequest_error(const json::object& answer) {
+    const auto& body = answer.at("body");
+    if (auto* list = body.if_array(); list && !list->empty() && list->at(0).is_object())
+        return text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
+    return json::serialize(body);
+}
+
 // `lookup`: its SELECT statements five to a Composite request, which Salesforce counts as
 // one API call (it allows five queries among a composite's subrequests). A subrequest's URL
 // stays within the 16,384 bytes Salesforce accepts for one; further pages are plain GETs.
@@ -142,13 +151,8 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
         if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "lookup failed: " + res.message);
         for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
             auto& answer = sub.as_object();
-            if (answer.at("httpStatusCode").to_number<int>() != 200) {
-                // An error body is a list of {errorCode, message}: a query the org refuses.
-                std::string message = json::serialize(answer.at("body"));
-                if (auto* list = answer.at("body").if_array(); list && !list->empty() && list->at(0).is_object())
-                    message = text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
-                return fail(in->host, call, CRMSYNC_STATUS_ERROR, "lookup query failed: " + message);
-            }
+            if (answer.at("httpStatusCode").to_number<int>() != 200)
+                return fail(in->host, call, CRMSYNC_STATUS_ERROR, "lookup query failed: " + subrequest_error(answer));
             if (int32_t rc = read_pages(in, call, std::move(answer.at("body").as_object()), emit_row); rc != CRMSYNC_STATUS_OK)
                 return rc;
         }
@@ -209,12 +213,9 @@ int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
     json::object changed, deleted;
     for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
         auto& answer = sub.as_object();
-        if (answer.at("httpStatusCode").to_number<int>() != 200) {
-            std::string message = json::serialize(answer.at("body"));
-            if (auto* list = answer.at("body").if_array(); list && !list->empty() && list->at(0).is_object())
-                message = text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
-            return fail(in->host, call, CRMSYNC_STATUS_ERROR, "reading changes of " + object + " failed: " + message);
-        }
+        if (answer.at("httpStatusCode").to_number<int>() != 200)
+            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                        "reading changes of " + object + " failed: " + subrequest_error(answer));
         (text(answer, "referenceId") == "changed" ? changed : deleted) = std::move(answer.at("body").as_object());
     }
     int64_t emitted = 0;

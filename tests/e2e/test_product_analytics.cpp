@@ -17,13 +17,15 @@ namespace {
 struct Home {
     TempDir dir;
     Process crmsync(std::vector<std::string> args) { return testing::crmsync_at(dir.str(), std::move(args), CRMSYNC_PLUGIN_DIR); }
-    // A mock-crm connection `name` seeded with these Leads and their usage fields.
-    void crm(const std::string& name, const std::string& leads_json) {
+    // A mock-crm connection `name` seeded with these Leads and their usage fields; `extra`:
+    // more of its config, ending in a comma.
+    void crm(const std::string& name, const std::string& leads_json, const std::string& extra = "") {
         write_file(dir / (name + "-seed.json"), R"({"Lead": )" + leads_json + "}");
-        write_file(dir / ("manifests/" + name + ".json"), R"({"connection": ")" + name +
-                                                              R"(", "plugin": {"id": "mock-crm", "version": "^1.0"}, "config": {
-                       "database": ")" + dir / ("var/" + name + ".db") +
-                                                              R"(", "seed": ")" + dir / (name + "-seed.json") + R"(",
+        write_file(dir / ("manifests/" + name + ".json"),
+                   R"({"connection": ")" + name + R"(", "plugin": {"id": "mock-crm", "version": "^1.0"}, "config": {)" + extra +
+                       R"(
+                       "database": ")" +
+                       dir / ("var/" + name + ".db") + R"(", "seed": ")" + dir / (name + "-seed.json") + R"(",
                        "schema": {"Lead": {"fields": {"WalkMe_First_Login__c": {"type": "datetime"},
                                                       "WalkMe_Logins_last_30_days__c": {"type": "double"}}}}}})");
     }
@@ -280,4 +282,23 @@ TEST_CASE("product-analytics: from the analytics API — tagged reports only, pa
     CHECK(refused.status != 0);
     CHECK_THAT(refused.out + refused.err,
                Catch::Contains("refused the client credentials") && !Catch::Contains("not-the-secret"));
+}
+
+TEST_CASE("product-analytics: a CRM plugin without lookup is asked in short SOQL queries, with the same outcome") {
+    Home home;
+    home.crm("crm", R"([{"LastName": "Tanaka", "Company": "C", "Email": "tanaka@customer.jp"},
+                        {"LastName": "Dup1", "Company": "C", "Email": "dup@customer.jp"},
+                        {"LastName": "Dup2", "Company": "C", "Email": "dup@customer.jp"}])",
+             R"("abi_1_0_requests": true,)");  // its plugin answering as one built before ABI 1.1: no `lookup`
+    write_file(home.dir / "reports/logins.csv",
+               "email,logins_30d\nTANAKA@customer.jp,12\ndup@customer.jp,3\nnobody@customer.jp,1\n");
+    write_file(home.dir / "manifests/logins.json",
+               R"({"module": "logins", "plugin": {"id": "product-analytics"}, "crm": "crm", "config": {"folder": ")" +
+                   home.dir / "reports" +
+                   R"(", "report": "Logins", "object": "Lead", "key": {"column": "email", "field": "Email"},
+                   "columns": {"logins_30d": {"field": "WalkMe_Logins_last_30_days__c", "type": "number"}}}})");
+    auto run = home.crmsync({"run", "logins"});
+    INFO(run.out << run.err);
+    CHECK_THAT(run.out, Catch::Contains("fetched 3, created 0, updated 1") && Catch::Contains("failed 1, no match 1"));
+    CHECK_THAT(home.crmsync({"errors", "logins", "--format", "csv"}).out, Catch::Contains("DUPLICATE_MATCH"));
 }

@@ -38,7 +38,8 @@ const char* const kConfigSchema = R"json({
     "schema": {"type": "object", "description": "custom objects and fields, e.g. {\"Task\": {\"fields\": {\"CrmSync_Key__c\": {\"type\": \"string\", \"external_id\": true}}}}"},
     "daily_api_limit": {"type": "integer", "minimum": 1},
     "licenses": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
-    "run_as": {"type": "string", "description": "Username the connection acts as (default admin@crmsync.mock)"}
+    "run_as": {"type": "string", "description": "Username the connection acts as (default admin@crmsync.mock)"},
+    "abi_1_0_requests": {"type": "boolean", "description": "answer only the fetch requests ABI 1.0 had (no lookup, no changes), as an older CRM plugin would: for QA of the host's fallbacks"}
   }
 })json";
 
@@ -46,6 +47,7 @@ struct Instance {
     const crmsync_host_api* host;
     std::unique_ptr<mockcrm::Engine> engine;
     std::string run_as = "admin@crmsync.mock";
+    bool abi_1_0_requests = false;  // answer lookup and changes NOT_SUPPORTED
 };
 
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
@@ -67,6 +69,7 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (auto* l = config.if_contains("licenses"))
             for (const auto& [name, count] : l->as_object()) options.licenses[std::string(name)] = count.as_int64();
         if (auto* r = config.if_contains("run_as")) in->run_as = std::string(r->as_string());
+        if (auto* old = config.if_contains("abi_1_0_requests")) in->abi_1_0_requests = old->as_bool();
         options.now_ms = [host] { return host->now_ms(nullptr); };
         std::error_code ec;
         auto parent = std::filesystem::path(options.database).parent_path();
@@ -125,6 +128,8 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             }
             return CRMSYNC_STATUS_OK;
         }
+        if (in->abi_1_0_requests && (type == "changes" || type == "lookup"))
+            return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "mock-crm is answering as an ABI 1.0 CRM plugin would");
         if (type == "changes") {
             // ABI 1.1: a page of changed records, deletions included, after the
             // {"modstamp", "id"} cursor; one call, as one SOQL query would be.

@@ -632,6 +632,24 @@ TEST_CASE("salesforce: product-analytics rows land on Leads by Email and on a cu
     CHECK(org.sf->calls("bulk") == bulk);
     CHECK(org.sf->calls("composite") == composite + 1);  // the unmatched and duplicate rows are looked up again
 
+    // A lookup subrequest that fails inside its Composite answer is not the rows' fault:
+    // the run stops with nothing failed or moved, and goes on once the org answers again.
+    write_file(org.home / "reports/logins2.csv", "email,last_login,logins_30d\n" + email(7) + ",2026-11-21T09:00:00Z,41\n");
+    sfemu::Faults broken;
+    broken.subrequest_error_rate = 1;
+    org.sf->set_faults(broken);
+    auto stopped = org.runner.run("logins");
+    INFO(stopped.message);
+    CHECK(stopped.status != RunStatus::succeeded);
+    CHECK(stopped.status != RunStatus::partial);
+    CHECK(stopped.counts.failed == 0);
+    CHECK_THAT(stopped.message, Catch::Contains("UNKNOWN_EXCEPTION"));
+    org.sf->set_faults(sfemu::Faults{});
+    auto resumed = org.runner.run("logins");
+    INFO(resumed.message);
+    CHECK(resumed.counts.updated == 1);
+    CHECK(org.count("SELECT COUNT() FROM Lead WHERE WalkMe_Logins_last_30_days__c = 41") == 1);
+
     // A custom object, by a GUID that must match case for case.
     auto usage = org.runner.run("usage");
     INFO(usage.message);

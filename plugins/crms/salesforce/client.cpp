@@ -110,11 +110,20 @@ Response Client::send(crmsync_call* call, const std::string& method, const std::
     int64_t used = 0, limit = 0;
     if (res.headers && limit_info(res.headers, used, limit)) host_->api_usage(call, used, limit);
     if (out.http >= 200 && out.http < 300) return out;
-    auto [code, message] = first_error(out.body);
-    out.message = "HTTP " + std::to_string(out.http) + (code.empty() ? "" : " " + code) + (message.empty() ? "" : ": " + message);
-    if (out.http == 401 || code == "INVALID_SESSION_ID") out.status = CRMSYNC_STATUS_AUTH_FAILED;
+    auto failed = error_answer(out.http, out.body);
+    out.status = failed.status;
+    out.message = std::move(failed.message);
+    return out;
+}
+
+Response error_answer(int http, const json::value& body) {
+    Response out;
+    out.http = http;
+    auto [code, message] = first_error(body);
+    out.message = "HTTP " + std::to_string(http) + (code.empty() ? "" : " " + code) + (message.empty() ? "" : ": " + message);
+    if (http == 401 || code == "INVALID_SESSION_ID") out.status = CRMSYNC_STATUS_AUTH_FAILED;
     else if (code == "REQUEST_LIMIT_EXCEEDED") out.status = CRMSYNC_STATUS_RATE_LIMITED;
-    else if (out.http >= 500 || code == "UNABLE_TO_LOCK_ROW") out.status = CRMSYNC_STATUS_RETRY;
+    else if (http >= 500 || code == "UNABLE_TO_LOCK_ROW") out.status = CRMSYNC_STATUS_RETRY;
     else out.status = CRMSYNC_STATUS_ERROR;
     return out;
 }

@@ -63,6 +63,11 @@ private:
     std::string access_token_, instance_url_, user_id_;
 };
 
+// What a Salesforce error answer (HTTP status and body) means for crmsync: AUTH_FAILED,
+// RATE_LIMITED (the daily limit), RETRY (5xx, a lock) or ERROR, with "HTTP 400 CODE: text".
+// For a whole response and for one Composite subrequest alike.
+Response error_answer(int http, const json::value& body);
+
 std::string url_encode(std::string_view text);
 std::string base64url(std::string_view bytes);
 

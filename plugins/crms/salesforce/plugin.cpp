@@ -120,13 +120,11 @@ int32_t query(Instance* in, crmsync_call* call, const std::string& soql, const s
     return read_pages(in, call, std::move(res.body.as_object()), row);
 }
 
-// Why a Composite subrequest failed: its body is a list of {errorCode, message} (a query
-// the org refuses, say).
-std::string subrequest_error(const json::object& answer) {
-    const auto& body = answer.at("body");
-    if (auto* list = body.if_array(); list && !list->empty() && list->at(0).is_object())
-        return text(list->at(0).as_object(), "errorCode") + ": " + text(list->at(0).as_object(), "message");
-    return json::serialize(body);
+// Why a Composite subrequest failed, as a failed response would say: a transient failure
+// (5xx, the daily limit, an expired session) stops the run, never fails records.
+int32_t subrequest_failed(Instance* in, crmsync_call* call, const json::object& answer, const std::string& what) {
+    auto failed = error_answer(answer.at("httpStatusCode").to_number<int>(), answer.at("body"));
+    return fail(in->host, call, failed.status, what + " failed: " + failed.message);
 }
 
 // `lookup`: its SELECT statements five to a Composite request, which Salesforce counts as
@@ -151,8 +149,7 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
         if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "lookup failed: " + res.message);
         for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
             auto& answer = sub.as_object();
-            if (answer.at("httpStatusCode").to_number<int>() != 200)
-                return fail(in->host, call, CRMSYNC_STATUS_ERROR, "lookup query failed: " + subrequest_error(answer));
+            if (answer.at("httpStatusCode").to_number<int>() != 200) return subrequest_failed(in, call, answer, "lookup query");
             if (int32_t rc = read_pages(in, call, std::move(answer.at("body").as_object()), emit_row); rc != CRMSYNC_STATUS_OK)
                 return rc;
         }
@@ -214,8 +211,7 @@ int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
     for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
         auto& answer = sub.as_object();
         if (answer.at("httpStatusCode").to_number<int>() != 200)
-            return fail(in->host, call, CRMSYNC_STATUS_ERROR,
-                        "reading changes of " + object + " failed: " + subrequest_error(answer));
+            return subrequest_failed(in, call, answer, "reading changes of " + object);
         (text(answer, "referenceId") == "changed" ? changed : deleted) = std::move(answer.at("body").as_object());
     }
     int64_t emitted = 0;

@@ -296,7 +296,7 @@ void Emulator::routes() {
     // Composite: up to 25 subrequests, at most 5 of them queries, one API call for all.
     // The emulator serves query and getDeleted subrequests; each answers on its own.
     s.Post(
-        data + "/composite", api("composite", [query, deleted](const httplib::Request& req, httplib::Response& res) {
+        data + "/composite", api("composite", [this, query, deleted](const httplib::Request& req, httplib::Response& res) {
             const auto request = json::parse(req.body);
             const auto& subrequests = request.as_object().at("compositeRequest").as_array();
             if (subrequests.size() > 25)
@@ -315,8 +315,13 @@ void Emulator::routes() {
                 std::smatch gone;
                 const bool is_query = at != std::string::npos, is_deleted = std::regex_match(url, gone, deleted_url);
                 json::object answer{{"referenceId", reference}, {"httpHeaders", json::object{}}};
-                if (sub.at("method") != "GET" || url.rfind("/services/data/v", 0) != 0 || (!is_query && !is_deleted) ||
-                    url.size() > 16'384) {
+                std::uniform_real_distribution<double> roll(0, 1);
+                if (faults_.subrequest_error_rate > 0 && roll(random_) < faults_.subrequest_error_rate) {
+                    answer["httpStatusCode"] = 500;
+                    answer["body"] = json::array{
+                        json::object{{"errorCode", "UNKNOWN_EXCEPTION"}, {"message", "An unexpected error occurred"}}};
+                } else if (sub.at("method") != "GET" || url.rfind("/services/data/v", 0) != 0 || (!is_query && !is_deleted) ||
+                           url.size() > 16'384) {
                     answer["httpStatusCode"] = 400;
                     answer["body"] = json::array{json::object{
                         {"errorCode", "INVALID_API_INPUT"}, {"message", "the emulator serves query and getDeleted subrequests"}}};

@@ -31,6 +31,8 @@ struct Faults {
     // Share of writes (POST, PATCH, DELETE) answered 500 after they were applied, as when a
     // request times out or a proxy fails on the way back: the client cannot tell.
     double error_after_apply_rate = 0;
+    // Share of Composite subrequests answered 500 inside a 200 Composite answer.
+    double subrequest_error_rate = 0;
     // The day's API budget is used up (by other integrations) when call number
     // budget_gone_at to endpoint budget_gone_on ("query", "composite", ...) arrives.
     std::string budget_gone_on;

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <memory>
 #include <set>
 #include <string>
@@ -27,6 +26,7 @@ namespace json = boost::json;
 using crmsync::support::emit;
 using crmsync::support::fail;
 using crmsync::support::guarded;
+using crmsync::support::scalar_text;
 
 const char* const kConfigSchema = R"json({
   "$schema": "http://json-schema.org/draft-07/schema#",
@@ -225,18 +225,6 @@ std::optional<double> number_of(const json::value& v) {
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
     if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
     return d;
-}
-
-// A scalar as an operator would write it: text as it is, numbers without a trailing ".0".
-std::string scalar_text(const json::value& v) {
-    if (v.is_string()) return std::string(v.get_string());
-    if (v.is_bool()) return v.get_bool() ? "true" : "false";
-    if (v.is_double()) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.15g", v.get_double());
-        return buf;
-    }
-    return v.is_null() ? "" : json::serialize(v);
 }
 
 bool empty(const json::value& v) { return v.is_null() || (v.is_string() && v.get_string().empty()); }

@@ -2,31 +2,16 @@
 
 #include <crmsync/support/json_plugin.hpp>
 
-#include <cstdio>
-
 namespace analytics {
 using crmsync::support::text;
 using crmsync::support::url_encode;
 
 namespace {
 
-// A cell as text: the API sends strings, numbers, booleans or null.
-std::string cell_text(const json::value& v) {
-    if (v.is_string()) return std::string(v.get_string());
-    if (v.is_null()) return "";
-    if (v.is_bool()) return v.get_bool() ? "true" : "false";
-    if (v.is_double()) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%.15g", v.get_double());
-        return buf;
-    }
-    return json::serialize(v);
-}
-
 std::vector<std::string> string_list(const json::object& o, const char* key) {
     std::vector<std::string> out;
     if (auto* list = o.if_contains(key); list && list->is_array())
-        for (const auto& v : list->get_array()) out.push_back(cell_text(v));
+        for (const auto& v : list->get_array()) out.push_back(crmsync::support::scalar_text(v));
     return out;
 }
 
@@ -123,7 +108,7 @@ int32_t AnalyticsApi::rows(crmsync_call* call, const std::string& report_id, con
     for (const auto& r : rows->get_array()) {
         std::vector<std::string> cells;
         if (auto* a = r.if_array())
-            for (const auto& c : *a) cells.push_back(cell_text(c));
+            for (const auto& c : *a) cells.push_back(crmsync::support::scalar_text(c));
         out.rows.push_back(std::move(cells));
     }
     if (auto* next = o.if_contains("next_cursor"); next && next->is_string() && !next->get_string().empty())

@@ -14,6 +14,7 @@
 #include <boost/json.hpp>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -57,6 +58,20 @@ int32_t guarded(const crmsync_host_api* host, crmsync_call* call, Body&& body) n
 inline std::string text(const json::object& o, std::string_view key) {
     auto* v = o.if_contains(key);
     return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+// A scalar as text, as an operator would write it: a string as it is, null as "", true or
+// false, a number without an exponent for everyday values (%.15g for a double).
+inline std::string scalar_text(const json::value& v) {
+    if (v.is_string()) return std::string(v.get_string());
+    if (v.is_null()) return "";
+    if (v.is_bool()) return v.get_bool() ? "true" : "false";
+    if (v.is_double()) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.15g", v.get_double());
+        return buf;
+    }
+    return json::serialize(v);
 }
 
 // Percent-encodes everything but RFC 3986's unreserved characters.

@@ -1,6 +1,9 @@
 // crmsync serve as an operator runs it: a real process, real HTTP on 127.0.0.1.
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <catch2/catch.hpp>
@@ -156,6 +159,48 @@ TEST_CASE("serve: every webhook rejection is answered and changes nothing") {
     CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="unknown_module"})") == 1);
     CHECK(metrics.at(R"(crmsync_webhook_rejects_total{reason="too_large"})") >= 1);
     CHECK(home.events("SELECT COUNT() FROM Event") == 0);
+}
+
+// An open TCP connection to 127.0.0.1:port that has sent `text` and then goes quiet.
+struct SlowClient {
+    int fd = -1;
+    SlowClient(int port, const std::string& text) {
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in address{};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(static_cast<uint16_t>(port));
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+        REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
+    }
+    ~SlowClient() { close(fd); }
+};
+
+TEST_CASE("serve: 64 slow connections do not hold off a signed webhook or /healthz") {
+    Home home;
+    auto serve = home.serve();
+    std::vector<std::unique_ptr<SlowClient>> slow;
+    for (int i = 0; i < 32; ++i) slow.push_back(std::make_unique<SlowClient>(serve->port, "POST /hooks/hooks HTTP/1.1\r\nHo"));
+    for (int i = 0; i < 32; ++i)
+        slow.push_back(std::make_unique<SlowClient>(
+            serve->port, "POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"id\":"));
+    // Every one of them is open and waiting on the server, header or body half sent. The
+    // webhook must be answered while they stay so: a thread-per-connection server with
+    // fewer threads than slow clients answers it only once they time out, seconds later.
+    httplib::Client client("127.0.0.1", serve->port);
+    client.set_connection_timeout(1);
+    client.set_read_timeout(1);
+    const std::string body = event_body("under-load");
+    const std::string ts = std::to_string(std::time(nullptr));
+    httplib::Headers headers{{"X-Crmsync-Timestamp", ts},
+                             {"X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex(kSecret, ts + "." + body)}};
+    auto accepted = client.Post("/hooks/hooks", headers, body, "application/json");
+    REQUIRE(accepted);
+    CHECK(accepted->status == 202);
+    auto health = client.Get("/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'under-load'") == 1; }));
 }
 
 TEST_CASE("serve: a captured signed webhook replayed within its window is a duplicate, not applied again") {

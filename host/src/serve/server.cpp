@@ -1,10 +1,10 @@
 #include "server.h"
 
-#include <httplib.h>
 #include <openssl/crypto.h>
 
 #include <charconv>
 #include <chrono>
+#include <regex>
 #include <set>
 
 #include "../digest.h"
@@ -39,7 +39,6 @@ Server::Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, co
 
 Server::~Server() {
     if (http_) http_->stop();
-    if (http_thread_.joinable()) http_thread_.join();
 }
 
 Status Server::start() {
@@ -48,37 +47,30 @@ Status Server::start() {
     web_store_ = std::move(store.value());
     if (!is_loopback(options_.host))
         diagnostics_.warn("listening on " + options_.host + ", beyond this machine: put TLS and a firewall in front of it");
-    http_ = std::make_unique<httplib::Server>();
-    // Small JSON answers: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
-    http_->set_tcp_nodelay(true);
-    http_->set_payload_max_length(options_.max_body + 1);
-    http_->Post(R"(/hooks/([a-z0-9_-]+))", [this](const httplib::Request& req, httplib::Response& res) {
-        int status = 500;
-        std::string answer;
-        handle_hook(req.matches[1], req.get_header_value("X-Crmsync-Signature"), req.get_header_value("X-Crmsync-Timestamp"),
-                    req.body, status, answer);
-        res.status = status;
-        res.set_content(answer, "application/json");
-    });
-    http_->Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-        int status = 200;
-        res.set_content(health(status), "application/json");
-        res.status = status;
-    });
-    http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-        res.set_content(metrics(), "text/plain; version=0.0.4");
-    });
-    // A body past the limit: 413, counted, nothing stored.
-    http_->set_error_handler([this](const httplib::Request&, httplib::Response& res) {
-        if (res.status == 413) reject("too_large");
-    });
-    port_ = options_.port == 0 ? http_->bind_to_any_port(options_.host)
-                               : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-    if (port_ <= 0)
-        return Status::config("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+    http_ = std::make_unique<HttpListener>([this](const IncomingRequest& request) { return answer(request); }, options_.http,
+                                           [this](const std::string& reason) { reject(reason); });
+    if (auto started = http_->start(options_.host, options_.port); !started)
+        return Status::config(started.message() +
                               " (in use, or not an address of this machine; choose another with --listen HOST:PORT)");
-    http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+    port_ = http_->port();
     return Status::ok();
+}
+
+HttpAnswer Server::answer(const IncomingRequest& request) {
+    static const std::regex hook(R"(/hooks/([a-z0-9_-]{1,64}))");
+    std::smatch match;
+    std::string path = request.target.substr(0, request.target.find('?'));
+    if (std::regex_match(path, match, hook)) {
+        if (request.method != "POST") return {405, "application/json", R"({"error":"method","message":"use POST"})"};
+        return handle_hook(match[1], request);
+    }
+    if (path == "/healthz" || path == "/metrics") {
+        if (request.method != "GET") return {405, "application/json", R"({"error":"method","message":"use GET"})"};
+        if (path == "/healthz") return health();
+        return {200, "text/plain; version=0.0.4", metrics()};
+    }
+    return {404, "application/json",
+            R"({"error":"not_found","message":"crmsync serves POST /hooks/MODULE, GET /healthz and GET /metrics"})"};
 }
 
 void Server::reject(const std::string& reason) {
@@ -86,17 +78,18 @@ void Server::reject(const std::string& reason) {
     ++rejects_[reason];
 }
 
-void Server::handle_hook(const std::string& name, const std::string& signature, const std::string& timestamp,
-                         const std::string& body, int& status, std::string& answer) {
+HttpAnswer Server::handle_hook(const std::string& name, const IncomingRequest& request) {
+    const std::string& body = request.body;
+    const std::string signature = request.header("x-crmsync-signature");
+    const std::string timestamp = request.header("x-crmsync-timestamp");
     auto refuse = [&](int code, const std::string& reason, const std::string& message) {
         reject(reason);
-        status = code;
-        answer = json::serialize(json::object{{"error", reason}, {"message", message}});
+        return HttpAnswer{code, "application/json", json::serialize(json::object{{"error", reason}, {"message", message}})};
     };
     const ModuleManifest* module = catalog_.manifests().module(name);
     if (!module || !module->enabled || !module->webhook_secret_env)
         return refuse(404, "unknown_module", "no enabled module \"" + name + "\" takes webhooks here");
-    if (body.size() > options_.max_body) return refuse(413, "too_large", "the body is over 1 MiB");
+    if (body.size() > options_.http.max_body) return refuse(413, "too_large", "the body is over the limit");
     const char* secret = std::getenv(module->webhook_secret_env->c_str());
     if (!secret || !*secret) return refuse(404, "unknown_module", "webhooks for \"" + name + "\" have no secret configured");
     if (signature.empty() || timestamp.empty())
@@ -131,20 +124,18 @@ void Server::handle_hook(const std::string& name, const std::string& signature, 
     }
     if (added.duplicate) {
         reject("duplicate");
-        status = 200;
-        answer = json::serialize(json::object{{"duplicate", added.id}, {"message", "this signed request was already accepted"}});
-        return;
+        return {200, "application/json",
+                json::serialize(json::object{{"duplicate", added.id}, {"message", "this signed request was already accepted"}})};
     }
     {
         std::lock_guard<std::mutex> lock(wake_mutex_);
         work_waiting_ = true;
     }
     wake_.notify_one();
-    status = 202;
-    answer = json::serialize(json::object{{"accepted", added.id}});
+    return {202, "application/json", json::serialize(json::object{{"accepted", added.id}})};
 }
 
-std::string Server::health(int& status) {
+HttpAnswer Server::health() {
     json::object modules;
     bool writable;
     {
@@ -158,9 +149,9 @@ std::string Server::health(int& status) {
                              {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)}};
         }
     }
-    status = writable ? 200 : 503;
-    return json::serialize(
-        json::object{{"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}});
+    return {writable ? 200 : 503, "application/json",
+            json::serialize(json::object{
+                {"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}})};
 }
 
 std::string Server::metrics() {
@@ -208,8 +199,8 @@ std::string Server::metrics() {
     for (const auto& [c, b] : api_budget_)
         out += "crmsync_api_budget_remaining{connection=\"" + label(c) + "\"} " + std::to_string(b.second - b.first) + "\n";
     family("crmsync_webhook_rejects_total", "counter", "Webhook requests refused, by reason.");
-    for (const char* reason :
-         {"unknown_module", "unsigned", "bad_signature", "stale", "duplicate", "too_large", "not_json", "store"})
+    for (const char* reason : {"unknown_module", "unsigned", "bad_signature", "stale", "duplicate", "too_large", "not_json",
+                               "store", "bad_request", "timeout", "too_many_connections"})
         out += "crmsync_webhook_rejects_total{reason=\"" + std::string(reason) + "\"} " +
                std::to_string(rejects_.count(reason) ? rejects_.at(reason) : 0) + "\n";
     family("crmsync_run_duration_seconds", "histogram", "Run durations since this process started, by module.");
@@ -288,7 +279,6 @@ void Server::run() {
     }
     // Stop taking webhooks first; what was accepted stays in the inbox for the next start.
     http_->stop();
-    if (http_thread_.joinable()) http_thread_.join();
 }
 
 }  // namespace crmsync

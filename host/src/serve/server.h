@@ -1,8 +1,8 @@
 #pragma once
 // crmsync serve: runs every enabled module on its schedule and takes realtime events by
 // webhook. One worker thread runs modules (one at a time, each under its lease, so a
-// `crmsync run` elsewhere never runs a module twice); cpp-httplib threads answer
-// POST /hooks/MODULE, GET /healthz and GET /metrics. An accepted event is committed to the
+// `crmsync run` elsewhere never runs a module twice); the HTTP listener's I/O threads answer
+// POST /hooks/MODULE, GET /healthz and GET /metrics, slow clients or not. An accepted event is committed to the
 // inbox (fsync'd) before the 202 goes out, then drained through map → services → write.
 #include <atomic>
 #include <condition_variable>
@@ -15,17 +15,14 @@
 
 #include "../catalog.h"
 #include "../pipeline.h"
-
-namespace httplib {
-class Server;
-}
+#include "http_listener.h"
 
 namespace crmsync {
 
 struct ServeOptions {
     std::string host = "127.0.0.1";
-    int port = 8787;            // 0: any free port (printed)
-    size_t max_body = 1 << 20;  // 1 MiB
+    int port = 8787;      // 0: any free port (printed)
+    ListenerLimits http;  // body size, deadlines, connection bounds
     int64_t replay_window_ms = 5 * 60 * 1000;
     int64_t tick_ms = 1000;  // how often schedules are looked at
 };
@@ -42,10 +39,10 @@ public:
     void run();
 
 private:
-    void handle_hook(const std::string& module, const std::string& signature, const std::string& timestamp,
-                     const std::string& body, int& status, std::string& answer);
+    HttpAnswer answer(const IncomingRequest& request);
+    HttpAnswer handle_hook(const std::string& module, const IncomingRequest& request);
     std::string metrics();
-    std::string health(int& status);
+    HttpAnswer health();
     void run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store);
     void reject(const std::string& reason);
 
@@ -54,8 +51,7 @@ private:
     std::atomic<bool>& stop_;
     const Diagnostics& diagnostics_;
     ServeOptions options_;
-    std::unique_ptr<httplib::Server> http_;
-    std::thread http_thread_;
+    std::unique_ptr<HttpListener> http_;
     int port_ = 0;
 
     std::mutex store_mutex_;  // guards web_store_ (HTTP threads share it)

@@ -30,12 +30,16 @@ Result<json::value> parse_json(std::string_view text) {
     return parser.release();
 }
 
-Result<json::value> read_json_file(const std::string& path) {
+Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return Status::config(path + ": cannot be read (check the path and its permissions)");
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    auto parsed = parse_json(buffer.str());
+    std::string text(max_bytes + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > max_bytes)
+        return Status::config(path + ": larger than " + std::to_string(max_bytes) +
+                              " bytes, more than such a file ever needs (is it the right file?); refused unread");
+    auto parsed = parse_json(text);
     if (!parsed) return parsed.status().prefixed(path + ": not valid JSON at ");
     return parsed;
 }

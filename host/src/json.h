@@ -16,7 +16,8 @@ namespace json = boost::json;
 Result<json::value> parse_json(std::string_view text);
 
 // Reads and parses a file; messages start with the path.
-Result<json::value> read_json_file(const std::string& path);
+// A file over `max_bytes` is refused unread (a wrong file, or one grown by accident).
+Result<json::value> read_json_file(const std::string& path, size_t max_bytes = 1 << 20);
 
 // Serialization with object keys sorted at every level, so equal values give equal text.
 std::string canonical_json(const json::value& value);

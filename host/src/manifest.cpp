@@ -1,5 +1,6 @@
 #include "manifest.h"
 
+#include "schema.h"
 #include "services/mapping.h"
 
 #include <algorithm>
@@ -98,6 +99,19 @@ Result<std::vector<CredentialRef>> parse_credentials(const json::object& root, c
     return refs;
 }
 
+// The manifest's shape, against its JSON Schema in plugin-api/schemas/: every unknown key
+// (with "did you mean") and every wrong type or range at once, before any value is read.
+Status check_shape(const std::string& path, const json::value& document, std::string_view schema_file) {
+    const CompiledSchema* schema = embedded_schema(schema_file);
+    if (!schema) return Status::config("this host's " + std::string(schema_file) + " does not parse (a build problem)");
+    auto problems = schema->problems(document, "");
+    if (problems.empty()) return Status::ok();
+    std::string text = path + ": ";
+    if (problems.size() > 1) text += std::to_string(problems.size()) + " problems: ";
+    for (size_t i = 0; i < problems.size(); ++i) text += (i ? "; " : "") + problems[i];
+    return Status::config(text);
+}
+
 }  // namespace
 
 std::string Schedule::text() const {
@@ -175,6 +189,12 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
     auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
     if (!parsed->is_object()) return fail(Status::config("a plugin manifest must be a JSON object"));
     const auto& o = parsed->get_object();
+    // The format version first: a newer format is "update crmsync", not a list of unknown keys.
+    if (auto* format = o.if_contains("file_format_version");
+        format && format->is_string() && !format->get_string().starts_with("1."))
+        return fail(Status::config("\"file_format_version\": " + in_quotes(format->get_string()) +
+                                   " is not understood by this host (it reads 1.x; update crmsync)"));
+    if (auto shape = check_shape(path, *parsed, "plugin-manifest.schema.json"); !shape) return shape;
     auto format = required_string(o, "file_format_version", "\"1.0\"");
     if (!format) return fail(format.status());
     if (!format->starts_with("1."))
@@ -200,8 +220,12 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
     m.abi_minor = static_cast<int>(*minor);
     auto library = required_string(o, "library_path", "the library file, relative to this manifest");
     if (!library) return fail(library.status());
-    fs::path lib(*library);
-    m.library_path = (lib.is_absolute() ? lib : fs::path(path).parent_path() / lib).lexically_normal().string();
+    // Inside the plugin's own folder: a manifest cannot point the host at a library elsewhere.
+    fs::path lib = fs::path(*library).lexically_normal();
+    if (lib.is_absolute() || lib.empty() || *lib.begin() == ".." || lib.filename().empty())
+        return fail(Status::config("\"library_path\": " + in_quotes(*library) +
+                                   " must name a file in the manifest's own folder or below, e.g. \"./" + m.id + ".so\""));
+    m.library_path = (fs::path(path).parent_path() / lib).lexically_normal().string();
     auto sha = required_string(o, "sha256", "the library's SHA-256 in hex");
     if (!sha) return fail(sha.status());
     std::string hex = *sha;
@@ -214,6 +238,7 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
 
 Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& o) {
     auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
+    if (auto shape = check_shape(path, o, "module-manifest.schema.json"); !shape) return shape;
     ModuleManifest m;
     m.manifest_path = path;
     auto name = required_string(o, "module", "the module's name");
@@ -293,6 +318,7 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
 
 Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& o) {
     auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
+    if (auto shape = check_shape(path, o, "connection-manifest.schema.json"); !shape) return shape;
     ConnectionManifest c;
     c.manifest_path = path;
     auto name = required_string(o, "connection", "the connection's name, which modules give as \"crm\"");

@@ -77,3 +77,17 @@ TEST_CASE("abi: fetch items, operations and write results of the shipped plugins
     REQUIRE(items.size() == 4);
     for (const auto& item : items) require_valid("fetch-item.schema.json", item);
 }
+
+TEST_CASE("abi: a plugin config that breaks the plugin's schema is refused with every problem listed") {
+    PluginLoader loader({CRMSYNC_PLUGIN_DIR}, quiet);
+    auto plugin = loader.load("helpdesk-tickets", VersionRange::parse("^1").value());
+    REQUIRE(plugin);
+    auto config = json::parse(R"({"folder": 5, "relate_to": ["Account"], "open_opportunty": true})").as_object();
+    auto refused = PluginInstance::create(plugin.value(), config, std::make_unique<HostServices>(), "helpdesk");
+    REQUIRE_FALSE(refused);
+    const auto& message = refused.status().message();
+    CHECK_THAT(message, Catch::Contains("\"config.folder\": Value type not permitted"));
+    CHECK_THAT(message, Catch::Contains("\"config.relate_to[0]\": Failed to match against any enum values"));
+    CHECK_THAT(message,
+               Catch::Contains("\"config.open_opportunty\" is not a known key here (did you mean \"open_opportunity\"?)"));
+}

@@ -50,21 +50,23 @@ TEST_CASE("an inline secret in a manifest is refused, references resolve from en
     write_file(dir / "inline.json", R"({"module": "m", "plugin": "p", "crm": "c", "credentials": {"token": "s3cr3t"}})");
     auto set = load_manifests({dir.str()});
     REQUIRE(set.problems.size() == 1);
-    CHECK_THAT(set.problems[0], Catch::Contains("\"credentials.token\": an inline secret is refused"));
+    CHECK_THAT(set.problems[0],
+               Catch::Contains(
+                   "\"credentials.token\" must be {\"env\": \"NAME\"} or {\"file\": \"path\"}; an inline secret is refused"));
     CHECK_THAT(set.problems[0], !Catch::Contains("s3cr3t"));
     // A secret pasted where the variable's name belongs is refused, and not repeated.
     write_file(dir / "inline.json",
                R"({"module": "m", "plugin": "p", "crm": "c", "credentials": {"token": {"env": "sk-live-9f8e7d6c"}}})");
     set = load_manifests({dir.str()});
     REQUIRE(set.problems.size() == 1);
-    CHECK_THAT(set.problems[0], Catch::Contains("\"credentials.token.env\" is not an environment variable name") &&
+    CHECK_THAT(set.problems[0], Catch::Contains("\"credentials.token.env\" must be the NAME of an environment variable") &&
                                     !Catch::Contains("sk-live-9f8e7d6c"));
     write_file(dir / "inline.json",
                R"({"module": "m", "plugin": "p", "crm": "c", "webhook": {"secret": {"env": "whsec 0123 abc"}}})");
     set = load_manifests({dir.str()});
     REQUIRE(set.problems.size() == 1);
-    CHECK_THAT(set.problems[0],
-               Catch::Contains("\"webhook.secret.env\" is not an environment variable name") && !Catch::Contains("whsec"));
+    CHECK_THAT(set.problems[0], Catch::Contains("\"webhook.secret.env\" must be the NAME of an environment variable") &&
+                                    !Catch::Contains("whsec"));
     std::filesystem::remove(dir / "inline.json");
 
     write_file(dir / "key.txt", "file-secret\n");
@@ -87,7 +89,10 @@ TEST_CASE("plugin manifests: each missing or malformed field is named") {
         "abi": {"major": 1, "minor": 0}, "library_path": "./x.so", "sha256": "00"})");
     auto bad_version = parse_plugin_manifest(dir / "p.plugin.json");
     REQUIRE_FALSE(bad_version);
-    CHECK_THAT(bad_version.status().message(), Catch::Contains("\"version\": \"1.0\" is not a semantic version"));
+    // Every problem at once, each with what it must be.
+    CHECK_THAT(bad_version.status().message(), Catch::Contains("2 problems") &&
+                                                   Catch::Contains("\"version\" must be a semantic version, e.g. \"1.0.0\"") &&
+                                                   Catch::Contains("\"sha256\" must be the library's SHA-256: 64 hex digits"));
     write_file(dir / "q.plugin.json", R"({"file_format_version": "1.0", "id": "x", "version": "1.0.0",
         "abi": {"major": 1, "minor": 0}, "library_path": "./x.so"})");
     auto no_sha = parse_plugin_manifest(dir / "q.plugin.json");
@@ -129,6 +134,86 @@ TEST_CASE("failed_records: attempts 1..100 and a backoff of 0s..1d, doubling to 
                             R"({"backoff": "2d"})", R"({"backoff": 60})", R"("often")"}) {
         auto refused = parse(bad);
         CHECK_FALSE(refused);
-        CHECK_THAT(refused.status().message(), Catch::Contains("m.json") && Catch::Contains("\"failed_records\""));
+        CHECK_THAT(refused.status().message(), Catch::Contains("m.json") && Catch::Contains("\"failed_records"));
     }
+}
+
+namespace {
+Result<ModuleManifest> module_from(const std::string& text) {
+    return parse_module_manifest("m.json", json::parse(text).as_object());
+}
+}  // namespace
+
+TEST_CASE("manifests: an unknown key is an error naming it, with the key it probably meant") {
+    auto typo = module_from(R"({"module": "m", "plugin": "example-jsonl", "crm": "mock", "enabeld": false})");
+    REQUIRE_FALSE(typo);
+    CHECK_THAT(typo.status().message(),
+               Catch::Contains("m.json: \"enabeld\" is not a known key here (did you mean \"enabled\"?)"));
+    // A secret under a misspelt key is neither used nor kept quiet about, and not repeated.
+    auto secret =
+        module_from(R"({"module": "m", "plugin": "example-jsonl", "crm": "mock", "credentails": {"token": "sk-live-123456"}})");
+    REQUIRE_FALSE(secret);
+    CHECK_THAT(secret.status().message(),
+               Catch::Contains("\"credentails\" is not a known key here (did you mean \"credentials\"?)") &&
+                   !Catch::Contains("sk-live"));
+    // Nested keys too, and a key far from any is answered with the ones there are.
+    auto nested = module_from(R"({"module": "m", "plugin": "example-jsonl", "crm": "mock", "retry": {"max_atempts": 3},
+                                  "schedule": {"every": "4h"}, "mappings": [{"source": "a", "field": "B", "zzz": 1}]})");
+    REQUIRE_FALSE(nested);
+    CHECK_THAT(nested.status().message(),
+               Catch::Contains("2 problems") &&
+                   Catch::Contains("\"retry.max_atempts\" is not a known key here (did you mean \"max_attempts\"?)") &&
+                   Catch::Contains("\"mappings[0].zzz\" is not a known key here (known: source, field"));
+    auto connection = parse_connection_manifest(
+        "c.json", json::parse(R"({"connection": "c", "plugin": "mock-crm", "external_id": "X__c"})").as_object());
+    REQUIRE_FALSE(connection);
+    CHECK_THAT(connection.status().message(),
+               Catch::Contains("\"external_id\" is not a known key here (did you mean \"external_id_field\"?)"));
+}
+
+TEST_CASE("manifests: wrong types are errors, all of them at once, and never echo the value") {
+    auto wrong = module_from(R"({"module": "m", "plugin": "example-jsonl", "crm": "mock", "retry": "fast",
+                                 "failed_records": {"max_attempts": 3.5}, "webhook": "secret-here", "enabled": "no"})");
+    REQUIRE_FALSE(wrong);
+    const auto& message = wrong.status().message();
+    CHECK_THAT(message, Catch::Contains("4 problems"));
+    CHECK_THAT(message, Catch::Contains("\"retry\" must be {\"max_attempts\": 1..20"));
+    CHECK_THAT(message, Catch::Contains("\"failed_records.max_attempts\" must be an integer from 1 to 100"));
+    CHECK_THAT(message, Catch::Contains("\"webhook\" must be {\"secret\": {\"env\": \"NAME\"}}"));
+    CHECK_THAT(message, Catch::Contains("\"enabled\" must be true or false"));
+    CHECK_THAT(message, !Catch::Contains("secret-here") && !Catch::Contains("fast"));
+    auto missing = module_from(R"({"module": "m", "schedule": "hourly"})");
+    REQUIRE_FALSE(missing);
+    CHECK_THAT(missing.status().message(), Catch::Contains("\"plugin\" is missing") &&
+                                               Catch::Contains("\"crm\" is missing (the name of a CRM connection manifest)") &&
+                                               Catch::Contains("\"schedule\" must be \"manual\", \"realtime\""));
+}
+
+TEST_CASE("manifests: a file over 1 MiB is refused unread, and the others still load") {
+    TempDir dir;
+    write_file(dir / "a.json", kModule);
+    write_file(dir / "big.json", R"({"module": "big", "config": {"pad": ")" + std::string(2 << 20, 'x') + "\"}}");
+    auto set = load_manifests({dir.str()});
+    REQUIRE(set.modules.size() == 1);
+    REQUIRE(set.problems.size() == 1);
+    CHECK_THAT(set.problems[0], Catch::Contains("big.json") && Catch::Contains("larger than 1048576 bytes"));
+}
+
+TEST_CASE("plugin manifests: the library must be inside the plugin's folder") {
+    TempDir dir;
+    const std::string sha(64, 'a');
+    for (const char* path : {"../../outside/x.so", "/usr/lib/x.so", "sub/../../x.so"}) {
+        write_file(dir / "p.plugin.json", R"({"file_format_version": "1.0", "id": "x", "version": "1.0.0",
+            "abi": {"major": 1, "minor": 0}, "library_path": ")" +
+                                              std::string(path) + R"(", "sha256": ")" + sha + "\"}");
+        auto refused = parse_plugin_manifest(dir / "p.plugin.json");
+        REQUIRE_FALSE(refused);
+        CHECK_THAT(refused.status().message(), Catch::Contains("\"library_path\"") && Catch::Contains("own folder"));
+    }
+    write_file(dir / "p.plugin.json", R"({"file_format_version": "1.0", "id": "x", "version": "1.0.0",
+        "abi": {"major": 1, "minor": 0}, "library_path": "./lib/x.so", "sha256": ")" +
+                                          sha + "\"}");
+    auto inside = parse_plugin_manifest(dir / "p.plugin.json");
+    REQUIRE(inside);
+    CHECK(inside->library_path == (dir / "lib/x.so"));
 }

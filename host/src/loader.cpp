@@ -1,5 +1,7 @@
 #include "loader.h"
 
+#include "library_image.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -111,19 +113,17 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
     if (m.abi_minor > CRMSYNC_ABI_MINOR)
         return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " is newer than host ABI " +
                       versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (upgrade crmsync or use an older plugin build)");
-    auto digest = sha256_file(m.library_path);
-    if (!digest) return refuse(digest.status().message());
-    if (*digest != m.sha256)
-        return refuse("sha256 of " + m.library_path + " is " + *digest + " but the manifest says " + m.sha256 +
-                      " (the library changed after it was built; rebuild or reinstall the plugin)");
+    // The bytes checked are the bytes loaded: a private sealed copy, not the file again.
+    auto image = verified_library_copy(m.library_path, m.sha256, m.id);
+    if (!image) return refuse(image.status().message());
     diagnostics_.debug(m.library_path + ": sha256 verified");
 
     boost::dll::shared_library library;
     try {
         // The throwing overload: its message carries dlerror's text (e.g. a missing dependency).
-        library.load(m.library_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+        library.load(image.value(), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
-        return refuse(std::string("library cannot be opened: ") + e.what() +
+        return refuse(std::string("library ") + m.library_path + " cannot be opened: " + e.what() +
                       " (a library it depends on may be missing: check `ldd " + m.library_path + "`)");
     }
     if (!library.has(CRMSYNC_ENTRY_SYMBOL))

@@ -1,7 +1,10 @@
 // Every way loading a plugin can fail, each with the message an operator needs.
 #include <catch2/catch.hpp>
+#include <atomic>
+#include <thread>
 
 #include "instance.h"
+#include "digest.h"
 #include "loader.h"
 #include "test_support.h"
 
@@ -65,6 +68,68 @@ TEST_CASE("loader: one flipped byte in the library fails the hash check, naming 
     PluginLoader loader({dir.str()}, quiet);
     CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("sha256 of") && Catch::Contains("but the manifest says") &&
                                                       Catch::Contains("rebuild or reinstall"));
+}
+
+// Rewrites a copied plugin's manifest so that its sha256 matches `bytes` (as whoever ships
+// the plugin could).
+void pin(const std::string& manifest, const std::string& bytes) {
+    auto text = testing::read_file(manifest);
+    auto at = text.find("\"sha256\": \"") + 11;
+    text.replace(at, 64, sha256_hex(bytes));
+    testing::write_file(manifest, text);
+}
+
+TEST_CASE("loader: a truncated library with a matching hash is refused, not opened") {
+    // Cut inside its loadable segments: opened, its pages past the end would be SIGBUS.
+    for (size_t keep : {size_t{0}, size_t{100}, size_t{8192}}) {
+        TempDir dir;
+        auto manifest = copy_plugin(dir, "test-source");
+        auto bytes = testing::read_file(dir / "test-source/test-source.so").substr(0, keep);
+        testing::write_file(dir / "test-source/test-source.so", bytes);
+        pin(manifest, bytes);
+        PluginLoader loader({dir.str()}, quiet);
+        CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("test-source.so is ") &&
+                                                          Catch::Contains("reinstall the plugin") &&
+                                                          (Catch::Contains("truncated") || Catch::Contains("not an ELF file")));
+    }
+}
+
+TEST_CASE("loader: a library swapped in after the hash check is never opened; the checked bytes are") {
+    // Two files take turns at the plugin's path: the verified library, and another that
+    // leaves a mark when opened. Whatever the timing, only verified bytes reach dlopen.
+    TempDir dir;
+    copy_plugin(dir, "test-source");
+    const std::string lib = dir / "test-source/test-source.so";
+    const std::string good = dir / "good.so", evil = dir / "evil.so";
+    fs::copy_file(lib, good);
+    fs::copy_file(kTestPlugins + "/marks-when-opened/marks-when-opened.so", evil);
+    const std::string mark = dir / "mark";
+    setenv("CRMSYNC_TEST_CONSTRUCTOR_MARK", mark.c_str(), 1);
+    std::atomic<bool> done{false};
+    std::thread swapper([&] {
+        for (int i = 0; !done; ++i) {
+            const std::string next = dir / ("next" + std::to_string(i % 2));
+            fs::copy_file(i % 2 ? evil : good, next, fs::copy_options::overwrite_existing);
+            fs::rename(next, lib);  // atomic: the path is always one whole file or the other
+        }
+    });
+    int loaded = 0, refused = 0;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        PluginLoader loader({dir.str()}, quiet);
+        auto plugin = loader.load("test-source", VersionRange::parse("*").value());
+        if (plugin) {
+            ++loaded;
+            CHECK(plugin.value()->id() == "test-source");
+        } else {
+            ++refused;
+        }
+    }
+    done = true;
+    swapper.join();
+    unsetenv("CRMSYNC_TEST_CONSTRUCTOR_MARK");
+    INFO("loaded " << loaded << ", refused " << refused);
+    CHECK(loaded + refused == 200);
+    CHECK_FALSE(fs::exists(mark));
 }
 
 TEST_CASE("loader: a missing dependency shows the dynamic linker's own words") {

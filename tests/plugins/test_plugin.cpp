@@ -151,3 +151,17 @@ extern "C" CRMSYNC_EXPORT int not_a_crmsync_plugin(void) { return 0; }
 extern "C" int crmsync_test_dependency_value(void);
 extern "C" CRMSYNC_EXPORT int uses_dependency(void) { return crmsync_test_dependency_value(); }
 #endif
+
+#ifdef TEST_CONSTRUCTOR_MARKER
+// Runs the moment the library is opened, before any ABI call: a library that was never
+// verified must never get this far. It leaves a mark where the test asks.
+#include <cstdio>
+#include <cstdlib>
+__attribute__((constructor)) static void leave_mark() {
+    if (const char* path = std::getenv("CRMSYNC_TEST_CONSTRUCTOR_MARK"))
+        if (FILE* f = std::fopen(path, "a")) {
+            std::fputs("constructor ran\n", f);
+            std::fclose(f);
+        }
+}
+#endif

@@ -142,6 +142,13 @@ std::string MatchDirective::field_list() const {
     return text;
 }
 
+std::string text_value_problem(std::string_view field, std::string_view text) {
+    auto nul = text.find('\0');
+    if (nul == std::string_view::npos) return "";
+    return "field " + std::string(field) + " holds a NUL character (U+0000) at byte " + std::to_string(nul) +
+           ", which CRM text cannot carry (it would be cut off there); remove it in the source";
+}
+
 Result<Operation> Operation::parse(const json::value& emitted, const std::string& record_id) {
     auto* o = emitted.if_object();
     if (!o) return problem("an operation must be a JSON object");
@@ -159,6 +166,9 @@ Result<Operation> Operation::parse(const json::value& emitted, const std::string
     auto* fields = find_object(*o, "fields");
     if (!fields && op.action != "archive") return problem("operation has no \"fields\" object");
     if (fields) op.fields = *fields;
+    for (const auto& [field, value] : op.fields)
+        if (value.is_string())
+            if (auto why = text_value_problem(field, value.get_string()); !why.empty()) return problem(why);
     op.source_id = find_string(*o, "source_id").value_or(record_id);
     op.id = find_text(*o, "id");
     op.writeback = find_bool(*o, "writeback").value_or(false);

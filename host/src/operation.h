@@ -55,6 +55,11 @@ struct MatchDirective {
 // the source's reference to the content), `picklists` (field -> policy).
 using FieldDirectives = std::vector<std::pair<std::string, std::string>>;
 
+// Why `text`, bound for field `field`, cannot be written as it is; empty when it can. A NUL
+// (U+0000) is cut off by C strings and text columns on the way, so the value is refused
+// whole rather than written short.
+std::string text_value_problem(std::string_view field, std::string_view text);
+
 struct Operation {
     std::string object;
     std::string action;     // upsert or update (plugins); the services also make create, picklist_add

@@ -74,7 +74,11 @@ struct ErrorRow {
     std::string code;       // exception type: the CRM's status code or ours
     std::string message;
     std::vector<std::string> fields{};
-    std::string payload;       // the operation as JSON
+    // The operation as JSON. The log keeps at most kMaxPayloadBytes of it (it lives a year):
+    // past that, {"cut": true, "bytes": <full size>, "head": "<the first bytes>"}.
+    std::string payload;
+    static constexpr size_t kMaxPayloadBytes = 64 * 1024;
+    static constexpr size_t kMaxMessageBytes = 8 * 1024;
     std::string connection{};  // filled by the reads; a batch's errors take the batch's
     // open (its record is tried again), gave_up (tried max_attempts times) or closed.
     std::string state{};

@@ -14,6 +14,21 @@
 namespace crmsync {
 namespace {
 
+// What the error log keeps of one record: enough to see what it was, not a 50 MB copy for a year.
+std::string bounded_payload(const std::string& payload) {
+    if (payload.size() <= ErrorRow::kMaxPayloadBytes) return payload;
+    size_t head = ErrorRow::kMaxPayloadBytes / 2;
+    while (head > 0 && (static_cast<unsigned char>(payload[head]) & 0xC0) == 0x80) --head;  // whole UTF-8 characters
+    return json::serialize(json::object{{"cut", true}, {"bytes", payload.size()}, {"head", payload.substr(0, head)}});
+}
+
+std::string bounded_message(const std::string& message) {
+    if (message.size() <= ErrorRow::kMaxMessageBytes) return message;
+    size_t keep = ErrorRow::kMaxMessageBytes;
+    while (keep > 0 && (static_cast<unsigned char>(message[keep]) & 0xC0) == 0x80) --keep;
+    return message.substr(0, keep) + "… (" + std::to_string(message.size()) + " bytes in all)";
+}
+
 const char* const kMigrations[] = {
     // 1: the initial schema.
     R"sql(
@@ -324,7 +339,8 @@ public:
                 json::array fields;
                 for (const auto& f : e.fields) fields.emplace_back(f);
                 bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
-                         e.code, e.message, json::serialize(fields), e.payload, gave_up.count(e.entity_id) ? "gave_up" : "open");
+                         e.code, bounded_message(e.message), json::serialize(fields), bounded_payload(e.payload),
+                         gave_up.count(e.entity_id) ? "gave_up" : "open");
                 error.exec();
                 error.reset();
             }

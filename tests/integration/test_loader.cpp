@@ -94,7 +94,7 @@ TEST_CASE("loader: a truncated library with a matching hash is refused, not open
     }
 }
 
-TEST_CASE("loader: a library swapped in after the hash check is never opened; the checked bytes are") {
+TEST_CASE("loader: a library swapped in after the hash check is never opened, only the checked bytes are") {
     // Two files take turns at the plugin's path: the verified library, and another that
     // leaves a mark when opened. Whatever the timing, only verified bytes reach dlopen.
     TempDir dir;

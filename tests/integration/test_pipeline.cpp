@@ -492,3 +492,40 @@ TEST_CASE("pipeline: an older version of a record never overwrites a newer one, 
     CHECK(h.run("deals").counts.updated == 1);
     CHECK(subject("d:deal-1") == "Deal reopened");
 }
+
+TEST_CASE("pipeline: a NUL inside a text value fails that record, naming the field, instead of writing it cut short") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "n1", "subject": "before\u0000after", "status": "Completed"}
+{"id": "n2", "subject": "clean", "status": "Completed", "note": "x\u0000y"}
+{"id": "n3", "subject": "fine", "status": "Completed"}
+)");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"),
+             R"(, "mappings": [{"source": "note", "field": "Description", "type": "text"}])");
+    auto run = h.run("tasks");
+    CHECK(run.counts.created == 1);
+    CHECK(run.counts.failed == 2);
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 2);
+    std::map<std::string, std::string> by_record;
+    for (const auto& e : errors) by_record[e.entity_id] = e.message;
+    CHECK_THAT(by_record["n1"], Catch::Contains("field Subject holds a NUL character (U+0000) at byte 6"));
+    CHECK_THAT(by_record["n2"], Catch::Contains("Description") && Catch::Contains("NUL character"));
+    CHECK(h.crm()->query("SELECT Subject FROM Task").rows.at(0).at("Subject").as_string() == "fine");
+}
+
+TEST_CASE("pipeline: the error log keeps at most 64 KiB of a huge failed record, with its full size") {
+    Harness h;
+    const std::string huge(3 << 20, 'z');
+    write_file(h.home / "in/a.jsonl",
+               R"({"id": "big", "subject": ")" + huge + R"(", "status": "Completed", "due": "not a date"})" + "\n");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto run = h.run("tasks");
+    CHECK(run.counts.failed == 1);
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].payload.size() <= ErrorRow::kMaxPayloadBytes + 200);
+    auto kept = json::parse(errors[0].payload).as_object();
+    CHECK(kept.at("cut").as_bool());
+    CHECK(kept.at("bytes").to_number<int64_t>() > int64_t{3 << 20});
+    CHECK(errors[0].message.size() <= ErrorRow::kMaxMessageBytes + 64);
+}

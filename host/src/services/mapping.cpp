@@ -1,5 +1,7 @@
 #include "mapping.h"
 
+#include "../operation.h"
+
 // gcc 12 at -O2 reports a false "may be used uninitialized" inside date::parse's template
 // code; the values it names are always written before use.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -132,6 +134,8 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
         if (value.is_string()) text = std::string(value.get_string());
         else if (value.is_number() || value.is_bool()) text = json::serialize(value);
         else return Status(mismatch(m, value, "text"));
+        if (auto why = text_value_problem(m.field, text); !why.empty())
+            return Status::error(Status::Kind::record, m.label() + ": " + why);
         if (m.max_lines) text = support::cut_lines(text, *m.max_lines);
         return json::value(json::string(text));
     }

@@ -529,3 +529,19 @@ TEST_CASE("pipeline: the error log keeps at most 64 KiB of a huge failed record,
     CHECK(kept.at("bytes").to_number<int64_t>() > int64_t{3 << 20});
     CHECK(errors[0].message.size() <= ErrorRow::kMaxMessageBytes + 64);
 }
+
+TEST_CASE("pipeline: a JSON Lines record longer than 16 MiB fails with its size, unread, and the lines around it land") {
+    Harness h;
+    std::string huge = R"({"id": "huge", "subject": ")" + std::string((16 << 20) + 10, 'h') + R"(", "status": "Completed"})";
+    write_file(h.home / "in/a.jsonl", R"({"id": "before", "subject": "b", "status": "Completed"})"
+                                      "\n" +
+                                          huge + "\n" + R"({"id": "after", "subject": "a", "status": "Completed"})" + "\n");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto run = h.run("tasks");
+    CHECK(run.counts.created == 2);
+    CHECK(run.counts.failed == 1);
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0].message, Catch::Contains("a.jsonl:2: a line of " + std::to_string(huge.size()) + " bytes") &&
+                                      Catch::Contains("more than the 16 MiB a record may have"));
+}

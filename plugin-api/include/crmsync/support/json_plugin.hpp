@@ -212,6 +212,12 @@ inline json::object checkpoint_item(json::value cursor, bool more) {
 // One export line as a `record` item, named by file and line.
 inline json::object jsonl_record_item(const JsonlLine& line, std::string_view id_field) {
     std::string where = line.file + ":" + std::to_string(line.number);
+    if (line.cut())
+        return {
+            {"type", "record"},
+            {"id", where},
+            {"record", json::object{{"_invalid", where + ": a line of " + std::to_string(line.bytes) + " bytes, more than the " +
+                                                     std::to_string(kMaxJsonlLineBytes >> 20) + " MiB a record may have"}}}};
     json::error_code ec;
     auto record = json::parse(line.text, ec);
     return record_item(ec ? json::value(nullptr) : std::move(record), id_field, where);

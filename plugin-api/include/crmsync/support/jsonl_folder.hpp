@@ -3,7 +3,8 @@
 // header-only, no JSON library assumed, nothing crosses the boundary.
 //
 // Files are taken in name order (new exports sort after old ones); the cursor says which
-// file and how many of its lines are done. Blank lines are skipped but still consumed.
+// file and how many of its lines are done. Blank lines are skipped but still consumed. A
+// line is kept up to kMaxJsonlLineBytes: a longer one is counted, not held (see `cut()`).
 #ifndef CRMSYNC_SUPPORT_JSONL_FOLDER_HPP
 #define CRMSYNC_SUPPORT_JSONL_FOLDER_HPP
 
@@ -22,11 +23,33 @@ struct JsonlCursor {
     int64_t line = 0;  // lines of it already done
 };
 
+inline constexpr size_t kMaxJsonlLineBytes = size_t{16} << 20;
+
 struct JsonlLine {
     std::string file;
     int64_t number = 0;  // 1-based, for messages ("a.jsonl:12")
-    std::string text;
+    std::string text;    // at most kMaxJsonlLineBytes of it
+    size_t bytes = 0;    // the whole line's length
+    // Longer than a record may be: `text` is only its beginning.
+    bool cut() const { return bytes > text.size(); }
 };
+
+// Reads one line (without its "\n") into `text`, keeping at most `max` bytes of it and
+// counting them all in `bytes`. False at the end of the stream with nothing read.
+inline bool read_bounded_line(std::istream& in, std::string& text, size_t& bytes, size_t max) {
+    text.clear();
+    bytes = 0;
+    std::streambuf* buffer = in.rdbuf();
+    bool any = false;
+    for (;;) {
+        int c = buffer->sbumpc();
+        if (c == std::char_traits<char>::eof()) return any;
+        any = true;
+        if (c == '\n') return true;
+        ++bytes;
+        if (text.size() < max) text.push_back(static_cast<char>(c));
+    }
+}
 
 struct JsonlPage {
     std::vector<JsonlLine> lines;
@@ -51,8 +74,9 @@ inline JsonlPage read_jsonl_page(const std::string& folder, const JsonlCursor& a
         int64_t skip = name == after.file ? after.line : 0;
         std::ifstream in(fs::path(folder) / name);
         std::string text;
+        size_t bytes = 0;
         int64_t number = 0;
-        while (std::getline(in, text)) {
+        while (read_bounded_line(in, text, bytes, kMaxJsonlLineBytes)) {
             if (++number <= skip) continue;
             if (page.lines.size() == limit) {
                 page.more = true;
@@ -60,7 +84,7 @@ inline JsonlPage read_jsonl_page(const std::string& folder, const JsonlCursor& a
             }
             page.next = {name, number};
             if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-            page.lines.push_back({name, number, text});
+            page.lines.push_back({name, number, text, bytes});
         }
     }
     return page;

@@ -1,0 +1,66 @@
+// Fuzz target: the JSON Lines export reader (crmsync/support/jsonl_folder.hpp) and the JSON
+// parse of each line. Reading in pages of 3 must give exactly the lines one big page gives,
+// the cursor must only move forward, and no line may be lost or read twice.
+#include <crmsync/support/jsonl_folder.hpp>
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+void require(bool ok, const char* what) {
+    if (!ok) {
+        std::fprintf(stderr, "fuzz_jsonl: %s\n", what);
+        std::abort();
+    }
+}
+
+const std::string& folder() {
+    static const std::string path = [] {
+        char name[] = "/tmp/crmsync-fuzz-jsonl-XXXXXX";
+        return std::string(mkdtemp(name));
+    }();
+    return path;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    namespace support = crmsync::support;
+    // Two files: the input, and the input's second half (a resumed export).
+    const std::string text(reinterpret_cast<const char*>(data), size);
+    for (auto [name, part] : {std::pair<const char*, std::string>{"a.jsonl", text}, {"b.jsonl", text.substr(size / 2)}}) {
+        FILE* f = std::fopen((folder() + "/" + name).c_str(), "wb");
+        if (!f) return 0;
+        std::fwrite(part.data(), 1, part.size(), f);
+        std::fclose(f);
+    }
+    auto whole = support::read_jsonl_page(folder(), {}, 1 << 20);
+    require(!whole.more, "one page of a million lines holds a small input");
+    std::vector<support::JsonlLine> paged;
+    support::JsonlCursor cursor;
+    for (int pages = 0;; ++pages) {
+        require(pages <= static_cast<int>(size) + 4, "paging must end");
+        auto page = support::read_jsonl_page(folder(), cursor, 3);
+        require(page.lines.size() <= 3, "a page holds at most its limit");
+        require(page.next.file > cursor.file || (page.next.file == cursor.file && page.next.line >= cursor.line),
+                "the cursor only moves forward");
+        paged.insert(paged.end(), page.lines.begin(), page.lines.end());
+        cursor = page.next;
+        if (!page.more) break;
+    }
+    require(paged.size() == whole.lines.size(), "paged reading gives as many lines as one page");
+    for (size_t i = 0; i < paged.size(); ++i)
+        require(paged[i].file == whole.lines[i].file && paged[i].number == whole.lines[i].number &&
+                    paged[i].text == whole.lines[i].text,
+                "paged reading gives the same lines in the same order");
+    for (const auto& line : whole.lines) {
+        boost::system::error_code ec;
+        boost::json::parse(line.text, ec);  // a bad line is an error for that record, never a crash
+    }
+    return 0;
+}

@@ -1,7 +1,5 @@
 // crmsync serve as an operator runs it: a real process, real HTTP on 127.0.0.1.
 #include <httplib.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -12,6 +10,7 @@
 #include <thread>
 
 #include "digest.h"
+#include "loopback_client.h"
 #include "engine/engine.h"
 #include "test_support.h"
 
@@ -164,13 +163,8 @@ TEST_CASE("serve: every webhook rejection is answered and changes nothing") {
 // An open TCP connection to 127.0.0.1:port that has sent `text` and then goes quiet.
 struct SlowClient {
     int fd = -1;
-    SlowClient(int port, const std::string& text) {
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(static_cast<uint16_t>(port));
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    SlowClient(int port, const std::string& text) : fd(testing::connect_loopback(port)) {
+        REQUIRE(fd >= 0);
         REQUIRE(send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
     }
     ~SlowClient() { close(fd); }

@@ -9,15 +9,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include "fuzz_check.h"
 
 namespace {
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        std::fprintf(stderr, "fuzz_jsonl: %s\n", what);
-        std::abort();
-    }
-}
 
 const std::string& folder() {
     static const std::string path = [] {
@@ -40,24 +34,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::fclose(f);
     }
     auto whole = support::read_jsonl_page(folder(), {}, 1 << 20);
-    require(!whole.more, "one page of a million lines holds a small input");
+    fuzz_require(!whole.more, "one page of a million lines holds a small input");
     std::vector<support::JsonlLine> paged;
     support::JsonlCursor cursor;
     for (int pages = 0;; ++pages) {
-        require(pages <= static_cast<int>(size) + 4, "paging must end");
+        fuzz_require(pages <= static_cast<int>(size) + 4, "paging must end");
         auto page = support::read_jsonl_page(folder(), cursor, 3);
-        require(page.lines.size() <= 3, "a page holds at most its limit");
-        require(page.next.file > cursor.file || (page.next.file == cursor.file && page.next.line >= cursor.line),
-                "the cursor only moves forward");
+        fuzz_require(page.lines.size() <= 3, "a page holds at most its limit");
+        fuzz_require(page.next.file > cursor.file || (page.next.file == cursor.file && page.next.line >= cursor.line),
+                     "the cursor only moves forward");
         paged.insert(paged.end(), page.lines.begin(), page.lines.end());
         cursor = page.next;
         if (!page.more) break;
     }
-    require(paged.size() == whole.lines.size(), "paged reading gives as many lines as one page");
+    fuzz_require(paged.size() == whole.lines.size(), "paged reading gives as many lines as one page");
     for (size_t i = 0; i < paged.size(); ++i)
-        require(paged[i].file == whole.lines[i].file && paged[i].number == whole.lines[i].number &&
-                    paged[i].text == whole.lines[i].text,
-                "paged reading gives the same lines in the same order");
+        fuzz_require(paged[i].file == whole.lines[i].file && paged[i].number == whole.lines[i].number &&
+                         paged[i].text == whole.lines[i].text,
+                     "paged reading gives the same lines in the same order");
     for (const auto& line : whole.lines) {
         boost::system::error_code ec;
         boost::json::parse(line.text, ec);  // a bad line is an error for that record, never a crash

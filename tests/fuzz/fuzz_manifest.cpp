@@ -9,15 +9,9 @@
 #include <string>
 
 #include "manifest.h"
+#include "fuzz_check.h"
 
 namespace {
-
-void require(bool ok, const char* what) {
-    if (!ok) {
-        std::fprintf(stderr, "fuzz_manifest: %s\n", what);
-        std::abort();
-    }
-}
 
 const std::string& scratch_file() {
     static const std::string path = [] {
@@ -37,24 +31,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto parsed = parse_json(text); parsed && parsed->is_object()) {
         const auto& root = parsed->get_object();
         auto module = parse_module_manifest("m.json", root);
-        require(module || module.status().message().rfind("m.json: ", 0) == 0, "a module manifest error must name the file");
+        fuzz_require(module || module.status().message().rfind("m.json: ", 0) == 0, "a module manifest error must name the file");
         if (module) {
-            require(!module->name.empty() && !module->crm.empty(), "an accepted module has a name and a crm");
-            require(module->schedule.kind != Schedule::Kind::every || module->schedule.every_seconds >= 60,
-                    "an accepted schedule runs at most once a minute");
+            fuzz_require(!module->name.empty() && !module->crm.empty(), "an accepted module has a name and a crm");
+            fuzz_require(module->schedule.kind != Schedule::Kind::every || module->schedule.every_seconds >= 60,
+                         "an accepted schedule runs at most once a minute");
         }
         auto connection = parse_connection_manifest("c.json", root);
-        require(connection || connection.status().message().rfind("c.json: ", 0) == 0,
-                "a connection manifest error must name the file");
+        fuzz_require(connection || connection.status().message().rfind("c.json: ", 0) == 0,
+                     "a connection manifest error must name the file");
     }
     // The plugin manifest is read from a file, as the loader reads it.
     if (FILE* f = std::fopen(scratch_file().c_str(), "wb")) {
         std::fwrite(text.data(), 1, text.size(), f);
         std::fclose(f);
         auto plugin = parse_plugin_manifest(scratch_file());
-        require(plugin || plugin.status().message().find(scratch_file()) != std::string::npos,
-                "a plugin manifest error must name the file");
-        if (plugin) require(plugin->sha256.size() == 64, "an accepted plugin manifest has a whole sha256");
+        fuzz_require(plugin || plugin.status().message().find(scratch_file()) != std::string::npos,
+                     "a plugin manifest error must name the file");
+        if (plugin) fuzz_require(plugin->sha256.size() == 64, "an accepted plugin manifest has a whole sha256");
     }
     return 0;
 }

@@ -6,8 +6,6 @@
 //   2: as "<timestamp>\n<body>", signed with that timestamp (the timestamp's range)
 // Every request is answered with a status the README lists, or the connection is closed;
 // nothing makes the server fail (500), hang or crash.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,18 +22,13 @@
 
 #include "catalog.h"
 #include "digest.h"
+#include "loopback_client.h"
 #include "serve/server.h"
+#include "fuzz_check.h"
 
 namespace {
 
 const char* kSecret = "fuzz-secret";
-
-void require(bool ok, const std::string& what) {
-    if (!ok) {
-        std::fprintf(stderr, "fuzz_webhook: %s\n", what.c_str());
-        std::abort();
-    }
-}
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
@@ -58,12 +51,12 @@ struct Serve {
         setenv("CRMSYNC_FUZZ_HOOK_SECRET", kSecret, 1);
         crmsync::Environment env{home, {home + "/manifests"}, {}};
         catalog = std::make_unique<crmsync::Catalog>(env, quiet, clock);
-        require(catalog->manifests().problems.empty(), "the fuzz home's manifests load");
+        fuzz_require(catalog->manifests().problems.empty(), "the fuzz home's manifests load");
         crmsync::ServeOptions options;
         options.port = 0;
         options.http.header_timeout = std::chrono::milliseconds(2000);
         server = std::make_unique<crmsync::Server>(*catalog, clock, stop, quiet, options);
-        require(server->start().is_ok(), "serve starts");
+        fuzz_require(server->start().is_ok(), "serve starts");
     }
     ~Serve() {
         server.reset();
@@ -79,14 +72,8 @@ Serve& serve() {
 
 // Sends `request`, closes the sending side, and reads until the server closes.
 std::string exchange(int port, const std::string& request) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    timeval guard{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    require(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0, "connect");
+    int fd = testing::connect_loopback(port, 5);
+    fuzz_require(fd >= 0, "connect");
     for (size_t sent = 0; sent < request.size();) {
         ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
         if (n <= 0) break;  // the server answered early and closed: fine
@@ -99,13 +86,13 @@ std::string exchange(int port, const std::string& request) {
     while ((n = recv(fd, buffer, sizeof buffer, 0)) > 0) answer.append(buffer, static_cast<size_t>(n));
     bool timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     close(fd);
-    require(!timed_out, "the server neither answered nor closed within 5 s");
+    fuzz_require(!timed_out, "the server neither answered nor closed within 5 s");
     return answer;
 }
 
 int status_of(const std::string& answer) {
     if (answer.empty()) return 0;
-    require(answer.rfind("HTTP/1.1 ", 0) == 0 && answer.size() >= 12, "an answer is HTTP/1.1");
+    fuzz_require(answer.rfind("HTTP/1.1 ", 0) == 0 && answer.size() >= 12, "an answer is HTTP/1.1");
     return std::atoi(answer.substr(9, 3).c_str());
 }
 
@@ -125,20 +112,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (data[0] % 3) {
         case 0:
             status = status_of(exchange(s.server->port(), rest));
-            require(std::set<int>{0, 200, 202, 400, 401, 404, 405, 413, 431}.count(status),
-                    "unexpected status " + std::to_string(status));
+            fuzz_require(std::set<int>{0, 200, 202, 400, 401, 404, 405, 413, 431}.count(status),
+                         "unexpected status " + std::to_string(status));
             break;
         case 1:
             status = status_of(exchange(s.server->port(), signed_request(std::to_string(std::time(nullptr)), rest)));
-            require(std::set<int>{200, 202, 400, 413}.count(status), "signed: unexpected status " + std::to_string(status));
+            fuzz_require(std::set<int>{200, 202, 400, 413}.count(status), "signed: unexpected status " + std::to_string(status));
             break;
         default: {
             auto cut = rest.find('\n');
             std::string timestamp = rest.substr(0, cut);
             std::string body = cut == std::string::npos ? "" : rest.substr(cut + 1);
             status = status_of(exchange(s.server->port(), signed_request(timestamp, body)));
-            require(std::set<int>{0, 200, 202, 400, 401, 413, 431}.count(status),
-                    "timestamp: unexpected status " + std::to_string(status));
+            fuzz_require(std::set<int>{0, 200, 202, 400, 401, 413, 431}.count(status),
+                         "timestamp: unexpected status " + std::to_string(status));
         }
     }
     return 0;

@@ -1,6 +1,4 @@
 // serve's HTTP listener at its limits, over real sockets on 127.0.0.1.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "loopback_client.h"
 #include "serve/http_listener.h"
 
 using crmsync::HttpAnswer;
@@ -47,16 +46,7 @@ struct Listener {
 // A client socket; reads wait at most 10 s (a guard against a hang, not a timing check).
 struct Client {
     int fd = -1;
-    explicit Client(int port) {
-        fd = socket(AF_INET, SOCK_STREAM, 0);
-        timeval guard{10, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_port = htons(static_cast<uint16_t>(port));
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    }
+    explicit Client(int port) : fd(testing::connect_loopback(port, 10)) { REQUIRE(fd >= 0); }
     ~Client() { close(fd); }
     bool send_text(const std::string& text) const {
         return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
@@ -173,11 +163,7 @@ TEST_CASE("http listener: stop closes every connection and refuses new ones") {
     l->http.stop();
     CHECK(open.read_all().empty());
     l.reset();
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0);
-    close(fd);
+    int fd = testing::connect_loopback(port);
+    CHECK(fd < 0);
+    if (fd >= 0) close(fd);
 }

@@ -1,5 +1,7 @@
 #include "catalog.h"
 
+#include "schema.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -86,15 +88,25 @@ Result<std::unique_ptr<PluginInstance>> Catalog::instantiate(const PluginRef& re
     return PluginInstance::create(plugin.value(), expand(config, manifest_path), std::move(services), manifest_path);
 }
 
+Status Catalog::module_exists(const std::string& name) const {
+    if (manifests_.module(name)) return Status::ok();
+    std::vector<std::string> names;
+    std::string known;
+    for (const auto& m : manifests_.modules) {
+        names.push_back(m.name);
+        known += (known.empty() ? "" : ", ") + m.name;
+    }
+    auto near = did_you_mean(name, names);
+    return Status::config("no module \"" + name + "\" in " + env_.manifest_dirs.front() +
+                          (near            ? " (did you mean \"" + *near + "\"?)"
+                           : known.empty() ? " (no modules found)"
+                                           : " (known: " + known + ")"));
+}
+
 Result<ModuleInstances> Catalog::instantiate_module(const std::string& name) {
     ModuleInstances out;
+    if (auto found = module_exists(name); !found) return found;
     out.module = manifests_.module(name);
-    if (!out.module) {
-        std::string known;
-        for (const auto& m : manifests_.modules) known += (known.empty() ? "" : ", ") + m.name;
-        return Status::config("no module \"" + name + "\" in " + env_.manifest_dirs.front() +
-                              (known.empty() ? " (no modules found)" : " (known: " + known + ")"));
-    }
     out.connection = manifests_.connection(out.module->crm);
     if (!out.connection)
         return Status::config(out.module->manifest_path + ": \"crm\": no connection manifest named \"" + out.module->crm +

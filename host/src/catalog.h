@@ -47,6 +47,9 @@ public:
 
     Result<std::unique_ptr<PluginInstance>> instantiate(const PluginRef& ref, const json::object& config,
                                                         const std::string& manifest_path);
+    // Ok when a manifest declares module `name`; otherwise a configuration error naming the
+    // module it probably meant, or the ones there are.
+    Status module_exists(const std::string& name) const;
     Result<ModuleInstances> instantiate_module(const std::string& name);
     Result<std::unique_ptr<PluginInstance>> instantiate_connection(const std::string& name);
 

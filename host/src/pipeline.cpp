@@ -221,6 +221,8 @@ RunReport Pipeline::run(const RunOptions& options) {
                   crm_read_->object + " record(s) written" + (message.empty() ? "" : "; " + message);
         log(Level::info, message + " (連携が完了しました)");
     }
+    // A dry run wrote nothing, so nothing of it is partial: it says what would have failed.
+    if (options.dry_run) return scope.finish(RunStatus::succeeded, total.failed > 0 ? "dry run: " + message + " would fail" : "");
     return scope.finish(total.failed > 0 ? RunStatus::partial : RunStatus::succeeded, message);
 }
 
@@ -344,10 +346,9 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
         p->services().cancel = &cancel_;
         p->services().clock = &clock_;
     }
-    std::string why;
-    if (!caller_.authenticate(b_.source, b_.module.credentials, why) ||
-        !caller_.authenticate(b_.crm, b_.connection.credentials, why))
-        return RunStop{RunStatus::failed, why, true};
+    for (auto [plugin, credentials] : {std::pair{&b_.source, &b_.module.credentials}, {&b_.crm, &b_.connection.credentials}})
+        if (auto signed_in = caller_.authenticate(*plugin, *credentials); !signed_in)
+            return RunStop{RunStatus::failed, signed_in.message(), signed_in.kind() != Status::Kind::config};
     if (reads_crm())
         if (auto stop = prepare_crm_read()) return stop;
 

@@ -45,16 +45,13 @@ bool PluginCaller::backoff(int attempt) const {
     return true;
 }
 
-bool PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, std::string& why) const {
+Status PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const {
     auto resolved = resolve_credentials(credentials);
-    if (!resolved) {
-        why = resolved.status().message();
-        return false;
-    }
+    if (!resolved) return resolved.status();
     plugin.services().secrets = *resolved;
     auto outcome = plugin.authenticate(*resolved);
-    if (!outcome.ok()) why = plugin.plugin().id() + " refused to authenticate: " + outcome.message;
-    return outcome.ok();
+    if (!outcome.ok()) return Status::unreachable(plugin.plugin().id() + " refused to authenticate: " + outcome.message);
+    return Status::ok();
 }
 
 Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials,
@@ -64,9 +61,8 @@ Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialR
         Outcome outcome = attempt();
         if (outcome.status == CRMSYNC_STATUS_AUTH_FAILED && !reauthenticated) {
             reauthenticated = true;
-            std::string why;
             log_(Level::info, plugin.plugin().id() + ": session refused, authenticating again");
-            if (!authenticate(plugin, credentials, why)) return {CRMSYNC_STATUS_AUTH_FAILED, why};
+            if (auto again = authenticate(plugin, credentials); !again) return {CRMSYNC_STATUS_AUTH_FAILED, again.message()};
             continue;
         }
         if (outcome.status != CRMSYNC_STATUS_RETRY) return outcome;

@@ -41,8 +41,10 @@ public:
     using LogSink = std::function<void(Level, std::string)>;
     PluginCaller(const RetryPolicy& retry, const std::atomic<bool>& cancel, LogSink log);
 
-    // Resolves the credentials and authenticates; `why` says what failed (never a secret).
-    bool authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, std::string& why) const;
+    // Resolves the credentials and authenticates. A credential that cannot be resolved (an
+    // unset variable, an unreadable file) is a configuration error; a refusal by the plugin
+    // or the system behind it is unreachable. Messages never carry a secret.
+    Status authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const;
     // Calls `attempt` until it is neither RETRY nor a first AUTH_FAILED, backing off
     // between tries; counts each retry in `counts`.
     Outcome call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, const std::function<Outcome()>& attempt,

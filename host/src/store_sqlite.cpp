@@ -435,15 +435,16 @@ public:
     }
 
     std::vector<RunTotals> run_totals() override {
-        SQLite::Statement q(db_,
-                            "SELECT module, status, COUNT(*), "
-                            "SUM(json_extract(counts, '$.fetched')), SUM(json_extract(counts, '$.created')), "
-                            "SUM(json_extract(counts, '$.updated')), SUM(json_extract(counts, '$.unchanged')), "
-                            "SUM(json_extract(counts, '$.ignored')), SUM(json_extract(counts, '$.failed')), "
-                            "SUM(json_extract(counts, '$.no_match')), SUM(json_extract(counts, '$.api_calls')), "
-                            "SUM(json_extract(counts, '$.retried')), SUM(json_extract(counts, '$.recovered')), "
-                            "SUM(json_extract(counts, '$.gave_up')) "
-                            "FROM runs WHERE status != 'running' GROUP BY module, status ORDER BY module, status");
+        SQLite::Statement q(
+            db_,
+            "SELECT module, status, COUNT(*), "
+            "SUM(json_extract(counts, '$.fetched')), SUM(json_extract(counts, '$.created')), "
+            "SUM(json_extract(counts, '$.updated')), SUM(json_extract(counts, '$.unchanged')), "
+            "SUM(json_extract(counts, '$.ignored')), SUM(json_extract(counts, '$.failed')), "
+            "SUM(json_extract(counts, '$.no_match')), SUM(json_extract(counts, '$.api_calls')), "
+            "SUM(json_extract(counts, '$.retried')), SUM(json_extract(counts, '$.recovered')), "
+            "SUM(json_extract(counts, '$.gave_up')) "
+            "FROM runs WHERE status != 'running' AND trigger != 'dry-run' GROUP BY module, status ORDER BY module, status");
         std::vector<RunTotals> out;
         while (q.executeStep()) {
             RunTotals t;

@@ -294,3 +294,46 @@ TEST_CASE("cli: check names each missing field with the type to create it as, an
     CHECK_THAT(check.out, Catch::Contains("Lead.Company is a string field; the module writes number values into it"));
     CHECK_THAT(check.out, !Catch::Contains("Lead.Email") && !Catch::Contains("Lead has no field CrmSync_Key__c"));
 }
+
+TEST_CASE("cli: exit codes - a missing credential variable is a configuration error (2), a dry run with failures is 0") {
+    Home home;
+    auto manifest = testing::read_file(home.dir / "manifests/tasks.json");
+    write_file(home.dir / "manifests/tasks.json",
+               manifest.substr(0, manifest.rfind('}')) + R"(, "credentials": {"token": {"env": "CRMSYNC_TEST_NEVER_SET"}}})");
+    auto missing = home.crmsync({"run", "tasks"});
+    CHECK(missing.status == 2);
+    CHECK_THAT(missing.out, Catch::Contains("environment variable CRMSYNC_TEST_NEVER_SET is not set"));
+    write_file(home.dir / "manifests/tasks.json", manifest);
+    // The dry run sees the record that would fail (a-2's Status) but wrote nothing: not "partial", not exit 1.
+    auto dry = home.crmsync({"run", "tasks", "--dry-run"});
+    CHECK(dry.status == 0);
+    CHECK_THAT(dry.out, Catch::Contains("tasks: succeeded") && Catch::Contains("dry run: 1 record(s) failed would fail"));
+    auto runs = home.crmsync({"runs", "tasks", "--json"});
+    CHECK_THAT(runs.out, Catch::Contains("\"dry-run\"") && !Catch::Contains("\"partial\""));
+}
+
+TEST_CASE("cli: an unknown module or a missing home is an error with the likely name, and creates nothing") {
+    Home home;
+    auto typo = home.crmsync({"runs", "taks"});
+    CHECK(typo.status == 2);
+    CHECK_THAT(typo.err, Catch::Contains("no module \"taks\"") && Catch::Contains("did you mean \"tasks\"?"));
+    for (const char* command : {"links", "errors", "unmatched", "reset"}) {
+        auto unknown = home.crmsync({command, "nobody"});
+        CHECK(unknown.status == 2);
+        CHECK_THAT(unknown.err, Catch::Contains("no module \"nobody\""));
+    }
+    CHECK_FALSE(fs::exists(home.dir / "var/state.db"));
+    const std::string nowhere = home.dir / "no-such-home";
+    auto missing = testing::crmsync_at(nowhere, {"runs"}, home.plugins.str());
+    CHECK(missing.status == 2);
+    CHECK_THAT(missing.err, Catch::Contains("home " + nowhere + " does not exist"));
+    CHECK_FALSE(fs::exists(nowhere));
+}
+
+TEST_CASE("cli: --version names the host, its plugin ABI and the plugins it finds") {
+    Home home;
+    auto version = testing::run_command({testing::crmsync_bin(), "--version"}, {"CRMSYNC_PLUGIN_PATH=" + home.plugins.str()});
+    CHECK(version.status == 0);
+    CHECK_THAT(version.out, Catch::StartsWith("crmsync ") && Catch::Contains("(plugin ABI 1.") &&
+                                Catch::Contains("example-jsonl 1.") && Catch::Contains("mock-crm 1."));
+}

@@ -100,7 +100,13 @@ int run(Context& ctx, const RunFlags& flags) {
         if (report.status == RunStatus::busy) worse(kUnreachable);
         else if (report.status == RunStatus::failed) worse(report.unreachable ? kUnreachable : kConfig);
         else if (report.unreachable) worse(kUnreachable);
-        else if (report.counts.failed > 0) worse(kRecordErrors);
+        else if (report.counts.failed > 0 && !flags.dry_run) worse(kRecordErrors);
+    }
+    // Ctrl-C or SIGTERM: what was committed stays, but this is not a finished run.
+    if (ctx.cancel.load()) {
+        std::fprintf(stderr,
+                     "crmsync: interrupted; everything up to the last saved batch stays, the next run goes on from there\n");
+        return kInterrupted;
     }
     return exit_code;
 }

@@ -10,7 +10,8 @@
 
 namespace crmsync::cli {
 
-enum Exit { kOk = 0, kRecordErrors = 1, kConfig = 2, kUnreachable = 3 };
+// Exit codes, as the README lists them.
+enum Exit { kOk = 0, kRecordErrors = 1, kConfig = 2, kUnreachable = 3, kInterrupted = 4 };
 
 struct Context {
     Catalog& catalog;

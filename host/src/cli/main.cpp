@@ -34,6 +34,29 @@ int main(int argc, char** argv) {
     app.add_option("--home", home, "folder with manifests/ and var/ (default $CRMSYNC_HOME, else the current folder)");
     app.add_option("--manifests", manifests, "manifest folder (default $CRMSYNC_MANIFEST_PATH, else HOME/manifests)");
 
+    // --version: the host, its ABI, and the plugins it finds (without loading any).
+    app.set_version_flag(
+        "--version",
+        [argv] {
+            auto env = resolve_environment(std::nullopt, std::nullopt, executable_dir(argv[0]));
+            std::string text = std::string("crmsync ") + CRMSYNC_VERSION + " (plugin ABI " + std::to_string(CRMSYNC_ABI_MAJOR) +
+                               "." + std::to_string(CRMSYNC_ABI_MINOR) + ")\nplugins:";
+            Diagnostics quiet(nullptr, Level::error);
+            PluginLoader loader(env.plugin_dirs, quiet);
+            for (const auto& c : loader.candidates()) {
+                if (!c.manifest) {
+                    text += "\n  " + c.manifest_path + ": " + c.problem.message();
+                    continue;
+                }
+                const auto& m = *c.manifest;
+                text += "\n  " + m.id + " " + m.version.text() + " (ABI " + std::to_string(m.abi_major) + "." +
+                        std::to_string(m.abi_minor) + ")  " + m.library_path;
+            }
+            if (loader.candidates().empty()) text += " none found (CRMSYNC_PLUGIN_PATH, or lib/crmsync/plugins beside bin/)";
+            return text;
+        },
+        "the version, the plugin ABI and the plugins found");
+
     bool as_json = false;
     auto* modules =
         app.add_subcommand("modules", "discovered modules: plugin, version, ABI, enabled, verified, schedule, last run");
@@ -129,8 +152,31 @@ int main(int argc, char** argv) {
     auto diagnostics = Diagnostics::from_environment();
     SystemClock clock;
     try {
-        Catalog catalog(resolve_environment(home, manifests, executable_dir(argv[0])), diagnostics, clock);
+        auto environment = resolve_environment(home, manifests, executable_dir(argv[0]));
+        if (std::error_code ec; !std::filesystem::is_directory(environment.home, ec)) {
+            std::fprintf(stderr, "crmsync: home %s does not exist (check --home or CRMSYNC_HOME)\n", environment.home.c_str());
+            return cli::kConfig;
+        }
+        Catalog catalog(std::move(environment), diagnostics, clock);
         cli::Context ctx{catalog, clock, g_cancel};
+        // A module named on the command line must exist: declared by a manifest, or (its
+        // manifest since removed) with a history to read.
+        auto known = [&](const std::optional<std::string>& name) {
+            if (!name) return true;
+            auto found = catalog.module_exists(*name);
+            if (found) return true;
+            if (std::error_code ec; std::filesystem::exists(catalog.environment().state_path(), ec))
+                if (auto store = catalog.open_store(); store && store.value()->last_run(*name)) return true;
+            std::fprintf(stderr, "crmsync: %s\n", found.message().c_str());
+            return false;
+        };
+        for (const auto& [command, name] : {std::pair{runs, runs_module},
+                                            {errors, errors_module},
+                                            {dismiss, dismiss_module},
+                                            {unmatched, std::optional(unmatched_module)},
+                                            {links, std::optional(links_module)},
+                                            {reset, std::optional(reset_module)}})
+            if (command->parsed() && !known(name)) return cli::kConfig;
         if (modules->parsed()) return cli::modules(ctx, as_json);
         if (check->parsed()) return cli::check(ctx, module);
         if (run->parsed()) return cli::run(ctx, run_flags);

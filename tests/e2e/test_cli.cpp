@@ -1,4 +1,5 @@
 // The crmsync executable as an operator runs it: flags, output, exit codes.
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
 #include "test_support.h"
@@ -336,4 +337,18 @@ TEST_CASE("cli: --version names the host, its plugin ABI and the plugins it find
     CHECK(version.status == 0);
     CHECK_THAT(version.out, Catch::StartsWith("crmsync ") && Catch::Contains("(plugin ABI 1.") &&
                                 Catch::Contains("example-jsonl 1.") && Catch::Contains("mock-crm 1."));
+}
+
+TEST_CASE("cli: counts on the command line have a readable range, and errors takes --json") {
+    Home home;
+    auto zero = home.crmsync({"run", "tasks", "--limit", "0"});
+    CHECK(zero.status == 2);
+    CHECK_THAT(zero.err, Catch::Contains("--limit: Value 0 not in range 1 to 1000000000"));
+    CHECK(zero.err.size() < 200);
+    home.crmsync({"run", "tasks"});
+    auto errors = home.crmsync({"errors", "tasks", "--json"});
+    CHECK(errors.status == 0);
+    auto parsed = boost::json::parse(errors.out);
+    REQUIRE(parsed.is_array());
+    CHECK(parsed.as_array().size() == 1);
 }

@@ -72,13 +72,15 @@ int main(int argc, char** argv) {
     run->add_flag("--all", run_flags.all, "every enabled module");
     run->add_flag("--dry-run", run_flags.dry_run, "do everything but the writes; print what would happen");
     run->add_flag("--full", run_flags.full, "start from the beginning instead of the saved cursor");
-    run->add_option("--limit", run_flags.limit, "stop after N source records")->check(CLI::PositiveNumber);
+    // Counts from the command line have a range that reads well in the error message.
+    const auto count = CLI::Range(int64_t{1}, int64_t{1'000'000'000}, "a count from 1 to 1000000000");
+    run->add_option("--limit", run_flags.limit, "stop after N source records")->check(count);
 
     std::optional<std::string> runs_module;
     int last = 20;
     auto* runs = app.add_subcommand("runs", "run history");
     runs->add_option("MODULE", runs_module, "only this module");
-    runs->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
+    runs->add_option("--last", last, "how many (default 20)")->check(CLI::Range(1, 100'000, "a count from 1 to 100000"));
     runs->add_flag("--json", as_json, "JSON output");
 
     int64_t run_id = 0;
@@ -91,13 +93,15 @@ int main(int argc, char** argv) {
     errors->add_option("MODULE", errors_module, "only this module");
     errors->add_option("--since", since, "how far back, e.g. 30d, 24h (default 30d)");
     errors->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
+    errors->add_flag_callback(
+        "--json", [&format] { format = "json"; }, "JSON output (as --format json)");
     bool errors_all = false;
     errors->add_flag("--all", errors_all, "closed errors too (records that landed later, dismissed): the history");
     std::string unmatched_module;
     std::optional<int64_t> unmatched_run;
     auto* unmatched = app.add_subcommand("unmatched", "source rows whose match keys found no CRM record, to export and fix");
     unmatched->add_option("MODULE", unmatched_module, "the module")->required();
-    unmatched->add_option("--run", unmatched_run, "this run (default: the module's last)")->check(CLI::PositiveNumber);
+    unmatched->add_option("--run", unmatched_run, "this run (default: the module's last)")->check(count);
     unmatched->add_option("--format", format, "table, csv or json")->check(CLI::IsMember({"table", "csv", "json"}));
     std::optional<std::string> dismiss_key, dismiss_module;
     auto* dismiss = errors->add_subcommand("dismiss", "give up on failed records: close their errors, stop trying them again");
@@ -108,7 +112,7 @@ int main(int argc, char** argv) {
     std::string links_module;
     auto* links = app.add_subcommand("links", "what a module's source records became in the CRM");
     links->add_option("MODULE", links_module, "module name")->required();
-    links->add_option("--last", last, "how many (default 20)")->check(CLI::PositiveNumber);
+    links->add_option("--last", last, "how many (default 20)")->check(CLI::Range(1, 100'000, "a count from 1 to 100000"));
     links->add_flag("--json", as_json, "JSON output");
     std::optional<std::string> state_connection;
     links->add_option("--connection", state_connection, "only what went through this CRM connection");

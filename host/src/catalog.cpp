@@ -103,14 +103,34 @@ Status Catalog::module_exists(const std::string& name) const {
                                            : " (known: " + known + ")"));
 }
 
+Result<const ConnectionManifest*> Catalog::connection_for(const ModuleManifest& module) const {
+    if (const ConnectionManifest* c = manifests_.connection(module.crm)) return c;
+    return Status::config(module.manifest_path + ": \"crm\": no connection manifest named \"" + module.crm +
+                          "\" (add one with \"connection\": \"" + module.crm + "\")");
+}
+
+std::vector<std::string> Catalog::offline_problems(const ModuleManifest& module) {
+    std::vector<std::string> out;
+    auto check = [&](const PluginRef& ref, const json::object& config, const std::string& manifest_path) {
+        auto plugin = loader_.load(ref.id, ref.range);
+        if (!plugin) return out.push_back(plugin.status().message());
+        auto valid = validate_against_schema(plugin.value()->config_schema(), expand(config, manifest_path), "config");
+        if (!valid) out.push_back(manifest_path + ": config does not match plugin " + ref.id + "'s schema: " + valid.message());
+    };
+    check(module.plugin, module.config, module.manifest_path);
+    auto connection = connection_for(module);
+    if (!connection) out.push_back(connection.status().message());
+    else check(connection.value()->plugin, connection.value()->config, connection.value()->manifest_path);
+    return out;
+}
+
 Result<ModuleInstances> Catalog::instantiate_module(const std::string& name) {
     ModuleInstances out;
     if (auto found = module_exists(name); !found) return found;
     out.module = manifests_.module(name);
-    out.connection = manifests_.connection(out.module->crm);
-    if (!out.connection)
-        return Status::config(out.module->manifest_path + ": \"crm\": no connection manifest named \"" + out.module->crm +
-                              "\" (add one with \"connection\": \"" + out.module->crm + "\")");
+    auto connection = connection_for(*out.module);
+    if (!connection) return connection.status();
+    out.connection = connection.value();
     auto source = instantiate(out.module->plugin, out.module->config, out.module->manifest_path);
     if (!source) return source.status();
     auto crm = instantiate(out.connection->plugin, out.connection->config, out.connection->manifest_path);

@@ -50,6 +50,12 @@ public:
     // Ok when a manifest declares module `name`; otherwise a configuration error naming the
     // module it probably meant, or the ones there are.
     Status module_exists(const std::string& name) const;
+    // The connection manifest a module names as its "crm", or an error saying to add it.
+    Result<const ConnectionManifest*> connection_for(const ModuleManifest& module) const;
+    // What can be known wrong with a module without starting a plugin or the network: its
+    // and its connection's plugins verify and load, the connection exists, both configs
+    // match their plugin's schema. One line per problem, each naming its manifest.
+    std::vector<std::string> offline_problems(const ModuleManifest& module);
     Result<ModuleInstances> instantiate_module(const std::string& name);
     Result<std::unique_ptr<PluginInstance>> instantiate_connection(const std::string& name);
 

@@ -86,7 +86,7 @@ TEST_CASE("cli: flipping one byte of a plugin library refuses that module for it
     bytes[bytes.size() / 3] ^= 0x20;
     write_file(lib, bytes);
     auto modules = home.crmsync({"modules"});
-    CHECK(modules.status == 0);
+    CHECK(modules.status == 2);  // something is refused: say so in the exit code too
     CHECK_THAT(modules.out,
                Catch::Contains("REFUSED") && Catch::Contains("sha256 of") && Catch::Contains("rebuild or reinstall the plugin"));
     auto run = home.crmsync({"run", "tasks"});
@@ -351,4 +351,21 @@ TEST_CASE("cli: counts on the command line have a readable range, and errors tak
     auto parsed = boost::json::parse(errors.out);
     REQUIRE(parsed.is_array());
     CHECK(parsed.as_array().size() == 1);
+}
+
+TEST_CASE("cli: modules checks all it can without the network, and exits 2 when a module would not run") {
+    Home home;
+    auto healthy = home.crmsync({"modules"});
+    CHECK(healthy.status == 0);
+    write_file(home.dir / "manifests/bad-config.json", R"({"module": "bad-config", "plugin": "example-jsonl", "crm": "mock",
+        "config": {"folder": 42, "object": "Task"}})");
+    write_file(home.dir / "manifests/no-crm.json", R"({"module": "no-crm", "plugin": "example-jsonl", "crm": "elsewhere",
+        "config": {"folder": "/tmp", "object": "Task"}})");
+    auto modules = home.crmsync({"modules"});
+    CHECK(modules.status == 2);
+    CHECK_THAT(modules.out, Catch::Contains("bad-config: ") &&
+                                Catch::Contains("config does not match plugin example-jsonl's schema") &&
+                                Catch::Contains("\"config.folder\""));
+    CHECK_THAT(modules.out, Catch::Contains("no-crm: ") && Catch::Contains("no connection manifest named \"elsewhere\""));
+    CHECK_THAT(modules.out, Catch::Contains("tasks") && !Catch::Contains("tasks: "));
 }

@@ -32,11 +32,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace {
 
-std::string g_current;  // the input being run, for the death callback
+// The input being run, for the death callback. Never freed: a leak report at exit runs the
+// callback after static destructors, and then there is no input to keep.
+std::string& g_current = *new std::string;
+bool g_running = false;
 std::string g_target;
 int64_t g_run = 0;
 
 void write_crash() {
+    if (!g_running) return;
     std::string name = "crash-" + g_target + "-" + std::to_string(g_run);
     if (FILE* f = std::fopen(name.c_str(), "wb")) {
         std::fwrite(g_current.data(), 1, g_current.size(), f);
@@ -55,7 +59,9 @@ std::string read_file(const std::filesystem::path& p) {
 void run_one(const std::string& input) {
     g_current = input;
     ++g_run;
+    g_running = true;
     LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(g_current.data()), g_current.size());
+    g_running = false;
 }
 
 const char* const kTokens[] = {"\"",

@@ -1,11 +1,22 @@
 // crmsync modules: what was discovered, whether each module's plugin verifies and loads,
-// and how each last ran.
+// everything else that can be checked without the network, and how each last ran. Exit 2
+// when any module or manifest has a problem.
 #include <cstdio>
 
 #include "commands.h"
 #include "table.h"
 
 namespace crmsync::cli {
+namespace {
+
+bool healthy(const json::array& modules, const Catalog& catalog) {
+    if (!catalog.manifests().problems.empty()) return false;
+    for (const auto& m : modules)
+        if (m.as_object().contains("problem")) return false;
+    return true;
+}
+
+}  // namespace
 
 int modules(Context& ctx, bool as_json) {
     auto& catalog = ctx.catalog;
@@ -17,7 +28,8 @@ int modules(Context& ctx, bool as_json) {
         std::optional<RunRow> last;
         if (store) last = store.value()->last_run(m.name);
         std::string last_text = last ? last->status + " " + iso8601_utc(last->started_ms) : "never";
-        std::string problem = plugin ? "" : plugin.status().message();
+        std::string problem;
+        for (const auto& p : catalog.offline_problems(m)) problem += (problem.empty() ? "" : "; ") + p;
         json::object o{
             {"module", m.name},
             {"plugin", m.plugin.id},
@@ -41,7 +53,7 @@ int modules(Context& ctx, bool as_json) {
         json::array problems;
         for (const auto& p : catalog.manifests().problems) problems.emplace_back(p);
         std::printf("%s\n", json::serialize(json::object{{"modules", out}, {"problems", problems}}).c_str());
-        return kOk;
+        return healthy(out, catalog) ? kOk : kConfig;
     }
     if (rows.empty()) std::printf("no modules in %s\n", catalog.environment().manifest_dirs.front().c_str());
     else
@@ -50,10 +62,9 @@ int modules(Context& ctx, bool as_json) {
             render_table({"MODULE", "PLUGIN", "VERSION", "ABI", "ENABLED", "VERIFIED", "SCHEDULE", "LAST RUN"}, rows).c_str());
     for (const auto& o : out)
         if (auto* p = o.as_object().if_contains("problem"))
-            std::printf("\n%s: refused: %s\n", std::string(o.at("module").as_string()).c_str(),
-                        std::string(p->as_string()).c_str());
+            std::printf("\n%s: %s\n", std::string(o.at("module").as_string()).c_str(), std::string(p->as_string()).c_str());
     for (const auto& p : catalog.manifests().problems) std::printf("\nskipped: %s\n", p.c_str());
-    return kOk;
+    return healthy(out, catalog) ? kOk : kConfig;
 }
 
 }  // namespace crmsync::cli

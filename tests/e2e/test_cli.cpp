@@ -369,3 +369,19 @@ TEST_CASE("cli: modules checks all it can without the network, and exits 2 when 
     CHECK_THAT(modules.out, Catch::Contains("no-crm: ") && Catch::Contains("no connection manifest named \"elsewhere\""));
     CHECK_THAT(modules.out, Catch::Contains("tasks") && !Catch::Contains("tasks: "));
 }
+
+TEST_CASE("cli: check reads a first page from the source and keeps nothing, so a missing export folder shows") {
+    Home home;
+    auto ready = home.crmsync({"check", "tasks"});
+    CHECK(ready.status == 0);
+    CHECK_THAT(ready.out, Catch::Contains("source: read; 1 record(s) on a first page of one (nothing kept)"));
+    auto runs = home.crmsync({"runs", "tasks"});
+    CHECK_THAT(runs.out, Catch::Contains("no runs yet"));  // nothing was committed
+    home.module("lost", home.dir / "no-such-folder");
+    auto lost = home.crmsync({"check", "lost"});
+    CHECK(lost.status == 2);
+    CHECK_THAT(lost.out, Catch::Contains("problem: the source could not be read: export folder") &&
+                             Catch::Contains("no-such-folder not found"));
+    auto run = home.crmsync({"run", "tasks"});
+    CHECK_THAT(run.out, Catch::Contains("fetched 3"));  // check moved no cursor
+}

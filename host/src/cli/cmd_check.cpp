@@ -82,6 +82,27 @@ int check(Context& ctx, const std::string& name) {
     mi.source->services().log = [](Level level, std::string_view message) {
         if (level >= Level::info) std::printf("  %.*s\n", static_cast<int>(message.size()), message.data());
     };
+    // The source itself: a first page of one record, read and dropped (nothing is committed
+    // and no cursor moves), so a missing export folder or a wrong URL shows here, not in a run.
+    if (!unreachable && !mi.source->can(CRMSYNC_CAP_READS_CRM)) {
+        int64_t records = 0;
+        auto outcome = mi.source->fetch(json::object{{"type", "records"}, {"cursor", nullptr}, {"full", false}, {"limit", 1}},
+                                        [&](json::value&& item) -> int32_t {
+                                            if (auto* o = item.if_object(); o && find_string(*o, "type") == "record") ++records;
+                                            return CRMSYNC_STATUS_OK;
+                                        });
+        if (outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED) {
+            std::printf("  source: %s takes its records by webhook only\n", mi.source->plugin().id().c_str());
+        } else if (!outcome.ok()) {
+            // Busy, throttled or refused: the system's state, not the module's configuration.
+            unreachable = unreachable || outcome.status == CRMSYNC_STATUS_RETRY || outcome.status == CRMSYNC_STATUS_AUTH_FAILED ||
+                          outcome.status == CRMSYNC_STATUS_RATE_LIMITED;
+            problem("the source could not be read: " + outcome.message);
+        } else {
+            std::printf("  source: read; %lld record(s) on a first page of one (nothing kept)\n",
+                        static_cast<long long>(records));
+        }
+    }
     // A plugin that reads the CRM: every field it reads must be readable, and its paths
     // many→one. It writes its own system, so the CRM-write checks below do not apply.
     if (mi.source->can(CRMSYNC_CAP_READS_CRM)) {

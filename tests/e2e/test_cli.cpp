@@ -382,6 +382,10 @@ TEST_CASE("cli: check reads a first page from the source and keeps nothing, so a
     CHECK(lost.status == 2);
     CHECK_THAT(lost.out, Catch::Contains("problem: the source could not be read: export folder") &&
                              Catch::Contains("no-such-folder not found"));
+    // --all: every enabled module in turn, the worst exit code.
+    auto all = home.crmsync({"check", "--all"});
+    CHECK(all.status == 2);
+    CHECK_THAT(all.out, Catch::Contains("ok: tasks is ready to run") && Catch::Contains("checking module lost"));
     auto run = home.crmsync({"run", "tasks"});
     CHECK_THAT(run.out, Catch::Contains("fetched 3"));  // check moved no cursor
 }

@@ -211,4 +211,23 @@ int check(Context& ctx, const std::string& name) {
     return verdict();
 }
 
+int check_modules(Context& ctx, const std::string& module, bool all) {
+    if (!all) return check(ctx, module);
+    int worst = kOk;
+    bool any = false;
+    for (const auto& m : ctx.catalog.manifests().modules) {
+        if (!m.enabled || ctx.cancel.load()) continue;
+        if (any) std::printf("\n");
+        any = true;
+        int code = check(ctx, m.name);
+        // Configuration beats unreachable, as for run --all.
+        if (code == kConfig || (code == kUnreachable && worst != kConfig)) worst = code;
+    }
+    if (!any) {
+        std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
+        return kConfig;
+    }
+    return worst;
+}
+
 }  // namespace crmsync::cli

@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
 
     std::string module;
     auto* check = app.add_subcommand("check", "load, authenticate, describe what MODULE needs; print every problem");
-    check->add_option("MODULE", module, "module name")->required();
+    check->add_option("MODULE", module, "module name");
+    bool check_all = false;
+    check->add_flag("--all", check_all, "every enabled module");
 
     cli::RunFlags run_flags;
     auto* run = app.add_subcommand("run", "one run now of MODULE or of every enabled module (--all)");
@@ -150,6 +152,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "crmsync run: name one MODULE or pass --all\n");
         return cli::kConfig;
     }
+    if (check->parsed() && check_all == !module.empty()) {
+        std::fprintf(stderr, "crmsync check: name one MODULE or pass --all\n");
+        return cli::kConfig;
+    }
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -182,7 +188,7 @@ int main(int argc, char** argv) {
                                             {reset, std::optional(reset_module)}})
             if (command->parsed() && !known(name)) return cli::kConfig;
         if (modules->parsed()) return cli::modules(ctx, as_json);
-        if (check->parsed()) return cli::check(ctx, module);
+        if (check->parsed()) return cli::check_modules(ctx, module, check_all);
         if (run->parsed()) return cli::run(ctx, run_flags);
         if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
         if (log->parsed()) return cli::log(ctx, run_id);

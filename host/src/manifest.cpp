@@ -195,11 +195,6 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
         return fail(Status::config("\"file_format_version\": " + in_quotes(format->get_string()) +
                                    " is not understood by this host (it reads 1.x; update crmsync)"));
     if (auto shape = check_shape(path, *parsed, "plugin-manifest.schema.json"); !shape) return shape;
-    auto format = required_string(o, "file_format_version", "\"1.0\"");
-    if (!format) return fail(format.status());
-    if (!format->starts_with("1."))
-        return fail(Status::config("\"file_format_version\": " + in_quotes(*format) +
-                                   " is not understood by this host (it reads 1.x; update crmsync)"));
     PluginManifest m;
     m.manifest_path = path;
     auto id = required_string(o, "id", "the plugin's id");

@@ -4,7 +4,6 @@
 #include <cctype>
 #include <map>
 #include <mutex>
-#include <set>
 
 #include <valijson/adapters/boost_json_adapter.hpp>
 #include <valijson/schema.hpp>
@@ -151,8 +150,6 @@ void walk(SchemaNode at, const json::value& value, std::string_view root, Path& 
     }
 }
 
-bool starts_with(std::string_view text, std::string_view prefix) { return text.substr(0, prefix.size()) == prefix; }
-
 bool is_prefix(const Path& a, const Path& b) { return a.size() <= b.size() && std::equal(a.begin(), a.end(), b.begin()); }
 
 Path clean(const std::vector<std::string>& context) {
@@ -225,14 +222,14 @@ Result<CompiledSchema> CompiledSchema::parse(std::string_view schema_text, std::
 
 std::vector<std::string> CompiledSchema::problems(const json::value& document, std::string_view root) const {
     std::vector<std::string> out;
-    SchemaNode top = resolve({source_.get(), source_->if_object()});
-    Path path;
-    walk(top, document, root, path, out);
-
     valijson::Validator validator;
     valijson::ValidationResults results;
     valijson::adapters::BoostJsonAdapter target(document);
-    if (validator.validate(*schema_, target, &results) && out.empty()) return out;
+    if (validator.validate(*schema_, target, &results)) return out;  // valid: no unknown keys either
+    // Unknown keys by name, with the key each probably meant (valijson names only the first).
+    SchemaNode top = resolve({source_.get(), source_->if_object()});
+    Path path;
+    walk(top, document, root, path, out);
     struct Error {
         Path path;
         std::string text;
@@ -246,16 +243,16 @@ std::vector<std::string> CompiledSchema::problems(const json::value& document, s
         Error error{clean(e.context), e.description};
         // An unknown key is reported above, by name; kept here only so that the parents it
         // failed are not reported instead.
-        error.unknown_key = starts_with(error.text, "Object contains a property that could not be validated");
+        error.unknown_key = error.text.starts_with("Object contains a property that could not be validated");
         if (error.unknown_key) error.path.push_back("\x01");
-        if (starts_with(error.text, "Missing required property '")) {
+        if (error.text.starts_with("Missing required property '")) {
             auto name = error.text.substr(27);
             error.path.push_back(name.substr(0, name.rfind('\'')));
             error.missing = true;
         }
-        if (starts_with(error.text, "Failed to validate against any child schemas allowed by oneOf") ||
-            starts_with(error.text, "Failed to validate against exactly one child schema") ||
-            starts_with(error.text, "Failed to validate against any schemas allowed by anyOf"))
+        if (error.text.starts_with("Failed to validate against any child schemas allowed by oneOf") ||
+            error.text.starts_with("Failed to validate against exactly one child schema") ||
+            error.text.starts_with("Failed to validate against any schemas allowed by anyOf"))
             alternatives.push_back(error.path);
         errors.push_back(std::move(error));
     }
@@ -285,7 +282,7 @@ std::vector<std::string> CompiledSchema::problems(const json::value& document, s
         } else {
             const Error* best = list.front();
             for (const Error* x : list)
-                if (!starts_with(x->text, "Failed to validate")) best = x;
+                if (!x->text.starts_with("Failed to validate")) best = x;
             out.push_back(format_path(root, place) + ": " + best->text + (description ? " (" + *description + ")" : ""));
         }
     }

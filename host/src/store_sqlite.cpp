@@ -2,6 +2,7 @@
 // Schema changes are numbered migrations applied in order; PRAGMA user_version records
 // how far a file has come, so an old file opens under a new build.
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <crmsync/support/text.hpp>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -17,16 +18,14 @@ namespace {
 // What the error log keeps of one record: enough to see what it was, not a 50 MB copy for a year.
 std::string bounded_payload(const std::string& payload) {
     if (payload.size() <= ErrorRow::kMaxPayloadBytes) return payload;
-    size_t head = ErrorRow::kMaxPayloadBytes / 2;
-    while (head > 0 && (static_cast<unsigned char>(payload[head]) & 0xC0) == 0x80) --head;  // whole UTF-8 characters
-    return json::serialize(json::object{{"cut", true}, {"bytes", payload.size()}, {"head", payload.substr(0, head)}});
+    return json::serialize(json::object{
+        {"cut", true}, {"bytes", payload.size()}, {"head", support::utf8_prefix_bytes(payload, ErrorRow::kMaxPayloadBytes / 2)}});
 }
 
 std::string bounded_message(const std::string& message) {
     if (message.size() <= ErrorRow::kMaxMessageBytes) return message;
-    size_t keep = ErrorRow::kMaxMessageBytes;
-    while (keep > 0 && (static_cast<unsigned char>(message[keep]) & 0xC0) == 0x80) --keep;
-    return message.substr(0, keep) + "… (" + std::to_string(message.size()) + " bytes in all)";
+    return support::utf8_prefix_bytes(message, ErrorRow::kMaxMessageBytes) + "… (" + std::to_string(message.size()) +
+           " bytes in all)";
 }
 
 const char* const kMigrations[] = {

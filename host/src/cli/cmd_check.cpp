@@ -219,9 +219,7 @@ int check_modules(Context& ctx, const std::string& module, bool all) {
         if (!m.enabled || ctx.cancel.load()) continue;
         if (any) std::printf("\n");
         any = true;
-        int code = check(ctx, m.name);
-        // Configuration beats unreachable, as for run --all.
-        if (code == kConfig || (code == kUnreachable && worst != kConfig)) worst = code;
+        worst = worse_exit(worst, check(ctx, m.name));
     }
     if (!any) {
         std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());

@@ -53,11 +53,7 @@ int run(Context& ctx, const RunFlags& flags) {
     }
     const bool tty = isatty(STDERR_FILENO);
     int exit_code = kOk;
-    auto worse = [&](int code) {
-        // Configuration beats unreachable beats record errors, so the worst cause shows.
-        auto rank = [](int c) { return c == kConfig ? 3 : c == kUnreachable ? 2 : c == kRecordErrors ? 1 : 0; };
-        if (rank(code) > rank(exit_code)) exit_code = code;
-    };
+    auto worse = [&](int code) { exit_code = worse_exit(exit_code, code); };
     for (const auto& name : names) {
         if (ctx.cancel.load()) break;
         auto instances = ctx.catalog.instantiate_module(name);

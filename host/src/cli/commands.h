@@ -12,6 +12,12 @@ namespace crmsync::cli {
 
 // Exit codes, as the README lists them.
 enum Exit { kOk = 0, kRecordErrors = 1, kConfig = 2, kUnreachable = 3, kInterrupted = 4 };
+// The worse of two exit codes, so that across modules the worst cause shows: configuration
+// beats unreachable beats record errors.
+inline int worse_exit(int a, int b) {
+    auto rank = [](int c) { return c == kConfig ? 3 : c == kUnreachable ? 2 : c == kRecordErrors ? 1 : 0; };
+    return rank(b) > rank(a) ? b : a;
+}
 
 struct Context {
     Catalog& catalog;

@@ -34,6 +34,13 @@ inline std::string utf8_prefix(std::string_view s, std::size_t chars) {
     return std::string(s.substr(0, i));
 }
 
+// At most `bytes` bytes of UTF-8 text, never ending inside a character.
+inline std::string utf8_prefix_bytes(std::string_view s, std::size_t bytes) {
+    if (s.size() <= bytes) return std::string(s);
+    while (bytes > 0 && (static_cast<unsigned char>(s[bytes]) & 0xC0) == 0x80) --bytes;
+    return std::string(s.substr(0, bytes));
+}
+
 // At most `lines` lines, without the line breaks that ended the last one kept.
 inline std::string cut_lines(const std::string& text, int lines) {
     std::size_t pos = 0;

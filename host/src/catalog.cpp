@@ -2,6 +2,7 @@
 
 #include "schema.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -36,9 +37,21 @@ Environment resolve_environment(const std::optional<std::string>& home_flag, con
     if (manifests_flag) env.manifest_dirs = {absolute(*manifests_flag)};
     else if (manifests_env && *manifests_env) env.manifest_dirs = split_path_list(manifests_env);
     else env.manifest_dirs = {env.home + "/manifests"};
+    // Like GStreamer's GST_PLUGIN_PATH / GST_PLUGIN_SYSTEM_PATH: the operator's folders come
+    // first (a plugin there wins over a shipped one of the same version), then the shipped
+    // ones; CRMSYNC_PLUGIN_SYSTEM_PATH replaces the latter, and set empty leaves them out.
     const char* plugins_env = std::getenv("CRMSYNC_PLUGIN_PATH");
-    if (plugins_env && *plugins_env) env.plugin_dirs = split_path_list(plugins_env);
-    else env.plugin_dirs = {absolute(executable_dir + "/../lib/crmsync/plugins")};
+    const char* system_env = std::getenv("CRMSYNC_PLUGIN_SYSTEM_PATH");
+    std::vector<std::string> dirs;
+    if (plugins_env) dirs = split_path_list(plugins_env);
+    for (auto& dir :
+         system_env ? split_path_list(system_env) : std::vector<std::string>{executable_dir + "/../lib/crmsync/plugins"})
+        dirs.push_back(std::move(dir));
+    for (const auto& dir : dirs) {
+        std::string full = absolute(dir);
+        if (std::find(env.plugin_dirs.begin(), env.plugin_dirs.end(), full) == env.plugin_dirs.end())
+            env.plugin_dirs.push_back(full);
+    }
     return env;
 }
 

@@ -21,7 +21,8 @@ namespace crmsync {
 struct Environment {
     std::string home;                        // --home, $CRMSYNC_HOME, else the current folder
     std::vector<std::string> manifest_dirs;  // --manifests, $CRMSYNC_MANIFEST_PATH, else home/manifests
-    std::vector<std::string> plugin_dirs;    // $CRMSYNC_PLUGIN_PATH, else <exe>/../lib/crmsync/plugins
+    std::vector<std::string> plugin_dirs;    // $CRMSYNC_PLUGIN_PATH, then $CRMSYNC_PLUGIN_SYSTEM_PATH
+                                             // (default <exe>/../lib/crmsync/plugins)
     std::string state_path() const { return home + "/var/state.db"; }
 };
 

@@ -64,4 +64,14 @@ bool parse_iso8601(const std::string& text, int64_t& ms_out) {
     return true;
 }
 
+std::string duration_text(int64_t ms) {
+    char buf[32];
+    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", ms / 1000.0);
+    else
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
+                      static_cast<long long>(ms / 1000 % 60));
+    return buf;
+}
+
 }  // namespace crmsync

@@ -32,6 +32,8 @@ private:
 
 // "2026-11-20T01:02:03.456Z" (milliseconds shown only when not zero).
 std::string iso8601_utc(int64_t ms);
+// "850ms", "12.5s", "3m07s".
+std::string duration_text(int64_t ms);
 // Parses "YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)"; returns false when it is not one.
 bool parse_iso8601(const std::string& text, int64_t& ms_out);
 

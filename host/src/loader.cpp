@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "digest.h"
+#include <crmsync/support/text.hpp>
 
 namespace crmsync {
 namespace fs = std::filesystem;
@@ -14,6 +15,15 @@ namespace fs = std::filesystem;
 LoadedPlugin::LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library, const crmsync_plugin& descriptor,
                            uint32_t abi_minor)
     : manifest_(std::move(manifest)), library_(std::move(library)), descriptor_(descriptor), abi_minor_(abi_minor) {}
+
+std::string LoadedPlugin::description() const {
+    std::string_view text = descriptor_.description ? descriptor_.description : "";
+    text = text.substr(0, std::min(text.find('\n'), size_t{4096}));
+    std::string line;
+    for (char c : text)
+        if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) line += c;
+    return support::utf8_prefix_bytes(line, 200);
+}
 
 PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnostics& diagnostics)
     : search_path_(std::move(search_path)), diagnostics_(diagnostics) {
@@ -60,8 +70,10 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
         return Status::config("plugin \"" + id + "\" is not installed (no " + id + ".plugin.json under " + where +
                               "; install it or set CRMSYNC_PLUGIN_PATH)");
     }
-    std::sort(matching.begin(), matching.end(), [](auto* a, auto* b) { return a->manifest->version > b->manifest->version; });
-    std::string reasons;
+    // The newest version in range; of equal versions, the one earliest on the search path.
+    std::stable_sort(matching.begin(), matching.end(),
+                     [](auto* a, auto* b) { return a->manifest->version > b->manifest->version; });
+    std::string reasons, refused;
     for (auto* c : matching) {
         if (!range.contains(c->manifest->version)) {
             diagnostics_.debug(c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" + range.text() +
@@ -71,7 +83,12 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
             continue;
         }
         auto loaded = load_candidate(*c);
-        if (loaded) return loaded;
+        if (loaded) {
+            // A copy earlier on the path (or newer) was refused: say which one runs instead.
+            if (!refused.empty()) diagnostics_.warn("plugin \"" + id + "\": using " + c->manifest_path + " because" + refused);
+            return loaded;
+        }
+        refused += "\n  " + loaded.status().message();
         reasons += "\n  " + loaded.status().message();
     }
     return Status::config("no usable version of plugin \"" + id + "\" matches \"" + range.text() + "\":" + reasons);

@@ -27,7 +27,9 @@ public:
     const crmsync_plugin& descriptor() const { return descriptor_; }
     const std::string& id() const { return manifest_.id; }
     std::string version() const { return manifest_.version.text(); }
-    std::string description() const { return descriptor_.description ? descriptor_.description : ""; }
+    // The descriptor's one line for `crmsync modules`: its first line, control characters
+    // dropped, at most 200 bytes (the plugin wrote it; it is shown, never trusted).
+    std::string description() const;
     std::string config_schema() const { return descriptor_.config_schema ? descriptor_.config_schema : ""; }
     uint32_t capabilities() const { return descriptor_.capabilities; }
     uint32_t abi_minor() const { return abi_minor_; }

@@ -30,7 +30,11 @@ std::string not_an_env_name(const std::string& field) {
            "in the environment and its name here";
 }
 
-std::string in_quotes(std::string_view field) { return "\"" + std::string(field) + "\""; }
+std::string in_quotes(std::string_view field) {
+    std::string quoted(1, '"');
+    quoted.append(field) += '"';
+    return quoted;
+}
 
 Status missing(std::string_view field, std::string_view what) {
     return Status::config(in_quotes(field) + " is missing (" + std::string(what) + ")");

@@ -2,6 +2,7 @@
 // (gather, write-back) in pipeline_source.cpp.
 #include "pipeline.h"
 
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -566,6 +567,26 @@ std::optional<RunStop> Pipeline::budget_stop() const {
                    "the CRM's daily API budget is down to " + std::to_string(budget_.limit - budget_.last_used) + " of " +
                        std::to_string(budget_.limit) + " calls, under the module's reserve; the next run resumes here",
                    false};
+}
+
+std::string run_summary(const std::string& module, const RunReport& r) {
+    const auto& c = r.counts;
+    std::string no_match;  // update-by-key rows whose key matched no record, when there were any
+    if (c.no_match > 0) no_match = "no match " + std::to_string(c.no_match) + ", ";
+    std::string retried;  // failed records of earlier runs, when there were any
+    if (c.retried > 0 || c.gave_up > 0)
+        retried = "retried " + std::to_string(c.retried) + " (" + std::to_string(c.recovered) + " recovered, " +
+                  std::to_string(c.gave_up) + " given up), ";
+    char buf[768];
+    std::snprintf(buf, sizeof buf,
+                  "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
+                  "%s%sAPI calls %lld, %s (run %lld)",
+                  module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created,
+                  (long long)c.updated, (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, no_match.c_str(),
+                  retried.c_str(), (long long)c.api_calls, duration_text(r.duration_ms).c_str(), (long long)r.run_id);
+    std::string line = buf;
+    if (!r.message.empty()) line += "\n  " + r.message;
+    return line;
 }
 
 }  // namespace crmsync

@@ -58,6 +58,10 @@ struct RunReport {
     int64_t api_used = -1, api_limit = 0;  // the CRM's daily budget as last reported
 };
 
+// "MODULE: STATUS — fetched …, created …, … API calls N, 1.2s (run ID)", then the run's
+// message on its own line: what `crmsync run` prints and `crmsync serve` logs per run.
+std::string run_summary(const std::string& module, const RunReport& report);
+
 struct ModuleBinding {
     const ModuleManifest& module;
     const ConnectionManifest& connection;

@@ -5,10 +5,19 @@
 #include <map>
 #include <mutex>
 
+// GCC 12 at -O2 warns -Wrestrict inside libstdc++'s string::replace as valijson's
+// json_pointer inlines it: a false positive (GCC bug 105651), silenced for valijson only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
 #include <valijson/adapters/boost_json_adapter.hpp>
 #include <valijson/schema.hpp>
 #include <valijson/schema_parser.hpp>
 #include <valijson/validator.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace crmsync {
 namespace {

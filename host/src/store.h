@@ -188,6 +188,9 @@ public:
     // When the module last started a run on its schedule or by hand (webhook drains and
     // dry runs do not move its schedule).
     virtual std::optional<int64_t> last_scheduled_start(const std::string& module) = 0;
+    // When the module's last run that went through to its end (succeeded, or partial: its
+    // records' own errors aside) finished; dry runs do not count.
+    virtual std::optional<int64_t> last_success(const std::string& module) = 0;
     // True when a write transaction can be opened (for health checks).
     virtual bool writable() = 0;
     // Errors since since_ms: those still open (or given up), or with closed too (history).

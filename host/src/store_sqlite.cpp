@@ -473,6 +473,15 @@ public:
         return q.getColumn(0).getInt64();
     }
 
+    std::optional<int64_t> last_success(const std::string& module) override {
+        SQLite::Statement q(db_,
+                            "SELECT MAX(finished_ms) FROM runs WHERE module = ? AND status IN ('succeeded', 'partial') "
+                            "AND trigger != 'dry-run'");
+        q.bind(1, module);
+        if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
+        return q.getColumn(0).getInt64();
+    }
+
     bool writable() override {
         try {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);

@@ -109,6 +109,10 @@ TEST_CASE("cli: modules lists plugin, version, ABI, schedule, last run and names
             R"("module":"tasks","plugin":"example-jsonl","version":"1.1.0","abi":"1.1","enabled":true,"verified":true,"schedule":"every 4h")"));
     CHECK_THAT(json.out, Catch::Contains(R"("status":"partial")"));
     CHECK_THAT(json.out, Catch::Contains("zz-bad.json: \\\"schedule.every\\\": \\\"4x\\\" is not a duration"));
+    // The descriptor's one line, in both forms.
+    const std::string line = "Template source plugin: JSON Lines exports -> one CRM upsert per record";
+    CHECK_THAT(json.out, Catch::Contains(R"("description":")" + line + "\""));
+    CHECK_THAT(home.crmsync({"modules"}).out, Catch::Contains("example-jsonl        " + line));
 }
 
 TEST_CASE("cli: runs and log show the history of a run") {
@@ -337,6 +341,26 @@ TEST_CASE("cli: --version names the host, its plugin ABI and the plugins it find
     CHECK(version.status == 0);
     CHECK_THAT(version.out, Catch::StartsWith("crmsync ") && Catch::Contains("(plugin ABI 1.") &&
                                 Catch::Contains("example-jsonl 1.") && Catch::Contains("mock-crm 1."));
+}
+
+TEST_CASE("cli: CRMSYNC_PLUGIN_PATH adds folders before the shipped plugins, CRMSYNC_PLUGIN_SYSTEM_PATH replaces those") {
+    Home home;
+    fs::remove_all(home.plugins.path() / "mock-crm");  // the operator's folder holds example-jsonl only
+    const std::string path = "CRMSYNC_PLUGIN_PATH=" + home.plugins.str();
+    auto added = testing::run_command({testing::crmsync_bin(), "--version"}, {path});
+    CHECK_THAT(added.out, Catch::Contains(home.plugins.str() + "/example-jsonl/") && Catch::Contains("salesforce 1.") &&
+                              Catch::Contains("mock-crm 1."));
+    auto only = testing::run_command({testing::crmsync_bin(), "--version"}, {path, "CRMSYNC_PLUGIN_SYSTEM_PATH="});
+    CHECK_THAT(only.out, Catch::Contains("example-jsonl 1.") && !Catch::Contains("salesforce") && !Catch::Contains("mock-crm"));
+
+    // The operator's copy is first on the path; damaged, it is refused and the run says which one it uses instead.
+    std::ofstream(home.plugins.path() / "example-jsonl/example-jsonl.so", std::ios::app) << "tampered";
+    auto run = testing::run_command({testing::crmsync_bin(), "run", "tasks", "--home", home.dir.str()},
+                                    {path, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+    CHECK(run.status == 1);  // the planted record error, nothing worse
+    CHECK_THAT(run.err, Catch::Contains("plugin \"example-jsonl\": using " + std::string(CRMSYNC_PLUGIN_DIR) +
+                                        "/example-jsonl/example-jsonl.plugin.json because") &&
+                            Catch::Contains("sha256"));
 }
 
 TEST_CASE("cli: counts on the command line have a readable range, and errors takes --json") {

@@ -1,4 +1,5 @@
 // crmsync serve as an operator runs it: a real process, real HTTP on 127.0.0.1.
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -54,20 +55,29 @@ struct Home {
                        "config": {"file": ")" +
                        (dir / "empty.jsonl") + R"("}})");
     }
-    std::unique_ptr<ServeProcess> serve() {
+    // crmsync serve on a free port; its log (stderr) goes to log_path().
+    std::unique_ptr<ServeProcess> serve(std::vector<std::string> args = {}) {
         int out[2];
         REQUIRE(pipe(out) == 0);
         auto p = std::make_unique<ServeProcess>();
+        args.insert(args.begin(), {CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        const std::string log = log_path();
         p->pid = fork();
         if (p->pid == 0) {
             dup2(out[1], STDOUT_FILENO);
+            int err = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+            if (err >= 0) dup2(err, STDERR_FILENO);
             std::string plugins = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR;
             std::string home = "CRMSYNC_HOME=" + dir.str();
             std::string secret = std::string("CRMSYNC_TEST_HOOK_SECRET=") + kSecret;
             putenv(plugins.data());
             putenv(home.data());
             putenv(secret.data());
-            execl(CRMSYNC_BIN, CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0", static_cast<char*>(nullptr));
+            unsetenv("CRMSYNC_LOG");
+            execv(CRMSYNC_BIN, argv.data());
             _exit(127);
         }
         close(out[1]);
@@ -85,6 +95,15 @@ struct Home {
         o.schema = boost::json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "external_id": true}}}})")
                        .as_object();
         return mockcrm::Engine(o).query(soql).total;
+    }
+    std::string log_path() const { return dir / "serve.log"; }
+    std::string log() const { return testing::read_file(log_path()); }
+    // A module that takes webhooks, like "hooks" (test-ops reading an empty file).
+    void hook_module(const std::string& name, const std::string& secret_env = "CRMSYNC_TEST_HOOK_SECRET") {
+        write_file(dir / ("manifests/" + name + ".json"),
+                   R"({"module": ")" + name + R"(", "plugin": {"id": "test-ops"}, "crm": "mock", "schedule": "realtime",
+                       "webhook": {"secret": {"env": ")" +
+                       secret_env + R"("}}, "config": {"file": ")" + (dir / "empty.jsonl") + R"("}})");
     }
     int64_t inbox_depth() {
         SQLite::Database state(dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
@@ -359,5 +378,122 @@ TEST_CASE("serve: a cs-timeline activity posted in realtime lands as a Task with
     CHECK(eventually([&] {
         return testing::read_file(home.dir / "ids.jsonl").find(R"("activity_id":"rt-1","object":"Task")") != std::string::npos;
     }));
+    CHECK(serve->terminate() == 0);
+}
+
+TEST_CASE("serve: logs with time and level, each module and problem at start, and one line per run") {
+    Home home;
+    home.hook_module("no-secret", "CRMSYNC_TEST_UNSET_SECRET");
+    auto serve = home.serve();
+    REQUIRE(post(serve->port, "hooks", event_body("logged"))->status == 202);
+    CHECK(eventually([&] { return home.log().find("hooks: succeeded — fetched 1, created 1") != std::string::npos; }));
+    const std::string time = R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z)";
+    const std::string log = home.log();
+    CHECK(std::regex_search(log, std::regex(time + " info module hooks: schedule realtime, webhooks at POST /hooks/hooks\n")));
+    CHECK(std::regex_search(
+        log, std::regex(time + " warning no-secret: webhook secret variable CRMSYNC_TEST_UNSET_SECRET is not set")));
+    CHECK(std::regex_search(
+        log, std::regex(time + " info hooks: succeeded — fetched 1, created 1, .* \\(run \\d+\\) \\[webhook\\]\n")));
+    CHECK(std::regex_search(log, std::regex(time + " info listening on http://127.0.0.1:" + std::to_string(serve->port))));
+    CHECK(serve->terminate() == 0);
+    CHECK_THAT(home.log(), Catch::EndsWith(" info stopped\n"));
+}
+
+TEST_CASE("serve: --log-format json writes one object per line, a run's module, status and counts as fields") {
+    Home home;
+    auto serve = home.serve({"--log-format", "json"});
+    REQUIRE(post(serve->port, "hooks", event_body("as-json"))->status == 202);
+    boost::json::object run_line;
+    CHECK(eventually([&] {
+        std::string text = home.log();
+        text.erase(text.rfind('\n') + 1);  // a line still being written is read next time
+        std::istringstream in(text);
+        for (std::string line; std::getline(in, line);) {
+            auto o = boost::json::parse(line).as_object();  // every line is one JSON object
+            REQUIRE(o.at("time").is_string());
+            REQUIRE(o.at("level").is_string());
+            REQUIRE(o.at("message").is_string());
+            if (o.contains("run") && o.at("counts").at("created") == 1) run_line = o;
+        }
+        return !run_line.empty();
+    }));
+    CHECK(run_line.at("module") == "hooks");
+    CHECK(run_line.at("status") == "succeeded");
+    CHECK(run_line.at("trigger") == "webhook");
+    CHECK(run_line.at("level") == "info");
+    CHECK(serve->terminate() == 0);
+}
+
+TEST_CASE("serve: SIGHUP reads the manifests again, so a module added after start takes webhooks without a restart") {
+    Home home;
+    auto serve = home.serve();
+    REQUIRE(post(serve->port, "later", event_body("x"))->status == 404);
+    // One event accepted and waiting when the reload comes is not dropped by it.
+    REQUIRE(post(serve->port, "hooks", event_body("before-reload"))->status == 202);
+    home.hook_module("later");
+    REQUIRE(kill(serve->pid, SIGHUP) == 0);
+    CHECK(eventually([&] {
+        return home.log().find("SIGHUP: manifests and plugins read again: 2 module(s); added later") != std::string::npos;
+    }));
+    auto accepted = post(serve->port, "later", event_body("after-reload"));
+    REQUIRE(accepted);
+    CHECK(accepted->status == 202);
+    CHECK(eventually(
+        [&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c IN ('before-reload', 'after-reload')") == 2; }));
+    // Removed again: its webhooks are refused, the rest goes on.
+    std::filesystem::remove(home.dir / "manifests/later.json");
+    REQUIRE(kill(serve->pid, SIGHUP) == 0);
+    CHECK(eventually([&] { return home.log().find("removed later") != std::string::npos; }));
+    CHECK(post(serve->port, "later", event_body("y"))->status == 404);
+    CHECK(post(serve->port, "hooks", event_body("still"))->status == 202);
+    CHECK(serve->terminate() == 0);
+}
+
+TEST_CASE(
+    "serve: /healthz names a module whose last run failed and one overdue, ?strict answers 503, /metrics has last success") {
+    Home home;
+    // "nightly" cannot be loaded (its config fails the plugin's schema), so it never starts;
+    // its last scheduled run was three hours ago, every hour: overdue.
+    write_file(home.dir / "manifests/nightly.json",
+               R"({"module": "nightly", "plugin": {"id": "test-ops"}, "crm": "mock", "schedule": {"every": "1h"},
+                   "config": {"file": "x", "unknown": true}})");
+    write_file(home.dir / "manifests/broken.json",
+               R"({"module": "broken", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": "x"}})");
+    auto serve = home.serve();
+    httplib::Client client("127.0.0.1", serve->port);
+    const int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    {
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READWRITE, testing::kReadBusyTimeoutMs);
+        SQLite::Statement add(
+            state, "INSERT INTO runs (module, trigger, started_ms, finished_ms, status, message) VALUES (?, ?, ?, ?, ?, ?)");
+        auto row = [&](const char* module, const char* trigger, int64_t started, const char* status, const char* message) {
+            add.reset();
+            add.bind(1, module), add.bind(2, trigger), add.bind(3, started), add.bind(4, started + 1000), add.bind(5, status),
+                add.bind(6, message);
+            add.exec();
+        };
+        row("nightly", "schedule", now_ms - 3 * 3600 * 1000, "succeeded", "");
+        row("broken", "manual", now_ms - 7200 * 1000, "succeeded", "");
+        row("broken", "manual", now_ms - 600 * 1000, "failed", "the CRM refused the credentials");
+    }
+    auto health = client.Get("/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 200);  // the process is alive and its store writable
+    auto body = boost::json::parse(health->body).as_object();
+    CHECK(body.at("status") == "degraded");
+    CHECK(body.at("modules").at("nightly").at("state") == "overdue");
+    CHECK(body.at("modules").at("broken").at("state") == "failing");
+    CHECK(body.at("modules").at("broken").at("last_success").is_string());
+    CHECK_THAT(
+        boost::json::serialize(body.at("problems")),
+        Catch::Contains("broken: last run failed: the CRM refused the credentials") && Catch::Contains("nightly: due since"));
+    auto strict = client.Get("/healthz?strict");
+    REQUIRE(strict);
+    CHECK(strict->status == 503);
+    auto metrics = parse_prometheus(client.Get("/metrics")->body);
+    auto success = metrics.find(R"(crmsync_last_success_timestamp_seconds{module="broken"})");
+    REQUIRE(success != metrics.end());
+    CHECK(std::abs(success->second - (now_ms - 7200 * 1000 + 1000) / 1000.0) < 1);
     CHECK(serve->terminate() == 0);
 }

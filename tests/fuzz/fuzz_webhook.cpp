@@ -36,7 +36,7 @@ struct Serve {
     std::string home;
     crmsync::SystemClock clock;
     crmsync::Diagnostics quiet{nullptr, crmsync::Level::error};
-    std::atomic<bool> stop{false};
+    std::atomic<bool> stop{false}, reload{false};
     std::unique_ptr<crmsync::Catalog> catalog;
     std::unique_ptr<crmsync::Server> server;
     Serve() {
@@ -55,7 +55,8 @@ struct Serve {
         crmsync::ServeOptions options;
         options.port = 0;
         options.http.header_timeout = std::chrono::milliseconds(2000);
-        server = std::make_unique<crmsync::Server>(*catalog, clock, stop, quiet, options);
+        auto same = [this] { return std::shared_ptr<crmsync::Catalog>(std::shared_ptr<crmsync::Catalog>(), catalog.get()); };
+        server = std::make_unique<crmsync::Server>(*catalog, same, clock, stop, reload, quiet, options);
         fuzz_require(server->start().is_ok(), "serve starts");
     }
     ~Serve() {

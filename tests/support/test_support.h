@@ -98,13 +98,14 @@ inline Process run_command(const std::vector<std::string>& argv, const std::vect
 inline std::string crmsync_bin() { return CRMSYNC_BIN; }
 
 // `crmsync ARGS --home HOME` as an operator runs it, seeing the plugins in `plugin_path` only
-// and no home or manifest folder from the environment.
+// (none of the build's shipped ones) and no home or manifest folder from the environment.
 inline Process crmsync_at(const std::string& home, std::vector<std::string> args, const std::string& plugin_path,
                           std::vector<std::string> env = {}) {
     args.insert(args.begin(), crmsync_bin());
     args.push_back("--home");
     args.push_back(home);
-    env.insert(env.end(), {"CRMSYNC_PLUGIN_PATH=" + plugin_path, "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
+    env.insert(env.end(),
+               {"CRMSYNC_PLUGIN_PATH=" + plugin_path, "CRMSYNC_PLUGIN_SYSTEM_PATH=", "CRMSYNC_HOME=", "CRMSYNC_MANIFEST_PATH="});
     return run_command(args, env);
 }
 

@@ -1,6 +1,7 @@
 // crmsync modules: what was discovered, whether each module's plugin verifies and loads,
 // everything else that can be checked without the network, and how each last ran. Exit 2
 // when any module or manifest has a problem.
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -40,6 +41,7 @@ int modules(Context& ctx, bool as_json) {
             {"schedule", m.schedule.text()},
             {"crm", m.crm},
             {"manifest", m.manifest_path},
+            {"description", plugin ? plugin.value()->description() : ""},
             {"last_run", last ? json::value(json::object{
                                     {"id", last->id}, {"status", last->status}, {"started", iso8601_utc(last->started_ms)}})
                               : json::value(nullptr)}};
@@ -60,6 +62,15 @@ int modules(Context& ctx, bool as_json) {
         std::printf(
             "%s",
             render_table({"MODULE", "PLUGIN", "VERSION", "ABI", "ENABLED", "VERIFIED", "SCHEDULE", "LAST RUN"}, rows).c_str());
+    // Each plugin the modules use, once, with the line its descriptor gives.
+    std::vector<std::string> described;
+    for (const auto& o : out) {
+        std::string id(o.at("plugin").as_string()), text(o.at("description").as_string());
+        if (text.empty() || std::find(described.begin(), described.end(), id) != described.end()) continue;
+        if (described.empty()) std::printf("\n");
+        described.push_back(id);
+        std::printf("%-20s %s\n", id.c_str(), text.c_str());
+    }
     for (const auto& o : out)
         if (auto* p = o.as_object().if_contains("problem"))
             std::printf("\n%s: %s\n", std::string(o.at("module").as_string()).c_str(), std::string(p->as_string()).c_str());

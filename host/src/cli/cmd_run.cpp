@@ -10,29 +10,6 @@
 #include "table.h"
 
 namespace crmsync::cli {
-namespace {
-
-std::string summary(const std::string& module, const RunReport& r) {
-    const auto& c = r.counts;
-    std::string no_match;  // update-by-key rows whose key matched no record, when there were any
-    if (c.no_match > 0) no_match = "no match " + std::to_string(c.no_match) + ", ";
-    std::string retried;  // failed records of earlier runs, when there were any
-    if (c.retried > 0 || c.gave_up > 0)
-        retried = "retried " + std::to_string(c.retried) + " (" + std::to_string(c.recovered) + " recovered, " +
-                  std::to_string(c.gave_up) + " given up), ";
-    char buf[768];
-    std::snprintf(buf, sizeof buf,
-                  "%s: %s — fetched %lld, created %lld, updated %lld, unchanged %lld, ignored %lld, failed %lld, "
-                  "%s%sAPI calls %lld, %s (run %lld)",
-                  module.c_str(), std::string(run_status_name(r.status)).c_str(), (long long)c.fetched, (long long)c.created,
-                  (long long)c.updated, (long long)c.unchanged, (long long)c.ignored, (long long)c.failed, no_match.c_str(),
-                  retried.c_str(), (long long)c.api_calls, duration_text(r.duration_ms).c_str(), (long long)r.run_id);
-    std::string line = buf;
-    if (!r.message.empty()) line += "\n  " + r.message;
-    return line;
-}
-
-}  // namespace
 
 int run(Context& ctx, const RunFlags& flags) {
     std::vector<std::string> names;
@@ -91,7 +68,7 @@ int run(Context& ctx, const RunFlags& flags) {
             std::printf("%s: dry run — nothing was written\n", name.c_str());
             for (const auto& line : report.dry_run) std::printf("  would %s\n", line.c_str());
         }
-        std::printf("%s\n", summary(name, report).c_str());
+        std::printf("%s\n", run_summary(name, report).c_str());
         std::fflush(stdout);
         if (report.status == RunStatus::busy) worse(kUnreachable);
         else if (report.status == RunStatus::failed) worse(report.unreachable ? kUnreachable : kConfig);

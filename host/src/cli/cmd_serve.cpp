@@ -1,4 +1,5 @@
-// crmsync serve: schedules, webhooks, health and metrics until SIGINT/SIGTERM.
+// crmsync serve: schedules, webhooks, health and metrics until SIGINT/SIGTERM; SIGHUP reads
+// the manifests and plugins again.
 #include <cstdio>
 
 #include "../serve/server.h"
@@ -18,15 +19,20 @@ int serve(Context& ctx, const std::string& listen) {
         std::fprintf(stderr, "crmsync serve: --listen \"%s\" is not HOST:PORT (e.g. 127.0.0.1:8787)\n", listen.c_str());
         return kConfig;
     }
-    Server server(ctx.catalog, ctx.clock, ctx.cancel, ctx.catalog.diagnostics(), options);
+    const Diagnostics& diagnostics = ctx.catalog.diagnostics();
+    auto reload = [&ctx, &diagnostics, environment = ctx.catalog.environment()] {
+        return std::make_shared<Catalog>(environment, diagnostics, ctx.clock);
+    };
+    Server server(ctx.catalog, reload, ctx.clock, ctx.cancel, ctx.reload, diagnostics, options);
     if (auto started = server.start(); !started) {
         std::fprintf(stderr, "crmsync serve: %s\n", started.message().c_str());
         return kConfig;
     }
+    // The first line on stdout says where it listens (port 0 picks one): scripts read it.
     std::printf("listening on http://%s:%d\n", options.host.c_str(), server.port());
     std::fflush(stdout);
     server.run();
-    std::printf("stopped\n");
+    diagnostics.info("stopped");
     return kOk;
 }
 

@@ -23,6 +23,7 @@ struct Context {
     Catalog& catalog;
     const Clock& clock;
     std::atomic<bool>& cancel;
+    std::atomic<bool>& reload;  // SIGHUP: read the manifests again (serve)
 };
 
 // The home's state store, or nothing after saying on stderr why it cannot be opened.

@@ -1,6 +1,7 @@
 // crmsync: the operator's command line. Parses flags (CLI11), builds the catalog for the
 // chosen home, and hands off to one command. SIGINT/SIGTERM ask the running command to
-// finish its batch and stop; a second signal ends the process at once.
+// finish its batch and stop; a second signal ends the process at once. Under serve, SIGHUP
+// reads the manifests again.
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
@@ -9,13 +10,16 @@
 #include "commands.h"
 
 namespace {
-// The one piece of process-wide state: a signal handler can reach nothing else.
+// The process-wide state a signal handler can reach: nothing else.
 std::atomic<bool> g_cancel{false};
+std::atomic<bool> g_reload{false};
 
 extern "C" void on_signal(int signal) {
     g_cancel.store(true);
     std::signal(signal, SIG_DFL);
 }
+
+extern "C" void on_hangup(int) { g_reload.store(true); }
 
 std::string executable_dir(const char* argv0) {
     std::error_code ec;
@@ -52,7 +56,7 @@ int main(int argc, char** argv) {
                 text += "\n  " + m.id + " " + m.version.text() + " (ABI " + std::to_string(m.abi_major) + "." +
                         std::to_string(m.abi_minor) + ")  " + m.library_path;
             }
-            if (loader.candidates().empty()) text += " none found (CRMSYNC_PLUGIN_PATH, or lib/crmsync/plugins beside bin/)";
+            if (loader.candidates().empty()) text += " none found (in CRMSYNC_PLUGIN_PATH, or lib/crmsync/plugins beside bin/)";
             return text;
         },
         "the version, the plugin ABI and the plugins found");
@@ -131,6 +135,12 @@ int main(int argc, char** argv) {
     auto* serve =
         app.add_subcommand("serve", "run modules on their schedules, take webhooks (POST /hooks/MODULE), /healthz, /metrics");
     serve->add_option("--listen", listen, "HOST:PORT (default 127.0.0.1:8787; port 0 picks a free one)");
+    LogFormat log_format = LogFormat::text;
+    serve
+        ->add_option("--log-format", log_format,
+                     "text (UTC time, level, message) or json (one object per line); level from CRMSYNC_LOG, default info")
+        ->transform(
+            CLI::CheckedTransformer(std::map<std::string, LogFormat>{{"text", LogFormat::text}, {"json", LogFormat::json}}));
 
     std::string soql;
     std::optional<std::string> crm_name;
@@ -159,7 +169,10 @@ int main(int argc, char** argv) {
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
-    auto diagnostics = Diagnostics::from_environment();
+    // serve logs as a service does: timestamped, at info unless CRMSYNC_LOG says otherwise.
+    if (serve->parsed()) std::signal(SIGHUP, on_hangup);
+    auto diagnostics = serve->parsed() ? Diagnostics::to_stderr(Diagnostics::level_from_environment(Level::info), log_format)
+                                       : Diagnostics::from_environment();
     SystemClock clock;
     try {
         auto environment = resolve_environment(home, manifests, executable_dir(argv[0]));
@@ -168,7 +181,7 @@ int main(int argc, char** argv) {
             return cli::kConfig;
         }
         Catalog catalog(std::move(environment), diagnostics, clock);
-        cli::Context ctx{catalog, clock, g_cancel};
+        cli::Context ctx{catalog, clock, g_cancel, g_reload};
         // A module named on the command line must exist: declared by a manifest, or (its
         // manifest since removed) with a history to read.
         auto known = [&](const std::optional<std::string>& name) {

@@ -61,22 +61,15 @@ std::string render_csv(const Row& header, const std::vector<Row>& rows) {
     };
     std::string out;
     auto line = [&](const Row& r) {
-        for (size_t i = 0; i < r.size(); ++i) out += (i ? "," : "") + field(r[i]);
+        for (size_t i = 0; i < r.size(); ++i) {
+            if (i) out += ',';
+            out += field(r[i]);
+        }
         out += "\r\n";
     };
     line(header);
     for (const auto& r : rows) line(r);
     return out;
-}
-
-std::string duration_text(int64_t ms) {
-    char buf[32];
-    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", ms / 1000.0);
-    else
-        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
-                      static_cast<long long>(ms / 1000 % 60));
-    return buf;
 }
 
 }  // namespace crmsync::cli

@@ -11,6 +11,5 @@ using Row = std::vector<std::string>;
 std::string render_table(const Row& header, const std::vector<Row>& rows, size_t max_width = 60);
 // RFC 4180: fields with commas, quotes or line breaks quoted, quotes doubled.
 std::string render_csv(const Row& header, const std::vector<Row>& rows);
-std::string duration_text(int64_t ms);
 
 }  // namespace crmsync::cli

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <regex>
 #include <set>
+#include <utility>
 
 #include "../digest.h"
 #include "../process.h"
@@ -31,18 +32,93 @@ std::string label(const std::string& value) {
     return out;
 }
 
+// True when the query string of `target` has `name` or `name=` with a value other than 0/false.
+bool query_flag(const std::string& target, std::string_view name) {
+    auto q = target.find('?');
+    if (q == std::string::npos) return false;
+    std::string_view query(target);
+    query.remove_prefix(q + 1);
+    while (!query.empty()) {
+        auto part = query.substr(0, query.find('&'));
+        query.remove_prefix(std::min(query.size(), part.size() + 1));
+        if (part == name) return true;
+        if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
+            auto value = part.substr(name.size() + 1);
+            return value != "0" && value != "false";
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
-Server::Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics,
-               ServeOptions options)
-    : catalog_(catalog), clock_(clock), stop_(stop), diagnostics_(diagnostics), options_(std::move(options)) {}
+Server::Server(Catalog& catalog, CatalogFactory reload_catalog, const Clock& clock, std::atomic<bool>& stop,
+               std::atomic<bool>& reload, const Diagnostics& diagnostics, ServeOptions options)
+    : catalog_(std::shared_ptr<Catalog>(), &catalog),  // not owned: the caller's
+      make_catalog_(std::move(reload_catalog)),
+      clock_(clock),
+      stop_(stop),
+      reload_(reload),
+      diagnostics_(diagnostics),
+      options_(std::move(options)) {}
+
+std::shared_ptr<Catalog> Server::catalog() const {
+    std::lock_guard<std::mutex> lock(catalog_mutex_);
+    return catalog_;
+}
+
+void Server::announce(Catalog& catalog) {
+    const auto& modules = catalog.manifests().modules;
+    if (modules.empty())
+        diagnostics_.warn("no modules in " + catalog.environment().manifest_dirs.front() +
+                          ": nothing to run (add manifests, then send SIGHUP)");
+    for (const auto& m : modules) {
+        std::string line = "module " + m.name + ": ";
+        line += m.enabled ? "schedule " + m.schedule.text() : "disabled";
+        if (m.enabled && m.webhook_secret_env) line += ", webhooks at POST /hooks/" + m.name;
+        diagnostics_.report(Level::info, line,
+                            json::object{{"module", m.name}, {"enabled", m.enabled}, {"schedule", m.schedule.text()}});
+        if (!m.enabled) continue;
+        for (const auto& problem : catalog.offline_problems(m))
+            diagnostics_.report(Level::warn, m.name + ": " + problem, json::object{{"module", m.name}});
+        if (m.webhook_secret_env) {
+            const char* secret = std::getenv(m.webhook_secret_env->c_str());
+            if (!secret || !*secret)
+                diagnostics_.report(Level::warn,
+                                    m.name + ": webhook secret variable " + *m.webhook_secret_env +
+                                        " is not set: its webhooks are refused (404) until it is set and crmsync restarted",
+                                    json::object{{"module", m.name}});
+        }
+    }
+}
+
+void Server::reload_catalog() {
+    std::shared_ptr<Catalog> fresh = make_catalog_(), before;
+    {
+        std::lock_guard<std::mutex> lock(catalog_mutex_);
+        before = std::exchange(catalog_, fresh);
+    }
+    broken_modules_.clear();
+    std::set<std::string> was, is;
+    for (const auto& m : before->manifests().modules) was.insert(m.name);
+    for (const auto& m : fresh->manifests().modules) is.insert(m.name);
+    std::string added, removed;
+    for (const auto& name : is)
+        if (!was.count(name)) added += (added.empty() ? "" : ", ") + name;
+    for (const auto& name : was)
+        if (!is.count(name)) removed += (removed.empty() ? "" : ", ") + name;
+    diagnostics_.info("SIGHUP: manifests and plugins read again: " + std::to_string(is.size()) + " module(s)" +
+                      (added.empty() ? "" : "; added " + added) + (removed.empty() ? "" : "; removed " + removed) +
+                      (removed.empty() ? "" : " (their accepted webhooks wait in the inbox)"));
+    announce(*fresh);
+}
 
 Server::~Server() {
     if (http_) http_->stop();
 }
 
 Status Server::start() {
-    auto store = catalog_.open_store();
+    auto store = catalog()->open_store();
     if (!store) return store.status();
     web_store_ = std::move(store.value());
     if (!is_loopback(options_.host))
@@ -53,6 +129,8 @@ Status Server::start() {
         return Status::config(started.message() +
                               " (in use, or not an address of this machine; choose another with --listen HOST:PORT)");
     port_ = http_->port();
+    diagnostics_.info("listening on http://" + options_.host + ":" + std::to_string(port_));
+    announce(*catalog());
     return Status::ok();
 }
 
@@ -66,7 +144,7 @@ HttpAnswer Server::answer(const IncomingRequest& request) {
     }
     if (path == "/healthz" || path == "/metrics") {
         if (request.method != "GET") return {405, "application/json", R"({"error":"method","message":"use GET"})"};
-        if (path == "/healthz") return health();
+        if (path == "/healthz") return health(query_flag(request.target, "strict"));
         return {200, "text/plain; version=0.0.4", metrics()};
     }
     return {404, "application/json",
@@ -86,7 +164,8 @@ HttpAnswer Server::handle_hook(const std::string& name, const IncomingRequest& r
         reject(reason);
         return HttpAnswer{code, "application/json", json::serialize(json::object{{"error", reason}, {"message", message}})};
     };
-    const ModuleManifest* module = catalog_.manifests().module(name);
+    auto current = catalog();
+    const ModuleManifest* module = current->manifests().module(name);
     if (!module || !module->enabled || !module->webhook_secret_env)
         return refuse(404, "unknown_module", "no enabled module \"" + name + "\" takes webhooks here");
     const char* secret = std::getenv(module->webhook_secret_env->c_str());
@@ -134,23 +213,52 @@ HttpAnswer Server::handle_hook(const std::string& name, const IncomingRequest& r
     return {202, "application/json", json::serialize(json::object{{"accepted", added.id}})};
 }
 
-HttpAnswer Server::health() {
+// Each module's state: ok, disabled, failing (its last run failed or stopped: see its
+// message), overdue (due for longer than overdue_after_ms and not started: the worker is
+// stuck behind another module, or the module cannot be loaded), or never run. The answer is
+// 503 only when the store cannot be written — unless ?strict, which is 503 whenever any
+// module is failing or overdue too (for a monitor, not a liveness probe).
+HttpAnswer Server::health(bool strict) {
+    auto current = catalog();
     json::object modules;
-    bool writable;
-    {
+    json::array problems;
+    bool writable = false;
+    const int64_t now = clock_.now_ms();
+    try {
         std::lock_guard<std::mutex> lock(store_mutex_);
         writable = web_store_->writable();
-        for (const auto& m : catalog_.manifests().modules) {
+        for (const auto& m : current->manifests().modules) {
             auto last = web_store_->last_run(m.name);
+            auto success = web_store_->last_success(m.name);
+            // Manual and disabled modules are never due (-1).
+            int64_t due = -1;
+            if (m.enabled) due = next_due(m.schedule, web_store_->last_scheduled_start(m.name), now).value_or(-1);
+            std::string state = "ok";
+            if (!m.enabled) state = "disabled";
+            else if (last && (last->status == "failed" || last->status == "stopped")) state = "failing";
+            else if (due >= 0 && now - due > options_.overdue_after_ms) state = "overdue";
+            else if (!last) state = "never run";
+            if (state == "failing") problems.emplace_back(m.name + ": last run " + last->status + ": " + last->message);
+            if (state == "overdue")
+                problems.emplace_back(m.name + ": due since " + iso8601_utc(due) + " and not started (" +
+                                      duration_text(now - due) + ")");
             modules[m.name] =
                 json::object{{"enabled", m.enabled},
+                             {"state", state},
                              {"last_run", last ? json::value(last->status) : json::value(nullptr)},
-                             {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)}};
+                             {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)},
+                             {"last_success", success ? json::value(iso8601_utc(*success)) : json::value(nullptr)},
+                             {"next_due", due >= 0 ? json::value(iso8601_utc(due)) : json::value(nullptr)}};
         }
+    } catch (const std::exception& e) {
+        diagnostics_.error(std::string("/healthz: the store could not be read: ") + e.what());
+        writable = false;
     }
-    return {writable ? 200 : 503, "application/json",
-            json::serialize(json::object{
-                {"status", writable ? "ok" : "store not writable"}, {"store_writable", writable}, {"modules", modules}})};
+    std::string status = !writable ? "store not writable" : problems.empty() ? "ok" : "degraded";
+    int code = !writable || (strict && !problems.empty()) ? 503 : 200;
+    return {code, "application/json",
+            json::serialize(
+                json::object{{"status", status}, {"store_writable", writable}, {"problems", problems}, {"modules", modules}})};
 }
 
 std::string Server::metrics() {
@@ -160,10 +268,15 @@ std::string Server::metrics() {
     };
     std::vector<RunTotals> totals;
     std::map<std::string, int64_t> depth;
+    std::map<std::string, int64_t> last_success;
     {
+        auto current = catalog();
         std::lock_guard<std::mutex> lock(store_mutex_);
         totals = web_store_->run_totals();
-        for (const auto& m : catalog_.manifests().modules) depth[m.name] = web_store_->inbox_depth(m.name);
+        for (const auto& m : current->manifests().modules) {
+            depth[m.name] = web_store_->inbox_depth(m.name);
+            if (auto at = web_store_->last_success(m.name)) last_success[m.name] = *at;
+        }
     }
     family("crmsync_runs_total", "counter", "Runs finished, by module and status.");
     for (const auto& t : totals)
@@ -193,6 +306,13 @@ std::string Server::metrics() {
     for (const auto& [m, n] : api) out += "crmsync_api_calls_total{module=\"" + label(m) + "\"} " + std::to_string(n) + "\n";
     family("crmsync_inbox_depth", "gauge", "Webhook events waiting, by module.");
     for (const auto& [m, n] : depth) out += "crmsync_inbox_depth{module=\"" + label(m) + "\"} " + std::to_string(n) + "\n";
+    family("crmsync_last_success_timestamp_seconds", "gauge",
+           "When the module's last run that went through (succeeded or partial) finished, Unix seconds.");
+    for (const auto& [m, ms] : last_success) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%.3f", ms / 1000.0);
+        out += "crmsync_last_success_timestamp_seconds{module=\"" + label(m) + "\"} " + seconds + "\n";
+    }
     std::lock_guard<std::mutex> lock(metrics_mutex_);
     family("crmsync_api_budget_remaining", "gauge", "The CRM's remaining daily API calls as last reported, by connection.");
     for (const auto& [c, b] : api_budget_)
@@ -220,8 +340,9 @@ std::string Server::metrics() {
     return out;
 }
 
-void Server::run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store) {
-    auto instances = catalog_.instantiate_module(module.name);
+void Server::run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox,
+                        StateStore& store) {
+    auto instances = catalog.instantiate_module(module.name);
     if (!instances) {
         if (broken_modules_.insert(module.name).second)
             diagnostics_.error(instances.status().message() + " — not run until fixed");
@@ -236,9 +357,21 @@ void Server::run_module(const ModuleManifest& module, const std::string& trigger
     options.lease_holder = this_process_holder();
     RunReport report = pipeline.run(options);
     if (report.status == RunStatus::busy) return;
-    diagnostics_.info(module.name + " (" + trigger + "): " + std::string(run_status_name(report.status)) + ", created " +
-                      std::to_string(report.counts.created) + ", updated " + std::to_string(report.counts.updated) + ", failed " +
-                      std::to_string(report.counts.failed) + (report.message.empty() ? "" : " — " + report.message));
+    // One line per run: the summary `crmsync run` prints, and in JSON its parts as fields.
+    std::string line = run_summary(module.name, report);
+    for (auto& c : line)
+        if (c == '\n') c = ' ';
+    bool bad = report.status == RunStatus::failed || report.status == RunStatus::stopped;
+    diagnostics_.report(bad                                   ? Level::error
+                        : report.status == RunStatus::partial ? Level::warn
+                                                              : Level::info,
+                        line + " [" + trigger + "]",
+                        json::object{{"module", module.name},
+                                     {"run", report.run_id},
+                                     {"trigger", trigger},
+                                     {"status", run_status_name(report.status)},
+                                     {"duration_ms", report.duration_ms},
+                                     {"counts", report.counts.to_json()}});
     std::lock_guard<std::mutex> lock(metrics_mutex_);
     auto& buckets = duration_buckets_[module.name];
     buckets.resize(std::size(kDurationBuckets) + 1, 0);
@@ -251,21 +384,30 @@ void Server::run_module(const ModuleManifest& module, const std::string& trigger
 }
 
 void Server::run() {
-    auto store = catalog_.open_store();
+    auto store = catalog()->open_store();
     if (!store) {
         diagnostics_.error(store.status().message());
         return;
     }
     while (!stop_.load()) {
-        for (const auto& module : catalog_.manifests().modules) {
-            if (stop_.load()) break;
+        if (reload_.exchange(false)) {
+            try {
+                reload_catalog();
+            } catch (const std::exception& e) {
+                diagnostics_.error(std::string("SIGHUP: the manifests could not be read again; the ones before stay: ") +
+                                   e.what());
+            }
+        }
+        auto current = catalog();
+        for (const auto& module : current->manifests().modules) {
+            if (stop_.load() || reload_.load()) break;
             if (!module.enabled) continue;
             try {
                 if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
-                    run_module(module, "webhook", true, *store.value());
+                    run_module(*current, module, "webhook", true, *store.value());
                 if (stop_.load()) break;
                 auto due = next_due(module.schedule, store.value()->last_scheduled_start(module.name), clock_.now_ms());
-                if (due && *due <= clock_.now_ms()) run_module(module, "schedule", false, *store.value());
+                if (due && *due <= clock_.now_ms()) run_module(*current, module, "schedule", false, *store.value());
             } catch (const std::exception& e) {
                 // The store was busy or failed: say so and try again on the next tick.
                 diagnostics_.error(module.name + ": " + e.what());
@@ -273,7 +415,7 @@ void Server::run() {
         }
         std::unique_lock<std::mutex> lock(wake_mutex_);
         wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)),
-                       [this] { return work_waiting_ || stop_.load(); });
+                       [this] { return work_waiting_ || stop_.load() || reload_.load(); });
         work_waiting_ = false;
     }
     // Stop taking webhooks first; what was accepted stays in the inbox for the next start.

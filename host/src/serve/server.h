@@ -4,8 +4,11 @@
 // `crmsync run` elsewhere never runs a module twice); the HTTP listener's I/O threads answer
 // POST /hooks/MODULE, GET /healthz and GET /metrics, slow clients or not. An accepted event is committed to the
 // inbox (fsync'd) before the 202 goes out, then drained through map → services → write.
+// SIGHUP (the `reload` flag) reads the manifests and plugins again between runs: accepted
+// events wait in the inbox meanwhile, and requests in flight finish on the catalog they began with.
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,13 +28,22 @@ struct ServeOptions {
     ListenerLimits http;  // body size, deadlines, connection bounds
     int64_t replay_window_ms = 5 * 60 * 1000;
     int64_t tick_ms = 1000;  // how often schedules are looked at
+    // A module whose due run has not started this long after it is due is "overdue" in /healthz.
+    int64_t overdue_after_ms = 15 * 60 * 1000;
 };
+
+// Reads the manifests and discovers the plugins afresh (on SIGHUP).
+using CatalogFactory = std::function<std::shared_ptr<Catalog>()>;
 
 class Server {
 public:
-    Server(Catalog& catalog, const Clock& clock, std::atomic<bool>& stop, const Diagnostics& diagnostics, ServeOptions options);
+    // `catalog` is the one to start with (it must outlive the server); `reload_catalog` makes
+    // the next when `reload` is set.
+    Server(Catalog& catalog, CatalogFactory reload_catalog, const Clock& clock, std::atomic<bool>& stop,
+           std::atomic<bool>& reload, const Diagnostics& diagnostics, ServeOptions options);
     ~Server();
-    // Binds the listener; an address in use or not ours is a configuration error.
+    // Binds the listener and logs every module with its schedule and each problem found;
+    // an address in use or not ours is a configuration error.
     Status start();
     int port() const { return port_; }
     // Runs schedules and drains the inbox until `stop` is set, then stops taking webhooks,
@@ -39,16 +51,24 @@ public:
     void run();
 
 private:
+    // The catalog in force; a reload swaps it, and whoever holds the old one finishes with it.
+    std::shared_ptr<Catalog> catalog() const;
+    void reload_catalog();
+    // One line per module (schedule, webhook) and a warning per problem.
+    void announce(Catalog& catalog);
     HttpAnswer answer(const IncomingRequest& request);
     HttpAnswer handle_hook(const std::string& module, const IncomingRequest& request);
     std::string metrics();
-    HttpAnswer health();
-    void run_module(const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store);
+    HttpAnswer health(bool strict);
+    void run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store);
     void reject(const std::string& reason);
 
-    Catalog& catalog_;
+    mutable std::mutex catalog_mutex_;
+    std::shared_ptr<Catalog> catalog_;
+    CatalogFactory make_catalog_;
     const Clock& clock_;
     std::atomic<bool>& stop_;
+    std::atomic<bool>& reload_;
     const Diagnostics& diagnostics_;
     ServeOptions options_;
     std::unique_ptr<HttpListener> http_;

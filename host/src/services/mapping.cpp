@@ -26,7 +26,10 @@ Status mismatch(const FieldMapping& m, const json::value& value, const std::stri
     return Status::error(Status::Kind::record, m.label() + ": " + json::serialize(value) + " is not " + expected);
 }
 
-std::string two(unsigned v) { return (v < 10 ? "0" : "") + std::to_string(v); }
+std::string two(unsigned v) {
+    std::string text(v < 10 ? "0" : "");
+    return text += std::to_string(v);
+}
 
 std::string ymd_text(const date::year_month_day& ymd) {
     return std::to_string(int(ymd.year())) + "-" + two(unsigned(ymd.month())) + "-" + two(unsigned(ymd.day()));
@@ -145,7 +148,8 @@ Result<json::value> convert_value(const FieldMapping& m, const json::value& valu
         std::string joined;
         for (const auto& v : value.get_array()) {
             if (!v.is_string()) return Status(mismatch(m, value, "a list of picklist values"));
-            joined += (joined.empty() ? "" : ";") + std::string(v.get_string());
+            if (!joined.empty()) joined += ';';
+            joined += v.get_string();
         }
         return json::value(json::string(joined));
     }

@@ -404,8 +404,10 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
             json::object pair{{"field", k.field}, {"value", value}};
             if (k.exact) pair["case_sensitive"] = true;
             match.push_back(std::move(pair));
-            source_id += (source_id.empty() ? "" : " | ") + value;
-            folded += (folded.empty() ? "" : "|") + (k.exact ? value : crmsync::support::ascii_lower(value));
+            if (!source_id.empty()) source_id += " | ";
+            source_id += value;
+            if (!folded.empty()) folded += '|';
+            folded += k.exact ? value : crmsync::support::ascii_lower(value);
         }
         json::object op{{"object", in->object},
                         {"action", "update"},

@@ -172,8 +172,9 @@ inline HttpAnswer http_waiting_out_429(const crmsync_host_api* host, crmsync_cal
 // the string "24" stay two records. Anything else is no id.
 inline std::optional<std::string> id_text(const json::value& id) {
     if (id.is_string()) return std::string(id.get_string());
-    if (id.is_int64()) return "#" + std::to_string(id.get_int64());
-    if (id.is_uint64()) return "#" + std::to_string(id.get_uint64());
+    std::string text(1, '#');
+    if (id.is_int64()) return text += std::to_string(id.get_int64());
+    if (id.is_uint64()) return text += std::to_string(id.get_uint64());
     return std::nullopt;
 }
 

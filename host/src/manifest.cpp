@@ -75,31 +75,19 @@ Result<PluginRef> parse_plugin_ref(const json::object& root) {
     return ref;
 }
 
-Result<std::vector<CredentialRef>> parse_credentials(const json::object& root, const fs::path& base) {
+// {"env": "NAME"} or {"file": "path"} (the schema has checked the shape), a file resolved
+// against the manifest's folder.
+CredentialRef secret_ref(std::string name, const json::object& o, const fs::path& base) {
+    if (auto env = find_string(o, "env")) return {std::move(name), CredentialRef::Source::env, *env};
+    fs::path p(find_string(o, "file").value_or(""));
+    return {std::move(name), CredentialRef::Source::file, (p.is_absolute() ? p : base / p).lexically_normal().string()};
+}
+
+// The schema has refused inline secrets and bad variable names already.
+std::vector<CredentialRef> parse_credentials(const json::object& root, const fs::path& base) {
     std::vector<CredentialRef> refs;
-    auto* v = root.if_contains("credentials");
-    if (!v) return refs;
-    if (!v->is_object()) return Status::config("\"credentials\" must be an object of name -> {\"env\": ...} or {\"file\": ...}");
-    for (const auto& [key, ref] : v->get_object()) {
-        std::string field = "credentials." + std::string(key);
-        if (ref.is_string())
-            return Status::config(in_quotes(field) +
-                                  ": an inline secret is refused; reference it with {\"env\": \"NAME\"} or {\"file\": \"path\"}");
-        if (!ref.is_object()) return Status::config(in_quotes(field) + " must be {\"env\": \"NAME\"} or {\"file\": \"path\"}");
-        const auto& o = ref.get_object();
-        CredentialRef cred{std::string(key), CredentialRef::Source::env, ""};
-        if (auto env = find_string(o, "env")) {
-            if (!is_env_name(*env)) return Status::config(not_an_env_name(field + ".env"));
-            cred.where = *env;
-        } else if (auto file = find_string(o, "file")) {
-            cred.source = CredentialRef::Source::file;
-            fs::path p(*file);
-            cred.where = (p.is_absolute() ? p : base / p).lexically_normal().string();
-        } else {
-            return Status::config(in_quotes(field) + " must be {\"env\": \"NAME\"} or {\"file\": \"path\"}");
-        }
-        refs.push_back(std::move(cred));
-    }
+    if (auto* v = find_object(root, "credentials"))
+        for (const auto& [key, ref] : *v) refs.push_back(secret_ref(std::string(key), ref.as_object(), base));
     return refs;
 }
 
@@ -273,9 +261,7 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
         if (!sv->is_object()) return fail(Status::config("\"services\" must be an object"));
         m.services = *sv;
     }
-    auto creds = parse_credentials(o, fs::path(path).parent_path());
-    if (!creds) return fail(creds.status());
-    m.credentials = *creds;
+    m.credentials = parse_credentials(o, fs::path(path).parent_path());
     if (auto* r = o.if_contains("api_reserve_percent")) {
         if (!r->is_number() || r->to_number<double>() < 0 || r->to_number<double>() >= 100)
             return fail(Status::config("\"api_reserve_percent\" must be a number from 0 to 99"));
@@ -330,9 +316,7 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
         if (!cfg->is_object()) return fail(Status::config("\"config\" must be an object"));
         c.config = cfg->get_object();
     }
-    auto creds = parse_credentials(o, fs::path(path).parent_path());
-    if (!creds) return fail(creds.status());
-    c.credentials = *creds;
+    c.credentials = parse_credentials(o, fs::path(path).parent_path());
     if (auto* x = o.if_contains("external_id_field")) {
         if (!x->is_string() || x->get_string().empty())
             return fail(Status::config("\"external_id_field\" must name a field, e.g. \"CrmSync_Key__c\""));
@@ -355,6 +339,44 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
     }
     return c;
 }
+
+Result<NotificationManifest> parse_notification_manifest(const std::string& path, const json::object& o) {
+    if (auto shape = check_shape(path, o, "notification-manifest.schema.json"); !shape) return shape;
+    const fs::path base = fs::path(path).parent_path();
+    NotificationManifest n;
+    n.manifest_path = path;
+    n.name = find_string(o, "notification").value_or("");
+    n.enabled = find_bool(o, "enabled").value_or(true);
+    auto strings = [](const json::array* a) {
+        std::vector<std::string> out;
+        if (a)
+            for (const auto& v : *a) out.emplace_back(v.as_string());
+        return out;
+    };
+    n.modules = strings(find_array(o, "modules"));
+    n.on = strings(find_array(o, "on"));
+    if (n.on.empty()) n.on = {"failed", "errors", "budget", "recovered"};
+    n.errors_threshold = find_int(o, "errors_threshold").value_or(10);
+    if (auto* w = find_object(o, "webhook")) {
+        const auto& url = w->at("url");
+        if (url.is_string()) n.webhook_url = url.as_string();
+        else n.webhook_url_ref = secret_ref("webhook.url", url.as_object(), base);
+        if (auto* secret = find_object(*w, "secret")) n.webhook_secret = secret_ref("webhook.secret", *secret, base);
+        n.timeout_ms = find_int(*w, "timeout_ms").value_or(n.timeout_ms);
+    } else if (auto* e = find_object(o, "email")) {
+        n.channel = NotificationManifest::Channel::email;
+        n.email_to = strings(find_array(*e, "to"));
+        n.email_from = find_string(*e, "from").value_or("");
+        n.sendmail = find_string(*e, "sendmail").value_or(n.sendmail);
+    }
+    return n;
+}
+
+bool NotificationManifest::watches(std::string_view module) const {
+    return modules.empty() || std::find(modules.begin(), modules.end(), module) != modules.end();
+}
+
+bool NotificationManifest::wants(std::string_view event) const { return std::find(on.begin(), on.end(), event) != on.end(); }
 
 const ModuleManifest* ManifestSet::module(std::string_view name) const {
     for (const auto& m : modules)
@@ -408,10 +430,25 @@ ManifestSet load_manifests(const std::vector<std::string>& folders) {
                 set.problems.push_back(path + ": connection \"" + c->name + "\" is already declared in " + prior->manifest_path +
                                        " (rename one)");
             else set.connections.push_back(std::move(c.value()));
+        } else if (root.contains("notification")) {
+            auto n = parse_notification_manifest(path, root);
+            if (!n) set.problems.push_back(n.status().message());
+            else set.notifications.push_back(std::move(n.value()));
         } else {
-            set.problems.push_back(path + ": neither \"module\" nor \"connection\" is set, so this is no crmsync manifest");
+            set.problems.push_back(
+                path + ": none of \"module\", \"connection\" or \"notification\" is set, so this is no crmsync manifest");
         }
     }
+    // A notification watching a module no manifest declares would never fire: say so.
+    std::vector<std::string> names;
+    for (const auto& m : set.modules) names.push_back(m.name);
+    for (const auto& n : set.notifications)
+        for (const auto& watched : n.modules)
+            if (!set.module(watched)) {
+                auto near = did_you_mean(watched, names);
+                set.problems.push_back(n.manifest_path + ": notification \"" + n.name + "\" watches module \"" + watched +
+                                       "\", which no manifest declares" + (near ? " (did you mean \"" + *near + "\"?)" : ""));
+            }
     return set;
 }
 

@@ -95,10 +95,31 @@ struct ConnectionManifest {
     BulkPolicy bulk;
 };
 
+// Who is told when a module's sync goes wrong or recovers (notification-manifest.schema.json).
+struct NotificationManifest {
+    std::string manifest_path;
+    std::string name;
+    bool enabled = true;
+    std::vector<std::string> modules;  // empty: every module
+    std::vector<std::string> on;       // failed, errors, budget, recovered
+    int64_t errors_threshold = 10;
+    enum class Channel { webhook, email } channel = Channel::webhook;
+    std::string webhook_url;                       // when given in the manifest
+    std::optional<CredentialRef> webhook_url_ref;  // when it is a secret
+    std::optional<CredentialRef> webhook_secret;
+    int64_t timeout_ms = 10'000;
+    std::vector<std::string> email_to;
+    std::string email_from;  // empty: crmsync@<hostname>
+    std::string sendmail = "/usr/sbin/sendmail";
+    bool watches(std::string_view module) const;
+    bool wants(std::string_view event) const;
+};
+
 // What a manifest folder held: the good ones, and one line per bad file.
 struct ManifestSet {
     std::vector<ModuleManifest> modules;
     std::vector<ConnectionManifest> connections;
+    std::vector<NotificationManifest> notifications;
     std::vector<std::string> problems;
     const ModuleManifest* module(std::string_view name) const;
     const ConnectionManifest* connection(std::string_view name) const;
@@ -106,6 +127,7 @@ struct ManifestSet {
 
 Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& root);
 Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& root);
+Result<NotificationManifest> parse_notification_manifest(const std::string& path, const json::object& root);
 
 // Reads every *.json in each folder, sorted by name. A bad file adds one problem and is
 // skipped; the rest load. Two manifests declaring the same name: the later is refused.

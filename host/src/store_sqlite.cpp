@@ -183,6 +183,16 @@ const char* const kMigrations[] = {
     ) WITHOUT ROWID;
     CREATE INDEX unmatched_module ON unmatched(module, run_id);
     )sql",
+    // 8: what each notification last told about each module (ok, failed, errors, budget).
+    R"sql(
+    CREATE TABLE notify_state (
+        notification TEXT NOT NULL,
+        module TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (notification, module)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 // Binds values to ?1, ?2, ... in order; an empty optional binds NULL.
@@ -471,6 +481,27 @@ public:
         q.bind(1, module);
         if (!q.executeStep() || q.getColumn(0).isNull()) return std::nullopt;
         return q.getColumn(0).getInt64();
+    }
+
+    Result<std::string> notify_state(const std::string& notification, const std::string& module) override {
+        return guarded("reading a notification's state", [&]() -> Result<std::string> {
+            SQLite::Statement q(db_, "SELECT state FROM notify_state WHERE notification = ? AND module = ?");
+            bind_all(q, notification, module);
+            return q.executeStep() ? q.getColumn(0).getString() : std::string("ok");
+        });
+    }
+
+    Status set_notify_state(const std::string& notification, const std::string& module, const std::string& state,
+                            int64_t now_ms) override {
+        return guarded("saving a notification's state", [&]() -> Status {
+            SQLite::Statement q(
+                db_,
+                "INSERT INTO notify_state (notification, module, state, at_ms) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (notification, module) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms");
+            bind_all(q, notification, module, state, now_ms);
+            q.exec();
+            return Status::ok();
+        });
     }
 
     std::optional<int64_t> last_success(const std::string& module) override {

@@ -1,4 +1,4 @@
-// Fuzz target: the manifest readers (module, connection and plugin manifests) on any bytes.
+// Fuzz target: the manifest readers (module, connection, notification and plugin manifests) on any bytes.
 // Whatever the input, they answer a manifest or an error that names the file, never crash,
 // and never repeat a credential reference's value as a secret.
 #include <unistd.h>
@@ -40,6 +40,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto connection = parse_connection_manifest("c.json", root);
         fuzz_require(connection || connection.status().message().rfind("c.json: ", 0) == 0,
                      "a connection manifest error must name the file");
+        auto notification = parse_notification_manifest("n.json", root);
+        fuzz_require(notification || notification.status().message().rfind("n.json: ", 0) == 0,
+                     "a notification manifest error must name the file");
+        if (notification)
+            fuzz_require(!notification->name.empty() && !notification->on.empty() &&
+                             (notification->channel == NotificationManifest::Channel::email
+                                  ? !notification->email_to.empty()
+                                  : !notification->webhook_url.empty() || notification->webhook_url_ref.has_value()),
+                         "an accepted notification has a name, events and somewhere to send them");
     }
     // The plugin manifest is read from a file, as the loader reads it.
     if (FILE* f = std::fopen(scratch_file().c_str(), "wb")) {

@@ -42,7 +42,7 @@ TEST_CASE("one bad manifest is skipped with a line naming the file, the rest loa
     REQUIRE(set.problems.size() == 3);
     CHECK_THAT(set.problems[0], Catch::StartsWith(dir / "b-broken.json") && Catch::Contains("line 2, column"));
     CHECK_THAT(set.problems[1], Catch::Contains("c-no-crm.json") && Catch::Contains("\"crm\" is missing"));
-    CHECK_THAT(set.problems[2], Catch::Contains("neither \"module\" nor \"connection\""));
+    CHECK_THAT(set.problems[2], Catch::Contains("none of \"module\", \"connection\" or \"notification\""));
 }
 
 TEST_CASE("an inline secret in a manifest is refused, references resolve from env and file") {
@@ -216,4 +216,30 @@ TEST_CASE("plugin manifests: the library must be inside the plugin's folder") {
     auto inside = parse_plugin_manifest(dir / "p.plugin.json");
     REQUIRE(inside);
     CHECK(inside->library_path == (dir / "lib/x.so"));
+}
+
+TEST_CASE("manifests: a notification is read with its defaults, and one watching an unknown module is named") {
+    TempDir dir;
+    write_file(dir / "crm.json", R"({"connection": "mock", "plugin": "mock-crm"})");
+    write_file(dir / "tasks.json", R"({"module": "tasks", "plugin": "example-jsonl", "crm": "mock"})");
+    write_file(dir / "ops.json", R"({"notification": "ops", "webhook": {"url": {"env": "SLACK_URL"}}})");
+    write_file(dir / "typo.json", R"({"notification": "typo", "modules": ["taks"], "email": {"to": ["a@example.com"]}})");
+    write_file(dir / "both.json",
+               R"({"notification": "both", "email": {"to": ["a@example.com"]}, "webhook": {"url": "https://x.example"}})");
+    write_file(dir / "inject.json", R"({"notification": "inject", "email": {"to": ["a@example.com\nBcc: all@example.com"]}})");
+    auto set = load_manifests({dir.str()});
+    REQUIRE(set.notifications.size() == 2);
+    const auto& ops = set.notifications[0];
+    CHECK(ops.name == "ops");
+    CHECK(ops.watches("tasks"));
+    CHECK(ops.on == std::vector<std::string>{"failed", "errors", "budget", "recovered"});
+    CHECK(ops.errors_threshold == 10);
+    REQUIRE(ops.webhook_url_ref);
+    CHECK(ops.webhook_url_ref->where == "SLACK_URL");
+    CHECK(set.notifications[1].channel == NotificationManifest::Channel::email);
+    REQUIRE(set.problems.size() == 3);
+    CHECK_THAT(set.problems[0], Catch::Contains("both.json"));  // a webhook or an email, not both
+    CHECK_THAT(set.problems[1], Catch::Contains("inject.json") && Catch::Contains("email.to[0]"));
+    CHECK_THAT(set.problems[2], Catch::Contains("typo.json: notification \"typo\" watches module \"taks\", which no manifest "
+                                                "declares (did you mean \"tasks\"?)"));
 }

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "../notify.h"
 #include "../pipeline.h"
 #include "../process.h"
 #include "commands.h"
@@ -29,6 +30,7 @@ int run(Context& ctx, const RunFlags& flags) {
         return kConfig;
     }
     const bool tty = isatty(STDERR_FILENO);
+    Notifier notifier(ctx.catalog.manifests(), *store.value(), ctx.catalog.diagnostics(), ctx.clock);
     int exit_code = kOk;
     auto worse = [&](int code) { exit_code = worse_exit(exit_code, code); };
     for (const auto& name : names) {
@@ -37,6 +39,8 @@ int run(Context& ctx, const RunFlags& flags) {
         if (!instances) {
             std::fprintf(stderr, "crmsync: %s\n", instances.status().message().c_str());
             worse(kConfig);
+            if (const auto* module = ctx.catalog.manifests().module(name); module && !flags.dry_run)
+                notifier.not_loaded(*module, instances.status().message());
             continue;
         }
         auto& mi = instances.value();
@@ -70,6 +74,7 @@ int run(Context& ctx, const RunFlags& flags) {
         }
         std::printf("%s\n", run_summary(name, report).c_str());
         std::fflush(stdout);
+        if (!flags.dry_run) notifier.after_run(*mi.module, report);
         if (report.status == RunStatus::busy) worse(kUnreachable);
         else if (report.status == RunStatus::failed) worse(report.unreachable ? kUnreachable : kConfig);
         else if (report.unreachable) worse(kUnreachable);

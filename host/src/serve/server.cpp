@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "../digest.h"
+#include "../notify.h"
 #include "../process.h"
 #include "schedule.h"
 
@@ -342,10 +343,13 @@ std::string Server::metrics() {
 
 void Server::run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox,
                         StateStore& store) {
+    Notifier notifier(catalog.manifests(), store, diagnostics_, clock_);
     auto instances = catalog.instantiate_module(module.name);
     if (!instances) {
-        if (broken_modules_.insert(module.name).second)
+        if (broken_modules_.insert(module.name).second) {
             diagnostics_.error(instances.status().message() + " — not run until fixed");
+            notifier.not_loaded(module, instances.status().message());
+        }
         return;
     }
     broken_modules_.erase(module.name);
@@ -357,6 +361,7 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     options.lease_holder = this_process_holder();
     RunReport report = pipeline.run(options);
     if (report.status == RunStatus::busy) return;
+    notifier.after_run(module, report);
     // One line per run: the summary `crmsync run` prints, and in JSON its parts as fields.
     std::string line = run_summary(module.name, report);
     for (auto& c : line)

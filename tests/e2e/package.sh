@@ -25,6 +25,8 @@ deb)
   grep -qx "ExecStart=/usr/bin/crmsync serve --listen 127.0.0.1:8787" "$root/usr/lib/systemd/system/crmsync.service" ||
     fail "the unit does not start the packaged /usr/bin/crmsync"
   test -f "$root/usr/share/doc/crmsync/README.md" || fail "no README in the package"
+  grep -q '^.TH CRMSYNC 1' "$root/usr/share/man/man1/crmsync.1" || fail "no man page in the package"
+  test -s "$root/usr/share/bash-completion/completions/crmsync" || fail "no bash completion in the package"
   for plugin in mock-crm salesforce example-jsonl helpdesk-tickets cs-timeline product-analytics feedback-companies; do
     so="$root/usr/lib/crmsync/plugins/$plugin/$plugin.so"
     ! readelf -S "$so" | grep -q '\.symtab' || fail "$so is not stripped"

@@ -413,3 +413,71 @@ TEST_CASE("cli: check reads a first page from the source and keeps nothing, so a
     auto run = home.crmsync({"run", "tasks"});
     CHECK_THAT(run.out, Catch::Contains("fetched 3"));  // check moved no cursor
 }
+
+TEST_CASE("cli: help on any command, and a mistyped command named with the one meant") {
+    Home home;
+    auto typo = home.crmsync({"rnu", "tasks"});
+    CHECK(typo.status == 2);
+    CHECK_THAT(typo.err, Catch::Contains("\"rnu\" is not a command (did you mean \"run\"?)"));
+    auto top = testing::run_command({testing::crmsync_bin(), "help"});
+    CHECK(top.status == 0);
+    CHECK_THAT(top.out, Catch::Contains("Usage: crmsync") && Catch::Contains("Exit status:") &&
+                            Catch::Contains("4  stopped by Ctrl-C or SIGTERM") && Catch::Contains("CRMSYNC_PLUGIN_PATH") &&
+                            Catch::Contains("Examples:"));
+    auto nested = testing::run_command({testing::crmsync_bin(), "help", "errors", "dismiss"});
+    CHECK(nested.status == 0);
+    CHECK_THAT(nested.out, Catch::Contains("Usage: crmsync errors dismiss") && Catch::Contains("Also: --home DIR"));
+    CHECK(testing::run_command({testing::crmsync_bin(), "help", "nope"}).status == 2);
+    // --help of any command says where --home is (it belongs to crmsync, before or after the command).
+    CHECK_THAT(testing::run_command({testing::crmsync_bin(), "links", "--help"}).out, Catch::Contains("Also: --home DIR"));
+}
+
+TEST_CASE("cli: shell completion and the man page come from the command line's own definition") {
+    TempDir dir;
+    auto bash = testing::run_command({testing::crmsync_bin(), "completion", "bash"});
+    REQUIRE(bash.status == 0);
+    write_file(dir / "crmsync.bash", bash.out);
+    // bash loads it and completes as a user typing would.
+    auto complete = [&](const std::string& words, int cword) {
+        return testing::run_command({"/bin/bash", "-c",
+                                     "source '" + (dir / "crmsync.bash") + "'; COMP_WORDS=(" + words +
+                                         "); COMP_CWORD=" + std::to_string(cword) + "; _crmsync; echo \"${COMPREPLY[*]}\""})
+            .out;
+    };
+    CHECK(complete("crmsync run --d", 2) == "--dry-run\n");
+    CHECK(complete("crmsync errors dis", 2) == "dismiss\n");
+    CHECK(complete("crmsync --home /x errors dismiss --a", 5) == "--all\n");
+    CHECK(complete("crmsync che", 1) == "check\n");
+    auto zsh = testing::run_command({testing::crmsync_bin(), "completion", "zsh"});
+    CHECK(zsh.status == 0);
+    CHECK_THAT(zsh.out, Catch::StartsWith("#compdef crmsync\n") && Catch::Contains("\"crm query\") cmd_words="));
+    CHECK(testing::run_command({testing::crmsync_bin(), "completion", "fish"}).status == 2);
+    auto man = testing::run_command({testing::crmsync_bin(), "man"});
+    CHECK(man.status == 0);
+    CHECK_THAT(man.out, Catch::StartsWith(".TH CRMSYNC 1") && Catch::Contains(".B crmsync errors dismiss KEY") &&
+                            Catch::Contains(".SH EXIT STATUS") && Catch::Contains(".SH ENVIRONMENT") &&
+                            Catch::Contains("\\-\\-dry\\-run"));
+}
+
+TEST_CASE("cli: run and log take --json, and crm query names the connections to choose from") {
+    Home home;
+    auto run = home.crmsync({"run", "tasks", "--json"});
+    CHECK(run.status == 1);
+    auto runs = boost::json::parse(run.out).at("runs").as_array();
+    REQUIRE(runs.size() == 1);
+    CHECK(runs[0].at("module") == "tasks");
+    CHECK(runs[0].at("status") == "partial");
+    CHECK(runs[0].at("counts").at("failed") == 1);
+    auto log = home.crmsync({"log", std::to_string(runs[0].at("run").as_int64()), "--json"});
+    CHECK(log.status == 0);
+    auto parsed = boost::json::parse(log.out).as_object();
+    CHECK(parsed.at("module") == "tasks");
+    CHECK(parsed.at("status") == "partial");
+    CHECK_FALSE(parsed.at("log").as_array().empty());
+
+    write_file(home.dir / "manifests/crm2.json", R"({"connection": "mock2", "plugin": "mock-crm", "config": {"database": ")" +
+                                                     (home.dir / "var/crm2.db") + R"("}})");
+    auto query = home.crmsync({"crm", "query", "SELECT Id FROM Task"});
+    CHECK(query.status == 2);
+    CHECK_THAT(query.err, Catch::Contains("choose a CRM connection with --crm NAME: mock, mock2"));
+}

@@ -21,8 +21,12 @@ int crm_query(Context& ctx, const std::string& soql, const std::optional<std::st
     if (crm) name = *crm;
     else if (ctx.catalog.manifests().connections.size() == 1) name = ctx.catalog.manifests().connections.front().name;
     else {
-        std::fprintf(stderr, "crmsync: %zu CRM connections are configured; choose one with --crm NAME\n",
-                     ctx.catalog.manifests().connections.size());
+        std::string names;
+        for (const auto& c : ctx.catalog.manifests().connections) names += (names.empty() ? "" : ", ") + c.name;
+        if (names.empty())
+            std::fprintf(stderr, "crmsync: no CRM connection is configured in %s\n",
+                         ctx.catalog.environment().manifest_dirs.front().c_str());
+        else std::fprintf(stderr, "crmsync: choose a CRM connection with --crm NAME: %s\n", names.c_str());
         return kConfig;
     }
     auto instance = ctx.catalog.instantiate_connection(name);

@@ -53,13 +53,32 @@ int runs(Context& ctx, const std::optional<std::string>& module, int last, bool 
     return kOk;
 }
 
-int log(Context& ctx, int64_t run_id) {
+int log(Context& ctx, int64_t run_id, bool as_json) {
     auto store = store_or_report(ctx);
     if (!store) return kConfig;
     auto run = store.value()->run(run_id);
     if (!run) {
         std::fprintf(stderr, "crmsync: no run %lld (see `crmsync runs`)\n", static_cast<long long>(run_id));
         return kConfig;
+    }
+    if (as_json) {
+        json::array lines;
+        for (const auto& line : store.value()->run_log(run_id))
+            lines.push_back(json::object{{"at", iso8601_utc(line.at_ms)}, {"level", line.level}, {"message", line.message}});
+        std::printf("%s\n",
+                    json::serialize(json::object{{"id", run->id},
+                                                 {"module", run->module},
+                                                 {"connection", run->connection},
+                                                 {"trigger", run->trigger},
+                                                 {"started", iso8601_utc(run->started_ms)},
+                                                 {"finished", run->finished_ms ? json::value(iso8601_utc(run->finished_ms))
+                                                                               : json::value(nullptr)},
+                                                 {"status", run->status},
+                                                 {"message", run->message},
+                                                 {"counts", run->counts.to_json()},
+                                                 {"log", lines}})
+                        .c_str());
+        return kOk;
     }
     std::printf("run %lld of %s (%s), started %s, %s\n", (long long)run->id, run->module.c_str(), run->trigger.c_str(),
                 iso8601_utc(run->started_ms).c_str(), run->status.c_str());

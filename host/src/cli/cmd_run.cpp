@@ -29,7 +29,8 @@ int run(Context& ctx, const RunFlags& flags) {
         std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
         return kConfig;
     }
-    const bool tty = isatty(STDERR_FILENO);
+    const bool tty = isatty(STDERR_FILENO) && !flags.as_json;
+    json::array reports;  // --json
     Notifier notifier(ctx.catalog.manifests(), *store.value(), ctx.catalog.diagnostics(), ctx.clock);
     int exit_code = kOk;
     auto worse = [&](int code) { exit_code = worse_exit(exit_code, code); };
@@ -39,6 +40,9 @@ int run(Context& ctx, const RunFlags& flags) {
         if (!instances) {
             std::fprintf(stderr, "crmsync: %s\n", instances.status().message().c_str());
             worse(kConfig);
+            if (flags.as_json)
+                reports.push_back(json::object{
+                    {"module", name}, {"run", nullptr}, {"status", "failed"}, {"message", instances.status().message()}});
             if (const auto* module = ctx.catalog.manifests().module(name); module && !flags.dry_run)
                 notifier.not_loaded(*module, instances.status().message());
             continue;
@@ -68,18 +72,30 @@ int run(Context& ctx, const RunFlags& flags) {
             continue;
         }
         if (tty) std::fprintf(stderr, "\r\033[K");
-        if (flags.dry_run) {
-            std::printf("%s: dry run — nothing was written\n", name.c_str());
-            for (const auto& line : report.dry_run) std::printf("  would %s\n", line.c_str());
+        if (flags.as_json) {
+            json::object o{{"module", name},
+                           {"run", report.run_id},
+                           {"status", run_status_name(report.status)},
+                           {"message", report.message},
+                           {"duration_ms", report.duration_ms},
+                           {"counts", report.counts.to_json()}};
+            if (flags.dry_run) o["would"] = json::value_from(report.dry_run);
+            reports.push_back(std::move(o));
+        } else {
+            if (flags.dry_run) {
+                std::printf("%s: dry run — nothing was written\n", name.c_str());
+                for (const auto& line : report.dry_run) std::printf("  would %s\n", line.c_str());
+            }
+            std::printf("%s\n", run_summary(name, report).c_str());
+            std::fflush(stdout);
         }
-        std::printf("%s\n", run_summary(name, report).c_str());
-        std::fflush(stdout);
         if (!flags.dry_run) notifier.after_run(*mi.module, report);
         if (report.status == RunStatus::busy) worse(kUnreachable);
         else if (report.status == RunStatus::failed) worse(report.unreachable ? kUnreachable : kConfig);
         else if (report.unreachable) worse(kUnreachable);
         else if (report.counts.failed > 0 && !flags.dry_run) worse(kRecordErrors);
     }
+    if (flags.as_json) std::printf("%s\n", json::serialize(json::object{{"runs", reports}}).c_str());
     // Ctrl-C or SIGTERM: what was committed stays, but this is not a finished run.
     if (ctx.cancel.load()) {
         std::fprintf(stderr,

@@ -37,10 +37,11 @@ struct RunFlags {
     std::optional<std::string> module;
     bool all = false, dry_run = false, full = false;
     std::optional<int64_t> limit;
+    bool as_json = false;  // one JSON document at the end instead of summary lines
 };
 int run(Context& ctx, const RunFlags& flags);
 int runs(Context& ctx, const std::optional<std::string>& module, int last, bool as_json);
-int log(Context& ctx, int64_t run_id);
+int log(Context& ctx, int64_t run_id, bool as_json);
 int errors(Context& ctx, const std::optional<std::string>& module, const std::string& since, const std::string& format,
            bool with_closed);
 // Closes open errors an operator gives up on: one record's (by key or source id), or a module's.

@@ -7,9 +7,48 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "../schema.h"
+#include "cli_docs.h"
 #include "commands.h"
 
 namespace {
+
+// What `crmsync --help` and the man page end with.
+const char* const kFooter = R"(Environment:
+  CRMSYNC_HOME            the home (manifests/, var/) when --home is not given
+  CRMSYNC_MANIFEST_PATH   manifest folders (a colon list) instead of HOME/manifests
+  CRMSYNC_PLUGIN_PATH     plugin folders searched before the shipped ones
+  CRMSYNC_PLUGIN_SYSTEM_PATH  replaces the shipped plugin folder (empty: none)
+  CRMSYNC_LOG             debug, info, warn or error (default warn; serve: info)
+
+Exit status:
+  0  success (a dry run too)
+  1  the run had record errors
+  2  usage or configuration error (a bad manifest, an unset credential, an unknown module)
+  3  the CRM or source could not be reached or refused us, or the module runs elsewhere
+  4  stopped by Ctrl-C or SIGTERM (what was saved stays; the next run goes on)
+
+Examples:
+  crmsync modules --home /var/lib/crmsync
+  crmsync check --all
+  crmsync run cs-timeline --dry-run
+  crmsync errors cs-timeline --format csv > errors.csv
+  crmsync crm query "SELECT Id, Subject FROM Task" --crm salesforce
+  crmsync help run)";
+
+// The first word of the command line that is a command (skipping options and their values).
+std::optional<std::string> command_word(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string word = argv[i];
+        if (word == "--home" || word == "--manifests") {
+            ++i;
+            continue;
+        }
+        if (word.empty() || word[0] == '-') continue;
+        return word;
+    }
+    return std::nullopt;
+}
 // The process-wide state a signal handler can reach: nothing else.
 std::atomic<bool> g_cancel{false};
 std::atomic<bool> g_reload{false};
@@ -32,6 +71,7 @@ std::string executable_dir(const char* argv0) {
 int main(int argc, char** argv) {
     using namespace crmsync;
     CLI::App app{"crmsync — keeps a CRM in step with the tools around it"};
+    app.footer(kFooter);
     app.require_subcommand(1);
     app.fallthrough();  // --home and --manifests work after the subcommand too
     std::optional<std::string> home, manifests;
@@ -81,6 +121,7 @@ int main(int argc, char** argv) {
     // Counts from the command line have a range that reads well in the error message.
     const auto count = CLI::Range(int64_t{1}, int64_t{1'000'000'000}, "a count from 1 to 1000000000");
     run->add_option("--limit", run_flags.limit, "stop after N source records")->check(count);
+    run->add_flag("--json", run_flags.as_json, "one JSON document with each module's run instead of summary lines");
 
     std::optional<std::string> runs_module;
     int last = 20;
@@ -92,6 +133,7 @@ int main(int argc, char** argv) {
     int64_t run_id = 0;
     auto* log = app.add_subcommand("log", "the whole log of one run");
     log->add_option("RUN_ID", run_id, "run id (see `crmsync runs`)")->required();
+    log->add_flag("--json", as_json, "JSON output");
 
     std::optional<std::string> errors_module;
     std::string since = "30d", format = "table";
@@ -152,11 +194,63 @@ int main(int argc, char** argv) {
     query->add_option("--crm", crm_name, "connection name (needed when there are several)");
     query->add_flag("--json", as_json, "JSON output");
 
+    std::vector<std::string> help_topic;
+    auto* help = app.add_subcommand("help", "help on crmsync or on one command (e.g. crmsync help errors dismiss)");
+    help->add_option("COMMAND", help_topic, "the command");
+    std::string shell;
+    auto* completion = app.add_subcommand("completion", "print the shell completion script (bash or zsh)");
+    completion->add_option("SHELL", shell, "bash or zsh")->required()->check(CLI::IsMember({"bash", "zsh"}));
+    auto* man = app.add_subcommand("man", "print the manual page (roff): crmsync man | man -l -");
+    // Every command takes --home and --manifests (they are the app's, read after the command too).
+    std::function<void(CLI::App&)> add_footer = [&](CLI::App& parent) {
+        for (auto* command : parent.get_subcommands({})) {
+            command->footer(
+                "Also: --home DIR (default $CRMSYNC_HOME, else the current folder), --manifests DIR.\n"
+                "Exit status and environment: crmsync --help.");
+            add_footer(*command);
+        }
+    };
+    add_footer(app);
+
+    // A mistyped command is named with the one it probably meant.
+    if (auto word = command_word(argc, argv)) {
+        std::vector<std::string> names;
+        for (const auto* command : app.get_subcommands({})) names.push_back(command->get_name());
+        if (std::find(names.begin(), names.end(), *word) == names.end()) {
+            auto near = did_you_mean(*word, names);
+            std::fprintf(stderr, "crmsync: \"%s\" is not a command%s; see crmsync help\n", word->c_str(),
+                         near ? (" (did you mean \"" + *near + "\"?)").c_str() : "");
+            return cli::kConfig;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         int code = app.exit(e);
         return code == 0 ? 0 : cli::kConfig;
+    }
+    if (help->parsed()) {
+        const CLI::App* topic = &app;
+        std::string name = "crmsync";
+        for (const auto& word : help_topic) {
+            auto found = topic->get_subcommands([&](const CLI::App* c) { return c->get_name() == word; });
+            if (found.empty()) {
+                std::fprintf(stderr, "crmsync help: no command \"%s\"; see crmsync help\n", word.c_str());
+                return cli::kConfig;
+            }
+            topic = found.front();
+            name += " " + word;
+        }
+        std::printf("%s", app.get_formatter()->make_help(topic, name, CLI::AppFormatMode::Normal).c_str());
+        return cli::kOk;
+    }
+    if (completion->parsed()) {
+        std::printf("%s", shell == "bash" ? cli::bash_completion(app).c_str() : cli::zsh_completion(app).c_str());
+        return cli::kOk;
+    }
+    if (man->parsed()) {
+        std::printf("%s", cli::man_page(app, CRMSYNC_VERSION, kFooter).c_str());
+        return cli::kOk;
     }
     if (run->parsed() && run_flags.all == run_flags.module.has_value()) {
         std::fprintf(stderr, "crmsync run: name one MODULE or pass --all\n");
@@ -204,7 +298,7 @@ int main(int argc, char** argv) {
         if (check->parsed()) return cli::check_modules(ctx, module, check_all);
         if (run->parsed()) return cli::run(ctx, run_flags);
         if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
-        if (log->parsed()) return cli::log(ctx, run_id);
+        if (log->parsed()) return cli::log(ctx, run_id, as_json);
         if (dismiss->parsed()) return cli::dismiss(ctx, dismiss_key, dismiss_module);
         if (errors->parsed()) return cli::errors(ctx, errors_module, since, format, errors_all);
         if (unmatched->parsed()) return cli::unmatched(ctx, unmatched_module, unmatched_run, format);

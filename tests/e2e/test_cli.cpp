@@ -459,7 +459,7 @@ TEST_CASE("cli: shell completion and the man page come from the command line's o
                             Catch::Contains("\\-\\-dry\\-run"));
 }
 
-TEST_CASE("cli: run and log take --json, and crm query names the connections to choose from") {
+TEST_CASE("cli: run, check and log take --json, and crm query names the connections to choose from") {
     Home home;
     auto run = home.crmsync({"run", "tasks", "--json"});
     CHECK(run.status == 1);
@@ -474,6 +474,18 @@ TEST_CASE("cli: run and log take --json, and crm query names the connections to 
     CHECK(parsed.at("module") == "tasks");
     CHECK(parsed.at("status") == "partial");
     CHECK_FALSE(parsed.at("log").as_array().empty());
+
+    home.module("broken", home.dir / "no-such-folder");
+    auto check = home.crmsync({"check", "--all", "--json"});
+    CHECK(check.status == 2);
+    auto checks = boost::json::parse(check.out).at("checks").as_array();
+    REQUIRE(checks.size() == 2);
+    CHECK(checks[0].at("module") == "broken");
+    CHECK(checks[0].at("ok") == false);
+    CHECK_THAT(boost::json::serialize(checks[0].at("problems")), Catch::Contains("the source could not be read"));
+    CHECK(checks[1].at("module") == "tasks");
+    CHECK(checks[1].at("ok") == true);
+    CHECK_THAT(boost::json::serialize(checks[1].at("notes")), Catch::Contains("Task: 2 field(s) checked"));
 
     write_file(home.dir / "manifests/crm2.json", R"({"connection": "mock2", "plugin": "mock-crm", "config": {"database": ")" +
                                                      (home.dir / "var/crm2.db") + R"("}})");

@@ -35,33 +35,38 @@ bool holds(const std::string& described, const std::string& type) {
     return it == kinds.end() || it->second.count(described) > 0;
 }
 
-}  // namespace
+// What one module's check found: printed as it goes, or gathered for --json.
+struct CheckReport {
+    bool as_json = false;
+    json::array notes, problems;
+    void note(const std::string& text) {
+        if (as_json) notes.emplace_back(text);
+        else std::printf("  %s\n", text.c_str());
+    }
+    void problem(const std::string& text) {
+        problems.emplace_back(text);
+        if (!as_json) std::printf("  problem: %s\n", text.c_str());
+    }
+};
 
-int check(Context& ctx, const std::string& name) {
-    int problems = 0;
+int check(Context& ctx, const std::string& name, CheckReport& out) {
     bool unreachable = false;
-    auto problem = [&](const std::string& text) {
-        ++problems;
-        std::printf("  problem: %s\n", text.c_str());
-    };
+    auto problem = [&](const std::string& text) { out.problem(text); };
     auto verdict = [&] {
-        if (problems == 0) {
-            std::printf("ok: %s is ready to run\n", name.c_str());
-            return kOk;
-        }
-        std::printf("%d problem(s)\n", problems);
+        if (out.problems.empty() && !out.as_json) std::printf("ok: %s is ready to run\n", name.c_str());
+        if (out.problems.empty()) return kOk;
+        if (!out.as_json) std::printf("%zu problem(s)\n", out.problems.size());
         return unreachable ? kUnreachable : kConfig;
     };
-    std::printf("checking module %s\n", name.c_str());
+    if (!out.as_json) std::printf("checking module %s\n", name.c_str());
     auto instances = ctx.catalog.instantiate_module(name);
     if (!instances) {
         problem(instances.status().message());
         return kConfig;
     }
     auto& mi = instances.value();
-    std::printf("  plugin %s %s, CRM connection %s (%s %s)\n", mi.source->plugin().id().c_str(),
-                mi.source->plugin().version().c_str(), mi.connection->name.c_str(), mi.crm->plugin().id().c_str(),
-                mi.crm->plugin().version().c_str());
+    out.note("plugin " + mi.source->plugin().id() + " " + mi.source->plugin().version() + ", CRM connection " +
+             mi.connection->name + " (" + mi.crm->plugin().id() + " " + mi.crm->plugin().version() + ")");
     for (auto [plugin, refs] :
          {std::pair{mi.source.get(), &mi.module->credentials}, std::pair{mi.crm.get(), &mi.connection->credentials}}) {
         auto credentials = resolve_credentials(*refs);
@@ -75,12 +80,12 @@ int check(Context& ctx, const std::string& name) {
             unreachable = true;
             problem(plugin->plugin().id() + " could not authenticate: " + outcome.message);
         } else {
-            std::printf("  %s: authenticated\n", plugin->plugin().id().c_str());
+            out.note(plugin->plugin().id() + ": authenticated");
         }
     }
     // What the plugin says meanwhile (e.g. which reports it can read) is shown.
-    mi.source->services().log = [](Level level, std::string_view message) {
-        if (level >= Level::info) std::printf("  %.*s\n", static_cast<int>(message.size()), message.data());
+    mi.source->services().log = [&out](Level level, std::string_view message) {
+        if (level >= Level::info) out.note(std::string(message));
     };
     // The source itself: a first page of one record, read and dropped (nothing is committed
     // and no cursor moves), so a missing export folder or a wrong URL shows here, not in a run.
@@ -92,15 +97,14 @@ int check(Context& ctx, const std::string& name) {
                                             return CRMSYNC_STATUS_OK;
                                         });
         if (outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED) {
-            std::printf("  source: %s takes its records by webhook only\n", mi.source->plugin().id().c_str());
+            out.note("source: " + mi.source->plugin().id() + " takes its records by webhook only");
         } else if (!outcome.ok()) {
             // Busy, throttled or refused: the system's state, not the module's configuration.
             unreachable = unreachable || outcome.status == CRMSYNC_STATUS_RETRY || outcome.status == CRMSYNC_STATUS_AUTH_FAILED ||
                           outcome.status == CRMSYNC_STATUS_RATE_LIMITED;
             problem("the source could not be read: " + outcome.message);
         } else {
-            std::printf("  source: read; %lld record(s) on a first page of one (nothing kept)\n",
-                        static_cast<long long>(records));
+            out.note("source: read; " + std::to_string(records) + " record(s) on a first page of one (nothing kept)");
         }
     }
     // A plugin that reads the CRM: every field it reads must be readable, and its paths
@@ -114,8 +118,8 @@ int check(Context& ctx, const std::string& name) {
                 unreachable = unreachable || stop->unreachable;
                 problem(stop->message);
             } else {
-                std::printf("  reads %s from the CRM: %zu field(s), all readable; %zu picklist(s) followed\n",
-                            read.object.c_str(), read.fields.size(), read.options.size());
+                out.note("reads " + read.object + " from the CRM: " + std::to_string(read.fields.size()) +
+                         " field(s), all readable; " + std::to_string(read.options.size()) + " picklist(s) followed");
             }
         }
         return verdict();
@@ -125,8 +129,7 @@ int check(Context& ctx, const std::string& name) {
     if (auto got = Services::list_targets(*mi.source); !got) problem(got.status().message());
     else listed = std::move(got.value());
     if (!listed.listed)
-        std::printf("  note: %s does not list the CRM fields it writes; only mapped fields are checked\n",
-                    mi.source->plugin().id().c_str());
+        out.note("note: " + mi.source->plugin().id() + " does not list the CRM fields it writes; only mapped fields are checked");
     if (auto mappings = parse_mappings(mi.module->mappings); !mappings)
         problem(mappings.status().prefixed(mi.module->manifest_path + ": ").message());
     else if (auto clash = Services::check_mappings(listed, *mi.module, *mappings, mi.source->plugin().id()); !clash)
@@ -179,7 +182,7 @@ int check(Context& ctx, const std::string& name) {
                             " field; the module writes " + *type + " values into it (make it " + salesforce_type_for(*type) +
                             ")");
             }
-            std::printf("  %s: %zu field(s) checked\n", object.c_str(), fields.size());
+            out.note(object + ": " + std::to_string(fields.size()) + " field(s) checked");
         }
         for (const auto& fixed : listed.values) {
             auto object = find_text(fixed, "object"), field = find_text(fixed, "field"), value = find_text(fixed, "value");
@@ -211,20 +214,32 @@ int check(Context& ctx, const std::string& name) {
     return verdict();
 }
 
-int check_modules(Context& ctx, const std::string& module, bool all) {
-    if (!all) return check(ctx, module);
+}  // namespace
+
+int check_modules(Context& ctx, const std::string& module, bool all, bool as_json) {
+    std::vector<std::string> names;
+    if (all) {
+        for (const auto& m : ctx.catalog.manifests().modules)
+            if (m.enabled) names.push_back(m.name);
+        if (names.empty()) {
+            std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
+            return kConfig;
+        }
+    } else {
+        names.push_back(module);
+    }
     int worst = kOk;
-    bool any = false;
-    for (const auto& m : ctx.catalog.manifests().modules) {
-        if (!m.enabled || ctx.cancel.load()) continue;
-        if (any) std::printf("\n");
-        any = true;
-        worst = worse_exit(worst, check(ctx, m.name));
+    json::array checks;
+    for (size_t i = 0; i < names.size() && !ctx.cancel.load(); ++i) {
+        if (i > 0 && !as_json) std::printf("\n");
+        CheckReport out;
+        out.as_json = as_json;
+        int code = check(ctx, names[i], out);
+        worst = worse_exit(worst, code);
+        checks.push_back(
+            json::object{{"module", names[i]}, {"ok", code == kOk}, {"problems", out.problems}, {"notes", out.notes}});
     }
-    if (!any) {
-        std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
-        return kConfig;
-    }
+    if (as_json) std::printf("%s\n", json::serialize(json::object{{"checks", checks}}).c_str());
     return worst;
 }
 

@@ -30,9 +30,8 @@ struct Context {
 Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx);
 
 int modules(Context& ctx, bool as_json);
-int check(Context& ctx, const std::string& module);
 // check of one module, or (all) of every enabled one in turn; the worst exit code.
-int check_modules(Context& ctx, const std::string& module, bool all);
+int check_modules(Context& ctx, const std::string& module, bool all, bool as_json);
 struct RunFlags {
     std::optional<std::string> module;
     bool all = false, dry_run = false, full = false;

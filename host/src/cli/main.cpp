@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
     check->add_option("MODULE", module, "module name");
     bool check_all = false;
     check->add_flag("--all", check_all, "every enabled module");
+    check->add_flag("--json", as_json, "one JSON document: each module's problems and notes");
 
     cli::RunFlags run_flags;
     auto* run = app.add_subcommand("run", "one run now of MODULE or of every enabled module (--all)");
@@ -295,7 +296,7 @@ int main(int argc, char** argv) {
                                             {reset, std::optional(reset_module)}})
             if (command->parsed() && !known(name)) return cli::kConfig;
         if (modules->parsed()) return cli::modules(ctx, as_json);
-        if (check->parsed()) return cli::check_modules(ctx, module, check_all);
+        if (check->parsed()) return cli::check_modules(ctx, module, check_all, as_json);
         if (run->parsed()) return cli::run(ctx, run_flags);
         if (runs->parsed()) return cli::runs(ctx, runs_module, last, as_json);
         if (log->parsed()) return cli::log(ctx, run_id, as_json);

@@ -1,10 +1,15 @@
 // The real salesforce plugin over HTTP against the Salesforce emulator on 127.0.0.1,
 // loaded through the real loader and driven by the real pipeline.
+#include <httplib.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <regex>
 
 #include "catalog.h"
 #include "emulator.h"
@@ -716,4 +721,80 @@ TEST_CASE("salesforce: feedback-companies reads Accounts through the real plugin
     CHECK(after.counts.extra.at("archived") == 1);
     CHECK_THAT(testing::read_file(org.home / "export/companies.jsonl"),
                Catch::Contains(R"({"external_id":")" + gone + R"(","action":"archive"})"));
+}
+
+TEST_CASE("salesforce: connect signs in through the browser with PKCE and stores the refresh token the runs then use") {
+    Org org;
+    std::filesystem::remove(org.home / "secrets/refresh_token");  // none yet: this is the first sign-in
+    org.connection("refresh_token");
+    const std::string plugins = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR;
+
+    // Started as an operator would; its stdout is read as it goes (it prints the address, then waits).
+    int out[2];
+    REQUIRE(pipe(out) == 0);
+    const std::string home = org.home.str();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        close(out[0]);
+        putenv(const_cast<char*>(plugins.c_str()));
+        execl(CRMSYNC_BIN, CRMSYNC_BIN, "connect", "sf", "--port", "0", "--home", home.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(out[1]);
+    std::string printed, url;
+    char buffer[4096];
+    while (printed.find("/callback\n") == std::string::npos) {
+        ssize_t n = read(out[0], buffer, sizeof buffer);
+        if (n <= 0) break;
+        printed.append(buffer, static_cast<size_t>(n));
+    }
+    auto at = printed.find("  http");
+    REQUIRE(at != std::string::npos);
+    url = printed.substr(at + 2, printed.find('\n', at) - at - 2);
+    CHECK_THAT(url,
+               Catch::StartsWith(org.sf->base_url() + "/services/oauth2/authorize?response_type=code&client_id=test-client-id") &&
+                   Catch::Contains("&code_challenge_method=S256"));
+
+    // The browser: Salesforce sends it back to the loopback callback with a code.
+    httplib::Client salesforce(org.sf->base_url());
+    auto signed_in = salesforce.Get(url.substr(org.sf->base_url().size()));
+    REQUIRE(signed_in);
+    REQUIRE(signed_in->status == 302);
+    std::string location = signed_in->get_header_value("Location");
+    REQUIRE(location.rfind("http://localhost:", 0) == 0);
+    int port = std::stoi(location.substr(std::string("http://localhost:").size()));
+    httplib::Client loopback("127.0.0.1", port);
+    // A request that did not come from this sign-in (another state) is refused and changes nothing.
+    auto forged = loopback.Get("/callback?code=stolen&state=not-ours");
+    REQUIRE(forged);
+    CHECK(forged->status == 400);
+    auto back = loopback.Get(location.substr(location.find("/callback")));
+    REQUIRE(back);
+    CHECK(back->status == 200);
+    CHECK_THAT(back->body, Catch::Contains("signed in"));
+
+    while (read(out[0], buffer, sizeof buffer) > 0) {}
+    close(out[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    const std::string token_file = org.home / "secrets/refresh_token";
+    struct stat st {};
+    REQUIRE(stat(token_file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    CHECK_THAT(testing::read_file(token_file), Catch::StartsWith("5Aep"));
+    // Every command after signs in with it.
+    auto query =
+        testing::run_command({CRMSYNC_BIN, "crm", "query", "SELECT COUNT() FROM User", "--home", org.home.str()}, {plugins});
+    CHECK(query.status == 0);
+
+    // A token reference that is no file cannot be written: said before anyone signs in.
+    write_file(org.home / "manifests/crm.json", std::regex_replace(testing::read_file(org.home / "manifests/crm.json"),
+                                                                   std::regex(R"("refresh_token": \{"file": "[^"]*"\})"),
+                                                                   R"("refresh_token": {"env": "SF_TOKEN"})"));
+    auto env_ref = testing::run_command({CRMSYNC_BIN, "connect", "sf", "--port", "0", "--home", org.home.str()}, {plugins});
+    CHECK(env_ref.status == 2);
+    CHECK_THAT(env_ref.err, Catch::Contains("\"credentials.refresh_token\" must be {\"file\": \"path\"}"));
 }

@@ -50,6 +50,9 @@ int unmatched(Context& ctx, const std::string& module, std::optional<int64_t> ru
 int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json);
 int reset(Context& ctx, const std::string& module, const std::optional<std::string>& connection, bool yes);
 int serve(Context& ctx, const std::string& listen);
+// Signs CONNECTION in through a browser (OAuth authorization code + PKCE on 127.0.0.1:port)
+// and stores the secret it gives where the connection's reference points.
+int connect(Context& ctx, const std::string& connection, int port, int64_t timeout_s);
 int crm_query(Context& ctx, const std::string& soql, const std::optional<std::string>& crm, bool as_json);
 
 }  // namespace crmsync::cli

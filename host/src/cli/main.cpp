@@ -185,6 +185,19 @@ int main(int argc, char** argv) {
         ->transform(
             CLI::CheckedTransformer(std::map<std::string, LogFormat>{{"text", LogFormat::text}, {"json", LogFormat::json}}));
 
+    std::string connect_name;
+    int connect_port = 1717;
+    int64_t connect_timeout = 300;
+    auto* connect = app.add_subcommand(
+        "connect", "sign a CRM connection in through a browser once and store the token it gives (e.g. a refresh token)");
+    connect->add_option("CONNECTION", connect_name, "the connection's name")->required();
+    connect
+        ->add_option("--port", connect_port,
+                     "the loopback port of the callback URL http://localhost:PORT/callback (default 1717)")
+        ->check(CLI::Range(0, 65535, "a port from 0 to 65535"));
+    connect->add_option("--timeout", connect_timeout, "seconds to wait for the browser (default 300)")
+        ->check(CLI::Range(int64_t{10}, int64_t{3600}, "10 to 3600 seconds"));
+
     std::string soql;
     std::optional<std::string> crm_name;
     auto* crm = app.add_subcommand("crm", "ask the CRM through its plugin");
@@ -307,6 +320,7 @@ int main(int argc, char** argv) {
         if (reset->parsed()) return cli::reset(ctx, reset_module, state_connection, yes);
         if (query->parsed()) return cli::crm_query(ctx, soql, crm_name, as_json);
         if (serve->parsed()) return cli::serve(ctx, listen);
+        if (connect->parsed()) return cli::connect(ctx, connect_name, connect_port, connect_timeout);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "crmsync: %s\n", e.what());
         return cli::kUnreachable;

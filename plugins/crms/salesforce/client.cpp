@@ -216,6 +216,41 @@ int32_t Client::authenticate(crmsync_call* call, const Credentials& credentials)
     return token_request(call, form);
 }
 
+std::string Client::authorize_url(const Credentials& credentials, const std::string& redirect_uri, const std::string& state,
+                                  const std::string& code_challenge) const {
+    return config_.login_url + "/services/oauth2/authorize?response_type=code&client_id=" + url_encode(credentials.client_id) +
+           "&redirect_uri=" + url_encode(redirect_uri) + "&scope=" + url_encode("api refresh_token") +
+           "&state=" + url_encode(state) + "&code_challenge=" + url_encode(code_challenge) + "&code_challenge_method=S256";
+}
+
+std::string Client::exchange_code(crmsync_call* call, const Credentials& credentials, const std::string& redirect_uri,
+                                  const std::string& code, const std::string& code_verifier) {
+    std::string form = "grant_type=authorization_code&code=" + url_encode(code) +
+                       "&client_id=" + url_encode(credentials.client_id) + "&redirect_uri=" + url_encode(redirect_uri) +
+                       "&code_verifier=" + url_encode(code_verifier);
+    if (!credentials.client_secret.empty()) form += "&client_secret=" + url_encode(credentials.client_secret);
+    // A code is good once: the exchange is never repeated blind.
+    auto res =
+        send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", false, false);
+    auto* o = res.body.if_object();
+    if (res.http != 200 || !o) {
+        auto [error, description] = first_error(res.body);
+        host_->fail(call, res.http == 0 ? res.status : CRMSYNC_STATUS_AUTH_FAILED,
+                    ("Salesforce refused the authorization code: " + (error.empty() ? res.message : error) +
+                     (description.empty() ? "" : " (" + description + ")"))
+                        .c_str());
+        return "";
+    }
+    auto* token = o->if_contains("refresh_token");
+    if (!token || !token->is_string() || token->get_string().empty()) {
+        host_->fail(call, CRMSYNC_STATUS_AUTH_FAILED,
+                    "Salesforce signed in but gave no refresh token: add the scope \"Perform requests at any time "
+                    "(refresh_token, offline_access)\" to the connected app");
+        return "";
+    }
+    return std::string(token->get_string());
+}
+
 Response Client::request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body,
                          bool idempotent, const std::string& content_type) {
     std::string url = instance_url_ + (path.rfind("/services/", 0) == 0 ? path : data_path(path));

@@ -42,6 +42,13 @@ public:
     // Gets a session with the configured flow. Returns AUTH_FAILED with the OAuth error's
     // own text, or RETRY when the login host could not be reached.
     int32_t authenticate(crmsync_call* call, const Credentials& credentials);
+    // OAuth's authorization-code flow with PKCE (for `crmsync connect`): the URL a person
+    // opens to sign in, and the exchange of the code it sends back for a refresh token
+    // ("" after host->fail).
+    std::string authorize_url(const Credentials& credentials, const std::string& redirect_uri, const std::string& state,
+                              const std::string& code_challenge) const;
+    std::string exchange_code(crmsync_call* call, const Credentials& credentials, const std::string& redirect_uri,
+                              const std::string& code, const std::string& code_verifier);
 
     // A REST call under /services/data/vXX.X (path starts with "/") or an absolute path
     // from Salesforce (nextRecordsUrl). Re-authenticates once on INVALID_SESSION_ID.

@@ -349,6 +349,26 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
             int64_t max = daily.at("Max").to_number<int64_t>(), remaining = daily.at("Remaining").to_number<int64_t>();
             return emit(in->host, call, json::object{{"type", "limits"}, {"used", max - remaining}, {"limit", max}});
         }
+        if (type == "authorize_url" || type == "authorize_code") {
+            // `crmsync connect`: the credentials known so far come with the request (there is
+            // no refresh token yet to authenticate with).
+            json::object c = request.contains("credentials") ? request.at("credentials").as_object() : json::object{};
+            Credentials credentials{text(c, "client_id"), text(c, "client_secret"), "", ""};
+            if (credentials.client_id.empty())
+                return fail(in->host, call, CRMSYNC_STATUS_ERROR,
+                            "signing in needs the credential \"client_id\" (the connected app's consumer key)");
+            if (type == "authorize_url")
+                return emit(
+                    in->host, call,
+                    json::object{{"type", "authorize_url"},
+                                 {"url", in->client->authorize_url(credentials, text(request, "redirect_uri"),
+                                                                   text(request, "state"), text(request, "code_challenge"))},
+                                 {"credentials", json::array{"refresh_token"}}});
+            std::string token = in->client->exchange_code(call, credentials, text(request, "redirect_uri"), text(request, "code"),
+                                                          text(request, "code_verifier"));
+            if (token.empty()) return CRMSYNC_STATUS_AUTH_FAILED;
+            return emit(in->host, call, json::object{{"type", "credential"}, {"name", "refresh_token"}, {"value", token}});
+        }
         if (type == "whoami") {
             std::string id = in->client->user_id();
             return query(in, call, "SELECT Id, Username, Email FROM User WHERE Id = '" + id + "'", [&](json::object&& row) {

@@ -53,6 +53,19 @@ std::string base64url_decode(std::string s) {
     return out;
 }
 
+// PKCE S256: base64url(SHA-256(verifier)), unpadded.
+std::string s256(const std::string& verifier) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int size = 0;
+    EVP_Digest(verifier.data(), verifier.size(), digest, &size, EVP_sha256(), nullptr);
+    std::string out(4 * ((size + 2) / 3) + 1, '\0');
+    out.resize(
+        static_cast<size_t>(EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), digest, static_cast<int>(size))));
+    for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    while (!out.empty() && out.back() == '=') out.pop_back();
+    return out;
+}
+
 bool verify_rs256(const std::string& public_pem, const std::string& signed_part, const std::string& signature) {
     BIO* bio = BIO_new_mem_buf(public_pem.data(), static_cast<int>(public_pem.size()));
     EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
@@ -194,6 +207,23 @@ void Emulator::routes() {
         };
     };
 
+    // The web-server flow's first half, as if the user were signed in and approved at once:
+    // the browser is sent back to redirect_uri with a one-time code (PKCE S256 required).
+    s.Get("/services/oauth2/authorize", [this](const httplib::Request& req, httplib::Response& res) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::string redirect = req.get_param_value("redirect_uri");
+        if (req.get_param_value("client_id") != settings_.client_id || redirect.rfind("http://localhost:", 0) != 0 ||
+            req.get_param_value("response_type") != "code" || req.get_param_value("code_challenge_method") != "S256") {
+            res.status = 400;
+            res.set_content("error=invalid_request: unknown client, redirect_uri or PKCE missing", "text/plain");
+            return;
+        }
+        std::string code = "aPrx" + std::to_string(++token_counter_) + "%3D%3D";  // Salesforce's codes end in ==
+        codes_[url_decode(code)] = {settings_.client_id, redirect, req.get_param_value("code_challenge")};
+        res.status = 302;
+        res.set_header("Location", redirect + "?code=" + code + "&state=" + req.get_param_value("state"));
+    });
+
     s.Post("/services/oauth2/token", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<std::mutex> lock(mutex_);
         ++calls_["token"];
@@ -203,13 +233,28 @@ void Emulator::routes() {
         };
         std::string grant = form["grant_type"];
         std::string username = settings_.username;
-        if (grant == "client_credentials") {
+        std::string refresh_token;  // given by the web-server flow only
+        if (grant == "authorization_code") {
+            auto code = codes_.find(form["code"]);
+            if (code == codes_.end()) return oauth_error(400, "invalid_grant", "invalid authorization code");
+            AuthorizationCode issued = code->second;
+            codes_.erase(code);  // good once
+            if (form["client_id"] != issued.client_id) return oauth_error(400, "invalid_client_id", "client identifier invalid");
+            if (form.count("client_secret") && form["client_secret"] != settings_.client_secret)
+                return oauth_error(400, "invalid_client", "invalid client credentials");
+            if (form["redirect_uri"] != issued.redirect_uri)
+                return oauth_error(400, "redirect_uri_mismatch", "redirect_uri must match");
+            if (s256(form["code_verifier"]) != issued.challenge)
+                return oauth_error(400, "invalid_grant", "invalid code verifier");
+            refresh_token = "5Aep" + std::to_string(++token_counter_);
+            refresh_tokens_.insert(refresh_token);
+        } else if (grant == "client_credentials") {
             if (form["client_id"] != settings_.client_id || form["client_secret"] != settings_.client_secret)
                 return oauth_error(400, "invalid_client", "invalid client credentials");
         } else if (grant == "refresh_token") {
             if (form["client_id"] != settings_.client_id)
                 return oauth_error(400, "invalid_client_id", "client identifier invalid");
-            if (form["refresh_token"] != settings_.refresh_token)
+            if (form["refresh_token"] != settings_.refresh_token && !refresh_tokens_.count(form["refresh_token"]))
                 return oauth_error(400, "invalid_grant", "expired access/refresh token");
         } else if (grant == "urn:ietf:params:oauth:grant-type:jwt-bearer") {
             std::string assertion = form["assertion"];
@@ -235,13 +280,14 @@ void Emulator::routes() {
         if (user_id.empty()) return oauth_error(400, "invalid_grant", "user hasn't approved this consumer");
         std::string token = "00D000000000001!" + std::to_string(++token_counter_) + "." + std::to_string(now_ms());
         tokens_[token] = faults_.token_ttl_s ? now_ms() + faults_.token_ttl_s * 1000 : 0;
-        send_json(res, 200,
-                  json::object{{"access_token", token},
-                               {"instance_url", base_url()},
-                               {"id", base_url() + "/id/00D000000000001AAA/" + user_id},
-                               {"token_type", "Bearer"},
-                               {"issued_at", std::to_string(now_ms())},
-                               {"signature", "emulated"}});
+        json::object answer{{"access_token", token},
+                            {"instance_url", base_url()},
+                            {"id", base_url() + "/id/00D000000000001AAA/" + user_id},
+                            {"token_type", "Bearer"},
+                            {"issued_at", std::to_string(now_ms())},
+                            {"signature", "emulated"}};
+        if (!refresh_token.empty()) answer["refresh_token"] = refresh_token;
+        send_json(res, 200, answer);
     });
 
     s.Get(data + "/limits", api("limits", [this](const httplib::Request&, httplib::Response& res) {

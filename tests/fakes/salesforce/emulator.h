@@ -8,6 +8,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -84,7 +85,13 @@ private:
     std::mutex mutex_;
     Faults faults_;
     std::map<std::string, int64_t> calls_;
-    std::map<std::string, int64_t> tokens_;                     // access token -> expiry (ms, 0: never)
+    std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms, 0: never)
+    // The web-server flow: codes handed out (once each) and the refresh tokens they became.
+    struct AuthorizationCode {
+        std::string client_id, redirect_uri, challenge;
+    };
+    std::map<std::string, AuthorizationCode> codes_;
+    std::set<std::string> refresh_tokens_;
     std::map<std::string, std::vector<json::object>> cursors_;  // query locator -> remaining rows
     struct BulkJob {
         std::string object, external, state = "Open", data, successful, failed;

@@ -53,7 +53,7 @@ inline std::vector<std::string> phone_forms(std::string_view phone, std::string_
     std::string canonical = phone_canonical(phone, country_code);
     add(canonical);
     if (!country_code.empty() && canonical.compare(0, country_code.size(), country_code) == 0)
-        add("0" + canonical.substr(country_code.size()));
+        add(std::string(1, '0').append(canonical, country_code.size()));
     return forms;
 }
 

@@ -128,15 +128,25 @@ struct ChildFigures {
     int64_t records = 0;
     double seconds = 0;
     int64_t calls = 0;
+    double cpu_seconds = 0;  // user + system time of the work (filled in by in_child)
 };
+
+// This process's CPU time so far (user + system), in seconds.
+inline double cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
 inline std::optional<ChildFigures> in_child(const std::function<ChildFigures()>& work) {
     int out[2];
     if (pipe(out) != 0) return std::nullopt;
     pid_t child = fork();
     if (child == 0) {
         close(out[0]);
+        const double cpu_before = cpu_seconds();
         ChildFigures f = work();
-        std::string line = std::to_string(f.records) + " " + std::to_string(f.seconds) + " " + std::to_string(f.calls);
+        std::string line = std::to_string(f.records) + " " + std::to_string(f.seconds) + " " + std::to_string(f.calls) + " " +
+                           std::to_string(cpu_seconds() - cpu_before);
         _exit(write(out[1], line.data(), line.size()) < 0 ? 1 : 0);
     }
     close(out[1]);
@@ -147,7 +157,8 @@ inline std::optional<ChildFigures> in_child(const std::function<ChildFigures()>&
     waitpid(child, &status, 0);
     ChildFigures f;
     long long records = 0, calls = 0;
-    if (n <= 0 || std::sscanf(buf, "%lld %lf %lld", &records, &f.seconds, &calls) != 3 || f.seconds <= 0) return std::nullopt;
+    if (n <= 0 || std::sscanf(buf, "%lld %lf %lld %lf", &records, &f.seconds, &calls, &f.cpu_seconds) != 4 || f.seconds <= 0)
+        return std::nullopt;
     f.records = records;
     f.calls = calls;
     return f;

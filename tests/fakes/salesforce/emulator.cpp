@@ -152,6 +152,18 @@ int64_t Emulator::calls(const std::string& endpoint) {
 void Emulator::routes() {
     auto& s = http_.server();
     const std::string data = R"(/services/data/v[0-9]+\.[0-9]+)";
+    // Salesforce answers many short requests at once: so does the emulator, each after the
+    // configured round trip (slept outside the lock, as the network would).
+    s.new_task_queue = [] { return new httplib::ThreadPool(64); };
+    s.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
+        int64_t latency = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            latency = faults_.latency_ms;
+        }
+        if (latency > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency));
+        return httplib::Server::HandlerResponse::Unhandled;
+    });
 
     // Every API endpoint: count it, check the session, apply faults, spend the daily
     // budget, and report usage in Sforce-Limit-Info — as Salesforce does on every response.

@@ -38,6 +38,8 @@ struct Faults {
     // budget_gone_at to endpoint budget_gone_on ("query", "composite", ...) arrives.
     std::string budget_gone_on;
     int64_t budget_gone_at = 0;
+    // Added to every request (the login too), as a WAN round trip to an org would be.
+    int64_t latency_ms = 0;
 };
 
 struct Settings {

@@ -26,6 +26,7 @@ const char* const kUsage =
     "       [--daily-limit N] [--bulk-polls N (a bulk job answers InProgress N times first; default 2)]\n"
     "       faults: [--error-rate R (503s)] [--lock-rate R (UNABLE_TO_LOCK_ROW per record)]\n"
     "               [--slow-ms MS [--slow-rate R (default 1)]] [--token-ttl SECONDS]\n"
+    "               [--latency-ms MS (added to every request, as a WAN round trip)]\n"
     "               [--error-after-apply-rate R (writes answered 500 after they were applied)]\n"
     "               [--budget-gone-at ENDPOINT:N (the day's API budget is used up at call N to query, composite...)]\n"
     "       R is a share from 0 to 1.\n";
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
             ok = number<int64_t>(flag, value, 0, 600'000, faults.slow_ms);
             if (faults.slow_rate == 0) faults.slow_rate = 1;
         } else if (flag == "--slow-rate") ok = number<double>(flag, value, 0, 1, faults.slow_rate);
+        else if (flag == "--latency-ms") ok = number<int64_t>(flag, value, 0, 10'000, faults.latency_ms);
         else if (flag == "--token-ttl") ok = number<int64_t>(flag, value, 0, 86'400 * 365, faults.token_ttl_s);
         else if (flag == "--error-after-apply-rate") ok = number<double>(flag, value, 0, 1, faults.error_after_apply_rate);
         else if (flag == "--budget-gone-at") {

@@ -217,27 +217,18 @@ int check(Context& ctx, const std::string& name, CheckReport& out) {
 }  // namespace
 
 int check_modules(Context& ctx, const std::string& module, bool all, bool as_json) {
-    std::vector<std::string> names;
-    if (all) {
-        for (const auto& m : ctx.catalog.manifests().modules)
-            if (m.enabled) names.push_back(m.name);
-        if (names.empty()) {
-            std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
-            return kConfig;
-        }
-    } else {
-        names.push_back(module);
-    }
+    auto names = modules_named(ctx, module, all);
+    if (!names) return kConfig;
     int worst = kOk;
     json::array checks;
-    for (size_t i = 0; i < names.size() && !ctx.cancel.load(); ++i) {
+    for (size_t i = 0; i < names->size() && !ctx.cancel.load(); ++i) {
         if (i > 0 && !as_json) std::printf("\n");
         CheckReport out;
         out.as_json = as_json;
-        int code = check(ctx, names[i], out);
+        int code = check(ctx, (*names)[i], out);
         worst = worse_exit(worst, code);
         checks.push_back(
-            json::object{{"module", names[i]}, {"ok", code == kOk}, {"problems", out.problems}, {"notes", out.notes}});
+            json::object{{"module", (*names)[i]}, {"ok", code == kOk}, {"problems", out.problems}, {"notes", out.notes}});
     }
     if (as_json) std::printf("%s\n", json::serialize(json::object{{"checks", checks}}).c_str());
     return worst;

@@ -44,36 +44,6 @@ std::string s256(const std::string& verifier) {
     return base64url(digest, size);
 }
 
-std::string url_decode(std::string_view text) {
-    std::string out;
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '+') out += ' ';
-        else if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
-                 std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
-            out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
-            i += 2;
-        } else {
-            out += text[i];
-        }
-    }
-    return out;
-}
-
-std::map<std::string, std::string> query_of(const std::string& target) {
-    std::map<std::string, std::string> out;
-    auto q = target.find('?');
-    if (q == std::string::npos) return out;
-    std::string_view rest(target);
-    rest.remove_prefix(q + 1);
-    while (!rest.empty()) {
-        auto part = rest.substr(0, rest.find('&'));
-        rest.remove_prefix(std::min(rest.size(), part.size() + 1));
-        auto eq = part.find('=');
-        out[url_decode(part.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(part.substr(eq + 1));
-    }
-    return out;
-}
-
 // Replaces `path` with `value`, readable by its owner only, whole or not at all.
 Status write_secret_file(const std::string& path, const std::string& value) {
     const std::string temp = path + ".tmp-" + std::to_string(getpid());
@@ -133,7 +103,7 @@ int connect(Context& ctx, const std::string& name, int port, int64_t timeout_s) 
         [&](const IncomingRequest& request) -> HttpAnswer {
             if (request.target.substr(0, request.target.find('?')) != "/callback")
                 return {404, "text/plain", "crmsync connect waits on /callback only\n"};
-            auto query = query_of(request.target);
+            auto query = request.query();
             if (query["state"].size() != state->size() || CRYPTO_memcmp(query["state"].data(), state->data(), state->size()) != 0)
                 return {400, "text/plain", "crmsync: this sign-in is not the one crmsync started (state differs); ignored\n"};
             std::lock_guard<std::mutex> lock(callback.mutex);

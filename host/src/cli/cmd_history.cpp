@@ -12,6 +12,18 @@ Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx) {
     return store;
 }
 
+std::optional<std::vector<std::string>> modules_named(Context& ctx, const std::optional<std::string>& module, bool all) {
+    if (!all) return std::vector<std::string>{module.value_or("")};
+    std::vector<std::string> names;
+    for (const auto& m : ctx.catalog.manifests().modules)
+        if (m.enabled) names.push_back(m.name);
+    if (names.empty()) {
+        std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
+        return std::nullopt;
+    }
+    return names;
+}
+
 namespace {
 
 std::string counts_text(const RunCounts& c) {

@@ -13,28 +13,16 @@
 namespace crmsync::cli {
 
 int run(Context& ctx, const RunFlags& flags) {
-    std::vector<std::string> names;
-    if (flags.all) {
-        for (const auto& m : ctx.catalog.manifests().modules)
-            if (m.enabled) names.push_back(m.name);
-        if (names.empty()) {
-            std::fprintf(stderr, "crmsync: no enabled modules in %s\n", ctx.catalog.environment().manifest_dirs.front().c_str());
-            return kConfig;
-        }
-    } else {
-        names.push_back(*flags.module);
-    }
-    auto store = ctx.catalog.open_store();
-    if (!store) {
-        std::fprintf(stderr, "crmsync: %s\n", store.status().message().c_str());
-        return kConfig;
-    }
+    auto names = modules_named(ctx, flags.module, flags.all);
+    if (!names) return kConfig;
+    auto store = store_or_report(ctx);
+    if (!store) return kConfig;
     const bool tty = isatty(STDERR_FILENO) && !flags.as_json;
     json::array reports;  // --json
     Notifier notifier(ctx.catalog.manifests(), *store.value(), ctx.catalog.diagnostics(), ctx.clock);
     int exit_code = kOk;
     auto worse = [&](int code) { exit_code = worse_exit(exit_code, code); };
-    for (const auto& name : names) {
+    for (const auto& name : *names) {
         if (ctx.cancel.load()) break;
         auto instances = ctx.catalog.instantiate_module(name);
         if (!instances) {

@@ -28,6 +28,8 @@ struct Context {
 
 // The home's state store, or nothing after saying on stderr why it cannot be opened.
 Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx);
+// The module named, or (all) every enabled one; nothing after saying there are none.
+std::optional<std::vector<std::string>> modules_named(Context& ctx, const std::optional<std::string>& module, bool all);
 
 int modules(Context& ctx, bool as_json);
 // check of one module, or (all) of every enabled one in turn; the worst exit code.

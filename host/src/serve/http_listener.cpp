@@ -23,6 +23,38 @@ std::string IncomingRequest::header(const std::string& lowercase_name) const {
     return it == headers.end() ? std::string() : it->second;
 }
 
+namespace {
+std::string url_decode(std::string_view text) {
+    auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '+') out += ' ';
+        else if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) && hex(text[i + 2])) {
+            out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+}  // namespace
+
+std::map<std::string, std::string> IncomingRequest::query() const {
+    std::map<std::string, std::string> out;
+    auto q = target.find('?');
+    if (q == std::string::npos) return out;
+    std::string_view rest(target);
+    rest.remove_prefix(q + 1);
+    while (!rest.empty()) {
+        auto part = rest.substr(0, rest.find('&'));
+        rest.remove_prefix(std::min(rest.size(), part.size() + 1));
+        auto eq = part.find('=');
+        out[url_decode(part.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(part.substr(eq + 1));
+    }
+    return out;
+}
+
 // Members are destroyed bottom-up: the io_context (and with it every pending session) goes
 // before the connection counts the sessions give back on destruction.
 struct HttpListener::State {

@@ -20,6 +20,8 @@ struct IncomingRequest {
     std::map<std::string, std::string> headers;  // names lowercased
     std::string body;
     std::string header(const std::string& lowercase_name) const;
+    // The query string's parameters, %-decoded ("?a=1&b" -> {a: "1", b: ""}).
+    std::map<std::string, std::string> query() const;
 };
 
 struct HttpAnswer {

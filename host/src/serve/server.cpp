@@ -33,24 +33,6 @@ std::string label(const std::string& value) {
     return out;
 }
 
-// True when the query string of `target` has `name` or `name=` with a value other than 0/false.
-bool query_flag(const std::string& target, std::string_view name) {
-    auto q = target.find('?');
-    if (q == std::string::npos) return false;
-    std::string_view query(target);
-    query.remove_prefix(q + 1);
-    while (!query.empty()) {
-        auto part = query.substr(0, query.find('&'));
-        query.remove_prefix(std::min(query.size(), part.size() + 1));
-        if (part == name) return true;
-        if (part.size() > name.size() && part.substr(0, name.size()) == name && part[name.size()] == '=') {
-            auto value = part.substr(name.size() + 1);
-            return value != "0" && value != "false";
-        }
-    }
-    return false;
-}
-
 }  // namespace
 
 Server::Server(Catalog& catalog, CatalogFactory reload_catalog, const Clock& clock, std::atomic<bool>& stop,
@@ -145,7 +127,11 @@ HttpAnswer Server::answer(const IncomingRequest& request) {
     }
     if (path == "/healthz" || path == "/metrics") {
         if (request.method != "GET") return {405, "application/json", R"({"error":"method","message":"use GET"})"};
-        if (path == "/healthz") return health(query_flag(request.target, "strict"));
+        if (path == "/healthz") {
+            auto query = request.query();
+            auto strict = query.find("strict");
+            return health(strict != query.end() && strict->second != "0" && strict->second != "false");
+        }
         return {200, "text/plain; version=0.0.4", metrics()};
     }
     return {404, "application/json",

@@ -99,5 +99,9 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     while (!g_stop) pause();
+    // What a client spent, by endpoint: a benchmark's API calls, explained.
+    std::string spent;
+    for (const auto& [endpoint, n] : emulator.calls()) spent += " " + endpoint + " " + std::to_string(n);
+    std::fprintf(stderr, "salesforce-emulator: calls by endpoint:%s\n", spent.c_str());
     return 0;
 }

@@ -127,17 +127,13 @@ int32_t subrequest_failed(Instance* in, crmsync_call* call, const json::object& 
     return fail(in->host, call, failed.status, what + " failed: " + failed.message);
 }
 
-// `lookup`: its SELECT statements five to a Composite request, which Salesforce counts as
-// one API call (it allows five queries among a composite's subrequests). A subrequest's URL
-// stays within the 16,384 bytes Salesforce accepts for one; further pages are plain GETs.
-int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
-    constexpr size_t kQueriesPerComposite = 5, kSubrequestUrlBytes = 15'000;
-    std::string why;
-    auto asked = crmsync::support::soql::Lookup::parse(request, why);
-    if (!asked) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
+constexpr size_t kQueriesPerComposite = 5, kSubrequestUrlBytes = 15'000;
+
+// SELECT statements five to a Composite request, which Salesforce counts as one API call (it
+// allows five queries among a composite's subrequests); further pages are plain GETs. Each
+// statement's URL must stay within the 16,384 bytes Salesforce accepts for one subrequest.
+int32_t composite_queries(Instance* in, crmsync_call* call, const std::vector<std::string>& statements, const std::string& what) {
     const std::string prefix = in->client->data_path("/query?q=");
-    auto statements =
-        asked->statements(kSubrequestUrlBytes - prefix.size(), [](const std::string& s) { return url_encode(s).size(); });
     auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
     for (size_t start = 0; start < statements.size(); start += kQueriesPerComposite) {
         json::array subrequests;
@@ -146,15 +142,25 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
                 {"method", "GET"}, {"url", prefix + url_encode(statements[i])}, {"referenceId", "q" + std::to_string(i)}});
         auto res = in->client->request(call, "POST", "/composite",
                                        json::serialize(json::object{{"compositeRequest", std::move(subrequests)}}));
-        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, "lookup failed: " + res.message);
+        if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, what + " failed: " + res.message);
         for (auto& sub : res.body.as_object().at("compositeResponse").as_array()) {
             auto& answer = sub.as_object();
-            if (answer.at("httpStatusCode").to_number<int>() != 200) return subrequest_failed(in, call, answer, "lookup query");
+            if (answer.at("httpStatusCode").to_number<int>() != 200) return subrequest_failed(in, call, answer, what + " query");
             if (int32_t rc = read_pages(in, call, std::move(answer.at("body").as_object()), emit_row); rc != CRMSYNC_STATUS_OK)
                 return rc;
         }
     }
     return CRMSYNC_STATUS_OK;
+}
+
+// `lookup`: the records a batch's match keys find, its statements packed to the subrequest limit.
+int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
+    std::string why;
+    auto asked = crmsync::support::soql::Lookup::parse(request, why);
+    if (!asked) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
+    const size_t budget = kSubrequestUrlBytes - in->client->data_path("/query?q=").size();
+    return composite_queries(in, call, asked->statements(budget, [](const std::string& s) { return url_encode(s).size(); }),
+                             "lookup");
 }
 
 // A SystemModstamp as a SOQL datetime literal. Salesforce keeps whole seconds
@@ -264,8 +270,10 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     auto objects = strings("objects"), emails = strings("emails"), phones = strings("phones");
     std::string country = text(request, "country_code");
     auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
-    // As many emails per query as keep the request URL within what Salesforce accepts
-    // (16,384 bytes; we stay under 7,000 to leave room for proxies).
+    // Each object's statements with as many emails as keep a subrequest's URL within what
+    // Salesforce accepts (under 7,000 bytes, leaving room for proxies), Contact and Lead
+    // together in Composite calls: one API call for up to five statements.
+    std::vector<std::string> statements;
     for (size_t start = 0; start < emails.size();) {
         std::vector<std::string> chunk;
         size_t encoded = 0;
@@ -273,14 +281,11 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
             encoded += url_encode(emails[start]).size() + 9;
             chunk.push_back(emails[start++]);
         }
-        for (const auto& object : objects) {
-            int32_t rc = query(
-                in, call,
-                "SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " + crmsync::support::soql::in_list(chunk),
-                emit_row);
-            if (rc != CRMSYNC_STATUS_OK) return rc;
-        }
+        for (const auto& object : objects)
+            statements.push_back("SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " +
+                                 crmsync::support::soql::in_list(chunk));
     }
+    if (int32_t rc = composite_queries(in, call, statements, "the Contact and Lead lookup"); rc != CRMSYNC_STATUS_OK) return rc;
     if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;
     std::vector<std::string> forms;
     for (const auto& phone : phones)

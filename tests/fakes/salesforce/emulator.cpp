@@ -364,6 +364,7 @@ void Emulator::routes() {
             size_t queries = 0;
             for (const auto& item : subrequests)
                 if (std::string(item.at("url").as_string()).find("/query") != std::string::npos) ++queries;
+            calls_["composite-query"] += static_cast<int64_t>(queries);
             if (queries > 5) return send_error(res, 400, "INVALID_API_INPUT", "a composite request holds at most 5 queries");
             json::array answers;
             for (const auto& item : subrequests) {
@@ -473,15 +474,16 @@ void Emulator::routes() {
         });
         send_json(res, 200, results);
     };
-    s.Post(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) {
+    // sObject Collections (counted as "collections", apart from Composite's queries).
+    s.Post(data + "/composite/sobjects", api("collections", [collection](const httplib::Request& req, httplib::Response& res) {
                collection(req, res, "create");
            }));
-    s.Patch(data + "/composite/sobjects", api("composite", [collection](const httplib::Request& req, httplib::Response& res) {
+    s.Patch(data + "/composite/sobjects", api("collections", [collection](const httplib::Request& req, httplib::Response& res) {
                 collection(req, res, "update");
             }));
-    s.Patch(
-        data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
-        api("composite", [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
+    s.Patch(data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
+            api("collections",
+                [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
 
     // Bulk API 2.0 ingest: create, upload CSV, close, poll, read results.
     s.Post(data + "/jobs/ingest", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {

@@ -69,7 +69,8 @@ public:
     std::string base_url() const { return http_.base_url(); }
 
     void set_faults(const Faults& faults);
-    // Calls answered, by endpoint name ("token", "query", "composite", "describe", ...).
+    // Calls answered, by endpoint name ("token", "query", "composite", "collections",
+    // "describe", ...); "composite-query" counts the queries inside Composite calls.
     std::map<std::string, int64_t> calls();
     int64_t calls(const std::string& endpoint);
     // Runs fn with the engine under the lock (for test assertions).

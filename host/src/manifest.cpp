@@ -17,19 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A variable's NAME belongs in {"env": …}. Anything else may be a secret pasted in the
-// wrong place: it is refused without being repeated.
-bool is_env_name(std::string_view name) {
-    return !name.empty() && name.size() <= 128 && !std::isdigit(static_cast<unsigned char>(name[0])) &&
-           std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
-}
-
-std::string not_an_env_name(const std::string& field) {
-    return "\"" + field +
-           "\" is not an environment variable name (letters, digits and _, not starting with a digit); put the secret "
-           "in the environment and its name here";
-}
-
 std::string in_quotes(std::string_view field) {
     std::string quoted(1, '"');
     quoted.append(field) += '"';
@@ -236,10 +223,9 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
     auto plugin = parse_plugin_ref(o);
     if (!plugin) return fail(plugin.status());
     m.plugin = *plugin;
-    if (auto* e = o.if_contains("enabled")) {
-        if (!e->is_bool()) return fail(Status::config("\"enabled\" must be true or false"));
-        m.enabled = e->get_bool();
-    }
+    // Types and ranges are the schema's (checked above); what follows reads values and
+    // checks only what a schema cannot say (durations, mappings, schedules).
+    m.enabled = find_bool(o, "enabled").value_or(true);
     auto crm = required_string(o, "crm", "the name of a CRM connection manifest");
     if (!crm) return fail(crm.status());
     m.crm = *crm;
@@ -248,56 +234,29 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
         if (!schedule) return fail(schedule.status());
         m.schedule = *schedule;
     }
-    if (auto* c = o.if_contains("config")) {
-        if (!c->is_object()) return fail(Status::config("\"config\" must be an object"));
-        m.config = c->get_object();
-    }
-    if (auto* mp = o.if_contains("mappings")) {
-        if (!mp->is_array()) return fail(Status::config("\"mappings\" must be an array"));
-        m.mappings = mp->get_array();
+    if (auto* c = find_object(o, "config")) m.config = *c;
+    if (auto* mp = find_array(o, "mappings")) {
+        m.mappings = *mp;
         if (auto parsed = parse_mappings(m.mappings); !parsed) return fail(parsed.status());
     }
-    if (auto* sv = o.if_contains("services")) {
-        if (!sv->is_object()) return fail(Status::config("\"services\" must be an object"));
-        m.services = *sv;
-    }
+    if (auto* sv = o.if_contains("services")) m.services = *sv;
     m.credentials = parse_credentials(o, fs::path(path).parent_path());
-    if (auto* r = o.if_contains("api_reserve_percent")) {
-        if (!r->is_number() || r->to_number<double>() < 0 || r->to_number<double>() >= 100)
-            return fail(Status::config("\"api_reserve_percent\" must be a number from 0 to 99"));
-        m.api_reserve = r->to_number<double>() / 100.0;
-    }
+    if (auto* r = o.if_contains("api_reserve_percent")) m.api_reserve = r->to_number<double>() / 100.0;
     if (auto* r = find_object(o, "retry")) {
-        auto attempts = find_int(*r, "max_attempts");
-        auto base = find_int(*r, "base_ms");
-        auto cap = find_int(*r, "cap_ms");
-        if ((attempts && (*attempts < 1 || *attempts > 20)) || (base && *base < 0) || (cap && *cap < 0))
-            return fail(Status::config("\"retry\": max_attempts must be 1..20, base_ms and cap_ms non-negative"));
-        if (attempts) m.retry.max_attempts = static_cast<int>(*attempts);
-        if (base) m.retry.base_ms = *base;
-        if (cap) m.retry.cap_ms = *cap;
+        m.retry.max_attempts = static_cast<int>(find_int(*r, "max_attempts").value_or(m.retry.max_attempts));
+        m.retry.base_ms = find_int(*r, "base_ms").value_or(m.retry.base_ms);
+        m.retry.cap_ms = find_int(*r, "cap_ms").value_or(m.retry.cap_ms);
     }
-    if (auto* f = o.if_contains("failed_records")) {
-        const char* what =
-            "\"failed_records\" must be {\"max_attempts\": 1..100, \"backoff\": a duration from 0s to 1d such as \"5m\"}";
-        if (!f->is_object()) return fail(Status::config(what));
-        if (auto* a = f->as_object().if_contains("max_attempts")) {
-            if (!a->is_int64() || a->get_int64() < 1 || a->get_int64() > 100) return fail(Status::config(what));
-            m.failed_records.max_attempts = static_cast<int>(a->get_int64());
-        }
-        if (auto* b = f->as_object().if_contains("backoff")) {
-            auto seconds = b->is_string() ? parse_duration(b->get_string(), true) : std::nullopt;
-            if (!seconds || *seconds < 0 || *seconds > 24 * 3600) return fail(Status::config(what));
+    if (auto* f = find_object(o, "failed_records")) {
+        m.failed_records.max_attempts = static_cast<int>(find_int(*f, "max_attempts").value_or(m.failed_records.max_attempts));
+        if (auto backoff = find_string(*f, "backoff")) {
+            auto seconds = parse_duration(*backoff, true);
+            if (!seconds || *seconds > 24 * 3600)
+                return fail(Status::config("\"failed_records.backoff\" must be a duration from 0s to 1d, such as \"5m\""));
             m.failed_records.backoff_ms = *seconds * 1000;
         }
     }
-    if (auto* w = find_object(o, "webhook")) {
-        auto secret = find_object(*w, "secret");
-        auto env = secret ? find_string(*secret, "env") : std::nullopt;
-        if (!env) return fail(Status::config("\"webhook.secret\" must be {\"env\": \"NAME\"}"));
-        if (!is_env_name(*env)) return fail(Status::config(not_an_env_name("webhook.secret.env")));
-        m.webhook_secret_env = env;
-    }
+    if (auto* w = find_object(o, "webhook")) m.webhook_secret_env = find_string(w->at("secret").as_object(), "env");
     return m;
 }
 
@@ -312,25 +271,14 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
     auto plugin = parse_plugin_ref(o);
     if (!plugin) return fail(plugin.status());
     c.plugin = *plugin;
-    if (auto* cfg = o.if_contains("config")) {
-        if (!cfg->is_object()) return fail(Status::config("\"config\" must be an object"));
-        c.config = cfg->get_object();
-    }
+    // Types and ranges are the schema's (checked above): only values are read here.
+    if (auto* cfg = find_object(o, "config")) c.config = *cfg;
     c.credentials = parse_credentials(o, fs::path(path).parent_path());
-    if (auto* x = o.if_contains("external_id_field")) {
-        if (!x->is_string() || x->get_string().empty())
-            return fail(Status::config("\"external_id_field\" must name a field, e.g. \"CrmSync_Key__c\""));
-        c.external_id_field = std::string(x->get_string());
-    }
-    if (auto* b = o.if_contains("bulk")) {
-        auto* bo = b->if_object();
-        auto mode = bo ? find_string(*bo, "mode").value_or("auto") : "";
-        auto threshold = bo ? find_int(*bo, "threshold").value_or(c.bulk.threshold) : 0;
-        auto max_ops = bo ? find_int(*bo, "max_operations").value_or(c.bulk.max_operations) : 0;
-        if (!bo || (mode != "auto" && mode != "always" && mode != "never") || threshold < 1 || max_ops < 200)
-            return fail(
-                Status::config("\"bulk\" must be {\"mode\": \"auto\"|\"always\"|\"never\", \"threshold\": N >= 1, "
-                               "\"max_operations\": N >= 200}"));
+    c.external_id_field = find_string(o, "external_id_field").value_or(c.external_id_field);
+    if (auto* bo = find_object(o, "bulk")) {
+        auto mode = find_string(*bo, "mode").value_or("auto");
+        auto threshold = find_int(*bo, "threshold").value_or(c.bulk.threshold);
+        auto max_ops = find_int(*bo, "max_operations").value_or(c.bulk.max_operations);
         c.bulk.mode = mode == "always"  ? BulkPolicy::Mode::always
                       : mode == "never" ? BulkPolicy::Mode::never
                                         : BulkPolicy::Mode::automatic;

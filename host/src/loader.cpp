@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "digest.h"
 #include <crmsync/support/text.hpp>
@@ -85,7 +86,8 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
         auto loaded = load_candidate(*c);
         if (loaded) {
             // A copy earlier on the path (or newer) was refused: say which one runs instead.
-            if (!refused.empty()) diagnostics_.warn("plugin \"" + id + "\": using " + c->manifest_path + " because" + refused);
+            if (!refused.empty() && !std::exchange(c->told_fallback, true))
+                diagnostics_.warn("plugin \"" + id + "\": using " + c->manifest_path + " because" + refused);
             return loaded;
         }
         refused += "\n  " + loaded.status().message();

@@ -47,6 +47,7 @@ struct PluginCandidate {
     std::optional<PluginManifest> manifest;  // absent when the manifest itself is bad
     Status problem;                          // why it was refused, once it was tried
     std::shared_ptr<LoadedPlugin> loaded;
+    bool told_fallback = false;  // already said it runs in place of a refused copy
 };
 
 class PluginLoader {

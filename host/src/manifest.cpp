@@ -304,7 +304,7 @@ Result<NotificationManifest> parse_notification_manifest(const std::string& path
     n.modules = strings(find_array(o, "modules"));
     n.on = strings(find_array(o, "on"));
     if (n.on.empty()) n.on = {"failed", "errors", "budget", "recovered"};
-    n.errors_threshold = find_int(o, "errors_threshold").value_or(10);
+    n.errors_threshold = find_int(o, "errors_threshold").value_or(n.errors_threshold);
     if (auto* w = find_object(o, "webhook")) {
         const auto& url = w->at("url");
         if (url.is_string()) n.webhook_url = url.as_string();

@@ -1,7 +1,6 @@
 #include "notify.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -121,15 +120,12 @@ void Notifier::after_run(const ModuleManifest& module, const RunReport& report) 
         bool delivered = true;
         if (n.wants(event)) {
             const std::string text = event_text(event, module, report);
-            json::object o{{"text", text},
-                           {"event", event},
-                           {"module", module.name},
-                           {"run", report.run_id},
-                           {"status", run_status_name(report.status)},
-                           {"message", report.message},
-                           {"counts", report.counts.to_json()},
-                           {"host", hostname()},
-                           {"at", iso8601_utc(clock_.now_ms())}};
+            json::object o = run_report_json(module.name, report);
+            o["text"] = text;
+            o["event"] = event;
+            o["message"] = report.message;
+            o["host"] = hostname();
+            o["at"] = iso8601_utc(clock_.now_ms());
             if (report.api_limit > 0) o["api_budget"] = json::object{{"used", report.api_used}, {"limit", report.api_limit}};
             delivered = deliver(n, o, text);
             if (delivered) diagnostics_.info("notification " + n.name + ": told about " + module.name + " (" + event + ")");

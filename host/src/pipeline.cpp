@@ -589,4 +589,12 @@ std::string run_summary(const std::string& module, const RunReport& r) {
     return line;
 }
 
+json::object run_report_json(const std::string& module, const RunReport& r) {
+    return json::object{{"module", module},
+                        {"run", r.run_id},
+                        {"status", run_status_name(r.status)},
+                        {"duration_ms", r.duration_ms},
+                        {"counts", r.counts.to_json()}};
+}
+
 }  // namespace crmsync

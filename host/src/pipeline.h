@@ -61,6 +61,9 @@ struct RunReport {
 // "MODULE: STATUS — fetched …, created …, … API calls N, 1.2s (run ID)", then the run's
 // message on its own line: what `crmsync run` prints and `crmsync serve` logs per run.
 std::string run_summary(const std::string& module, const RunReport& report);
+// The same as fields: module, run, status, duration_ms, counts (`run --json`, serve's JSON
+// log line, a notification's event add their own beside them).
+json::object run_report_json(const std::string& module, const RunReport& report);
 
 struct ModuleBinding {
     const ModuleManifest& module;

@@ -5,7 +5,6 @@
 // its CRM's URLs (fetch "authorize_url" and "authorize_code").
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -16,32 +15,17 @@
 #include <filesystem>
 #include <mutex>
 
+#include "../digest.h"
 #include "../serve/http_listener.h"
 #include "commands.h"
 
 namespace crmsync::cli {
 namespace {
 
-std::string base64url(const unsigned char* bytes, size_t size) {
-    std::string out(4 * ((size + 2) / 3) + 1, '\0');
-    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes, static_cast<int>(size));
-    out.resize(static_cast<size_t>(n));
-    for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-    while (!out.empty() && out.back() == '=') out.pop_back();
-    return out;
-}
-
 std::optional<std::string> random_token(size_t bytes) {
-    std::vector<unsigned char> buffer(bytes);
-    if (RAND_bytes(buffer.data(), static_cast<int>(bytes)) != 1) return std::nullopt;
-    return base64url(buffer.data(), bytes);
-}
-
-std::string s256(const std::string& verifier) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int size = 0;
-    EVP_Digest(verifier.data(), verifier.size(), digest, &size, EVP_sha256(), nullptr);
-    return base64url(digest, size);
+    std::string buffer(bytes, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(buffer.data()), static_cast<int>(bytes)) != 1) return std::nullopt;
+    return base64url(buffer);
 }
 
 // Replaces `path` with `value`, readable by its owner only, whole or not at all.
@@ -133,7 +117,7 @@ int connect(Context& ctx, const std::string& name, int port, int64_t timeout_s) 
     auto asked = instance.value()->fetch(json::object{{"type", "authorize_url"},
                                                       {"redirect_uri", redirect_uri},
                                                       {"state", *state},
-                                                      {"code_challenge", s256(*verifier)},
+                                                      {"code_challenge", sha256_base64url(*verifier)},
                                                       {"credentials", known}},
                                          [&](json::value&& item) -> int32_t {
                                              const auto& o = item.as_object();

@@ -61,12 +61,8 @@ int run(Context& ctx, const RunFlags& flags) {
         }
         if (tty) std::fprintf(stderr, "\r\033[K");
         if (flags.as_json) {
-            json::object o{{"module", name},
-                           {"run", report.run_id},
-                           {"status", run_status_name(report.status)},
-                           {"message", report.message},
-                           {"duration_ms", report.duration_ms},
-                           {"counts", report.counts.to_json()}};
+            json::object o = run_report_json(name, report);
+            o["message"] = report.message;
             if (flags.dry_run) o["would"] = json::value_from(report.dry_run);
             reports.push_back(std::move(o));
         } else {

@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
     int last = 20;
     auto* runs = app.add_subcommand("runs", "run history");
     runs->add_option("MODULE", runs_module, "only this module");
-    runs->add_option("--last", last, "how many (default 20)")->check(CLI::Range(1, 100'000, "a count from 1 to 100000"));
+    const auto how_many = CLI::Range(1, 100'000, "a count from 1 to 100000");
+    runs->add_option("--last", last, "how many (default 20)")->check(how_many);
     runs->add_flag("--json", as_json, "JSON output");
 
     int64_t run_id = 0;
@@ -161,7 +162,7 @@ int main(int argc, char** argv) {
     std::string links_module;
     auto* links = app.add_subcommand("links", "what a module's source records became in the CRM");
     links->add_option("MODULE", links_module, "module name")->required();
-    links->add_option("--last", last, "how many (default 20)")->check(CLI::Range(1, 100'000, "a count from 1 to 100000"));
+    links->add_option("--last", last, "how many (default 20)")->check(how_many);
     links->add_flag("--json", as_json, "JSON output");
     std::optional<std::string> state_connection;
     links->add_option("--connection", state_connection, "only what went through this CRM connection");

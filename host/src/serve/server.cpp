@@ -353,16 +353,12 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     for (auto& c : line)
         if (c == '\n') c = ' ';
     bool bad = report.status == RunStatus::failed || report.status == RunStatus::stopped;
+    json::object fields = run_report_json(module.name, report);
+    fields["trigger"] = trigger;
     diagnostics_.report(bad                                   ? Level::error
                         : report.status == RunStatus::partial ? Level::warn
                                                               : Level::info,
-                        line + " [" + trigger + "]",
-                        json::object{{"module", module.name},
-                                     {"run", report.run_id},
-                                     {"trigger", trigger},
-                                     {"status", run_status_name(report.status)},
-                                     {"duration_ms", report.duration_ms},
-                                     {"counts", report.counts.to_json()}});
+                        line + " [" + trigger + "]", fields);
     std::lock_guard<std::mutex> lock(metrics_mutex_);
     auto& buckets = duration_buckets_[module.name];
     buckets.resize(std::size(kDurationBuckets) + 1, 0);

@@ -32,6 +32,24 @@ HttpClient::HttpClient() {
 
 HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
+HttpPool::Lease HttpPool::take() {
+    std::lock_guard lock(mutex_);
+    if (idle_.empty()) {
+        auto client = std::make_unique<HttpClient>();
+        client->pool_calls_ = &calls_;
+        return Lease(*this, std::move(client));
+    }
+    auto client = std::move(idle_.back());
+    idle_.pop_back();
+    return Lease(*this, std::move(client));
+}
+
+HttpPool::Lease::~Lease() {
+    if (!client_) return;
+    std::lock_guard lock(pool_->mutex_);
+    pool_->idle_.push_back(std::move(client_));
+}
+
 Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
     CURL* curl = static_cast<CURL*>(curl_);
     if (!curl) return Status::error(Status::Kind::internal, "libcurl could not be initialised");
@@ -64,6 +82,7 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
         headers = curl_slist_append(headers, "Expect:");
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
         ++calls_;
+        if (pool_calls_) ++*pool_calls_;
         CURLcode rc = curl_easy_perform(curl);
         curl_slist_free_all(headers);
         if (rc == CURLE_OK) {

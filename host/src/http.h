@@ -1,10 +1,12 @@
 #pragma once
 // The host's HTTP transport (libcurl with OpenSSL): TLS verification on, a whole-request
 // timeout, retry with backoff for idempotent requests after timeouts and connection
-// failures, and a count of calls made. One HttpClient per run; not thread-safe (each
-// thread that makes requests uses its own).
+// failures, and a count of calls made. An HttpClient is not thread-safe: calls on several
+// threads at once each take their own from an HttpPool.
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -43,7 +45,35 @@ public:
     int64_t backoff_ms = 200;
 
 private:
+    friend class HttpPool;
     void* curl_;
+    std::atomic<int64_t> calls_{0};
+    std::atomic<int64_t>* pool_calls_ = nullptr;  // the pool's count, when the client is a pool's
+};
+
+// The HTTP clients of one plugin instance: each call into the plugin takes one for its
+// duration and gives it back, keeping its connections open for the next. Thread-safe.
+class HttpPool {
+public:
+    class Lease {
+    public:
+        Lease(HttpPool& pool, std::unique_ptr<HttpClient> client) : pool_(&pool), client_(std::move(client)) {}
+        Lease(Lease&&) = default;
+        ~Lease();
+        HttpClient* get() const { return client_.get(); }
+
+    private:
+        HttpPool* pool_;
+        std::unique_ptr<HttpClient> client_;
+    };
+    Lease take();
+    // Calls made through every client of the pool.
+    int64_t calls() const { return calls_.load(); }
+
+private:
+    friend class HttpClient;
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<HttpClient>> idle_;
     std::atomic<int64_t> calls_{0};
 };
 

@@ -71,7 +71,7 @@ int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
 
 int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
     try {
-        if (!call || !call->services || !request || !response) return CRMSYNC_STATUS_ERROR;
+        if (!call || !call->services || !call->http || !request || !response) return CRMSYNC_STATUS_ERROR;
         crmsync_http_request req;
         std::memset(&req, 0, sizeof req);
         std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
@@ -88,7 +88,7 @@ int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsyn
         if (req.body && req.body_size) r.body.assign(req.body, req.body_size);
         if (req.timeout_ms) r.timeout_ms = req.timeout_ms;
         r.idempotent = req.idempotent != 0;
-        auto result = call->services->http->perform(r);
+        auto result = call->http->perform(r);
         crmsync_http_response out;
         std::memset(&out, 0, sizeof out);
         out.struct_size = sizeof out;
@@ -117,9 +117,9 @@ int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsyn
 const char* api_secret(crmsync_call* call, const char* name) noexcept {
     try {
         if (!call || !call->services || !name) return nullptr;
-        auto* value = call->services->secrets.if_contains(name);
-        if (!value || !value->is_string()) return nullptr;
-        return call->kept.emplace_back(std::make_unique<std::string>(value->get_string()))->c_str();
+        auto value = call->services->secret(name);
+        if (!value) return nullptr;
+        return call->kept.emplace_back(std::make_unique<std::string>(std::move(*value)))->c_str();
     } catch (...) {
         return nullptr;
     }
@@ -167,8 +167,10 @@ Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<L
     auto valid = validate_against_schema(plugin->config_schema(), config, "config");
     if (!valid) return valid.prefixed(prefix + "config does not match plugin " + plugin->id() + "'s schema: ");
     std::unique_ptr<PluginInstance> self(new PluginInstance(std::move(plugin), std::move(services)));
+    auto http = self->services_->http.take();
     crmsync_call call;
     call.services = self->services_.get();
+    call.http = http.get();
     call.plugin_id = self->plugin_->id();
     std::string config_text = json::serialize(config);
     crmsync_instance* made = nullptr;
@@ -209,8 +211,10 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
         };
         sink = &checked;
     }
+    auto http = services_->http.take();
     crmsync_call call;
     call.services = services_.get();
+    call.http = http.get();
     call.plugin_id = plugin_->id();
     call.on_item = sink;
     int32_t status;

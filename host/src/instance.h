@@ -2,13 +2,15 @@
 // PluginInstance: one created plugin instance (a module's or a CRM connection's) and the
 // only place the host calls into a plugin. Each verb builds a call context, converts what
 // the plugin emits into JSON values, and turns the status into an Outcome; unknown status
-// values become ERROR. Calls are serialized by a mutex unless the plugin is THREADSAFE.
+// values become ERROR. Calls are serialized by a mutex unless the plugin is THREADSAFE;
+// each call has an HTTP client of its own.
 #include <crmsync/plugin.h>
 
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,13 +24,30 @@ namespace crmsync {
 
 // What the host services table does for calls on one instance. Owned by the instance;
 // the run that uses the instance points the sinks at itself.
-struct HostServices {
+class HostServices {
+public:
     const Clock* clock = nullptr;
     const std::atomic<bool>* cancel = nullptr;
     std::function<void(Level, std::string_view)> log;
     std::function<void(int64_t used, int64_t limit)> api_usage;
-    json::object secrets;
-    std::unique_ptr<HttpClient> http = std::make_unique<HttpClient>();
+    HttpPool http;  // a call takes its own client, so THREADSAFE plugins' calls run at once
+
+    // The resolved credentials, by name (host->secret); set again on each authentication,
+    // maybe while calls beside it read them.
+    void set_secrets(json::object secrets) {
+        std::lock_guard lock(secrets_mutex_);
+        secrets_ = std::move(secrets);
+    }
+    std::optional<std::string> secret(std::string_view name) const {
+        std::lock_guard lock(secrets_mutex_);
+        auto* value = secrets_.if_contains(name);
+        if (!value || !value->is_string()) return std::nullopt;
+        return std::string(value->get_string());
+    }
+
+private:
+    mutable std::mutex secrets_mutex_;
+    json::object secrets_;
 };
 
 struct Outcome {
@@ -79,6 +98,7 @@ private:
 // The per-invocation context behind the opaque crmsync_call (host side only).
 struct crmsync_call {
     crmsync::HostServices* services = nullptr;
+    crmsync::HttpClient* http = nullptr;  // this call's own, taken from services->http
     std::string plugin_id;
     const std::function<int32_t(crmsync::json::value&&)>* on_item = nullptr;
     int32_t fail_status = CRMSYNC_STATUS_OK;

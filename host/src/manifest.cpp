@@ -275,6 +275,7 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
     if (auto* cfg = find_object(o, "config")) c.config = *cfg;
     c.credentials = parse_credentials(o, fs::path(path).parent_path());
     c.external_id_field = find_string(o, "external_id_field").value_or(c.external_id_field);
+    c.max_parallel_requests = find_int(o, "max_parallel_requests").value_or(c.max_parallel_requests);
     if (auto* bo = find_object(o, "bulk")) {
         auto mode = find_string(*bo, "mode").value_or("auto");
         auto threshold = find_int(*bo, "threshold").value_or(c.bulk.threshold);

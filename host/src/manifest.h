@@ -92,6 +92,8 @@ struct ConnectionManifest {
     json::object config;
     std::vector<CredentialRef> credentials;
     std::string external_id_field = "CrmSync_Key__c";
+    // CRM calls a run keeps in flight at once, when the CRM plugin is THREADSAFE.
+    int64_t max_parallel_requests = 8;
     BulkPolicy bulk;
 };
 

@@ -124,8 +124,7 @@ bool Pipeline::RunScope::take_lease() {
 RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     running_ = false;
     auto& budget = p_.budget_;
-    total_.api_calls =
-        (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http->calls();
+    total_.api_calls = (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http.calls();
     report_.status = status;
     report_.message = std::move(message);
     report_.counts = total_;
@@ -166,6 +165,7 @@ Pipeline::~Pipeline() = default;
 void Pipeline::log(Level level, std::string message) {
     // The run log is where these lines live; stderr gets them only when debugging.
     diagnostics_.debug(b_.module.name + ": " + message);
+    std::lock_guard lock(calls_mutex_);  // plugin calls running at once log too
     log_.push_back({clock_.now_ms(), std::string(level_name(level)), std::move(message)});
 }
 
@@ -336,6 +336,7 @@ void Pipeline::settle_records(Batch& batch) {
 // services (the operator's mappings checked against the plugin's fixed fields).
 std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
     auto usage_sink = [this](int64_t used, int64_t limit) {
+        std::lock_guard lock(calls_mutex_);
         if (budget_.first_used < 0) budget_.first_used = used - 1;  // the reporting call counts
         budget_.last_used = used;
         budget_.limit = limit;
@@ -362,7 +363,7 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
     if (!targets) return config_failure(targets.status().prefixed(b_.module.manifest_path + ": ").message());
     if (auto checked = Services::check_mappings(*targets, b_.module, *mappings, b_.source.plugin().id()); !checked)
         return config_failure(checked.message());
-    services_ = std::make_unique<Services>(CrmAccess{b_.crm, b_.connection.credentials, caller_}, b_.module,
+    services_ = std::make_unique<Services>(CrmAccess{b_.crm, b_.connection.credentials, caller_, parallel_calls()}, b_.module,
                                            std::move(mappings.value()), std::move(settings.value()), options.dry_run);
     services_->set_required_any(std::move(targets->required_any));
     return std::nullopt;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -148,8 +149,10 @@ private:
         bool bulk = false;
     };
     std::vector<WriteChunk> plan_chunks(const std::vector<PendingOperation*>& ops) const;
+    static std::vector<std::vector<WriteChunk>> plan_waves(std::vector<WriteChunk> chunks);
+    size_t parallel_calls() const;
     std::optional<RunStop> write_operations(const std::vector<PendingOperation*>& ops, Batch& batch);
-    std::optional<RunStop> write_chunk(WriteChunk chunk, Batch& batch);
+    std::optional<RunStop> write_wave(std::vector<WriteChunk> chunks, Batch& batch);
     void take_results(const std::vector<PendingOperation*>& chunk, const std::vector<json::value>& results, Batch& batch,
                       std::vector<PendingOperation*>& again);
     // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
@@ -180,6 +183,7 @@ private:
     PluginCaller caller_;
     std::unique_ptr<Services> services_;
     std::optional<CrmRead> crm_read_;
+    std::mutex calls_mutex_;  // guards log_ and budget_ while plugin calls run at once
     std::vector<LogLine> log_;
     Budget budget_;
 };

@@ -32,14 +32,14 @@ Pipeline::Page Pipeline::gather_inbox() {
     return page;
 }
 
-// A page of at most 200 records; when the CRM may load in bulk, pages up to the bulk batch
-// size; read from the CRM, a page of up to 2,000 (one query's page on Salesforce). A stop
+// A page of 200 records for each CRM call the run may have in flight at once; when the CRM
+// may load in bulk, pages up to the bulk batch size; read from the CRM, a page of up to 2,000 (one query's page on Salesforce). A stop
 // with records gathered still lets them go through; a failure drops them.
 Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched) {
     const auto& bulk = b_.connection.bulk;
     const size_t per_request = reads_crm() ? kChangesPerRequest : kBatchSize;
     const size_t gather = reads_crm()                            ? kChangesPerRequest
-                          : bulk.mode == BulkPolicy::Mode::never ? kBatchSize
+                          : bulk.mode == BulkPolicy::Mode::never ? kBatchSize * parallel_calls()
                                                                  : static_cast<size_t>(bulk.max_operations);
     Page page;
     json::value page_cursor = cursor;

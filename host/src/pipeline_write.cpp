@@ -1,12 +1,15 @@
 // The pipeline's CRM write stage: operations go to the CRM plugin 200 a call (large groups
-// of plain upserts, or of updates by id, in one bulk batch), results become links or errors, transient
-// per-record failures are retried, and write-time directives are resolved here:
+// of plain upserts, or of updates by id, in one bulk batch), several calls at once; results
+// become links or errors, transient per-record failures are retried, and write-time
+// directives are resolved here:
 //   refs  — a field takes the CRM id of another operation, by key (written first);
 //   blobs — a base64 field is fetched from the source just before its operation is written,
 //           one operation a call, and dropped after, so files never sit in a batch.
 #include <algorithm>
 #include <map>
+#include <set>
 
+#include "parallel.h"
 #include "pipeline.h"
 
 namespace crmsync {
@@ -136,46 +139,104 @@ std::vector<Pipeline::WriteChunk> Pipeline::plan_chunks(const std::vector<Pendin
     return chunks;
 }
 
+// Chunks written at once form a wave. A chunk that writes a key an earlier chunk of the
+// wave writes too starts the next wave, so that the later write lands later; a chunk with
+// a file is a wave of its own, so that files are read and sent one at a time.
+std::vector<std::vector<Pipeline::WriteChunk>> Pipeline::plan_waves(std::vector<WriteChunk> chunks) {
+    std::vector<std::vector<WriteChunk>> waves;
+    std::set<std::string> keys;  // written by the last wave
+    bool closed = true;
+    for (auto& chunk : chunks) {
+        const bool file = chunk.ops.size() == 1 && !chunk.ops.front()->op.blobs.empty();
+        bool shares = false;
+        for (const auto* p : chunk.ops) shares = shares || keys.count(p->op.key) > 0;
+        if (closed || shares || file) {
+            waves.emplace_back();
+            keys.clear();
+        }
+        for (const auto* p : chunk.ops) keys.insert(p->op.key);
+        waves.back().push_back(std::move(chunk));
+        closed = file;
+    }
+    return waves;
+}
+
+// How many CRM calls a run has in flight at once: the connection's max_parallel_requests
+// when the plugin written to takes calls at once (CRMSYNC_CAP_THREADSAFE), else one.
+size_t Pipeline::parallel_calls() const {
+    const PluginInstance& to = reads_crm() ? b_.source : b_.crm;
+    return to.can(CRMSYNC_CAP_THREADSAFE) ? static_cast<size_t>(std::max<int64_t>(1, b_.connection.max_parallel_requests)) : 1;
+}
+
 std::optional<RunStop> Pipeline::write_operations(const std::vector<PendingOperation*>& ops, Batch& batch) {
-    for (auto& chunk : plan_chunks(ops))
-        if (auto stop = write_chunk(std::move(chunk), batch)) return stop;
+    for (auto& wave : plan_waves(plan_chunks(ops)))
+        if (auto stop = write_wave(std::move(wave), batch)) return stop;
     return std::nullopt;
 }
 
-// One CRM write call (and its retries for operations that failed transiently).
-std::optional<RunStop> Pipeline::write_chunk(WriteChunk chunk, Batch& batch) {
-    if (chunk.bulk)
-        log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " " +
-                             chunk.ops.front()->op.action + "s in bulk");
-    for (int attempt = 0; !chunk.ops.empty(); ++attempt) {
-        json::array operations;
-        for (auto* p : chunk.ops) {
-            std::optional<RunStop> stop;
-            if (auto op = with_blobs(*p, batch.commit.counts, stop)) operations.push_back(std::move(*op));
-            if (stop) return stop;
-        }
-        std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
-        if (chunk.ops.empty()) break;
-        json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
-        if (chunk.bulk) request["bulk"] = true;
+// One wave: its chunks' write calls at once, then their results in chunk order, and the
+// operations that failed transiently tried again. When a call hits a stop, the results of
+// the calls beside it are still taken: what was written is never forgotten.
+std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batch& batch) {
+    for (const auto& chunk : chunks)
+        if (chunk.bulk)
+            log(Level::info, "loading " + std::to_string(chunk.ops.size()) + " " + chunk.ops.front()->op.object + " " +
+                                 chunk.ops.front()->op.action + "s in bulk");
+    struct Call {
+        WriteChunk chunk;
+        json::object request;
+        Outcome outcome;
         std::vector<json::value> results;
-        auto outcome = call_destination_write(request, results, batch.commit.counts);
-        request.clear();  // a file's content goes as soon as it is written
-        if (!outcome.ok()) {
-            // Not the records' fault: keep the cursor where it was so the next run redoes them.
-            if (!is_input_fault(outcome)) return stop_for(outcome, "CRM write");
-            for (auto* p : chunk.ops) p->fail("WRITE_FAILED", outcome.message);
-            break;
+        RunCounts counts;
+    };
+    for (int attempt = 0; !chunks.empty(); ++attempt) {
+        std::vector<Call> calls;
+        for (auto& chunk : chunks) {
+            json::array operations;
+            for (auto* p : chunk.ops) {
+                std::optional<RunStop> stop;
+                if (auto op = with_blobs(*p, batch.commit.counts, stop)) operations.push_back(std::move(*op));
+                if (stop) return stop;
+            }
+            std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
+            if (chunk.ops.empty()) continue;
+            json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
+            if (chunk.bulk) request["bulk"] = true;
+            calls.push_back({std::move(chunk), std::move(request), {}, {}, {}});
         }
-        std::vector<PendingOperation*> again;
-        take_results(chunk.ops, results, batch, again);
-        if (again.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
-        batch.commit.counts.retries += static_cast<int64_t>(again.size());
-        log(Level::warn, std::to_string(again.size()) + " operation(s) hit a transient error (" + *again.front()->error_code +
-                             "); retrying them");
-        for (auto* p : again) p->error_code.reset();
-        chunk.ops = std::move(again);
-        if (!caller_.backoff(attempt)) break;
+        run_at_once(calls.size(), parallel_calls(), [&](size_t i) {
+            Call& c = calls[i];
+            c.outcome = call_destination_write(c.request, c.results, c.counts);
+            c.request.clear();  // a file's content goes as soon as it is written
+        });
+        std::optional<RunStop> stop;
+        chunks.clear();
+        for (auto& c : calls) {
+            batch.commit.counts.add(c.counts);
+            if (!c.outcome.ok()) {
+                // Not the records' fault: keep the cursor where it was so the next run redoes them.
+                if (!is_input_fault(c.outcome)) stop = stop ? stop : stop_for(c.outcome, "CRM write");
+                else
+                    for (auto* p : c.chunk.ops) p->fail("WRITE_FAILED", c.outcome.message);
+                continue;
+            }
+            std::vector<PendingOperation*> again;
+            take_results(c.chunk.ops, c.results, batch, again);
+            if (!again.empty()) chunks.push_back({std::move(again), c.chunk.bulk});
+        }
+        if (stop) return stop;
+        if (chunks.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
+        size_t retried = 0;
+        const std::string code = *chunks.front().ops.front()->error_code;
+        for (auto& chunk : chunks) retried += chunk.ops.size();
+        batch.commit.counts.retries += static_cast<int64_t>(retried);
+        log(Level::warn, std::to_string(retried) + " operation(s) hit a transient error (" + code + "); retrying them");
+        for (auto& chunk : chunks)
+            for (auto* p : chunk.ops) p->error_code.reset();
+        // Stopped while waiting: those operations have not landed (nor failed), and the
+        // batch's cursor must not pass them.
+        if (!caller_.backoff(attempt))
+            return RunStop{RunStatus::stopped, "interrupted; everything before this point is saved", false};
     }
     return std::nullopt;
 }

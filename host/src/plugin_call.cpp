@@ -48,7 +48,7 @@ bool PluginCaller::backoff(int attempt) const {
 Status PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const {
     auto resolved = resolve_credentials(credentials);
     if (!resolved) return resolved.status();
-    plugin.services().secrets = *resolved;
+    plugin.services().set_secrets(*resolved);
     auto outcome = plugin.authenticate(*resolved);
     if (!outcome.ok()) return Status::unreachable(plugin.plugin().id() + " refused to authenticate: " + outcome.message);
     return Status::ok();

@@ -624,13 +624,20 @@ public:
     Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) override {
         return guarded("reading links", [&]() -> Result<std::map<std::string, LinkRow>> {
             std::map<std::string, LinkRow> out;
-            SQLite::Statement q(db_, std::string(kLinkColumns) + " WHERE module = ? AND connection = ? AND key = ?");
-            for (const auto& key : keys) {
-                q.bind(1, scope.module);
-                q.bind(2, scope.connection);
-                q.bind(3, key);
-                if (q.executeStep()) out.emplace(key, read_link(q));
-                q.reset();
+            if (keys.empty()) return out;
+            // The keys as one JSON array: one statement for a batch, not one a key.
+            json::array list;
+            list.reserve(keys.size());
+            for (const auto& key : keys) list.emplace_back(key);
+            SQLite::Statement q(db_, std::string(kLinkColumns) +
+                                         " WHERE module = ? AND connection = ? AND key IN (SELECT value FROM json_each(?))");
+            q.bind(1, scope.module);
+            q.bind(2, scope.connection);
+            q.bind(3, json::serialize(list));
+            while (q.executeStep()) {
+                LinkRow link = read_link(q);
+                std::string key = link.key;
+                out.emplace(std::move(key), std::move(link));
             }
             return out;
         });
@@ -847,9 +854,19 @@ private:
         return l;
     }
 
+    // Whether `table` has a row of this scope (and `condition`): a batch whose module has no
+    // open error or failed record skips a statement per record.
+    bool any_row(const char* table, const StateScope& scope, const char* condition) {
+        SQLite::Statement q(
+            db_, std::string("SELECT EXISTS(SELECT 1 FROM ") + table + " WHERE module = ? AND connection = ?" + condition + ")");
+        q.bind(1, scope.module);
+        q.bind(2, scope.connection);
+        return q.executeStep() && q.getColumn(0).getInt() != 0;
+    }
+
     // Closes the open errors of these records (inside a batch's transaction).
     void close_errors(const BatchCommit& batch, const std::vector<std::string>& source_ids, const char* reason) {
-        if (source_ids.empty()) return;
+        if (source_ids.empty() || !any_row("errors", batch.scope, " AND state != 'closed'")) return;
         SQLite::Statement q(db_,
                             "UPDATE errors SET state = 'closed', closed_reason = ?, closed_ms = ? WHERE module = ? AND "
                             "connection = ? AND entity_id = ? AND state != 'closed'");
@@ -877,6 +894,7 @@ private:
             keep.exec();
             keep.reset();
         }
+        if (batch.landed.empty() || !any_row("failed_records", batch.scope, "")) return;
         SQLite::Statement let_go(db_, "DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
         for (const auto& id : batch.landed) {
             let_go.bind(1, batch.scope.module);

@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <regex>
+#include <thread>
 
 #include "catalog.h"
 #include "emulator.h"
@@ -573,6 +574,95 @@ TEST_CASE("salesforce: under every fault at once, 10,000 records each land exact
     REQUIRE(store);
     CHECK(store.value()->errors(std::string("gen"), 0).empty());  // nothing left open
     CHECK(store.value()->all_links("gen", std::nullopt, 2 * n).size() == static_cast<size_t>(n));
+}
+
+namespace {
+
+// Sets one top-level key of the connection manifest.
+void set_connection_key(Org& org, const std::string& key, json::value value) {
+    auto manifest = json::parse(testing::read_file(org.home / "manifests/crm.json")).as_object();
+    manifest[key] = std::move(value);
+    write_file(org.home / "manifests/crm.json", json::serialize(manifest));
+}
+
+// A test-ops module "gen" writing one Event per line of `events`: {key, subject}.
+void event_module(Org& org, const std::vector<std::pair<std::string, std::string>>& events, const std::string& retry) {
+    std::string ops;
+    for (size_t i = 0; i < events.size(); ++i)
+        ops += json::serialize(json::object{
+                   {"id", std::to_string(i)},
+                   {"ops", json::array{json::object{{"object", "Event"},
+                                                    {"action", "upsert"},
+                                                    {"key", events[i].first},
+                                                    {"fields", json::object{{"Subject", events[i].second},
+                                                                            {"StartDateTime", "2026-11-20T01:00:00Z"},
+                                                                            {"DurationInMinutes", 5}}}}}}}) +
+               "\n";
+    write_file(org.home / "ops.jsonl", ops);
+    write_file(org.home / "manifests/gen.json", R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "retry": )" +
+                                                    retry + R"(, "config": {"file": ")" + (org.home / "ops.jsonl") + R"("}})");
+}
+
+}  // namespace
+
+TEST_CASE("salesforce: a batch's writes go out at once, never more than max_parallel_requests, a key written twice in order") {
+    for (int width : {1, 3}) {
+        INFO("max_parallel_requests " << width);
+        Org org;
+        org.connection("client_credentials", "client_secret", "never");
+        set_connection_key(org, "max_parallel_requests", width);
+        // 1,200 Events; the 1,101st writes the key of the 801st again, in the same page (of
+        // 200 a call for each call at once) but in another call: it must land after it.
+        std::vector<std::pair<std::string, std::string>> events;
+        for (int i = 0; i < 1200; ++i) events.emplace_back("e" + std::to_string(i), "event " + std::to_string(i));
+        events[1100] = {"e800", "event 800, second version"};
+        event_module(org, events, R"({"base_ms": 20, "cap_ms": 200, "max_attempts": 8})");
+        sfemu::Faults slow;  // every answer takes a while, so calls made at once are seen at once
+        slow.slow_ms = 100;
+        slow.slow_rate = 1.0;
+        org.sf->set_faults(slow);
+        auto report = org.run();
+        org.sf->set_faults({});
+        INFO(report.message);
+        CHECK(report.status == RunStatus::succeeded);
+        CHECK(report.counts.created == 1199);
+        CHECK(org.count("SELECT COUNT() FROM Event") == 1199);
+        CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+            return e.database().execAndGet("SELECT Subject FROM Event WHERE CrmSync_Key__c = 'e800'").getString();
+        }) == "event 800, second version");
+        CHECK(org.sf->most_at_once() <= width);
+        if (width > 1) CHECK(org.sf->most_at_once() >= 2);
+    }
+}
+
+TEST_CASE("salesforce: a run stopped while it waits to retry a lock error fails no record and moves no cursor") {
+    Org org;
+    org.connection("client_credentials", "client_secret", "never");
+    std::vector<std::pair<std::string, std::string>> events;
+    for (int i = 0; i < 50; ++i) events.emplace_back("w" + std::to_string(i), "event " + std::to_string(i));
+    event_module(org, events, R"({"base_ms": 60000, "cap_ms": 60000, "max_attempts": 3})");
+    sfemu::Faults locked;
+    locked.lock_rate = 1.0;  // every record: UNABLE_TO_LOCK_ROW, which is retried after a back-off
+    org.sf->set_faults(locked);
+    RunReport stopped;
+    std::thread run([&] { stopped = org.run(); });
+    for (int waited = 0; org.sf->calls("collections") < 1 && waited < 3000; ++waited)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    org.runner.cancel = true;  // as SIGINT would, while the run waits to retry
+    run.join();
+    org.runner.cancel = false;
+    org.sf->set_faults({});
+    INFO(stopped.message);
+    CHECK(stopped.status == RunStatus::stopped);
+    CHECK(stopped.counts.failed == 0);
+    auto store = open_sqlite_store(org.home / "var/state.db");
+    REQUIRE(store);
+    CHECK(store.value()->errors(std::string("gen"), 0).empty());
+    auto next = org.run();
+    CHECK(next.status == RunStatus::succeeded);
+    CHECK(next.counts.fetched == 50);
+    CHECK(next.counts.created == 50);
+    CHECK(org.count("SELECT COUNT() FROM Event") == 50);
 }
 
 TEST_CASE("salesforce: product-analytics rows land on Leads by Email and on a custom object by GUID, in few calls") {

@@ -74,7 +74,7 @@ int check(Context& ctx, const std::string& name, CheckReport& out) {
             problem(credentials.status().message());
             continue;
         }
-        plugin->services().secrets = *credentials;
+        plugin->services().set_secrets(*credentials);
         auto outcome = plugin->authenticate(*credentials);
         if (!outcome.ok()) {
             unreachable = true;

@@ -203,7 +203,7 @@ int connect(Context& ctx, const std::string& name, int port, int64_t timeout_s) 
         std::fprintf(stderr, "crmsync connect: %s\n", all.status().message().c_str());
         return kConfig;
     }
-    instance.value()->services().secrets = *all;
+    instance.value()->services().set_secrets(*all);
     if (auto signed_in = instance.value()->authenticate(*all); !signed_in.ok()) {
         std::fprintf(stderr, "crmsync connect: the stored credentials do not sign in: %s\n", signed_in.message.c_str());
         return kUnreachable;

@@ -41,7 +41,7 @@ int crm_query(Context& ctx, const std::string& soql, const std::optional<std::st
         std::fprintf(stderr, "crmsync: %s\n", credentials.status().message().c_str());
         return kConfig;
     }
-    crm_plugin.services().secrets = *credentials;
+    crm_plugin.services().set_secrets(*credentials);
     if (auto auth = crm_plugin.authenticate(*credentials); !auth.ok()) {
         std::fprintf(stderr, "crmsync: %s could not authenticate: %s\n", name.c_str(), auth.message.c_str());
         return kUnreachable;

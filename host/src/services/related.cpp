@@ -6,6 +6,7 @@
 #include <crmsync/support/text.hpp>
 
 #include <algorithm>
+#include <set>
 
 #include "batch_keys.h"
 #include "services.h"
@@ -19,8 +20,6 @@ std::string Services::normalize_phone(std::string_view phone) const {
 }
 
 void Services::resolve_related(std::vector<PendingOperation>& ops) {
-    find_parties(ops);
-    if (stopped()) return;
     std::vector<std::pair<PendingOperation*, std::string>> want_opportunity;
     for (auto& p : ops)
         if (p.active() && p.op.related)
@@ -28,67 +27,48 @@ void Services::resolve_related(std::vector<PendingOperation>& ops) {
     attach_open_opportunities(want_opportunity);
 }
 
-// Looks up every email and phone of the batch not looked up before in this run, a query's
-// worth at a time, into parties_by_key_. When the CRM refuses the lookup as bad input, the
-// operations that wanted it fail with RELATED_LOOKUP_FAILED.
-void Services::find_parties(std::vector<PendingOperation>& ops) {
-    Distinct email_set, phone_set;
-    for (const auto& p : ops) {
-        if (!p.active() || !p.op.related) continue;
-        for (const auto& e : p.op.related->emails)
-            if (auto email = support::ascii_lower(e); !email.empty() && !keys_looked_up_.count("e:" + email))
-                email_set.add(email);
-        for (const auto& phone : p.op.related->phones)
-            if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone)))
-                phone_set.add(phone);
+// One call's worth of emails and phones into parties_by_key_. When the CRM refuses the
+// lookup as bad input, parties_failed_ says why (look_up() fails the operations).
+void Services::find_parties(const json::array& emails, const json::array& phones) {
+    std::vector<Party> found;
+    auto outcome = fetch_crm(
+        json::object{{"type", "find"},
+                     {"objects", json::array{"Contact", "Lead"}},
+                     {"emails", emails},
+                     {"phones", phones},
+                     {"country_code", settings_.default_country_code}},
+        [&](json::value&& item) -> int32_t {
+            auto* o = item.if_object();
+            auto* r = o ? find_object(*o, "record") : nullptr;
+            if (!r) return CRMSYNC_STATUS_OK;
+            Party party;
+            party.id = find_text(*r, "Id");
+            auto* attributes = find_object(*r, "attributes");
+            party.object = attributes ? find_text(*attributes, "type") : "";
+            party.created = find_text(*r, "CreatedDate");
+            party.email = support::ascii_lower(find_text(*r, "Email"));
+            party.converted = find_bool(*r, "IsConverted").value_or(false);
+            for (const char* f : {"Phone", "MobilePhone"})
+                if (auto v = find_string(*r, f); v && !v->empty()) party.phones.push_back(normalize_phone(*v));
+            found.push_back(std::move(party));
+            return CRMSYNC_STATUS_OK;
+        },
+        "the Contact and Lead lookup");
+    std::lock_guard lock(mutex_);
+    if (!outcome.ok()) {
+        if (!parties_failed_) parties_failed_ = outcome.message;
+        return;
     }
-    const auto& emails = email_set.values;
-    const auto& phones = phone_set.values;
-    for (size_t start = 0; start < std::max(emails.size(), phones.size()); start += kKeysPerQuery) {
-        json::array e, ph;
-        for (size_t i = start; i < std::min(emails.size(), start + kKeysPerQuery); ++i) e.emplace_back(emails[i]);
-        for (size_t i = start; i < std::min(phones.size(), start + kKeysPerQuery); ++i) ph.emplace_back(phones[i]);
-        std::vector<Party> found;
-        auto outcome = fetch_crm(
-            json::object{{"type", "find"},
-                         {"objects", json::array{"Contact", "Lead"}},
-                         {"emails", e},
-                         {"phones", ph},
-                         {"country_code", settings_.default_country_code}},
-            [&](json::value&& item) -> int32_t {
-                auto* o = item.if_object();
-                auto* r = o ? find_object(*o, "record") : nullptr;
-                if (!r) return CRMSYNC_STATUS_OK;
-                Party party;
-                party.id = find_text(*r, "Id");
-                auto* attributes = find_object(*r, "attributes");
-                party.object = attributes ? find_text(*attributes, "type") : "";
-                party.created = find_text(*r, "CreatedDate");
-                party.email = support::ascii_lower(find_text(*r, "Email"));
-                party.converted = find_bool(*r, "IsConverted").value_or(false);
-                for (const char* f : {"Phone", "MobilePhone"})
-                    if (auto v = find_string(*r, f); v && !v->empty()) party.phones.push_back(normalize_phone(*v));
-                found.push_back(std::move(party));
-                return CRMSYNC_STATUS_OK;
-            },
-            "the Contact and Lead lookup");
-        if (stopped()) return;
-        if (!outcome.ok()) {
-            for (auto& p : ops)
-                if (p.active() && p.op.related)
-                    p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + outcome.message);
-            return;
-        }
-        for (const auto& v : e) keys_looked_up_.insert("e:" + std::string(v.as_string()));
-        for (const auto& v : ph) keys_looked_up_.insert("p:" + normalize_phone(v.as_string()));
-        std::sort(found.begin(), found.end(),
-                  [](const Party& a, const Party& b) { return a.created != b.created ? a.created < b.created : a.id < b.id; });
-        for (const auto& party : found) {
-            if (!party.email.empty() && keys_looked_up_.count("e:" + party.email))
-                parties_by_key_["e:" + party.email].push_back(party);
-            for (const auto& digits : party.phones)
-                if (keys_looked_up_.count("p:" + digits)) parties_by_key_["p:" + digits].push_back(party);
-        }
+    std::set<std::string> asked;
+    for (const auto& v : emails) asked.insert("e:" + std::string(v.as_string()));
+    for (const auto& v : phones) asked.insert("p:" + normalize_phone(v.as_string()));
+    keys_looked_up_.insert(asked.begin(), asked.end());
+    std::sort(found.begin(), found.end(),
+              [](const Party& a, const Party& b) { return a.created != b.created ? a.created < b.created : a.id < b.id; });
+    for (const auto& party : found) {
+        if (!party.email.empty() && asked.count("e:" + party.email)) parties_by_key_["e:" + party.email].push_back(party);
+        for (const auto& digits : party.phones)
+            if (asked.count("p:" + digits)) parties_by_key_["p:" + digits].push_back(party);
     }
 }
 

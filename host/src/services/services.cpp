@@ -2,12 +2,14 @@
 // related.cpp, the describe checks in describe_checks.cpp.
 #include "services.h"
 
+#include <crmsync/support/phone.hpp>
 #include <crmsync/support/soql.hpp>
 #include <crmsync/support/text.hpp>
 
 #include <algorithm>
 #include <cctype>
 
+#include "../parallel.h"
 #include "batch_keys.h"
 
 namespace crmsync {
@@ -79,8 +81,8 @@ std::optional<RunStop> Services::resolve(std::vector<PendingOperation>& ops, Run
     counts_ = &counts;
     log_ = &log;
     stop_.reset();
-    for (auto step :
-         {&Services::resolve_match, &Services::resolve_owner, &Services::resolve_related, &Services::check_against_describe}) {
+    for (auto step : {&Services::resolve_match, &Services::look_up, &Services::resolve_owner, &Services::resolve_related,
+                      &Services::check_against_describe}) {
         (this->*step)(ops);
         if (stopped()) break;
     }
@@ -98,14 +100,23 @@ void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
     }
 }
 
-void Services::note(std::string level, std::string message) { log_->push_back({0, std::move(level), std::move(message)}); }
+void Services::note(std::string level, std::string message) {
+    std::lock_guard lock(mutex_);
+    log_->push_back({0, std::move(level), std::move(message)});
+}
 
-void Services::bump(const std::string& counter) { counts_->bump(counter); }
+void Services::bump(const std::string& counter) {
+    std::lock_guard lock(mutex_);
+    counts_->bump(counter);
+}
 
 // One CRM call under the run's retry policy. A failure that is not the input's own (budget,
 // 5xx, timeout, auth) stops the batch; the caller sees the outcome either way.
 Outcome Services::call_crm(const std::function<Outcome()>& attempt, std::string_view what) {
-    auto outcome = crm_.caller.call(crm_.plugin, crm_.credentials, attempt, *counts_);
+    RunCounts counts;  // calls run at once: each counts its own retries
+    auto outcome = crm_.caller.call(crm_.plugin, crm_.credentials, attempt, counts);
+    std::lock_guard lock(mutex_);
+    counts_->add(counts);
     if (!outcome.ok() && !is_input_fault(outcome) && !stop_) stop_ = stop_for(outcome, what);
     return outcome;
 }
@@ -396,27 +407,61 @@ std::string Services::owner_fallback(const OwnerDirective& owner, const std::str
     return "";
 }
 
+// Keys of Contacts and Leads one `find` call asks for: a plugin packs them into as few
+// requests as it can (the salesforce plugin: about a thousand emails a Composite call).
+constexpr size_t kPartyKeysPerCall = 1000;
+
+void Services::look_up(std::vector<PendingOperation>& ops) {
+    Distinct owners, emails, phones;
+    for (const auto& p : ops) {
+        if (!p.active()) continue;
+        if (p.op.owner)
+            if (auto email = support::ascii_lower(p.op.owner->email); !email.empty() && !owners_.count(email)) owners.add(email);
+        if (!p.op.related) continue;
+        for (const auto& e : p.op.related->emails)
+            if (auto email = support::ascii_lower(e); !email.empty() && !keys_looked_up_.count("e:" + email)) emails.add(email);
+        for (const auto& phone : p.op.related->phones)
+            if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone)))
+                phones.add(phone);
+    }
+    std::vector<std::function<void()>> calls;
+    for_each_chunk(owners.values,
+                   [&](const std::vector<std::string>& chunk) { calls.emplace_back([this, chunk] { look_up_owners(chunk); }); });
+    for (size_t start = 0; start < std::max(emails.values.size(), phones.values.size()); start += kPartyKeysPerCall) {
+        json::array e, ph;
+        for (size_t i = start; i < std::min(emails.values.size(), start + kPartyKeysPerCall); ++i)
+            e.emplace_back(emails.values[i]);
+        for (size_t i = start; i < std::min(phones.values.size(), start + kPartyKeysPerCall); ++i)
+            ph.emplace_back(phones.values[i]);
+        calls.emplace_back([this, e = std::move(e), ph = std::move(ph)] { find_parties(e, ph); });
+    }
+    run_at_once(calls.size(), crm_.parallel, [&](size_t i) { calls[i](); });
+    if (stopped()) return;
+    if (auto why = std::exchange(parties_failed_, std::nullopt))
+        for (auto& p : ops)
+            if (p.active() && p.op.related) p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + *why);
+}
+
+// A chunk of owner emails: each found active user's id, or "" for none (the oldest user
+// wins when several share an email).
+void Services::look_up_owners(const std::vector<std::string>& emails) {
+    std::vector<json::object> rows;
+    auto outcome = query(
+        "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN " + soql::in_list(emails) + " ORDER BY CreatedDate ASC",
+        rows, "the user lookup");
+    if (!outcome.ok()) {
+        note("error", "user lookup failed: " + outcome.message);
+        return;
+    }
+    std::lock_guard lock(mutex_);
+    for (const auto& email : emails) owners_.emplace(email, "");
+    for (const auto& r : rows) {
+        auto& slot = owners_[support::ascii_lower(find_text(r, "Email"))];
+        if (slot.empty()) slot = find_text(r, "Id");
+    }
+}
+
 void Services::resolve_owner(std::vector<PendingOperation>& ops) {
-    Distinct unknown;
-    for (auto& p : ops)
-        if (p.active() && p.op.owner)
-            if (auto email = support::ascii_lower(p.op.owner->email); !email.empty() && !owners_.count(email)) unknown.add(email);
-    for_each_chunk(unknown.values, [&](const std::vector<std::string>& chunk) {
-        if (stopped()) return;
-        std::vector<json::object> rows;
-        auto outcome = query(
-            "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN " + soql::in_list(chunk) + " ORDER BY CreatedDate ASC",
-            rows, "the user lookup");
-        if (!outcome.ok()) {
-            note("error", "user lookup failed: " + outcome.message);
-            return;
-        }
-        for (const auto& email : chunk) owners_.emplace(email, "");
-        for (const auto& r : rows) {
-            auto& slot = owners_[support::ascii_lower(find_text(r, "Email"))];
-            if (slot.empty()) slot = find_text(r, "Id");
-        }
-    });
     for (auto& p : ops) {
         if (stopped()) return;
         if (!p.active() || !p.op.owner) continue;

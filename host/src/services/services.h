@@ -11,6 +11,7 @@
 // timeout, auth) fails no record: resolve() answers the stop and the batch goes no further.
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -35,11 +36,12 @@ struct ServiceSettings {
 };
 
 // The CRM plugin as the services reach it: the instance, its credentials (to
-// authenticate again) and the run's caller.
+// authenticate again), the run's caller and how many calls may run at once.
 struct CrmAccess {
     PluginInstance& plugin;
     const std::vector<CredentialRef>& credentials;
     const PluginCaller& caller;
+    size_t parallel = 1;
 };
 
 class Services {
@@ -84,10 +86,14 @@ private:
     void resolve_match(std::vector<PendingOperation>& ops);
     Outcome lookup(const std::string& object, const std::vector<std::string>& by, const std::vector<std::string>& select,
                    const std::vector<std::vector<std::string>>& keys, std::vector<json::object>& rows);
+    // The owners and the Contacts and Leads a batch names that the run has not looked up
+    // yet, a CRM call per chunk of keys, the calls at once.
+    void look_up(std::vector<PendingOperation>& ops);
+    void look_up_owners(const std::vector<std::string>& emails);
+    void find_parties(const json::array& emails, const json::array& phones);
     void resolve_owner(std::vector<PendingOperation>& ops);
     std::string owner_fallback(const OwnerDirective& owner, const std::string& email, std::string& code, std::string& why);
     void resolve_related(std::vector<PendingOperation>& ops);
-    void find_parties(std::vector<PendingOperation>& ops);
     std::optional<std::string> relate(PendingOperation& p);  // the primary Contact when open_opportunity applies
     void attach_open_opportunities(const std::vector<std::pair<PendingOperation*, std::string>>& wanted);
 
@@ -109,7 +115,10 @@ private:
     Outcome create_once(const json::value& batch, const std::string& applied, std::vector<json::value>& results,
                         std::string_view what);
     Outcome query(const std::string& soql, std::vector<json::object>& rows, std::string_view what);
-    bool stopped() const { return stop_.has_value(); }
+    bool stopped() const {
+        std::lock_guard lock(mutex_);
+        return stop_.has_value();
+    }
     void note(std::string level, std::string message);
     void bump(const std::string& counter);
 
@@ -126,10 +135,13 @@ private:
     bool dry_run_;
     std::vector<json::object> required_any_;
 
+    // Guards what the calls of look_up() share: the three below and the caches.
+    mutable std::mutex mutex_;
     // Set for the duration of one resolve(): where counters, log lines and a stop go.
     RunCounts* counts_ = nullptr;
     std::vector<LogLine>* log_ = nullptr;
     std::optional<RunStop> stop_;
+    std::optional<std::string> parties_failed_;  // why the CRM refused a Contact and Lead lookup
 
     // Cached for the run.
     std::map<std::string, Describe> describes_;

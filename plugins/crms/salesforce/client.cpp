@@ -68,10 +68,10 @@ std::pair<std::string, std::string> first_error(const json::value& body) {
 }  // namespace
 
 Response Client::send(crmsync_call* call, const std::string& method, const std::string& url, const std::string& body,
-                      const std::string& content_type, bool idempotent, bool with_session) {
+                      const std::string& content_type, bool idempotent, const std::string* token) {
     std::vector<std::string> header_text{"Accept: application/json"};
     if (!content_type.empty()) header_text.push_back("Content-Type: " + content_type);
-    if (with_session) header_text.push_back("Authorization: Bearer " + access_token_);
+    if (token) header_text.push_back("Authorization: Bearer " + *token);
     std::vector<const char*> headers;
     for (const auto& h : header_text) headers.push_back(h.c_str());
     crmsync_http_request req;
@@ -160,8 +160,8 @@ std::string Client::jwt_assertion(crmsync_call* call, std::string& error) const 
 }
 
 int32_t Client::token_request(crmsync_call* call, const std::string& form) {
-    auto res =
-        send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", true, false);
+    auto res = send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", true,
+                    nullptr);
     if (res.status == CRMSYNC_STATUS_RETRY || res.status == CRMSYNC_STATUS_CANCELLED) {
         host_->fail(call, res.status, ("Salesforce login " + config_.login_url + ": " + res.message).c_str());
         return res.status;
@@ -185,7 +185,13 @@ int32_t Client::token_request(crmsync_call* call, const std::string& form) {
 }
 
 int32_t Client::authenticate(crmsync_call* call, const Credentials& credentials) {
+    std::lock_guard lock(mutex_);
     credentials_ = credentials;
+    return login(call);
+}
+
+int32_t Client::login(crmsync_call* call) {
+    const Credentials& credentials = credentials_;
     auto need = [&](const std::string& value, const char* name) {
         if (!value.empty()) return true;
         host_->fail(call, CRMSYNC_STATUS_AUTH_FAILED,
@@ -230,8 +236,8 @@ std::string Client::exchange_code(crmsync_call* call, const Credentials& credent
                        "&code_verifier=" + url_encode(code_verifier);
     if (!credentials.client_secret.empty()) form += "&client_secret=" + url_encode(credentials.client_secret);
     // A code is good once: the exchange is never repeated blind.
-    auto res =
-        send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", false, false);
+    auto res = send(call, "POST", config_.login_url + "/services/oauth2/token", form, "application/x-www-form-urlencoded", false,
+                    nullptr);
     auto* o = res.body.if_object();
     if (res.http != 200 || !o) {
         auto [error, description] = first_error(res.body);
@@ -253,19 +259,31 @@ std::string Client::exchange_code(crmsync_call* call, const Credentials& credent
 
 Response Client::request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body,
                          bool idempotent, const std::string& content_type) {
-    std::string url = instance_url_ + (path.rfind("/services/", 0) == 0 ? path : data_path(path));
-    auto res = send(call, method, url, body, body.empty() ? "" : content_type, idempotent, true);
-    if (res.status == CRMSYNC_STATUS_AUTH_FAILED && !credentials_.client_id.empty()) {
-        // The session expired: log in again once, then repeat the request once.
-        host_->log(call, CRMSYNC_LOG_INFO, "Salesforce session expired; logging in again");
-        if (authenticate(call, credentials_) != CRMSYNC_STATUS_OK) {
-            res.message = "the session expired and logging in again failed";
-            return res;
-        }
-        url = instance_url_ + (path.rfind("/services/", 0) == 0 ? path : data_path(path));
-        res = send(call, method, url, body, body.empty() ? "" : content_type, idempotent, true);
+    const std::string absolute = path.rfind("/services/", 0) == 0 ? path : data_path(path);
+    std::string token, instance;
+    {
+        std::lock_guard lock(mutex_);
+        token = access_token_;
+        instance = instance_url_;
     }
-    return res;
+    auto res = send(call, method, instance + absolute, body, body.empty() ? "" : content_type, idempotent, &token);
+    if (res.status != CRMSYNC_STATUS_AUTH_FAILED) return res;
+    {
+        std::lock_guard lock(mutex_);
+        if (credentials_.client_id.empty()) return res;
+        // The session expired: log in again once (unless a request beside this one already
+        // did), then repeat the request once.
+        if (access_token_ == token) {
+            host_->log(call, CRMSYNC_LOG_INFO, "Salesforce session expired; logging in again");
+            if (login(call) != CRMSYNC_STATUS_OK) {
+                res.message = "the session expired and logging in again failed";
+                return res;
+            }
+        }
+        token = access_token_;
+        instance = instance_url_;
+    }
+    return send(call, method, instance + absolute, body, body.empty() ? "" : content_type, idempotent, &token);
 }
 
 }  // namespace salesforce

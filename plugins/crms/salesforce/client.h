@@ -3,9 +3,11 @@
 // refresh token), requests through the host's HTTP service with the session, limit
 // accounting from Sforce-Limit-Info, and Salesforce's three error shapes turned into
 // crmsync statuses. Credentials live only in memory and never appear in a message.
+// Thread-safe: requests may run at once; a session that expired is renewed by one of them.
 #include <crmsync/plugin.h>
 
 #include <boost/json.hpp>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,17 +57,23 @@ public:
     Response request(crmsync_call* call, const std::string& method, const std::string& path, const std::string& body = "",
                      bool idempotent = true, const std::string& content_type = "application/json");
 
-    const std::string& user_id() const { return user_id_; }
+    std::string user_id() const {
+        std::lock_guard lock(mutex_);
+        return user_id_;
+    }
     std::string data_path(const std::string& path) const { return "/services/data/v" + config_.api_version + path; }
 
 private:
+    // `token` is the session's access token, or null for a request without one.
     Response send(crmsync_call* call, const std::string& method, const std::string& url, const std::string& body,
-                  const std::string& content_type, bool idempotent, bool with_session);
+                  const std::string& content_type, bool idempotent, const std::string* token);
+    int32_t login(crmsync_call* call);  // with credentials_, mutex_ held
     int32_t token_request(crmsync_call* call, const std::string& form);
     std::string jwt_assertion(crmsync_call* call, std::string& error) const;
 
     const crmsync_host_api* host_;
     Config config_;
+    mutable std::mutex mutex_;  // guards the credentials and the session below
     Credentials credentials_;
     std::string access_token_, instance_url_, user_id_;
 };

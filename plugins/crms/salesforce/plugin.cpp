@@ -11,6 +11,7 @@
 #include <ctime>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "bulk.h"
 #include "client.h"
@@ -41,9 +42,12 @@ const char* const kConfigSchema = R"json({
   }
 })json";
 
+// Calls on one instance may run at once (CRMSYNC_CAP_THREADSAFE): the client guards its
+// session, the describe cache its own mutex.
 struct Instance {
     const crmsync_host_api* host;
     std::unique_ptr<Client> client;
+    std::mutex describes_mutex;
     std::map<std::string, json::object> describes;
 };
 
@@ -137,9 +141,12 @@ int32_t composite_queries(Instance* in, crmsync_call* call, const std::vector<st
     auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
     for (size_t start = 0; start < statements.size(); start += kQueriesPerComposite) {
         json::array subrequests;
-        for (size_t i = start; i < std::min(statements.size(), start + kQueriesPerComposite); ++i)
-            subrequests.push_back(json::object{
-                {"method", "GET"}, {"url", prefix + url_encode(statements[i])}, {"referenceId", "q" + std::to_string(i)}});
+        for (size_t i = start; i < std::min(statements.size(), start + kQueriesPerComposite); ++i) {
+            std::string reference(1, 'q');  // a reference id starts with a letter
+            reference += std::to_string(i);
+            subrequests.push_back(
+                json::object{{"method", "GET"}, {"url", prefix + url_encode(statements[i])}, {"referenceId", reference}});
+        }
         auto res = in->client->request(call, "POST", "/composite",
                                        json::serialize(json::object{{"compositeRequest", std::move(subrequests)}}));
         if (res.status != CRMSYNC_STATUS_OK) return fail(in->host, call, res.status, what + " failed: " + res.message);
@@ -271,13 +278,14 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     std::string country = text(request, "country_code");
     auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
     // Each object's statements with as many emails as keep a subrequest's URL within what
-    // Salesforce accepts (under 7,000 bytes, leaving room for proxies), Contact and Lead
+    // Salesforce accepts (the SELECT around them takes under 500 bytes), Contact and Lead
     // together in Composite calls: one API call for up to five statements.
+    const size_t budget = kSubrequestUrlBytes - 500 - in->client->data_path("/query?q=").size();
     std::vector<std::string> statements;
     for (size_t start = 0; start < emails.size();) {
         std::vector<std::string> chunk;
         size_t encoded = 0;
-        while (start < emails.size() && (chunk.empty() || encoded + url_encode(emails[start]).size() + 9 < 6000)) {
+        while (start < emails.size() && (chunk.empty() || encoded + url_encode(emails[start]).size() + 9 < budget)) {
             encoded += url_encode(emails[start]).size() + 9;
             chunk.push_back(emails[start++]);
         }
@@ -306,14 +314,18 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     return CRMSYNC_STATUS_OK;
 }
 
-const json::object* describe(Instance* in, crmsync_call* call, const std::string& object, int32_t& status) {
-    if (auto it = in->describes.find(object); it != in->describes.end()) return &it->second;
+std::optional<json::object> describe(Instance* in, crmsync_call* call, const std::string& object, int32_t& status) {
+    {
+        std::lock_guard lock(in->describes_mutex);
+        if (auto it = in->describes.find(object); it != in->describes.end()) return it->second;
+    }
     auto res = in->client->request(call, "GET", "/sobjects/" + url_encode(object) + "/describe");
     if (res.status != CRMSYNC_STATUS_OK) {
         status = fail(in->host, call, res.status, "describe " + object + " failed: " + res.message);
-        return nullptr;
+        return std::nullopt;
     }
-    return &(in->describes[object] = res.body.as_object());
+    std::lock_guard lock(in->describes_mutex);
+    return in->describes[object] = std::move(res.body.as_object());
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
@@ -337,12 +349,11 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         if (type == "describe") {
             for (const auto& object : request.at("objects").as_array()) {
                 int32_t status = CRMSYNC_STATUS_OK;
-                auto* d = describe(in, call, std::string(object.as_string()), status);
-                if (!d) return status;
-                json::object item = *d;
-                item["type"] = "describe";
-                item["object"] = item["name"];
-                emit(in->host, call, item);
+                auto item = describe(in, call, std::string(object.as_string()), status);
+                if (!item) return status;
+                (*item)["type"] = "describe";
+                (*item)["object"] = (*item)["name"];
+                emit(in->host, call, *item);
             }
             return CRMSYNC_STATUS_OK;
         }
@@ -424,7 +435,7 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
             {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{field}}}}}};
     };
     int32_t status = CRMSYNC_STATUS_OK;
-    auto* d = describe(in, call, object, status);
+    auto d = describe(in, call, object, status);
     if (!d) return refused("DESCRIBE_FAILED", "could not describe " + object);
     const json::object* f = nullptr;
     for (const auto& candidate : d->at("fields").as_array())
@@ -453,6 +464,7 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
     if (patched.status != CRMSYNC_STATUS_OK)
         return refused("TOOLING_API_FAILED",
                        "adding \"" + value + "\" to " + object + "." + field + " failed: " + patched.message);
+    std::lock_guard lock(in->describes_mutex);
     in->describes.erase(object);  // the next describe shows the new value
     return json::object{{"key", key}, {"success", true}, {"id", id}};
 }
@@ -551,7 +563,7 @@ const crmsync_plugin kPlugin = {
     CRMSYNC_PLUGIN_VERSION,
     "Salesforce over its REST API (OAuth 2.0, sObject Collections, SOQL/SOSL)",
     kConfigSchema,
-    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE,
+    CRMSYNC_CAP_FETCH | CRMSYNC_CAP_WRITE | CRMSYNC_CAP_THREADSAFE,
     create,
     destroy,
     authenticate,

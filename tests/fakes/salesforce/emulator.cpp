@@ -169,6 +169,14 @@ void Emulator::routes() {
     // budget, and report usage in Sforce-Limit-Info — as Salesforce does on every response.
     auto api = [this](const std::string& name, std::function<void(const httplib::Request&, httplib::Response&)> handler) {
         return [this, name, handler](const httplib::Request& req, httplib::Response& res) {
+            struct AtOnce {  // counts this request among those being answered
+                Emulator& e;
+                explicit AtOnce(Emulator& emulator) : e(emulator) {
+                    int64_t now = ++e.at_once_, most = e.most_at_once_.load();
+                    while (now > most && !e.most_at_once_.compare_exchange_weak(most, now)) {}
+                }
+                ~AtOnce() { --e.at_once_; }
+            } at_once(*this);
             int64_t delay = 0;
             bool fail_503 = false;
             {

@@ -73,6 +73,8 @@ public:
     // "describe", ...); "composite-query" counts the queries inside Composite calls.
     std::map<std::string, int64_t> calls();
     int64_t calls(const std::string& endpoint);
+    // The most API requests (the login aside) that were being answered at one moment.
+    int64_t most_at_once() const { return most_at_once_.load(); }
     // Runs fn with the engine under the lock (for test assertions).
     template <class Fn>
     auto with_engine(Fn&& fn) {
@@ -88,6 +90,7 @@ private:
     std::mutex mutex_;
     Faults faults_;
     std::map<std::string, int64_t> calls_;
+    std::atomic<int64_t> at_once_{0}, most_at_once_{0};
     std::map<std::string, int64_t> tokens_;  // access token -> expiry (ms, 0: never)
     // The web-server flow: codes handed out (once each) and the refresh tokens they became.
     struct AuthorizationCode {

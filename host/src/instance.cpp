@@ -36,7 +36,7 @@ void api_log(crmsync_call* call, int32_t level, const char* message) noexcept {
                   : level == CRMSYNC_LOG_INFO ? Level::info
                   : level == CRMSYNC_LOG_WARN ? Level::warn
                                               : Level::error;
-        if (call->services->log) call->services->log(l, call->plugin_id + ": " + message);
+        if (call->services->log) call->services->log(l, std::string(call->plugin_id) + ": " + message);
     } catch (...) {}
 }
 
@@ -55,7 +55,9 @@ int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
             api_log(call, CRMSYNC_LOG_ERROR, "emit() called from an entry point that emits nothing");
             return CRMSYNC_STATUS_ERROR;
         }
-        auto parsed = parse_json(std::string_view(text, size));
+        // The items of one call share a monotonic resource, freed when the last of them goes.
+        if (!call->items.is_shared()) call->items = json::make_shared_resource<json::monotonic_resource>();
+        auto parsed = parse_json(std::string_view(text, size), call->items);
         if (!parsed) {
             api_log(call, CRMSYNC_LOG_ERROR, ("emitted text that is not JSON: " + parsed.status().message()).c_str());
             return CRMSYNC_STATUS_ERROR;
@@ -71,7 +73,7 @@ int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
 
 int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
     try {
-        if (!call || !call->services || !call->http || !request || !response) return CRMSYNC_STATUS_ERROR;
+        if (!call || !call->services || !request || !response) return CRMSYNC_STATUS_ERROR;
         crmsync_http_request req;
         std::memset(&req, 0, sizeof req);
         std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
@@ -88,7 +90,8 @@ int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsyn
         if (req.body && req.body_size) r.body.assign(req.body, req.body_size);
         if (req.timeout_ms) r.timeout_ms = req.timeout_ms;
         r.idempotent = req.idempotent != 0;
-        auto result = call->http->perform(r);
+        if (!call->http) call->http.emplace(call->services->http.take());
+        auto result = call->http->get()->perform(r);
         crmsync_http_response out;
         std::memset(&out, 0, sizeof out);
         out.struct_size = sizeof out;
@@ -167,10 +170,8 @@ Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<L
     auto valid = validate_against_schema(plugin->config_schema(), config, "config");
     if (!valid) return valid.prefixed(prefix + "config does not match plugin " + plugin->id() + "'s schema: ");
     std::unique_ptr<PluginInstance> self(new PluginInstance(std::move(plugin), std::move(services)));
-    auto http = self->services_->http.take();
     crmsync_call call;
     call.services = self->services_.get();
-    call.http = http.get();
     call.plugin_id = self->plugin_->id();
     std::string config_text = json::serialize(config);
     crmsync_instance* made = nullptr;
@@ -211,10 +212,8 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
         };
         sink = &checked;
     }
-    auto http = services_->http.take();
     crmsync_call call;
     call.services = services_.get();
-    call.http = http.get();
     call.plugin_id = plugin_->id();
     call.on_item = sink;
     int32_t status;

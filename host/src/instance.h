@@ -98,9 +98,11 @@ private:
 // The per-invocation context behind the opaque crmsync_call (host side only).
 struct crmsync_call {
     crmsync::HostServices* services = nullptr;
-    crmsync::HttpClient* http = nullptr;  // this call's own, taken from services->http
-    std::string plugin_id;
+    // This call's own HTTP client, taken from services->http at its first request.
+    std::optional<crmsync::HttpPool::Lease> http;
+    std::string_view plugin_id;  // the loaded plugin's, which outlives the call
     const std::function<int32_t(crmsync::json::value&&)>* on_item = nullptr;
+    crmsync::json::storage_ptr items;  // what emitted items are parsed into, made at the first
     int32_t fail_status = CRMSYNC_STATUS_OK;
     std::string fail_message;
     std::vector<std::unique_ptr<std::string>> kept;  // returned strings, valid until return

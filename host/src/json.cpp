@@ -4,13 +4,20 @@
 #include <charconv>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 namespace crmsync {
 
-Result<json::value> parse_json(std::string_view text) {
-    json::stream_parser parser;
+Result<json::value> parse_json(std::string_view text, json::storage_ptr storage) {
+    // One parser a thread, reset for each text: constructing one costs more than parsing a
+    // small operation or result, and the host parses one for every item a plugin emits.
+    thread_local std::optional<json::stream_parser> reused;
+    // A large text (a file's content) leaves the parser's buffers as large: start afresh after it.
+    if (!reused || text.size() > (1u << 20)) reused.emplace();
+    json::stream_parser& parser = *reused;
+    parser.reset(std::move(storage));
     boost::system::error_code ec;
     std::size_t consumed = parser.write_some(text.data(), text.size(), ec);
     if (!ec) parser.finish(ec);
@@ -25,6 +32,7 @@ Result<json::value> parse_json(std::string_view text) {
                 ++column;
             }
         }
+        parser.reset();
         return Status::config("line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + ec.message());
     }
     return parser.release();
@@ -45,36 +53,78 @@ Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
 }
 
 namespace {
+
+// A string as Boost.JSON serializes it (the form content hashes were first made in): `"`,
+// `\\` and control characters escaped, everything else — UTF-8 included — as it is.
+void write_string(std::string_view text, std::string& out) {
+    static const char* const kHex = "0123456789abcdef";
+    out += '"';
+    size_t plain = 0;  // start of the run not yet copied
+    for (size_t i = 0; i < text.size(); ++i) {
+        const unsigned char c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(text, plain, i - plain);
+        plain = i + 1;
+        out += '\\';
+        switch (c) {
+            case '"': out += '"'; break;
+            case '\\': out += '\\'; break;
+            case '\b': out += 'b'; break;
+            case '\f': out += 'f'; break;
+            case '\n': out += 'n'; break;
+            case '\r': out += 'r'; break;
+            case '\t': out += 't'; break;
+            default:
+                out += "u00";
+                out += kHex[c >> 4];
+                out += kHex[c & 15];
+        }
+    }
+    out.append(text, plain, text.size() - plain);
+    out += '"';
+}
+
 void write_canonical(const json::value& value, std::string& out) {
-    if (value.is_object()) {
-        const auto& object = value.get_object();
-        std::vector<const json::key_value_pair*> entries;
-        entries.reserve(object.size());
-        for (const auto& entry : object) entries.push_back(&entry);
-        std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
-        out += '{';
-        bool first = true;
-        for (auto* entry : entries) {
-            if (!first) out += ',';
-            first = false;
-            out += json::serialize(json::string_view(entry->key()));
-            out += ':';
-            write_canonical(entry->value(), out);
+    char digits[24];
+    switch (value.kind()) {
+        case json::kind::object: {
+            const auto& object = value.get_object();
+            std::vector<const json::key_value_pair*> entries;
+            entries.reserve(object.size());
+            for (const auto& entry : object) entries.push_back(&entry);
+            std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
+            out += '{';
+            for (size_t i = 0; i < entries.size(); ++i) {
+                if (i > 0) out += ',';
+                write_string(entries[i]->key(), out);
+                out += ':';
+                write_canonical(entries[i]->value(), out);
+            }
+            out += '}';
+            return;
         }
-        out += '}';
-    } else if (value.is_array()) {
-        out += '[';
-        bool first = true;
-        for (const auto& item : value.get_array()) {
-            if (!first) out += ',';
-            first = false;
-            write_canonical(item, out);
+        case json::kind::array: {
+            out += '[';
+            bool first = true;
+            for (const auto& item : value.get_array()) {
+                if (!first) out += ',';
+                first = false;
+                write_canonical(item, out);
+            }
+            out += ']';
+            return;
         }
-        out += ']';
-    } else {
-        out += json::serialize(value);
+        case json::kind::string: write_string(value.get_string(), out); return;
+        case json::kind::int64: out.append(digits, std::to_chars(digits, digits + sizeof digits, value.get_int64()).ptr); return;
+        case json::kind::uint64:
+            out.append(digits, std::to_chars(digits, digits + sizeof digits, value.get_uint64()).ptr);
+            return;
+        case json::kind::bool_: out += value.get_bool() ? "true" : "false"; return;
+        case json::kind::null: out += "null"; return;
+        case json::kind::double_: out += json::serialize(value); return;  // Boost's own form
     }
 }
+
 }  // namespace
 
 std::string canonical_json(const json::value& value) {

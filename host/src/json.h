@@ -13,7 +13,9 @@ namespace crmsync {
 namespace json = boost::json;
 
 // Parses text; on failure the message is "line L, column C: <reason>".
-Result<json::value> parse_json(std::string_view text);
+// The value is made in `storage` (a per-call monotonic resource for what plugins emit: one
+// block freed at once instead of a malloc and free per string and container).
+Result<json::value> parse_json(std::string_view text, json::storage_ptr storage = {});
 
 // Reads and parses a file; messages start with the path.
 // A file over `max_bytes` is refused unread (a wrong file, or one grown by accident).

@@ -9,8 +9,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,19 @@ struct Emulator {
         auto at = line.find("http");
         url = at == std::string::npos ? "" : line.substr(at);
         while (!url.empty() && (url.back() == '\n' || url.back() == '\r')) url.pop_back();
+    }
+    // CPU seconds the emulator has spent so far (user and system), from /proc.
+    double cpu_seconds() const {
+        std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+        std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+        auto close = text.rfind(')');  // the command name may hold spaces
+        if (close == std::string::npos) return 0;
+        std::istringstream fields(text.substr(close + 1));
+        std::string field;
+        long long ticks = 0;
+        for (int n = 3; n <= 15 && fields >> field; ++n)  // utime is field 14, stime 15
+            if (n >= 14) ticks += std::stoll(field);
+        return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
     }
     ~Emulator() {
         if (pid <= 0) return;

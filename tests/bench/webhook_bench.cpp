@@ -1,7 +1,7 @@
 // crmsync_webhook_bench: webhook-to-CRM latency. Starts the Salesforce emulator and
 // `crmsync serve` (the real salesforce plugin between them), posts signed events at a
 // steady rate, and reads from the emulator's store when each landed. Prints p50/p99
-// beside the target (p99 < 5 s at 50 events/s). A figure, not a test.
+// beside the goal (p99 < 1 s at 200 events/s). A figure, not a test.
 //   crmsync_webhook_bench [--rate 50] [--seconds 20]
 #include <httplib.h>
 #include <signal.h>
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
                             (home / "empty.jsonl") + R"("}})");
     pid_t serve = bench::spawn({CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"},
                                {std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR,
-                                "CRMSYNC_HOME=" + home.str(), "BENCH_HOOK_SECRET=bench-secret"},
+                                "CRMSYNC_HOME=" + home.str(), "BENCH_HOOK_SECRET=bench-secret", "CRMSYNC_LOG=warn"},
                                line);
     int port = std::stoi(line.substr(line.rfind(':') + 1));
 
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     std::printf("webhooks -> serve -> salesforce plugin -> emulator: %d events at %d/s\n", total, rate);
     std::printf("  landed                 %zu of %d (%d rejected)\n", latencies.size(), total, rejected);
     std::printf("  latency p50            %.2f s\n", pct(0.50));
-    std::printf("  latency p99            %.2f s   (target < 5 s: %s)\n", pct(0.99),
-                pct(0.99) < 5 && !latencies.empty() ? "met" : "MISSED");
+    std::printf("  latency p99            %.2f s   (goal < 1 s at 200 events/s: %s)\n", pct(0.99),
+                pct(0.99) < 1 && latencies.size() == static_cast<size_t>(total) ? "met" : "MISSED");
     return 0;
 }

@@ -71,20 +71,17 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
         file.seekg(offset);
         std::string line;
         bool more = false;
-        for (std::streampos before = file.tellg(); std::getline(file, line); before = file.tellg()) {
-            if (line.empty()) {
-                offset = file.tellg();
-                continue;
-            }
+        // Offsets are counted, not asked of the stream (tellg is a system call a line).
+        for (int64_t next = offset; std::getline(file, line); offset = next) {
+            next = offset + static_cast<int64_t>(line.size()) + (file.eof() ? 0 : 1);
+            if (line.empty()) continue;
             if (emitted == limit) {
                 more = true;
-                offset = before;
                 break;
             }
             auto rec = json::parse(line).as_object();
             emit(in->host, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
             ++emitted;
-            offset = file.tellg();
         }
         if (!more) {
             file.clear();

@@ -19,6 +19,35 @@ TEST_CASE("canonical JSON sorts keys at every level, so equal content hashes equ
     CHECK(canonical_json(a) == R"({"a":{"x":null,"y":[1,{"p":1,"q":2}]},"b":1})");
 }
 
+TEST_CASE("canonical JSON writes every value as Boost.JSON serializes it, so content hashes stay what they were") {
+    // Links keep the hash of what was written: a change of form would rewrite every record once.
+    for (int c = 0; c < 256; ++c) {
+        std::string text = "a";
+        text += static_cast<char>(c);
+        text += "b";
+        json::value v = json::string(text);
+        INFO("byte " << c);
+        CHECK(canonical_json(v) == json::serialize(v));
+        CHECK(canonical_json(json::object{{text, 1}}) == json::serialize(json::object{{text, 1}}));
+    }
+    for (const json::value& v : {json::value("日本語 é \"quoted\" \\ /"), json::value(-9223372036854775807LL - 1),
+                                 json::value(18446744073709551615ULL), json::value(0), json::value(1.5), json::value(-2e-7),
+                                 json::value(true), json::value(false), json::value(nullptr), json::value(json::array{})})
+        CHECK(canonical_json(v) == json::serialize(v));
+    CHECK(canonical_json(parse_json(R"({"z": [1, "x\ty", {"k": 2.0}], "a": ""})").value()) ==
+          R"({"a":"","z":[1,"x\ty",{"k":2E0}]})");
+}
+
+TEST_CASE("one parser serves many texts: a bad text does not spoil the next, a large one is read whole") {
+    CHECK_FALSE(parse_json(R"({"a": [1, 2)"));
+    CHECK(parse_json(R"({"a": [1, 2]})").value() == json::value(json::object{{"a", json::array{1, 2}}}));
+    std::string large(3u << 20, 'x');
+    auto parsed = parse_json("\"" + large + "\"");
+    REQUIRE(parsed);
+    CHECK(parsed->get_string().size() == large.size());
+    CHECK(parse_json("[true]").value() == json::value(json::array{true}));
+}
+
 TEST_CASE("version ranges: caret, tilde, comparators, partial versions") {
     auto v = [](const char* t) { return parse_version(t).value(); };
     auto r = [](const char* t) { return VersionRange::parse(t).value(); };

@@ -39,9 +39,9 @@ std::optional<std::string> type_problem(const std::string& t, const json::value&
 // An update cannot change create-only fields (a File's content, its name on disk, where it
 // was first published): they were set when the record was created, so an update leaves them
 // out instead of having the CRM refuse it.
-void drop_create_only(Operation& op, const std::map<std::string, json::object>& describe) {
+void drop_create_only(Operation& op, const std::map<std::string, json::object, std::less<>>& describe) {
     auto create_only = [&](std::string_view name) {
-        auto it = describe.find(std::string(name));
+        auto it = describe.find(name);
         return it != describe.end() && find_bool(it->second, "createable").value_or(true) &&
                !find_bool(it->second, "updateable").value_or(true);
     };
@@ -94,6 +94,12 @@ void Services::load_describes(const std::set<std::string>& objects) {
             if (auto* fields = find_array(*o, "fields"))
                 for (const auto& f : *fields)
                     if (auto* fo = f.if_object()) d.fields[find_text(*fo, "name")] = *fo;
+            for (const auto& [name, f] : d.fields) {
+                if (name == "Id" || name == "OwnerId" || find_text(f, "type") == "boolean") continue;
+                if (!find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
+                    !find_bool(f, "defaultedOnCreate").value_or(false))
+                    d.required.push_back(name);
+            }
             got[find_text(*o, "object")] = std::move(d);
             return CRMSYNC_STATUS_OK;
         },
@@ -102,7 +108,7 @@ void Services::load_describes(const std::set<std::string>& objects) {
     for (const auto& o : missing) {
         std::string name(o.as_string());
         if (got.count(name)) describes_[name] = std::move(got[name]);
-        else if (outcome.ok()) describes_[name] = Describe{{}, false, "the CRM has no object " + name};
+        else if (outcome.ok()) describes_[name] = Describe{{}, false, "the CRM has no object " + name, {}};
         else {
             // One describe call fails for all it asked; ask one by one so a bad name is named.
             if (missing.size() > 1) {
@@ -110,7 +116,7 @@ void Services::load_describes(const std::set<std::string>& objects) {
                 if (stopped()) return;
                 continue;
             }
-            describes_[name] = Describe{{}, false, outcome.message};
+            describes_[name] = Describe{{}, false, outcome.message, {}};
         }
     }
 }
@@ -150,12 +156,13 @@ void Services::check_operation(PendingOperation& p, const Describe& d,
     const std::string& object = p.op.object;
     if (!p.may_create()) drop_create_only(p.op, d.fields);
     for (auto& [name_view, value] : p.op.fields) {
-        std::string name(name_view);
-        auto it = d.fields.find(name);
+        auto it = d.fields.find(std::string_view(name_view));
         if (it == d.fields.end()) {
-            p.fail("INVALID_FIELD", missing_field_message(object, name, module_.name), {name});
+            p.fail("INVALID_FIELD", missing_field_message(object, std::string(name_view), module_.name),
+                   {std::string(name_view)});
             return;
         }
+        const std::string& name = it->first;
         const json::object& f = it->second;
         std::string type = find_text(f, "type");
         if (auto expected = type_problem(type, value)) {
@@ -255,12 +262,8 @@ void Services::check_required(PendingOperation& p, const Describe& d, const std:
         return (v && !v->is_null()) || filled_later.count(std::string(name));
     };
     std::vector<std::string> missing;
-    for (const auto& [name, f] : d.fields) {
-        if (name == "Id" || name == "OwnerId" || find_text(f, "type") == "boolean") continue;
-        bool required = !find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
-                        !find_bool(f, "defaultedOnCreate").value_or(false);
-        if (required && !given(name)) missing.push_back(name);
-    }
+    for (const auto& name : d.required)
+        if (!given(name)) missing.push_back(name);
     for (const auto& group : required_any_) {
         if (find_text(group, "object") != p.op.object) continue;
         if (auto unless = find_string(group, "unless_true"); unless && fields.contains(*unless) && fields.at(*unless) == true)

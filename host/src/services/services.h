@@ -73,9 +73,12 @@ public:
 
 private:
     struct Describe {
-        std::map<std::string, json::object> fields;  // by name
+        std::map<std::string, json::object, std::less<>> fields;  // by name
         bool ok = false;
         std::string problem;
+        // What a create must give: not nillable, createable, not defaulted (Id, OwnerId and
+        // checkboxes aside). Worked out once, not for every operation.
+        std::vector<std::string> required;
     };
     struct Party {
         std::string id, object, created, email;

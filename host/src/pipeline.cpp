@@ -3,6 +3,7 @@
 #include "pipeline.h"
 
 #include <cstdio>
+#include <future>
 #include <map>
 #include <set>
 
@@ -194,10 +195,12 @@ RunReport Pipeline::run(const RunOptions& options) {
     if (!stop) stop = retry_failed(scope, options);
     bool finished_reading = false;
     const bool was_synced = cursor.is_object() && find_bool(cursor.get_object(), "synced").value_or(false);
+    std::optional<Batch> ahead;  // the next page, read and mapped while the batch before it wrote
     for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
         if ((stop = between_batches(scope))) break;
-        Batch batch{gather(options, cursor, total.fetched), {}, {}, {}};
+        Batch batch = ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false};
+        ahead.reset();
         stop = batch.page.stop;
         more = batch.page.more && !stop;
         if (batch.page.records.empty()) {
@@ -205,7 +208,18 @@ RunReport Pipeline::run(const RunOptions& options) {
             break;
         }
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
-        if (auto halted = process(scope, batch, options)) {
+        // While the CRM takes this batch, the source gives the next page and the plugin maps
+        // it: nothing of it is decided (links, look-ups) before this batch is saved. Not for
+        // the inbox (its page is read from the store) nor a module that reads the CRM.
+        std::function<void()> read_ahead;
+        if (more && batch.page.checkpoint && !options.dry_run && !options.inbox && !reads_crm())
+            read_ahead = [&] {
+                const int64_t fetched = total.fetched + batch.commit.counts.fetched;
+                if (options.limit && *options.limit - fetched <= 0) return;
+                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false});
+                map(*ahead);
+            };
+        if (auto halted = process(scope, batch, options, read_ahead)) {
             stop = halted;
             break;
         }
@@ -259,17 +273,18 @@ std::optional<RunStop> Pipeline::retry_failed(RunScope& scope, const RunOptions&
 
 // One gathered batch through the stages to its commit. Answers why the run stops after
 // it, if it does (a stage halted, or the commit failed).
-std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const RunOptions& options) {
+std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const RunOptions& options,
+                                         const std::function<void()>& meanwhile) {
     RunReport& report = scope.report();
     batch.commit.run_id = report.run_id;
     batch.commit.scope = state_scope();
     batch.commit.counts.retries = batch.page.retries;
-    map(batch);
+    if (!batch.mapped) map(batch);
     auto halted = skip_unchanged(batch, report, options.dry_run);
     if (halted) forget_results(batch);
     else halted = resolve(batch);
     if (!halted) halted = scope.lost();
-    if (!halted && !options.dry_run) halted = write(batch);
+    if (!halted && !options.dry_run) halted = write_meanwhile(batch, meanwhile);
     if (options.dry_run) describe_dry_run(batch, report);
     write_back(batch);
     record_failures(batch, report, options.dry_run);
@@ -371,6 +386,7 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
 
 // Each record through the plugin's map: operations parsed once here, or the record fails.
 void Pipeline::map(Batch& batch) {
+    batch.mapped = true;
     auto fail = [&](const std::string& entity, const std::string& key, const std::string& object, std::string code,
                     std::string message, std::string payload) {
         ++batch.commit.counts.failed;
@@ -483,6 +499,16 @@ void Pipeline::forget_results(Batch& batch) {
     const int64_t retries = batch.commit.counts.retries;
     batch.commit.counts = RunCounts{};
     batch.commit.counts.retries = retries;
+}
+
+// The write on a thread of its own while `meanwhile` runs on this one. What they share is
+// guarded (the run log, the budget) or serialized by the plugin instance (a source that is
+// not THREADSAFE, asked for a file while it also gives the next page).
+std::optional<RunStop> Pipeline::write_meanwhile(Batch& batch, const std::function<void()>& meanwhile) {
+    if (!meanwhile) return write(batch);
+    auto written = std::async(std::launch::async, [this, &batch] { return write(batch); });
+    meanwhile();
+    return written.get();
 }
 
 std::optional<RunStop> Pipeline::write(Batch& batch) {

@@ -103,12 +103,16 @@ private:
         std::vector<PendingOperation> ops;
         BatchCommit commit;
         std::vector<json::object> writebacks;  // what to send back to the source
+        bool mapped = false;                   // map() has run (ahead, while the batch before it wrote)
     };
 
     // The run: failed records due again, then pages from the source, each batch through
     // process() to its commit.
     std::optional<RunStop> retry_failed(RunScope& scope, const RunOptions& options);
-    std::optional<RunStop> process(RunScope& scope, Batch& batch, const RunOptions& options);
+    // `meanwhile` runs on this thread while the batch's write goes on (the next page read
+    // and mapped ahead); it does not run when the batch stops before its write.
+    std::optional<RunStop> process(RunScope& scope, Batch& batch, const RunOptions& options,
+                                   const std::function<void()>& meanwhile = {});
     std::optional<RunStop> between_batches(const RunScope& scope) const;
     void settle_records(Batch& batch);
 
@@ -138,6 +142,7 @@ private:
     std::optional<RunStop> resolve(Batch& batch);
     void forget_results(Batch& batch);
     std::optional<RunStop> write(Batch& batch);
+    std::optional<RunStop> write_meanwhile(Batch& batch, const std::function<void()>& meanwhile);
     void write_back(Batch& batch);
     void record_failures(Batch& batch, RunReport& report, bool dry_run);
     void describe_dry_run(const Batch& batch, RunReport& report) const;

@@ -199,7 +199,7 @@ RunReport Pipeline::run(const RunOptions& options) {
     for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
         if ((stop = between_batches(scope))) break;
-        Batch batch = ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false};
+        Batch batch = ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false, false};
         ahead.reset();
         stop = batch.page.stop;
         more = batch.page.more && !stop;
@@ -208,16 +208,18 @@ RunReport Pipeline::run(const RunOptions& options) {
             break;
         }
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
-        // While the CRM takes this batch, the source gives the next page and the plugin maps
-        // it: nothing of it is decided (links, look-ups) before this batch is saved. Not for
-        // the inbox (its page is read from the store) nor a module that reads the CRM.
+        // While the CRM takes this batch, the source gives the next page, the plugin maps it
+        // and its look-ups are asked: nothing of it is decided (unchanged, owners, who) before
+        // this batch is saved. Not for the inbox (its page is read from the store), dry runs
+        // nor a module that reads the CRM.
         std::function<void()> read_ahead;
         if (more && batch.page.checkpoint && !options.dry_run && !options.inbox && !reads_crm())
             read_ahead = [&] {
                 const int64_t fetched = total.fetched + batch.commit.counts.fetched;
                 if (options.limit && *options.limit - fetched <= 0) return;
-                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false});
+                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false, false});
                 map(*ahead);
+                look_up_ahead(*ahead);
             };
         if (auto halted = process(scope, batch, options, read_ahead)) {
             stop = halted;
@@ -425,16 +427,41 @@ void Pipeline::map(Batch& batch) {
     }
 }
 
-// The operator's mappings, then the content hash: what was written before with the same
-// content is skipped without an API call.
-std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
+// The operator's mappings onto each operation, then its content hash.
+void Pipeline::hash_operations(Batch& batch) {
+    batch.hashed = true;
     services_->apply_field_mappings(batch.ops);
+    for (auto& p : batch.ops)
+        if (p.active()) p.hash = sha256_hex(canonical_json(p.op.to_json()));
+}
+
+// The owners and Contacts/Leads of a page read ahead go into the run's caches while the
+// batch before it is written — for the operations whose content differs from what was last
+// written, as in their own turn (an unchanged one costs no call). Nothing is decided here:
+// the batch's own resolve() does that once the batch before is saved, and asks again what
+// could not be had now (a failure here stops nothing; met again there, it does).
+void Pipeline::look_up_ahead(Batch& batch) {
+    hash_operations(batch);
     std::vector<std::string> keys;
-    for (auto& p : batch.ops) {
+    for (const auto& p : batch.ops)
+        if (p.active()) keys.push_back(p.op.key);
+    auto links = store_.links(state_scope(), keys);
+    if (!links) return;
+    std::vector<const PendingOperation*> changed;
+    for (const auto& p : batch.ops) {
         if (!p.active()) continue;
-        p.hash = sha256_hex(canonical_json(p.op.to_json()));
-        keys.push_back(p.op.key);
+        auto link = links->find(p.op.key);
+        if (link == links->end() || link->second.content_hash != p.hash) changed.push_back(&p);
     }
+    services_->look_up_ahead(changed, batch.commit.counts, batch.commit.log);
+}
+
+// What was written before with the same content is skipped without an API call.
+std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
+    if (!batch.hashed) hash_operations(batch);
+    std::vector<std::string> keys;
+    for (const auto& p : batch.ops)
+        if (p.active()) keys.push_back(p.op.key);
     auto links = store_.links(state_scope(), keys);
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     std::map<std::string, int64_t> newest;  // per key, the newest version in this batch

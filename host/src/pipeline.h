@@ -104,6 +104,7 @@ private:
         BatchCommit commit;
         std::vector<json::object> writebacks;  // what to send back to the source
         bool mapped = false;                   // map() has run (ahead, while the batch before it wrote)
+        bool hashed = false;                   // mappings applied and content hashed (ahead too)
     };
 
     // The run: failed records due again, then pages from the source, each batch through
@@ -137,6 +138,9 @@ private:
     using PageFetch = std::function<Outcome(const std::function<void()>& begin, const ItemSink& sink)>;
     Outcome take_page(const PageFetch& fetch, int64_t want, Page& page, bool& overflowed);
     void map(Batch& batch);
+    void hash_operations(Batch& batch);
+    // The look-ups of a page read ahead, asked while the batch before it is written.
+    void look_up_ahead(Batch& batch);
     std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
     bool skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch);
     std::optional<RunStop> resolve(Batch& batch);

@@ -224,7 +224,13 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
             take_results(c.chunk.ops, c.results, batch, again);
             if (!again.empty()) chunks.push_back({std::move(again), c.chunk.bulk});
         }
-        if (stop) return stop;
+        if (stop) {
+            // Operations waiting to be tried again have neither landed nor failed: the next
+            // run does them with the rest of the batch.
+            for (auto& chunk : chunks)
+                for (auto* p : chunk.ops) p->error_code.reset();
+            return stop;
+        }
         if (chunks.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
         size_t retried = 0;
         const std::string code = *chunks.front().ops.front()->error_code;

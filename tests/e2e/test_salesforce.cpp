@@ -635,6 +635,82 @@ TEST_CASE("salesforce: a batch's writes go out at once, never more than max_para
     }
 }
 
+TEST_CASE("salesforce: pages read ahead ask their look-ups early, and a run over unchanged records still asks none") {
+    Org org;
+    org.connection("client_credentials", "client_secret", "never");
+    set_connection_key(org, "max_parallel_requests", 2);  // pages of 400: a 1,000-record run reads two ahead
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        json::array contacts;
+        for (int c = 0; c < 1000; ++c)
+            contacts.push_back(
+                json::object{{"LastName", "C" + std::to_string(c)}, {"Email", "a" + std::to_string(c) + "@x.example"}});
+        e.seed(json::object{{"Contact", contacts}});
+        return 0;
+    });
+    std::string ops;
+    for (int i = 0; i < 1000; ++i)
+        ops += json::serialize(json::object{
+                   {"id", std::to_string(i)},
+                   {"ops", json::array{json::object{
+                               {"object", "Event"},
+                               {"action", "upsert"},
+                               {"key", "la" + std::to_string(i)},
+                               {"fields", json::object{{"Subject", "event " + std::to_string(i)},
+                                                       {"StartDateTime", "2026-11-20T01:00:00Z"},
+                                                       {"DurationInMinutes", 5}}},
+                               {"related", json::object{{"emails", json::array{"a" + std::to_string(i) + "@x.example"}}}}}}}}) +
+               "\n";
+    write_file(org.home / "ops.jsonl", ops);
+    write_file(org.home / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-ops"}, "crm": "sf", "config": {"file": ")" + (org.home / "ops.jsonl") +
+                   R"("}})");
+    auto first = org.run();
+    INFO(first.message);
+    REQUIRE(first.status == RunStatus::succeeded);
+    CHECK(first.counts.created == 1000);
+    CHECK(org.sf->with_engine([](mockcrm::Engine& e) {
+        return e.database().execAndGet("SELECT COUNT(*) FROM Event WHERE WhoId IS NULL OR WhoId = ''").getInt64();
+    }) == 0);  // every Event found its Contact, whichever turn asked for it
+    const auto lookups = org.sf->calls("composite"), writes = org.sf->calls("collections");
+    auto again = org.run(true);  // everything read again, nothing changed
+    CHECK(again.status == RunStatus::succeeded);
+    CHECK(again.counts.unchanged == 1000);
+    CHECK(org.sf->calls("composite") == lookups);  // no look-up for an unchanged record, ahead or not
+    CHECK(org.sf->calls("collections") == writes);
+}
+
+TEST_CASE("salesforce: a write call that hits the daily limit beside one with lock errors fails no record of either") {
+    Org org;
+    org.connection("client_credentials", "client_secret", "never");
+    set_connection_key(org, "max_parallel_requests", 4);
+    std::vector<std::pair<std::string, std::string>> events;
+    for (int i = 0; i < 800; ++i) events.emplace_back("b" + std::to_string(i), "event " + std::to_string(i));
+    event_module(org, events, R"({"base_ms": 5, "cap_ms": 20, "max_attempts": 5})");
+    sfemu::Faults faults;
+    faults.lock_rate = 0.5;  // the calls that get through: half their records locked
+    faults.slow_ms = 200;    // all four calls in flight together...
+    faults.slow_rate = 1.0;
+    faults.budget_gone_on = "collections";  // ...and the day's budget gone at the second of them
+    faults.budget_gone_at = org.sf->calls("collections") + 2;
+    org.sf->set_faults(faults);
+    auto stopped = org.run();
+    org.sf->set_faults({});
+    INFO(stopped.message);
+    CHECK(stopped.status == RunStatus::stopped);
+    CHECK(stopped.counts.failed == 0);
+    auto store = open_sqlite_store(org.home / "var/state.db");
+    REQUIRE(store);
+    CHECK(store.value()->errors(std::string("gen"), 0).empty());
+    org.sf->with_engine([](mockcrm::Engine& e) {
+        e.database().exec("DELETE FROM _api_usage");  // the next day
+        return 0;
+    });
+    auto next = org.run();
+    CHECK(next.status == RunStatus::succeeded);
+    CHECK(org.count("SELECT COUNT() FROM Event") == 800);
+    CHECK(store.value()->errors(std::string("gen"), 0).empty());
+}
+
 TEST_CASE("salesforce: a run stopped while it waits to retry a lock error fails no record and moves no cursor") {
     Org org;
     org.connection("client_credentials", "client_secret", "never");

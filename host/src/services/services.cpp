@@ -412,15 +412,36 @@ std::string Services::owner_fallback(const OwnerDirective& owner, const std::str
 constexpr size_t kPartyKeysPerCall = 1000;
 
 void Services::look_up(std::vector<PendingOperation>& ops) {
+    std::vector<const PendingOperation*> active;
+    for (const auto& p : ops)
+        if (p.active()) active.push_back(&p);
+    ask_look_ups(active);
+    if (stopped()) return;
+    if (auto why = std::exchange(parties_failed_, std::nullopt))
+        for (auto& p : ops)
+            if (p.active() && p.op.related) p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + *why);
+}
+
+void Services::look_up_ahead(const std::vector<const PendingOperation*>& ops, RunCounts& counts, std::vector<LogLine>& log) {
+    counts_ = &counts;
+    log_ = &log;
+    ask_look_ups(ops);
+    stop_.reset();
+    parties_failed_.reset();
+    counts_ = nullptr;
+    log_ = nullptr;
+}
+
+// One call per chunk of keys not in the run's caches, all at once.
+void Services::ask_look_ups(const std::vector<const PendingOperation*>& ops) {
     Distinct owners, emails, phones;
-    for (const auto& p : ops) {
-        if (!p.active()) continue;
-        if (p.op.owner)
-            if (auto email = support::ascii_lower(p.op.owner->email); !email.empty() && !owners_.count(email)) owners.add(email);
-        if (!p.op.related) continue;
-        for (const auto& e : p.op.related->emails)
+    for (const auto* p : ops) {
+        if (p->op.owner)
+            if (auto email = support::ascii_lower(p->op.owner->email); !email.empty() && !owners_.count(email)) owners.add(email);
+        if (!p->op.related) continue;
+        for (const auto& e : p->op.related->emails)
             if (auto email = support::ascii_lower(e); !email.empty() && !keys_looked_up_.count("e:" + email)) emails.add(email);
-        for (const auto& phone : p.op.related->phones)
+        for (const auto& phone : p->op.related->phones)
             if (support::phone_digits(phone).size() >= 6 && !keys_looked_up_.count("p:" + normalize_phone(phone)))
                 phones.add(phone);
     }
@@ -436,10 +457,6 @@ void Services::look_up(std::vector<PendingOperation>& ops) {
         calls.emplace_back([this, e = std::move(e), ph = std::move(ph)] { find_parties(e, ph); });
     }
     run_at_once(calls.size(), crm_.parallel, [&](size_t i) { calls[i](); });
-    if (stopped()) return;
-    if (auto why = std::exchange(parties_failed_, std::nullopt))
-        for (auto& p : ops)
-            if (p.active() && p.op.related) p.fail("RELATED_LOOKUP_FAILED", "finding Contacts and Leads failed: " + *why);
 }
 
 // A chunk of owner emails: each found active user's id, or "" for none (the oldest user

@@ -70,6 +70,10 @@ public:
     // Resolves the directives of the active operations into fields, or fails them. A
     // lookup that could not run answers the stop; the operations are then left as they are.
     std::optional<RunStop> resolve(std::vector<PendingOperation>& ops, RunCounts& counts, std::vector<LogLine>& log);
+    // The owner and Contact/Lead look-ups these operations will need, asked now into the
+    // run's caches (a page read ahead). Decides nothing and stops nothing: what fails here
+    // is asked again by resolve().
+    void look_up_ahead(const std::vector<const PendingOperation*>& ops, RunCounts& counts, std::vector<LogLine>& log);
 
 private:
     struct Describe {
@@ -92,6 +96,7 @@ private:
     // The owners and the Contacts and Leads a batch names that the run has not looked up
     // yet, a CRM call per chunk of keys, the calls at once.
     void look_up(std::vector<PendingOperation>& ops);
+    void ask_look_ups(const std::vector<const PendingOperation*>& ops);
     void look_up_owners(const std::vector<std::string>& emails);
     void find_parties(const json::array& emails, const json::array& phones);
     void resolve_owner(std::vector<PendingOperation>& ops);

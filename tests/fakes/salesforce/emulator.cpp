@@ -177,18 +177,18 @@ void Emulator::routes() {
                 }
                 ~AtOnce() { --e.at_once_; }
             } at_once(*this);
-            int64_t delay = 0;
+            int64_t delay = 0, number = 0;  // this call's number at its endpoint, as it arrived
             bool fail_503 = false;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                ++calls_[name];
+                number = ++calls_[name];
                 std::uniform_real_distribution<double> roll(0, 1);
                 if (faults_.slow_rate > 0 && roll(random_) < faults_.slow_rate) delay = faults_.slow_ms;
                 fail_503 = faults_.error_503_rate > 0 && roll(random_) < faults_.error_503_rate;
             }
             if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
             std::unique_lock<std::mutex> lock(mutex_);
-            if (name == faults_.budget_gone_on && calls_[name] == faults_.budget_gone_at) engine_->use_up_api_budget();
+            if (name == faults_.budget_gone_on && number == faults_.budget_gone_at) engine_->use_up_api_budget();
             auto auth = req.get_header_value("Authorization");
             auto token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
             auto it = tokens_.find(token);

@@ -77,6 +77,10 @@ public:
 
     const LoadedPlugin& plugin() const { return *plugin_; }
     HostServices& services() { return *services_; }
+    // A fingerprint of the credentials the last successful authenticate() took ("" before
+    // one): an instance kept from run to run signs in again only when they changed.
+    const std::string& signed_in_with() const { return signed_in_with_; }
+    void set_signed_in_with(std::string fingerprint) { signed_in_with_ = std::move(fingerprint); }
     bool can(uint32_t capability) const { return (plugin_->capabilities() & capability) != 0; }
 
 private:
@@ -91,6 +95,7 @@ private:
     std::unique_ptr<HostServices> services_;
     crmsync_instance* instance_ = nullptr;
     std::mutex mutex_;
+    std::string signed_in_with_;
 };
 
 }  // namespace crmsync

@@ -161,7 +161,16 @@ Pipeline::Pipeline(StateStore& store, ModuleBinding binding, const Clock& clock,
       diagnostics_(diagnostics),
       caller_(b_.module.retry, cancel_, [this](Level level, std::string message) { log(level, std::move(message)); }) {}
 
-Pipeline::~Pipeline() = default;
+// The instances may outlive the run (serve keeps a CRM connection's): what their services
+// pointed at in this run goes with it.
+Pipeline::~Pipeline() {
+    for (PluginInstance* p : {&b_.source, &b_.crm}) {
+        p->services().api_usage = nullptr;
+        p->services().log = nullptr;
+        p->services().cancel = nullptr;
+        p->services().clock = nullptr;
+    }
+}
 
 void Pipeline::log(Level level, std::string message) {
     // The run log is where these lines live; stderr gets them only when debugging.
@@ -366,7 +375,7 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
         p->services().clock = &clock_;
     }
     for (auto [plugin, credentials] : {std::pair{&b_.source, &b_.module.credentials}, {&b_.crm, &b_.connection.credentials}})
-        if (auto signed_in = caller_.authenticate(*plugin, *credentials); !signed_in)
+        if (auto signed_in = caller_.sign_in(*plugin, *credentials); !signed_in)
             return RunStop{RunStatus::failed, signed_in.message(), signed_in.kind() != Status::Kind::config};
     if (reads_crm())
         if (auto stop = prepare_crm_read()) return stop;

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <thread>
 
+#include "digest.h"
+
 namespace crmsync {
 
 std::string_view run_status_name(RunStatus status) {
@@ -45,13 +47,31 @@ bool PluginCaller::backoff(int attempt) const {
     return true;
 }
 
+namespace {
+
+Status authenticate_with(PluginInstance& plugin, const json::object& resolved, bool unless_signed_in) {
+    std::string fingerprint = sha256_hex(canonical_json(resolved));
+    if (unless_signed_in && plugin.signed_in_with() == fingerprint) return Status::ok();
+    plugin.set_signed_in_with("");
+    plugin.services().set_secrets(resolved);
+    auto outcome = plugin.authenticate(resolved);
+    if (!outcome.ok()) return Status::unreachable(plugin.plugin().id() + " refused to authenticate: " + outcome.message);
+    plugin.set_signed_in_with(std::move(fingerprint));
+    return Status::ok();
+}
+
+}  // namespace
+
 Status PluginCaller::authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const {
     auto resolved = resolve_credentials(credentials);
     if (!resolved) return resolved.status();
-    plugin.services().set_secrets(*resolved);
-    auto outcome = plugin.authenticate(*resolved);
-    if (!outcome.ok()) return Status::unreachable(plugin.plugin().id() + " refused to authenticate: " + outcome.message);
-    return Status::ok();
+    return authenticate_with(plugin, *resolved, false);
+}
+
+Status PluginCaller::sign_in(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const {
+    auto resolved = resolve_credentials(credentials);
+    if (!resolved) return resolved.status();
+    return authenticate_with(plugin, *resolved, true);
 }
 
 Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials,

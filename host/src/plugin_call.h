@@ -45,6 +45,9 @@ public:
     // unset variable, an unreadable file) is a configuration error; a refusal by the plugin
     // or the system behind it is unreachable. Messages never carry a secret.
     Status authenticate(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const;
+    // The same, unless the instance already signed in with these very credentials (one kept
+    // from run to run by serve): a login a run would spend the CRM's allowance of logins.
+    Status sign_in(PluginInstance& plugin, const std::vector<CredentialRef>& credentials) const;
     // Calls `attempt` until it is neither RETRY nor a first AUTH_FAILED, backing off
     // between tries; counts each retry in `counts`.
     Outcome call(PluginInstance& plugin, const std::vector<CredentialRef>& credentials, const std::function<Outcome()>& attempt,

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "digest.h"
+#include "emulator.h"
 #include "loopback_client.h"
 #include "engine/engine.h"
 #include "test_support.h"
@@ -271,6 +272,38 @@ TEST_CASE("serve: an accepted event lands in the CRM, and /metrics and /healthz 
     auto health = client.Get("/healthz");
     CHECK(health->status == 200);
     CHECK_THAT(health->body, Catch::Contains("\"store_writable\":true") && Catch::Contains("\"hooks\""));
+    CHECK(serve->terminate() == 0);
+}
+
+TEST_CASE("serve: a Salesforce connection signs in once and describes once for many realtime runs") {
+    Home home;
+    sfemu::Settings settings;
+    settings.database = home.dir / "salesforce.db";
+    settings.schema = boost::json::parse(R"({"Event": {"fields": {"CrmSync_Key__c": {"type": "string", "length": 255,
+                                                                                      "external_id": true}}}})")
+                          .as_object();
+    sfemu::Emulator sf(settings);
+    sf.start();
+    write_file(home.dir / "secrets/client_id", "test-client-id");
+    write_file(home.dir / "secrets/client_secret", "test-client-secret");
+    write_file(home.dir / "manifests/crm.json",
+               R"({"connection": "mock", "plugin": {"id": "salesforce"},
+                   "config": {"login_url": ")" +
+                   sf.base_url() + R"(", "auth": "client_credentials"},
+                   "credentials": {"client_id": {"file": "../secrets/client_id"},
+                                   "client_secret": {"file": "../secrets/client_secret"}}})");
+    auto serve = home.serve();
+    auto landed = [&] { return sf.with_engine([](mockcrm::Engine& e) { return e.query("SELECT COUNT() FROM Event").total; }); };
+    for (int i = 0; i < 5; ++i) {  // one event a run: each waits for the one before to land
+        auto accepted = post(serve->port, "hooks", event_body("s" + std::to_string(i)));
+        REQUIRE(accepted);
+        CHECK(accepted->status == 202);
+        CHECK(eventually([&] { return landed() == i + 1; }));
+    }
+    CHECK(sf.calls("collections") >= 5);
+    // A login and a describe a run would spend the org's allowance of logins at realtime rates.
+    CHECK(sf.calls("token") == 1);
+    CHECK(sf.calls("describe") == 1);
     CHECK(serve->terminate() == 0);
 }
 

@@ -82,6 +82,7 @@ void Server::reload_catalog() {
         before = std::exchange(catalog_, fresh);
     }
     broken_modules_.clear();
+    connections_.clear();  // made from the manifests read before
     std::set<std::string> was, is;
     for (const auto& m : before->manifests().modules) was.insert(m.name);
     for (const auto& m : fresh->manifests().modules) is.insert(m.name);
@@ -340,12 +341,19 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     }
     broken_modules_.erase(module.name);
     auto& mi = instances.value();
-    Pipeline pipeline(store, ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock_, stop_, diagnostics_);
-    RunOptions options;
-    options.trigger = trigger;
-    options.inbox = inbox;
-    options.lease_holder = this_process_holder();
-    RunReport report = pipeline.run(options);
+    const std::string& connection = mi.connection->name;
+    if (auto kept = connections_.find(connection); kept != connections_.end()) mi.crm = std::move(kept->second);
+    connections_.erase(connection);
+    RunReport report;
+    {
+        Pipeline pipeline(store, ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock_, stop_, diagnostics_);
+        RunOptions options;
+        options.trigger = trigger;
+        options.inbox = inbox;
+        options.lease_holder = this_process_holder();
+        report = pipeline.run(options);
+    }
+    if (report.status != RunStatus::failed && !report.unreachable) connections_[connection] = std::move(mi.crm);
     if (report.status == RunStatus::busy) return;
     notifier.after_run(module, report);
     // One line per run: the summary `crmsync run` prints, and in JSON its parts as fields.

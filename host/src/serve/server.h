@@ -87,6 +87,10 @@ private:
     std::map<std::string, double> duration_sum_;
     std::map<std::string, std::pair<int64_t, int64_t>> api_budget_;  // connection -> (used, limit)
     std::set<std::string> broken_modules_;
+    // Each CRM connection's plugin instance, kept from run to run so that it signs in once
+    // and keeps its caches, until the manifests are read again or a run ends failed or
+    // unreachable (the next run then starts with a fresh one). Only the run loop uses it.
+    std::map<std::string, std::unique_ptr<PluginInstance>> connections_;
 };
 
 }  // namespace crmsync

@@ -48,8 +48,16 @@ struct Instance {
     const crmsync_host_api* host;
     std::unique_ptr<Client> client;
     std::mutex describes_mutex;
-    std::map<std::string, json::object> describes;
+    struct Described {
+        json::object describe;
+        int64_t at_ms = 0;
+    };
+    std::map<std::string, Described> describes;  // by object, for kDescribeTtlMs
 };
+
+// How long a describe answer is reused. An instance may live from run to run (crmsync serve
+// keeps it): a field added in Setup is seen within this time.
+constexpr int64_t kDescribeTtlMs = 10 * 60 * 1000;
 
 // Salesforce takes at most 37.5 MB of base64 (50 MB of text) in a non-multipart request.
 constexpr size_t kMaxRequestBytes = 37'500'000;
@@ -315,9 +323,11 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
 }
 
 std::optional<json::object> describe(Instance* in, crmsync_call* call, const std::string& object, int32_t& status) {
+    const int64_t now = in->host->now_ms(call);
     {
         std::lock_guard lock(in->describes_mutex);
-        if (auto it = in->describes.find(object); it != in->describes.end()) return it->second;
+        if (auto it = in->describes.find(object); it != in->describes.end() && now - it->second.at_ms < kDescribeTtlMs)
+            return it->second.describe;
     }
     auto res = in->client->request(call, "GET", "/sobjects/" + url_encode(object) + "/describe");
     if (res.status != CRMSYNC_STATUS_OK) {
@@ -325,7 +335,7 @@ std::optional<json::object> describe(Instance* in, crmsync_call* call, const std
         return std::nullopt;
     }
     std::lock_guard lock(in->describes_mutex);
-    return in->describes[object] = std::move(res.body.as_object());
+    return (in->describes[object] = {std::move(res.body.as_object()), now}).describe;
 }
 
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {

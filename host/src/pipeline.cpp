@@ -219,10 +219,12 @@ RunReport Pipeline::run(const RunOptions& options) {
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
         // While the CRM takes this batch, the source gives the next page, the plugin maps it
         // and its look-ups are asked: nothing of it is decided (unchanged, owners, who) before
-        // this batch is saved. Not for the inbox (its page is read from the store), dry runs
-        // nor a module that reads the CRM.
+        // this batch is saved. Not for the inbox (its page is read from the store), dry runs,
+        // a module that reads the CRM, nor a bulk page (two of those at once would double the
+        // memory a run holds; a bulk load is few calls anyway).
         std::function<void()> read_ahead;
-        if (more && batch.page.checkpoint && !options.dry_run && !options.inbox && !reads_crm())
+        const bool small_page = batch.page.records.size() <= kBatchSize * parallel_calls();
+        if (more && small_page && batch.page.checkpoint && !options.dry_run && !options.inbox && !reads_crm())
             read_ahead = [&] {
                 const int64_t fetched = total.fetched + batch.commit.counts.fetched;
                 if (options.limit && *options.limit - fetched <= 0) return;

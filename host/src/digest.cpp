@@ -21,6 +21,19 @@ std::string to_hex(const unsigned char* bytes, unsigned int size) {
 }
 
 using MdContext = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+// SHA-256 of a buffer into `digest`; its size. The algorithm fetched once and a context a
+// thread: OpenSSL 3 looks the algorithm up and allocates a context on every one-shot digest,
+// which cost more than hashing a record's content.
+unsigned int sha256(std::string_view data, unsigned char* digest) {
+    static EVP_MD* const algorithm = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    thread_local MdContext context(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    unsigned int size = 0;
+    if (!algorithm || !context || EVP_DigestInit_ex2(context.get(), algorithm, nullptr) != 1 ||
+        EVP_DigestUpdate(context.get(), data.data(), data.size()) != 1 || EVP_DigestFinal_ex(context.get(), digest, &size) != 1)
+        EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr);
+    return size;
+}
 }  // namespace
 
 Result<std::string> sha256_file(const std::string& path) {
@@ -42,17 +55,8 @@ Result<std::string> sha256_file(const std::string& path) {
 }
 
 std::string sha256_hex(std::string_view data) {
-    // The algorithm fetched once and a context a thread: OpenSSL 3 looks the algorithm up
-    // and allocates a context on every one-shot digest, which cost more than hashing a
-    // record's content.
-    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int size = 0;
-    if (!sha256 || !context || EVP_DigestInit_ex2(context.get(), sha256, nullptr) != 1 ||
-        EVP_DigestUpdate(context.get(), data.data(), data.size()) != 1 || EVP_DigestFinal_ex(context.get(), digest, &size) != 1)
-        EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr);
-    return to_hex(digest, size);
+    return to_hex(digest, sha256(data, digest));
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
@@ -75,9 +79,7 @@ std::string base64url(std::string_view bytes) {
 
 std::string sha256_base64url(std::string_view data) {
     unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int size = 0;
-    EVP_Digest(data.data(), data.size(), digest, &size, EVP_sha256(), nullptr);
-    return base64url(std::string_view(reinterpret_cast<const char*>(digest), size));
+    return base64url(std::string_view(reinterpret_cast<const char*>(digest), sha256(data, digest)));
 }
 
 }  // namespace crmsync

@@ -81,7 +81,6 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
         for (const auto& h : request.headers) headers = curl_slist_append(headers, h.c_str());
         headers = curl_slist_append(headers, "Expect:");
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        ++calls_;
         if (pool_calls_) ++*pool_calls_;
         CURLcode rc = curl_easy_perform(curl);
         curl_slist_free_all(headers);

@@ -39,16 +39,13 @@ public:
     // A response of any HTTP status is OK; a timeout or connection failure that outlived the
     // retries is Status::unreachable naming the host (never the query string).
     Result<HttpResponse> perform(const HttpRequest& request);
-    int64_t calls() const { return calls_.load(); }
-
     int max_attempts = 3;
     int64_t backoff_ms = 200;
 
 private:
     friend class HttpPool;
     void* curl_;
-    std::atomic<int64_t> calls_{0};
-    std::atomic<int64_t>* pool_calls_ = nullptr;  // the pool's count, when the client is a pool's
+    std::atomic<int64_t>* pool_calls_ = nullptr;  // the pool's count of calls made, when the client is a pool's
 };
 
 // The HTTP clients of one plugin instance: each call into the plugin takes one for its
@@ -71,7 +68,6 @@ public:
     int64_t calls() const { return calls_.load(); }
 
 private:
-    friend class HttpClient;
     std::mutex mutex_;
     std::vector<std::unique_ptr<HttpClient>> idle_;
     std::atomic<int64_t> calls_{0};

@@ -256,7 +256,7 @@ RunReport Pipeline::run(const RunOptions& options) {
 
 // Why the run must not start another batch: cancelled, or its lease is someone else's.
 std::optional<RunStop> Pipeline::between_batches(const RunScope& scope) const {
-    if (cancel_.load()) return RunStop{RunStatus::stopped, "interrupted; everything before this point is saved", false};
+    if (cancel_.load()) return RunStop{RunStatus::stopped, kInterrupted, false};
     return scope.lost();
 }
 

@@ -34,6 +34,8 @@ class Services;
 
 // Records a page asks for, and operations a CRM write call carries.
 inline constexpr size_t kBatchSize = 200;
+// Why a run stops on SIGINT/SIGTERM.
+inline constexpr const char* kInterrupted = "interrupted; everything before this point is saved";
 // CRM records a `changes` request asks for, for a module that reads the CRM.
 inline constexpr size_t kChangesPerRequest = 2000;
 

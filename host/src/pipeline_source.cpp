@@ -3,11 +3,6 @@
 #include "pipeline.h"
 
 namespace crmsync {
-namespace {
-
-const char* const kInterrupted = "interrupted; everything before this point is saved";
-
-}  // namespace
 
 Pipeline::Page Pipeline::gather(const RunOptions& options, const json::value& cursor, int64_t fetched) {
     return options.inbox ? gather_inbox() : gather_source(options, cursor, fetched);
@@ -33,8 +28,9 @@ Pipeline::Page Pipeline::gather_inbox() {
 }
 
 // A page of 200 records for each CRM call the run may have in flight at once; when the CRM
-// may load in bulk, pages up to the bulk batch size; read from the CRM, a page of up to 2,000 (one query's page on Salesforce). A stop
-// with records gathered still lets them go through; a failure drops them.
+// may load in bulk, pages up to the bulk batch size; read from the CRM, a page of up to
+// 2,000 (one query's page on Salesforce). A stop with records gathered still lets them go
+// through; a failure drops them.
 Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::value& cursor, int64_t fetched) {
     const auto& bulk = b_.connection.bulk;
     const size_t per_request = reads_crm() ? kChangesPerRequest : kBatchSize;

@@ -224,11 +224,14 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
             take_results(c.chunk.ops, c.results, batch, again);
             if (!again.empty()) chunks.push_back({std::move(again), c.chunk.bulk});
         }
-        if (stop) {
-            // Operations waiting to be tried again have neither landed nor failed: the next
-            // run does them with the rest of the batch.
+        // Operations waiting to be tried again have neither landed nor failed: when the run
+        // stops (beside them, or while it waits), the next run does them with the batch.
+        auto not_failed_yet = [&] {
             for (auto& chunk : chunks)
                 for (auto* p : chunk.ops) p->error_code.reset();
+        };
+        if (stop) {
+            not_failed_yet();
             return stop;
         }
         if (chunks.empty() || attempt + 1 >= b_.module.retry.max_attempts) break;
@@ -237,12 +240,8 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
         for (auto& chunk : chunks) retried += chunk.ops.size();
         batch.commit.counts.retries += static_cast<int64_t>(retried);
         log(Level::warn, std::to_string(retried) + " operation(s) hit a transient error (" + code + "); retrying them");
-        for (auto& chunk : chunks)
-            for (auto* p : chunk.ops) p->error_code.reset();
-        // Stopped while waiting: those operations have not landed (nor failed), and the
-        // batch's cursor must not pass them.
-        if (!caller_.backoff(attempt))
-            return RunStop{RunStatus::stopped, "interrupted; everything before this point is saved", false};
+        not_failed_yet();
+        if (!caller_.backoff(attempt)) return RunStop{RunStatus::stopped, kInterrupted, false};
     }
     return std::nullopt;
 }

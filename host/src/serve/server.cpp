@@ -342,8 +342,7 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     broken_modules_.erase(module.name);
     auto& mi = instances.value();
     const std::string& connection = mi.connection->name;
-    if (auto kept = connections_.find(connection); kept != connections_.end()) mi.crm = std::move(kept->second);
-    connections_.erase(connection);
+    if (auto kept = connections_.extract(connection)) mi.crm = std::move(kept.mapped());
     RunReport report;
     {
         Pipeline pipeline(store, ModuleBinding{*mi.module, *mi.connection, *mi.source, *mi.crm}, clock_, stop_, diagnostics_);

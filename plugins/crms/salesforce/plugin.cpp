@@ -141,6 +141,9 @@ int32_t subrequest_failed(Instance* in, crmsync_call* call, const json::object& 
 
 constexpr size_t kQueriesPerComposite = 5, kSubrequestUrlBytes = 15'000;
 
+// The URL-encoded length a statement may take in a Composite query subrequest.
+size_t statement_budget(Instance* in) { return kSubrequestUrlBytes - in->client->data_path("/query?q=").size(); }
+
 // SELECT statements five to a Composite request, which Salesforce counts as one API call (it
 // allows five queries among a composite's subrequests); further pages are plain GETs. Each
 // statement's URL must stay within the 16,384 bytes Salesforce accepts for one subrequest.
@@ -173,9 +176,8 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
     std::string why;
     auto asked = crmsync::support::soql::Lookup::parse(request, why);
     if (!asked) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
-    const size_t budget = kSubrequestUrlBytes - in->client->data_path("/query?q=").size();
-    return composite_queries(in, call, asked->statements(budget, [](const std::string& s) { return url_encode(s).size(); }),
-                             "lookup");
+    return composite_queries(
+        in, call, asked->statements(statement_budget(in), [](const std::string& s) { return url_encode(s).size(); }), "lookup");
 }
 
 // A SystemModstamp as a SOQL datetime literal. Salesforce keeps whole seconds
@@ -269,9 +271,10 @@ int32_t changes(Instance* in, crmsync_call* call, const json::object& request) {
     return checkpoint(more);
 }
 
-std::string find_fields(const std::string& object) {
-    return object == "Lead" ? "Id, Email, Phone, MobilePhone, CreatedDate, IsConverted"
-                            : "Id, Email, Phone, MobilePhone, CreatedDate";
+std::vector<std::string> find_fields(const std::string& object) {
+    std::vector<std::string> fields{"Id", "Email", "Phone", "MobilePhone", "CreatedDate"};
+    if (object == "Lead") fields.emplace_back("IsConverted");
+    return fields;
 }
 
 int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
@@ -285,22 +288,15 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     auto objects = strings("objects"), emails = strings("emails"), phones = strings("phones");
     std::string country = text(request, "country_code");
     auto emit_row = [&](json::object&& row) { return emit(in->host, call, crm_row_item(std::move(row))); };
-    // Each object's statements with as many emails as keep a subrequest's URL within what
-    // Salesforce accepts (the SELECT around them takes under 500 bytes), Contact and Lead
-    // together in Composite calls: one API call for up to five statements.
-    const size_t budget = kSubrequestUrlBytes - 500 - in->client->data_path("/query?q=").size();
+    // Each object's statements packed to a subrequest's URL limit as a `lookup`'s are, by
+    // Email, Contact and Lead together in Composite calls: one API call for up to five.
+    std::vector<std::vector<std::string>> keys;
+    for (const auto& email : emails) keys.push_back({email});
     std::vector<std::string> statements;
-    for (size_t start = 0; start < emails.size();) {
-        std::vector<std::string> chunk;
-        size_t encoded = 0;
-        while (start < emails.size() && (chunk.empty() || encoded + url_encode(emails[start]).size() + 9 < budget)) {
-            encoded += url_encode(emails[start]).size() + 9;
-            chunk.push_back(emails[start++]);
-        }
-        for (const auto& object : objects)
-            statements.push_back("SELECT " + find_fields(object) + " FROM " + object + " WHERE Email IN " +
-                                 crmsync::support::soql::in_list(chunk));
-    }
+    for (const auto& object : objects)
+        for (auto& statement : crmsync::support::soql::Lookup{object, {"Email"}, find_fields(object), keys}.statements(
+                 statement_budget(in), [](const std::string& s) { return url_encode(s).size(); }))
+            statements.push_back(std::move(statement));
     if (int32_t rc = composite_queries(in, call, statements, "the Contact and Lead lookup"); rc != CRMSYNC_STATUS_OK) return rc;
     if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;
     std::vector<std::string> forms;
@@ -308,7 +304,11 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
         for (const auto& form : crmsync::support::phone_forms(phone, country))
             if (form.size() >= 6) forms.push_back(form);
     std::string returning;
-    for (const auto& object : objects) returning += (returning.empty() ? "" : ", ") + object + "(" + find_fields(object) + ")";
+    for (const auto& object : objects) {
+        std::string fields;
+        for (const auto& f : find_fields(object)) fields += (fields.empty() ? "" : ", ") + f;
+        returning += (returning.empty() ? "" : ", ") + object + "(" + fields + ")";
+    }
     // SOSL search terms are limited too: a few hundred digits strings per search at most.
     for (size_t start = 0; start < forms.size();) {
         std::string terms;

@@ -60,7 +60,7 @@ Catalog::Catalog(Environment environment, const Diagnostics& diagnostics, const 
       diagnostics_(diagnostics),
       clock_(clock),
       manifests_(load_manifests(env_.manifest_dirs)),
-      loader_(env_.plugin_dirs, diagnostics) {
+      loader_(env_.plugin_dirs, diagnostics, manifests_.trust) {
     for (const auto& problem : manifests_.problems) diagnostics_.warn(problem + " — skipped");
 }
 
@@ -92,13 +92,29 @@ json::object Catalog::expand(const json::object& config, const std::string& mani
 }
 
 Result<std::unique_ptr<PluginInstance>> Catalog::instantiate(const PluginRef& ref, const json::object& config,
-                                                             const std::string& manifest_path) {
-    auto plugin = loader_.load(ref.id, ref.range);
-    if (!plugin) return plugin.status().prefixed(manifest_path + ": ");
+                                                             const std::string& manifest_path, const Isolation& isolation,
+                                                             int channels) {
     auto services = std::make_unique<HostServices>();
     services->clock = &clock_;
     services->log = [this](Level level, std::string_view message) { diagnostics_.report(level, message); };
+    if (isolation.isolated()) {
+        auto library = loader_.verify(ref.id, ref.range);
+        if (!library) return library.status().prefixed(manifest_path + ": ");
+        return PluginInstance::create_isolated(*library.value(), isolation, channels, expand(config, manifest_path),
+                                               std::move(services), manifest_path);
+    }
+    auto plugin = loader_.load(ref.id, ref.range);
+    if (!plugin) return plugin.status().prefixed(manifest_path + ": ");
     return PluginInstance::create(plugin.value(), expand(config, manifest_path), std::move(services), manifest_path);
+}
+
+Result<std::shared_ptr<LoadedPlugin>> Catalog::describe(const PluginRef& ref, const Isolation& isolation) {
+    if (!isolation.isolated()) return loader_.load(ref.id, ref.range);
+    auto library = loader_.verify(ref.id, ref.range);
+    if (!library) return library.status();
+    auto runner = start_runner(*library.value(), isolation, 1);
+    if (!runner) return runner.status();
+    return std::make_shared<LoadedPlugin>(*library.value(), runner.value()->facts());
 }
 
 Status Catalog::module_exists(const std::string& name) const {
@@ -124,16 +140,19 @@ Result<const ConnectionManifest*> Catalog::connection_for(const ModuleManifest& 
 
 std::vector<std::string> Catalog::offline_problems(const ModuleManifest& module) {
     std::vector<std::string> out;
-    auto check = [&](const PluginRef& ref, const json::object& config, const std::string& manifest_path) {
-        auto plugin = loader_.load(ref.id, ref.range);
+    auto check = [&](const PluginRef& ref, const json::object& config, const std::string& manifest_path,
+                     const Isolation& isolation) {
+        auto plugin = describe(ref, isolation);
         if (!plugin) return out.push_back(plugin.status().message());
         auto valid = validate_against_schema(plugin.value()->config_schema(), expand(config, manifest_path), "config");
         if (!valid) out.push_back(manifest_path + ": config does not match plugin " + ref.id + "'s schema: " + valid.message());
     };
-    check(module.plugin, module.config, module.manifest_path);
+    check(module.plugin, module.config, module.manifest_path, module.isolation);
     auto connection = connection_for(module);
     if (!connection) out.push_back(connection.status().message());
-    else check(connection.value()->plugin, connection.value()->config, connection.value()->manifest_path);
+    else
+        check(connection.value()->plugin, connection.value()->config, connection.value()->manifest_path,
+              connection.value()->isolation);
     return out;
 }
 
@@ -144,9 +163,12 @@ Result<ModuleInstances> Catalog::instantiate_module(const std::string& name) {
     auto connection = connection_for(*out.module);
     if (!connection) return connection.status();
     out.connection = connection.value();
-    auto source = instantiate(out.module->plugin, out.module->config, out.module->manifest_path);
+    // An isolated source is called from the run's thread and the one reading ahead; an
+    // isolated CRM plugin from as many as the connection keeps calls in flight, and two more.
+    auto source = instantiate(out.module->plugin, out.module->config, out.module->manifest_path, out.module->isolation, 2);
     if (!source) return source.status();
-    auto crm = instantiate(out.connection->plugin, out.connection->config, out.connection->manifest_path);
+    auto crm = instantiate(out.connection->plugin, out.connection->config, out.connection->manifest_path,
+                           out.connection->isolation, static_cast<int>(out.connection->max_parallel_requests) + 2);
     if (!crm) return crm.status();
     if (!crm.value()->can(CRMSYNC_CAP_WRITE) || !crm.value()->can(CRMSYNC_CAP_FETCH))
         return Status::config(out.connection->manifest_path + ": plugin " + out.connection->plugin.id +
@@ -167,7 +189,7 @@ Result<std::unique_ptr<PluginInstance>> Catalog::instantiate_connection(const st
         return Status::config("no CRM connection \"" + name + "\"" +
                               (known.empty() ? " (none found)" : " (known: " + known + ")"));
     }
-    return instantiate(c->plugin, c->config, c->manifest_path);
+    return instantiate(c->plugin, c->config, c->manifest_path, c->isolation, static_cast<int>(c->max_parallel_requests) + 2);
 }
 
 Result<std::unique_ptr<StateStore>> Catalog::open_store() const { return open_sqlite_store(env_.state_path()); }

@@ -46,8 +46,15 @@ public:
     PluginLoader& loader() { return loader_; }
     const Diagnostics& diagnostics() const { return diagnostics_; }
 
+    // A live instance of `ref`'s plugin, in this process or, isolated, in a runner process
+    // with `channels` channels (the most calls on it at once).
     Result<std::unique_ptr<PluginInstance>> instantiate(const PluginRef& ref, const json::object& config,
-                                                        const std::string& manifest_path);
+                                                        const std::string& manifest_path, const Isolation& isolation = {},
+                                                        int channels = 1);
+    // What `ref`'s plugin is (descriptor, signature) without making an instance: read in
+    // this process, or from a runner that is started and stopped for it when isolated, so
+    // that an isolated plugin's code never runs in this process.
+    Result<std::shared_ptr<LoadedPlugin>> describe(const PluginRef& ref, const Isolation& isolation);
     // Ok when a manifest declares module `name`; otherwise a configuration error naming the
     // module it probably meant, or the ones there are.
     Status module_exists(const std::string& name) const;

@@ -161,41 +161,68 @@ const crmsync_host_api kHostApi = {
 
 const crmsync_host_api* host_api() { return &kHostApi; }
 
-PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services)
-    : plugin_(std::move(plugin)), services_(std::move(services)) {}
+PluginInstance::PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services,
+                               std::unique_ptr<RunnerProcess> runner)
+    : plugin_(std::move(plugin)), services_(std::move(services)), runner_(std::move(runner)) {}
 
 Result<std::unique_ptr<PluginInstance>> PluginInstance::create(std::shared_ptr<LoadedPlugin> plugin, const json::object& config,
                                                                std::unique_ptr<HostServices> services, std::string_view context) {
+    return finish_create(std::unique_ptr<PluginInstance>(new PluginInstance(std::move(plugin), std::move(services))), config,
+                         context);
+}
+
+Result<std::unique_ptr<PluginInstance>> PluginInstance::create_isolated(const VerifiedLibrary& library,
+                                                                        const Isolation& isolation, int channels,
+                                                                        const json::object& config,
+                                                                        std::unique_ptr<HostServices> services,
+                                                                        std::string_view context) {
+    auto runner = start_runner(library, isolation, channels);
+    if (!runner) return runner.status().prefixed(std::string(context) + ": ");
+    auto plugin = std::make_shared<LoadedPlugin>(library, runner.value()->facts());
+    return finish_create(
+        std::unique_ptr<PluginInstance>(new PluginInstance(std::move(plugin), std::move(services), std::move(runner.value()))),
+        config, context);
+}
+
+Result<std::unique_ptr<PluginInstance>> PluginInstance::finish_create(std::unique_ptr<PluginInstance> self,
+                                                                      const json::object& config, std::string_view context) {
     std::string prefix = std::string(context) + ": ";
-    auto valid = validate_against_schema(plugin->config_schema(), config, "config");
-    if (!valid) return valid.prefixed(prefix + "config does not match plugin " + plugin->id() + "'s schema: ");
-    std::unique_ptr<PluginInstance> self(new PluginInstance(std::move(plugin), std::move(services)));
+    const std::string& id = self->plugin_->id();
+    auto valid = validate_against_schema(self->plugin_->config_schema(), config, "config");
+    if (!valid) return valid.prefixed(prefix + "config does not match plugin " + id + "'s schema: ");
     crmsync_call call;
     call.services = self->services_.get();
-    call.plugin_id = self->plugin_->id();
+    call.plugin_id = id;
     std::string config_text = json::serialize(config);
+    if (self->runner_) {
+        auto made = self->runner_->invoke(wire::Entry::create, config_text, call);
+        if (made.status == CRMSYNC_STATUS_OK) return self;
+        std::string why = made.fail_message.empty() ? "no reason given" : made.fail_message;
+        return Status::config(prefix + "plugin " + id + " could not be created: " + why);
+    }
     crmsync_instance* made = nullptr;
     try {
         made = self->plugin_->descriptor().create(host_api(), &call, config_text.c_str());
     } catch (...) {
         // A C++ plugin that lets an exception escape breaks the ABI; still, do not die of it.
-        return Status::config(prefix + "plugin " + self->plugin_->id() + " threw from create() (a plugin bug)");
+        return Status::config(prefix + "plugin " + id + " threw from create() (a plugin bug)");
     }
     if (!made) {
         std::string why = call.fail_message.empty() ? "no reason given" : call.fail_message;
-        return Status::config(prefix + "plugin " + self->plugin_->id() + " could not be created: " + why);
+        return Status::config(prefix + "plugin " + id + " could not be created: " + why);
     }
     self->instance_ = made;
     return self;
 }
 
 PluginInstance::~PluginInstance() {
-    if (instance_ && plugin_->descriptor().destroy) plugin_->descriptor().destroy(instance_);
+    if (instance_ && plugin_->in_process() && plugin_->descriptor().destroy) plugin_->descriptor().destroy(instance_);
 }
 
-Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string& argument,
+Outcome PluginInstance::invoke(wire::Entry entry, const std::string& argument,
                                const std::function<int32_t(json::value&&)>& on_item, std::string_view item_schema) {
-    if (!entry) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point"};
+    const char* verb = wire::entry_name(entry);
+    if (!plugin_->facts().has(entry)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point"};
     std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
     if (!can(CRMSYNC_CAP_THREADSAFE)) lock.lock();
     // Test builds hold every plugin to the published schemas of what it emits.
@@ -217,15 +244,30 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
     call.plugin_id = plugin_->id();
     call.on_item = sink;
     int32_t status;
-    try {
-        status = normalized(entry(instance_, &call, argument.c_str()));
-    } catch (...) {
-        return {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)"};
+    if (runner_) {
+        auto remote = runner_->invoke(entry, argument, call);
+        if (remote.died) return {CRMSYNC_STATUS_ERROR, remote.fail_message, true};
+        status = normalized(remote.status);
+        call.fail_status = normalized(remote.fail_status);
+        call.fail_message = std::move(remote.fail_message);
+    } else {
+        const crmsync_plugin& d = plugin_->descriptor();
+        auto* fn = entry == wire::Entry::authenticate ? d.authenticate
+                   : entry == wire::Entry::fetch      ? d.fetch
+                   : entry == wire::Entry::map        ? d.map
+                                                      : d.write;
+        try {
+            status = normalized(fn(instance_, &call, argument.c_str()));
+        } catch (...) {
+            return {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)", false};
+        }
     }
     if (!violation.empty())
-        return {CRMSYNC_STATUS_ERROR, plugin_->id() + "." + verb + " emitted an item that breaks plugin-api/schemas/" +
-                                          std::string(item_schema) + " (a plugin bug): " + violation};
-    Outcome outcome{status, {}};
+        return {CRMSYNC_STATUS_ERROR,
+                plugin_->id() + "." + verb + " emitted an item that breaks plugin-api/schemas/" + std::string(item_schema) +
+                    " (a plugin bug): " + violation,
+                false};
+    Outcome outcome{status, {}, false};
     if (status != CRMSYNC_STATUS_OK)
         outcome.message = call.fail_message.empty() ? plugin_->id() + "." + verb + " returned " + std::string(status_name(status))
                                                     : call.fail_message;
@@ -233,13 +275,13 @@ Outcome PluginInstance::invoke(Entry entry, const char* verb, const std::string&
 }
 
 Outcome PluginInstance::authenticate(const json::object& credentials) {
-    if (!plugin_->descriptor().authenticate) return {};
-    return invoke(plugin_->descriptor().authenticate, "authenticate", json::serialize(credentials), {});
+    if (!plugin_->facts().has(wire::Entry::authenticate)) return {};
+    return invoke(wire::Entry::authenticate, json::serialize(credentials), {});
 }
 
 Outcome PluginInstance::fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item) {
     if (!can(CRMSYNC_CAP_FETCH)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not fetch"};
-    return invoke(plugin_->descriptor().fetch, "fetch", json::serialize(request), on_item, "fetch-item.schema.json");
+    return invoke(wire::Entry::fetch, json::serialize(request), on_item, "fetch-item.schema.json");
 }
 
 Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
@@ -249,7 +291,7 @@ Outcome PluginInstance::map(const json::value& record, std::vector<json::value>&
         operations.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
     };
-    return invoke(plugin_->descriptor().map, "map", json::serialize(record), sink, "operation.schema.json");
+    return invoke(wire::Entry::map, json::serialize(record), sink, "operation.schema.json");
 }
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {
@@ -259,7 +301,7 @@ Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>
         results.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
     };
-    return invoke(plugin_->descriptor().write, "write", json::serialize(batch), sink, "write-result.schema.json");
+    return invoke(wire::Entry::write, json::serialize(batch), sink, "write-result.schema.json");
 }
 
 }  // namespace crmsync

@@ -1,9 +1,10 @@
 #pragma once
 // PluginInstance: one created plugin instance (a module's or a CRM connection's) and the
-// only place the host calls into a plugin. Each verb builds a call context, converts what
-// the plugin emits into JSON values, and turns the status into an Outcome; unknown status
-// values become ERROR. Calls are serialized by a mutex unless the plugin is THREADSAFE;
-// each call has an HTTP client of its own.
+// only place the host calls into a plugin — in this process, or in the instance's runner
+// process when it runs isolated (the same host services serve both). Each verb builds a
+// call context, converts what the plugin emits into JSON values, and turns the status into
+// an Outcome; unknown status values become ERROR. Calls are serialized by a mutex unless
+// the plugin is THREADSAFE; each call has an HTTP client of its own.
 #include <crmsync/plugin.h>
 
 #include <atomic>
@@ -53,6 +54,9 @@ private:
 struct Outcome {
     int32_t status = CRMSYNC_STATUS_OK;
     std::string message;
+    // An isolated plugin's runner crashed, hung or ran out of memory: the plugin is gone,
+    // and no input is to blame for it.
+    bool plugin_died = false;
     bool ok() const { return status == CRMSYNC_STATUS_OK; }
 };
 
@@ -64,6 +68,13 @@ public:
     // calls create(). `context` (e.g. the manifest path) starts every message.
     static Result<std::unique_ptr<PluginInstance>> create(std::shared_ptr<LoadedPlugin> plugin, const json::object& config,
                                                           std::unique_ptr<HostServices> services, std::string_view context);
+    // The same for a plugin that runs isolated: starts its runner process (with `channels`,
+    // the most calls that may run at once), checks what it says the plugin is, and creates
+    // the instance there.
+    static Result<std::unique_ptr<PluginInstance>> create_isolated(const VerifiedLibrary& library, const Isolation& isolation,
+                                                                   int channels, const json::object& config,
+                                                                   std::unique_ptr<HostServices> services,
+                                                                   std::string_view context);
     ~PluginInstance();
     PluginInstance(const PluginInstance&) = delete;
     PluginInstance& operator=(const PluginInstance&) = delete;
@@ -84,15 +95,19 @@ public:
     bool can(uint32_t capability) const { return (plugin_->capabilities() & capability) != 0; }
 
 private:
-    PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services);
-    using Entry = int32_t (*)(crmsync_instance*, crmsync_call*, const char*);
+    PluginInstance(std::shared_ptr<LoadedPlugin> plugin, std::unique_ptr<HostServices> services,
+                   std::unique_ptr<RunnerProcess> runner = nullptr);
+    // Validates the config and calls create(), here or in the runner.
+    static Result<std::unique_ptr<PluginInstance>> finish_create(std::unique_ptr<PluginInstance> self, const json::object& config,
+                                                                 std::string_view context);
     // `item_schema` names the plugin-api schema every emitted item must meet (checked in
     // test builds only).
-    Outcome invoke(Entry entry, const char* verb, const std::string& argument,
-                   const std::function<int32_t(json::value&&)>& on_item, std::string_view item_schema = {});
+    Outcome invoke(wire::Entry entry, const std::string& argument, const std::function<int32_t(json::value&&)>& on_item,
+                   std::string_view item_schema = {});
 
     std::shared_ptr<LoadedPlugin> plugin_;  // keeps the library mapped while we live
     std::unique_ptr<HostServices> services_;
+    std::unique_ptr<RunnerProcess> runner_;  // isolated: where the instance lives
     crmsync_instance* instance_ = nullptr;
     std::mutex mutex_;
     std::string signed_in_with_;

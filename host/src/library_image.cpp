@@ -66,8 +66,9 @@ std::string elf_image_problem(std::string_view image) {
     return "";
 }
 
-Result<std::string> verified_library_copy(const std::string& path, const std::string& sha256_hex_expected,
-                                          const std::string& name) {
+Result<SealedImage> verified_library_copy(const std::string& path, const std::string& sha256_hex_expected,
+                                          const std::string& name,
+                                          const std::function<Status(std::string_view image)>& also_check) {
     constexpr size_t kMaxBytes = 256u << 20;
     int file = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (file < 0) return Status::config("library " + path + " cannot be read: " + errno_text());
@@ -94,11 +95,14 @@ Result<std::string> verified_library_copy(const std::string& path, const std::st
                               " (the library changed after it was built; rebuild or reinstall the plugin)");
     if (auto problem = elf_image_problem(image); !problem.empty())
         return Status::config("library " + path + " is " + problem + "; reinstall the plugin");
+    if (also_check)
+        if (auto checked = also_check(image); !checked) return checked;
 
     static std::mutex mutex;
     static std::map<std::string, int> copies;  // digest -> sealed memfd, open for the process's life
     std::lock_guard<std::mutex> lock(mutex);
-    if (auto it = copies.find(digest); it != copies.end()) return "/proc/self/fd/" + std::to_string(it->second);
+    if (auto it = copies.find(digest); it != copies.end())
+        return SealedImage{it->second, "/proc/self/fd/" + std::to_string(it->second)};
     int sealed = memfd_create(("crmsync-plugin-" + name).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (sealed < 0) return Status::config("cannot make a private copy of " + path + " to load: " + errno_text());
     for (size_t done = 0; done < image.size();) {
@@ -117,7 +121,7 @@ Result<std::string> verified_library_copy(const std::string& path, const std::st
         return Status::config("cannot seal the private copy of " + path + ": " + why);
     }
     copies.emplace(digest, sealed);
-    return "/proc/self/fd/" + std::to_string(sealed);
+    return SealedImage{sealed, "/proc/self/fd/" + std::to_string(sealed)};
 }
 
 }  // namespace crmsync

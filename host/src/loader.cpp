@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <utility>
 
 #include "digest.h"
@@ -13,12 +14,62 @@
 namespace crmsync {
 namespace fs = std::filesystem;
 
-LoadedPlugin::LoadedPlugin(PluginManifest manifest, boost::dll::shared_library library, const crmsync_plugin& descriptor,
+namespace {
+
+PluginFacts facts_of(const crmsync_plugin& d, uint32_t abi_minor) {
+    auto text = [](const char* s) { return std::string(s ? s : ""); };
+    using wire::Entry;
+    uint32_t entries = (d.create ? uint32_t(Entry::create) : 0) | (d.destroy ? uint32_t(Entry::destroy) : 0) |
+                       (d.authenticate ? uint32_t(Entry::authenticate) : 0) | (d.fetch ? uint32_t(Entry::fetch) : 0) |
+                       (d.map ? uint32_t(Entry::map) : 0) | (d.write ? uint32_t(Entry::write) : 0);
+    return {text(d.id), text(d.version), text(d.description), text(d.config_schema), d.capabilities, abi_minor, entries};
+}
+
+}  // namespace
+
+std::string facts_problem(const PluginManifest& m, const PluginFacts& f) {
+    using wire::Entry;
+    if (m.id != f.id)
+        return "library says its id is \"" + f.id.substr(0, 128) + "\" but the manifest says \"" + m.id +
+               "\" (the manifest belongs to another plugin)";
+    auto declared = parse_version(f.version);
+    if (!declared || *declared != m.version)
+        return "library says its version is \"" + f.version.substr(0, 64) + "\" but the manifest says \"" + m.version.text() +
+               "\" (rebuild the plugin)";
+    if (!f.has(Entry::create)) return "descriptor has no create function";
+    uint32_t caps = f.capabilities;
+    if ((caps & CRMSYNC_CAP_FETCH) && !f.has(Entry::fetch)) return "declares FETCH but has no fetch function";
+    if ((caps & CRMSYNC_CAP_MAP) && !f.has(Entry::map)) return "declares MAP but has no map function";
+    if ((caps & CRMSYNC_CAP_WRITE) && !f.has(Entry::write)) return "declares WRITE but has no write function";
+    if ((caps & CRMSYNC_CAP_READS_CRM) && f.abi_minor < 1)
+        return "declares READS_CRM, which ABI 1.1 added, but speaks ABI 1." + std::to_string(f.abi_minor);
+    if ((caps & CRMSYNC_CAP_READS_CRM) && !(f.has(Entry::fetch) && f.has(Entry::map) && f.has(Entry::write)))
+        return "declares READS_CRM but lacks fetch, map or write (it answers crm_read, maps CRM records, writes them)";
+    return "";
+}
+
+Result<std::unique_ptr<RunnerProcess>> start_runner(const VerifiedLibrary& library, const Isolation& isolation, int channels) {
+    const std::string& where = library.manifest.manifest_path;
+    auto runner = RunnerProcess::start(library.manifest.id, library.fd, isolation, channels);
+    if (!runner) return runner.status().prefixed(where + ": ");
+    if (auto problem = facts_problem(library.manifest, runner.value()->facts()); !problem.empty())
+        return Status::config(where + ": " + problem);
+    return runner;
+}
+
+LoadedPlugin::LoadedPlugin(const VerifiedLibrary& verified, boost::dll::shared_library library, const crmsync_plugin& descriptor,
                            uint32_t abi_minor)
-    : manifest_(std::move(manifest)), library_(std::move(library)), descriptor_(descriptor), abi_minor_(abi_minor) {}
+    : manifest_(verified.manifest),
+      signature_(verified.signature),
+      library_(std::move(library)),
+      descriptor_(descriptor),
+      facts_(facts_of(descriptor, abi_minor)) {}
+
+LoadedPlugin::LoadedPlugin(const VerifiedLibrary& verified, PluginFacts facts)
+    : manifest_(verified.manifest), signature_(verified.signature), descriptor_{}, facts_(std::move(facts)) {}
 
 std::string LoadedPlugin::description() const {
-    std::string_view text = descriptor_.description ? descriptor_.description : "";
+    std::string_view text = facts_.description;
     text = text.substr(0, std::min(text.find('\n'), size_t{4096}));
     std::string line;
     for (char c : text)
@@ -26,8 +77,8 @@ std::string LoadedPlugin::description() const {
     return support::utf8_prefix_bytes(line, 200);
 }
 
-PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnostics& diagnostics)
-    : search_path_(std::move(search_path)), diagnostics_(diagnostics) {
+PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnostics& diagnostics, TrustManifest trust)
+    : search_path_(std::move(search_path)), diagnostics_(diagnostics), trust_(std::move(trust)) {
     for (const auto& folder : search_path_) {
         std::error_code ec;
         if (!fs::is_directory(folder, ec)) {
@@ -62,6 +113,16 @@ PluginLoader::PluginLoader(std::vector<std::string> search_path, const Diagnosti
 }
 
 Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, const VersionRange& range) {
+    return choose(id, range, &PluginLoader::load_candidate);
+}
+
+Result<std::shared_ptr<VerifiedLibrary>> PluginLoader::verify(const std::string& id, const VersionRange& range) {
+    return choose(id, range, &PluginLoader::verify_candidate);
+}
+
+template <class T>
+Result<T> PluginLoader::choose(const std::string& id, const VersionRange& range,
+                               Result<T> (PluginLoader::*step)(PluginCandidate&)) {
     std::vector<PluginCandidate*> matching;
     for (auto& c : candidates_)
         if (c.manifest && c.manifest->id == id) matching.push_back(&c);
@@ -83,7 +144,7 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load(const std::string& id, 
                 "\n  " + c->manifest_path + ": version " + c->manifest->version.text() + " is outside \"" + range.text() + "\"";
             continue;
         }
-        auto loaded = load_candidate(*c);
+        auto loaded = (this->*step)(*c);
         if (loaded) {
             // A copy earlier on the path (or newer) was refused: say which one runs instead.
             if (!refused.empty() && !std::exchange(c->told_fallback, true))
@@ -113,10 +174,45 @@ T sized_copy(const T* source) {
 
 }  // namespace
 
-Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandidate& candidate) {
-    if (candidate.loaded) return candidate.loaded;
+Status PluginLoader::judge(const PluginManifest& m, const SignatureCheck& signature) {
+    using State = SignatureCheck::State;
+    if (trust_.policy == TrustManifest::Policy::off || signature.state == State::trusted) return Status::ok();
+    std::string what = "plugin " + m.id + " " + m.version.text() + " is " + signature.text();
+    std::string fix =
+        signature.state == State::none
+            ? "get " + m.library_path + ".minisig from its vendor, or sign it yourself: minisign -S -t \"crmsync-plugin " + m.id +
+                  " " + m.version.text() + "\" -m " + m.library_path
+        : signature.state == State::untrusted
+            ? "if you trust whoever holds key " + signature.key_id + ", add its public key to \"keys\" in " + trust_.manifest_path
+            : "reinstall the plugin from its vendor";
+    if (!trust_.problem.empty())
+        return Status::config(what + ", and the trust manifest " + trust_.manifest_path +
+                              " is broken, so no plugin is trusted (fix it: " + trust_.problem + ")");
+    if (trust_.policy == TrustManifest::Policy::require)
+        return Status::config(what + "; the trust policy in " + trust_.manifest_path + " requires a trusted signature (" + fix +
+                              ")");
+    diagnostics_.warn(what + " (" + fix + "; the trust policy in " + trust_.manifest_path + " is \"warn\")");
+    return Status::ok();
+}
+
+namespace {
+
+// The .minisig beside a library, when there is one (bounded: a real one is four lines).
+std::optional<std::string> read_signature_file(const std::string& library_path) {
+    std::ifstream in(library_path + ".minisig", std::ios::binary);
+    if (!in) return std::nullopt;
+    std::string text(8193, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    return text;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<VerifiedLibrary>> PluginLoader::verify_candidate(PluginCandidate& candidate) {
+    if (candidate.verified) return candidate.verified;
     if (!candidate.problem.is_ok()) return candidate.problem;
-    auto refuse = [&](std::string message) -> Result<std::shared_ptr<LoadedPlugin>> {
+    auto refuse = [&](std::string message) -> Result<std::shared_ptr<VerifiedLibrary>> {
         candidate.problem = Status::config(candidate.manifest_path + ": " + message);
         diagnostics_.debug("refused " + candidate.manifest_path + ": " + message);
         return candidate.problem;
@@ -133,14 +229,36 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
         return refuse("plugin ABI " + versions(m.abi_major, m.abi_minor) + " is newer than host ABI " +
                       versions(CRMSYNC_ABI_MAJOR, CRMSYNC_ABI_MINOR) + " (upgrade crmsync or use an older plugin build)");
     // The bytes checked are the bytes loaded: a private sealed copy, not the file again.
-    auto image = verified_library_copy(m.library_path, m.sha256, m.id);
+    auto verified = std::make_shared<VerifiedLibrary>();
+    verified->manifest = m;
+    auto image = verified_library_copy(m.library_path, m.sha256, m.id, [&](std::string_view bytes) {
+        verified->signature = check_signature(bytes, read_signature_file(m.library_path), m.id, m.version.text(), trust_.keys);
+        return judge(m, verified->signature);
+    });
     if (!image) return refuse(image.status().message());
-    diagnostics_.debug(m.library_path + ": sha256 verified");
+    diagnostics_.debug(m.library_path + ": sha256 verified; " + verified->signature.text());
+    verified->fd = image->fd;
+    verified->path = image->path;
+    candidate.verified = verified;
+    return candidate.verified;
+}
+
+Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandidate& candidate) {
+    if (candidate.loaded) return candidate.loaded;
+    if (!candidate.problem.is_ok()) return candidate.problem;
+    auto refuse = [&](std::string message) -> Result<std::shared_ptr<LoadedPlugin>> {
+        candidate.problem = Status::config(candidate.manifest_path + ": " + message);
+        diagnostics_.debug("refused " + candidate.manifest_path + ": " + message);
+        return candidate.problem;
+    };
+    auto verified = verify_candidate(candidate);
+    if (!verified) return verified.status();
+    const PluginManifest& m = verified.value()->manifest;
 
     boost::dll::shared_library library;
     try {
         // The throwing overload: its message carries dlerror's text (e.g. a missing dependency).
-        library.load(image.value(), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+        library.load(verified.value()->path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
         return refuse(std::string("library ") + m.library_path + " cannot be opened: " + e.what() +
                       " (a library it depends on may be missing: check `ldd " + m.library_path + "`)");
@@ -172,25 +290,10 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
         return refuse("plugin descriptor is " + std::to_string(n.plugin->struct_size) +
                       " bytes, smaller than ABI 1.0's (corrupt or not a crmsync plugin)");
     crmsync_plugin descriptor = sized_copy(n.plugin);
-    if (!descriptor.id || m.id != descriptor.id)
-        return refuse(std::string("library says its id is \"") + (descriptor.id ? descriptor.id : "") +
-                      "\" but the manifest says \"" + m.id + "\" (the manifest belongs to another plugin)");
-    auto declared = descriptor.version ? parse_version(descriptor.version) : std::nullopt;
-    if (!declared || *declared != m.version)
-        return refuse(std::string("library says its version is \"") + (descriptor.version ? descriptor.version : "") +
-                      "\" but the manifest says \"" + m.version.text() + "\" (rebuild the plugin)");
-    if (!descriptor.create) return refuse("descriptor has no create function");
-    uint32_t caps = descriptor.capabilities;
-    if ((caps & CRMSYNC_CAP_FETCH) && !descriptor.fetch) return refuse("declares FETCH but has no fetch function");
-    if ((caps & CRMSYNC_CAP_MAP) && !descriptor.map) return refuse("declares MAP but has no map function");
-    if ((caps & CRMSYNC_CAP_WRITE) && !descriptor.write) return refuse("declares WRITE but has no write function");
-    if ((caps & CRMSYNC_CAP_READS_CRM) && n.plugin_abi_minor < 1)
-        return refuse("declares READS_CRM, which ABI 1.1 added, but speaks ABI 1." + std::to_string(n.plugin_abi_minor));
-    if ((caps & CRMSYNC_CAP_READS_CRM) && (!descriptor.fetch || !descriptor.map || !descriptor.write))
-        return refuse("declares READS_CRM but lacks fetch, map or write (it answers crm_read, maps CRM records, writes them)");
+    if (auto problem = facts_problem(m, facts_of(descriptor, n.plugin_abi_minor)); !problem.empty()) return refuse(problem);
 
     diagnostics_.debug("loaded " + m.id + " " + m.version.text() + " from " + m.library_path);
-    candidate.loaded = std::make_shared<LoadedPlugin>(m, std::move(library), descriptor, n.plugin_abi_minor);
+    candidate.loaded = std::make_shared<LoadedPlugin>(*verified.value(), std::move(library), descriptor, n.plugin_abi_minor);
     return candidate.loaded;
 }
 

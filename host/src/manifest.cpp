@@ -210,6 +210,24 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
     return m;
 }
 
+namespace {
+
+// "isolation": a mode, or {"mode", "timeout_seconds", "memory_mb"} (ranges are the schema's).
+Isolation parse_isolation(const json::object& o) {
+    Isolation out;
+    const json::value* v = o.if_contains("isolation");
+    if (!v) return out;
+    std::string mode = v->is_string() ? std::string(v->get_string()) : find_string(v->as_object(), "mode").value_or("in-process");
+    out.mode = mode == "process" ? Isolation::Mode::process : Isolation::Mode::in_process;
+    if (v->is_object()) {
+        out.timeout_seconds = find_int(v->get_object(), "timeout_seconds").value_or(out.timeout_seconds);
+        out.memory_mb = find_int(v->get_object(), "memory_mb").value_or(out.memory_mb);
+    }
+    return out;
+}
+
+}  // namespace
+
 Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& o) {
     auto fail = [&](const Status& s) { return s.prefixed(path + ": "); };
     if (auto shape = check_shape(path, o, "module-manifest.schema.json"); !shape) return shape;
@@ -257,6 +275,7 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
         }
     }
     if (auto* w = find_object(o, "webhook")) m.webhook_secret_env = find_string(w->at("secret").as_object(), "env");
+    m.isolation = parse_isolation(o);
     return m;
 }
 
@@ -286,6 +305,7 @@ Result<ConnectionManifest> parse_connection_manifest(const std::string& path, co
         c.bulk.threshold = threshold;
         c.bulk.max_operations = max_ops;
     }
+    c.isolation = parse_isolation(o);
     return c;
 }
 
@@ -338,6 +358,52 @@ const ConnectionManifest* ManifestSet::connection(std::string_view name) const {
     return nullptr;
 }
 
+std::string_view TrustManifest::policy_name() const {
+    switch (policy) {
+        case Policy::off: return "off";
+        case Policy::warn: return "warn";
+        case Policy::require: return "require";
+    }
+    return "off";
+}
+
+Result<TrustManifest> parse_trust_manifest(const std::string& path, const json::object& o) {
+    if (auto shape = check_shape(path, o, "trust-manifest.schema.json"); !shape) return shape;
+    TrustManifest t;
+    t.manifest_path = path;
+    auto policy = find_string(o, "policy").value_or("off");
+    t.policy = policy == "require" ? TrustManifest::Policy::require
+               : policy == "warn"  ? TrustManifest::Policy::warn
+                                   : TrustManifest::Policy::off;
+    const fs::path base = fs::path(path).parent_path();
+    if (auto* keys = find_array(o, "keys"))
+        for (size_t i = 0; i < keys->size(); ++i) {
+            const auto& entry = keys->at(i).as_object();
+            std::string where = path + ": \"keys\"[" + std::to_string(i) + "]";
+            std::string text;
+            if (auto file = find_string(entry, "file")) {
+                fs::path key_path = fs::path(*file).is_absolute() ? fs::path(*file) : base / *file;
+                std::ifstream in(key_path, std::ios::binary);
+                if (!in) return Status::config(where + ": public key file " + key_path.string() + " cannot be read");
+                std::stringstream buffer;
+                buffer << in.rdbuf();
+                text = buffer.str().substr(0, 4096);
+                where += " (" + key_path.string() + ")";
+            } else {
+                text = find_string(entry, "public_key").value_or("");
+            }
+            auto key = parse_public_key(text, where);
+            if (!key) return key.status();
+            key->name = find_string(entry, "name").value_or("");
+            t.keys.push_back(std::move(key.value()));
+        }
+    if (t.policy == TrustManifest::Policy::require && t.keys.empty())
+        return Status::config(path +
+                              ": \"policy\": \"require\" with no \"keys\" would refuse every plugin (list the keys "
+                              "you trust)");
+    return t;
+}
+
 ManifestSet load_manifests(const std::vector<std::string>& folders) {
     ManifestSet set;
     std::vector<fs::path> files;
@@ -383,9 +449,20 @@ ManifestSet load_manifests(const std::vector<std::string>& folders) {
             auto n = parse_notification_manifest(path, root);
             if (!n) set.problems.push_back(n.status().message());
             else set.notifications.push_back(std::move(n.value()));
+        } else if (root.contains("trust")) {
+            auto t = parse_trust_manifest(path, root);
+            if (!t) {
+                // Fail closed: a trust manifest that does not parse trusts nothing.
+                set.problems.push_back(t.status().message());
+                set.trust = TrustManifest{path, TrustManifest::Policy::require, {}, t.status().message()};
+            } else if (!set.trust.manifest_path.empty())
+                set.problems.push_back(path + ": a trust manifest is already given by " + set.trust.manifest_path +
+                                       " (a home has one; merge their keys)");
+            else set.trust = std::move(t.value());
         } else {
-            set.problems.push_back(
-                path + ": none of \"module\", \"connection\" or \"notification\" is set, so this is no crmsync manifest");
+            set.problems.push_back(path +
+                                   ": none of \"module\", \"connection\", \"notification\" or \"trust\" is set, so this "
+                                   "is no crmsync manifest");
         }
     }
     // A notification watching a module no manifest declares would never fire: say so.

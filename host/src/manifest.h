@@ -1,15 +1,18 @@
 #pragma once
-// The three manifest kinds and their parsing. Parsing checks shape and meaning of every
+// The manifest kinds and their parsing. Parsing checks shape and meaning of every
 // field and names the file and field in each message; it never opens a library.
 //  - plugin manifest (<id>.plugin.json beside the library, written by the plugin's build)
 //  - module manifest (operator, manifests/*.json with "module")
 //  - CRM connection manifest (operator, manifests/*.json with "connection")
+//  - notification manifest (operator, manifests/*.json with "notification")
+//  - trust manifest (operator, at most one, manifests/*.json with "trust")
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "json.h"
 #include "semver.h"
+#include "signature.h"
 #include "status.h"
 
 namespace crmsync {
@@ -61,6 +64,16 @@ struct PluginRef {
     VersionRange range;
 };
 
+// How a module's or connection's plugin runs: inside crmsync, or in a runner process of its
+// own whose crash, hang or memory blow-up fails the run and nothing else.
+struct Isolation {
+    enum class Mode { in_process, process } mode = Mode::in_process;
+    int64_t timeout_seconds = 300;  // silence from an isolated plugin that counts as a hang
+    int64_t memory_mb = 4096;       // the runner's address space
+    bool isolated() const { return mode == Mode::process; }
+    std::string text() const { return isolated() ? "process" : "in-process"; }
+};
+
 struct ModuleManifest {
     std::string manifest_path;
     std::string name;
@@ -76,6 +89,7 @@ struct ModuleManifest {
     RetryPolicy retry;
     FailedRecordPolicy failed_records;
     std::optional<std::string> webhook_secret_env;
+    Isolation isolation;
 };
 
 // When the host hands the CRM plugin one large batch to load with a bulk API.
@@ -95,6 +109,17 @@ struct ConnectionManifest {
     // CRM calls a run keeps in flight at once, when the CRM plugin is THREADSAFE.
     int64_t max_parallel_requests = 8;
     BulkPolicy bulk;
+    Isolation isolation;
+};
+
+// Which plugin signatures a home trusts (trust-manifest.schema.json); without a trust
+// manifest the policy is off.
+struct TrustManifest {
+    std::string manifest_path;
+    enum class Policy { off, warn, require } policy = Policy::off;
+    std::vector<TrustedKey> keys;
+    std::string problem;  // set when the manifest is broken: then it trusts nothing
+    std::string_view policy_name() const;
 };
 
 // Who is told when a module's sync goes wrong or recovers (notification-manifest.schema.json).
@@ -122,6 +147,7 @@ struct ManifestSet {
     std::vector<ModuleManifest> modules;
     std::vector<ConnectionManifest> connections;
     std::vector<NotificationManifest> notifications;
+    TrustManifest trust;
     std::vector<std::string> problems;
     const ModuleManifest* module(std::string_view name) const;
     const ConnectionManifest* connection(std::string_view name) const;
@@ -130,6 +156,7 @@ struct ManifestSet {
 Result<ModuleManifest> parse_module_manifest(const std::string& path, const json::object& root);
 Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& root);
 Result<NotificationManifest> parse_notification_manifest(const std::string& path, const json::object& root);
+Result<TrustManifest> parse_trust_manifest(const std::string& path, const json::object& root);
 
 // Reads every *.json in each folder, sorted by name. A bad file adds one problem and is
 // skipped; the rest load. Two manifests declaring the same name: the later is refused.

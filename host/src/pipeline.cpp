@@ -208,7 +208,8 @@ RunReport Pipeline::run(const RunOptions& options) {
     for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
         if ((stop = between_batches(scope))) break;
-        Batch batch = ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false, false};
+        Batch batch =
+            ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false, false, std::nullopt};
         ahead.reset();
         stop = batch.page.stop;
         more = batch.page.more && !stop;
@@ -228,7 +229,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             read_ahead = [&] {
                 const int64_t fetched = total.fetched + batch.commit.counts.fetched;
                 if (options.limit && *options.limit - fetched <= 0) return;
-                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false, false});
+                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false, false, std::nullopt});
                 map(*ahead);
                 look_up_ahead(*ahead);
             };
@@ -293,13 +294,16 @@ std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const Ru
     batch.commit.scope = state_scope();
     batch.commit.counts.retries = batch.page.retries;
     if (!batch.mapped) map(batch);
-    auto halted = skip_unchanged(batch, report, options.dry_run);
+    auto halted = batch.stop ? batch.stop : skip_unchanged(batch, report, options.dry_run);
     if (halted) forget_results(batch);
     else halted = resolve(batch);
     if (!halted) halted = scope.lost();
     if (!halted && !options.dry_run) halted = write_meanwhile(batch, meanwhile);
     if (options.dry_run) describe_dry_run(batch, report);
-    write_back(batch);
+    // A source plugin that died writing back ends the run, but after this batch is saved:
+    // what reached the CRM is kept, and its cursor moves (its write-backs are lost, as any
+    // failed write-back is: logged).
+    auto source_gone = write_back(batch);
     record_failures(batch, report, options.dry_run);
     if (!halted && !options.dry_run) {
         settle_records(batch);
@@ -324,7 +328,7 @@ std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const Ru
     scope.total().add(batch.commit.counts);
     scope.renew();
     if (options.progress) options.progress(scope.total());
-    return halted;
+    return halted ? halted : source_gone;
 }
 
 // Each record of a saved batch either landed whole — its earlier errors close and it leaves
@@ -415,6 +419,15 @@ void Pipeline::map(Batch& batch) {
     for (const auto& r : batch.page.records) {
         std::vector<json::value> mapped;
         auto outcome = b_.source.map(r.record, mapped);
+        if (!outcome.ok() && !is_input_fault(outcome)) {
+            // The plugin failed, not the record (its runner crashed, say): nothing of this
+            // batch is written or kept as an error; the next run maps it again.
+            batch.stop = stop_for(outcome, "mapping record " + r.id);
+            batch.ops.clear();
+            batch.commit.errors.clear();
+            batch.commit.counts.failed = batch.commit.counts.ignored = 0;
+            return;
+        }
         if (!outcome.ok()) {
             fail(r.id, "", "", "MAPPING_FAILED", outcome.message, json::serialize(r.record));
             continue;

@@ -107,6 +107,7 @@ private:
         std::vector<json::object> writebacks;  // what to send back to the source
         bool mapped = false;                   // map() has run (ahead, while the batch before it wrote)
         bool hashed = false;                   // mappings applied and content hashed (ahead too)
+        std::optional<RunStop> stop;           // map() could not go on (not a record's fault)
     };
 
     // The run: failed records due again, then pages from the source, each batch through
@@ -149,7 +150,8 @@ private:
     void forget_results(Batch& batch);
     std::optional<RunStop> write(Batch& batch);
     std::optional<RunStop> write_meanwhile(Batch& batch, const std::function<void()>& meanwhile);
-    void write_back(Batch& batch);
+    // The write-backs a batch asked for, to the source plugin; a stop only when the plugin died.
+    std::optional<RunStop> write_back(Batch& batch);
     void record_failures(Batch& batch, RunReport& report, bool dry_run);
     void describe_dry_run(const Batch& batch, RunReport& report) const;
     std::optional<RunStop> budget_stop() const;

@@ -66,7 +66,8 @@ Outcome Pipeline::fetch_changes(const json::value& cursor, int64_t want, Page& p
                 counts);
         },
         want, page, overflowed);
-    if (overflowed) return {CRMSYNC_STATUS_ERROR, "plugin " + b_.crm.plugin().id() + " answered more changes than asked for"};
+    if (overflowed)
+        return {CRMSYNC_STATUS_ERROR, "plugin " + b_.crm.plugin().id() + " answered more changes than asked for", false};
     if (outcome.ok() && page.checkpoint)
         page.checkpoint = json::object{{"read", read}, {"changes", *page.checkpoint}, {"synced", synced || !page.more}};
     return outcome;

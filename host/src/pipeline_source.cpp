@@ -62,12 +62,14 @@ Pipeline::Page Pipeline::gather_source(const RunOptions& options, const json::va
         if (!outcome.ok() || overflowed) {
             page.records.clear();
             page.retries = counts.retries;
-            page.stop = outcome.ok() ? RunStop{RunStatus::failed,
-                                               "plugin " + (reads_crm() ? b_.crm : b_.source).plugin().id() +
-                                                   " emitted more than the " + std::to_string(want) +
-                                                   " records asked for (a plugin bug); nothing from that page was saved",
-                                               false}
-                                     : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
+            page.stop =
+                outcome.ok()
+                    ? RunStop{RunStatus::failed,
+                              "plugin " + (reads_crm() ? b_.crm : b_.source).plugin().id() + " emitted more than the " +
+                                  std::to_string(want) + " records asked for (a plugin bug); nothing from that page was saved",
+                              false}
+                : outcome.plugin_died ? stop_for(outcome, "fetch")
+                                      : RunStop{RunStatus::failed, "fetch failed: " + outcome.message, !is_input_fault(outcome)};
             return page;
         }
         if (page.checkpoint) page_cursor = *page.checkpoint;
@@ -127,7 +129,7 @@ Outcome Pipeline::take_page(const PageFetch& fetch, int64_t want, Page& page, bo
         log(Level::error, "an item of unknown type was emitted during a records fetch");
         return CRMSYNC_STATUS_ERROR;
     });
-    if (overflowed) return {CRMSYNC_STATUS_OK, ""};
+    if (overflowed) return {CRMSYNC_STATUS_OK, "", false};
     if (!outcome.ok()) return outcome;
     for (auto& r : records) page.records.push_back(std::move(r));
     if (checkpoint) {
@@ -140,7 +142,7 @@ Outcome Pipeline::take_page(const PageFetch& fetch, int64_t want, Page& page, bo
 }
 
 // The CRM ids of what was written go back to the source, when it writes.
-void Pipeline::write_back(Batch& batch) {
+std::optional<RunStop> Pipeline::write_back(Batch& batch) {
     const auto& writebacks = batch.writebacks;
     for (size_t start = 0; start < writebacks.size(); start += kBatchSize) {
         json::array items;
@@ -162,7 +164,9 @@ void Pipeline::write_back(Batch& batch) {
             log(Level::warn,
                 "write-back of " + find_text(item, "id") + " to source " + find_text(item, "source_id") + " failed: " + message);
         }
+        if (outcome.plugin_died) return stop_for(outcome, "write-back");
     }
+    return std::nullopt;
 }
 
 }  // namespace crmsync

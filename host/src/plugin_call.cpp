@@ -20,10 +20,12 @@ std::string_view run_status_name(RunStatus status) {
 }
 
 bool is_input_fault(const Outcome& outcome) {
-    return outcome.status == CRMSYNC_STATUS_ERROR || outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED;
+    return !outcome.plugin_died && (outcome.status == CRMSYNC_STATUS_ERROR || outcome.status == CRMSYNC_STATUS_NOT_SUPPORTED);
 }
 
 RunStop stop_for(const Outcome& outcome, std::string_view what) {
+    if (outcome.plugin_died)
+        return {RunStatus::failed, outcome.message + "; the run stopped; nothing after the last commit was written", false};
     const std::string resume = " (the next run resumes before this batch)";
     switch (outcome.status) {
         case CRMSYNC_STATUS_CANCELLED:
@@ -55,6 +57,7 @@ Status authenticate_with(PluginInstance& plugin, const json::object& resolved, b
     plugin.set_signed_in_with("");
     plugin.services().set_secrets(resolved);
     auto outcome = plugin.authenticate(resolved);
+    if (outcome.plugin_died) return Status::unreachable(outcome.message);
     if (!outcome.ok()) return Status::unreachable(plugin.plugin().id() + " refused to authenticate: " + outcome.message);
     plugin.set_signed_in_with(std::move(fingerprint));
     return Status::ok();
@@ -82,7 +85,8 @@ Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialR
         if (outcome.status == CRMSYNC_STATUS_AUTH_FAILED && !reauthenticated) {
             reauthenticated = true;
             log_(Level::info, plugin.plugin().id() + ": session refused, authenticating again");
-            if (auto again = authenticate(plugin, credentials); !again) return {CRMSYNC_STATUS_AUTH_FAILED, again.message()};
+            if (auto again = authenticate(plugin, credentials); !again)
+                return {CRMSYNC_STATUS_AUTH_FAILED, again.message(), false};
             continue;
         }
         if (outcome.status != CRMSYNC_STATUS_RETRY) return outcome;
@@ -93,7 +97,7 @@ Outcome PluginCaller::call(PluginInstance& plugin, const std::vector<CredentialR
         ++counts.retries;
         log_(Level::warn,
              plugin.plugin().id() + ": " + outcome.message + "; retrying (attempt " + std::to_string(tries + 1) + ")");
-        if (!backoff(tries - 1)) return {CRMSYNC_STATUS_CANCELLED, "stopped while waiting to retry"};
+        if (!backoff(tries - 1)) return {CRMSYNC_STATUS_CANCELLED, "stopped while waiting to retry", false};
     }
 }
 

@@ -12,6 +12,10 @@
 # lib/crmsync/plugins under the install prefix: where an installed crmsync looks) and writes
 # the manifest there again from the installed file, so the sha256 is of the bytes that ship
 # (stripped, with --strip or a package's CPACK_STRIP_FILES). NO_INSTALL: no install rule.
+# With CRMSYNC_PLUGIN_SIGNING_KEY set to a minisign secret key made without a password
+# (`minisign -G -W`), each build and each install also signs the library:
+# <library>.minisig, trusted comment "crmsync-plugin <id> <version>" (minisign must be
+# installed). With a key that has a password, sign releases by hand instead (docs/plugin-authors.md).
 # Used in-tree and, through find_package(crmsync-plugin-api), by out-of-tree plugins.
 
 function(crmsync_add_plugin target)
@@ -58,6 +62,18 @@ function(crmsync_add_plugin target)
             ${manifest_args} -P "${write_manifest}"
         COMMENT "Writing plugin manifest for ${arg_ID}"
         VERBATIM)
+    set(sign_comment "crmsync-plugin ${arg_ID} ${arg_VERSION}")
+    if(CRMSYNC_PLUGIN_SIGNING_KEY)
+        find_program(CRMSYNC_MINISIGN minisign)
+        if(NOT CRMSYNC_MINISIGN)
+            message(FATAL_ERROR "CRMSYNC_PLUGIN_SIGNING_KEY is set but minisign is not installed (apt-get install minisign)")
+        endif()
+        add_custom_command(TARGET ${target} POST_BUILD
+            COMMAND "${CRMSYNC_MINISIGN}" -S -s "${CRMSYNC_PLUGIN_SIGNING_KEY}" -m "$<TARGET_FILE:${target}>"
+                -x "$<TARGET_FILE:${target}>.minisig" -t "${sign_comment}"
+            COMMENT "Signing plugin ${arg_ID}"
+            VERBATIM)
+    endif()
 
     if(arg_NO_INSTALL)
         return()
@@ -77,5 +93,10 @@ function(crmsync_add_plugin target)
             \"-DMANIFEST=\${dir}/${arg_ID}.plugin.json\" ${manifest_args_text} -P \"${write_manifest}\"
             COMMAND_ERROR_IS_FATAL ANY)
         message(STATUS \"Writing plugin manifest: \${dir}/${arg_ID}.plugin.json\")
+        if(NOT \"${CRMSYNC_PLUGIN_SIGNING_KEY}\" STREQUAL \"\")
+            execute_process(COMMAND \"${CRMSYNC_MINISIGN}\" -S -s \"${CRMSYNC_PLUGIN_SIGNING_KEY}\"
+                -m \"\${dir}/$<TARGET_FILE_NAME:${target}>\" -x \"\${dir}/$<TARGET_FILE_NAME:${target}>.minisig\"
+                -t \"${sign_comment}\" OUTPUT_QUIET COMMAND_ERROR_IS_FATAL ANY)
+        endif()
     ")
 endfunction()

@@ -4,7 +4,10 @@
 // and peak RSS, each beside its goal. One configuration per process, so peak RSS is that
 // run's own.
 //   crmsync_bench [--crm mock|salesforce] [--records N] [--contacts N] [--bulk auto|always|never]
-//                 [--latency-ms MS]
+//                 [--latency-ms MS] [--compare-isolation]
+// --compare-isolation runs the same job a second time, on a fresh emulator and state, with
+// both the module and the CRM connection isolated ("isolation": "process"), and prints its
+// records/s beside the in-process run's (goal: at most 15% slower).
 // With --crm salesforce the real plugin talks HTTP to a salesforce-emulator process (with
 // --latency-ms added to every request, as a WAN round trip), and the baseline — a careful
 // hand-written batched client — runs the same job against its own emulator in the same
@@ -88,6 +91,9 @@ int main(int argc, char** argv) {
     int64_t records = 10'000, latency_ms = 0;
     int customers = 3000;
     std::string crm = "mock", bulk = "auto";
+    bool compare_isolation = false;
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--compare-isolation") == 0) compare_isolation = true;
     for (int i = 1; i + 1 < argc; ++i) {
         if (std::strcmp(argv[i], "--records") == 0) records = std::atoll(argv[i + 1]);
         if (std::strcmp(argv[i], "--contacts") == 0) customers = std::atoi(argv[i + 1]);
@@ -208,5 +214,32 @@ int main(int argc, char** argv) {
     }
     std::printf("  peak RSS               %.1f MB   (goal < 150 MB at 100,000 records%s)\n", rss,
                 records >= 100'000 ? (rss < 150 ? ": met" : ": MISSED") : "; run with --records 100000 to judge");
+    if (compare_isolation && report.status == RunStatus::succeeded) {
+        // The same job again, isolated: its own home, emulator and state; the same source file.
+        testing::TempDir isolated_home;
+        const std::string isolation = R"(, "isolation": "process")";
+        std::unique_ptr<bench::Emulator> isolated_emulator;
+        if (crm == "salesforce") {
+            isolated_emulator = emulator_for("isolated");
+            bench::salesforce_connection(isolated_home, "mock", isolated_emulator->url, bulk);
+        } else {
+            testing::write_file(isolated_home / "manifests/crm.json",
+                                testing::mock_connection(isolated_home / "var/crm.db", 100'000'000,
+                                                         R"(, "seed": ")" + (home / "seed.json") + "\"", bulk));
+        }
+        std::string connection = testing::read_file(isolated_home / "manifests/crm.json");
+        connection.insert(connection.rfind('}'), isolation);
+        testing::write_file(isolated_home / "manifests/crm.json", connection);
+        testing::write_file(isolated_home / "manifests/bench.json",
+                            R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" +
+                                (home / "ops.jsonl") + R"("})" + isolation + "}");
+        auto isolated = bench::run_module(isolated_home, "bench");
+        if (!isolated) return 2;
+        const double isolated_rate = isolated->report.counts.fetched / isolated->seconds;
+        std::printf("  isolated (process)     %s, %.0f records/s   (in process %.0f: %.2fx; goal >= 0.85x: %s)\n",
+                    std::string(run_status_name(isolated->report.status)).c_str(), isolated_rate, rate, isolated_rate / rate,
+                    verdict(isolated_rate / rate >= 0.85));
+        if (isolated->report.status != RunStatus::succeeded) return 1;
+    }
     return report.status == RunStatus::succeeded ? 0 : 1;
 }

@@ -35,6 +35,14 @@ deb)
   grep -q "walkme-logins  *product-analytics .* yes  *yes" "$work/demo.out" || { cat "$work/demo.out"; fail "a module is not verified"; }
   grep -q "^cs-timeline: partial — fetched 5, created 4" "$work/demo.out" || { cat "$work/demo.out"; fail "cs-timeline did not run"; }
   grep -q "オンボーディング キックオフ" "$work/demo.out" || { cat "$work/demo.out"; fail "nothing landed in the mock CRM"; }
+  # The installed (stripped) plugins are signed again at install: under a trust manifest that
+  # requires the build's test key, every one of them verifies.
+  cat >"$work/home/manifests/trust.json" <<JSON
+{"trust": "plugins", "policy": "require",
+ "keys": [{"name": "crmsync test key", "public_key": "RWRMUX//fW7HdbHraX1UpqZJ2XI2epEjxJG/NbgtasegaeirrKy/OJRn"}]}
+JSON
+  "$root/usr/bin/crmsync" modules --home "$work/home" >"$work/trusted.out" 2>&1 || { cat "$work/trusted.out"; fail "a shipped plugin is not signed by the test key"; }
+  test "$(grep -c "trusted (crmsync test key)" "$work/trusted.out")" -ge 5 || { cat "$work/trusted.out"; fail "the shipped plugins are not shown as signed"; }
   echo "the package unpacks into a fresh root and runs the demo from there"
   ;;
 sdk)
@@ -57,7 +65,7 @@ sdk)
   cp "$root/usr/share/crmsync/examples/manifests/mock-crm.json" "$home/manifests/"
   mkdir -p "$home/samples/mock-crm" && cp "$root/usr/share/crmsync/examples/samples/mock-crm/demo-org.json" "$home/samples/mock-crm/"
   cat >"$home/manifests/oot.json" <<JSON
-{"module": "oot", "plugin": {"id": "my-tasks", "version": "^1.0"}, "crm": "mock",
+{"module": "oot", "plugin": {"id": "my-tasks", "version": "^1.0"}, "crm": "mock", "isolation": "process",
  "config": {"folder": "\${home}/in", "object": "Task", "key_prefix": "oot", "fields": {"Subject": "subject"}}}
 JSON
   echo '{"id": "1", "subject": "built out of tree"}' >"$home/in/a.jsonl"
@@ -67,7 +75,7 @@ JSON
     { cat "$work/modules.json"; fail "the installed plugin is not verified"; }
   "$crmsync" run oot --home "$home"
   "$crmsync" crm query "SELECT Subject FROM Task" --home "$home" | grep -q "built out of tree" || fail "the record did not land"
-  echo "a plugin built against the packaged SDK installs beside the shipped plugins, verifies and runs"
+  echo "a plugin built against the packaged SDK installs beside the shipped plugins, verifies and runs isolated"
   ;;
 *) fail "unknown mode $mode" ;;
 esac

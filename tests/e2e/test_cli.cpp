@@ -103,16 +103,45 @@ TEST_CASE("cli: modules lists plugin, version, ABI, schedule, last run and names
                R"({"module": "bad", "plugin": "example-jsonl", "crm": "mock", "schedule": {"every": "4x"}})");
     home.crmsync({"run", "tasks"});
     auto json = home.crmsync({"modules", "--json"});
-    CHECK_THAT(
-        json.out,
-        Catch::Contains(
-            R"("module":"tasks","plugin":"example-jsonl","version":"1.1.0","abi":"1.1","enabled":true,"verified":true,"schedule":"every 4h")"));
+    CHECK_THAT(json.out,
+               Catch::Contains(
+                   R"("module":"tasks","plugin":"example-jsonl","version":"1.1.0","abi":"1.1","enabled":true,"verified":true,)"
+                   R"("signature":{"state":"untrusted","key_id":"75C76E7DFF7F514C",)"));
+    CHECK_THAT(json.out, Catch::Contains(R"("isolation":"in-process","schedule":"every 4h")"));
+    CHECK_THAT(json.out, Catch::Contains(R"("signatures":{"policy":"off","trust_manifest":""})"));
     CHECK_THAT(json.out, Catch::Contains(R"("status":"partial")"));
     CHECK_THAT(json.out, Catch::Contains("zz-bad.json: \\\"schedule.every\\\": \\\"4x\\\" is not a duration"));
     // The descriptor's one line, in both forms.
     const std::string line = "Template source plugin: JSON Lines exports -> one CRM upsert per record";
     CHECK_THAT(json.out, Catch::Contains(R"("description":")" + line + "\""));
     CHECK_THAT(home.crmsync({"modules"}).out, Catch::Contains("example-jsonl        " + line));
+}
+
+TEST_CASE(
+    "cli: with a trust manifest that requires signatures, modules shows who signed each plugin and run refuses an unsigned one") {
+    Home home;
+    write_file(home.dir / "manifests/trust.json",
+               R"({"trust": "plugins", "policy": "require", "keys": [{"name": "crmsync test key", "file": ")" +
+                   std::string(CRMSYNC_SOURCE_DIR) + R"(/packaging/signing/crmsync-test.pub"}]})");
+    // One module runs isolated: modules says so, and reads its plugin from a runner.
+    auto manifest = testing::read_file(home.dir / "manifests/tasks.json");
+    manifest.insert(manifest.rfind('}'), R"(, "isolation": "process")");
+    write_file(home.dir / "manifests/tasks.json", manifest);
+    auto modules = home.crmsync({"modules"});
+    CHECK(modules.status == 0);
+    CHECK_THAT(modules.out, Catch::Contains("SIGNATURE") && Catch::Contains("ISOLATION") &&
+                                Catch::Contains("trusted (crmsync test key)") && Catch::Contains("process") &&
+                                Catch::Contains("plugin signatures: policy require"));
+    auto run = home.crmsync({"run", "tasks"});
+    CHECK(run.status == 1);  // partial: one record's own status value is bad
+    CHECK_THAT(run.out, Catch::Contains("created 2"));
+
+    fs::remove(home.plugins.path() / "example-jsonl/example-jsonl.so.minisig");
+    auto refused = home.crmsync({"run", "tasks"});
+    CHECK(refused.status == 2);
+    CHECK_THAT(refused.out + refused.err,
+               Catch::Contains("plugin example-jsonl 1.1.0 is unsigned") && Catch::Contains("requires a trusted signature"));
+    CHECK_THAT(home.crmsync({"modules"}).out, Catch::Contains("REFUSED"));
 }
 
 TEST_CASE("cli: runs and log show the history of a run") {

@@ -530,3 +530,27 @@ TEST_CASE(
     CHECK(std::abs(success->second - (now_ms - 7200 * 1000 + 1000) / 1000.0) < 1);
     CHECK(serve->terminate() == 0);
 }
+
+TEST_CASE("serve: an isolated module whose plugin crashes fails its run, and serve goes on with the others") {
+    Home home;
+    // "crashy" (first by name) crashes in map; "gen" after it syncs; webhooks still land.
+    write_file(home.dir / "manifests/crashy.json",
+               R"({"module": "crashy", "plugin": {"id": "test-source"}, "crm": "mock", "schedule": {"every": "1h"},
+                   "isolation": "process", "config": {"count": 3, "misbehave": {"in": "map", "how": "crash"}}})");
+    write_file(home.dir / "manifests/gen.json",
+               R"({"module": "gen", "plugin": {"id": "test-source"}, "crm": "mock", "schedule": {"every": "1h"},
+                   "config": {"count": 3}})");
+    auto serve = home.serve();
+    auto status_of = [&](const std::string& module) -> std::string {
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
+        SQLite::Statement q(state, "SELECT status FROM runs WHERE module = ? AND status != 'running' ORDER BY id DESC LIMIT 1");
+        q.bind(1, module);
+        return q.executeStep() ? q.getColumn(0).getString() : "";
+    };
+    CHECK(eventually([&] { return status_of("gen") == "succeeded"; }));
+    CHECK(status_of("crashy") == "failed");
+    CHECK_THAT(home.log(), Catch::Contains("plugin test-source crashed (") && Catch::Contains(") in map; the run stopped"));
+    REQUIRE(post(serve->port, "hooks", event_body("after-crash"))->status == 202);
+    CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'after-crash'") == 1; }));
+    CHECK(serve->terminate() == 0);
+}

@@ -1,5 +1,6 @@
 // Every way loading a plugin can fail, each with the message an operator needs.
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <atomic>
 #include <thread>
 
@@ -218,4 +219,90 @@ TEST_CASE("loader: the highest version inside the range is chosen") {
     auto outside = loader.load("test-source", VersionRange::parse("^2.0").value());
     REQUIRE_FALSE(outside);
     CHECK_THAT(outside.status().message(), Catch::Contains("version 1.0.0 is outside \"^2.0\""));
+}
+
+// ---- signatures and the trust policy ------------------------------------------------------
+
+namespace {
+const std::string kTestKey = std::string(CRMSYNC_SOURCE_DIR) + "/packaging/signing/crmsync-test.pub";
+
+// The trust manifest a home would hold, parsed as the catalog parses it.
+TrustManifest trust(const TempDir& dir, const std::string& policy, const std::string& keys) {
+    testing::write_file(dir / "manifests/trust.json",
+                        R"({"trust": "plugins", "policy": ")" + policy + R"(", "keys": )" + keys + "}");
+    auto set = load_manifests({dir / "manifests"});
+    INFO((set.problems.empty() ? "" : set.problems.front()));
+    return set.trust;
+}
+}  // namespace
+
+TEST_CASE("loader: under require, a plugin signed by a listed key loads and says who signed it") {
+    TempDir dir;
+    PluginLoader loader({kTestPlugins}, quiet,
+                        trust(dir, "require", R"([{"name": "crmsync test key", "file": ")" + kTestKey + R"("}])"));
+    auto plugin = loader.load("test-source", VersionRange::parse("*").value());
+    INFO(plugin.status().message());
+    REQUIRE(plugin);
+    CHECK(plugin.value()->signature().state == SignatureCheck::State::trusted);
+    CHECK(plugin.value()->signature().text() == "signed by crmsync test key (key 75C76E7DFF7F514C)");
+}
+
+TEST_CASE("loader: under require, unsigned and unknown-key plugins are refused naming what to do") {
+    TempDir dir, plugins;
+    copy_plugin(plugins, "test-source");
+    SECTION("unsigned") {
+        fs::remove(plugins.path() / "test-source/test-source.so.minisig");
+        PluginLoader loader({plugins.str()}, quiet, trust(dir, "require", R"([{"name": "t", "file": ")" + kTestKey + R"("}])"));
+        CHECK_THAT(load_error(loader, "test-source"),
+                   Catch::Contains("plugin test-source 1.0.0 is unsigned; the trust policy in") &&
+                       Catch::Contains("requires a trusted signature") &&
+                       Catch::Contains("minisign -S -t \"crmsync-plugin test-source 1.0.0\""));
+    }
+    SECTION("signed by a key the home does not list") {
+        auto other = testing::run_command({CRMSYNC_MINISIGN, "-G", "-W", "-p", dir / "other.pub", "-s", dir / "other.key"});
+        REQUIRE(other.status == 0);
+        PluginLoader loader({plugins.str()}, quiet,
+                            trust(dir, "require", R"([{"name": "o", "file": ")" + (dir / "other.pub") + R"("}])"));
+        CHECK_THAT(load_error(loader, "test-source"),
+                   Catch::Contains("is signed by key 75C76E7DFF7F514C, which no trust manifest lists") &&
+                       Catch::Contains("add its public key to \"keys\""));
+    }
+    SECTION("a library changed after it was signed (and its manifest's sha256 with it)") {
+        auto library = plugins / "test-source/test-source.so";
+        { std::ofstream(library, std::ios::app) << "appended after signing"; }
+        auto manifest = plugins / "test-source/test-source.plugin.json";
+        auto text = testing::read_file(manifest);
+        auto at = text.find("\"sha256\": \"") + 11;
+        text.replace(at, 64, sha256_file(library).value());
+        testing::write_file(manifest, text);
+        PluginLoader loader({plugins.str()}, quiet, trust(dir, "require", R"([{"name": "t", "file": ")" + kTestKey + R"("}])"));
+        CHECK_THAT(load_error(loader, "test-source"),
+                   Catch::Contains("INVALID signature") && Catch::Contains("reinstall the plugin from its vendor"));
+    }
+}
+
+TEST_CASE("loader: warn and off load what require refuses, and the signature state is still known") {
+    TempDir dir, plugins;
+    copy_plugin(plugins, "test-source");
+    fs::remove(plugins.path() / "test-source/test-source.so.minisig");
+    PluginLoader warn({plugins.str()}, quiet, trust(dir, "warn", R"([{"name": "t", "file": ")" + kTestKey + R"("}])"));
+    auto warned = warn.load("test-source", VersionRange::parse("*").value());
+    REQUIRE(warned);
+    CHECK(warned.value()->signature().state == SignatureCheck::State::none);
+    // No trust manifest: policy off; the shipped signature is by a key nobody listed.
+    PluginLoader off({kTestPlugins}, quiet);
+    auto loaded = off.load("test-source", VersionRange::parse("*").value());
+    REQUIRE(loaded);
+    CHECK(loaded.value()->signature().state == SignatureCheck::State::untrusted);
+}
+
+TEST_CASE("loader: a trust manifest that does not parse trusts nothing") {
+    TempDir dir;
+    testing::write_file(dir / "manifests/trust.json",
+                        R"({"trust": "plugins", "policy": "require", "keys": [{"name": "x", "public_key": "nope"}]})");
+    auto set = load_manifests({dir / "manifests"});
+    REQUIRE(set.problems.size() == 1);
+    CHECK_THAT(set.problems[0], Catch::Contains("\"keys\"[0]: not a minisign public key"));
+    PluginLoader loader({kTestPlugins}, quiet, set.trust);
+    CHECK_THAT(load_error(loader, "test-source"), Catch::Contains("is broken, so no plugin is trusted"));
 }

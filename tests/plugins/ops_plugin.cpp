@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include "misbehave.h"
+
 namespace {
 namespace json = boost::json;
 using crmsync::support::emit;
@@ -18,18 +20,21 @@ const char* const kSchema = R"json({
   "properties": {"file": {"type": "string"}, "defaults": {"type": "object"}, "required_any": {"type": "array"},
                  "targets": {"type": "array", "description": "target items answered as they are"},
                  "blobs": {"type": "object", "description": "ref -> base64 content answered to blob requests"},
-                 "writeback_file": {"type": "string", "description": "where write() appends the write-backs it receives"}}
+                 "writeback_file": {"type": "string", "description": "where write() appends the write-backs it receives"},
+                 )json" TEST_MISBEHAVE_SCHEMA R"json(}
 })json";
 
 struct Instance {
+    Instance(const crmsync_host_api* h, json::object c) : host(h), config(std::move(c)), misbehave(config) {}
     const crmsync_host_api* host;
     json::object config;
+    testplugin::Misbehaviour misbehave;
 };
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call*, const char* config) noexcept {
     try {
-        return reinterpret_cast<crmsync_instance*>(new Instance{host, json::parse(config).as_object()});
+        return reinterpret_cast<crmsync_instance*>(new Instance(host, json::parse(config).as_object()));
     } catch (...) {
         return nullptr;
     }
@@ -106,6 +111,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto batch = json::parse(batch_json).as_object();
+        if (!in->misbehave.at("write")) return CRMSYNC_STATUS_ERROR;
         std::string path = in->config.contains("writeback_file") ? std::string(in->config.at("writeback_file").as_string()) : "";
         std::ofstream out(path, std::ios::app);
         for (const auto& op : batch.at("operations").as_array()) {

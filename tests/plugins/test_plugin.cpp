@@ -11,6 +11,8 @@
 #include <string>
 #include <thread>
 
+#include "misbehave.h"
+
 #ifndef TEST_ABI_MAJOR
 #define TEST_ABI_MAJOR CRMSYNC_ABI_MAJOR
 #endif
@@ -33,7 +35,8 @@ const char* const kSchema = R"json({
     "retry_first_fetches": {"type": "integer", "minimum": 0},
     "page_delay_ms": {"type": "integer", "minimum": 0},
     "bad_every": {"type": "integer", "minimum": 0, "description": "every Nth record maps to a field the CRM lacks"},
-    "mode": {"enum": ["normal", "emit_invalid_json", "emit_too_many"]}
+    "mode": {"enum": ["normal", "emit_invalid_json", "emit_too_many"]},
+    )json" TEST_MISBEHAVE_SCHEMA R"json(
   }
 })json";
 
@@ -42,6 +45,7 @@ struct Instance {
     int64_t count = 10, retry_first = 0, delay_ms = 0, bad_every = 0;
     std::string object = "Task", prefix = "test", mode = "normal";
     int64_t fetches = 0;
+    testplugin::Misbehaviour misbehave{json::object{}};
 };
 Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
@@ -62,6 +66,8 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
         if (auto* v = c.if_contains("page_delay_ms")) in->delay_ms = v->as_int64();
         if (auto* v = c.if_contains("bad_every")) in->bad_every = v->as_int64();
         if (auto* v = c.if_contains("mode")) in->mode = std::string(v->as_string());
+        in->misbehave = testplugin::Misbehaviour(c);
+        in->misbehave.at("create");
         return reinterpret_cast<crmsync_instance*>(in.release());
     } catch (const std::exception& e) {
         host->fail(call, CRMSYNC_STATUS_ERROR, e.what());
@@ -72,6 +78,11 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
 
 void destroy(crmsync_instance* i) noexcept { delete self(i); }
 
+int32_t authenticate(crmsync_instance* instance, crmsync_call*, const char*) noexcept {
+    self(instance)->misbehave.at("authenticate");
+    return CRMSYNC_STATUS_OK;
+}
+
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
@@ -81,6 +92,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 in->host, call,
                 json::object{{"type", "target"}, {"object", in->object}, {"fields", json::array{"Subject", "Description"}}});
         if (req.at("type").as_string() != "records") return CRMSYNC_STATUS_NOT_SUPPORTED;
+        if (!in->misbehave.at("fetch")) return CRMSYNC_STATUS_ERROR;
         if (in->fetches++ < in->retry_first) {
             in->host->fail(call, CRMSYNC_STATUS_RETRY, "503 Service Unavailable (injected)");
             return CRMSYNC_STATUS_RETRY;
@@ -109,6 +121,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto rec = json::parse(record_json).as_object();
+        if (!in->misbehave.at("map")) return CRMSYNC_STATUS_ERROR;
         int64_t n = rec.at("n").as_int64();
         json::object fields{{"Subject", rec.at("subject")}, {"Description", "record " + std::to_string(n)}};
         if (in->bad_every && n % in->bad_every == 0) fields["No_Such_Field__c"] = "x";
@@ -128,7 +141,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     CRMSYNC_CAP_FETCH | CRMSYNC_CAP_MAP,
     create,
     destroy,
-    nullptr,
+    authenticate,
     fetch,
     map,
     nullptr,

@@ -1,0 +1,341 @@
+// crmsync-plugin-runner: the process an isolated plugin ("isolation": "process") runs in.
+// The host starts it with the channels (socketpair ends) on fds 3 .. 3+N-1 and the verified,
+// sealed library on fd 3+N: what runs here is the very bytes the host checked. It caps its
+// own address space, opens the library, negotiates, tells the host what the plugin is
+// (`hello`), and then serves each channel on a thread of its own: every host service the
+// plugin calls becomes a frame to the host. It knows nothing of the host's internals; the
+// host trusts nothing it says (every reply is checked there as an in-process plugin's would
+// be). It exits when the host says `destroy`, closes a channel, or dies.
+#include <crmsync/plugin.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <boost/dll/shared_library.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wire.h"
+
+namespace {
+
+using crmsync::wire::Channel;
+using crmsync::wire::Entry;
+using crmsync::wire::Type;
+using crmsync::wire::Writer;
+
+const crmsync_plugin* g_plugin = nullptr;
+crmsync_instance* g_instance = nullptr;
+std::mutex g_instance_mutex;  // create and destroy happen once each, on any channel
+int64_t g_memory_mb = 0;
+thread_local int t_channel_fd = -1;  // the channel of the call this thread runs
+
+}  // namespace
+
+// The per-invocation context behind the opaque crmsync_call, runner side.
+struct crmsync_call {
+    Channel* channel = nullptr;
+    int32_t fail_status = CRMSYNC_STATUS_OK;
+    std::string fail_message;
+    int32_t refused = CRMSYNC_STATUS_OK;  // the last status the host gave an emitted item
+    std::vector<std::unique_ptr<std::string>> kept;
+    std::chrono::steady_clock::time_point flushed = std::chrono::steady_clock::now();
+};
+
+namespace {
+
+// Sends what is queued and waits for the reply of type `want`, noting emit refusals that
+// arrive first. False when the host is gone: the call cannot go on, so the runner leaves.
+bool await(crmsync_call* call, Type want, std::string& payload) {
+    if (!call->channel->flush()) _exit(0);
+    call->flushed = std::chrono::steady_clock::now();
+    Type type;
+    for (;;) {
+        if (call->channel->read(type, payload, -1) != Channel::Got::frame) _exit(0);
+        if (type == want) return true;
+        if (type == Type::emit_refused) {
+            crmsync::wire::Reader r(payload);
+            call->refused = static_cast<int32_t>(r.u32());
+            continue;
+        }
+        _exit(0);  // the host broke the protocol: nothing sensible is left to do
+    }
+}
+
+void note_refusals(crmsync_call* call) {
+    Type type;
+    std::string payload;
+    while (call->channel->readable_now()) {
+        if (call->channel->read(type, payload, 0) != Channel::Got::frame || type != Type::emit_refused) _exit(0);
+        crmsync::wire::Reader r(payload);
+        call->refused = static_cast<int32_t>(r.u32());
+    }
+}
+
+void r_log(crmsync_call* call, int32_t level, const char* message) noexcept {
+    try {
+        if (!call || !message) return;
+        call->channel->send(Writer(Type::log).u32(static_cast<uint32_t>(level)).str(message).frame(), true);
+    } catch (...) {}
+}
+
+void r_fail(crmsync_call* call, int32_t status, const char* message) noexcept {
+    try {
+        if (!call) return;
+        call->fail_status = status;
+        call->fail_message = message ? message : "";
+    } catch (...) {}
+}
+
+// Emitted items are queued, not answered one by one: a refusal (the host's emit() said
+// ERROR or CANCELLED) comes back asynchronously and is returned from a later emit(). The
+// host decides the call's outcome from what it saw, so nothing depends on the lag.
+int32_t r_emit(crmsync_call* call, const char* json, size_t size) noexcept {
+    try {
+        if (!call || !json) return CRMSYNC_STATUS_ERROR;
+        call->channel->send(Writer(Type::emit).str(std::string_view(json, size)).frame(), true);
+        auto now = std::chrono::steady_clock::now();
+        if (call->channel->queued() > (256u << 10) || now - call->flushed > std::chrono::milliseconds(200)) {
+            if (!call->channel->flush()) _exit(0);
+            call->flushed = now;
+            note_refusals(call);
+        }
+        return call->refused;
+    } catch (...) {
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+int32_t r_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
+    try {
+        if (!call || !request || !response) return CRMSYNC_STATUS_ERROR;
+        crmsync_http_request req;
+        std::memset(&req, 0, sizeof req);
+        std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
+        Writer w(Type::http);
+        w.str(req.method ? req.method : "").str(req.url ? req.url : "");
+        w.u32(req.headers ? req.header_count : 0);
+        for (uint32_t i = 0; req.headers && i < req.header_count; ++i) w.str(req.headers[i] ? req.headers[i] : "");
+        w.str(req.body ? std::string_view(req.body, req.body_size) : std::string_view());
+        w.u32(req.timeout_ms).u32(req.idempotent);
+        call->channel->send(w.frame(), true);
+        std::string payload;
+        await(call, Type::http_reply, payload);
+        crmsync::wire::Reader r(payload);
+        auto rc = static_cast<int32_t>(r.u32());
+        auto status = static_cast<int32_t>(r.u32());
+        auto* headers = call->kept.emplace_back(std::make_unique<std::string>(r.str())).get();
+        auto* body = call->kept.emplace_back(std::make_unique<std::string>(r.str())).get();
+        std::string_view failure = r.str();
+        if (!failure.empty()) r_fail(call, rc, std::string(failure).c_str());
+        crmsync_http_response out;
+        std::memset(&out, 0, sizeof out);
+        out.struct_size = sizeof out;
+        if (rc == CRMSYNC_STATUS_OK) {
+            out.status = status;
+            out.body = body->c_str();
+            out.body_size = body->size();
+            out.headers = headers->c_str();
+        }
+        uint32_t size = std::min<uint32_t>(response->struct_size, sizeof out);
+        std::memcpy(response, &out, size);
+        response->struct_size = size;
+        return rc;
+    } catch (...) {
+        return CRMSYNC_STATUS_ERROR;
+    }
+}
+
+const char* r_secret(crmsync_call* call, const char* name) noexcept {
+    try {
+        if (!call || !name) return nullptr;
+        call->channel->send(Writer(Type::secret).str(name).frame(), true);
+        std::string payload;
+        await(call, Type::secret_reply, payload);
+        crmsync::wire::Reader r(payload);
+        bool present = r.u32() != 0;
+        std::string_view value = r.str();
+        if (!present) return nullptr;
+        return call->kept.emplace_back(std::make_unique<std::string>(value))->c_str();
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+int64_t r_now_ms(crmsync_call* call) noexcept {
+    try {
+        if (!call) return 0;
+        call->channel->send(Writer(Type::now).frame(), true);
+        std::string payload;
+        await(call, Type::now_reply, payload);
+        return crmsync::wire::Reader(payload).i64();
+    } catch (...) {
+        return 0;
+    }
+}
+
+int32_t r_cancelled(crmsync_call* call) noexcept {
+    try {
+        if (!call) return 0;
+        call->channel->send(Writer(Type::cancelled).frame(), true);
+        std::string payload;
+        await(call, Type::cancelled_reply, payload);
+        return static_cast<int32_t>(crmsync::wire::Reader(payload).u32());
+    } catch (...) {
+        return 0;
+    }
+}
+
+void r_api_usage(crmsync_call* call, int64_t used, int64_t limit) noexcept {
+    try {
+        if (call) call->channel->send(Writer(Type::api_usage).i64(used).i64(limit).frame(), true);
+    } catch (...) {}
+}
+
+const crmsync_host_api kRunnerApi = {
+    sizeof(crmsync_host_api),
+    CRMSYNC_ABI_MAJOR,
+    CRMSYNC_ABI_MINOR,
+    r_log,
+    r_fail,
+    r_emit,
+    r_http,
+    r_secret,
+    r_now_ms,
+    r_cancelled,
+    r_api_usage,
+};
+
+// The plugin asked for memory past the runner's limit: tell the host (with no allocation),
+// then let operator new throw as it would have.
+void on_out_of_memory() {
+    static char frame[5] = {1, 0, 0, 0, static_cast<char>(Type::out_of_memory)};
+    if (t_channel_fd >= 0) (void)!::write(t_channel_fd, frame, sizeof frame);
+    std::set_new_handler(nullptr);
+    throw std::bad_alloc();
+}
+
+void finish(crmsync_call& call, Channel& channel, int32_t status) {
+    channel.send(Writer(Type::done)
+                     .u32(static_cast<uint32_t>(status))
+                     .u32(static_cast<uint32_t>(call.fail_status))
+                     .str(call.fail_message)
+                     .frame());
+}
+
+// Serves one channel until the host closes it or says destroy.
+void serve(Channel* channel) {
+    t_channel_fd = channel->fd();
+    Type type;
+    std::string payload;
+    while (channel->read(type, payload, -1) == Channel::Got::frame) {
+        std::set_new_handler(on_out_of_memory);
+        crmsync_call call;
+        call.channel = channel;
+        crmsync::wire::Reader r(payload);
+        if (type == Type::create) {
+            std::lock_guard lock(g_instance_mutex);
+            std::string config(r.str());
+            if (!g_instance) g_instance = g_plugin->create(&kRunnerApi, &call, config.c_str());
+            finish(call, *channel, g_instance ? CRMSYNC_STATUS_OK : CRMSYNC_STATUS_ERROR);
+        } else if (type == Type::call) {
+            auto entry = static_cast<Entry>(r.u32());
+            std::string argument(r.str());
+            int32_t (*fn)(crmsync_instance*, crmsync_call*, const char*) = nullptr;
+            if (entry == Entry::authenticate) fn = g_plugin->authenticate;
+            else if (entry == Entry::fetch) fn = g_plugin->fetch;
+            else if (entry == Entry::map) fn = g_plugin->map;
+            else if (entry == Entry::write) fn = g_plugin->write;
+            int32_t status = fn && g_instance ? fn(g_instance, &call, argument.c_str()) : CRMSYNC_STATUS_NOT_SUPPORTED;
+            finish(call, *channel, status);
+        } else if (type == Type::destroy) {
+            std::lock_guard lock(g_instance_mutex);
+            if (g_instance && g_plugin->destroy) g_plugin->destroy(std::exchange(g_instance, nullptr));
+            _exit(0);
+        } else {
+            _exit(0);
+        }
+    }
+    _exit(0);  // the host closed the channel or is gone
+}
+
+void refuse(Channel& channel, const std::string& why) {
+    channel.send(Writer(Type::refused).str(why).frame());
+    _exit(1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Leave with the host: a runner must never outlive the process that started it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) return 1;
+    int channels = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string_view flag = argv[i];
+        if (flag == "--channels") channels = std::atoi(argv[i + 1]);
+        else if (flag == "--memory-mb") g_memory_mb = std::atoll(argv[i + 1]);
+    }
+    if (channels < 1 || channels > 64) {
+        std::fprintf(stderr, "crmsync-plugin-runner is started by crmsync for an isolated plugin, not by hand\n");
+        return 2;
+    }
+    std::vector<Channel> ends;
+    for (int i = 0; i < channels; ++i) ends.emplace_back(3 + i);
+    int library_fd = 3 + channels;
+#if !defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer reserves terabytes of address space; such builds bound memory by RSS
+    // instead (the host passes hard_rss_limit_mb in ASAN_OPTIONS).
+    if (g_memory_mb > 0) {
+        rlimit limit{static_cast<rlim_t>(g_memory_mb) << 20, static_cast<rlim_t>(g_memory_mb) << 20};
+        setrlimit(RLIMIT_AS, &limit);
+    }
+#endif
+    boost::dll::shared_library library;
+    try {
+        library.load("/proc/self/fd/" + std::to_string(library_fd),
+                     boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        refuse(ends[0], std::string("the library cannot be opened: ") + e.what());
+    }
+    if (!library.has(CRMSYNC_ENTRY_SYMBOL)) refuse(ends[0], std::string("the library does not export ") + CRMSYNC_ENTRY_SYMBOL);
+    auto negotiate = library.get<int32_t(crmsync_negotiation*)>(CRMSYNC_ENTRY_SYMBOL);
+    crmsync_negotiation n;
+    std::memset(&n, 0, sizeof n);
+    n.struct_size = sizeof n;
+    n.host_abi_major = CRMSYNC_ABI_MAJOR;
+    n.host_abi_minor = CRMSYNC_ABI_MINOR;
+    n.host = &kRunnerApi;
+    int32_t rc = negotiate(&n);
+    if (rc != CRMSYNC_STATUS_OK || !n.plugin || n.plugin_abi_major != CRMSYNC_ABI_MAJOR ||
+        n.plugin->struct_size < offsetof(crmsync_plugin, write) + sizeof(n.plugin->write))
+        refuse(ends[0], "crmsync_negotiate refused this host (status " + std::to_string(rc) + ", plugin ABI " +
+                            std::to_string(n.plugin_abi_major) + "." + std::to_string(n.plugin_abi_minor) + ")");
+    static crmsync_plugin descriptor;
+    std::memset(&descriptor, 0, sizeof descriptor);
+    std::memcpy(&descriptor, n.plugin, std::min<size_t>(n.plugin->struct_size, sizeof descriptor));
+    g_plugin = &descriptor;
+    uint32_t entries = (descriptor.create ? uint32_t(Entry::create) : 0) | (descriptor.destroy ? uint32_t(Entry::destroy) : 0) |
+                       (descriptor.authenticate ? uint32_t(Entry::authenticate) : 0) |
+                       (descriptor.fetch ? uint32_t(Entry::fetch) : 0) | (descriptor.map ? uint32_t(Entry::map) : 0) |
+                       (descriptor.write ? uint32_t(Entry::write) : 0);
+    auto text = [](const char* s) { return std::string_view(s ? s : ""); };
+    ends[0].send(Writer(Type::hello)
+                     .u32(n.plugin_abi_minor)
+                     .u32(descriptor.capabilities)
+                     .u32(entries)
+                     .str(text(descriptor.id))
+                     .str(text(descriptor.version))
+                     .str(text(descriptor.description))
+                     .str(text(descriptor.config_schema))
+                     .frame());
+    for (int i = 1; i < channels; ++i) std::thread(serve, &ends[i]).detach();
+    serve(&ends[0]);
+}

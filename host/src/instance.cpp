@@ -1,8 +1,10 @@
 #include "instance.h"
 
 #include <cstring>
+#include <deque>
 #include <thread>
 
+#include "isolation/abi_exchange.h"
 #include "schema.h"
 
 namespace crmsync {
@@ -74,9 +76,7 @@ int32_t api_emit(crmsync_call* call, const char* text, size_t size) noexcept {
 int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
     try {
         if (!call || !call->services || !request || !response) return CRMSYNC_STATUS_ERROR;
-        crmsync_http_request req;
-        std::memset(&req, 0, sizeof req);
-        std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
+        crmsync_http_request req = abi::sized_copy(request);
         if (!req.method || !req.url) {
             api_fail(call, CRMSYNC_STATUS_ERROR, "http request without method or url");
             return CRMSYNC_STATUS_ERROR;
@@ -92,25 +92,15 @@ int32_t api_http(crmsync_call* call, const crmsync_http_request* request, crmsyn
         r.idempotent = req.idempotent != 0;
         if (!call->http) call->http.emplace(call->services->http.take());
         auto result = call->http->get()->perform(r);
-        crmsync_http_response out;
-        std::memset(&out, 0, sizeof out);
-        out.struct_size = sizeof out;
         if (!result) {
             api_fail(call, CRMSYNC_STATUS_RETRY, result.status().message().c_str());
-            std::memcpy(response, &out, std::min<size_t>(response->struct_size, sizeof out));
-            response->struct_size = std::min<uint32_t>(response->struct_size, sizeof out);
+            abi::fill_http_response(response, 0, nullptr, nullptr);
             return CRMSYNC_STATUS_RETRY;
         }
         // Pointers to the strings, not to the vector's slots: the vector may grow.
         std::string* body = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->body))).get();
         std::string* headers = call->kept.emplace_back(std::make_unique<std::string>(std::move(result->headers))).get();
-        out.status = result->status;
-        out.body = body->c_str();
-        out.body_size = body->size();
-        out.headers = headers->c_str();
-        uint32_t size = std::min<uint32_t>(response->struct_size, sizeof out);
-        std::memcpy(response, &out, size);
-        response->struct_size = size;
+        abi::fill_http_response(response, result->status, body, headers);
         return CRMSYNC_STATUS_OK;
     } catch (...) {
         return CRMSYNC_STATUS_ERROR;
@@ -219,59 +209,94 @@ PluginInstance::~PluginInstance() {
     if (instance_ && plugin_->in_process() && plugin_->descriptor().destroy) plugin_->descriptor().destroy(instance_);
 }
 
+namespace {
+
+// One call of an entry point while it runs: its context, and the check of what it emits.
+struct CallSlot {
+    crmsync_call call;
+    std::string violation;
+    std::function<int32_t(json::value&&)> checked;
+};
+
+}  // namespace
+
 Outcome PluginInstance::invoke(wire::Entry entry, const std::string& argument,
                                const std::function<int32_t(json::value&&)>& on_item, std::string_view item_schema) {
+    return invoke_all(entry, {&argument}, {on_item ? &on_item : nullptr}, item_schema).front();
+}
+
+std::vector<Outcome> PluginInstance::invoke_all(wire::Entry entry, const std::vector<const std::string*>& arguments,
+                                                const std::vector<const std::function<int32_t(json::value&&)>*>& on_items,
+                                                std::string_view item_schema) {
     const char* verb = wire::entry_name(entry);
-    if (!plugin_->facts().has(entry)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point"};
+    const size_t n = arguments.size();
+    if (!plugin_->facts().has(entry))
+        return std::vector<Outcome>(n, {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " has no " + verb + " entry point", false});
     std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
     if (!can(CRMSYNC_CAP_THREADSAFE)) lock.lock();
-    // Test builds hold every plugin to the published schemas of what it emits.
-    std::string violation;
-    std::function<int32_t(json::value &&)> checked;
-    const std::function<int32_t(json::value &&)>* sink = on_item ? &on_item : nullptr;
-    if (sink && !item_schema.empty() && checks_emitted_items()) {
-        checked = [&](json::value&& item) -> int32_t {
-            if (auto valid = check_emitted_item(item_schema, item); !valid) {
-                if (violation.empty()) violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
-                return CRMSYNC_STATUS_ERROR;
-            }
-            return on_item(std::move(item));
-        };
-        sink = &checked;
+    std::deque<CallSlot> slots(n);
+    for (size_t i = 0; i < n; ++i) {
+        CallSlot& slot = slots[i];
+        const auto* on_item = on_items[i];
+        slot.call.services = services_.get();
+        slot.call.plugin_id = plugin_->id();
+        slot.call.on_item = on_item;
+        // Test builds hold every plugin to the published schemas of what it emits.
+        if (on_item && !item_schema.empty() && checks_emitted_items()) {
+            slot.checked = [&slot, on_item, item_schema](json::value&& item) -> int32_t {
+                if (auto valid = check_emitted_item(item_schema, item); !valid) {
+                    if (slot.violation.empty()) slot.violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
+                    return CRMSYNC_STATUS_ERROR;
+                }
+                return (*on_item)(std::move(item));
+            };
+            slot.call.on_item = &slot.checked;
+        }
     }
-    crmsync_call call;
-    call.services = services_.get();
-    call.plugin_id = plugin_->id();
-    call.on_item = sink;
-    int32_t status;
+    std::vector<Outcome> outcomes(n);
     if (runner_) {
-        auto remote = runner_->invoke(entry, argument, call);
-        if (remote.died) return {CRMSYNC_STATUS_ERROR, remote.fail_message, true};
-        status = normalized(remote.status);
-        call.fail_status = normalized(remote.fail_status);
-        call.fail_message = std::move(remote.fail_message);
+        std::vector<crmsync_call*> calls;
+        for (auto& slot : slots) calls.push_back(&slot.call);
+        auto remote = runner_->invoke_all(entry, arguments, calls);
+        for (size_t i = 0; i < n; ++i) {
+            if (remote[i].died) {
+                outcomes[i] = {CRMSYNC_STATUS_ERROR, remote[i].fail_message, true};
+                continue;
+            }
+            outcomes[i].status = normalized(remote[i].status);
+            slots[i].call.fail_status = normalized(remote[i].fail_status);
+            slots[i].call.fail_message = std::move(remote[i].fail_message);
+        }
     } else {
         const crmsync_plugin& d = plugin_->descriptor();
         auto* fn = entry == wire::Entry::authenticate ? d.authenticate
                    : entry == wire::Entry::fetch      ? d.fetch
                    : entry == wire::Entry::map        ? d.map
                                                       : d.write;
-        try {
-            status = normalized(fn(instance_, &call, argument.c_str()));
-        } catch (...) {
-            return {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)", false};
+        for (size_t i = 0; i < n; ++i) {
+            try {
+                outcomes[i].status = normalized(fn(instance_, &slots[i].call, arguments[i]->c_str()));
+            } catch (...) {
+                outcomes[i] = {CRMSYNC_STATUS_ERROR, plugin_->id() + " threw from " + verb + "() (a plugin bug)", false};
+            }
         }
     }
-    if (!violation.empty())
-        return {CRMSYNC_STATUS_ERROR,
-                plugin_->id() + "." + verb + " emitted an item that breaks plugin-api/schemas/" + std::string(item_schema) +
-                    " (a plugin bug): " + violation,
-                false};
-    Outcome outcome{status, {}, false};
-    if (status != CRMSYNC_STATUS_OK)
-        outcome.message = call.fail_message.empty() ? plugin_->id() + "." + verb + " returned " + std::string(status_name(status))
-                                                    : call.fail_message;
-    return outcome;
+    for (size_t i = 0; i < n; ++i) {
+        Outcome& outcome = outcomes[i];
+        if (outcome.plugin_died || !outcome.message.empty()) continue;
+        if (!slots[i].violation.empty()) {
+            outcome = {CRMSYNC_STATUS_ERROR,
+                       plugin_->id() + "." + verb + " emitted an item that breaks plugin-api/schemas/" +
+                           std::string(item_schema) + " (a plugin bug): " + slots[i].violation,
+                       false};
+        } else if (outcome.status != CRMSYNC_STATUS_OK) {
+            const auto& call = slots[i].call;
+            outcome.message = call.fail_message.empty()
+                                  ? plugin_->id() + "." + verb + " returned " + std::string(status_name(outcome.status))
+                                  : call.fail_message;
+        }
+    }
+    return outcomes;
 }
 
 Outcome PluginInstance::authenticate(const json::object& credentials) {
@@ -285,13 +310,41 @@ Outcome PluginInstance::fetch(const json::value& request, const std::function<in
 }
 
 Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
-    if (!can(CRMSYNC_CAP_MAP)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map"};
-    std::function<int32_t(json::value &&)> sink = [&](json::value&& v) {
-        if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
-        operations.push_back(std::move(v));
-        return int32_t{CRMSYNC_STATUS_OK};
-    };
-    return invoke(wire::Entry::map, json::serialize(record), sink, "operation.schema.json");
+    std::vector<std::vector<json::value>> out(1);
+    auto outcome = map_all({&record}, out).front();
+    operations = std::move(out.front());
+    return outcome;
+}
+
+std::vector<Outcome> PluginInstance::map_all(const std::vector<const json::value*>& records,
+                                             std::vector<std::vector<json::value>>& operations) {
+    if (!can(CRMSYNC_CAP_MAP))
+        return std::vector<Outcome>(records.size(), {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map", false});
+    operations.assign(records.size(), {});
+    std::vector<std::function<int32_t(json::value &&)>> sinks;
+    for (size_t i = 0; i < records.size(); ++i)
+        sinks.emplace_back([&operations, i](json::value&& v) {
+            if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
+            operations[i].push_back(std::move(v));
+            return int32_t{CRMSYNC_STATUS_OK};
+        });
+    if (!runner_) {
+        // In process there is no round trip to save: one record's text at a time.
+        std::vector<Outcome> outcomes;
+        for (size_t i = 0; i < records.size(); ++i)
+            outcomes.push_back(invoke(wire::Entry::map, json::serialize(*records[i]), sinks[i], "operation.schema.json"));
+        return outcomes;
+    }
+    std::vector<std::string> texts;
+    texts.reserve(records.size());
+    std::vector<const std::string*> arguments;
+    std::vector<const std::function<int32_t(json::value &&)>*> sink_pointers;
+    for (size_t i = 0; i < records.size(); ++i) {
+        texts.push_back(json::serialize(*records[i]));
+        arguments.push_back(&texts.back());
+        sink_pointers.push_back(&sinks[i]);
+    }
+    return invoke_all(wire::Entry::map, arguments, sink_pointers, "operation.schema.json");
 }
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {

@@ -84,6 +84,10 @@ public:
     // (OK, ERROR or CANCELLED).
     Outcome fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item);
     Outcome map(const json::value& record, std::vector<json::value>& operations);
+    // map() of each record, in order, with the outcome and operations of each: what one
+    // map() each gives, but an isolated plugin gets the records sent ahead of its answers.
+    std::vector<Outcome> map_all(const std::vector<const json::value*>& records,
+                                 std::vector<std::vector<json::value>>& operations);
     Outcome write(const json::value& batch, std::vector<json::value>& results);
 
     const LoadedPlugin& plugin() const { return *plugin_; }
@@ -104,6 +108,9 @@ private:
     // test builds only).
     Outcome invoke(wire::Entry entry, const std::string& argument, const std::function<int32_t(json::value&&)>& on_item,
                    std::string_view item_schema = {});
+    std::vector<Outcome> invoke_all(wire::Entry entry, const std::vector<const std::string*>& arguments,
+                                    const std::vector<const std::function<int32_t(json::value&&)>*>& on_items,
+                                    std::string_view item_schema);
 
     std::shared_ptr<LoadedPlugin> plugin_;  // keeps the library mapped while we live
     std::unique_ptr<HostServices> services_;

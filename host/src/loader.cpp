@@ -1,5 +1,6 @@
 #include "loader.h"
 
+#include "isolation/abi_exchange.h"
 #include "library_image.h"
 
 #include <algorithm>
@@ -161,17 +162,6 @@ namespace {
 
 std::string versions(uint32_t major, uint32_t minor) { return std::to_string(major) + "." + std::to_string(minor); }
 
-// Reads a struct the other side sized: copy what both know, zero the rest.
-template <class T>
-T sized_copy(const T* source) {
-    T local;
-    std::memset(&local, 0, sizeof local);
-    uint32_t size = source->struct_size;
-    std::memcpy(&local, source, std::min<size_t>(size, sizeof local));
-    local.struct_size = size;
-    return local;
-}
-
 }  // namespace
 
 Status PluginLoader::judge(const PluginManifest& m, const SignatureCheck& signature) {
@@ -268,13 +258,8 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
                       " (not a crmsync plugin, or built without CRMSYNC_EXPORT)");
     auto negotiate = library.get<int32_t(crmsync_negotiation*)>(CRMSYNC_ENTRY_SYMBOL);
 
-    crmsync_negotiation n;
-    std::memset(&n, 0, sizeof n);
-    n.struct_size = sizeof n;
-    n.host_abi_major = CRMSYNC_ABI_MAJOR;
-    n.host_abi_minor = CRMSYNC_ABI_MINOR;
-    n.host = host_api();
-    int32_t rc = negotiate(&n);
+    int32_t rc = 0;
+    crmsync_negotiation n = abi::negotiate(negotiate, host_api(), rc);
     diagnostics_.debug(m.id + ": negotiate returned " + std::to_string(rc) + ", plugin ABI " +
                        versions(n.plugin_abi_major, n.plugin_abi_minor));
     if (n.plugin_abi_major != CRMSYNC_ABI_MAJOR)
@@ -289,7 +274,7 @@ Result<std::shared_ptr<LoadedPlugin>> PluginLoader::load_candidate(PluginCandida
     if (n.plugin->struct_size < offsetof(crmsync_plugin, write) + sizeof(n.plugin->write))
         return refuse("plugin descriptor is " + std::to_string(n.plugin->struct_size) +
                       " bytes, smaller than ABI 1.0's (corrupt or not a crmsync plugin)");
-    crmsync_plugin descriptor = sized_copy(n.plugin);
+    crmsync_plugin descriptor = abi::sized_copy(n.plugin);
     if (auto problem = facts_problem(m, facts_of(descriptor, n.plugin_abi_minor)); !problem.empty()) return refuse(problem);
 
     diagnostics_.debug("loaded " + m.id + " " + m.version.text() + " from " + m.library_path);

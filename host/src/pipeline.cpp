@@ -416,9 +416,15 @@ void Pipeline::map(Batch& batch) {
                                        .message = std::move(message),
                                        .payload = std::move(payload)});
     };
-    for (const auto& r : batch.page.records) {
-        std::vector<json::value> mapped;
-        auto outcome = b_.source.map(r.record, mapped);
+    // The page's records go to the plugin at once (an isolated one gets them sent ahead).
+    std::vector<const json::value*> records;
+    for (const auto& r : batch.page.records) records.push_back(&r.record);
+    std::vector<std::vector<json::value>> operations;
+    auto outcomes = b_.source.map_all(records, operations);
+    for (size_t i = 0; i < batch.page.records.size(); ++i) {
+        const auto& r = batch.page.records[i];
+        auto& mapped = operations[i];
+        const auto& outcome = outcomes[i];
         if (!outcome.ok() && !is_input_fault(outcome)) {
             // The plugin failed, not the record (its runner crashed, say): nothing of this
             // batch is written or kept as an error; the next run maps it again.

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace crmsync {
@@ -26,7 +27,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
     return out;
 }
 
-// minisign prints a key id as the little-endian 64-bit number its 8 bytes make, in hex.
+// minisign prints a key id as the little-endian 64-bit number its 8 bytes make, in hex
+// without leading zeros (printf's %PRIX64): the same text here, so ids match its output.
 std::string key_id_text(std::string_view id_bytes) {
     static const char* digits = "0123456789ABCDEF";
     std::string out;
@@ -35,7 +37,8 @@ std::string key_id_text(std::string_view id_bytes) {
         out += digits[b >> 4];
         out += digits[b & 15];
     }
-    return out;
+    size_t first = std::min(out.find_first_not_of('0'), out.size() - 1);
+    return out.substr(first);
 }
 
 std::vector<std::string_view> lines_of(std::string_view text) {

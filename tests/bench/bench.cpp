@@ -227,9 +227,10 @@ int main(int argc, char** argv) {
                                 testing::mock_connection(isolated_home / "var/crm.db", 100'000'000,
                                                          R"(, "seed": ")" + (home / "seed.json") + "\"", bulk));
         }
-        std::string connection = testing::read_file(isolated_home / "manifests/crm.json");
+        const std::string connection_file = isolated_home / (crm == "salesforce" ? "manifests/mock.json" : "manifests/crm.json");
+        std::string connection = testing::read_file(connection_file);
         connection.insert(connection.rfind('}'), isolation);
-        testing::write_file(isolated_home / "manifests/crm.json", connection);
+        testing::write_file(connection_file, connection);
         testing::write_file(isolated_home / "manifests/bench.json",
                             R"({"module": "bench", "plugin": {"id": "test-ops"}, "crm": "mock", "config": {"file": ")" +
                                 (home / "ops.jsonl") + R"("})" + isolation + "}");

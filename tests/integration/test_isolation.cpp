@@ -161,3 +161,26 @@ TEST_CASE("isolation: an abort, a hang past the deadline and a memory blow-up in
     h.module("test-source", R"({"count": 5})");
     CHECK(h.runner.run("gen").counts.created == 5);
 }
+
+TEST_CASE("isolation: map calls sent ahead keep each record's own outcome, a refused item's included") {
+    Harness h(true);
+    std::string lines;
+    for (int i = 1; i <= 300; ++i) {
+        std::string id = std::to_string(i);
+        // Record 150 emits an item that is no operation (not even an object): it fails alone.
+        std::string op = i == 150 ? R"("not an operation")"
+                                  : R"({"object": "Task", "action": "upsert", "key": "t:)" + id +
+                                        R"(", "fields": {"Subject": "S)" + id + R"("}})";
+        lines += R"({"id": ")" + id + R"(", "ops": [)" + op + "]}\n";
+    }
+    write_file(h.home / "in.jsonl", lines);
+    h.module("test-ops", R"({"file": ")" + (h.home / "in.jsonl") + R"("})");
+    auto report = h.runner.run("gen");
+    INFO(report.message);
+    CHECK(report.counts.created == 299);
+    CHECK(h.tasks() == 299);
+    mockcrm::EngineOptions o;
+    o.database = h.home / "var/crm.db";
+    CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task WHERE Subject = 'S151'").total == 1);
+    CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task WHERE Subject = 'S150'").total == 0);
+}

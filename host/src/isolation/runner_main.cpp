@@ -14,6 +14,7 @@
 
 #include <boost/dll/shared_library.hpp>
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "abi_exchange.h"
 #include "wire.h"
 
 namespace {
@@ -39,9 +41,18 @@ thread_local int t_channel_fd = -1;  // the channel of the call this thread runs
 
 }  // namespace
 
+// One channel as this runner serves it: calls the host sent ahead wait in `pending` while
+// the one running waits for a reply.
+struct Line {
+    Channel channel;
+    std::deque<std::pair<Type, std::string>> pending;
+};
+
 // The per-invocation context behind the opaque crmsync_call, runner side.
 struct crmsync_call {
+    Line* line = nullptr;
     Channel* channel = nullptr;
+    uint32_t id = 0;
     int32_t fail_status = CRMSYNC_STATUS_OK;
     std::string fail_message;
     int32_t refused = CRMSYNC_STATUS_OK;  // the last status the host gave an emitted item
@@ -51,31 +62,42 @@ struct crmsync_call {
 
 namespace {
 
-// Sends what is queued and waits for the reply of type `want`, noting emit refusals that
-// arrive first. False when the host is gone: the call cannot go on, so the runner leaves.
-bool await(crmsync_call* call, Type want, std::string& payload) {
+// Takes a frame that is not the reply being waited for: a refusal of one of this call's
+// items, or a call sent ahead (kept for later). Anything else breaks the protocol, and the
+// runner leaves: nothing sensible is left to do.
+void aside(crmsync_call* call, Type type, std::string&& payload) {
+    if (type == Type::emit_refused) {
+        crmsync::wire::Reader r(payload);
+        uint32_t id = r.u32();
+        auto status = static_cast<int32_t>(r.u32());
+        if (id == call->id) call->refused = status;
+    } else if (type == Type::call || type == Type::create || type == Type::destroy) {
+        call->line->pending.emplace_back(type, std::move(payload));
+    } else {
+        _exit(0);
+    }
+}
+
+// Sends what is queued and waits for the reply of type `want`. When the host is gone the
+// call cannot go on, so the runner leaves.
+void await(crmsync_call* call, Type want, std::string& payload) {
     if (!call->channel->flush()) _exit(0);
     call->flushed = std::chrono::steady_clock::now();
     Type type;
     for (;;) {
         if (call->channel->read(type, payload, -1) != Channel::Got::frame) _exit(0);
-        if (type == want) return true;
-        if (type == Type::emit_refused) {
-            crmsync::wire::Reader r(payload);
-            call->refused = static_cast<int32_t>(r.u32());
-            continue;
-        }
-        _exit(0);  // the host broke the protocol: nothing sensible is left to do
+        if (type == want) return;
+        aside(call, type, std::move(payload));
     }
 }
 
 void note_refusals(crmsync_call* call) {
     Type type;
     std::string payload;
+    // A frame that has begun to arrive is read whole: the host sends each at once.
     while (call->channel->readable_now()) {
-        if (call->channel->read(type, payload, 0) != Channel::Got::frame || type != Type::emit_refused) _exit(0);
-        crmsync::wire::Reader r(payload);
-        call->refused = static_cast<int32_t>(r.u32());
+        if (call->channel->read(type, payload, -1) != Channel::Got::frame) _exit(0);
+        aside(call, type, std::move(payload));
     }
 }
 
@@ -116,9 +138,7 @@ int32_t r_emit(crmsync_call* call, const char* json, size_t size) noexcept {
 int32_t r_http(crmsync_call* call, const crmsync_http_request* request, crmsync_http_response* response) noexcept {
     try {
         if (!call || !request || !response) return CRMSYNC_STATUS_ERROR;
-        crmsync_http_request req;
-        std::memset(&req, 0, sizeof req);
-        std::memcpy(&req, request, std::min<size_t>(request->struct_size, sizeof req));
+        crmsync_http_request req = crmsync::abi::sized_copy(request);
         Writer w(Type::http);
         w.str(req.method ? req.method : "").str(req.url ? req.url : "");
         w.u32(req.headers ? req.header_count : 0);
@@ -135,18 +155,7 @@ int32_t r_http(crmsync_call* call, const crmsync_http_request* request, crmsync_
         auto* body = call->kept.emplace_back(std::make_unique<std::string>(r.str())).get();
         std::string_view failure = r.str();
         if (!failure.empty()) r_fail(call, rc, std::string(failure).c_str());
-        crmsync_http_response out;
-        std::memset(&out, 0, sizeof out);
-        out.struct_size = sizeof out;
-        if (rc == CRMSYNC_STATUS_OK) {
-            out.status = status;
-            out.body = body->c_str();
-            out.body_size = body->size();
-            out.headers = headers->c_str();
-        }
-        uint32_t size = std::min<uint32_t>(response->struct_size, sizeof out);
-        std::memcpy(response, &out, size);
-        response->struct_size = size;
+        crmsync::abi::fill_http_response(response, status, rc == CRMSYNC_STATUS_OK ? body : nullptr, headers);
         return rc;
     } catch (...) {
         return CRMSYNC_STATUS_ERROR;
@@ -224,22 +233,38 @@ void on_out_of_memory() {
 
 void finish(crmsync_call& call, Channel& channel, int32_t status) {
     channel.send(Writer(Type::done)
+                     .u32(call.id)
                      .u32(static_cast<uint32_t>(status))
                      .u32(static_cast<uint32_t>(call.fail_status))
                      .str(call.fail_message)
                      .frame());
 }
 
+// The next call for this line: one the host sent ahead, or the next frame. False when the
+// host closed the channel or is gone.
+bool next_call(Line& line, Type& type, std::string& payload) {
+    if (line.pending.empty()) return line.channel.read(type, payload, -1) == Channel::Got::frame;
+    type = line.pending.front().first;
+    payload = std::move(line.pending.front().second);
+    line.pending.pop_front();
+    return true;
+}
+
 // Serves one channel until the host closes it or says destroy.
-void serve(Channel* channel) {
+void serve(Line* line) {
+    Channel* channel = &line->channel;
     t_channel_fd = channel->fd();
     Type type;
     std::string payload;
-    while (channel->read(type, payload, -1) == Channel::Got::frame) {
+    while (next_call(*line, type, payload)) {
+        // A refusal of an item of a call that has ended came too late to matter.
+        if (type == Type::emit_refused) continue;
         std::set_new_handler(on_out_of_memory);
         crmsync_call call;
+        call.line = line;
         call.channel = channel;
         crmsync::wire::Reader r(payload);
+        call.id = r.u32();
         if (type == Type::create) {
             std::lock_guard lock(g_instance_mutex);
             std::string config(r.str());
@@ -287,8 +312,9 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "crmsync-plugin-runner is started by crmsync for an isolated plugin, not by hand\n");
         return 2;
     }
-    std::vector<Channel> ends;
-    for (int i = 0; i < channels; ++i) ends.emplace_back(3 + i);
+    std::vector<Line> lines(static_cast<size_t>(channels));
+    for (int i = 0; i < channels; ++i) lines[static_cast<size_t>(i)].channel = Channel(3 + i);
+    Channel& first = lines[0].channel;
     int library_fd = 3 + channels;
 #if !defined(__SANITIZE_ADDRESS__)
     // AddressSanitizer reserves terabytes of address space; such builds bound memory by RSS
@@ -303,39 +329,32 @@ int main(int argc, char** argv) {
         library.load("/proc/self/fd/" + std::to_string(library_fd),
                      boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     } catch (const std::exception& e) {
-        refuse(ends[0], std::string("the library cannot be opened: ") + e.what());
+        refuse(first, std::string("the library cannot be opened: ") + e.what());
     }
-    if (!library.has(CRMSYNC_ENTRY_SYMBOL)) refuse(ends[0], std::string("the library does not export ") + CRMSYNC_ENTRY_SYMBOL);
+    if (!library.has(CRMSYNC_ENTRY_SYMBOL)) refuse(first, std::string("the library does not export ") + CRMSYNC_ENTRY_SYMBOL);
     auto negotiate = library.get<int32_t(crmsync_negotiation*)>(CRMSYNC_ENTRY_SYMBOL);
-    crmsync_negotiation n;
-    std::memset(&n, 0, sizeof n);
-    n.struct_size = sizeof n;
-    n.host_abi_major = CRMSYNC_ABI_MAJOR;
-    n.host_abi_minor = CRMSYNC_ABI_MINOR;
-    n.host = &kRunnerApi;
-    int32_t rc = negotiate(&n);
+    int32_t rc = 0;
+    crmsync_negotiation n = crmsync::abi::negotiate(negotiate, &kRunnerApi, rc);
     if (rc != CRMSYNC_STATUS_OK || !n.plugin || n.plugin_abi_major != CRMSYNC_ABI_MAJOR ||
         n.plugin->struct_size < offsetof(crmsync_plugin, write) + sizeof(n.plugin->write))
-        refuse(ends[0], "crmsync_negotiate refused this host (status " + std::to_string(rc) + ", plugin ABI " +
-                            std::to_string(n.plugin_abi_major) + "." + std::to_string(n.plugin_abi_minor) + ")");
-    static crmsync_plugin descriptor;
-    std::memset(&descriptor, 0, sizeof descriptor);
-    std::memcpy(&descriptor, n.plugin, std::min<size_t>(n.plugin->struct_size, sizeof descriptor));
+        refuse(first, "crmsync_negotiate refused this host (status " + std::to_string(rc) + ", plugin ABI " +
+                          std::to_string(n.plugin_abi_major) + "." + std::to_string(n.plugin_abi_minor) + ")");
+    static crmsync_plugin descriptor = crmsync::abi::sized_copy(n.plugin);
     g_plugin = &descriptor;
     uint32_t entries = (descriptor.create ? uint32_t(Entry::create) : 0) | (descriptor.destroy ? uint32_t(Entry::destroy) : 0) |
                        (descriptor.authenticate ? uint32_t(Entry::authenticate) : 0) |
                        (descriptor.fetch ? uint32_t(Entry::fetch) : 0) | (descriptor.map ? uint32_t(Entry::map) : 0) |
                        (descriptor.write ? uint32_t(Entry::write) : 0);
     auto text = [](const char* s) { return std::string_view(s ? s : ""); };
-    ends[0].send(Writer(Type::hello)
-                     .u32(n.plugin_abi_minor)
-                     .u32(descriptor.capabilities)
-                     .u32(entries)
-                     .str(text(descriptor.id))
-                     .str(text(descriptor.version))
-                     .str(text(descriptor.description))
-                     .str(text(descriptor.config_schema))
-                     .frame());
-    for (int i = 1; i < channels; ++i) std::thread(serve, &ends[i]).detach();
-    serve(&ends[0]);
+    first.send(Writer(Type::hello)
+                   .u32(n.plugin_abi_minor)
+                   .u32(descriptor.capabilities)
+                   .u32(entries)
+                   .str(text(descriptor.id))
+                   .str(text(descriptor.version))
+                   .str(text(descriptor.description))
+                   .str(text(descriptor.config_schema))
+                   .frame());
+    for (size_t i = 1; i < lines.size(); ++i) std::thread(serve, &lines[i]).detach();
+    serve(&lines[0]);
 }

@@ -203,21 +203,45 @@ RemoteResult RunnerProcess::bury(Entry entry, const std::string& what) {
 }
 
 RemoteResult RunnerProcess::invoke(Entry entry, const std::string& argument, crmsync_call& call) {
-    Channel* channel = take_channel();
-    if (!channel) {
-        std::lock_guard lock(mutex_);
-        return {CRMSYNC_STATUS_ERROR, CRMSYNC_STATUS_ERROR, death_, true};
-    }
-    RemoteResult result = serve(*channel, entry, argument, call);
-    if (!result.died) give_back(channel);
-    return result;
+    return invoke_all(entry, {&argument}, {&call}).front();
 }
 
-RemoteResult RunnerProcess::serve(Channel& channel, Entry entry, const std::string& argument, crmsync_call& call) {
+std::vector<RemoteResult> RunnerProcess::invoke_all(Entry entry, const std::vector<const std::string*>& arguments,
+                                                    const std::vector<crmsync_call*>& calls) {
+    // Calls go ahead of their answers up to this many bytes, well inside a socket's buffer:
+    // the host never blocks sending while the runner blocks sending to it.
+    constexpr size_t kAheadBytes = 64u << 10;
+    std::vector<RemoteResult> results(arguments.size());
+    Channel* channel = take_channel();
+    size_t sent = 0, done = 0, ahead = 0;
+    const uint32_t first_id = next_id_.fetch_add(static_cast<uint32_t>(arguments.size()));
+    while (channel && done < arguments.size()) {
+        while (sent < arguments.size() && (sent == done || ahead + arguments[sent]->size() < kAheadBytes)) {
+            Writer w(entry == Entry::create ? Type::create : Type::call);
+            w.u32(first_id + static_cast<uint32_t>(sent));
+            if (entry != Entry::create) w.u32(static_cast<uint32_t>(entry));
+            if (!channel->send(w.str(*arguments[sent]).frame())) break;
+            ahead += arguments[sent++]->size();
+        }
+        if (sent == done) {
+            results[done] = bury(entry, "");
+            break;
+        }
+        results[done] = await_done(*channel, entry, first_id + static_cast<uint32_t>(done), *calls[done]);
+        ahead -= arguments[done]->size();
+        if (results[done++].died) break;
+    }
+    if (!channel || done < arguments.size()) {
+        std::lock_guard lock(mutex_);
+        for (size_t i = done; i < arguments.size(); ++i) results[i] = {CRMSYNC_STATUS_ERROR, CRMSYNC_STATUS_ERROR, death_, true};
+    } else {
+        give_back(channel);
+    }
+    return results;
+}
+
+RemoteResult RunnerProcess::await_done(Channel& channel, Entry entry, uint32_t id, crmsync_call& call) {
     const crmsync_host_api* api = host_api();
-    bool sent = entry == Entry::create ? channel.send(Writer(Type::create).str(argument).frame())
-                                       : channel.send(Writer(Type::call).u32(static_cast<uint32_t>(entry)).str(argument).frame());
-    if (!sent) return bury(entry, "");
     const int timeout_ms = static_cast<int>(std::min<int64_t>(limits_.timeout_seconds, 86400) * 1000);
     int32_t last_refusal = CRMSYNC_STATUS_OK;
     Type type;
@@ -241,7 +265,7 @@ RemoteResult RunnerProcess::serve(Channel& channel, Entry entry, const std::stri
                 if (!r.ok()) break;
                 int32_t status = api->emit(&call, text.data(), text.size());
                 if (status != CRMSYNC_STATUS_OK && status != last_refusal)
-                    replied = channel.send(Writer(Type::emit_refused).u32(static_cast<uint32_t>(status)).frame());
+                    replied = channel.send(Writer(Type::emit_refused).u32(id).u32(static_cast<uint32_t>(status)).frame());
                 if (status != CRMSYNC_STATUS_OK) last_refusal = status;
                 break;
             }
@@ -304,6 +328,7 @@ RemoteResult RunnerProcess::serve(Channel& channel, Entry entry, const std::stri
             }
             case Type::done: {
                 RemoteResult result;
+                if (r.u32() != id) return bury(entry, "the answer to another call");
                 result.status = static_cast<int32_t>(r.u32());
                 result.fail_status = static_cast<int32_t>(r.u32());
                 result.fail_message = r.str();

@@ -10,6 +10,7 @@
 #include <crmsync/plugin.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -53,14 +54,19 @@ public:
     // Runs `entry` on `argument` (create: the config) in the runner; the plugin's host
     // requests go to the host services table with `call`.
     RemoteResult invoke(wire::Entry entry, const std::string& argument, crmsync_call& call);
+    // Runs `entry` once per argument, in order, each with its own call: sent ahead on one
+    // channel, so a runner of many short calls (map) does not wait for each round trip.
+    // Once the runner is gone, the rest answer died.
+    std::vector<RemoteResult> invoke_all(wire::Entry entry, const std::vector<const std::string*>& arguments,
+                                         const std::vector<crmsync_call*>& calls);
     // Where the runner executable is: $CRMSYNC_PLUGIN_RUNNER, else
     // <this executable's folder>/../lib/crmsync/crmsync-plugin-runner.
     static std::string runner_path();
 
 private:
     RunnerProcess(std::string plugin_id, const Isolation& limits) : plugin_id_(std::move(plugin_id)), limits_(limits) {}
-    // Serves one call's frames until `done`; a false return means the runner must go.
-    RemoteResult serve(wire::Channel& channel, wire::Entry entry, const std::string& argument, crmsync_call& call);
+    // Serves the frames of call `id` (already sent) until its `done`.
+    RemoteResult await_done(wire::Channel& channel, wire::Entry entry, uint32_t id, crmsync_call& call);
     // Ends the runner (if it still runs) and turns how it ended into the message every
     // call now gets. `what` says what the host saw ("" when the channel just closed).
     RemoteResult bury(wire::Entry entry, const std::string& what);
@@ -77,6 +83,7 @@ private:
     std::vector<wire::Channel*> free_;
     bool dead_ = false;
     bool out_of_memory_ = false;
+    std::atomic<uint32_t> next_id_{1};
     std::string death_;  // why it is dead
 };
 

@@ -28,15 +28,8 @@ Writer::Writer(Type type) {
     bytes_.push_back(static_cast<char>(type));
 }
 
-Writer& Writer::u32(uint32_t v) {
-    bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
-    return *this;
-}
-
-Writer& Writer::i64(int64_t v) {
-    bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
-    return *this;
-}
+Writer& Writer::u32(uint32_t v) { return put(v); }
+Writer& Writer::i64(int64_t v) { return put(v); }
 
 Writer& Writer::str(std::string_view v) {
     u32(static_cast<uint32_t>(v.size()));
@@ -50,21 +43,8 @@ const std::string& Writer::frame() {
     return bytes_;
 }
 
-uint32_t Reader::u32() {
-    uint32_t v = 0;
-    if (rest_.size() < sizeof v) return ok_ = false, 0;
-    std::memcpy(&v, rest_.data(), sizeof v);
-    rest_.remove_prefix(sizeof v);
-    return v;
-}
-
-int64_t Reader::i64() {
-    int64_t v = 0;
-    if (rest_.size() < sizeof v) return ok_ = false, 0;
-    std::memcpy(&v, rest_.data(), sizeof v);
-    rest_.remove_prefix(sizeof v);
-    return v;
-}
+uint32_t Reader::u32() { return get<uint32_t>(); }
+int64_t Reader::i64() { return get<int64_t>(); }
 
 std::string_view Reader::str() {
     uint32_t size = u32();

@@ -2,12 +2,14 @@
 // The runner protocol: how the host and a plugin runner process (isolation "process") talk
 // over a socketpair channel. A frame is [u32 size][u8 type][payload]; payload fields are
 // u32/i64 little-endian-as-stored (both ends are the same machine and build) and strings as
-// [u32 size][bytes]. One channel carries one call at a time, synchronously: the host sends
-// `create`/`call`; the runner answers with host-service requests (some wait for a reply) and
-// ends with `done`. Both sides bound what they accept: a frame past kMaxFrame, a short
+// [u32 size][bytes]. A channel runs its calls one after another: the host sends
+// `create`/`call` (several ahead, to keep a runner of map calls busy), the runner answers each
+// with host-service requests (some wait for a reply) and ends it with `done`, in order. A
+// call carries an id, and so do its `done` and any `emit_refused` the host sends for it. Both sides bound what they accept: a frame past kMaxFrame, a short
 // payload or an unknown type is a broken channel, never a crash.
 // Used by the host (runner_process.cpp) and the runner (runner_main.cpp); knows neither.
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -24,17 +26,17 @@ enum class Type : uint8_t {
     now,            // -> now_reply
     cancelled,      // -> cancelled_reply
     api_usage,      // used, limit (no reply)
-    done,           // status, fail status, fail message (ends the call)
+    done,           // call id, status, fail status, fail message (ends the call)
     out_of_memory,  // the runner hit its memory limit (no reply)
     // host -> runner
-    create = 32,      // config JSON
-    call,             // entry point, argument
+    create = 32,      // call id, config JSON
+    call,             // call id, entry point, argument
     destroy,          // destroy the instance and exit
     http_reply,       // rc, HTTP status, headers, body, fail message
     secret_reply,     // present, value
     now_reply,        // ms
     cancelled_reply,  // flag
-    emit_refused,     // the status the host's emit() returned for an item (not OK)
+    emit_refused,     // call id, the status the host's emit() returned for its item (not OK)
 };
 
 // The entry points a call names, and the bits `hello` uses to say which exist.
@@ -53,6 +55,11 @@ public:
     const std::string& frame();
 
 private:
+    template <class T>
+    Writer& put(T v) {
+        bytes_.append(reinterpret_cast<const char*>(&v), sizeof v);
+        return *this;
+    }
     std::string bytes_;
 };
 
@@ -66,6 +73,14 @@ public:
     bool ok() const { return ok_; }
 
 private:
+    template <class T>
+    T get() {
+        T v{};
+        if (rest_.size() < sizeof v) return ok_ = false, T{};
+        std::memcpy(&v, rest_.data(), sizeof v);
+        rest_.remove_prefix(sizeof v);
+        return v;
+    }
     std::string_view rest_;
     bool ok_ = true;
 };

@@ -212,7 +212,8 @@ Result<PluginManifest> parse_plugin_manifest(const std::string& path) {
 
 namespace {
 
-// "isolation": a mode, or {"mode", "timeout_seconds", "memory_mb"} (ranges are the schema's).
+// "isolation": a mode, or {"mode", "timeout_seconds", "memory_mb", "sandbox"} (ranges are the
+// schema's).
 Isolation parse_isolation(const json::object& o) {
     Isolation out;
     const json::value* v = o.if_contains("isolation");
@@ -222,6 +223,7 @@ Isolation parse_isolation(const json::object& o) {
     if (v->is_object()) {
         out.timeout_seconds = find_int(v->get_object(), "timeout_seconds").value_or(out.timeout_seconds);
         out.memory_mb = find_int(v->get_object(), "memory_mb").value_or(out.memory_mb);
+        out.sandbox = find_bool(v->get_object(), "sandbox").value_or(out.sandbox);
     }
     return out;
 }

@@ -70,6 +70,7 @@ struct Isolation {
     enum class Mode { in_process, process } mode = Mode::in_process;
     int64_t timeout_seconds = 300;  // silence from an isolated plugin that counts as a hang
     int64_t memory_mb = 4096;       // the runner's address space
+    bool sandbox = true;            // a seccomp filter: no sockets of its own, no exec, no ptrace
     bool isolated() const { return mode == Mode::process; }
     std::string text() const { return isolated() ? "process" : "in-process"; }
 };

@@ -1,6 +1,7 @@
 #include "pq.h"
 
 #include <charconv>
+#include <functional>
 
 namespace crmsync::pq {
 
@@ -38,7 +39,8 @@ Result<Connection> Connection::open(const std::string& conninfo) {
         return Status::unreachable("PostgreSQL: cannot connect: " + why);
     }
     // The server's notices ("already exists, skipping") are for people at a psql prompt.
-    PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        raw, [](void*, const char*) {}, nullptr);
     return c;
 }
 
@@ -76,29 +78,44 @@ Status Connection::run(std::string_view sql) {
     return Status::ok();
 }
 
-Status migrate(Connection& c, const std::vector<std::string_view>& steps) {
-    if (auto made = c.run("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                          "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
-        !made) {
-        // Two workers creating it at once: one wins, the other sees it exists.
-        if (c.last_sqlstate() != "23505" && c.last_sqlstate() != "42P07") return made;
+namespace {
+
+// Runs `body` in a transaction that first takes the migrations' lock (key "crmsync
+// migrations"), held until the transaction ends: one migrator at a time.
+Status locked_transaction(Connection& c, const std::function<Status()>& body) {
+    if (auto begun = c.run("BEGIN"); !begun) return begun;
+    auto locked = c.exec("SELECT pg_advisory_xact_lock(7254001)");
+    Status done = locked ? body() : locked.status();
+    if (!done) {
+        (void)c.run("ROLLBACK");
+        return done;
     }
+    return c.run("COMMIT");
+}
+
+}  // namespace
+
+Status migrate(Connection& c, const std::vector<std::string_view>& steps) {
+    // Made under the lock too: two workers creating it at once would race in the catalog.
+    if (auto made = locked_transaction(c,
+                                       [&] {
+                                           return c.run(
+                                               "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                                               "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+                                       });
+        !made)
+        return made.prefixed("migrations: ");
     for (size_t i = 0; i < steps.size(); ++i) {
         const std::string version = std::to_string(i + 1);
-        if (auto begun = c.run("BEGIN"); !begun) return begun;
-        // One migrator at a time, until this transaction ends (key: "crmsync migrations").
-        auto locked = c.exec("SELECT pg_advisory_xact_lock(7254001)");
-        auto done = locked ? c.exec("SELECT 1 FROM schema_migrations WHERE version = $1", {version}) : locked.status();
-        Status step = !done ? done.status() : done->empty() ? c.run(steps[i]) : Status::ok();
-        if (step && done && done->empty()) {
+        auto applied = locked_transaction(c, [&]() -> Status {
+            auto done = c.exec("SELECT 1 FROM schema_migrations WHERE version = $1", {version});
+            if (!done) return done.status();
+            if (!done->empty()) return Status::ok();
+            if (auto step = c.run(steps[i]); !step) return step;
             auto recorded = c.exec("INSERT INTO schema_migrations (version) VALUES ($1)", {version});
-            if (!recorded) step = recorded.status();
-        }
-        if (!step) {
-            (void)c.run("ROLLBACK");
-            return step.prefixed("migration " + version + ": ");
-        }
-        if (auto committed = c.run("COMMIT"); !committed) return committed.prefixed("migration " + version + ": ");
+            return recorded ? Status::ok() : recorded.status();
+        });
+        if (!applied) return applied.prefixed("migration " + version + ": ");
     }
     return Status::ok();
 }

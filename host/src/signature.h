@@ -18,7 +18,7 @@ namespace crmsync {
 // One public key an operator trusts, as minisign writes it ("RW..." base64).
 struct TrustedKey {
     std::string name;    // the operator's name for it; "" when none
-    std::string key_id;  // 16 hex digits, as minisign prints it
+    std::string key_id;  // hex, as minisign prints it (no leading zeros)
     std::string key;     // the 32 raw Ed25519 public key bytes
     std::string origin;  // where it was read from, for messages
 };

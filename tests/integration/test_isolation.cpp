@@ -184,3 +184,24 @@ TEST_CASE("isolation: map calls sent ahead keep each record's own outcome, a ref
     CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task WHERE Subject = 'S151'").total == 1);
     CHECK(mockcrm::Engine(o).query("SELECT COUNT() FROM Task WHERE Subject = 'S150'").total == 0);
 }
+
+TEST_CASE("isolation: the sandbox refuses a plugin its own network socket and programs, and can be turned off") {
+    std::string how = GENERATE(as<std::string>{}, "network", "exec");
+    Harness h;
+    const std::string config = R"({"count": 1, "misbehave": {"in": "map", "how": ")" + how + R"("}})";
+    h.module("test-source", config, R"(, "isolation": "process")");
+    auto sandboxed = h.runner.run("gen");
+    CHECK(sandboxed.status == RunStatus::partial);  // the plugin's own refusal: that record's error
+    auto errors = h.store()->errors(std::string("gen"), 0);
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0].message, Catch::Contains(how == "network" ? "socket(AF_INET): Permission denied"
+                                                                   : "posix_spawn(/bin/true): Permission denied"));
+    CHECK(h.tasks() == 0);
+
+    h.module("test-source", config, R"(, "isolation": {"mode": "process", "sandbox": false})");
+    RunOptions again;
+    again.full = true;
+    auto open = h.runner.run("gen", again);
+    INFO(open.message);
+    CHECK(h.tasks() == 1);
+}

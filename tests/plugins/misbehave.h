@@ -4,15 +4,24 @@
 // named entry point segfault, abort, never return, or allocate without bound — on its
 // (N+1)th call (default: the first). Run in process, each of these ends the host; run
 // isolated, the host reports it and goes on.
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
+
+extern char** environ;
 
 namespace testplugin {
 
@@ -20,7 +29,7 @@ namespace testplugin {
 #define TEST_MISBEHAVE_SCHEMA                                                                      \
     R"("misbehave": {"type": "object", "additionalProperties": false, "required": ["in", "how"],)" \
     R"("properties": {"in": {"enum": ["create", "authenticate", "fetch", "map", "write"]},)"       \
-    R"("how": {"enum": ["crash", "abort", "hang", "hog"]}, "after": {"type": "integer", "minimum": 0}}})"
+    R"("how": {"enum": ["crash", "abort", "hang", "hog", "network", "exec"]}, "after": {"type": "integer", "minimum": 0}}})"
 
 struct Misbehaviour {
     std::string in, how;
@@ -35,7 +44,10 @@ struct Misbehaviour {
         }
     }
 
-    // Goes wrong here when told to; returns (with false) only for a hog that found no limit.
+    std::string why;  // what went wrong, when at() says false
+
+    // Goes wrong here when told to. False (with `why`) for a hog that found no limit, and for
+    // a network socket or a program the sandbox refused.
     bool at(std::string_view entry) {
         if (entry != in || calls++ < after) return true;
         if (how == "crash") {
@@ -47,6 +59,20 @@ struct Misbehaviour {
         if (how == "abort") std::abort();
         if (how == "hang")
             for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+        if (how == "network") {
+            int s = ::socket(AF_INET, SOCK_STREAM, 0);
+            if (s < 0) return why = std::string("socket(AF_INET): ") + std::strerror(errno), false;
+            ::close(s);
+            return true;
+        }
+        if (how == "exec") {
+            pid_t pid = 0;
+            const char* argv[] = {"/bin/true", nullptr};
+            int rc = posix_spawn(&pid, "/bin/true", nullptr, nullptr, const_cast<char* const*>(argv), environ);
+            if (rc != 0) return why = std::string("posix_spawn(/bin/true): ") + std::strerror(rc), false;
+            waitpid(pid, nullptr, 0);
+            return true;
+        }
         if (how == "hog") {
             // 16 MiB at a time, each touched, kept for ever; stop at 8 GiB so that a limit
             // that does not hold fails the test instead of the machine.
@@ -56,6 +82,7 @@ struct Misbehaviour {
                 std::memset(block, 1, 16u << 20);
                 kept.push_back(block);
             }
+            why = "allocated 8 GiB without meeting a limit";
             return false;
         }
         return true;

@@ -121,7 +121,10 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
         auto rec = json::parse(record_json).as_object();
-        if (!in->misbehave.at("map")) return CRMSYNC_STATUS_ERROR;
+        if (!in->misbehave.at("map")) {
+            in->host->fail(call, CRMSYNC_STATUS_ERROR, in->misbehave.why.c_str());
+            return CRMSYNC_STATUS_ERROR;
+        }
         int64_t n = rec.at("n").as_int64();
         json::object fields{{"Subject", rec.at("subject")}, {"Description", "record " + std::to_string(n)}};
         if (in->bad_every && n % in->bad_every == 0) fields["No_Such_Field__c"] = "x";

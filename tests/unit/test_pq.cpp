@@ -52,7 +52,7 @@ TEST_CASE("postgres: migrations apply in order, once, even with workers migratin
             *out = c ? pq::migrate(*c, steps) : c.status();
         });
     for (auto& w : workers) w.join();
-    for (const auto& r : results) CHECK(r.message().empty());
+    for (const auto& r : results) CHECK(r.message() == "");
     auto c = pq::Connection::open(db);
     REQUIRE(c);
     CHECK(c->exec("SELECT COUNT(*) FROM a")->integer(0, 0) == 1);

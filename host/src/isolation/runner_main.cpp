@@ -7,7 +7,9 @@
 // host trusts nothing it says (every reply is checked there as an in-process plugin's would
 // be). It exits when the host says `destroy`, closes a channel, or dies.
 #include <crmsync/plugin.h>
+#include <seccomp.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -291,6 +293,32 @@ void serve(Line* line) {
     _exit(0);  // the host closed the channel or is gone
 }
 
+// The seccomp filter of "sandbox": true. Everything is allowed but what an integration plugin
+// has no need of and a hostile one would want: a network socket of its own (its HTTP goes
+// through the host, which accounts and bounds it), starting a program, and reading or
+// writing another process's memory. Each such call fails with EACCES/EPERM, which the
+// plugin sees as any refused call. Returns why it could not be set up, or "".
+std::string enter_sandbox() {
+    scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
+    if (!filter) return "seccomp_init failed";
+    int rc = 0;
+    for (int domain : {AF_INET, AF_INET6, AF_PACKET})
+        if (rc == 0)
+            rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(socket), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(domain)));
+    for (int call : {SCMP_SYS(execve), SCMP_SYS(execveat)})
+        if (rc == 0) rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EACCES), call, 0);
+    std::vector<int> other_processes{SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev)};
+#if !defined(__SANITIZE_ADDRESS__)
+    other_processes.push_back(SCMP_SYS(ptrace));  // (LeakSanitizer stops threads with ptrace)
+#endif
+    for (int call : other_processes)
+        if (rc == 0) rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(EPERM), call, 0);
+    if (rc == 0) rc = seccomp_load(filter);  // sets no_new_privs first
+    seccomp_release(filter);
+    return rc == 0 ? "" : std::string("seccomp: ") + std::strerror(-rc);
+}
+
 void refuse(Channel& channel, const std::string& why) {
     channel.send(Writer(Type::refused).str(why).frame());
     _exit(1);
@@ -299,14 +327,18 @@ void refuse(Channel& channel, const std::string& why) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Leave with the host: a runner must never outlive the process that started it.
+    // Leave with the host: a runner must never outlive the process that started it. (The
+    // signal comes when the *thread* that started it ends: instances are made on threads that
+    // live as long as their runs — the run's, serve's loop.)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1) return 1;
     int channels = 0;
+    bool sandboxed = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string_view flag = argv[i];
         if (flag == "--channels") channels = std::atoi(argv[i + 1]);
         else if (flag == "--memory-mb") g_memory_mb = std::atoll(argv[i + 1]);
+        else if (flag == "--sandbox") sandboxed = std::string_view(argv[i + 1]) == "1";
     }
     if (channels < 1 || channels > 64) {
         std::fprintf(stderr, "crmsync-plugin-runner is started by crmsync for an isolated plugin, not by hand\n");
@@ -324,6 +356,9 @@ int main(int argc, char** argv) {
         setrlimit(RLIMIT_AS, &limit);
     }
 #endif
+    // Before the plugin's first instruction (its static constructors run when it is opened).
+    if (sandboxed)
+        if (std::string why = enter_sandbox(); !why.empty()) refuse(first, "the sandbox could not be set up: " + why);
     boost::dll::shared_library library;
     try {
         library.load("/proc/self/fd/" + std::to_string(library_fd),

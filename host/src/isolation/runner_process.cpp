@@ -110,8 +110,8 @@ Result<std::unique_ptr<RunnerProcess>> RunnerProcess::start(const std::string& p
     for (size_t i = 0; i < child_ends.size(); ++i)
         posix_spawn_file_actions_adddup2(&actions, child_ends[i], static_cast<int>(3 + i));
     std::string channels_text = std::to_string(channels), memory_text = std::to_string(limits.memory_mb);
-    std::vector<const char*> argv{runner.c_str(), "--channels",        channels_text.c_str(),
-                                  "--memory-mb",  memory_text.c_str(), nullptr};
+    std::vector<const char*> argv{runner.c_str(),      "--channels", channels_text.c_str(),      "--memory-mb",
+                                  memory_text.c_str(), "--sandbox",  limits.sandbox ? "1" : "0", nullptr};
     auto env = runner_environment(limits.memory_mb);
     std::vector<char*> envp;
     for (auto& e : env) envp.push_back(e.data());

@@ -112,9 +112,19 @@ Result<std::shared_ptr<LoadedPlugin>> Catalog::describe(const PluginRef& ref, co
     if (!isolation.isolated()) return loader_.load(ref.id, ref.range);
     auto library = loader_.verify(ref.id, ref.range);
     if (!library) return library.status();
-    auto runner = start_runner(*library.value(), isolation, 1);
-    if (!runner) return runner.status();
-    return std::make_shared<LoadedPlugin>(*library.value(), runner.value()->facts());
+    // A runner is started once per library and command (`modules` asks for each module and
+    // each connection, and again for their problems).
+    auto known = described_.find(library.value().get());
+    if (known == described_.end()) {
+        using Described = Result<std::shared_ptr<LoadedPlugin>>;
+        auto runner = start_runner(*library.value(), isolation, 1);
+        known = described_
+                    .emplace(library.value().get(),
+                             runner ? Described(std::make_shared<LoadedPlugin>(*library.value(), runner.value()->facts()))
+                                    : Described(runner.status()))
+                    .first;
+    }
+    return known->second;
 }
 
 Status Catalog::module_exists(const std::string& name) const {

@@ -4,6 +4,7 @@
 // start here. Config strings may use ${home} and ${manifest_dir}, expanded here so plugins
 // receive plain paths.
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,7 @@ private:
     const Clock& clock_;
     ManifestSet manifests_;
     PluginLoader loader_;
+    std::map<const VerifiedLibrary*, Result<std::shared_ptr<LoadedPlugin>>> described_;  // isolated, by describe()
 };
 
 }  // namespace crmsync

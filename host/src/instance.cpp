@@ -264,15 +264,10 @@ std::vector<Outcome> PluginInstance::invoke_all(wire::Entry entry, const std::ve
                 continue;
             }
             outcomes[i].status = normalized(remote[i].status);
-            slots[i].call.fail_status = normalized(remote[i].fail_status);
             slots[i].call.fail_message = std::move(remote[i].fail_message);
         }
     } else {
-        const crmsync_plugin& d = plugin_->descriptor();
-        auto* fn = entry == wire::Entry::authenticate ? d.authenticate
-                   : entry == wire::Entry::fetch      ? d.fetch
-                   : entry == wire::Entry::map        ? d.map
-                                                      : d.write;
+        auto fn = abi::entry_function(plugin_->descriptor(), entry);
         for (size_t i = 0; i < n; ++i) {
             try {
                 outcomes[i].status = normalized(fn(instance_, &slots[i].call, arguments[i]->c_str()));

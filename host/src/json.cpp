@@ -38,12 +38,19 @@ Result<json::value> parse_json(std::string_view text, json::storage_ptr storage)
     return parser.release();
 }
 
-Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
+std::optional<std::string> read_file_prefix(const std::string& path, size_t max_bytes) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::config(path + ": cannot be read (check the path and its permissions)");
+    if (!in) return std::nullopt;
     std::string text(max_bytes + 1, '\0');
     in.read(text.data(), static_cast<std::streamsize>(text.size()));
     text.resize(static_cast<size_t>(in.gcount()));
+    return text;
+}
+
+Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
+    auto read = read_file_prefix(path, max_bytes);
+    if (!read) return Status::config(path + ": cannot be read (check the path and its permissions)");
+    const std::string& text = *read;
     if (text.size() > max_bytes)
         return Status::config(path + ": larger than " + std::to_string(max_bytes) +
                               " bytes, more than such a file ever needs (is it the right file?); refused unread");

@@ -20,6 +20,9 @@ Result<json::value> parse_json(std::string_view text, json::storage_ptr storage 
 // Reads and parses a file; messages start with the path.
 // A file over `max_bytes` is refused unread (a wrong file, or one grown by accident).
 Result<json::value> read_json_file(const std::string& path, size_t max_bytes = 1 << 20);
+// At most the first max_bytes + 1 bytes of a file (one more than allowed, so a caller can
+// tell it was larger), or nullopt when it cannot be read.
+std::optional<std::string> read_file_prefix(const std::string& path, size_t max_bytes);
 
 // Serialization with object keys sorted at every level, so equal values give equal text.
 std::string canonical_json(const json::value& value);

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "digest.h"
@@ -19,11 +18,8 @@ namespace {
 
 PluginFacts facts_of(const crmsync_plugin& d, uint32_t abi_minor) {
     auto text = [](const char* s) { return std::string(s ? s : ""); };
-    using wire::Entry;
-    uint32_t entries = (d.create ? uint32_t(Entry::create) : 0) | (d.destroy ? uint32_t(Entry::destroy) : 0) |
-                       (d.authenticate ? uint32_t(Entry::authenticate) : 0) | (d.fetch ? uint32_t(Entry::fetch) : 0) |
-                       (d.map ? uint32_t(Entry::map) : 0) | (d.write ? uint32_t(Entry::write) : 0);
-    return {text(d.id), text(d.version), text(d.description), text(d.config_schema), d.capabilities, abi_minor, entries};
+    return {text(d.id),     text(d.version), text(d.description), text(d.config_schema),
+            d.capabilities, abi_minor,       abi::entry_points(d)};
 }
 
 }  // namespace
@@ -185,19 +181,7 @@ Status PluginLoader::judge(const PluginManifest& m, const SignatureCheck& signat
     return Status::ok();
 }
 
-namespace {
-
-// The .minisig beside a library, when there is one (bounded: a real one is four lines).
-std::optional<std::string> read_signature_file(const std::string& library_path) {
-    std::ifstream in(library_path + ".minisig", std::ios::binary);
-    if (!in) return std::nullopt;
-    std::string text(8193, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    return text;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<std::shared_ptr<VerifiedLibrary>> PluginLoader::verify_candidate(PluginCandidate& candidate) {
     if (candidate.verified) return candidate.verified;
@@ -222,7 +206,9 @@ Result<std::shared_ptr<VerifiedLibrary>> PluginLoader::verify_candidate(PluginCa
     auto verified = std::make_shared<VerifiedLibrary>();
     verified->manifest = m;
     auto image = verified_library_copy(m.library_path, m.sha256, m.id, [&](std::string_view bytes) {
-        verified->signature = check_signature(bytes, read_signature_file(m.library_path), m.id, m.version.text(), trust_.keys);
+        // The .minisig beside the library, when there is one (a real one is four short lines).
+        auto signature = read_file_prefix(m.library_path + ".minisig", kMaxSignatureFile);
+        verified->signature = check_signature(bytes, signature, m.id, m.version.text(), trust_.keys);
         return judge(m, verified->signature);
     });
     if (!image) return refuse(image.status().message());

@@ -385,11 +385,9 @@ Result<TrustManifest> parse_trust_manifest(const std::string& path, const json::
             std::string text;
             if (auto file = find_string(entry, "file")) {
                 fs::path key_path = fs::path(*file).is_absolute() ? fs::path(*file) : base / *file;
-                std::ifstream in(key_path, std::ios::binary);
-                if (!in) return Status::config(where + ": public key file " + key_path.string() + " cannot be read");
-                std::stringstream buffer;
-                buffer << in.rdbuf();
-                text = buffer.str().substr(0, 4096);
+                auto read = read_file_prefix(key_path.string(), 4096);
+                if (!read) return Status::config(where + ": public key file " + key_path.string() + " cannot be read");
+                text = std::move(*read);
                 where += " (" + key_path.string() + ")";
             } else {
                 text = find_string(entry, "public_key").value_or("");

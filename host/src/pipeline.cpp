@@ -208,8 +208,7 @@ RunReport Pipeline::run(const RunOptions& options) {
     for (bool more = !stop; more && !stop;) {
         if (options.limit && *options.limit - total.fetched <= 0) break;
         if ((stop = between_batches(scope))) break;
-        Batch batch =
-            ahead ? std::move(*ahead) : Batch{gather(options, cursor, total.fetched), {}, {}, {}, false, false, std::nullopt};
+        Batch batch = ahead ? std::move(*ahead) : Batch(gather(options, cursor, total.fetched));
         ahead.reset();
         stop = batch.page.stop;
         more = batch.page.more && !stop;
@@ -229,7 +228,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             read_ahead = [&] {
                 const int64_t fetched = total.fetched + batch.commit.counts.fetched;
                 if (options.limit && *options.limit - fetched <= 0) return;
-                ahead.emplace(Batch{gather(options, *batch.page.checkpoint, fetched), {}, {}, {}, false, false, std::nullopt});
+                ahead.emplace(gather(options, *batch.page.checkpoint, fetched));
                 map(*ahead);
                 look_up_ahead(*ahead);
             };

@@ -101,6 +101,8 @@ private:
     };
     // One batch on its way to its commit.
     struct Batch {
+        Batch() = default;
+        explicit Batch(Page gathered) : page(std::move(gathered)) {}
         Page page;
         std::vector<PendingOperation> ops;
         BatchCommit commit;

@@ -11,7 +11,6 @@ namespace {
 constexpr size_t kKeyIdBytes = 8;
 constexpr size_t kPublicKeyBytes = 32;
 constexpr size_t kSignatureBytes = 64;
-constexpr size_t kMaxSignatureFile = 8192;  // a .minisig is four short lines
 constexpr std::string_view kTrustedPrefix = "trusted comment: ";
 constexpr std::string_view kUntrustedPrefix = "untrusted comment: ";
 

@@ -27,6 +27,9 @@ struct TrustedKey {
 // `origin` names where it came from in the error.
 Result<TrustedKey> parse_public_key(std::string_view text, std::string_view origin);
 
+// A .minisig is four short lines; one larger than this is refused as not a signature.
+inline constexpr size_t kMaxSignatureFile = 8192;
+
 struct SignatureCheck {
     enum class State {
         none,       // no <library>.minisig

@@ -1,15 +1,38 @@
 #pragma once
-// What both sides of the runner boundary do with a plugin's ABI structs the same way: read a
-// struct the other side sized, negotiate, and fill an http response within the size the
-// plugin declared. Header-only, used by the host (loader, instance) and by
-// crmsync-plugin-runner alike; it knows only plugin.h.
+// What both sides of the runner boundary do with a plugin's ABI structs the same way: name
+// its entry points, read a struct the other side sized, negotiate, and fill an http response
+// within the size the plugin declared. Header-only, used by the host (loader, instance) and
+// by crmsync-plugin-runner alike; it knows only plugin.h and the wire's entry names.
 #include <crmsync/plugin.h>
 
 #include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "wire.h"
+
 namespace crmsync::abi {
+
+// The entry points a descriptor has, as wire::Entry bits.
+inline uint32_t entry_points(const crmsync_plugin& d) {
+    using wire::Entry;
+    return (d.create ? uint32_t(Entry::create) : 0) | (d.destroy ? uint32_t(Entry::destroy) : 0) |
+           (d.authenticate ? uint32_t(Entry::authenticate) : 0) | (d.fetch ? uint32_t(Entry::fetch) : 0) |
+           (d.map ? uint32_t(Entry::map) : 0) | (d.write ? uint32_t(Entry::write) : 0);
+}
+
+// The descriptor's function for a call on an instance (authenticate, fetch, map, write);
+// nullptr for another entry or one the plugin lacks.
+using EntryFunction = int32_t (*)(crmsync_instance*, crmsync_call*, const char*);
+inline EntryFunction entry_function(const crmsync_plugin& d, wire::Entry entry) {
+    switch (entry) {
+        case wire::Entry::authenticate: return d.authenticate;
+        case wire::Entry::fetch: return d.fetch;
+        case wire::Entry::map: return d.map;
+        case wire::Entry::write: return d.write;
+        default: return nullptr;
+    }
+}
 
 // A copy of a struct the other side sized: what both know is copied, the rest zeroed.
 template <class T>

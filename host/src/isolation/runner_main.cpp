@@ -53,13 +53,12 @@ struct Line {
 // The per-invocation context behind the opaque crmsync_call, runner side.
 struct crmsync_call {
     Line* line = nullptr;
-    Channel* channel = nullptr;
     uint32_t id = 0;
-    int32_t fail_status = CRMSYNC_STATUS_OK;
-    std::string fail_message;
+    std::string fail_message;             // fail()'s; its status is what the entry point returns
     int32_t refused = CRMSYNC_STATUS_OK;  // the last status the host gave an emitted item
     std::vector<std::unique_ptr<std::string>> kept;
     std::chrono::steady_clock::time_point flushed = std::chrono::steady_clock::now();
+    Channel& channel() { return line->channel; }
 };
 
 namespace {
@@ -80,15 +79,17 @@ void aside(crmsync_call* call, Type type, std::string&& payload) {
     }
 }
 
-// Sends what is queued and waits for the reply of type `want`. When the host is gone the
-// call cannot go on, so the runner leaves.
-void await(crmsync_call* call, Type want, std::string& payload) {
-    if (!call->channel->flush()) _exit(0);
+// Sends `request` (and what is queued before it) and waits for its reply of type `want`:
+// the reply's payload. When the host is gone the call cannot go on, so the runner leaves.
+std::string ask(crmsync_call* call, const std::string& request, Type want) {
+    call->channel().send(request, true);
+    if (!call->channel().flush()) _exit(0);
     call->flushed = std::chrono::steady_clock::now();
     Type type;
+    std::string payload;
     for (;;) {
-        if (call->channel->read(type, payload, -1) != Channel::Got::frame) _exit(0);
-        if (type == want) return;
+        if (call->channel().read(type, payload, -1) != Channel::Got::frame) _exit(0);
+        if (type == want) return payload;
         aside(call, type, std::move(payload));
     }
 }
@@ -97,8 +98,8 @@ void note_refusals(crmsync_call* call) {
     Type type;
     std::string payload;
     // A frame that has begun to arrive is read whole: the host sends each at once.
-    while (call->channel->readable_now()) {
-        if (call->channel->read(type, payload, -1) != Channel::Got::frame) _exit(0);
+    while (call->channel().readable_now()) {
+        if (call->channel().read(type, payload, -1) != Channel::Got::frame) _exit(0);
         aside(call, type, std::move(payload));
     }
 }
@@ -106,14 +107,13 @@ void note_refusals(crmsync_call* call) {
 void r_log(crmsync_call* call, int32_t level, const char* message) noexcept {
     try {
         if (!call || !message) return;
-        call->channel->send(Writer(Type::log).u32(static_cast<uint32_t>(level)).str(message).frame(), true);
+        call->channel().send(Writer(Type::log).u32(static_cast<uint32_t>(level)).str(message).frame(), true);
     } catch (...) {}
 }
 
-void r_fail(crmsync_call* call, int32_t status, const char* message) noexcept {
+void r_fail(crmsync_call* call, int32_t, const char* message) noexcept {
     try {
         if (!call) return;
-        call->fail_status = status;
         call->fail_message = message ? message : "";
     } catch (...) {}
 }
@@ -124,10 +124,10 @@ void r_fail(crmsync_call* call, int32_t status, const char* message) noexcept {
 int32_t r_emit(crmsync_call* call, const char* json, size_t size) noexcept {
     try {
         if (!call || !json) return CRMSYNC_STATUS_ERROR;
-        call->channel->send(Writer(Type::emit).str(std::string_view(json, size)).frame(), true);
+        call->channel().send(Writer(Type::emit).str(std::string_view(json, size)).frame(), true);
         auto now = std::chrono::steady_clock::now();
-        if (call->channel->queued() > (256u << 10) || now - call->flushed > std::chrono::milliseconds(200)) {
-            if (!call->channel->flush()) _exit(0);
+        if (call->channel().queued() > (256u << 10) || now - call->flushed > std::chrono::milliseconds(200)) {
+            if (!call->channel().flush()) _exit(0);
             call->flushed = now;
             note_refusals(call);
         }
@@ -147,16 +147,14 @@ int32_t r_http(crmsync_call* call, const crmsync_http_request* request, crmsync_
         for (uint32_t i = 0; req.headers && i < req.header_count; ++i) w.str(req.headers[i] ? req.headers[i] : "");
         w.str(req.body ? std::string_view(req.body, req.body_size) : std::string_view());
         w.u32(req.timeout_ms).u32(req.idempotent);
-        call->channel->send(w.frame(), true);
-        std::string payload;
-        await(call, Type::http_reply, payload);
+        std::string payload = ask(call, w.frame(), Type::http_reply);
         crmsync::wire::Reader r(payload);
         auto rc = static_cast<int32_t>(r.u32());
         auto status = static_cast<int32_t>(r.u32());
         auto* headers = call->kept.emplace_back(std::make_unique<std::string>(r.str())).get();
         auto* body = call->kept.emplace_back(std::make_unique<std::string>(r.str())).get();
         std::string_view failure = r.str();
-        if (!failure.empty()) r_fail(call, rc, std::string(failure).c_str());
+        if (!failure.empty()) call->fail_message = failure;
         crmsync::abi::fill_http_response(response, status, rc == CRMSYNC_STATUS_OK ? body : nullptr, headers);
         return rc;
     } catch (...) {
@@ -167,9 +165,7 @@ int32_t r_http(crmsync_call* call, const crmsync_http_request* request, crmsync_
 const char* r_secret(crmsync_call* call, const char* name) noexcept {
     try {
         if (!call || !name) return nullptr;
-        call->channel->send(Writer(Type::secret).str(name).frame(), true);
-        std::string payload;
-        await(call, Type::secret_reply, payload);
+        std::string payload = ask(call, Writer(Type::secret).str(name).frame(), Type::secret_reply);
         crmsync::wire::Reader r(payload);
         bool present = r.u32() != 0;
         std::string_view value = r.str();
@@ -183,10 +179,7 @@ const char* r_secret(crmsync_call* call, const char* name) noexcept {
 int64_t r_now_ms(crmsync_call* call) noexcept {
     try {
         if (!call) return 0;
-        call->channel->send(Writer(Type::now).frame(), true);
-        std::string payload;
-        await(call, Type::now_reply, payload);
-        return crmsync::wire::Reader(payload).i64();
+        return crmsync::wire::Reader(ask(call, Writer(Type::now).frame(), Type::now_reply)).i64();
     } catch (...) {
         return 0;
     }
@@ -195,9 +188,7 @@ int64_t r_now_ms(crmsync_call* call) noexcept {
 int32_t r_cancelled(crmsync_call* call) noexcept {
     try {
         if (!call) return 0;
-        call->channel->send(Writer(Type::cancelled).frame(), true);
-        std::string payload;
-        await(call, Type::cancelled_reply, payload);
+        std::string payload = ask(call, Writer(Type::cancelled).frame(), Type::cancelled_reply);
         return static_cast<int32_t>(crmsync::wire::Reader(payload).u32());
     } catch (...) {
         return 0;
@@ -206,7 +197,7 @@ int32_t r_cancelled(crmsync_call* call) noexcept {
 
 void r_api_usage(crmsync_call* call, int64_t used, int64_t limit) noexcept {
     try {
-        if (call) call->channel->send(Writer(Type::api_usage).i64(used).i64(limit).frame(), true);
+        if (call) call->channel().send(Writer(Type::api_usage).i64(used).i64(limit).frame(), true);
     } catch (...) {}
 }
 
@@ -233,13 +224,8 @@ void on_out_of_memory() {
     throw std::bad_alloc();
 }
 
-void finish(crmsync_call& call, Channel& channel, int32_t status) {
-    channel.send(Writer(Type::done)
-                     .u32(call.id)
-                     .u32(static_cast<uint32_t>(status))
-                     .u32(static_cast<uint32_t>(call.fail_status))
-                     .str(call.fail_message)
-                     .frame());
+void finish(crmsync_call& call, int32_t status) {
+    call.channel().send(Writer(Type::done).u32(call.id).u32(static_cast<uint32_t>(status)).str(call.fail_message).frame());
 }
 
 // The next call for this line: one the host sent ahead, or the next frame. False when the
@@ -254,8 +240,7 @@ bool next_call(Line& line, Type& type, std::string& payload) {
 
 // Serves one channel until the host closes it or says destroy.
 void serve(Line* line) {
-    Channel* channel = &line->channel;
-    t_channel_fd = channel->fd();
+    t_channel_fd = line->channel.fd();
     Type type;
     std::string payload;
     while (next_call(*line, type, payload)) {
@@ -264,24 +249,18 @@ void serve(Line* line) {
         std::set_new_handler(on_out_of_memory);
         crmsync_call call;
         call.line = line;
-        call.channel = channel;
         crmsync::wire::Reader r(payload);
         call.id = r.u32();
         if (type == Type::create) {
             std::lock_guard lock(g_instance_mutex);
             std::string config(r.str());
             if (!g_instance) g_instance = g_plugin->create(&kRunnerApi, &call, config.c_str());
-            finish(call, *channel, g_instance ? CRMSYNC_STATUS_OK : CRMSYNC_STATUS_ERROR);
+            finish(call, g_instance ? CRMSYNC_STATUS_OK : CRMSYNC_STATUS_ERROR);
         } else if (type == Type::call) {
             auto entry = static_cast<Entry>(r.u32());
             std::string argument(r.str());
-            int32_t (*fn)(crmsync_instance*, crmsync_call*, const char*) = nullptr;
-            if (entry == Entry::authenticate) fn = g_plugin->authenticate;
-            else if (entry == Entry::fetch) fn = g_plugin->fetch;
-            else if (entry == Entry::map) fn = g_plugin->map;
-            else if (entry == Entry::write) fn = g_plugin->write;
-            int32_t status = fn && g_instance ? fn(g_instance, &call, argument.c_str()) : CRMSYNC_STATUS_NOT_SUPPORTED;
-            finish(call, *channel, status);
+            auto fn = crmsync::abi::entry_function(*g_plugin, entry);
+            finish(call, fn && g_instance ? fn(g_instance, &call, argument.c_str()) : CRMSYNC_STATUS_NOT_SUPPORTED);
         } else if (type == Type::destroy) {
             std::lock_guard lock(g_instance_mutex);
             if (g_instance && g_plugin->destroy) g_plugin->destroy(std::exchange(g_instance, nullptr));
@@ -376,15 +355,11 @@ int main(int argc, char** argv) {
                           std::to_string(n.plugin_abi_major) + "." + std::to_string(n.plugin_abi_minor) + ")");
     static crmsync_plugin descriptor = crmsync::abi::sized_copy(n.plugin);
     g_plugin = &descriptor;
-    uint32_t entries = (descriptor.create ? uint32_t(Entry::create) : 0) | (descriptor.destroy ? uint32_t(Entry::destroy) : 0) |
-                       (descriptor.authenticate ? uint32_t(Entry::authenticate) : 0) |
-                       (descriptor.fetch ? uint32_t(Entry::fetch) : 0) | (descriptor.map ? uint32_t(Entry::map) : 0) |
-                       (descriptor.write ? uint32_t(Entry::write) : 0);
     auto text = [](const char* s) { return std::string_view(s ? s : ""); };
     first.send(Writer(Type::hello)
                    .u32(n.plugin_abi_minor)
                    .u32(descriptor.capabilities)
-                   .u32(entries)
+                   .u32(crmsync::abi::entry_points(descriptor))
                    .str(text(descriptor.id))
                    .str(text(descriptor.version))
                    .str(text(descriptor.description))

@@ -199,7 +199,7 @@ RemoteResult RunnerProcess::bury(Entry entry, const std::string& what) {
         death_ = "plugin " + plugin_id_ + " " + how + " in " + wire::entry_name(entry);
     }
     free_cv_.notify_all();
-    return {CRMSYNC_STATUS_ERROR, CRMSYNC_STATUS_ERROR, death_, true};
+    return {CRMSYNC_STATUS_ERROR, death_, true};
 }
 
 RemoteResult RunnerProcess::invoke(Entry entry, const std::string& argument, crmsync_call& call) {
@@ -233,7 +233,7 @@ std::vector<RemoteResult> RunnerProcess::invoke_all(Entry entry, const std::vect
     }
     if (!channel || done < arguments.size()) {
         std::lock_guard lock(mutex_);
-        for (size_t i = done; i < arguments.size(); ++i) results[i] = {CRMSYNC_STATUS_ERROR, CRMSYNC_STATUS_ERROR, death_, true};
+        for (size_t i = done; i < arguments.size(); ++i) results[i] = {CRMSYNC_STATUS_ERROR, death_, true};
     } else {
         give_back(channel);
     }
@@ -292,11 +292,11 @@ RemoteResult RunnerProcess::await_done(Channel& channel, Entry entry, uint32_t i
                 crmsync_http_response response;
                 std::memset(&response, 0, sizeof response);
                 response.struct_size = sizeof response;
-                int32_t before = call.fail_status;
-                std::string before_message = call.fail_message;
+                // The host side of a remote call keeps no fail() of its own (the runner's is the
+                // call's): what http() tells fail() goes back with the answer.
+                call.fail_message.clear();
                 int32_t rc = api->http(&call, &request, &response);
-                // What http() told fail() goes back to the runner, whose fail() is the call's.
-                std::string failure = call.fail_status != before || call.fail_message != before_message ? call.fail_message : "";
+                const std::string& failure = call.fail_message;
                 replied = channel.send(Writer(Type::http_reply)
                                            .u32(static_cast<uint32_t>(rc))
                                            .u32(static_cast<uint32_t>(response.status))
@@ -330,7 +330,6 @@ RemoteResult RunnerProcess::await_done(Channel& channel, Entry entry, uint32_t i
                 RemoteResult result;
                 if (r.u32() != id) return bury(entry, "the answer to another call");
                 result.status = static_cast<int32_t>(r.u32());
-                result.fail_status = static_cast<int32_t>(r.u32());
                 result.fail_message = r.str();
                 if (!r.ok()) return bury(entry, "a malformed message");
                 bool oom;

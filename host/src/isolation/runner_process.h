@@ -32,10 +32,9 @@ struct PluginFacts {
     bool has(wire::Entry e) const { return (entries & static_cast<uint32_t>(e)) != 0; }
 };
 
-// What a remote call came to: the entry point's status and fail(), or the runner's end.
+// What a remote call came to: the entry point's status and fail()'s message, or the runner's end.
 struct RemoteResult {
     int32_t status = CRMSYNC_STATUS_OK;
-    int32_t fail_status = CRMSYNC_STATUS_OK;
     std::string fail_message;
     bool died = false;  // the runner is gone; fail_message says why
 };

@@ -26,7 +26,7 @@ enum class Type : uint8_t {
     now,            // -> now_reply
     cancelled,      // -> cancelled_reply
     api_usage,      // used, limit (no reply)
-    done,           // call id, status, fail status, fail message (ends the call)
+    done,           // call id, status, fail message (ends the call)
     out_of_memory,  // the runner hit its memory limit (no reply)
     // host -> runner
     create = 32,      // call id, config JSON

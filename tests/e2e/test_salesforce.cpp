@@ -227,6 +227,30 @@ TEST_CASE("salesforce: 10% 503s and lock errors still land everything exactly on
     CHECK(org.duplicate_tasks() == 0);
 }
 
+TEST_CASE("salesforce: the plugin isolated and sandboxed signs in, retries and lands everything once through its runner") {
+    Org org;
+    // The connection and the module both in runner processes: every HTTP request, secret and
+    // clock reading the plugins make crosses to the host and back.
+    for (const char* file : {"manifests/crm.json", "manifests/gen.json"}) {
+        if (std::string(file) == "manifests/gen.json") org.module(R"({"count": 1500})");
+        auto manifest = testing::read_file(org.home / file);
+        manifest.insert(manifest.rfind('}'), R"(, "isolation": "process")");
+        write_file(org.home / file, manifest);
+    }
+    sfemu::Faults faults;
+    faults.error_503_rate = 0.10;
+    faults.lock_rate = 0.10;
+    faults.token_ttl_s = 1;
+    org.sf->set_faults(faults);
+    auto report = org.run();
+    INFO(report.message);
+    CHECK(report.status == RunStatus::succeeded);
+    CHECK(report.counts.retries > 0);
+    org.sf->set_faults({});
+    CHECK(org.count("SELECT COUNT() FROM Task") == 1500);
+    CHECK(org.duplicate_tasks() == 0);
+}
+
 TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a rerun finishes with nothing twice") {
     Org org(60);
     org.connection("client_credentials", "client_secret", "never");

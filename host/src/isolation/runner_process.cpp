@@ -208,15 +208,18 @@ RemoteResult RunnerProcess::invoke(Entry entry, const std::string& argument, crm
 
 std::vector<RemoteResult> RunnerProcess::invoke_all(Entry entry, const std::vector<const std::string*>& arguments,
                                                     const std::vector<crmsync_call*>& calls) {
-    // Calls go ahead of their answers up to this many bytes, well inside a socket's buffer:
-    // the host never blocks sending while the runner blocks sending to it.
+    // Calls go ahead of their answers up to this many, and this many bytes: well inside a
+    // socket's buffer, which counts each frame's kernel overhead (about a KiB) besides its
+    // bytes. So the host never blocks sending while the runner blocks sending to it.
+    constexpr size_t kAheadCalls = 32;
     constexpr size_t kAheadBytes = 64u << 10;
     std::vector<RemoteResult> results(arguments.size());
     Channel* channel = take_channel();
     size_t sent = 0, done = 0, ahead = 0;
     const uint32_t first_id = next_id_.fetch_add(static_cast<uint32_t>(arguments.size()));
     while (channel && done < arguments.size()) {
-        while (sent < arguments.size() && (sent == done || ahead + arguments[sent]->size() < kAheadBytes)) {
+        while (sent < arguments.size() &&
+               (sent == done || (sent - done < kAheadCalls && ahead + arguments[sent]->size() < kAheadBytes))) {
             Writer w(entry == Entry::create ? Type::create : Type::call);
             w.u32(first_id + static_cast<uint32_t>(sent));
             if (entry != Entry::create) w.u32(static_cast<uint32_t>(entry));

@@ -202,6 +202,15 @@ Result<std::unique_ptr<PluginInstance>> Catalog::instantiate_connection(const st
     return instantiate(c->plugin, c->config, c->manifest_path, c->isolation, static_cast<int>(c->max_parallel_requests) + 2);
 }
 
-Result<std::unique_ptr<StateStore>> Catalog::open_store() const { return open_sqlite_store(env_.state_path()); }
+Result<std::unique_ptr<StateStore>> Catalog::open_store() const {
+    const StateManifest& state = manifests_.state;
+    if (!state.problem.empty()) return Status::config(state.problem + " — no state store is opened until it is fixed");
+    if (!state.postgres) return open_sqlite_store(env_.state_path());
+    auto conninfo = resolve_credentials({*state.postgres});
+    if (!conninfo) return conninfo.status().prefixed(state.manifest_path + ": ");
+    auto store = open_postgres_store(std::string(conninfo->at("state.postgres").as_string()));
+    if (!store) return store.status().prefixed(state.manifest_path + ": ");
+    return store;
+}
 
 }  // namespace crmsync

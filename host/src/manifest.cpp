@@ -404,6 +404,15 @@ Result<TrustManifest> parse_trust_manifest(const std::string& path, const json::
     return t;
 }
 
+Result<StateManifest> parse_state_manifest(const std::string& path, const json::object& o) {
+    if (auto shape = check_shape(path, o, "state-manifest.schema.json"); !shape) return shape;
+    StateManifest m;
+    m.manifest_path = path;
+    if (auto* pg = find_object(o.at("state").as_object(), "postgres"))
+        m.postgres = secret_ref("state.postgres", *pg, fs::path(path).parent_path());
+    return m;
+}
+
 ManifestSet load_manifests(const std::vector<std::string>& folders) {
     ManifestSet set;
     std::vector<fs::path> files;
@@ -459,10 +468,20 @@ ManifestSet load_manifests(const std::vector<std::string>& folders) {
                 set.problems.push_back(path + ": a trust manifest is already given by " + set.trust.manifest_path +
                                        " (a home has one; merge their keys)");
             else set.trust = std::move(t.value());
+        } else if (root.contains("state")) {
+            auto st = parse_state_manifest(path, root);
+            if (!st) {
+                set.problems.push_back(st.status().message());
+                set.state = StateManifest{path, std::nullopt, st.status().message()};
+            } else if (!set.state.manifest_path.empty())
+                set.problems.push_back(path + ": the state store is already chosen by " + set.state.manifest_path +
+                                       " (a home has one)");
+            else set.state = std::move(st.value());
         } else {
-            set.problems.push_back(path +
-                                   ": none of \"module\", \"connection\", \"notification\" or \"trust\" is set, so this "
-                                   "is no crmsync manifest");
+            set.problems.push_back(
+                path +
+                ": none of \"module\", \"connection\", \"notification\", \"trust\" or \"state\" is set, so this "
+                "is no crmsync manifest");
         }
     }
     // A notification watching a module no manifest declares would never fire: say so.

@@ -6,6 +6,7 @@
 //  - CRM connection manifest (operator, manifests/*.json with "connection")
 //  - notification manifest (operator, manifests/*.json with "notification")
 //  - trust manifest (operator, at most one, manifests/*.json with "trust")
+//  - state manifest (operator, at most one, manifests/*.json with "state")
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,6 +114,16 @@ struct ConnectionManifest {
     Isolation isolation;
 };
 
+// Where a home keeps its state (state-manifest.schema.json): without a state manifest, the
+// SQLite file var/state.db; with "postgres", a database that several workers share.
+struct StateManifest {
+    std::string manifest_path;
+    std::optional<CredentialRef> postgres;  // the connection string, by reference
+    // Set when the manifest is broken: then no store opens (state split between a SQLite
+    // file and the shared database would be worse than no run).
+    std::string problem;
+};
+
 // Which plugin signatures a home trusts (trust-manifest.schema.json); without a trust
 // manifest the policy is off.
 struct TrustManifest {
@@ -149,6 +160,7 @@ struct ManifestSet {
     std::vector<ConnectionManifest> connections;
     std::vector<NotificationManifest> notifications;
     TrustManifest trust;
+    StateManifest state;
     std::vector<std::string> problems;
     const ModuleManifest* module(std::string_view name) const;
     const ConnectionManifest* connection(std::string_view name) const;
@@ -158,6 +170,7 @@ Result<ModuleManifest> parse_module_manifest(const std::string& path, const json
 Result<ConnectionManifest> parse_connection_manifest(const std::string& path, const json::object& root);
 Result<NotificationManifest> parse_notification_manifest(const std::string& path, const json::object& root);
 Result<TrustManifest> parse_trust_manifest(const std::string& path, const json::object& root);
+Result<StateManifest> parse_state_manifest(const std::string& path, const json::object& root);
 
 // Reads every *.json in each folder, sorted by name. A bad file adds one problem and is
 // skipped; the rest load. Two manifests declaring the same name: the later is refused.

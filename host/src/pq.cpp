@@ -29,7 +29,12 @@ int64_t Rows::affected() const {
 }
 
 Result<Connection> Connection::open(const std::string& conninfo) {
-    PGconn* raw = PQconnectdb(conninfo.c_str());
+    // Bounds of our own for a server that stops answering (TCP only; what the connection
+    // string says wins): 10 s to connect, a dead peer noticed within about a minute.
+    const char* keywords[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count", "dbname",
+                              nullptr};
+    const char* values[] = {"10", "30", "10", "3", conninfo.c_str(), nullptr};
+    PGconn* raw = PQconnectdbParams(keywords, values, 1);
     Connection c(raw);
     if (!raw) return Status::unreachable("PostgreSQL: out of memory making a connection");
     if (PQstatus(raw) != CONNECTION_OK) {
@@ -42,6 +47,10 @@ Result<Connection> Connection::open(const std::string& conninfo) {
     PQsetNoticeProcessor(
         raw, [](void*, const char*) {}, nullptr);
     return c;
+}
+
+void Connection::reconnect_if_broken() {
+    if (PQstatus(connection_.get()) == CONNECTION_BAD) PQreset(connection_.get());
 }
 
 Status Connection::failure(PGresult* result, std::string_view what) {
@@ -105,6 +114,11 @@ Status migrate(Connection& c, const std::vector<std::string_view>& steps) {
                                        });
         !made)
         return made.prefixed("migrations: ");
+    auto newest = c.exec("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!newest) return newest.status().prefixed("migrations: ");
+    if (newest->integer(0, 0).value_or(0) > static_cast<int64_t>(steps.size()))
+        return Status::io("the database's schema is at migration " + std::to_string(newest->integer(0, 0).value_or(0)) +
+                          ", newer than this crmsync (" + std::to_string(steps.size()) + "); upgrade crmsync");
     for (size_t i = 0; i < steps.size(); ++i) {
         const std::string version = std::to_string(i + 1);
         auto applied = locked_transaction(c, [&]() -> Status {

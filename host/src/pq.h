@@ -43,6 +43,9 @@ public:
     Result<Rows> exec(std::string_view sql, const Params& params = {});
     // Runs statements without parameters (a migration's several statements at once).
     Status run(std::string_view sql);
+    // Makes the connection again when the server dropped it (a restart, a failover); a
+    // caller does this only between transactions.
+    void reconnect_if_broken();
     // SQLSTATE of the last failure ("40001" a serialization failure, "" when none).
     const std::string& last_sqlstate() const { return sqlstate_; }
 
@@ -53,7 +56,7 @@ private:
     std::string sqlstate_;
 };
 
-// Applies the numbered steps not applied yet, each in a transaction of its own, recorded in
+// Applies the numbered steps not applied yet (refusing a database a newer build migrated), each in a transaction of its own, recorded in
 // schema_migrations; several workers starting at once apply each step once (a transaction
 // lock, never a session one: it holds behind a pooler like PgBouncer too).
 Status migrate(Connection& connection, const std::vector<std::string_view>& steps);

@@ -79,6 +79,9 @@ struct ErrorRow {
     std::string payload;
     static constexpr size_t kMaxPayloadBytes = 64 * 1024;
     static constexpr size_t kMaxMessageBytes = 8 * 1024;
+    // What a store keeps of a payload and a message (cut with a note past the bounds above).
+    static std::string bounded_payload(const std::string& payload);
+    static std::string bounded_message(const std::string& message);
     std::string connection{};  // filled by the reads; a batch's errors take the batch's
     // open (its record is tried again), gave_up (tried max_attempts times) or closed.
     std::string state{};
@@ -156,6 +159,15 @@ struct BatchCommit {
     std::vector<UnmatchedRow> unmatched;  // run_id and at_ms are the batch's
     int64_t at_ms = 0;                    // when the batch is saved (the time errors close)
     std::optional<LeaseRow> lease;
+};
+
+// The CRM's daily API budget as a run last saw it. The budget is the org's, shared by every
+// worker writing through the connection, so it is kept where they all read it.
+struct ApiUsage {
+    std::string connection;
+    int64_t used = 0;
+    int64_t limit = 0;
+    int64_t at_ms = 0;  // when it was seen
 };
 
 // Totals over every run of one module that ended with one status, for /metrics.
@@ -253,14 +265,22 @@ public:
     virtual Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) = 0;
     virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
 
+    // Keeps a reading of the connection's API budget unless a newer one is kept already.
+    virtual Status note_api_usage(const ApiUsage& usage) = 0;
+    virtual Result<std::optional<ApiUsage>> api_usage(const std::string& connection) = 0;
+
     // Another connection to the same store, for another thread (the lease keeper).
     virtual Result<std::unique_ptr<StateStore>> open_another() const = 0;
 };
 
 // Opens (creating and migrating) the SQLite store at path.
 Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::string& path);
+// Opens (migrating) the store in a PostgreSQL database several workers share; `conninfo` is
+// a libpq connection string or URI (it may hold a password: never printed).
+Result<std::unique_ptr<StateStore>> open_postgres_store(const std::string& conninfo);
 
-// The schema version this build migrates to.
+// The schema versions this build migrates to.
 int store_schema_version();
+int postgres_schema_version();
 
 }  // namespace crmsync

@@ -2,7 +2,6 @@
 // Schema changes are numbered migrations applied in order; PRAGMA user_version records
 // how far a file has come, so an old file opens under a new build.
 #include <SQLiteCpp/SQLiteCpp.h>
-#include <crmsync/support/text.hpp>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -14,19 +13,6 @@
 
 namespace crmsync {
 namespace {
-
-// What the error log keeps of one record: enough to see what it was, not a 50 MB copy for a year.
-std::string bounded_payload(const std::string& payload) {
-    if (payload.size() <= ErrorRow::kMaxPayloadBytes) return payload;
-    return json::serialize(json::object{
-        {"cut", true}, {"bytes", payload.size()}, {"head", support::utf8_prefix_bytes(payload, ErrorRow::kMaxPayloadBytes / 2)}});
-}
-
-std::string bounded_message(const std::string& message) {
-    if (message.size() <= ErrorRow::kMaxMessageBytes) return message;
-    return support::utf8_prefix_bytes(message, ErrorRow::kMaxMessageBytes) + "… (" + std::to_string(message.size()) +
-           " bytes in all)";
-}
 
 const char* const kMigrations[] = {
     // 1: the initial schema.
@@ -193,6 +179,15 @@ const char* const kMigrations[] = {
         PRIMARY KEY (notification, module)
     ) WITHOUT ROWID;
     )sql",
+    // 9: the CRM's daily API budget as last seen, per connection, for every worker's runs.
+    R"sql(
+    CREATE TABLE api_budget (
+        connection TEXT PRIMARY KEY,
+        used INTEGER NOT NULL,
+        daily_limit INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 // Binds values to ?1, ?2, ... in order; an empty optional binds NULL.
@@ -348,8 +343,8 @@ public:
                 json::array fields;
                 for (const auto& f : e.fields) fields.emplace_back(f);
                 bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
-                         e.code, bounded_message(e.message), json::serialize(fields), bounded_payload(e.payload),
-                         gave_up.count(e.entity_id) ? "gave_up" : "open");
+                         e.code, ErrorRow::bounded_message(e.message), json::serialize(fields),
+                         ErrorRow::bounded_payload(e.payload), gave_up.count(e.entity_id) ? "gave_up" : "open");
                 error.exec();
                 error.reset();
             }
@@ -815,6 +810,29 @@ public:
         });
     }
 
+    Status note_api_usage(const ApiUsage& u) override {
+        return guarded("keeping the API budget", [&]() -> Status {
+            SQLite::Statement q(
+                db_,
+                "INSERT INTO api_budget (connection, used, daily_limit, at_ms) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (connection) DO UPDATE SET used = excluded.used, daily_limit = excluded.daily_limit, "
+                "at_ms = excluded.at_ms WHERE excluded.at_ms >= api_budget.at_ms");
+            bind_all(q, u.connection, u.used, u.limit, u.at_ms);
+            q.exec();
+            return Status::ok();
+        });
+    }
+
+    Result<std::optional<ApiUsage>> api_usage(const std::string& connection) override {
+        return guarded("reading the API budget", [&]() -> Result<std::optional<ApiUsage>> {
+            SQLite::Statement q(db_, "SELECT used, daily_limit, at_ms FROM api_budget WHERE connection = ?");
+            q.bind(1, connection);
+            if (!q.executeStep()) return std::optional<ApiUsage>();
+            return std::optional<ApiUsage>(
+                ApiUsage{connection, q.getColumn(0).getInt64(), q.getColumn(1).getInt64(), q.getColumn(2).getInt64()});
+        });
+    }
+
     Result<std::unique_ptr<StateStore>> open_another() const override { return open_sqlite_store(path_); }
 
     int64_t inbox_depth(const std::optional<std::string>& module) override {
@@ -964,59 +982,6 @@ private:
 }  // namespace
 
 int store_schema_version() { return static_cast<int>(std::size(kMigrations)); }
-
-void RunCounts::add(const RunCounts& o) {
-    fetched += o.fetched;
-    created += o.created;
-    updated += o.updated;
-    unchanged += o.unchanged;
-    ignored += o.ignored;
-    failed += o.failed;
-    no_match += o.no_match;
-    api_calls += o.api_calls;
-    retries += o.retries;
-    retried += o.retried;
-    recovered += o.recovered;
-    gave_up += o.gave_up;
-    for (const auto& [k, v] : o.extra) {
-        auto before = extra.if_contains(k);
-        int64_t base = before && before->is_int64() ? before->get_int64() : 0;
-        extra[k] = base + (v.is_int64() ? v.get_int64() : 0);
-    }
-}
-
-void RunCounts::bump(const std::string& name) {
-    auto* v = extra.if_contains(name);
-    extra[name] = (v && v->is_int64() ? v->get_int64() : 0) + 1;
-}
-
-json::object RunCounts::to_json() const {
-    json::object o{{"fetched", fetched},     {"created", created},     {"updated", updated},
-                   {"unchanged", unchanged}, {"ignored", ignored},     {"failed", failed},
-                   {"no_match", no_match},   {"api_calls", api_calls}, {"retries", retries}};
-    for (auto [name, value] : {std::pair{"retried", retried}, {"recovered", recovered}, {"gave_up", gave_up}})
-        if (value) o[name] = value;
-    if (!extra.empty()) o["services"] = extra;
-    return o;
-}
-
-RunCounts RunCounts::from_json(const json::object& o) {
-    RunCounts c;
-    c.fetched = find_int(o, "fetched").value_or(0);
-    c.created = find_int(o, "created").value_or(0);
-    c.updated = find_int(o, "updated").value_or(0);
-    c.unchanged = find_int(o, "unchanged").value_or(0);
-    c.ignored = find_int(o, "ignored").value_or(0);
-    c.failed = find_int(o, "failed").value_or(0);
-    c.no_match = find_int(o, "no_match").value_or(0);
-    c.api_calls = find_int(o, "api_calls").value_or(0);
-    c.retries = find_int(o, "retries").value_or(0);
-    c.retried = find_int(o, "retried").value_or(0);
-    c.recovered = find_int(o, "recovered").value_or(0);
-    c.gave_up = find_int(o, "gave_up").value_or(0);
-    if (auto* s = find_object(o, "services")) c.extra = *s;
-    return c;
-}
 
 Result<std::unique_ptr<StateStore>> open_sqlite_store(const std::string& path) {
     try {

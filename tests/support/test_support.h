@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -73,6 +74,7 @@ struct Process {
 inline Process run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
     TempDir tmp;
     std::string out_path = tmp / "out", err_path = tmp / "err";
+    std::fflush(nullptr);  // else the child's freopen writes what this process had buffered a second time
     pid_t pid = fork();
     if (pid == 0) {
         for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));

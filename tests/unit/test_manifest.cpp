@@ -42,7 +42,7 @@ TEST_CASE("one bad manifest is skipped with a line naming the file, the rest loa
     REQUIRE(set.problems.size() == 3);
     CHECK_THAT(set.problems[0], Catch::StartsWith(dir / "b-broken.json") && Catch::Contains("line 2, column"));
     CHECK_THAT(set.problems[1], Catch::Contains("c-no-crm.json") && Catch::Contains("\"crm\" is missing"));
-    CHECK_THAT(set.problems[2], Catch::Contains("none of \"module\", \"connection\", \"notification\" or \"trust\""));
+    CHECK_THAT(set.problems[2], Catch::Contains("none of \"module\", \"connection\", \"notification\", \"trust\" or \"state\""));
 }
 
 TEST_CASE("an inline secret in a manifest is refused, references resolve from env and file") {

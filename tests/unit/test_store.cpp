@@ -1,20 +1,55 @@
 #include <catch2/catch.hpp>
 
 #include <latch>
+#include <set>
 #include <thread>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include "store.h"
+#include "test_postgres.h"
 #include "test_support.h"
 
 using namespace crmsync;
 
+namespace {
+
+// The store's contract, held by both backends: each test below that opens a `Backend` runs
+// once on a SQLite file and once on a PostgreSQL database of its own (a server the test
+// process starts itself).
+class Backend {
+public:
+    explicit Backend(std::string kind) : kind_(std::move(kind)) {
+        if (kind_ == "postgres") conninfo_ = testing::fresh_postgres_database();
+    }
+    Result<std::unique_ptr<StateStore>> open() const {
+        return kind_ == "postgres" ? open_postgres_store(conninfo_) : open_sqlite_store(dir_ / "var/state.db");
+    }
+    std::unique_ptr<StateStore> store() const {
+        auto s = open();
+        INFO(s.status().message());
+        REQUIRE(s);
+        return std::move(s.value());
+    }
+    const std::string& kind() const { return kind_; }
+
+private:
+    std::string kind_;
+    testing::TempDir dir_;
+    std::string conninfo_;
+};
+
+#define EACH_BACKEND()                                                                  \
+    const std::string backend_kind = GENERATE(as<std::string>(), "sqlite", "postgres"); \
+    INFO("backend: " << backend_kind);                                                  \
+    Backend backend(backend_kind)
+
+}  // namespace
+
 TEST_CASE("a batch commits links, errors, log, counters and cursor together") {
-    testing::TempDir dir;
-    auto store = open_sqlite_store(dir / "var/state.db");
-    REQUIRE(store);
-    auto& s = *store.value();
+    EACH_BACKEND();
+    auto store = backend.store();
+    auto& s = *store;
     int64_t run = s.start_run({"m", "crm"}, "manual", 1000).value();
     BatchCommit batch;
     batch.run_id = run;
@@ -45,8 +80,8 @@ TEST_CASE("a batch commits links, errors, log, counters and cursor together") {
 }
 
 TEST_CASE("errors older than the retention are purged, newer ones stay") {
-    testing::TempDir dir;
-    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    EACH_BACKEND();
+    auto s = backend.store();
     int64_t run = s->start_run({"m", "crm"}, "manual", 0).value();
     BatchCommit batch;
     batch.run_id = run;
@@ -61,8 +96,8 @@ TEST_CASE("errors older than the retention are purged, newer ones stay") {
 }
 
 TEST_CASE("a lease is exclusive until it expires, then another holder takes it over under a higher fence") {
-    testing::TempDir dir;
-    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    EACH_BACKEND();
+    auto s = backend.store();
     CHECK(s->acquire_lease("m", "a", 1000, 500).value() == std::optional<int64_t>(1));
     CHECK_FALSE(s->acquire_lease("m", "b", 1200, 500).value());
     CHECK(s->acquire_lease("m", "a", 1300, 500).value() == std::optional<int64_t>(1));  // the holder again: same fence
@@ -80,8 +115,8 @@ TEST_CASE("a lease is exclusive until it expires, then another holder takes it o
 }
 
 TEST_CASE("a batch whose lease changed hands is not saved, the holder's is") {
-    testing::TempDir dir;
-    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    EACH_BACKEND();
+    auto s = backend.store();
     const StateScope scope{"m", "crm"};
     auto a = s->acquire_lease("m", "a", 1000, 500).value();
     REQUIRE(a);
@@ -106,19 +141,21 @@ TEST_CASE("a batch whose lease changed hands is not saved, the holder's is") {
     CHECK(s->links(scope, {"k1"}).value().size() == 1);
 }
 
-TEST_CASE("the store migrates a new file to the current schema and reopens it unchanged") {
-    testing::TempDir dir;
-    { REQUIRE(open_sqlite_store(dir / "state.db")); }
-    auto again = open_sqlite_store(dir / "state.db");
-    REQUIRE(again);
-    CHECK(again.value()->runs(std::nullopt, 10).empty());
+TEST_CASE("the store migrates a new store to the current schema and reopens it unchanged") {
+    EACH_BACKEND();
+    { (void)backend.store()->start_run({"m", "crm"}, "manual", 1000).value(); }
+    auto again = backend.store();
+    CHECK(again->runs(std::nullopt, 10).size() == 1);
     CHECK(store_schema_version() >= 1);
+    CHECK(postgres_schema_version() >= 1);
 }
 
 TEST_CASE("several processes creating the store at once all open it (the first applies each migration)") {
-    // Connections of their own in threads lock the file as processes do.
+    // Connections of their own in threads lock the store as processes do.
+    const std::string backend_kind = GENERATE(as<std::string>(), "sqlite", "postgres");
+    INFO("backend: " << backend_kind);
     for (int round = 0; round < 5; ++round) {
-        testing::TempDir dir;
+        Backend backend(backend_kind);
         constexpr int kOpeners = 8;
         std::latch start(kOpeners);
         std::vector<std::string> failures(kOpeners);
@@ -126,22 +163,20 @@ TEST_CASE("several processes creating the store at once all open it (the first a
         for (int i = 0; i < kOpeners; ++i)
             openers.emplace_back([&, i] {
                 start.arrive_and_wait();
-                auto store = open_sqlite_store(dir / "var/state.db");
+                auto store = backend.open();
                 if (!store) failures[i] = store.status().message();
                 else if (auto run = store.value()->start_run({"m", "crm"}, "manual", 1000); !run)
                     failures[i] = run.status().message();
             });
         for (auto& t : openers) t.join();
         for (const auto& f : failures) CHECK(f == "");
-        auto store = open_sqlite_store(dir / "var/state.db");
-        REQUIRE(store);
-        CHECK(store.value()->runs("m", 100).size() == kOpeners);
+        CHECK(backend.store()->runs("m", 100).size() == kOpeners);
     }
 }
 
 TEST_CASE("links and cursors belong to (module, connection): another connection starts afresh, reset forgets one") {
-    testing::TempDir dir;
-    auto s = std::move(open_sqlite_store(dir / "state.db").value());
+    EACH_BACKEND();
+    auto s = backend.store();
     const StateScope mock{"m", "mock"}, sf{"m", "salesforce"};
     BatchCommit batch;
     batch.run_id = s->start_run(mock, "manual", 1000).value();
@@ -205,4 +240,246 @@ TEST_CASE("a file from before connections keeps its state for the connection the
     CHECK(s->links(scope, {"k1"}).value().at("k1").crm_id == "00T1");
     CHECK(s->cursor(scope).value() == std::optional<std::string>("\"c1\""));
     CHECK(s->claim_unscoped_state({"m", "other"}).value() == 0);  // once only
+}
+
+TEST_CASE("failed records are kept, due by their time, closed when they land, and dismissed by an operator") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const StateScope scope{"m", "crm"};
+    BatchCommit first;
+    first.run_id = s->start_run(scope, "manual", 1000).value();
+    first.scope = scope;
+    first.at_ms = 1000;
+    for (const char* id : {"b", "a", "c"}) {
+        first.failed.push_back({id, std::string(R"({"id": ")") + id + "\"}", 1, 2000, false});
+        first.errors.push_back({0, 0, "m", 1000, id, std::string("k-") + id, "Task", "X", "bad", {}, "{}"});
+    }
+    first.unmatched.push_back({0, 0, "Lead", "Email", "a@b.jp", "a"});
+    REQUIRE(s->commit_batch(first));
+    CHECK(s->due_records(scope, 1500, "", 10).value().empty());  // not before next_ms
+    auto due = s->due_records(scope, 2000, "", 2).value();
+    REQUIRE(due.size() == 2);
+    CHECK(due[0].source_id == "a");  // in source id order, a page at a time
+    CHECK(due[1].source_id == "b");
+    CHECK(s->due_records(scope, 2000, "b", 2).value().at(0).source_id == "c");
+    CHECK(s->unmatched(first.run_id).at(0).key == "a@b.jp");
+
+    BatchCommit second;
+    second.run_id = s->start_run(scope, "manual", 3000).value();
+    second.scope = scope;
+    second.at_ms = 3000;
+    second.landed.push_back("a");
+    second.failed.push_back({"b", R"({"id": "b", "v": 2})", 8, 0, true});  // its last attempt
+    second.errors.push_back({0, 0, "m", 3000, "b", "k-b", "Task", "X", "bad again", {}, "{}"});
+    REQUIRE(s->commit_batch(second));
+    auto open = s->errors("m", 0);
+    REQUIRE(open.size() == 2);
+    CHECK(open[0].entity_id == "c");
+    CHECK(open[0].state == "open");
+    CHECK(open[1].entity_id == "b");
+    CHECK(open[1].state == "gave_up");
+    auto history = s->errors("m", 0, true);
+    REQUIRE(history.size() == 4);
+    CHECK(history[0].closed_reason == "tried again");  // b's first error
+    CHECK(history[1].closed_reason == "landed");       // a
+    CHECK(history[1].closed_ms == 3000);
+    auto left = s->due_records(scope, 9000, "", 10).value();
+    REQUIRE(left.size() == 1);  // a landed, b gave up
+    CHECK(left[0].source_id == "c");
+
+    CHECK(s->dismiss(std::nullopt, std::nullopt, 4000).status().kind() == Status::Kind::config);
+    CHECK(s->dismiss(std::string("m"), std::string("k-c"), 4000).value() == 1);
+    CHECK(s->due_records(scope, 9000, "", 10).value().empty());
+    CHECK(s->dismiss(std::string("m"), std::nullopt, 4000).value() == 1);  // b
+    CHECK(s->errors("m", 0).empty());
+}
+
+TEST_CASE("a batch writing one key twice keeps the last link and the newest version") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const StateScope scope{"m", "crm"};
+    BatchCommit batch;
+    batch.run_id = s->start_run(scope, "manual", 1000).value();
+    batch.scope = scope;
+    LinkRow newer{"k", "src", "Task", "00T1", "h1", 1000};
+    newer.version = 7;
+    LinkRow later{"k", "src", "Task", "00T2", "h2", 1001};
+    later.version = 5;
+    batch.links = {newer, later};
+    REQUIRE(s->commit_batch(batch));
+    auto link = s->links(scope, {"k"}).value().at("k");
+    CHECK(link.crm_id == "00T2");
+    CHECK(link.content_hash == "h2");
+    CHECK(link.version == std::optional<int64_t>(7));
+    CHECK(link.crm_key == "k");  // written under its key as it is
+    // A later batch without a version keeps the one known.
+    batch.links = {LinkRow{"k", "src", "Task", "00T2", "h3", 2000}};
+    batch.links[0].crm_key = "k~1";
+    REQUIRE(s->commit_batch(batch));
+    link = s->links(scope, {"k"}).value().at("k");
+    CHECK(link.version == std::optional<int64_t>(7));
+    CHECK(link.crm_key == "k~1");
+}
+
+TEST_CASE("runs keep their counters, logs, status and totals, and a dead process's runs become interrupted") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const StateScope scope{"m", "crm"};
+    const int64_t a = s->start_run(scope, "schedule", 1000).value();
+    BatchCommit batch;
+    batch.run_id = a;
+    batch.scope = scope;
+    batch.counts.created = 2;
+    batch.counts.retried = 1;
+    batch.counts.bump("owner_fallback");
+    batch.log = {{1000, "info", "one"}, {1001, "warn", "two"}};
+    REQUIRE(s->commit_batch(batch));
+    REQUIRE(s->commit_batch(batch));
+    REQUIRE(s->finish_run(a, "succeeded", "", 2000, {{2000, "info", "three"}}));
+    const int64_t b = s->start_run(scope, "webhook", 3000).value();
+    REQUIRE(s->mark_interrupted("m", 4000));
+    auto run_a = s->run(a).value();
+    CHECK(run_a.counts.created == 4);
+    CHECK(run_a.counts.retried == 2);
+    CHECK(run_a.counts.extra.at("owner_fallback").as_int64() == 2);
+    auto log = s->run_log(a);
+    REQUIRE(log.size() == 5);
+    CHECK(log[2].message == "one");  // appended in order, batch after batch
+    CHECK(log[4].message == "three");
+    CHECK(s->run(b)->status == "interrupted");
+    CHECK(s->last_run("m")->id == b);
+    CHECK(s->runs("m", 1).at(0).id == b);
+    CHECK(s->runs(std::nullopt, 10).at(0).id == a);  // oldest first
+    CHECK(s->last_scheduled_start("m") == std::optional<int64_t>(1000));
+    CHECK(s->last_success("m") == std::optional<int64_t>(2000));
+    CHECK_FALSE(s->last_success("other").has_value());
+    auto totals = s->run_totals();
+    REQUIRE(totals.size() == 2);
+    CHECK(totals[0].status == "interrupted");
+    CHECK(totals[1].status == "succeeded");
+    CHECK(totals[1].counts.created == 4);
+    CHECK(totals[1].counts.retried == 2);
+    CHECK(s->notify_state("mail", "m").value() == "ok");
+    REQUIRE(s->set_notify_state("mail", "m", "failed", 5000));
+    CHECK(s->notify_state("mail", "m").value() == "failed");
+    CHECK(s->writable());
+}
+
+TEST_CASE("workers racing for one lease: exactly one holds it, under one fence") {
+    EACH_BACKEND();
+    (void)backend.store();  // made and migrated before the race
+    constexpr int kWorkers = 8;
+    std::latch start(kWorkers);
+    std::vector<std::optional<int64_t>> got(kWorkers);
+    std::vector<std::string> failures(kWorkers);
+    std::vector<std::thread> workers;
+    for (int i = 0; i < kWorkers; ++i)
+        workers.emplace_back([&, i] {
+            auto s = backend.open();
+            if (!s) {
+                failures[i] = s.status().message();
+                return;
+            }
+            start.arrive_and_wait();
+            auto lease = s.value()->acquire_lease("m", "worker-" + std::to_string(i), 1000, 60'000);
+            if (!lease) failures[i] = lease.status().message();
+            else got[i] = *lease;
+        });
+    for (auto& w : workers) w.join();
+    for (const auto& f : failures) CHECK(f == "");
+    int holders = 0;
+    for (int i = 0; i < kWorkers; ++i)
+        if (got[i]) {
+            ++holders;
+            CHECK(*got[i] == 1);
+            CHECK(backend.store()->lease("m").value()->holder == "worker-" + std::to_string(i));
+        }
+    CHECK(holders == 1);
+}
+
+TEST_CASE("the same signed webhook taken by several workers at once goes into the inbox once") {
+    EACH_BACKEND();
+    (void)backend.store();
+    constexpr int kWorkers = 6;
+    std::latch start(kWorkers);
+    std::vector<std::optional<StateStore::InboxAdded>> added(kWorkers);
+    std::vector<std::thread> workers;
+    for (int i = 0; i < kWorkers; ++i)
+        workers.emplace_back([&, i] {
+            auto s = backend.open();
+            if (!s) return;
+            start.arrive_and_wait();
+            auto r = s.value()->inbox_add("m", R"({"event": 1})", 1000, "sig-1", 301'000);
+            if (r) added[i] = *r;
+        });
+    for (auto& w : workers) w.join();
+    int fresh = 0;
+    std::set<int64_t> ids;
+    for (const auto& a : added) {
+        REQUIRE(a);
+        fresh += a->duplicate ? 0 : 1;
+        ids.insert(a->id);
+    }
+    CHECK(fresh == 1);
+    CHECK(ids.size() == 1);  // every duplicate names the first event
+    auto s = backend.store();
+    CHECK(s->inbox_depth(std::string("m")) == 1);
+    CHECK(s->inbox_depth(std::nullopt) == 1);
+    // After its window, the same signature is new again (the sender's clock check refuses it first).
+    auto later = s->inbox_add("m", R"({"event": 1})", 400'000, "sig-1", 700'000).value();
+    CHECK_FALSE(later.duplicate);
+    auto pending = s->inbox_pending("m", 10).value();
+    REQUIRE(pending.size() == 2);
+    BatchCommit drained;
+    drained.run_id = s->start_run({"m", "crm"}, "webhook", 500'000).value();
+    drained.scope = {"m", "crm"};
+    drained.inbox_done = {pending[0].id, pending[1].id};
+    REQUIRE(s->commit_batch(drained));
+    CHECK(s->inbox_depth(std::string("m")) == 0);
+}
+
+TEST_CASE("the API budget's newest reading per connection is kept, an older one never replaces it") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    CHECK_FALSE(s->api_usage("sf").value().has_value());
+    REQUIRE(s->note_api_usage({"sf", 500, 15000, 2000}));
+    REQUIRE(s->note_api_usage({"sf", 400, 15000, 1000}));  // seen earlier, told later
+    REQUIRE(s->note_api_usage({"mock", 3, 100, 1500}));
+    auto kept = s->api_usage("sf").value();
+    REQUIRE(kept);
+    CHECK(kept->used == 500);
+    CHECK(kept->limit == 15000);
+    CHECK(kept->at_ms == 2000);
+    REQUIRE(s->note_api_usage({"sf", 14990, 15000, 3000}));
+    CHECK(s->api_usage("sf").value()->used == 14990);
+    CHECK(s->api_usage("mock").value()->used == 3);
+}
+
+TEST_CASE("keys and source ids of any text are found again: quotes, backslashes, commas, braces, NULL as a word, Unicode") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const StateScope scope{"m", "crm"};
+    const std::vector<std::string> keys{R"(a"b)", R"(a\b)", "a,b", "{a}", "NULL", "", " spaced ", "日本語:1", "x'y"};
+    BatchCommit batch;
+    batch.run_id = s->start_run(scope, "manual", 1000).value();
+    batch.scope = scope;
+    batch.at_ms = 1000;
+    for (const auto& k : keys) {
+        batch.links.push_back({k, k, "Task", "00T" + k, "h", 1000});
+        batch.failed.push_back({k, "{}", 1, 0, false});
+        batch.errors.push_back({0, 0, "m", 1000, k, k, "Task", "X", "bad", {}, "{}"});
+    }
+    REQUIRE(s->commit_batch(batch));
+    auto found = s->links(scope, keys).value();
+    CHECK(found.size() == keys.size());
+    for (const auto& k : keys) CHECK(found.count(k) == 1);
+    CHECK(s->links(scope, {"a", "b", "a\\\\b"}).value().empty());
+    BatchCommit landed;
+    landed.run_id = batch.run_id;
+    landed.scope = scope;
+    landed.at_ms = 2000;
+    landed.landed = keys;
+    REQUIRE(s->commit_batch(landed));
+    CHECK(s->errors("m", 0).empty());  // every one closed by its id
+    CHECK(s->due_records(scope, 9000, "", 100).value().empty());
 }

@@ -36,7 +36,7 @@ std::string counts_text(const RunCounts& c) {
 
 int runs(Context& ctx, const std::optional<std::string>& module, int last, bool as_json) {
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     auto rows = store.value()->runs(module, last);
     if (as_json) {
         json::array out;
@@ -67,7 +67,7 @@ int runs(Context& ctx, const std::optional<std::string>& module, int last, bool 
 
 int log(Context& ctx, int64_t run_id, bool as_json) {
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     auto run = store.value()->run(run_id);
     if (!run) {
         std::fprintf(stderr, "crmsync: no run %lld (see `crmsync runs`)\n", static_cast<long long>(run_id));
@@ -112,7 +112,7 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
         return kConfig;
     }
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     auto rows = store.value()->errors(module, ctx.clock.now_ms() - *seconds * 1000, with_closed);
     auto state_text = [](const ErrorRow& e) {
         if (e.state == "closed") return "closed: " + e.closed_reason;
@@ -175,7 +175,7 @@ int errors(Context& ctx, const std::optional<std::string>& module, const std::st
 
 int unmatched(Context& ctx, const std::string& module, std::optional<int64_t> run_id, const std::string& format) {
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     std::optional<RunRow> run = run_id ? store.value()->run(*run_id) : store.value()->last_run(module);
     if (!run || run->module != module) {
         if (run_id)
@@ -214,7 +214,7 @@ int unmatched(Context& ctx, const std::string& module, std::optional<int64_t> ru
 
 int links(Context& ctx, const std::string& module, const std::optional<std::string>& connection, int last, bool as_json) {
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     auto rows = store.value()->all_links(module, connection, last);
     if (as_json) {
         json::array out;

@@ -16,7 +16,7 @@ int run(Context& ctx, const RunFlags& flags) {
     auto names = modules_named(ctx, flags.module, flags.all);
     if (!names) return kConfig;
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     const bool tty = isatty(STDERR_FILENO) && !flags.as_json;
     json::array reports;  // --json
     Notifier notifier(ctx.catalog.manifests(), *store.value(), ctx.catalog.diagnostics(), ctx.clock);

@@ -23,7 +23,7 @@ int reset(Context& ctx, const std::string& module, const std::optional<std::stri
         return kConfig;
     }
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     // Not under a running module's feet: hold its lease while resetting.
     const std::string holder = this_process_holder();
     auto lease = store.value()->acquire_lease(module, holder, ctx.clock.now_ms(), 60'000);
@@ -50,7 +50,7 @@ int dismiss(Context& ctx, const std::optional<std::string>& key, const std::opti
         return kConfig;
     }
     auto store = store_or_report(ctx);
-    if (!store) return kConfig;
+    if (!store) return store_exit(store.status());
     auto closed = store.value()->dismiss(module, key, ctx.clock.now_ms());
     if (!closed) {
         std::fprintf(stderr, "crmsync: %s\n", closed.status().message().c_str());

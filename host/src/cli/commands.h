@@ -28,6 +28,9 @@ struct Context {
 
 // The home's state store, or nothing after saying on stderr why it cannot be opened.
 Result<std::unique_ptr<StateStore>> store_or_report(Context& ctx);
+// The exit code for a store that did not open: a database server that cannot be reached is
+// kUnreachable, anything else (a bad manifest, a file that cannot be made) kConfig.
+inline int store_exit(const Status& why) { return why.kind() == Status::Kind::unreachable ? kUnreachable : kConfig; }
 // The module named, or (all) every enabled one; nothing after saying there are none.
 std::optional<std::vector<std::string>> modules_named(Context& ctx, const std::optional<std::string>& module, bool all);
 

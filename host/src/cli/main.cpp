@@ -297,7 +297,8 @@ int main(int argc, char** argv) {
             if (!name) return true;
             auto found = catalog.module_exists(*name);
             if (found) return true;
-            if (std::error_code ec; std::filesystem::exists(catalog.environment().state_path(), ec))
+            std::error_code ec;
+            if (catalog.manifests().state.postgres || std::filesystem::exists(catalog.environment().state_path(), ec))
                 if (auto store = catalog.open_store(); store && store.value()->last_run(*name)) return true;
             std::fprintf(stderr, "crmsync: %s\n", found.message().c_str());
             return false;

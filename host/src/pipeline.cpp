@@ -16,6 +16,9 @@ namespace crmsync {
 namespace {
 
 constexpr int64_t kErrorRetentionMs = 365LL * 24 * 3600 * 1000;
+// Another run's newer reading of the daily budget counts for this long (the org's budget is
+// a rolling 24 hours; a run's own calls bring fresh readings anyway).
+constexpr int64_t kSharedBudgetFreshMs = 15LL * 60 * 1000;
 
 }  // namespace
 
@@ -26,7 +29,7 @@ public:
     RunScope(Pipeline& pipeline, const RunOptions& options) : p_(pipeline), options_(options) {
         holder_ = options.lease_holder.empty() ? "crmsync" : options.lease_holder;
         started_ = p_.clock_.now_ms();
-        if (!take_lease()) return;
+        if (!take_lease() || !slot_still_due()) return;
         const std::string& module = p_.b_.module.name;
         // A run that was going when its process died leaves "running" behind: say what it was.
         auto interrupted = p_.store_.mark_interrupted(module, started_);
@@ -87,6 +90,7 @@ public:
 
 private:
     bool take_lease();
+    bool slot_still_due();
 
     Pipeline& p_;
     const RunOptions& options_;
@@ -122,6 +126,27 @@ bool Pipeline::RunScope::take_lease() {
     return false;
 }
 
+// With the lease held, nobody else can start the module: if its last scheduled start moved
+// since the caller reckoned the slot, another worker ran it, and this one lets it be.
+bool Pipeline::RunScope::slot_still_due() {
+    if (!options_.claim_after_start) return true;
+    const std::string& module = p_.b_.module.name;
+    std::optional<int64_t> last;
+    try {
+        last = p_.store_.last_scheduled_start(module);
+    } catch (const std::exception& e) {
+        report_.status = RunStatus::busy;
+        report_.message = std::string("the state store could not say when module ") + module + " last ran: " + e.what();
+        (void)p_.store_.release_lease(module, holder_);
+        return false;
+    }
+    if (last.value_or(-1) == *options_.claim_after_start) return true;
+    report_.status = RunStatus::busy;
+    report_.message = "module " + module + " already ran for this slot (started " + iso8601_utc(last.value_or(0)) + ")";
+    (void)p_.store_.release_lease(module, holder_);
+    return false;
+}
+
 RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     running_ = false;
     auto& budget = p_.budget_;
@@ -132,6 +157,8 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     report_.duration_ms = p_.clock_.now_ms() - started_;
     report_.api_used = budget.last_used;
     report_.api_limit = budget.limit;
+    if (budget.limit > 0 && budget.last_used != budget.shared_used)  // the last reading, for every worker's next run
+        (void)p_.store_.note_api_usage({p_.b_.connection.name, budget.last_used, budget.limit, budget.seen_ms});
     p_.log(status == RunStatus::failed ? Level::error : Level::info,
            "run " + std::string(run_status_name(status)) + (report_.message.empty() ? "" : ": " + report_.message));
     BatchCommit last;
@@ -192,6 +219,7 @@ RunReport Pipeline::run(const RunOptions& options) {
     if (!scope.running()) return scope.report();
     log(Level::info, std::string(options.dry_run ? "dry run" : "run") + " started (" + options.trigger + ")");
     if (auto stop = prepare(options)) return scope.finish(*stop);
+    if (auto stop = budget_stop()) return scope.finish(*stop);  // spent by runs before this one
 
     auto saved = options.full ? Result<std::optional<std::string>>(std::nullopt) : store_.cursor(state_scope());
     if (!saved) return scope.finish(RunStatus::failed, saved.status().message());
@@ -371,6 +399,7 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
         if (budget_.first_used < 0) budget_.first_used = used - 1;  // the reporting call counts
         budget_.last_used = used;
         budget_.limit = limit;
+        budget_.seen_ms = clock_.now_ms();
     };
     auto log_sink = [this](Level level, std::string_view message) { log(level, std::string(message)); };
     for (PluginInstance* p : {&b_.source, &b_.crm}) {
@@ -644,11 +673,36 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
     }
 }
 
-std::optional<RunStop> Pipeline::budget_stop() const {
-    if (budget_.limit <= 0 || budget_.limit - budget_.last_used >= b_.module.api_reserve * budget_.limit) return std::nullopt;
+std::optional<RunStop> Pipeline::budget_stop() {
+    const int64_t now = clock_.now_ms();
+    Budget mine;
+    {
+        std::lock_guard lock(calls_mutex_);
+        mine = budget_;
+    }
+    // This run's reading goes where every worker reads it; a store that cannot take it
+    // stops nothing (the run still has its own).
+    if (mine.limit > 0 && mine.last_used != mine.shared_used) {
+        (void)store_.note_api_usage({b_.connection.name, mine.last_used, mine.limit, mine.seen_ms});
+        std::lock_guard lock(calls_mutex_);
+        budget_.shared_used = mine.last_used;
+    }
+    int64_t used = mine.last_used, limit = mine.limit;
+    std::string seen = "";
+    if (auto shared = store_.api_usage(b_.connection.name); shared && *shared) {
+        const ApiUsage& u = **shared;
+        // Another worker's reading, newer than this run's own (each call through a CRM that
+        // reports the org's usage brings a fresh one).
+        if (u.limit > 0 && u.at_ms > mine.seen_ms && now - u.at_ms <= kSharedBudgetFreshMs) {
+            used = u.used;
+            limit = u.limit;
+            seen = " (as a run through connection " + b_.connection.name + " saw it at " + iso8601_utc(u.at_ms) + ")";
+        }
+    }
+    if (limit <= 0 || limit - used >= b_.module.api_reserve * limit) return std::nullopt;
     return RunStop{RunStatus::stopped,
-                   "the CRM's daily API budget is down to " + std::to_string(budget_.limit - budget_.last_used) + " of " +
-                       std::to_string(budget_.limit) + " calls, under the module's reserve; the next run resumes here",
+                   "the CRM's daily API budget is down to " + std::to_string(limit - used) + " of " + std::to_string(limit) +
+                       " calls" + seen + ", under the module's reserve; the next run resumes here",
                    false};
 }
 

@@ -47,6 +47,10 @@ struct RunOptions {
     bool inbox = false;        // take records from the webhook inbox, not from fetch
     std::string lease_holder;  // who takes the module's lease
     int64_t lease_ttl_ms = 120'000;
+    // A scheduled run claims its slot: it runs only when, with the lease in hand, the
+    // module's last scheduled start is still the one its schedule was reckoned from (-1:
+    // never ran). Workers sharing a store fire each slot once.
+    std::optional<int64_t> claim_after_start;
     std::function<void(const RunCounts&)> progress;
 };
 
@@ -156,7 +160,9 @@ private:
     std::optional<RunStop> write_back(Batch& batch);
     void record_failures(Batch& batch, RunReport& report, bool dry_run);
     void describe_dry_run(const Batch& batch, RunReport& report) const;
-    std::optional<RunStop> budget_stop() const;
+    // Stops the run when the CRM's daily budget is under the module's reserve, as this run
+    // saw it or as another run through the connection saw it since (the budget is the org's).
+    std::optional<RunStop> budget_stop();
 
     // The CRM write (pipeline_write.cpp).
     struct WriteChunk {
@@ -188,6 +194,8 @@ private:
 
     struct Budget {
         int64_t first_used = -1, last_used = -1, limit = 0;
+        int64_t seen_ms = 0;       // when this run last had a reading
+        int64_t shared_used = -1;  // the last reading this run kept in the store
     };
 
     StateStore& store_;

@@ -265,6 +265,7 @@ TEST_CASE("salesforce: the daily limit reached mid-run stops cleanly, and a reru
         e.database().exec("DELETE FROM _api_usage");
         return 0;
     });
+    org.runner.a_day_passes_for_the_api_budget();
     auto rest = org.run();
     CHECK(rest.status != RunStatus::failed);
     auto total = org.count("SELECT COUNT() FROM Task");
@@ -575,6 +576,7 @@ TEST_CASE(
                 e.database().exec("DELETE FROM _api_usage");
                 return 0;
             });
+            org.runner.a_day_passes_for_the_api_budget();
             if (!write_fault_set) {
                 faults.budget_gone_on = "collections";
                 faults.budget_gone_at = org.sf->calls("collections") + 3;
@@ -643,6 +645,7 @@ RunReport stopped_then_complete(Org& org, const RunReport& stopped, int64_t n) {
         e.database().exec("DELETE FROM _api_usage");
         return 0;
     });
+    org.runner.a_day_passes_for_the_api_budget();
     auto next = org.run();
     CHECK(next.status == RunStatus::succeeded);
     CHECK(org.count("SELECT COUNT() FROM Event") == n);

@@ -14,6 +14,7 @@
 #include "emulator.h"
 #include "loopback_client.h"
 #include "engine/engine.h"
+#include "serve_process.h"
 #include "test_support.h"
 
 using testing::TempDir;
@@ -23,27 +24,7 @@ namespace {
 
 const char* kSecret = "hook-secret-for-tests";
 
-struct ServeProcess {
-    pid_t pid = 0;
-    int port = 0;
-    ~ServeProcess() { kill_now(); }
-    void kill_now() {
-        if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, nullptr, 0);
-            pid = 0;
-        }
-    }
-    int terminate() {
-        kill(pid, SIGTERM);
-        int status = 0;
-        for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (waitpid(pid, &status, WNOHANG) == 0 && !WIFEXITED(status)) return -1;
-        pid = 0;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    }
-};
+using testing::ServeProcess;
 
 struct Home {
     TempDir dir;
@@ -58,37 +39,7 @@ struct Home {
     }
     // crmsync serve on a free port; its log (stderr) goes to log_path().
     std::unique_ptr<ServeProcess> serve(std::vector<std::string> args = {}) {
-        int out[2];
-        REQUIRE(pipe(out) == 0);
-        auto p = std::make_unique<ServeProcess>();
-        args.insert(args.begin(), {CRMSYNC_BIN, "serve", "--listen", "127.0.0.1:0"});
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        const std::string log = log_path();
-        p->pid = fork();
-        if (p->pid == 0) {
-            dup2(out[1], STDOUT_FILENO);
-            int err = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-            if (err >= 0) dup2(err, STDERR_FILENO);
-            std::string plugins = std::string("CRMSYNC_PLUGIN_PATH=") + CRMSYNC_PLUGIN_DIR + ":" + CRMSYNC_TEST_PLUGIN_DIR;
-            std::string home = "CRMSYNC_HOME=" + dir.str();
-            std::string secret = std::string("CRMSYNC_TEST_HOOK_SECRET=") + kSecret;
-            putenv(plugins.data());
-            putenv(home.data());
-            putenv(secret.data());
-            unsetenv("CRMSYNC_LOG");
-            execv(CRMSYNC_BIN, argv.data());
-            _exit(127);
-        }
-        close(out[1]);
-        char line[128] = {};
-        ssize_t n = read(out[0], line, sizeof line - 1);
-        close(out[0]);
-        REQUIRE(n > 0);
-        std::string text(line, static_cast<size_t>(n));
-        p->port = std::stoi(text.substr(text.rfind(':') + 1));
-        return p;
+        return testing::start_serve(dir.str(), log_path(), {std::string("CRMSYNC_TEST_HOOK_SECRET=") + kSecret}, std::move(args));
     }
     int64_t events(const std::string& soql) {
         mockcrm::EngineOptions o;
@@ -112,23 +63,11 @@ struct Home {
     }
 };
 
-std::string event_body(const std::string& key) {
-    return R"({"id": ")" + key + R"(", "ops": [{"object": "Event", "action": "upsert", "key": ")" + key +
-           R"(", "fields": {"Subject": "webhook", "StartDateTime": "2026-11-20T01:00:00Z", "DurationInMinutes": 5}}]})";
-}
+using testing::event_body;
 
 httplib::Result post(int port, const std::string& module, const std::string& body, const std::string& secret = kSecret,
                      int64_t skew_s = 0, bool sign = true) {
-    httplib::Client client("127.0.0.1", port);
-    httplib::Headers headers;
-    if (sign) {
-        std::string ts = std::to_string(
-            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
-            skew_s);
-        headers.emplace("X-Crmsync-Timestamp", ts);
-        headers.emplace("X-Crmsync-Signature", "sha256=" + crmsync::hmac_sha256_hex(secret, ts + "." + body));
-    }
-    return client.Post(("/hooks/" + module).c_str(), headers, body, "application/json");
+    return testing::post_hook(port, module, body, secret, skew_s, sign);
 }
 
 bool eventually(const std::function<bool()>& condition, int seconds = 20) {

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "catalog.h"
+#include "clock.h"
 #include "engine/engine.h"
 #include "pipeline.h"
 #include "module_runner.h"
@@ -165,6 +166,7 @@ TEST_CASE("pipeline: the run stops cleanly under the API reserve, and a later ru
 
     // A new day (here: a higher limit) and the rest lands, nothing twice.
     write_file(h.home / "manifests/crm.json", testing::mock_connection(h.home / "var/crm.db", 100000));
+    h.runner.a_day_passes_for_the_api_budget();
     auto rest = h.run("gen");
     CHECK(rest.status == RunStatus::succeeded);
     CHECK(h.tasks() == 10000);
@@ -544,4 +546,55 @@ TEST_CASE("pipeline: a JSON Lines record longer than 16 MiB fails with its size,
     REQUIRE(errors.size() == 1);
     CHECK_THAT(errors[0].message, Catch::Contains("a.jsonl:2: a line of " + std::to_string(huge.size()) + " bytes") &&
                                       Catch::Contains("more than the 16 MiB a record may have"));
+}
+
+TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by another that reckoned it too") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "1", "subject": "One", "status": "Completed", "due": "2026-11-01"})");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    // Both workers saw a module that never ran, so both reckon its first slot due now.
+    RunOptions slot;
+    slot.trigger = "schedule";
+    slot.claim_after_start = -1;
+    auto first = h.run("tasks", slot);
+    CHECK(first.status == RunStatus::succeeded);
+    CHECK(first.counts.created == 1);
+    auto second = h.run("tasks", slot);
+    CHECK(second.status == RunStatus::busy);
+    CHECK_THAT(second.message, Catch::Contains("already ran for this slot"));
+    CHECK(h.store()->runs("tasks", 10).size() == 1);  // no run row for the slot it let be
+    CHECK_FALSE(h.store()->lease("tasks").value().has_value());
+    // Reckoned from the start the first one made, the next slot runs.
+    slot.claim_after_start = h.store()->last_scheduled_start("tasks");
+    CHECK(h.run("tasks", slot).status == RunStatus::succeeded);
+}
+
+TEST_CASE("pipeline: a newer reading of the org's daily budget by another worker stops a run at the reserve") {
+    Harness h(100000);
+    h.module("gen", "test-source", R"({"count": 5000})", R"(, "api_reserve_percent": 10)");
+    // While this run writes, another worker's run through the same connection sees the org's
+    // budget at 95,000 of 100,000 calls, and keeps that reading in the shared store.
+    auto other = h.store();
+    RunOptions options;
+    options.progress = [&](const RunCounts& c) {
+        if (c.fetched >= 400 && c.fetched < 600)
+            REQUIRE(other->note_api_usage({"mock", 95'000, 100'000, SystemClock().now_ms()}));
+    };
+    auto report = h.run("gen", options);
+    CHECK(report.status == RunStatus::stopped);
+    CHECK_THAT(report.message, Catch::Contains("daily API budget is down to 5000 of 100000 calls") &&
+                                   Catch::Contains("as a run through connection mock saw it at"));
+    const int64_t landed = h.tasks();
+    CHECK(landed >= 400);
+    CHECK(landed < 5000);
+    // Until a newer reading says otherwise, every run through the connection stops there, before writing.
+    auto blocked = h.run("gen");
+    CHECK(blocked.status == RunStatus::stopped);
+    CHECK(blocked.counts.fetched == 0);
+    CHECK(h.tasks() == landed);
+    // A new day: a worker's call sees the budget afresh, and the next run goes on to the end.
+    REQUIRE(other->note_api_usage({"mock", 1'000, 100'000, SystemClock().now_ms()}));
+    auto rest = h.run("gen");
+    CHECK(rest.status == RunStatus::succeeded);
+    CHECK(h.tasks() == 5000);
 }

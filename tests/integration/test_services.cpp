@@ -440,6 +440,7 @@ TEST_CASE(
             CHECK(org.crm().query("SELECT COUNT() FROM Event").total == 0);
 
             org.connect(R"({"Salesforce": 10, "Salesforce Integration": 5})", 100000);  // a new day's budget
+            org.runner.a_day_passes_for_the_api_budget();
             auto next = org.run(records, "", "{}", "", false);
             INFO(next.message);
             CHECK(next.status == RunStatus::succeeded);

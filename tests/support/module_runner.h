@@ -1,6 +1,7 @@
 #pragma once
 // Runs one module of a test home through the real catalog, loader and pipeline, as
 // `crmsync run` does, in this process: what the integration and end-to-end fixtures share.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -41,6 +42,14 @@ struct ModuleRunner {
                                    cancel, quiet);
         if (options.lease_holder.empty()) options.lease_holder = "test";
         return pipeline.run(options);
+    }
+
+    // A day passes for the CRM's API budget as the home's state remembers it: the readings
+    // runs kept (StateStore::note_api_usage) are a day old, as at the next day's first run.
+    // Tests that give the CRM a new day's budget call this beside it.
+    void a_day_passes_for_the_api_budget() const {
+        SQLite::Database state(home + "/var/state.db", SQLite::OPEN_READWRITE, 10'000);
+        state.exec("UPDATE api_budget SET at_ms = at_ms - 86400000");
     }
 };
 

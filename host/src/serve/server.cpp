@@ -20,6 +20,16 @@ const double kDurationBuckets[] = {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600};
 
 bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
 
+// A run left "running" by a worker that died (its lease expired, released, or held by a
+// process gone from this machine) is taken up now, not at the module's next slot.
+bool abandoned_run(StateStore& store, const std::string& module, int64_t now_ms) {
+    auto last = store.last_run(module);
+    if (!last || last->status != "running") return false;
+    auto lease = store.lease(module);
+    if (!lease) return false;  // the store cannot say now: the next tick asks again
+    return !*lease || (*lease)->expires_ms <= now_ms || !holder_may_be_alive((*lease)->holder);
+}
+
 std::string label(const std::string& value) {
     std::string out;
     for (char c : value) {
@@ -328,8 +338,8 @@ std::string Server::metrics() {
     return out;
 }
 
-void Server::run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox,
-                        StateStore& store) {
+void Server::run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store,
+                        std::optional<int64_t> claim_after_start) {
     Notifier notifier(catalog.manifests(), store, diagnostics_, clock_);
     auto instances = catalog.instantiate_module(module.name);
     if (!instances) {
@@ -350,6 +360,7 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
         options.trigger = trigger;
         options.inbox = inbox;
         options.lease_holder = this_process_holder();
+        options.claim_after_start = claim_after_start;
         report = pipeline.run(options);
     }
     if (report.status != RunStatus::failed && !report.unreachable) connections_[connection] = std::move(mi.crm);
@@ -400,8 +411,10 @@ void Server::run() {
                 if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
                     run_module(*current, module, "webhook", true, *store.value());
                 if (stop_.load()) break;
-                auto due = next_due(module.schedule, store.value()->last_scheduled_start(module.name), clock_.now_ms());
-                if (due && *due <= clock_.now_ms()) run_module(*current, module, "schedule", false, *store.value());
+                auto last_start = store.value()->last_scheduled_start(module.name);
+                auto due = next_due(module.schedule, last_start, clock_.now_ms());
+                if ((due && *due <= clock_.now_ms()) || abandoned_run(*store.value(), module.name, clock_.now_ms()))
+                    run_module(*current, module, "schedule", false, *store.value(), last_start.value_or(-1));
             } catch (const std::exception& e) {
                 // The store was busy or failed: say so and try again on the next tick.
                 diagnostics_.error(module.name + ": " + e.what());

@@ -1,7 +1,9 @@
 #pragma once
 // crmsync serve: runs every enabled module on its schedule and takes realtime events by
 // webhook. One worker thread runs modules (one at a time, each under its lease, so a
-// `crmsync run` elsewhere never runs a module twice); the HTTP listener's I/O threads answer
+// `crmsync run` elsewhere never runs a module twice). Several serve processes may share one
+// PostgreSQL store: each slot runs once (claimed under the lease), any of them takes
+// webhooks and any drains them, and a run a dead worker left is taken up at once; the HTTP listener's I/O threads answer
 // POST /hooks/MODULE, GET /healthz and GET /metrics, slow clients or not. An accepted event is committed to the
 // inbox (fsync'd) before the 202 goes out, then drained through map → services → write.
 // SIGHUP (the `reload` flag) reads the manifests and plugins again between runs: accepted
@@ -60,7 +62,9 @@ private:
     HttpAnswer handle_hook(const std::string& module, const IncomingRequest& request);
     std::string metrics();
     HttpAnswer health(bool strict);
-    void run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store);
+    // A scheduled run passes the last start its slot was reckoned from (RunOptions::claim_after_start).
+    void run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store,
+                    std::optional<int64_t> claim_after_start = std::nullopt);
     void reject(const std::string& reason);
 
     mutable std::mutex catalog_mutex_;

@@ -31,6 +31,7 @@ const std::vector<std::string_view> kPostgresMigrations = {
         counts JSONB NOT NULL DEFAULT '{}'
     );
     CREATE INDEX runs_module ON runs (module, id);
+    CREATE INDEX runs_schedule ON runs (module, trigger, started_ms);
     CREATE TABLE run_logs (
         run_id BIGINT NOT NULL REFERENCES runs (id),
         seq BIGINT NOT NULL,

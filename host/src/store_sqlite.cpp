@@ -179,8 +179,11 @@ const char* const kMigrations[] = {
         PRIMARY KEY (notification, module)
     ) WITHOUT ROWID;
     )sql",
-    // 9: the CRM's daily API budget as last seen, per connection, for every worker's runs.
+    // 9: the CRM's daily API budget as last seen, per connection, for every worker's runs;
+    // and each module's last scheduled start found without reading its whole history (serve
+    // asks for it every tick).
     R"sql(
+    CREATE INDEX runs_schedule ON runs(module, trigger, started_ms);
     CREATE TABLE api_budget (
         connection TEXT PRIMARY KEY,
         used INTEGER NOT NULL,

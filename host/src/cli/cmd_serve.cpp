@@ -26,7 +26,7 @@ int serve(Context& ctx, const std::string& listen) {
     Server server(ctx.catalog, reload, ctx.clock, ctx.cancel, ctx.reload, diagnostics, options);
     if (auto started = server.start(); !started) {
         std::fprintf(stderr, "crmsync serve: %s\n", started.message().c_str());
-        return kConfig;
+        return store_exit(started);  // a database that is away: 3, for the service manager to try again
     }
     // The first line on stdout says where it listens (port 0 picks one): scripts read it.
     std::printf("listening on http://%s:%d\n", options.host.c_str(), server.port());

@@ -493,3 +493,37 @@ TEST_CASE("serve: an isolated module whose plugin crashes fails its run, and ser
     CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'after-crash'") == 1; }));
     CHECK(serve->terminate() == 0);
 }
+
+TEST_CASE("serve: a webhook drain that stopped waits before the next, instead of starting again every tick") {
+    Home home;
+    // The org allows 100 calls a day and the module keeps 99 in reserve: its first calls stop its drain.
+    write_file(home.dir / "manifests/crm.json", testing::mock_connection(home.dir / "var/crm.db", 100));
+    write_file(home.dir / "manifests/hooks.json",
+               R"({"module": "hooks", "plugin": {"id": "test-ops"}, "crm": "mock", "schedule": "manual",
+                   "webhook": {"secret": {"env": "CRMSYNC_TEST_HOOK_SECRET"}}, "api_reserve_percent": 99,
+                   "config": {"file": ")" +
+                   (home.dir / "empty.jsonl") + R"("}})");
+    auto serve = home.serve();
+    REQUIRE(post(serve->port, "hooks", event_body("w1"))->status == 202);
+    auto drains = [&](const char* status) {
+        SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
+        return state.execAndGet(std::string("SELECT COUNT(*) FROM runs WHERE trigger = 'webhook' AND status = '") + status + "'")
+            .getInt64();
+    };
+    httplib::Client client("127.0.0.1", serve->port);
+    auto waits = [&] {
+        auto health = client.Get("/healthz");
+        return health && health->body.find("\"webhooks_wait_until\"") != std::string::npos;
+    };
+    REQUIRE(eventually(waits));
+    CHECK(drains("stopped") == 1);  // the drain wrote its batch, found the budget under the reserve and stopped
+    CHECK_THAT(home.log(), Catch::Contains("hooks: its webhook events wait in the inbox until"));
+    REQUIRE(post(serve->port, "hooks", event_body("w2"))->status == 202);
+    CHECK(home.inbox_depth() == 1);  // the new event waits: no drain starts during the wait
+    CHECK(drains("stopped") == 1);
+    // After the wait it tries again: the budget is still under the reserve, so it stops before
+    // writing, the event stays in the inbox, and the next wait is longer.
+    CHECK(eventually([&] { return drains("stopped") == 2; }, 30));
+    CHECK(home.inbox_depth() == 1);
+    CHECK(serve->terminate() == 0);
+}

@@ -261,8 +261,7 @@ TEST_CASE("workers: a run left by a worker on another machine is taken up once i
     REQUIRE(fence);
     auto worker = testing::start_serve(home.dir.str(), home.dir / "worker.log", home.env());
     auto landed = [&] {
-        return std::filesystem::exists(home.dir / "var/crm.db") &&
-               home.crm()->query("SELECT COUNT() FROM Task").total == 300;
+        return std::filesystem::exists(home.dir / "var/crm.db") && home.crm()->query("SELECT COUNT() FROM Task").total == 300;
     };
     CHECK(eventually(landed, 120));
     CHECK(worker->terminate() == 0);

@@ -247,6 +247,9 @@ HttpAnswer Server::health(bool strict) {
                              {"last_started", last ? json::value(iso8601_utc(last->started_ms)) : json::value(nullptr)},
                              {"last_success", success ? json::value(iso8601_utc(*success)) : json::value(nullptr)},
                              {"next_due", due >= 0 ? json::value(iso8601_utc(due)) : json::value(nullptr)}};
+            std::lock_guard<std::mutex> waits(metrics_mutex_);
+            if (auto w = drain_waits_.find(m.name); w != drain_waits_.end() && w->second.until_ms > now)
+                modules[m.name].as_object()["webhooks_wait_until"] = iso8601_utc(w->second.until_ms);
         }
     } catch (const std::exception& e) {
         diagnostics_.error(std::string("/healthz: the store could not be read: ") + e.what());
@@ -365,6 +368,7 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     }
     if (report.status != RunStatus::failed && !report.unreachable) connections_[connection] = std::move(mi.crm);
     if (report.status == RunStatus::busy) return;
+    if (inbox) after_drain(module.name, report);
     notifier.after_run(module, report);
     // One line per run: the summary `crmsync run` prints, and in JSON its parts as fields.
     std::string line = run_summary(module.name, report);
@@ -388,6 +392,26 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     if (report.api_limit > 0) api_budget_[module.crm] = {report.api_used, report.api_limit};
 }
 
+bool Server::may_drain(const std::string& module) {
+    std::lock_guard<std::mutex> lock(metrics_mutex_);
+    auto it = drain_waits_.find(module);
+    return it == drain_waits_.end() || clock_.now_ms() >= it->second.until_ms;
+}
+
+void Server::after_drain(const std::string& module, const RunReport& report) {
+    constexpr int64_t kFirstWaitMs = 5'000, kLongestWaitMs = 5 * 60'000;
+    std::lock_guard<std::mutex> lock(metrics_mutex_);
+    if (report.status == RunStatus::succeeded || report.status == RunStatus::partial) {
+        drain_waits_.erase(module);
+        return;
+    }
+    DrainWait& w = drain_waits_[module];
+    w.wait_ms = std::min(kLongestWaitMs, std::max(kFirstWaitMs, 2 * w.wait_ms));
+    w.until_ms = clock_.now_ms() + w.wait_ms;
+    diagnostics_.info(module + ": its webhook events wait in the inbox until " + iso8601_utc(w.until_ms) + " (the last drain " +
+                      std::string(run_status_name(report.status)) + ")");
+}
+
 void Server::run() {
     auto store = catalog()->open_store();
     if (!store) {
@@ -408,7 +432,7 @@ void Server::run() {
             if (stop_.load() || reload_.load()) break;
             if (!module.enabled) continue;
             try {
-                if (module.webhook_secret_env && store.value()->inbox_depth(module.name) > 0)
+                if (module.webhook_secret_env && may_drain(module.name) && store.value()->inbox_depth(module.name) > 0)
                     run_module(*current, module, "webhook", true, *store.value());
                 if (stop_.load()) break;
                 auto last_start = store.value()->last_scheduled_start(module.name);

@@ -91,6 +91,16 @@ private:
     std::map<std::string, double> duration_sum_;
     std::map<std::string, std::pair<int64_t, int64_t>> api_budget_;  // connection -> (used, limit)
     std::set<std::string> broken_modules_;
+    // A module whose webhook drain failed or stopped (CRM away, budget under the reserve)
+    // drains again after a wait (5 s, doubling to 5 min) instead of every tick; its events wait
+    // in the inbox. Guarded by metrics_mutex_ (/healthz shows it).
+    struct DrainWait {
+        int64_t until_ms = 0;
+        int64_t wait_ms = 0;
+    };
+    std::map<std::string, DrainWait> drain_waits_;
+    bool may_drain(const std::string& module);
+    void after_drain(const std::string& module, const RunReport& report);
     // Each CRM connection's plugin instance, kept from run to run so that it signs in once
     // and keeps its caches, until the manifests are read again or a run ends failed or
     // unreachable (the next run then starts with a fresh one). Only the run loop uses it.

@@ -265,6 +265,17 @@ public:
     virtual Result<std::vector<InboxRow>> inbox_pending(const std::string& module, int limit) = 0;
     virtual int64_t inbox_depth(const std::optional<std::string>& module) = 0;
 
+    // What serve looks at for each module every tick, in one read for all of them (several
+    // workers polling a shared database): when it last started on its schedule or by hand,
+    // its last run's status ("" when none), and its webhook events waiting. May throw, like
+    // the history reads.
+    struct ModuleGlance {
+        std::optional<int64_t> last_scheduled_start;
+        std::string last_status;
+        int64_t inbox_depth = 0;
+    };
+    virtual std::map<std::string, ModuleGlance> glance(const std::vector<std::string>& modules) = 0;
+
     // Keeps a reading of the connection's API budget unless a newer one is kept already.
     virtual Status note_api_usage(const ApiUsage& usage) = 0;
     virtual Result<std::optional<ApiUsage>> api_usage(const std::string& connection) = 0;

@@ -468,10 +468,8 @@ public:
         return guarded("reading links", [&]() -> Result<std::map<std::string, LinkRow>> {
             std::map<std::string, LinkRow> out;
             if (keys.empty()) return out;
-            auto rows =
-                exec(std::string(kLinkColumns) +
-                         " WHERE module = $1 AND connection = $2 AND key = ANY($3::text[])",
-                     params(scope.module, scope.connection, text_array(keys)));
+            auto rows = exec(std::string(kLinkColumns) + " WHERE module = $1 AND connection = $2 AND key = ANY($3::text[])",
+                             params(scope.module, scope.connection, text_array(keys)));
             if (!rows) return rows.status();
             for (int i = 0; i < rows->size(); ++i) {
                 LinkRow link = read_link(*rows, i);
@@ -642,6 +640,24 @@ public:
         auto rows =
             or_throw(exec("SELECT COUNT(*) FROM inbox WHERE NOT done AND ($1::text IS NULL OR module = $1)", params(module)));
         return int_of(rows, 0, 0);
+    }
+
+    std::map<std::string, ModuleGlance> glance(const std::vector<std::string>& modules) override {
+        auto rows = or_throw(
+            exec("SELECT m.module, "
+                 "(SELECT MAX(started_ms) FROM runs WHERE module = m.module AND trigger IN ('schedule', 'manual')), "
+                 "(SELECT status FROM runs WHERE module = m.module ORDER BY id DESC LIMIT 1), "
+                 "(SELECT COUNT(*) FROM inbox WHERE module = m.module AND NOT done) FROM unnest($1::text[]) AS m(module)",
+                 params(text_array(modules))));
+        std::map<std::string, ModuleGlance> out;
+        for (int i = 0; i < rows.size(); ++i) {
+            ModuleGlance g;
+            g.last_scheduled_start = rows.integer(i, 1);
+            g.last_status = text_of(rows, i, 2);
+            g.inbox_depth = int_of(rows, i, 3);
+            out[text_of(rows, i, 0)] = std::move(g);
+        }
+        return out;
     }
 
     Status note_api_usage(const ApiUsage& u) override {
@@ -849,9 +865,8 @@ private:
             if (!kept) return kept.status();
         }
         if (batch.landed.empty()) return Status::ok();
-        return done(
-            exec("DELETE FROM failed_records WHERE module = $1 AND connection = $2 AND source_id = ANY($3::text[])",
-                 params(batch.scope.module, batch.scope.connection, text_array(batch.landed))));
+        return done(exec("DELETE FROM failed_records WHERE module = $1 AND connection = $2 AND source_id = ANY($3::text[])",
+                         params(batch.scope.module, batch.scope.connection, text_array(batch.landed))));
     }
 
     Status append_log(int64_t run_id, const std::vector<LogLine>& log) {

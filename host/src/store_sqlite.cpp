@@ -813,6 +813,26 @@ public:
         });
     }
 
+    std::map<std::string, ModuleGlance> glance(const std::vector<std::string>& modules) override {
+        json::array names;
+        for (const auto& m : modules) names.emplace_back(m);
+        SQLite::Statement q(db_,
+                            "SELECT j.value, "
+                            "(SELECT MAX(started_ms) FROM runs WHERE module = j.value AND trigger IN ('schedule', 'manual')), "
+                            "(SELECT status FROM runs WHERE module = j.value ORDER BY id DESC LIMIT 1), "
+                            "(SELECT COUNT(*) FROM inbox WHERE module = j.value AND done = 0) FROM json_each(?) AS j");
+        q.bind(1, json::serialize(names));
+        std::map<std::string, ModuleGlance> out;
+        while (q.executeStep()) {
+            ModuleGlance g;
+            if (!q.getColumn(1).isNull()) g.last_scheduled_start = q.getColumn(1).getInt64();
+            if (!q.getColumn(2).isNull()) g.last_status = q.getColumn(2).getString();
+            g.inbox_depth = q.getColumn(3).getInt64();
+            out[q.getColumn(0).getString()] = std::move(g);
+        }
+        return out;
+    }
+
     Status note_api_usage(const ApiUsage& u) override {
         return guarded("keeping the API budget", [&]() -> Status {
             SQLite::Statement q(

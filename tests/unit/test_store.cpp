@@ -483,3 +483,24 @@ TEST_CASE("keys and source ids of any text are found again: quotes, backslashes,
     CHECK(s->errors("m", 0).empty());  // every one closed by its id
     CHECK(s->due_records(scope, 9000, "", 100).value().empty());
 }
+
+TEST_CASE("a glance tells each module's last scheduled start, last run's status and waiting webhooks in one read") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const int64_t a1 = s->start_run({"a", "crm"}, "schedule", 1000).value();
+    REQUIRE(s->finish_run(a1, "succeeded", "", 1500, {}));
+    (void)s->start_run({"a", "crm"}, "webhook", 2000).value();  // a drain moves no schedule
+    (void)s->start_run({"b", "crm"}, "manual", 3000).value();
+    (void)s->inbox_add("b", "{}", 3000, "s1", 9000).value();
+    (void)s->inbox_add("b", "{}", 3000, "s2", 9000).value();
+    auto seen = s->glance({"a", "b", "never"});
+    REQUIRE(seen.size() == 3);
+    CHECK(seen["a"].last_scheduled_start == std::optional<int64_t>(1000));
+    CHECK(seen["a"].last_status == "running");
+    CHECK(seen["a"].inbox_depth == 0);
+    CHECK(seen["b"].last_scheduled_start == std::optional<int64_t>(3000));
+    CHECK(seen["b"].inbox_depth == 2);
+    CHECK_FALSE(seen["never"].last_scheduled_start.has_value());
+    CHECK(seen["never"].last_status == "");
+    CHECK(s->glance({}).empty());
+}

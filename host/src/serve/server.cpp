@@ -22,9 +22,8 @@ bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host =
 
 // A run left "running" by a worker that died (its lease expired, released, or held by a
 // process gone from this machine) is taken up now, not at the module's next slot.
-bool abandoned_run(StateStore& store, const std::string& module, int64_t now_ms) {
-    auto last = store.last_run(module);
-    if (!last || last->status != "running") return false;
+bool abandoned_run(StateStore& store, const std::string& module, const std::string& last_status, int64_t now_ms) {
+    if (last_status != "running") return false;
     auto lease = store.lease(module);
     if (!lease) return false;  // the store cannot say now: the next tick asks again
     return !*lease || (*lease)->expires_ms <= now_ms || !holder_may_be_alive((*lease)->holder);
@@ -428,20 +427,33 @@ void Server::run() {
             }
         }
         auto current = catalog();
+        std::vector<std::string> names;
+        for (const auto& module : current->manifests().modules)
+            if (module.enabled) names.push_back(module.name);
+        // Every module's schedule and inbox in one read, read again only after a run (which
+        // takes time, during which other workers may have run modules too).
+        std::optional<std::map<std::string, StateStore::ModuleGlance>> view;
         for (const auto& module : current->manifests().modules) {
             if (stop_.load() || reload_.load()) break;
             if (!module.enabled) continue;
             try {
-                if (module.webhook_secret_env && may_drain(module.name) && store.value()->inbox_depth(module.name) > 0)
+                if (!view) view = store.value()->glance(names);
+                if (module.webhook_secret_env && may_drain(module.name) && (*view)[module.name].inbox_depth > 0) {
                     run_module(*current, module, "webhook", true, *store.value());
+                    view = store.value()->glance(names);
+                }
                 if (stop_.load()) break;
-                auto last_start = store.value()->last_scheduled_start(module.name);
-                auto due = next_due(module.schedule, last_start, clock_.now_ms());
-                if ((due && *due <= clock_.now_ms()) || abandoned_run(*store.value(), module.name, clock_.now_ms()))
-                    run_module(*current, module, "schedule", false, *store.value(), last_start.value_or(-1));
+                const StateStore::ModuleGlance seen = (*view)[module.name];
+                auto due = next_due(module.schedule, seen.last_scheduled_start, clock_.now_ms());
+                if ((due && *due <= clock_.now_ms()) ||
+                    abandoned_run(*store.value(), module.name, seen.last_status, clock_.now_ms())) {
+                    run_module(*current, module, "schedule", false, *store.value(), seen.last_scheduled_start.value_or(-1));
+                    view.reset();
+                }
             } catch (const std::exception& e) {
                 // The store was busy or failed: say so and try again on the next tick.
                 diagnostics_.error(module.name + ": " + e.what());
+                view.reset();
             }
         }
         std::unique_lock<std::mutex> lock(wake_mutex_);

@@ -261,9 +261,14 @@ TEST_CASE("workers: a run left by a worker on another machine is taken up once i
     SharedHome home;
     home.generated("gen", 300, R"({"every": "1h"})");
     // A worker elsewhere started the module's slot and went silent: its lease runs out in 2 s.
+    // Or (interrupted) it had taken the slot up from another dead worker, marked that run
+    // interrupted, and died itself before its own run began.
+    const std::string left_as = GENERATE(as<std::string>(), "running", "interrupted");
+    INFO("the run left " << left_as);
     auto store = home.store();
     const int64_t now = crmsync::SystemClock().now_ms();
     const int64_t left = store->start_run({"gen", "mock"}, "schedule", now).value();
+    if (left_as == "interrupted") REQUIRE(store->finish_run(left, "interrupted", "its process stopped", now, {}));
     const auto fence = store->acquire_lease("gen", "elsewhere.example:4242", now, 2000).value();
     REQUIRE(fence);
     auto worker = testing::start_serve(home.dir.str(), home.dir / "worker.log", home.env());

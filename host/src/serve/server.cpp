@@ -21,9 +21,11 @@ const double kDurationBuckets[] = {0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600};
 bool is_loopback(const std::string& host) { return host == "127.0.0.1" || host == "localhost" || host == "::1"; }
 
 // A run left "running" by a worker that died (its lease expired, released, or held by a
-// process gone from this machine) is taken up now, not at the module's next slot.
+// process gone from this machine) is taken up now, not at the module's next slot. So is one
+// left "interrupted": the worker taking it up died too, after marking it and before its own
+// run began, so the slot has not completed.
 bool abandoned_run(StateStore& store, const std::string& module, const std::string& last_status, int64_t now_ms) {
-    if (last_status != "running") return false;
+    if (last_status != "running" && last_status != "interrupted") return false;
     auto lease = store.lease(module);
     if (!lease) return false;  // the store cannot say now: the next tick asks again
     return !*lease || (*lease)->expires_ms <= now_ms || !holder_may_be_alive((*lease)->holder);

@@ -157,8 +157,7 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     report_.duration_ms = p_.clock_.now_ms() - started_;
     report_.api_used = budget.last_used;
     report_.api_limit = budget.limit;
-    if (budget.limit > 0 && budget.last_used != budget.shared_used)  // the last reading, for every worker's next run
-        (void)p_.store_.note_api_usage({p_.b_.connection.name, budget.last_used, budget.limit, budget.seen_ms});
+    p_.keep_budget_reading();  // the last reading, for every worker's next run
     p_.log(status == RunStatus::failed ? Level::error : Level::info,
            "run " + std::string(run_status_name(status)) + (report_.message.empty() ? "" : ": " + report_.message));
     BatchCommit last;
@@ -673,20 +672,23 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
     }
 }
 
-std::optional<RunStop> Pipeline::budget_stop() {
-    const int64_t now = clock_.now_ms();
+Pipeline::Budget Pipeline::keep_budget_reading() {
     Budget mine;
     {
         std::lock_guard lock(calls_mutex_);
         mine = budget_;
     }
-    // This run's reading goes where every worker reads it; a store that cannot take it
-    // stops nothing (the run still has its own).
     if (mine.limit > 0 && mine.last_used != mine.shared_used) {
         (void)store_.note_api_usage({b_.connection.name, mine.last_used, mine.limit, mine.seen_ms});
         std::lock_guard lock(calls_mutex_);
         budget_.shared_used = mine.last_used;
     }
+    return mine;
+}
+
+std::optional<RunStop> Pipeline::budget_stop() {
+    const int64_t now = clock_.now_ms();
+    const Budget mine = keep_budget_reading();
     int64_t used = mine.last_used, limit = mine.limit;
     std::string seen = "";
     if (auto shared = store_.api_usage(b_.connection.name); shared && *shared) {

@@ -197,6 +197,9 @@ private:
         int64_t seen_ms = 0;       // when this run last had a reading
         int64_t shared_used = -1;  // the last reading this run kept in the store
     };
+    // Keeps this run's latest budget reading where every worker reads it (once a reading); a
+    // store that cannot take it stops nothing. Answers the reading kept.
+    Budget keep_budget_reading();
 
     StateStore& store_;
     ModuleBinding b_;

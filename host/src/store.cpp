@@ -18,6 +18,20 @@ std::string ErrorRow::bounded_message(const std::string& message) {
     return support::utf8_prefix_bytes(message, kMaxMessageBytes) + "… (" + std::to_string(message.size()) + " bytes in all)";
 }
 
+std::string ErrorRow::fields_json() const {
+    json::array list;
+    for (const auto& f : fields) list.emplace_back(f);
+    return json::serialize(list);
+}
+
+void ErrorRow::set_fields_json(const std::string& text) {
+    fields.clear();
+    auto parsed = parse_json(text);
+    if (parsed && parsed->is_array())
+        for (const auto& f : parsed->get_array())
+            if (f.is_string()) fields.emplace_back(f.get_string());
+}
+
 void RunCounts::add(const RunCounts& o) {
     fetched += o.fetched;
     created += o.created;

@@ -82,6 +82,9 @@ struct ErrorRow {
     // What a store keeps of a payload and a message (cut with a note past the bounds above).
     static std::string bounded_payload(const std::string& payload);
     static std::string bounded_message(const std::string& message);
+    // `fields` as the stores keep them: a JSON array of names (what does not parse reads as none).
+    std::string fields_json() const;
+    void set_fields_json(const std::string& text);
     std::string connection{};  // filled by the reads; a batch's errors take the batch's
     // open (its record is tried again), gave_up (tried max_attempts times) or closed.
     std::string state{};

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "clock.h"
 #include "pq.h"
 #include "store.h"
 
@@ -267,7 +268,7 @@ public:
                 auto saved = exec(
                     "INSERT INTO cursors (module, connection, cursor, updated_ms) VALUES ($1, $2, $3, $4) "
                     "ON CONFLICT (module, connection) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
-                    params(batch.scope.module, batch.scope.connection, batch.cursor, wall_ms()));
+                    params(batch.scope.module, batch.scope.connection, batch.cursor, SystemClock().now_ms()));
                 if (!saved) return saved.status();
             }
             if (!batch.inbox_done.empty()) {
@@ -394,10 +395,7 @@ public:
             e.object = text_of(rows, i, 6);
             e.code = text_of(rows, i, 7);
             e.message = text_of(rows, i, 8);
-            auto fields = parse_json(text_of(rows, i, 9));
-            if (fields && fields->is_array())
-                for (const auto& f : fields->get_array())
-                    if (f.is_string()) e.fields.emplace_back(f.get_string());
+            e.set_fields_json(text_of(rows, i, 9));
             e.payload = text_of(rows, i, 10);
             e.connection = text_of(rows, i, 11);
             e.state = text_of(rows, i, 12);
@@ -517,7 +515,7 @@ public:
             auto closed = exec(
                 "UPDATE errors SET state = 'closed', closed_reason = 'reset', closed_ms = $3 "
                 "WHERE module = $1 AND connection = $2 AND state <> 'closed'",
-                params(scope.module, scope.connection, wall_ms()));
+                params(scope.module, scope.connection, SystemClock().now_ms()));
             if (!closed) return closed.status();
             int64_t links = 0;
             for (const char* table : {"links", "cursors", "failed_records"}) {
@@ -711,11 +709,6 @@ private:
         return l;
     }
 
-    // This machine's clock in ms, for the few times a store stamps a row of its own accord.
-    static int64_t wall_ms() {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    }
-
     Result<pq::Rows> exec(std::string_view sql, const pq::Params& p = {}) {
         // A connection the server dropped (a restart, a failover) is made again before a
         // statement that is not inside a transaction; inside one, the transaction fails.
@@ -818,24 +811,22 @@ private:
         if (batch.errors.empty()) return Status::ok();
         json::array rows;
         for (const auto& e : batch.errors) {
-            json::array fields;
-            for (const auto& f : e.fields) fields.emplace_back(f);
             rows.emplace_back(json::object{{"at_ms", e.at_ms},
                                            {"entity_id", e.entity_id},
                                            {"key", e.key},
                                            {"object", e.object},
                                            {"code", e.code},
                                            {"message", ErrorRow::bounded_message(e.message)},
-                                           {"fields", std::move(fields)},
+                                           {"fields", e.fields_json()},
                                            {"payload", ErrorRow::bounded_payload(e.payload)},
                                            {"state", gave_up.count(e.entity_id) ? "gave_up" : "open"}});
         }
         return done(exec(
             "INSERT INTO errors (run_id, module, connection, at_ms, entity_id, key, object, code, message, fields, payload, "
             "state) "
-            "SELECT $1, $2, $3, x.at_ms, x.entity_id, x.key, x.object, x.code, x.message, x.fields, x.payload, x.state "
+            "SELECT $1, $2, $3, x.at_ms, x.entity_id, x.key, x.object, x.code, x.message, x.fields::jsonb, x.payload, x.state "
             "FROM ROWS FROM (jsonb_to_recordset($4::jsonb) AS (at_ms bigint, entity_id text, key text, object text, code text, "
-            "message text, fields jsonb, payload text, state text)) WITH ORDINALITY AS "
+            "message text, fields text, payload text, state text)) WITH ORDINALITY AS "
             "x(at_ms, entity_id, key, object, code, message, fields, payload, state, n) ORDER BY x.n",
             params(batch.run_id, batch.scope.module, batch.scope.connection, json::serialize(rows))));
     }

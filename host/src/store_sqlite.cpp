@@ -343,11 +343,9 @@ public:
                                     "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
                                     "message, fields, payload, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             for (const auto& e : batch.errors) {
-                json::array fields;
-                for (const auto& f : e.fields) fields.emplace_back(f);
                 bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
-                         e.code, ErrorRow::bounded_message(e.message), json::serialize(fields),
-                         ErrorRow::bounded_payload(e.payload), gave_up.count(e.entity_id) ? "gave_up" : "open");
+                         e.code, ErrorRow::bounded_message(e.message), e.fields_json(), ErrorRow::bounded_payload(e.payload),
+                         gave_up.count(e.entity_id) ? "gave_up" : "open");
                 error.exec();
                 error.reset();
             }
@@ -542,10 +540,7 @@ public:
             e.object = q.getColumn(6).getString();
             e.code = q.getColumn(7).getString();
             e.message = q.getColumn(8).getString();
-            auto fields = parse_json(q.getColumn(9).getString());
-            if (fields && fields->is_array())
-                for (const auto& f : fields->get_array())
-                    if (f.is_string()) e.fields.emplace_back(f.get_string());
+            e.set_fields_json(q.getColumn(9).getString());
             e.payload = q.getColumn(10).getString();
             e.connection = q.getColumn(11).getString();
             e.state = q.getColumn(12).getString();

@@ -24,6 +24,9 @@ Engine::Engine(EngineOptions options)
     // "locked" without its busy handler while another process has the file open.
     if (db_.execAndGet("PRAGMA journal_mode").getString() != "wal") db_.exec("PRAGMA journal_mode=WAL");
     db_.exec("PRAGMA synchronous=NORMAL");
+    // Each record is saved under a savepoint; its sub-journal would otherwise spill to a temp
+    // file past 64 KiB and cost a page write for every page a record touches.
+    db_.exec("PRAGMA temp_store=MEMORY");
     transaction([&] { ensure_tables(); });
     SQLite::Statement users(db_, "SELECT COUNT(*) FROM \"User\"");
     users.executeStep();

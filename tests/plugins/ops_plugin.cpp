@@ -34,7 +34,7 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call*, const char* config) noexcept {
     try {
-        return reinterpret_cast<crmsync_instance*>(new Instance(host, json::parse(config).as_object()));
+        return reinterpret_cast<crmsync_instance*>(new Instance(host, crmsync::support::parse_object(config)));
     } catch (...) {
         return nullptr;
     }
@@ -44,7 +44,7 @@ void destroy(crmsync_instance* i) noexcept { delete self(i); }
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto req = json::parse(request_json).as_object();
+        auto req = crmsync::support::parse_object(request_json);
         if (req.at("type") == "targets") {
             if (auto* listed = in->config.if_contains("targets"))  // target items as given, "type" added
                 for (const auto& t : listed->as_array()) {
@@ -84,8 +84,10 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 more = true;
                 break;
             }
-            auto rec = json::parse(line).as_object();
-            emit(in->host, call, json::object{{"type", "record"}, {"id", rec.at("id")}, {"record", rec}});
+            auto rec = crmsync::support::parse_object(line);
+            json::object item{{"type", "record"}, {"id", rec.at("id")}};
+            item["record"] = std::move(rec);
+            emit(in->host, call, item);
             ++emitted;
         }
         if (!more) {
@@ -100,7 +102,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto rec = json::parse(record_json).as_object();
+        auto rec = crmsync::support::parse_object(record_json);
         for (const auto& op : rec.at("ops").as_array()) emit(in->host, call, op);
         return CRMSYNC_STATUS_OK;
     });
@@ -110,7 +112,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto batch = json::parse(batch_json).as_object();
+        auto batch = crmsync::support::parse_object(batch_json);
         if (!in->misbehave.at("write")) return CRMSYNC_STATUS_ERROR;
         std::string path = in->config.contains("writeback_file") ? std::string(in->config.at("writeback_file").as_string()) : "";
         std::ofstream out(path, std::ios::app);

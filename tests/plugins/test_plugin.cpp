@@ -56,7 +56,7 @@ crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const
     return nullptr;
 #else
     try {
-        auto c = json::parse(config_json).as_object();
+        auto c = crmsync::support::parse_object(config_json);
         auto in = std::make_unique<Instance>();
         in->host = host;
         if (auto* v = c.if_contains("count")) in->count = v->as_int64();
@@ -86,7 +86,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call*, const char*) noe
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto req = json::parse(request_json).as_object();
+        auto req = crmsync::support::parse_object(request_json);
         if (req.at("type").as_string() == "targets")
             return emit(
                 in->host, call,
@@ -120,7 +120,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto rec = json::parse(record_json).as_object();
+        auto rec = crmsync::support::parse_object(record_json);
         if (!in->misbehave.at("map")) {
             in->host->fail(call, CRMSYNC_STATUS_ERROR, in->misbehave.why.c_str());
             return CRMSYNC_STATUS_ERROR;

@@ -59,7 +59,7 @@ void report_usage(Instance* in, crmsync_call* call) {
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto config = json::parse(config_json).as_object();
+        auto config = crmsync::support::parse_object(config_json);
         auto in = std::make_unique<Instance>();
         in->host = host;
         mockcrm::EngineOptions options;
@@ -113,7 +113,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     try {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         std::string type(request.at("type").as_string());
         if (type == "query") {
             in->engine->spend_api_call("read");
@@ -246,7 +246,7 @@ json::object result_json(const std::string& key, const mockcrm::SaveResult& r) {
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     try {
-        auto batch = json::parse(batch_json).as_object();
+        auto batch = crmsync::support::parse_object(batch_json);
         std::string external_field = batch.contains("external_id_field") ? std::string(batch.at("external_id_field").as_string())
                                                                          : std::string("CrmSync_Key__c");
         const auto& operations = batch.at("operations").as_array();

@@ -67,7 +67,7 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto c = json::parse(config_json).as_object();
+        auto c = crmsync::support::parse_object(config_json);
         Config config;
         config.login_url = text(c, "login_url");
         while (!config.login_url.empty() && config.login_url.back() == '/') config.login_url.pop_back();
@@ -104,7 +104,7 @@ void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto c = json::parse(credentials_json).as_object();
+        auto c = crmsync::support::parse_object(credentials_json);
         Credentials credentials{text(c, "client_id"), text(c, "client_secret"), text(c, "private_key"), text(c, "refresh_token")};
         return in->client->authenticate(call, credentials);
     });
@@ -341,7 +341,7 @@ std::optional<json::object> describe(Instance* in, crmsync_call* call, const std
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     try {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         std::string type = text(request, "type");
         if (type == "query") {
             std::string soql = text(request, "soql");
@@ -482,7 +482,7 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     try {
-        auto batch = json::parse(batch_json).as_object();
+        auto batch = crmsync::support::parse_object(batch_json);
         std::string external = batch.contains("external_id_field") ? text(batch, "external_id_field") : "CrmSync_Key__c";
         const auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {

@@ -113,7 +113,7 @@ std::string one_to_many(const std::string& path) {
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto config = json::parse(config_json).as_object();  // checked against kConfigSchema
+        auto config = crmsync::support::parse_object(config_json);  // checked against kConfigSchema
         auto in = std::make_unique<Instance>();
         in->host = host;
         in->object = std::string(config.at("object").as_string());
@@ -164,7 +164,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
         if (!in->destination->is_api()) return CRMSYNC_STATUS_OK;
-        auto token = crmsync::support::text(json::parse(credentials_json).as_object(), "api_token");
+        auto token = crmsync::support::text(crmsync::support::parse_object(credentials_json), "api_token");
         if (token.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
                         "destination.base_url needs the credential \"api_token\" in the module manifest");
@@ -178,7 +178,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         if (crmsync::support::text(request, "type") != "crm_read")
             return fail(in->host, call, CRMSYNC_STATUS_NOT_SUPPORTED, "feedback-companies reads the CRM; it answers crm_read");
         std::vector<std::string> fields{"Name"};
@@ -288,7 +288,7 @@ json::value converted(const json::value& v, const std::string& type) {
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto record = json::parse(record_json).as_object();
+        auto record = crmsync::support::parse_object(record_json);
         const std::string id = crmsync::support::text(record, "Id");
         if (id.empty()) return fail(in->host, call, CRMSYNC_STATUS_ERROR, "a CRM record without an Id");
         auto archive = [&] {
@@ -311,7 +311,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto batch = json::parse(batch_json).as_object();
+        auto batch = crmsync::support::parse_object(batch_json);
         std::vector<json::object> results;
         for (const auto& item : batch.at("operations").as_array()) {
             const auto& op = item.as_object();

@@ -72,7 +72,7 @@ std::string base64(const std::string& bytes) {
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto c = json::parse(config_json).as_object();
+        auto c = crmsync::support::parse_object(config_json);
         auto in = std::make_unique<Instance>();
         in->host = host;
         in->settings.sync_to = std::string(c.at("sync_to").as_string());
@@ -109,7 +109,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
         if (!in->api) return CRMSYNC_STATUS_OK;
-        auto c = json::parse(credentials_json).as_object();
+        auto c = crmsync::support::parse_object(credentials_json);
         auto* key = c.if_contains("access_key");
         if (!key || !key->is_string() || key->get_string().empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
@@ -154,7 +154,7 @@ int32_t fetch_blob(Instance* in, crmsync_call* call, const std::string& ref) {
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         std::string type(request.at("type").as_string());
         if (type == "targets") {
             for (const auto& t : targets(in->settings))
@@ -184,7 +184,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto activity = json::parse(record_json).as_object();
+        auto activity = crmsync::support::parse_object(record_json);
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, activity, rc)) return rc;
         auto mapped = activity_operations(activity, in->settings);
         for (const auto& warning : mapped.warnings) in->host->log(call, CRMSYNC_LOG_WARN, warning.c_str());
@@ -199,7 +199,7 @@ int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_j
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto batch = json::parse(batch_json).as_object();
+        auto batch = crmsync::support::parse_object(batch_json);
         std::ofstream file;
         if (!in->api && !in->writeback_file.empty()) {
             file.open(in->writeback_file, std::ios::app);

@@ -45,7 +45,7 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto config = json::parse(config_json).as_object();  // already checked against kConfigSchema
+        auto config = crmsync::support::parse_object(config_json);  // already checked against kConfigSchema
         auto in = std::make_unique<Instance>();
         in->host = host;
         in->folder = std::string(config.at("folder").as_string());
@@ -67,7 +67,7 @@ void destroy(crmsync_instance* instance) noexcept { delete self(instance); }
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         std::string type(request.at("type").as_string());
         if (type == "targets") {
             json::array fields;
@@ -83,7 +83,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto record = json::parse(record_json).as_object();
+        auto record = crmsync::support::parse_object(record_json);
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         const auto& id = record.at(in->id_property);
         std::string id_text = crmsync::support::id_text(id).value_or("");  // fetch checked it: a string or "#24"

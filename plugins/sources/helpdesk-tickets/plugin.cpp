@@ -49,7 +49,7 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto c = json::parse(config_json).as_object();
+        auto c = crmsync::support::parse_object(config_json);
         auto in = std::make_unique<Instance>();
         in->host = host;
         if (auto* f = c.if_contains("folder")) in->folder = std::string(f->as_string());
@@ -73,7 +73,7 @@ void destroy(crmsync_instance* i) noexcept { delete self(i); }
 int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char* credentials_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto c = json::parse(credentials_json).as_object();
+        auto c = crmsync::support::parse_object(credentials_json);
         if (auto* t = c.if_contains("api_token"); t && t->is_string()) in->token = std::string(t->get_string());
         if (in->api && in->token.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
@@ -85,7 +85,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         std::string type(request.at("type").as_string());
         if (type == "targets")
             return emit(
@@ -117,7 +117,7 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto event = json::parse(record_json).as_object();
+        auto event = crmsync::support::parse_object(record_json);
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, event, rc)) return rc;
         auto op = event_operation(event, in->settings);
         if (op) return emit(in->host, call, *op);

@@ -97,7 +97,7 @@ Instance* self(crmsync_instance* i) { return reinterpret_cast<Instance*>(i); }
 crmsync_instance* create(const crmsync_host_api* host, crmsync_call* call, const char* config_json) noexcept {
     crmsync_instance* created = nullptr;
     guarded(host, call, [&]() -> int32_t {
-        auto config = json::parse(config_json).as_object();  // checked against kConfigSchema
+        auto config = crmsync::support::parse_object(config_json);  // checked against kConfigSchema
         auto in = std::make_unique<Instance>();
         in->host = host;
         if (auto* folder = config.if_contains("folder")) in->folder = std::string(folder->as_string());
@@ -152,7 +152,7 @@ int32_t authenticate(crmsync_instance* instance, crmsync_call* call, const char*
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
         if (!in->api) return CRMSYNC_STATUS_OK;  // CSV exports need no credentials
-        auto c = json::parse(credentials_json).as_object();
+        auto c = crmsync::support::parse_object(credentials_json);
         std::string id = crmsync::support::text(c, "client_id"), secret = crmsync::support::text(c, "client_secret");
         if (id.empty() || secret.empty())
             return fail(in->host, call, CRMSYNC_STATUS_AUTH_FAILED,
@@ -336,7 +336,7 @@ int32_t api_records(Instance* in, crmsync_call* call, const json::object& reques
 int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* request_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto request = json::parse(request_json).as_object();
+        auto request = crmsync::support::parse_object(request_json);
         auto type = std::string(request.at("type").as_string());
         if (type == "targets") {
             // From the API, the report must be one offered to integrations.
@@ -386,7 +386,7 @@ json::value typed(const std::string& cell, const std::string& type) {
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto record = json::parse(record_json).as_object();
+        auto record = crmsync::support::parse_object(record_json);
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         json::object fields;
         for (const auto& c : in->columns) {

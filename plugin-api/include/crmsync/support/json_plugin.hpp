@@ -33,6 +33,14 @@ inline int32_t emit(const crmsync_host_api* host, crmsync_call* call, const json
     return host->emit(call, text.data(), text.size());
 }
 
+// The object a JSON text holds — what the host passes to every entry point — moved out of
+// the parsed value: `auto o = json::parse(text).as_object()` copies every member of it.
+// Throws (within guarded(): a failed call) when the text is not a JSON object.
+inline json::object parse_object(std::string_view text) {
+    json::value parsed = json::parse(text);
+    return std::move(parsed.as_object());
+}
+
 // Says why the call failed and returns `status`, for `return fail(...)`.
 inline int32_t fail(const crmsync_host_api* host, crmsync_call* call, int32_t status, const std::string& message) {
     host->fail(call, status, message.c_str());

@@ -91,32 +91,36 @@ void write_string(std::string_view text, std::string& out) {
     out += '"';
 }
 
-void write_canonical(const json::value& value, std::string& out) {
+}  // namespace
+
+void append_json_string(std::string_view text, std::string& out) { write_string(text, out); }
+
+void append_canonical(const json::object& object, std::string& out) {
+    std::vector<const json::key_value_pair*> entries;
+    entries.reserve(object.size());
+    for (const auto& entry : object) entries.push_back(&entry);
+    std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
+    out += '{';
+    for (size_t i = 0; i < entries.size(); ++i) {
+        if (i > 0) out += ',';
+        write_string(entries[i]->key(), out);
+        out += ':';
+        append_canonical(entries[i]->value(), out);
+    }
+    out += '}';
+}
+
+void append_canonical(const json::value& value, std::string& out) {
     char digits[24];
     switch (value.kind()) {
-        case json::kind::object: {
-            const auto& object = value.get_object();
-            std::vector<const json::key_value_pair*> entries;
-            entries.reserve(object.size());
-            for (const auto& entry : object) entries.push_back(&entry);
-            std::sort(entries.begin(), entries.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
-            out += '{';
-            for (size_t i = 0; i < entries.size(); ++i) {
-                if (i > 0) out += ',';
-                write_string(entries[i]->key(), out);
-                out += ':';
-                write_canonical(entries[i]->value(), out);
-            }
-            out += '}';
-            return;
-        }
+        case json::kind::object: append_canonical(value.get_object(), out); return;
         case json::kind::array: {
             out += '[';
             bool first = true;
             for (const auto& item : value.get_array()) {
                 if (!first) out += ',';
                 first = false;
-                write_canonical(item, out);
+                append_canonical(item, out);
             }
             out += ']';
             return;
@@ -132,11 +136,9 @@ void write_canonical(const json::value& value, std::string& out) {
     }
 }
 
-}  // namespace
-
 std::string canonical_json(const json::value& value) {
     std::string out;
-    write_canonical(value, out);
+    append_canonical(value, out);
     return out;
 }
 

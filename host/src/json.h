@@ -26,6 +26,11 @@ std::optional<std::string> read_file_prefix(const std::string& path, size_t max_
 
 // Serialization with object keys sorted at every level, so equal values give equal text.
 std::string canonical_json(const json::value& value);
+// The same, appended to `out`: for text written in pieces (Operation::canonical_text).
+void append_canonical(const json::value& value, std::string& out);
+void append_canonical(const json::object& object, std::string& out);
+// A string as canonical_json writes it, quotes included.
+void append_json_string(std::string_view text, std::string& out);
 
 // Typed look-ups that return nullptr / nullopt when absent or of another type.
 const json::value* find(const json::object& object, std::string_view key);

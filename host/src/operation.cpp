@@ -241,6 +241,75 @@ json::object Operation::to_json() const {
     return o;
 }
 
+std::string Operation::canonical_text() const {
+    // The members to_json() writes, each in canonical_json's (bytewise) key order.
+    std::string out;
+    out.reserve(256 + 64 * fields.size());
+    bool first = true;
+    auto member = [&](std::string_view name) {
+        if (!first) out += ',';
+        first = false;
+        append_json_string(name, out);
+        out += ':';
+    };
+    auto strings = [&](const std::vector<std::string>& list) {
+        out += '[';
+        for (size_t i = 0; i < list.size(); ++i) {
+            if (i) out += ',';
+            append_json_string(list[i], out);
+        }
+        out += ']';
+    };
+    out += '{';
+    member("action");
+    append_json_string(action, out);
+    if (!blobs.empty()) member("blobs"), append_canonical(directives_json(blobs), out);
+    member("fields");
+    append_canonical(fields, out);
+    if (!id.empty()) member("id"), append_json_string(id, out);
+    member("key");
+    append_json_string(key, out);
+    if (match) {
+        member("match");
+        if (match->keys.size() == 1) {
+            append_canonical(match_key_json(match->keys.front()), out);
+        } else {
+            json::array keys;
+            for (const auto& k : match->keys) keys.emplace_back(match_key_json(k));
+            append_canonical(keys, out);
+        }
+    }
+    member("object");
+    append_json_string(object, out);
+    if (owner) {
+        member("owner");
+        out += "{\"email\":";
+        append_json_string(owner->email, out);
+        out += ",\"if_missing\":";
+        strings(owner->if_missing);
+        out += '}';
+    }
+    if (!picklists.empty()) member("picklists"), append_canonical(directives_json(picklists), out);
+    if (!refs.empty()) member("refs"), append_canonical(directives_json(refs), out);
+    if (related) {
+        member("related");
+        out += "{\"emails\":";
+        strings(related->emails);
+        out += ",\"max_contacts\":" + std::to_string(related->max_contacts);
+        out += related->open_opportunity ? ",\"open_opportunity\":true" : ",\"open_opportunity\":false";
+        out += ",\"phones\":";
+        strings(related->phones);
+        out += ",\"prefer\":";
+        strings(related->prefer);
+        out += '}';
+    }
+    member("source_id");
+    append_json_string(source_id, out);
+    if (writeback) member("writeback"), out += "true";
+    out += '}';
+    return out;
+}
+
 std::string crm_key_for(std::string_view key) {
     auto plain = [](unsigned char c) { return c < 0x80 && c != '%' && !(c >= 'A' && c <= 'Z') && c > 0x20; };
     if (std::all_of(key.begin(), key.end(), plain)) return std::string(key);

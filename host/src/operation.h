@@ -84,6 +84,9 @@ struct Operation {
     const std::string* picklist_policy(std::string_view field) const;
     // The whole operation, directives included: content hashes and the error log.
     json::object to_json() const;
+    // canonical_json(to_json()), written straight from the fields: what a content hash is
+    // taken of, without building and copying the object.
+    std::string canonical_text() const;
     // What the CRM plugin's write() gets: the directives resolved into fields.
     json::object to_write_json() const;
 };

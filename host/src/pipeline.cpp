@@ -489,7 +489,7 @@ void Pipeline::hash_operations(Batch& batch) {
     batch.hashed = true;
     services_->apply_field_mappings(batch.ops);
     for (auto& p : batch.ops)
-        if (p.active()) p.hash = sha256_hex(canonical_json(p.op.to_json()));
+        if (p.active()) p.hash = sha256_hex(p.op.canonical_text());
 }
 
 // The owners and Contacts/Leads of a page read ahead go into the run's caches while the

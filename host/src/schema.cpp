@@ -226,15 +226,35 @@ Result<CompiledSchema> CompiledSchema::parse(std::string_view schema_text, std::
     CompiledSchema compiled;
     compiled.schema_ = std::move(schema);
     compiled.source_ = std::make_shared<const json::value>(std::move(schema_doc.value()));
+    compiled.validators_ = std::make_shared<Validators>();
     return compiled;
 }
 
+struct CompiledSchema::Validators {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<valijson::Validator>> idle;
+
+    std::unique_ptr<valijson::Validator> take() {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (idle.empty()) return std::make_unique<valijson::Validator>();
+        auto validator = std::move(idle.back());
+        idle.pop_back();
+        return validator;
+    }
+    void give_back(std::unique_ptr<valijson::Validator> validator) {
+        std::lock_guard<std::mutex> lock(mutex);
+        idle.push_back(std::move(validator));
+    }
+};
+
 std::vector<std::string> CompiledSchema::problems(const json::value& document, std::string_view root) const {
     std::vector<std::string> out;
-    valijson::Validator validator;
     valijson::ValidationResults results;
     valijson::adapters::BoostJsonAdapter target(document);
-    if (validator.validate(*schema_, target, &results)) return out;  // valid: no unknown keys either
+    auto validator = validators_->take();
+    const bool valid = validator->validate(*schema_, target, &results);
+    validators_->give_back(std::move(validator));
+    if (valid) return out;  // valid: no unknown keys either
     // Unknown keys by name, with the key each probably meant (valijson names only the first).
     SchemaNode top = resolve({source_.get(), source_->if_object()});
     Path path;

@@ -13,7 +13,8 @@
 
 namespace valijson {
 class Schema;
-}
+class Validator;
+}  // namespace valijson
 
 namespace crmsync {
 
@@ -36,6 +37,10 @@ private:
     // from 1 to 20"); a plugin's describe what a field is, so they are quoted beside the fault.
     bool descriptions_say_must_be_ = false;
     std::shared_ptr<const json::value> source_;
+    // Validators kept for the next validation: each compiles a "pattern" regex once (the
+    // first use), not on every document. One a thread at a time; more are made as needed.
+    struct Validators;
+    std::shared_ptr<Validators> validators_;
 };
 
 // The schemas of plugin-api/schemas/ built into the host (manifests are checked against them

@@ -2,6 +2,7 @@
 
 #include "clock.h"
 #include "json.h"
+#include "operation.h"
 #include "semver.h"
 
 using namespace crmsync;
@@ -36,6 +37,30 @@ TEST_CASE("canonical JSON writes every value as Boost.JSON serializes it, so con
         CHECK(canonical_json(v) == json::serialize(v));
     CHECK(canonical_json(parse_json(R"({"z": [1, "x\ty", {"k": 2.0}], "a": ""})").value()) ==
           R"({"a":"","z":[1,"x\ty",{"k":2E0}]})");
+}
+
+TEST_CASE("an operation's canonical text is canonical JSON of its whole form, directives and all, so content hashes stay") {
+    // Every member to_json() may write, alone and together, with text that needs escaping.
+    const std::vector<std::string> emitted{
+        R"({"object": "Task", "action": "upsert", "key": "k1", "fields": {"Subject": "a", "B": 1}})",
+        R"({"object": "Event", "action": "upsert", "key": "k\"2", "source_id": "s\\2", "id": "00U000000000001AAA",
+            "fields": {"Subject": "【メール】x\n", "DurationInMinutes": 15, "Z": null, "A": [1, 2.5, true, {"y": 1, "x": [0]}]},
+            "owner": {"email": "o@x.test", "if_missing": ["connection_user", "error"]},
+            "related": {"emails": ["c@x.test", "d@x.test"], "phones": ["+81 3-1234-5678"], "prefer": ["Lead", "Contact"],
+                        "max_contacts": 7, "open_opportunity": true},
+            "match": {"field": "Email", "value": "c@x.test", "case_sensitive": true},
+            "picklists": {"Type": "create_missing", "Status": "error"}, "refs": {"WhatId": "t1"}, "blobs": {"VersionData": "f1"},
+            "writeback": true, "version": 5})",
+        R"({"object": "Lead", "action": "update", "key": "k3", "fields": {},
+            "owner": {"email": "o@x.test"}, "related": {"emails": []},
+            "match": [{"field": "Email", "value": "a@x.test"}, {"field": "Phone", "value": "0312345678"}]})"};
+    for (const auto& text : emitted) {
+        auto value = json::parse(text);
+        auto op = Operation::parse(value, "record-1");
+        REQUIRE(op);
+        CHECK(op->canonical_text() == canonical_json(op->to_json()));
+        CHECK(json::parse(op->canonical_text()) == op->to_json());
+    }
 }
 
 TEST_CASE("one parser serves many texts: a bad text does not spoil the next, a large one is read whole") {

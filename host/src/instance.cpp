@@ -343,13 +343,17 @@ std::vector<Outcome> PluginInstance::map_all(const std::vector<const json::value
 }
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {
+    return write(json::serialize(batch), results);
+}
+
+Outcome PluginInstance::write(const std::string& batch_json, std::vector<json::value>& results) {
     if (!can(CRMSYNC_CAP_WRITE)) return {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not write"};
     std::function<int32_t(json::value &&)> sink = [&](json::value&& v) {
         if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
         results.push_back(std::move(v));
         return int32_t{CRMSYNC_STATUS_OK};
     };
-    return invoke(wire::Entry::write, json::serialize(batch), sink, "write-result.schema.json");
+    return invoke(wire::Entry::write, batch_json, sink, "write-result.schema.json");
 }
 
 }  // namespace crmsync

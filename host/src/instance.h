@@ -89,6 +89,8 @@ public:
     std::vector<Outcome> map_all(const std::vector<const json::value*>& records,
                                  std::vector<std::vector<json::value>>& operations);
     Outcome write(const json::value& batch, std::vector<json::value>& results);
+    // The same with the batch already written as JSON text.
+    Outcome write(const std::string& batch_json, std::vector<json::value>& results);
 
     const LoadedPlugin& plugin() const { return *plugin_; }
     HostServices& services() { return *services_; }

@@ -310,6 +310,22 @@ std::string Operation::canonical_text() const {
     return out;
 }
 
+std::string PendingOperation::write_json_text() const {
+    std::string out = "{\"object\":";
+    append_json_string(op.object, out);
+    out += ",\"action\":";
+    append_json_string(op.action, out);
+    out += ",\"key\":";
+    append_json_string(write_key(), out);
+    out += ",\"source_id\":";
+    append_json_string(op.source_id, out);
+    if (!op.id.empty()) out += ",\"id\":", append_json_string(op.id, out);
+    out += ",\"fields\":";
+    out += json::serialize(op.fields);
+    out += '}';
+    return out;
+}
+
 std::string crm_key_for(std::string_view key) {
     auto plain = [](unsigned char c) { return c < 0x80 && c != '%' && !(c >= 'A' && c <= 'Z') && c > 0x20; };
     if (std::all_of(key.begin(), key.end(), plain)) return std::string(key);

@@ -118,9 +118,12 @@ struct PendingOperation {
     // The operation as the CRM plugin gets it: keyed by its external-id value.
     json::object write_json() const {
         json::object o = op.to_write_json();
-        o["key"] = crm_key.empty() ? crm_key_for(op.key) : crm_key;
+        o["key"] = write_key();
         return o;
     }
+    // write_json() serialized, written straight from the operation (its fields not copied).
+    std::string write_json_text() const;
+    std::string write_key() const { return crm_key.empty() ? crm_key_for(op.key) : crm_key; }
     // Neither failed nor skipped: the services and the write still have work on it.
     bool active() const { return !error_code && skip_reason.empty(); }
     // The write may create the record (so required fields matter and create-only ones may go).

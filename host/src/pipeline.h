@@ -182,7 +182,8 @@ private:
     // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
     // Nothing when the file could not be had: the operation failed (the file's fault), or
     // `stop` says why the run must stop (cancelled, refused, unreachable).
-    std::optional<json::object> with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop);
+    // Written as JSON text, as the write call sends it.
+    std::optional<std::string> with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop);
 
     // Whose state this run reads and writes: the module through its connection.
     StateScope state_scope() const { return {b_.module.name, b_.connection.name}; }
@@ -190,7 +191,7 @@ private:
     Outcome call_source(const std::function<Outcome()>& attempt, RunCounts& counts);
     Outcome call_crm(const std::function<Outcome()>& attempt, RunCounts& counts);
     // Where operations are written: the CRM, or the module's own system when it reads the CRM.
-    Outcome call_destination_write(const json::object& batch, std::vector<json::value>& results, RunCounts& counts);
+    Outcome call_destination_write(const std::string& batch_json, std::vector<json::value>& results, RunCounts& counts);
 
     struct Budget {
         int64_t first_used = -1, last_used = -1, limit = 0;

@@ -24,11 +24,11 @@ bool bulk_loadable(const Operation& op) {
 
 }  // namespace
 
-Outcome Pipeline::call_destination_write(const json::object& batch, std::vector<json::value>& results, RunCounts& counts) {
+Outcome Pipeline::call_destination_write(const std::string& batch_json, std::vector<json::value>& results, RunCounts& counts) {
     PluginInstance& to = reads_crm() ? b_.source : b_.crm;
     auto attempt = [&] {
         results.clear();
-        return to.write(batch, results);
+        return to.write(batch_json, results);
     };
     return reads_crm() ? call_source(attempt, counts) : call_crm(attempt, counts);
 }
@@ -65,7 +65,8 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
     return std::nullopt;
 }
 
-std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {
+std::optional<std::string> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {
+    if (p.op.blobs.empty()) return p.write_json_text();
     json::object op = p.write_json();
     auto& fields = op.at("fields").as_object();
     for (const auto& [field, ref] : p.op.blobs) {
@@ -109,7 +110,7 @@ std::optional<json::object> Pipeline::with_blobs(PendingOperation& p, RunCounts&
         }
         fields[field] = std::move(data);
     }
-    return op;
+    return json::serialize(op);
 }
 
 // Large groups of one object's plain upserts (or updates by id) go to the CRM in one bulk
@@ -184,7 +185,7 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
                                  chunk.ops.front()->op.action + "s in bulk");
     struct Call {
         WriteChunk chunk;
-        json::object request;
+        std::string request;  // the write call's batch, as JSON text
         Outcome outcome;
         std::vector<json::value> results;
         RunCounts counts;
@@ -192,22 +193,30 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
     for (int attempt = 0; !chunks.empty(); ++attempt) {
         std::vector<Call> calls;
         for (auto& chunk : chunks) {
-            json::array operations;
+            // {"external_id_field": …, "operations": […], "bulk": true}, written as text: each
+            // operation's fields are serialized once, never copied into a JSON tree first.
+            std::string request = "{\"external_id_field\":";
+            append_json_string(b_.connection.external_id_field, request);
+            request += ",\"operations\":[";
+            bool first = true;
             for (auto* p : chunk.ops) {
                 std::optional<RunStop> stop;
-                if (auto op = with_blobs(*p, batch.commit.counts, stop)) operations.push_back(std::move(*op));
+                if (auto op = with_blobs(*p, batch.commit.counts, stop)) {
+                    request += first ? "" : ",";
+                    request += *op;
+                    first = false;
+                }
                 if (stop) return stop;
             }
+            request += chunk.bulk ? "],\"bulk\":true}" : "]}";
             std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
             if (chunk.ops.empty()) continue;
-            json::object request{{"external_id_field", b_.connection.external_id_field}, {"operations", std::move(operations)}};
-            if (chunk.bulk) request["bulk"] = true;
             calls.push_back({std::move(chunk), std::move(request), {}, {}, {}});
         }
         run_at_once(calls.size(), parallel_calls(), [&](size_t i) {
             Call& c = calls[i];
             c.outcome = call_destination_write(c.request, c.results, c.counts);
-            c.request.clear();  // a file's content goes as soon as it is written
+            std::string().swap(c.request);  // a file's content goes as soon as it is written
         });
         std::optional<RunStop> stop;
         chunks.clear();

@@ -39,7 +39,7 @@ TEST_CASE("canonical JSON writes every value as Boost.JSON serializes it, so con
           R"({"a":"","z":[1,"x\ty",{"k":2E0}]})");
 }
 
-TEST_CASE("an operation's canonical text is canonical JSON of its whole form, directives and all, so content hashes stay") {
+TEST_CASE("an operation's canonical text and write text are its JSON forms, directives and all, so content hashes stay") {
     // Every member to_json() may write, alone and together, with text that needs escaping.
     const std::vector<std::string> emitted{
         R"({"object": "Task", "action": "upsert", "key": "k1", "fields": {"Subject": "a", "B": 1}})",
@@ -60,6 +60,12 @@ TEST_CASE("an operation's canonical text is canonical JSON of its whole form, di
         REQUIRE(op);
         CHECK(op->canonical_text() == canonical_json(op->to_json()));
         CHECK(json::parse(op->canonical_text()) == op->to_json());
+        // What the CRM plugin's write() gets, written as text, is the same JSON as write_json().
+        PendingOperation pending;
+        pending.op = *op;
+        CHECK(json::parse(pending.write_json_text()) == pending.write_json());
+        pending.crm_key = "earlier-Key";
+        CHECK(json::parse(pending.write_json_text()) == pending.write_json());
     }
 }
 

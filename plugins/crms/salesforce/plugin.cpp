@@ -484,7 +484,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
     try {
         auto batch = crmsync::support::parse_object(batch_json);
         std::string external = batch.contains("external_id_field") ? text(batch, "external_id_field") : "CrmSync_Key__c";
-        const auto& ops = batch.at("operations").as_array();
+        auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
             // The host sends one object's plain upserts, or its updates by Id, as a bulk batch.
             std::vector<json::object> results;
@@ -510,15 +510,17 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             }
             // Records go 200 a request and, since a file rides along as base64, under the size
             // Salesforce takes in one non-multipart request.
-            std::vector<std::pair<std::vector<size_t>, json::array>> requests;
+            // Each record is serialized once, into its request's text ("records" joined by ',').
+            std::vector<std::pair<std::vector<size_t>, std::string>> requests;
             size_t bytes = 0;
             for (size_t i : indexes) {
-                const auto& op = ops[i].as_object();
-                json::object record = op.at("fields").as_object();
+                auto& op = ops[i].as_object();
+                json::object record = std::move(op.at("fields").as_object());  // only the key is read after
                 record["attributes"] = json::object{{"type", object}};
                 if (action == "upsert") record[external] = op.at("key");
                 if (action == "update") record["Id"] = op.at("id");
-                size_t size = json::serialize(record).size();
+                std::string record_json = json::serialize(record);
+                const size_t size = record_json.size();
                 if (size > kMaxRequestBytes) {
                     results[i] = json::object{
                         {"key", op.at("key")},
@@ -534,17 +536,18 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
                     requests.emplace_back();
                     bytes = 0;
                 }
+                auto& joined = requests.back().second;
+                joined += joined.empty() ? "" : ",";
+                joined += record_json;
                 requests.back().first.push_back(i);
-                requests.back().second.push_back(std::move(record));
                 bytes += size;
             }
             for (auto& [slots, records] : requests) {
-                json::object body{{"allOrNone", false}, {"records", std::move(records)}};
-                Response res =
-                    action == "upsert"   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external,
-                                                               json::serialize(body))
-                    : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", json::serialize(body))
-                                         : in->client->request(call, "POST", "/composite/sobjects", json::serialize(body), false);
+                const std::string body = "{\"allOrNone\":false,\"records\":[" + records + "]}";
+                Response res = action == "upsert"
+                                   ? in->client->request(call, "PATCH", "/composite/sobjects/" + object + "/" + external, body)
+                               : action == "update" ? in->client->request(call, "PATCH", "/composite/sobjects", body)
+                                                    : in->client->request(call, "POST", "/composite/sobjects", body, false);
                 if (res.status != CRMSYNC_STATUS_OK)
                     return fail(in->host, call, res.status, action + " " + object + " failed: " + res.message);
                 const auto& answers = res.body.as_array();

@@ -167,7 +167,11 @@ void Emulator::routes() {
 
     // Every API endpoint: count it, check the session, apply faults, spend the daily
     // budget, and report usage in Sforce-Limit-Info — as Salesforce does on every response.
-    auto api = [this](const std::string& name, std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+    // A handler runs with the lock held (`lock`); one may let it go around work of the
+    // request's own (parsing its body, writing its answer) so other requests go on meanwhile.
+    using Lock = std::unique_lock<std::mutex>;
+    auto api_locking = [this](const std::string& name,
+                              std::function<void(const httplib::Request&, httplib::Response&, Lock&)> handler) {
         return [this, name, handler](const httplib::Request& req, httplib::Response& res) {
             struct AtOnce {  // counts this request among those being answered
                 Emulator& e;
@@ -213,18 +217,22 @@ void Emulator::routes() {
                 return;
             }
             try {
-                handler(req, res);
+                handler(req, res, lock);
             } catch (const mockcrm::CrmError& e) {
                 send_error(res, e.code == "NOT_FOUND" ? 404 : 400, e.code, e.what(), e.fields);
             } catch (const std::exception& e) {
                 send_error(res, 400, "JSON_PARSER_ERROR", e.what());
             }
+            if (!lock.owns_lock()) lock.lock();
             std::uniform_real_distribution<double> roll(0, 1);
             if (req.method != "GET" && faults_.error_after_apply_rate > 0 && roll(random_) < faults_.error_after_apply_rate)
                 send_error(res, 500, "UNKNOWN_EXCEPTION",
                            "An unexpected error occurred. Please include this ErrorId if you contact support");
             usage();
         };
+    };
+    auto api = [api_locking](const std::string& name, std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+        return api_locking(name, [handler](const httplib::Request& req, httplib::Response& res, Lock&) { handler(req, res); });
     };
 
     // The web-server flow's first half, as if the user were signed in and approved at once:
@@ -441,17 +449,19 @@ void Emulator::routes() {
               send_json(res, 200, json::object{{"searchRecords", found}});
           }));
 
-    auto collection = [this](const httplib::Request& req, httplib::Response& res, const std::string& mode) {
-        auto body = json::parse(req.body).as_object();
-        const auto& records = body.at("records").as_array();
+    auto collection = [this](const httplib::Request& req, httplib::Response& res, Lock& lock, const std::string& mode) {
+        lock.unlock();  // the body is parsed, and the answer written, while other requests go on
+        json::value parsed = json::parse(req.body);
+        auto& records = parsed.as_object().at("records").as_array();
         if (records.size() > 200)
             return send_error(res, 400, "EXCEEDED_ID_LIMIT",
                               "record limit reached. cannot submit more than 200 records into this call");
+        lock.lock();
         json::array results;
         std::uniform_real_distribution<double> roll(0, 1);
         engine_->transaction([&] {
-            for (const auto& r : records) {
-                auto fields = r.as_object();
+            for (auto& r : records) {
+                auto fields = std::move(r.as_object());
                 if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate) {
                     results.push_back(
                         save_result({false,
@@ -480,18 +490,22 @@ void Emulator::routes() {
                 }
             }
         });
+        lock.unlock();
         send_json(res, 200, results);
     };
     // sObject Collections (counted as "collections", apart from Composite's queries).
-    s.Post(data + "/composite/sobjects", api("collections", [collection](const httplib::Request& req, httplib::Response& res) {
-               collection(req, res, "create");
+    s.Post(data + "/composite/sobjects",
+           api_locking("collections", [collection](const httplib::Request& req, httplib::Response& res, Lock& lock) {
+               collection(req, res, lock, "create");
            }));
-    s.Patch(data + "/composite/sobjects", api("collections", [collection](const httplib::Request& req, httplib::Response& res) {
-                collection(req, res, "update");
+    s.Patch(data + "/composite/sobjects",
+            api_locking("collections", [collection](const httplib::Request& req, httplib::Response& res, Lock& lock) {
+                collection(req, res, lock, "update");
             }));
     s.Patch(data + R"(/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+))",
-            api("collections",
-                [collection](const httplib::Request& req, httplib::Response& res) { collection(req, res, "upsert"); }));
+            api_locking("collections", [collection](const httplib::Request& req, httplib::Response& res, Lock& lock) {
+                collection(req, res, lock, "upsert");
+            }));
 
     // Bulk API 2.0 ingest: create, upload CSV, close, poll, read results.
     s.Post(data + "/jobs/ingest", api("bulk", [this](const httplib::Request& req, httplib::Response& res) {

@@ -4,7 +4,8 @@
 // credentials, JWT bearer, refresh token), sObject Collections, sObject create/update,
 // query with nextRecordsUrl, a SOSL subset for phones, describe, limits — plus switchable
 // faults and a count of calls by endpoint. Used by the salesforce plugin's tests and the
-// benchmark. Thread-safe: requests are served concurrently, the engine under one lock.
+// benchmark. Thread-safe: requests are served concurrently, the engine under one lock (a
+// Collections request's body is parsed, and its answer written, outside it).
 #include <atomic>
 #include <functional>
 #include <map>

@@ -59,11 +59,9 @@ Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
     return parsed;
 }
 
-namespace {
-
 // A string as Boost.JSON serializes it (the form content hashes were first made in): `"`,
 // `\\` and control characters escaped, everything else — UTF-8 included — as it is.
-void write_string(std::string_view text, std::string& out) {
+void append_json_string(std::string_view text, std::string& out) {
     static const char* const kHex = "0123456789abcdef";
     out += '"';
     size_t plain = 0;  // start of the run not yet copied
@@ -91,10 +89,6 @@ void write_string(std::string_view text, std::string& out) {
     out += '"';
 }
 
-}  // namespace
-
-void append_json_string(std::string_view text, std::string& out) { write_string(text, out); }
-
 void append_canonical(const json::object& object, std::string& out) {
     std::vector<const json::key_value_pair*> entries;
     entries.reserve(object.size());
@@ -103,7 +97,7 @@ void append_canonical(const json::object& object, std::string& out) {
     out += '{';
     for (size_t i = 0; i < entries.size(); ++i) {
         if (i > 0) out += ',';
-        write_string(entries[i]->key(), out);
+        append_json_string(entries[i]->key(), out);
         out += ':';
         append_canonical(entries[i]->value(), out);
     }
@@ -125,7 +119,7 @@ void append_canonical(const json::value& value, std::string& out) {
             out += ']';
             return;
         }
-        case json::kind::string: write_string(value.get_string(), out); return;
+        case json::kind::string: append_json_string(value.get_string(), out); return;
         case json::kind::int64: out.append(digits, std::to_chars(digits, digits + sizeof digits, value.get_int64()).ptr); return;
         case json::kind::uint64:
             out.append(digits, std::to_chars(digits, digits + sizeof digits, value.get_uint64()).ptr);

@@ -84,8 +84,9 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 more = true;
                 break;
             }
-            auto rec = crmsync::support::parse_object(line);
-            json::object item{{"type", "record"}, {"id", rec.at("id")}};
+            json::monotonic_resource arena;  // the line's record and its item, gone at once
+            auto rec = crmsync::support::parse_object(line, &arena);
+            json::object item({{"type", "record"}, {"id", rec.at("id")}}, &arena);
             item["record"] = std::move(rec);
             emit(in->host, call, item);
             ++emitted;
@@ -102,7 +103,8 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return crmsync::support::guarded(in->host, call, [&]() -> int32_t {
-        auto rec = crmsync::support::parse_object(record_json);
+        json::monotonic_resource arena;
+        auto rec = crmsync::support::parse_object(record_json, &arena);
         for (const auto& op : rec.at("ops").as_array()) emit(in->host, call, op);
         return CRMSYNC_STATUS_OK;
     });

@@ -482,7 +482,10 @@ json::object add_picklist_value(Instance* in, crmsync_call* call, const json::ob
 int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_json) noexcept {
     auto* in = self(instance);
     try {
-        auto batch = crmsync::support::parse_object(batch_json);
+        // The batch dies with the call: parsed into one arena, each record's fields moved
+        // out of it into its request's text without a copy.
+        json::monotonic_resource arena;
+        auto batch = crmsync::support::parse_object(batch_json, &arena);
         std::string external = batch.contains("external_id_field") ? text(batch, "external_id_field") : "CrmSync_Key__c";
         auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
@@ -516,7 +519,7 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
             for (size_t i : indexes) {
                 auto& op = ops[i].as_object();
                 json::object record = std::move(op.at("fields").as_object());  // only the key is read after
-                record["attributes"] = json::object{{"type", object}};
+                record["attributes"] = json::object({{"type", object}}, record.storage());
                 if (action == "upsert") record[external] = op.at("key");
                 if (action == "update") record["Id"] = op.at("id");
                 std::string record_json = json::serialize(record);

@@ -83,18 +83,21 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
 int32_t map(crmsync_instance* instance, crmsync_call* call, const char* record_json) noexcept {
     auto* in = self(instance);
     return guarded(in->host, call, [&]() -> int32_t {
-        auto record = crmsync::support::parse_object(record_json);
+        // The record and the operation made of it die with this call: one arena for both.
+        json::monotonic_resource arena;
+        auto record = crmsync::support::parse_object(record_json, &arena);
         if (int32_t rc; crmsync::support::map_invalid(in->host, call, record, rc)) return rc;
         const auto& id = record.at(in->id_property);
         std::string id_text = crmsync::support::id_text(id).value_or("");  // fetch checked it: a string or "#24"
-        json::object fields;
+        json::object fields(&arena);
         for (const auto& [field, property] : in->fields)
             if (auto* v = record.if_contains(property)) fields[field] = *v;
-        json::object op{{"object", in->object},
-                        {"action", "upsert"},
-                        {"key", in->key_prefix + ":" + id_text},
-                        {"source_id", id_text},
-                        {"fields", fields}};
+        json::object op({{"object", in->object},
+                         {"action", "upsert"},
+                         {"key", in->key_prefix + ":" + id_text},
+                         {"source_id", id_text},
+                         {"fields", std::move(fields)}},
+                        &arena);
         // The host never writes an older version over a newer one; a bad one fails the record.
         if (auto* v = in->version_property.empty() ? nullptr : record.if_contains(in->version_property); v && !v->is_null())
             op["version"] = *v;

@@ -32,12 +32,25 @@ inline int32_t emit(const crmsync_host_api* host, crmsync_call* call, const json
     std::string text = json::serialize(item);
     return host->emit(call, text.data(), text.size());
 }
+// The same for an object, serialized as it is: through the overload above it would first be
+// copied, member by member, into a temporary json::value.
+inline int32_t emit(const crmsync_host_api* host, crmsync_call* call, const json::object& item) {
+    std::string text = json::serialize(item);
+    return host->emit(call, text.data(), text.size());
+}
 
 // The object a JSON text holds — what the host passes to every entry point — moved out of
 // the parsed value: `auto o = json::parse(text).as_object()` copies every member of it.
 // Throws (within guarded(): a failed call) when the text is not a JSON object.
-inline json::object parse_object(std::string_view text) {
-    json::value parsed = json::parse(text);
+// Give it `sp` when the object dies with the call that parsed it — a record in map(), a
+// batch in write(): with a json::monotonic_resource on the call's stack each member is a
+// pointer bump, not an allocation, and nothing is freed member by member. Whatever is copied
+// from the object, or moved into it, lands in the same arena: let nothing of it outlive the
+// resource, and keep it to the calling thread (the resource is not thread-safe).
+//   json::monotonic_resource arena;
+//   auto record = parse_object(record_json, &arena);
+inline json::object parse_object(std::string_view text, json::storage_ptr sp = {}) {
+    json::value parsed = json::parse(text, std::move(sp));
     return std::move(parsed.as_object());
 }
 

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include <array>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -41,9 +43,15 @@ Result<json::value> parse_json(std::string_view text, json::storage_ptr storage)
 std::optional<std::string> read_file_prefix(const std::string& path, size_t max_bytes) {
     std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
-    std::string text(max_bytes + 1, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
+    // Read in chunks: a small file costs its size, not the limit's (zeroed) buffer.
+    std::string text;
+    std::array<char, 65536> chunk;
+    while (text.size() <= max_bytes) {
+        const size_t want = std::min(chunk.size(), max_bytes + 1 - text.size());
+        in.read(chunk.data(), static_cast<std::streamsize>(want));
+        text.append(chunk.data(), static_cast<size_t>(in.gcount()));
+        if (!in) break;
+    }
     return text;
 }
 

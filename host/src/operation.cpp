@@ -149,10 +149,11 @@ std::string text_value_problem(std::string_view field, std::string_view text) {
            ", which CRM text cannot carry (it would be cut off there); remove it in the source";
 }
 
-Result<Operation> Operation::parse(const json::value& emitted, const std::string& record_id) {
+Result<Operation> Operation::parse(json::value& emitted, const std::string& record_id) {
     auto* o = emitted.if_object();
     if (!o) return problem("an operation must be a JSON object");
-    Operation op;
+    // The fields are moved, not copied: they stay in the storage they were parsed into.
+    Operation op{.fields = json::object(emitted.storage())};
     op.object = find_text(*o, "object");
     if (op.object.empty()) return problem("operation has no \"object\"");
     if (!is_api_name(op.object))
@@ -163,12 +164,13 @@ Result<Operation> Operation::parse(const json::value& emitted, const std::string
     op.action = find_text(*o, "action");
     if (op.action != "upsert" && op.action != "update" && op.action != "archive")
         return problem("operation \"action\" must be \"upsert\", \"update\" or \"archive\"");
-    auto* fields = find_object(*o, "fields");
+    auto* fields = o->if_contains("fields");
+    if (fields && !fields->is_object()) fields = nullptr;
     if (!fields && op.action != "archive") return problem("operation has no \"fields\" object");
-    if (fields) op.fields = *fields;
-    for (const auto& [field, value] : op.fields)
-        if (value.is_string())
-            if (auto why = text_value_problem(field, value.get_string()); !why.empty()) return problem(why);
+    if (fields)
+        for (const auto& [field, value] : fields->get_object())
+            if (value.is_string())
+                if (auto why = text_value_problem(field, value.get_string()); !why.empty()) return problem(why);
     op.source_id = find_string(*o, "source_id").value_or(record_id);
     op.id = find_text(*o, "id");
     op.writeback = find_bool(*o, "writeback").value_or(false);
@@ -203,6 +205,7 @@ Result<Operation> Operation::parse(const json::value& emitted, const std::string
     op.picklists = std::move(picklists.value());
     op.refs = std::move(refs.value());
     op.blobs = std::move(blobs.value());
+    if (fields) op.fields = std::move(fields->get_object());
     return op;
 }
 

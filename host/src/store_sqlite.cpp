@@ -325,9 +325,19 @@ public:
                 "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
                 "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key, "
                 "version = MAX(COALESCE(excluded.version, links.version), COALESCE(links.version, excluded.version))");
+            // The texts are bound without a copy: they live in `batch` until the statement has run.
+            link.bindNoCopy(1, batch.scope.module);
+            link.bindNoCopy(2, batch.scope.connection);
             for (const auto& l : batch.links) {
-                bind_all(link, batch.scope.module, batch.scope.connection, l.key, l.source_id, l.object, l.crm_id, l.content_hash,
-                         l.updated_ms, l.crm_key.empty() ? std::nullopt : std::optional<std::string>(l.crm_key), l.version);
+                link.bindNoCopy(3, l.key);
+                link.bindNoCopy(4, l.source_id);
+                link.bindNoCopy(5, l.object);
+                link.bindNoCopy(6, l.crm_id);
+                link.bindNoCopy(7, l.content_hash);
+                link.bind(8, l.updated_ms);
+                if (l.crm_key.empty()) link.bind(9);
+                else link.bindNoCopy(9, l.crm_key);
+                bind_one(link, 10, l.version);
                 link.exec();
                 link.reset();
             }

@@ -13,15 +13,16 @@ namespace {
 using crmsync::support::utf8_length;
 using crmsync::support::utf8_prefix;
 
-bool is_text_type(const std::string& t) {
+bool is_text_type(std::string_view t) {
     return t == "string" || t == "textarea" || t == "email" || t == "phone" || t == "url" || t == "picklist" ||
            t == "multipicklist" || t == "combobox" || t == "reference" || t == "id" || t == "base64" || t == "encryptedstring";
 }
 
 // The JSON value fits the describe type; the message says what was expected otherwise.
-std::optional<std::string> type_problem(const std::string& t, const json::value& v) {
+std::optional<std::string> type_problem(const DescribedField& f, const json::value& v) {
     if (v.is_null()) return std::nullopt;
-    if (is_text_type(t)) return v.is_string() ? std::nullopt : std::optional<std::string>("text");
+    if (f.text) return v.is_string() ? std::nullopt : std::optional<std::string>("text");
+    const std::string& t = f.type;
     if (t == "boolean") return v.is_bool() ? std::nullopt : std::optional<std::string>("true or false");
     if (t == "int") return v.is_int64() || v.is_uint64() ? std::nullopt : std::optional<std::string>("a whole number");
     if (t == "double" || t == "currency" || t == "percent")
@@ -39,11 +40,10 @@ std::optional<std::string> type_problem(const std::string& t, const json::value&
 // An update cannot change create-only fields (a File's content, its name on disk, where it
 // was first published): they were set when the record was created, so an update leaves them
 // out instead of having the CRM refuse it.
-void drop_create_only(Operation& op, const std::map<std::string, json::object, std::less<>>& describe) {
+void drop_create_only(Operation& op, const std::map<std::string, DescribedField, std::less<>>& describe) {
     auto create_only = [&](std::string_view name) {
         auto it = describe.find(name);
-        return it != describe.end() && find_bool(it->second, "createable").value_or(true) &&
-               !find_bool(it->second, "updateable").value_or(true);
+        return it != describe.end() && it->second.create_only;
     };
     std::vector<std::string> drop;
     for (const auto& [name, value] : op.fields)
@@ -93,8 +93,18 @@ void Services::load_describes(const std::set<std::string>& objects) {
             d.ok = true;
             if (auto* fields = find_array(*o, "fields"))
                 for (const auto& f : *fields)
-                    if (auto* fo = f.if_object()) d.fields[find_text(*fo, "name")] = *fo;
-            for (const auto& [name, f] : d.fields) {
+                    if (auto* fo = f.if_object()) {
+                        DescribedField field{.raw = *fo, .type = find_text(*fo, "type")};
+                        field.text = is_text_type(field.type);
+                        field.length = std::max<int64_t>(find_int(*fo, "length").value_or(0), 0);
+                        field.restricted = (field.type == "picklist" || field.type == "multipicklist") &&
+                                           find_bool(*fo, "restrictedPicklist").value_or(false);
+                        field.create_only =
+                            find_bool(*fo, "createable").value_or(true) && !find_bool(*fo, "updateable").value_or(true);
+                        d.fields[find_text(*fo, "name")] = std::move(field);
+                    }
+            for (const auto& [name, field] : d.fields) {
+                const json::object& f = field.raw;
                 if (name == "Id" || name == "OwnerId" || find_text(f, "type") == "boolean") continue;
                 if (!find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
                     !find_bool(f, "defaultedOnCreate").value_or(false))
@@ -163,16 +173,16 @@ void Services::check_operation(PendingOperation& p, const Describe& d,
             return;
         }
         const std::string& name = it->first;
-        const json::object& f = it->second;
-        std::string type = find_text(f, "type");
-        if (auto expected = type_problem(type, value)) {
+        const DescribedField& f = it->second;
+        const std::string& type = f.type;
+        if (auto expected = type_problem(f, value)) {
             p.fail("INVALID_TYPE_ON_FIELD_IN_RECORD",
                    object + "." + name + ": " + json::serialize(value) + " is not " + *expected, {name});
             return;
         }
-        if (!value.is_string() || !is_text_type(type)) continue;
-        std::string s(value.get_string());
-        int64_t length = find_int(f, "length").value_or(0);
+        if (!value.is_string() || !f.text) continue;
+        const std::string_view s = value.get_string();
+        const int64_t length = f.length;
         if (length > 0 && utf8_length(s) > static_cast<size_t>(length) && type != "multipicklist") {
             if (!truncatable.count({object, name}) && !truncatable.count({"", name})) {
                 p.fail("STRING_TOO_LONG",
@@ -183,8 +193,7 @@ void Services::check_operation(PendingOperation& p, const Describe& d,
             }
             value = json::string(utf8_prefix(s, static_cast<size_t>(length)));
         }
-        if ((type == "picklist" || type == "multipicklist") && find_bool(f, "restrictedPicklist").value_or(false))
-            check_picklist(p, name, f, s);
+        if (f.restricted) check_picklist(p, name, f.raw, std::string(value.get_string()));
         if (p.error_code || stopped()) return;
     }
     // Fields filled at write time (refs, blobs) must exist and count as given.
@@ -247,7 +256,7 @@ bool Services::add_picklist_value(PendingOperation& p, const std::string& name, 
     }
     note("info", "added \"" + value + "\" to the picklist " + object + "." + name);
     // Remember it in the cached describe so the next operation does not add it again.
-    auto& cached = describes_[object].fields[name];
+    auto& cached = describes_[object].fields[name].raw;
     if (auto* values = cached.if_contains("picklistValues"); values && values->is_array())
         values->as_array().push_back(json::object{{"value", value}, {"active", true}});
     return true;

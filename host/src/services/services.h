@@ -44,6 +44,16 @@ struct CrmAccess {
     size_t parallel = 1;
 };
 
+// One field of a describe, with what every operation's check reads worked out once.
+struct DescribedField {
+    json::object raw;  // as the CRM described it (picklist values and all)
+    std::string type;
+    bool text = false;        // a string, email, picklist, id… type: a JSON string, cut to `length`
+    int64_t length = 0;       // characters; 0 when unbounded
+    bool restricted = false;  // a restricted picklist or multipicklist
+    bool create_only = false;
+};
+
 class Services {
 public:
     Services(CrmAccess crm, const ModuleManifest& module, std::vector<FieldMapping> mappings, ServiceSettings settings,
@@ -77,7 +87,7 @@ public:
 
 private:
     struct Describe {
-        std::map<std::string, json::object, std::less<>> fields;  // by name
+        std::map<std::string, DescribedField, std::less<>> fields;  // by name
         bool ok = false;
         std::string problem;
         // What a create must give: not nillable, createable, not defaulted (Id, OwnerId and

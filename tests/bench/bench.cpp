@@ -174,8 +174,9 @@ int main(int argc, char** argv) {
                             (home / "ops.jsonl") + R"("}})");
 
     const double cpu_before = bench::cpu_seconds(), server_before = emulator ? emulator->cpu_seconds() : 0;
+    const double system_before = bench::system_cpu_seconds();
     auto timed = bench::run_module(home, "bench");
-    const double cpu = bench::cpu_seconds() - cpu_before;
+    const double cpu = bench::cpu_seconds() - cpu_before, system_cpu = bench::system_cpu_seconds() - system_before;
     const double server_cpu = emulator ? emulator->cpu_seconds() - server_before : 0;
     if (!timed) return 2;
     const auto& report = timed->report;
@@ -183,7 +184,7 @@ int main(int argc, char** argv) {
     const double fetched = static_cast<double>(std::max<int64_t>(report.counts.fetched, 1));
     const double per_thousand = 1000.0 * report.counts.api_calls / fetched;
     const double rate = report.counts.fetched / timed->seconds, rss = bench::peak_rss_mb();
-    const double cpu_us = 1e6 * cpu / fetched;
+    const double cpu_us = 1e6 * cpu / fetched, system_us = 1e6 * system_cpu / fetched;
     std::printf("%s (bulk %s, %lld ms latency): %lld operations, %d owners, %d customer emails\n", crm.c_str(), bulk.c_str(),
                 (long long)latency_ms, (long long)records, kUsers, customers);
     std::printf("  status                 %s (created %lld, failed %lld)\n", std::string(run_status_name(report.status)).c_str(),
@@ -204,8 +205,10 @@ int main(int argc, char** argv) {
                     rate / base_rate, rate_goal, verdict(rate / base_rate >= rate_goal));
         std::printf("  API calls / 1,000 rec  %.1f   (baseline %.1f: %.2fx; goal <= %.0f: %s)\n", per_thousand, base_calls,
                     per_thousand / base_calls, calls_goal, verdict(per_thousand <= calls_goal));
-        std::printf("  client CPU / record    %.1f µs   (baseline %.1f µs: %.2fx; goal <= 25 µs on loopback: %s)\n", cpu_us,
-                    base_cpu, cpu_us / base_cpu, latency_ms > 0 ? "judged at 0 ms" : verdict(cpu_us <= 25));
+        std::printf(
+            "  client CPU / record    %.1f µs, %.1f of it in the kernel   (baseline %.1f µs: %.2fx; goal <= 25 µs on loopback: "
+            "%s)\n",
+            cpu_us, system_us, base_cpu, cpu_us / base_cpu, latency_ms > 0 ? "judged at 0 ms" : verdict(cpu_us <= 25));
         // On loopback the client and the emulator share this machine's cores: records/s there
         // is bounded by their CPU per record together, whatever the client does at once.
         const double server_us = 1e6 * server_cpu / fetched, base_server_us = 1e6 * base_server_cpu / records;

@@ -147,6 +147,12 @@ struct ChildFigures {
     double cpu_seconds = 0;  // user + system time of the work (filled in by in_child)
 };
 
+// This process's CPU time so far in the kernel (system), in seconds.
+inline double system_cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
 // This process's CPU time so far (user + system), in seconds.
 inline double cpu_seconds() {
     rusage usage{};

@@ -31,6 +31,16 @@ TEST_CASE("canonical JSON writes every value as Boost.JSON serializes it, so con
         CHECK(canonical_json(v) == json::serialize(v));
         CHECK(canonical_json(json::object{{text, 1}}) == json::serialize(json::object{{text, 1}}));
     }
+    // Long enough for the eight-bytes-at-a-time scan: each byte at each place, among ASCII and
+    // among UTF-8 (bytes from 0x80 up need no escape, and must not be taken for ones that do).
+    for (const std::string& filler : {std::string(24, 'x'), std::string("éééééééééééé")})
+        for (int c = 0; c < 256; ++c)
+            for (size_t at = 0; at < filler.size(); at += 3) {
+                std::string text = filler;
+                text[at] = static_cast<char>(c);
+                json::value v = json::string(text);
+                if (canonical_json(v) != json::serialize(v)) FAIL("byte " << c << " at " << at << " in " << filler);
+            }
     for (const json::value& v : {json::value("日本語 é \"quoted\" \\ /"), json::value(-9223372036854775807LL - 1),
                                  json::value(18446744073709551615ULL), json::value(0), json::value(1.5), json::value(-2e-7),
                                  json::value(true), json::value(false), json::value(nullptr), json::value(json::array{})})

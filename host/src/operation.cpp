@@ -149,11 +149,10 @@ std::string text_value_problem(std::string_view field, std::string_view text) {
            ", which CRM text cannot carry (it would be cut off there); remove it in the source";
 }
 
-Result<Operation> Operation::parse(json::value& emitted, const std::string& record_id) {
+Result<Operation> Operation::parse(const json::value& emitted, const std::string& record_id) {
     auto* o = emitted.if_object();
     if (!o) return problem("an operation must be a JSON object");
-    // The fields are moved, not copied: they stay in the storage they were parsed into.
-    Operation op{.fields = json::object(emitted.storage())};
+    Operation op;
     op.object = find_text(*o, "object");
     if (op.object.empty()) return problem("operation has no \"object\"");
     if (!is_api_name(op.object))
@@ -164,13 +163,12 @@ Result<Operation> Operation::parse(json::value& emitted, const std::string& reco
     op.action = find_text(*o, "action");
     if (op.action != "upsert" && op.action != "update" && op.action != "archive")
         return problem("operation \"action\" must be \"upsert\", \"update\" or \"archive\"");
-    auto* fields = o->if_contains("fields");
-    if (fields && !fields->is_object()) fields = nullptr;
+    auto* fields = find_object(*o, "fields");
     if (!fields && op.action != "archive") return problem("operation has no \"fields\" object");
-    if (fields)
-        for (const auto& [field, value] : fields->get_object())
-            if (value.is_string())
-                if (auto why = text_value_problem(field, value.get_string()); !why.empty()) return problem(why);
+    if (fields) op.fields = *fields;
+    for (const auto& [field, value] : op.fields)
+        if (value.is_string())
+            if (auto why = text_value_problem(field, value.get_string()); !why.empty()) return problem(why);
     op.source_id = find_string(*o, "source_id").value_or(record_id);
     op.id = find_text(*o, "id");
     op.writeback = find_bool(*o, "writeback").value_or(false);
@@ -205,7 +203,6 @@ Result<Operation> Operation::parse(json::value& emitted, const std::string& reco
     op.picklists = std::move(picklists.value());
     op.refs = std::move(refs.value());
     op.blobs = std::move(blobs.value());
-    if (fields) op.fields = std::move(fields->get_object());
     return op;
 }
 

@@ -61,27 +61,25 @@ using FieldDirectives = std::vector<std::pair<std::string, std::string>>;
 std::string text_value_problem(std::string_view field, std::string_view text);
 
 struct Operation {
-    std::string object{};
-    std::string action{};     // upsert or update (plugins); the services also make create, picklist_add
-    std::string key{};        // deterministic per source change; the external-id value
-    std::string source_id{};  // the source entity; the fetched record's id unless the plugin says
-    std::string id{};         // the CRM id, when known (a match, or the plugin knows it)
+    std::string object;
+    std::string action;     // upsert or update (plugins); the services also make create, picklist_add
+    std::string key;        // deterministic per source change; the external-id value
+    std::string source_id;  // the source entity; the fetched record's id unless the plugin says
+    std::string id;         // the CRM id, when known (a match, or the plugin knows it)
     json::object fields;
-    std::optional<OwnerDirective> owner{};
-    std::optional<RelatedDirective> related{};
-    std::optional<MatchDirective> match{};
-    FieldDirectives picklists{}, refs{}, blobs{};
+    std::optional<OwnerDirective> owner;
+    std::optional<RelatedDirective> related;
+    std::optional<MatchDirective> match;
+    FieldDirectives picklists, refs, blobs;
     bool writeback = false;
     // The source's version of the record (a number, or an updated-at time as epoch ms): a
     // version older than the one last written for the key is never written. Not part of the
     // content hash.
-    std::optional<int64_t> version{};
+    std::optional<int64_t> version;
 
     // Parses what a plugin emitted; the message says what is wrong with it. `record_id`
-    // is the fetched record's id, the default source_id. On success the fields are moved
-    // out of `emitted` and keep its storage (a map call's arena, which one thread at a time
-    // may use); on failure `emitted` is left whole, for the error log.
-    static Result<Operation> parse(json::value& emitted, const std::string& record_id);
+    // is the fetched record's id, the default source_id.
+    static Result<Operation> parse(const json::value& emitted, const std::string& record_id);
 
     const std::string* picklist_policy(std::string_view field) const;
     // The whole operation, directives included: content hashes and the error log.
@@ -106,16 +104,16 @@ std::string crm_key_for(std::string_view key);
 struct PendingOperation {
     Operation op;
     const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
-    std::string record_id{};              // that record's id: what fails, is kept and tried again
-    std::string skip_reason{};            // set when there is nothing to write (e.g. no match)
+    std::string record_id;                // that record's id: what fails, is kept and tried again
+    std::string skip_reason;              // set when there is nothing to write (e.g. no match)
     bool no_match = false;                // skipped because no record has the match keys
-    std::string hash{};
-    bool known = false;                     // a link exists: an update, not a create
-    std::string crm_key{};                  // its external-id value: an earlier link's, else crm_key_for(op.key)
-    std::optional<json::object> current{};  // a dry run's matched record as the CRM holds it now
-    std::optional<std::string> error_code{};
-    std::string error_message{};
-    std::vector<std::string> error_fields{};
+    std::string hash;
+    bool known = false;                   // a link exists: an update, not a create
+    std::string crm_key;                  // its external-id value: an earlier link's, else crm_key_for(op.key)
+    std::optional<json::object> current;  // a dry run's matched record as the CRM holds it now
+    std::optional<std::string> error_code;
+    std::string error_message;
+    std::vector<std::string> error_fields;
 
     // The operation as the CRM plugin gets it: keyed by its external-id value.
     json::object write_json() const {

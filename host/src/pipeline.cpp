@@ -475,8 +475,11 @@ void Pipeline::map(Batch& batch) {
                      op.status().message() + " (a bug in plugin " + b_.source.plugin().id() + ")", json::serialize(emitted));
                 continue;
             }
-            // Constructed, not assigned: the fields keep the storage they were parsed into.
-            batch.ops.push_back(PendingOperation{.op = std::move(op.value()), .record = &r.record, .record_id = r.id});
+            PendingOperation pending;
+            pending.op = std::move(op.value());
+            pending.record = &r.record;
+            pending.record_id = r.id;
+            batch.ops.push_back(std::move(pending));
         }
     }
 }

@@ -2,6 +2,7 @@
 // (gather, write-back) in pipeline_source.cpp.
 #include "pipeline.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <future>
 #include <map>
@@ -263,6 +264,7 @@ RunReport Pipeline::run(const RunOptions& options) {
             stop = halted;
             break;
         }
+        if (ahead) refresh_ahead_links(*ahead, batch);
         if (batch.page.checkpoint) cursor = *batch.page.checkpoint;
         if (!stop) stop = budget_stop();
         finished_reading = !more && !stop;
@@ -511,6 +513,27 @@ void Pipeline::look_up_ahead(Batch& batch) {
         if (link == links->end() || link->second.content_hash != p.hash) changed.push_back(&p);
     }
     services_->look_up_ahead(changed, batch.commit.counts, batch.commit.log);
+    std::sort(keys.begin(), keys.end());
+    batch.ahead_keys = std::move(keys);
+    batch.ahead_links = std::move(links.value());
+}
+
+// Once the batch before is saved, the links read ahead are the store's but for the keys that
+// batch has just written (a record on both pages): those are read again. Nobody else writes
+// this module's links meanwhile (the run holds its lease).
+void Pipeline::refresh_ahead_links(Batch& next, const Batch& saved) {
+    if (!next.ahead_links) return;
+    std::vector<std::string> again;
+    for (const auto& link : saved.commit.links)
+        if (std::binary_search(next.ahead_keys.begin(), next.ahead_keys.end(), link.key)) again.push_back(link.key);
+    if (again.empty()) return;
+    auto fresh = store_.links(state_scope(), again);
+    if (!fresh) {
+        next.ahead_links.reset();  // skip_unchanged reads them all, and says so if it cannot
+        return;
+    }
+    for (const auto& key : again) next.ahead_links->erase(key);
+    for (auto& [key, link] : *fresh) next.ahead_links->insert_or_assign(key, std::move(link));
 }
 
 // What was written before with the same content is skipped without an API call.
@@ -519,7 +542,16 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
     std::vector<std::string> keys;
     for (const auto& p : batch.ops)
         if (p.active()) keys.push_back(p.op.key);
-    auto links = store_.links(state_scope(), keys);
+    // The links read ahead serve when they were read for these very keys.
+    std::optional<Result<std::map<std::string, LinkRow>>> read;
+    if (batch.ahead_links) {
+        std::vector<std::string> sorted = keys;
+        std::sort(sorted.begin(), sorted.end());
+        if (sorted == batch.ahead_keys) read.emplace(std::move(*batch.ahead_links));
+        batch.ahead_links.reset();
+    }
+    if (!read) read.emplace(store_.links(state_scope(), keys));
+    auto& links = *read;
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     std::map<std::string, int64_t> newest;  // per key, the newest version in this batch
     for (const auto& p : batch.ops)

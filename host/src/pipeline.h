@@ -114,6 +114,11 @@ private:
         bool mapped = false;                   // map() has run (ahead, while the batch before it wrote)
         bool hashed = false;                   // mappings applied and content hashed (ahead too)
         std::optional<RunStop> stop;           // map() could not go on (not a record's fault)
+        // The links of its active keys (`ahead_keys`, sorted) as look_up_ahead read them while
+        // the batch before it wrote, brought up to date once that one is saved: what
+        // skip_unchanged would read again.
+        std::optional<std::map<std::string, LinkRow>> ahead_links;
+        std::vector<std::string> ahead_keys;
     };
 
     // The run: failed records due again, then pages from the source, each batch through
@@ -150,6 +155,7 @@ private:
     void hash_operations(Batch& batch);
     // The look-ups of a page read ahead, asked while the batch before it is written.
     void look_up_ahead(Batch& batch);
+    void refresh_ahead_links(Batch& next, const Batch& saved);
     std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
     bool skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch);
     std::optional<RunStop> resolve(Batch& batch);

@@ -464,6 +464,36 @@ TEST_CASE("pipeline: source ids that differ in case, or in number versus string,
     CHECK(h.tasks() == 4);
 }
 
+TEST_CASE(
+    "pipeline: a record on the next page too, read ahead while the page before it wrote, is unchanged or updated, never new") {
+    Harness h;
+    // One write call at a time: a page of 200, the next one read and mapped while it writes.
+    auto connection = testing::mock_connection(h.home / "var/crm.db");
+    connection.insert(1, R"("max_parallel_requests": 1, )");
+    write_file(h.home / "manifests/crm.json", connection);
+    std::string lines;
+    auto line = [&](int id, const std::string& subject) {
+        lines += R"({"id": ")" + std::to_string(id) + R"(", "subject": ")" + subject +
+                 R"(", "status": "Completed", "due": "2026-11-01"})" + "\n";
+    };
+    for (int i = 1; i <= 200; ++i) line(i, "Task " + std::to_string(i));
+    for (int i = 151; i <= 200; ++i) line(i, "Task " + std::to_string(i));  // again, as it was
+    for (int i = 101; i <= 150; ++i) line(i, "Task " + std::to_string(i) + " (edited)");
+    for (int i = 201; i <= 300; ++i) line(i, "Task " + std::to_string(i));
+    write_file(h.home / "in/a.jsonl", lines);
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto report = h.run("tasks");
+    CHECK(report.status == RunStatus::succeeded);
+    CHECK(report.counts.fetched == 400);
+    CHECK(report.counts.created == 300);
+    CHECK(report.counts.unchanged == 50);
+    CHECK(report.counts.updated == 50);
+    CHECK(h.tasks() == 300);
+    auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = 't:120'").rows;
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].at("Subject") == "Task 120 (edited)");
+}
+
 TEST_CASE("pipeline: an older version of a record never overwrites a newer one, in one batch or across runs") {
     Harness h;
     h.module("deals", "example-jsonl",

@@ -42,6 +42,12 @@ struct Harness {
     }
     std::unique_ptr<StateStore> store() { return std::move(open_sqlite_store(home / "var/state.db").value()); }
     int64_t tasks() { return crm()->query("SELECT COUNT() FROM Task").total; }
+    // The Subject of the one Task written under `key`, "" when there is none.
+    std::string subject(const std::string& key) {
+        auto rows = crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = '" + key + "'").rows;
+        REQUIRE(rows.size() <= 1);
+        return rows.empty() ? std::string() : std::string(rows.at(0).at("Subject").as_string());
+    }
 };
 
 std::string jsonl_config(const std::string& folder) {
@@ -73,9 +79,7 @@ TEST_CASE("pipeline: records land once, a rerun fetches nothing new, an edit upd
     CHECK(edit.counts.updated == 1);
     CHECK(edit.counts.created == 0);
     CHECK(h.tasks() == 2);
-    auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = 't:1'").rows;
-    REQUIRE(rows.size() == 1);
-    CHECK(rows[0].at("Subject") == "One (edited)");
+    CHECK(h.subject("t:1") == "One (edited)");
 }
 
 TEST_CASE("pipeline: a full rerun of unchanged records costs no API call") {
@@ -489,9 +493,8 @@ TEST_CASE(
     CHECK(report.counts.unchanged == 50);
     CHECK(report.counts.updated == 50);
     CHECK(h.tasks() == 300);
-    auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = 't:120'").rows;
-    REQUIRE(rows.size() == 1);
-    CHECK(rows[0].at("Subject") == "Task 120 (edited)");
+    CHECK(h.subject("t:120") == "Task 120 (edited)");
+    CHECK(h.subject("t:180") == "Task 180");
 }
 
 TEST_CASE("pipeline: an older version of a record never overwrites a newer one, in one batch or across runs") {
@@ -512,17 +515,13 @@ TEST_CASE("pipeline: an older version of a record never overwrites a newer one, 
     auto late = h.run("deals");
     CHECK(late.counts.updated == 0);
     CHECK(late.counts.extra.at("older_versions_skipped").as_int64() == 1);
-    auto subject = [&](const std::string& key) {
-        auto rows = h.crm()->query("SELECT Subject FROM Task WHERE CrmSync_Key__c = '" + key + "'").rows;
-        return rows.empty() ? std::string() : std::string(rows.at(0).at("Subject").as_string());
-    };
-    CHECK(subject("d:deal-1") == "Deal LOST");
-    CHECK(subject("d:deal-2") == "v3");
+    CHECK(h.subject("d:deal-1") == "Deal LOST");
+    CHECK(h.subject("d:deal-2") == "v3");
     // A newer one still lands.
     write_file(h.home / "in/3.jsonl", R"({"id": "deal-1", "subject": "Deal reopened", "updated_at": "2026-11-21T09:00:00+09:00"}
 )");
     CHECK(h.run("deals").counts.updated == 1);
-    CHECK(subject("d:deal-1") == "Deal reopened");
+    CHECK(h.subject("d:deal-1") == "Deal reopened");
 }
 
 TEST_CASE("pipeline: a NUL inside a text value fails that record, naming the field, instead of writing it cut short") {

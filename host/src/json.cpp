@@ -1,8 +1,7 @@
 #include "json.h"
 
-#include <array>
-
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <fstream>

@@ -543,15 +543,15 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
     for (const auto& p : batch.ops)
         if (p.active()) keys.push_back(p.op.key);
     // The links read ahead serve when they were read for these very keys.
-    std::optional<Result<std::map<std::string, LinkRow>>> read;
-    if (batch.ahead_links) {
+    auto read_for_these_keys = [&] {
+        if (!batch.ahead_links) return false;
         std::vector<std::string> sorted = keys;
         std::sort(sorted.begin(), sorted.end());
-        if (sorted == batch.ahead_keys) read.emplace(std::move(*batch.ahead_links));
-        batch.ahead_links.reset();
-    }
-    if (!read) read.emplace(store_.links(state_scope(), keys));
-    auto& links = *read;
+        return sorted == batch.ahead_keys;
+    };
+    auto links = read_for_these_keys() ? Result<std::map<std::string, LinkRow>>(std::move(*batch.ahead_links))
+                                       : store_.links(state_scope(), keys);
+    batch.ahead_links.reset();
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     std::map<std::string, int64_t> newest;  // per key, the newest version in this batch
     for (const auto& p : batch.ops)

@@ -105,7 +105,7 @@ void Services::load_describes(const std::set<std::string>& objects) {
                     }
             for (const auto& [name, field] : d.fields) {
                 const json::object& f = field.raw;
-                if (name == "Id" || name == "OwnerId" || find_text(f, "type") == "boolean") continue;
+                if (name == "Id" || name == "OwnerId" || field.type == "boolean") continue;
                 if (!find_bool(f, "nillable").value_or(true) && find_bool(f, "createable").value_or(false) &&
                     !find_bool(f, "defaultedOnCreate").value_or(false))
                     d.required.push_back(name);

@@ -215,6 +215,8 @@ Outcome Pipeline::call_crm(const std::function<Outcome()>& attempt, RunCounts& c
 }
 
 RunReport Pipeline::run(const RunOptions& options) {
+    unsaved_.reset();
+    unsaved_failed_.reset();
     RunScope scope(*this, options);
     if (!scope.running()) return scope.report();
     log(Level::info, std::string(options.dry_run ? "dry run" : "run") + " started (" + options.trigger + ")");
@@ -245,11 +247,12 @@ RunReport Pipeline::run(const RunOptions& options) {
             break;
         }
         batch.commit.counts.fetched = static_cast<int64_t>(batch.page.records.size());
-        // While the CRM takes this batch, the source gives the next page, the plugin maps it
-        // and its look-ups are asked: nothing of it is decided (unchanged, owners, who) before
-        // this batch is saved. Not for the inbox (its page is read from the store), dry runs,
-        // a module that reads the CRM, nor a bulk page (two of those at once would double the
-        // memory a run holds; a bulk load is few calls anyway).
+        // While the CRM takes this batch, the batch before it is saved, the source gives the
+        // next page, the plugin maps it and its look-ups are asked: nothing of it is decided
+        // (unchanged, owners, who) before the batches before it are saved, or before what
+        // they wrote is known not to touch it. Not for the inbox (its page is read from the
+        // store), dry runs, a module that reads the CRM, nor a bulk page (two of those at once
+        // would double the memory a run holds; a bulk load is few calls anyway).
         std::function<void()> read_ahead;
         const bool small_page = batch.page.records.size() <= kBatchSize * parallel_calls();
         if (more && small_page && batch.page.checkpoint && !options.dry_run && !options.inbox && !reads_crm())
@@ -259,16 +262,28 @@ RunReport Pipeline::run(const RunOptions& options) {
                 ahead.emplace(gather(options, *batch.page.checkpoint, fetched));
                 map(*ahead);
                 look_up_ahead(*ahead);
+                decide_ahead(*ahead, batch, scope.report());
             };
-        if (auto halted = process(scope, batch, options, read_ahead)) {
+        if (auto halted = process(scope, batch, options, read_ahead, static_cast<bool>(read_ahead))) {
             stop = halted;
             break;
         }
-        if (ahead) refresh_ahead_links(*ahead, batch);
+        if (ahead) {
+            // A record on both pages: its link as read ahead is out of date. It is read again
+            // once the batch that wrote it is saved (the store's row is the one that counts).
+            auto again = keys_written_again(*ahead, unsaved_ ? unsaved_->links : batch.commit.links);
+            if (!again.empty()) {
+                if ((stop = save_unsaved(scope, options))) break;
+                refresh_ahead_links(*ahead, again);
+            }
+        }
         if (batch.page.checkpoint) cursor = *batch.page.checkpoint;
         if (!stop) stop = budget_stop();
         finished_reading = !more && !stop;
     }
+    // The last batch kept unsaved is saved, whatever ended the loop (a failure to save it
+    // outweighs why the loop ended: the run must say its last batch is not kept).
+    if (auto unsaved = save_unsaved(scope, options)) stop = unsaved;
     if (stop) return scope.finish(*stop);
     std::string message = total.failed > 0 ? std::to_string(total.failed) + " record(s) failed" : "";
     // The first complete import of a module that reads the CRM is announced (the seed's
@@ -316,17 +331,32 @@ std::optional<RunStop> Pipeline::retry_failed(RunScope& scope, const RunOptions&
 // One gathered batch through the stages to its commit. Answers why the run stops after
 // it, if it does (a stage halted, or the commit failed).
 std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const RunOptions& options,
-                                         const std::function<void()>& meanwhile) {
+                                         const std::function<void()>& meanwhile, bool save_later) {
     RunReport& report = scope.report();
     batch.commit.run_id = report.run_id;
     batch.commit.scope = state_scope();
     batch.commit.counts.retries = batch.page.retries;
     if (!batch.mapped) map(batch);
-    auto halted = batch.stop ? batch.stop : skip_unchanged(batch, report, options.dry_run);
-    if (halted) forget_results(batch);
-    else halted = resolve(batch);
+    std::optional<RunStop> halted = batch.stop;
+    if (!batch.decided) {
+        if (!ahead_links_fit(batch)) batch.ahead_links.reset();
+        // What the batch reads from the store (links not read ahead, the CRM ids its refs
+        // name) must hold what the batch before it wrote: that one is saved first.
+        const bool refs = std::any_of(batch.ops.begin(), batch.ops.end(), [](const auto& p) { return !p.op.refs.empty(); });
+        if (!halted && (!batch.ahead_links || refs))
+            if (auto stop = save_unsaved(scope, options)) return stop;
+        if (!halted) halted = skip_unchanged(batch, report, options.dry_run);
+        if (halted) forget_results(batch);
+        else halted = resolve(batch);
+    }
     if (!halted) halted = scope.lost();
-    if (!halted && !options.dry_run) halted = write_meanwhile(batch, meanwhile);
+    // The batch before is saved while this one is written, before the next page is read.
+    std::function<void()> during;
+    if (unsaved_ || meanwhile)
+        during = [&] {
+            if (!save_unsaved(scope, options) && meanwhile) meanwhile();
+        };
+    if (!halted && !options.dry_run) halted = write_meanwhile(batch, during);
     if (options.dry_run) describe_dry_run(batch, report);
     // A source plugin that died writing back ends the run, but after this batch is saved:
     // what reached the CRM is kept, and its cursor moves (its write-backs are lost, as any
@@ -350,13 +380,32 @@ std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const Ru
     log_.clear();
     batch.commit.lease = scope.lease();
     batch.commit.at_ms = clock_.now_ms();
-    if (auto committed = store_.commit_batch(batch.commit); !committed)
+    // Batches are saved in order: not this one when the one before could not be.
+    if (auto stop = save_unsaved(scope, options)) return stop;
+    if (save_later && !halted && !source_gone && !options.dry_run) {
+        unsaved_ = std::move(batch.commit);
+        return std::nullopt;
+    }
+    if (auto stop = save(scope, batch.commit, options)) return stop;
+    return halted ? halted : source_gone;
+}
+
+std::optional<RunStop> Pipeline::save(RunScope& scope, BatchCommit& commit, const RunOptions& options) {
+    if (auto committed = store_.commit_batch(commit); !committed)
         return RunStop{committed.kind() == Status::Kind::conflict ? RunStatus::stopped : RunStatus::failed, committed.message(),
                        false};
-    scope.total().add(batch.commit.counts);
+    scope.total().add(commit.counts);
     scope.renew();
+    keep_budget_reading();
     if (options.progress) options.progress(scope.total());
-    return halted ? halted : source_gone;
+    return std::nullopt;
+}
+
+std::optional<RunStop> Pipeline::save_unsaved(RunScope& scope, const RunOptions& options) {
+    if (unsaved_failed_ || !unsaved_) return unsaved_failed_;
+    unsaved_failed_ = save(scope, *unsaved_, options);
+    unsaved_.reset();
+    return unsaved_failed_;
 }
 
 // Each record of a saved batch either landed whole — its earlier errors close and it leaves
@@ -518,15 +567,19 @@ void Pipeline::look_up_ahead(Batch& batch) {
     batch.ahead_links = std::move(links.value());
 }
 
+std::vector<std::string> Pipeline::keys_written_again(const Batch& next, const std::vector<LinkRow>& written) {
+    std::vector<std::string> again;
+    if (!next.ahead_links) return again;
+    for (const auto& link : written)
+        if (std::binary_search(next.ahead_keys.begin(), next.ahead_keys.end(), link.key)) again.push_back(link.key);
+    return again;
+}
+
 // Once the batch before is saved, the links read ahead are the store's but for the keys that
 // batch has just written (a record on both pages): those are read again. Nobody else writes
 // this module's links meanwhile (the run holds its lease).
-void Pipeline::refresh_ahead_links(Batch& next, const Batch& saved) {
-    if (!next.ahead_links) return;
-    std::vector<std::string> again;
-    for (const auto& link : saved.commit.links)
-        if (std::binary_search(next.ahead_keys.begin(), next.ahead_keys.end(), link.key)) again.push_back(link.key);
-    if (again.empty()) return;
+void Pipeline::refresh_ahead_links(Batch& next, const std::vector<std::string>& again) {
+    if (!next.ahead_links || again.empty()) return;
     auto fresh = store_.links(state_scope(), again);
     if (!fresh) {
         next.ahead_links.reset();  // skip_unchanged reads them all, and says so if it cannot
@@ -542,15 +595,9 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
     std::vector<std::string> keys;
     for (const auto& p : batch.ops)
         if (p.active()) keys.push_back(p.op.key);
-    // The links read ahead serve when they were read for these very keys.
-    auto read_for_these_keys = [&] {
-        if (!batch.ahead_links) return false;
-        std::vector<std::string> sorted = keys;
-        std::sort(sorted.begin(), sorted.end());
-        return sorted == batch.ahead_keys;
-    };
-    auto links = read_for_these_keys() ? Result<std::map<std::string, LinkRow>>(std::move(*batch.ahead_links))
-                                       : store_.links(state_scope(), keys);
+    // The links read ahead, when process() kept them (read for these very keys).
+    auto links = batch.ahead_links ? Result<std::map<std::string, LinkRow>>(std::move(*batch.ahead_links))
+                                   : store_.links(state_scope(), keys);
     batch.ahead_links.reset();
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     std::map<std::string, int64_t> newest;  // per key, the newest version in this batch
@@ -582,6 +629,30 @@ std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report,
                                      p.op.source_id + "): same content as last written");
     }
     return std::nullopt;
+}
+
+void Pipeline::decide_ahead(Batch& next, const Batch& writing, RunReport& report) {
+    if (next.stop || !ahead_links_fit(next)) return;
+    for (const auto& p : next.ops)
+        if (!p.op.refs.empty()) return;
+    // Every operation of the batch being written, failed or skipped too (an unchanged one
+    // may still save a newer version under its key).
+    for (const auto& p : writing.ops)
+        if (std::binary_search(next.ahead_keys.begin(), next.ahead_keys.end(), p.op.key)) return;
+    auto halted = skip_unchanged(next, report, false);
+    if (halted) forget_results(next);
+    else halted = resolve(next);
+    next.stop = halted;
+    next.decided = true;
+}
+
+bool Pipeline::ahead_links_fit(const Batch& batch) {
+    if (!batch.ahead_links || !batch.hashed) return false;
+    std::vector<std::string> keys;
+    for (const auto& p : batch.ops)
+        if (p.active()) keys.push_back(p.op.key);
+    std::sort(keys.begin(), keys.end());
+    return keys == batch.ahead_keys;
 }
 
 // Never an older version of a record over a newer one (a replayed or late event): skipped
@@ -704,7 +775,7 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
     }
 }
 
-Pipeline::Budget Pipeline::keep_budget_reading() {
+void Pipeline::keep_budget_reading() {
     Budget mine;
     {
         std::lock_guard lock(calls_mutex_);
@@ -715,12 +786,15 @@ Pipeline::Budget Pipeline::keep_budget_reading() {
         std::lock_guard lock(calls_mutex_);
         budget_.shared_used = mine.last_used;
     }
-    return mine;
 }
 
 std::optional<RunStop> Pipeline::budget_stop() {
     const int64_t now = clock_.now_ms();
-    const Budget mine = keep_budget_reading();
+    Budget mine;
+    {
+        std::lock_guard lock(calls_mutex_);
+        mine = budget_;
+    }
     int64_t used = mine.last_used, limit = mine.limit;
     std::string seen = "";
     if (auto shared = store_.api_usage(b_.connection.name); shared && *shared) {

@@ -113,6 +113,7 @@ private:
         std::vector<json::object> writebacks;  // what to send back to the source
         bool mapped = false;                   // map() has run (ahead, while the batch before it wrote)
         bool hashed = false;                   // mappings applied and content hashed (ahead too)
+        bool decided = false;                  // skip_unchanged and resolve ran ahead (decide_ahead)
         std::optional<RunStop> stop;           // map() could not go on (not a record's fault)
         // The links of its active keys (`ahead_keys`, sorted) as look_up_ahead read them while
         // the batch before it wrote, brought up to date once that one is saved: what
@@ -125,11 +126,18 @@ private:
     // process() to its commit.
     std::optional<RunStop> retry_failed(RunScope& scope, const RunOptions& options);
     // `meanwhile` runs on this thread while the batch's write goes on (the next page read
-    // and mapped ahead); it does not run when the batch stops before its write.
+    // and mapped ahead); it does not run when the batch stops before its write. With
+    // `save_later` a batch that ends well is kept unsaved (`unsaved_`): it is saved while the
+    // next batch is written, so the CRM does not wait on the state store between batches.
     std::optional<RunStop> process(RunScope& scope, Batch& batch, const RunOptions& options,
-                                   const std::function<void()>& meanwhile = {});
+                                   const std::function<void()>& meanwhile = {}, bool save_later = false);
     std::optional<RunStop> between_batches(const RunScope& scope) const;
     void settle_records(Batch& batch);
+    // A batch's commit into the store, its counts into the run's; a stop when it failed.
+    std::optional<RunStop> save(RunScope& scope, BatchCommit& commit, const RunOptions& options);
+    // Saves the batch kept unsaved, if there is one. Once that failed, every later call
+    // answers the same stop: no batch is saved after one that was not.
+    std::optional<RunStop> save_unsaved(RunScope& scope, const RunOptions& options);
 
     // The run turned round (pipeline_crm_read.cpp).
     bool reads_crm() const { return b_.source.can(CRMSYNC_CAP_READS_CRM); }
@@ -155,7 +163,17 @@ private:
     void hash_operations(Batch& batch);
     // The look-ups of a page read ahead, asked while the batch before it is written.
     void look_up_ahead(Batch& batch);
-    void refresh_ahead_links(Batch& next, const Batch& saved);
+    // The keys of `next` that `written` (the batch before it) wrote links for: what
+    // look_up_ahead read of them is out of date.
+    static std::vector<std::string> keys_written_again(const Batch& next, const std::vector<LinkRow>& written);
+    void refresh_ahead_links(Batch& next, const std::vector<std::string>& again);
+    // Whether the links read ahead serve the batch's unchanged check: read for exactly its keys.
+    static bool ahead_links_fit(const Batch& batch);
+    // The unchanged check and resolve of a page read ahead, while `writing` (the batch before
+    // it) is written — when nothing `writing` writes can change them: no key in common, no
+    // refs to read from the store. It reads only the keys of `writing`'s operations, which
+    // its write does not change.
+    void decide_ahead(Batch& next, const Batch& writing, RunReport& report);
     std::optional<RunStop> skip_unchanged(Batch& batch, RunReport& report, bool dry_run);
     bool skip_older(PendingOperation& p, const LinkRow* link, const std::map<std::string, int64_t>& newest, Batch& batch);
     std::optional<RunStop> resolve(Batch& batch);
@@ -204,9 +222,9 @@ private:
         int64_t seen_ms = 0;       // when this run last had a reading
         int64_t shared_used = -1;  // the last reading this run kept in the store
     };
-    // Keeps this run's latest budget reading where every worker reads it (once a reading); a
-    // store that cannot take it stops nothing. Answers the reading kept.
-    Budget keep_budget_reading();
+    // Keeps this run's latest budget reading where every worker reads it (once a reading), as
+    // each batch is saved and as the run ends; a store that cannot take it stops nothing.
+    void keep_budget_reading();
 
     StateStore& store_;
     ModuleBinding b_;
@@ -219,6 +237,10 @@ private:
     std::mutex calls_mutex_;  // guards log_ and budget_ while plugin calls run at once
     std::vector<LogLine> log_;
     Budget budget_;
+    // The batch before, written and ended but not yet saved (process' `save_later`), and why
+    // it could not be saved, once that failed.
+    std::optional<BatchCommit> unsaved_;
+    std::optional<RunStop> unsaved_failed_;
 };
 
 }  // namespace crmsync

@@ -190,31 +190,49 @@ std::optional<RunStop> Pipeline::write_wave(std::vector<WriteChunk> chunks, Batc
         std::vector<json::value> results;
         RunCounts counts;
     };
+    // {"external_id_field": …, "operations": […], "bulk": true}, written as text: each
+    // operation's fields are serialized once, never copied into a JSON tree first.
+    auto request_for = [this](const WriteChunk& chunk, RunCounts& counts, std::optional<RunStop>& stop) {
+        std::string request = "{\"external_id_field\":";
+        append_json_string(b_.connection.external_id_field, request);
+        request += ",\"operations\":[";
+        bool first = true;
+        for (auto* p : chunk.ops) {
+            if (auto op = with_blobs(*p, counts, stop)) {
+                request += first ? "" : ",";
+                request += *op;
+                first = false;
+            }
+            if (stop) break;
+        }
+        request += chunk.bulk ? "],\"bulk\":true}" : "]}";
+        return request;
+    };
     for (int attempt = 0; !chunks.empty(); ++attempt) {
+        // Without files nothing can fail or stop while a request is written: each call writes
+        // its own, at once with the others. Files are read from the source first, here.
+        const bool files = std::any_of(chunks.begin(), chunks.end(), [](const WriteChunk& chunk) {
+            return std::any_of(chunk.ops.begin(), chunk.ops.end(), [](const auto* p) { return !p->op.blobs.empty(); });
+        });
         std::vector<Call> calls;
         for (auto& chunk : chunks) {
-            // {"external_id_field": …, "operations": […], "bulk": true}, written as text: each
-            // operation's fields are serialized once, never copied into a JSON tree first.
-            std::string request = "{\"external_id_field\":";
-            append_json_string(b_.connection.external_id_field, request);
-            request += ",\"operations\":[";
-            bool first = true;
-            for (auto* p : chunk.ops) {
+            std::string request;
+            if (files) {
                 std::optional<RunStop> stop;
-                if (auto op = with_blobs(*p, batch.commit.counts, stop)) {
-                    request += first ? "" : ",";
-                    request += *op;
-                    first = false;
-                }
+                request = request_for(chunk, batch.commit.counts, stop);
                 if (stop) return stop;
+                std::erase_if(chunk.ops,
+                              [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
+                if (chunk.ops.empty()) continue;
             }
-            request += chunk.bulk ? "],\"bulk\":true}" : "]}";
-            std::erase_if(chunk.ops, [](PendingOperation* p) { return p->error_code.has_value() || !p->skip_reason.empty(); });
-            if (chunk.ops.empty()) continue;
             calls.push_back({std::move(chunk), std::move(request), {}, {}, {}});
         }
         run_at_once(calls.size(), parallel_calls(), [&](size_t i) {
             Call& c = calls[i];
+            if (!files) {
+                std::optional<RunStop> none;  // without files, with_blobs neither stops nor fails
+                c.request = request_for(c.chunk, c.counts, none);
+            }
             c.outcome = call_destination_write(c.request, c.results, c.counts);
             std::string().swap(c.request);  // a file's content goes as soon as it is written
         });

@@ -181,15 +181,20 @@ TEST_CASE("pipeline: cancellation finishes the batch in hand, saves it, and stop
     Harness h;
     h.module("gen", "test-source", R"({"count": 1000})");
     RunOptions options;
+    int64_t saved_then = 0;  // what was saved when the cancellation came
     options.progress = [&](const RunCounts& c) {
-        if (c.fetched >= 400) h.runner.cancel.store(true);
+        if (c.fetched >= 400 && !h.runner.cancel.exchange(true)) saved_then = c.fetched;
     };
     auto report = h.run("gen", options);
     CHECK(report.status == RunStatus::stopped);
-    CHECK(h.tasks() == 400);
-    CHECK(h.store()->cursor({"gen", "mock"}).value() == std::optional<std::string>("400"));
+    // A batch is saved while the next one is written: that one, in hand, lands and is saved too.
+    REQUIRE(saved_then == 400);
+    CHECK(report.counts.fetched == 600);
+    CHECK(h.tasks() == 600);
+    CHECK(h.store()->cursor({"gen", "mock"}).value() == std::optional<std::string>("600"));
     h.runner.cancel.store(false);
-    CHECK(h.run("gen").counts.created == 600);
+    CHECK(h.run("gen").counts.created == 400);
+    CHECK(h.tasks() == 1000);
 }
 
 TEST_CASE("pipeline: a module already running elsewhere is not run twice") {
@@ -337,6 +342,35 @@ TEST_CASE("pipeline: a run whose lease was taken over saves nothing more, the ne
     CHECK(next.status == RunStatus::succeeded);
     CHECK(h.tasks() == 600);  // written again where needed, never twice
     CHECK(store->all_links("gen", std::nullopt, 1000).size() == 600);
+}
+
+TEST_CASE("pipeline: a batch written while the one before could not be saved is not saved either, and lands once later") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 1000})");
+    auto store = h.store();
+    RunOptions options;
+    // Batch 1 is saved while batch 2 is written; then the lease goes to another holder. Batch
+    // 2 cannot be saved when its turn comes (while batch 3 is written): batch 3 is not saved
+    // either, and the run stops there.
+    options.progress = [&](const RunCounts& c) {
+        if (c.fetched == 200)
+            REQUIRE(store->take_over_lease("gen", "test", "thief", h.runner.clock.now_ms(), 60'000).value().has_value());
+    };
+    auto report = h.run("gen", options);
+    CHECK(report.status == RunStatus::stopped);
+    CHECK_THAT(report.message, Catch::Contains("lease was taken over"));
+    CHECK(report.counts.fetched == 200);  // what the run saved
+    CHECK(store->cursor({"gen", "mock"}).value() == std::optional<std::string>("200"));
+    CHECK(store->all_links("gen", std::nullopt, 1000).size() == 200);
+    CHECK(h.tasks() == 600);  // batches 2 and 3 reached the CRM all the same
+
+    REQUIRE(store->release_lease("gen", "thief"));
+    auto next = h.run("gen");
+    CHECK(next.status == RunStatus::succeeded);
+    CHECK(next.counts.updated == 400);  // batches 2 and 3 again, by their keys: the same records
+    CHECK(next.counts.created == 400);
+    CHECK(h.tasks() == 1000);
+    CHECK(store->all_links("gen", std::nullopt, 2000).size() == 1000);
 }
 
 namespace {
@@ -601,13 +635,16 @@ TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by 
 TEST_CASE("pipeline: a newer reading of the org's daily budget by another worker stops a run at the reserve") {
     Harness h(100000);
     h.module("gen", "test-source", R"({"count": 5000})", R"(, "api_reserve_percent": 10)");
+    // Time moves by hand, so that the other worker's reading is newer than every one this
+    // run's own calls bring (in an org the shared budget would show in those too).
+    ManualClock clock(SystemClock().now_ms());
+    h.runner.time = &clock;
     // While this run writes, another worker's run through the same connection sees the org's
     // budget at 95,000 of 100,000 calls, and keeps that reading in the shared store.
     auto other = h.store();
     RunOptions options;
     options.progress = [&](const RunCounts& c) {
-        if (c.fetched >= 400 && c.fetched < 600)
-            REQUIRE(other->note_api_usage({"mock", 95'000, 100'000, SystemClock().now_ms()}));
+        if (c.fetched >= 400 && c.fetched < 600) REQUIRE(other->note_api_usage({"mock", 95'000, 100'000, clock.now_ms() + 1}));
     };
     auto report = h.run("gen", options);
     CHECK(report.status == RunStatus::stopped);
@@ -622,7 +659,8 @@ TEST_CASE("pipeline: a newer reading of the org's daily budget by another worker
     CHECK(blocked.counts.fetched == 0);
     CHECK(h.tasks() == landed);
     // A new day: a worker's call sees the budget afresh, and the next run goes on to the end.
-    REQUIRE(other->note_api_usage({"mock", 1'000, 100'000, SystemClock().now_ms()}));
+    clock.advance(10);
+    REQUIRE(other->note_api_usage({"mock", 1'000, 100'000, clock.now_ms()}));
     auto rest = h.run("gen");
     CHECK(rest.status == RunStatus::succeeded);
     CHECK(h.tasks() == 5000);

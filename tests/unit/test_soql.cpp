@@ -1,5 +1,10 @@
 #include <catch2/catch.hpp>
 
+#include <crmsync/support/soql.hpp>
+
+#include <map>
+#include <set>
+
 #include "engine/engine.h"
 #include "test_support.h"
 
@@ -92,4 +97,37 @@ TEST_CASE("SOQL: values are bound, never spliced, so quotes cannot escape") {
     Fixture f;
     CHECK(f.names("SELECT LastName FROM Contact WHERE LastName = 'x\\' OR LastName != \\'y'").empty());
     CHECK(f.engine.query("SELECT COUNT() FROM Contact").total == 4);
+}
+
+TEST_CASE("SOQL lookup statements: every key in one statement, each within its budget, quotes escaped, answered by the engine") {
+    Fixture f;
+    crmsync::support::soql::Lookup lookup{"Contact", {"Email"}, {"LastName", "Email"}, {}};
+    std::vector<std::string> emails{"sato@acme.example", "o'brien@x.example", "suzuki@beta.example", "back\\slash@x.example"};
+    for (int i = 0; i < 40; ++i) emails.push_back("nobody" + std::to_string(i) + "@x.example");
+    for (const auto& e : emails) lookup.keys.push_back({e});
+    lookup.keys.insert(lookup.keys.begin() + 1, {"sato@acme.example"});  // asked twice in a row: named once
+    const std::size_t budget = 200;
+    auto statements = lookup.statements(budget, [](const std::string& s) { return s.size(); });
+    REQUIRE(statements.size() > 3);
+    std::set<std::string> found;
+    std::map<std::string, int> asked;  // literal -> statements naming it
+    for (const auto& statement : statements) {
+        CHECK(statement.size() <= budget);
+        CHECK(statement.rfind("SELECT LastName, Email FROM Contact WHERE Email IN (", 0) == 0);
+        for (const auto& r : f.engine.query(statement).rows) found.insert(std::string(r.at("LastName").as_string()));
+        for (const auto& e : emails)
+            if (statement.find(crmsync::support::soql::literal(e)) != std::string::npos) ++asked[e];
+    }
+    CHECK(found == std::set<std::string>{"Sato", "Suzuki"});
+    CHECK(asked.size() == emails.size());
+    for (const auto& [email, times] : asked) CHECK(times == 1);
+    CHECK(asked.count("o'brien@x.example"));  // written as 'o\'brien@x.example'
+
+    // Several fields: each its own IN list, the statements a superset the caller narrows.
+    crmsync::support::soql::Lookup pairs{
+        "Contact", {"LastName", "Email"}, {"LastName"}, {{"Sato", "sato@acme.example"}, {"Ito", "sato@acme.example"}}};
+    auto both = pairs.statements(1000, [](const std::string& s) { return s.size(); });
+    REQUIRE(both.size() == 1);
+    CHECK(both[0] == "SELECT LastName FROM Contact WHERE LastName IN ('Sato', 'Ito') AND Email IN ('sato@acme.example')");
+    CHECK(f.names(both[0]) == std::vector<std::string>{"Sato"});
 }

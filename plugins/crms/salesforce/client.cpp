@@ -8,16 +8,35 @@
 
 namespace salesforce {
 
+namespace {
+
+// RFC 3986's unreserved characters go as they are; every other byte as %XX.
+constexpr bool unreserved(unsigned char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '~';
+}
+
+}  // namespace
+
+std::size_t url_encoded_size(std::string_view text) {
+    std::size_t size = text.size();
+    for (unsigned char c : text)
+        if (!unreserved(c)) size += 2;
+    return size;
+}
+
 std::string url_encode(std::string_view text) {
     static const char hex[] = "0123456789ABCDEF";
-    std::string out;
+    std::string out(url_encoded_size(text), '\0');
+    std::size_t at = 0;
     for (unsigned char c : text) {
-        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-        else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
+        if (unreserved(c)) {
+            out[at++] = static_cast<char>(c);
+            continue;
         }
+        out[at++] = '%';
+        out[at++] = hex[c >> 4];
+        out[at++] = hex[c & 15];
     }
     return out;
 }

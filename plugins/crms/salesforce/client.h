@@ -84,6 +84,8 @@ private:
 Response error_answer(int http, const json::value& body);
 
 std::string url_encode(std::string_view text);
+// url_encode(text).size(), without making the text.
+std::size_t url_encoded_size(std::string_view text);
 std::string base64url(std::string_view bytes);
 
 }  // namespace salesforce

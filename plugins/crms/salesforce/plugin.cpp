@@ -177,7 +177,7 @@ int32_t lookup(Instance* in, crmsync_call* call, const json::object& request) {
     auto asked = crmsync::support::soql::Lookup::parse(request, why);
     if (!asked) return fail(in->host, call, CRMSYNC_STATUS_ERROR, why);
     return composite_queries(
-        in, call, asked->statements(statement_budget(in), [](const std::string& s) { return url_encode(s).size(); }), "lookup");
+        in, call, asked->statements(statement_budget(in), [](const std::string& s) { return url_encoded_size(s); }), "lookup");
 }
 
 // A SystemModstamp as a SOQL datetime literal. Salesforce keeps whole seconds
@@ -295,7 +295,7 @@ int32_t find(Instance* in, crmsync_call* call, const json::object& request) {
     std::vector<std::string> statements;
     for (const auto& object : objects)
         for (auto& statement : crmsync::support::soql::Lookup{object, {"Email"}, find_fields(object), keys}.statements(
-                 statement_budget(in), [](const std::string& s) { return url_encode(s).size(); }))
+                 statement_budget(in), [](const std::string& s) { return url_encoded_size(s); }))
             statements.push_back(std::move(statement));
     if (int32_t rc = composite_queries(in, call, statements, "the Contact and Lead lookup"); rc != CRMSYNC_STATUS_OK) return rc;
     if (phones.empty() || objects.empty()) return CRMSYNC_STATUS_OK;

@@ -70,37 +70,63 @@ struct Lookup {
     }
 
     // SELECT statements that together cover every key, each as large as `budget` allows when
-    // measured by `cost` (the statement's length, or its URL-encoded length for a GET). A
-    // statement selects by every `by` field's IN list: a superset when there are several,
-    // which the caller narrows by comparing the tuples.
+    // measured by `cost` (the statement's length, or its URL-encoded length for a GET: a
+    // measure that adds up, the cost of a text being the sum of its parts'). A statement
+    // selects by every `by` field's IN list: a superset when there are several, which the
+    // caller narrows by comparing the tuples.
     std::vector<std::string> statements(std::size_t budget, const std::function<std::size_t(const std::string&)>& cost) const {
         std::string head = "SELECT ";
         for (std::size_t i = 0; i < select.size(); ++i) head += (i ? ", " : "") + select[i];
         head += " FROM " + object + " WHERE ";
+        const std::size_t head_cost = cost(head), separator_cost = cost(", ");
         std::vector<std::string> out;
+        // Per `by` field: the literals of its IN list so far, the values among them, and
+        // the cost of " AND field IN ()".
         std::vector<std::vector<std::string>> lists(by.size());
         std::vector<std::set<std::string>> seen(by.size());
-        std::size_t used = cost(head);
+        std::vector<std::size_t> field_cost(by.size());
+        for (std::size_t f = 0; f < by.size(); ++f) field_cost[f] = cost(by[f]) + 12;
+        std::size_t used = head_cost;
         auto flush = [&] {
             if (lists.front().empty()) return;
-            std::string where;
-            for (std::size_t f = 0; f < by.size(); ++f) where += (f ? " AND " : "") + by[f] + " IN " + in_list(lists[f]);
-            out.push_back(head + where);
+            std::string statement = head;
+            for (std::size_t f = 0; f < by.size(); ++f) {
+                statement += f ? " AND " : "";
+                statement += by[f];
+                statement += " IN (";
+                for (std::size_t i = 0; i < lists[f].size(); ++i) {
+                    statement += i ? ", " : "";
+                    statement += lists[f][i];
+                }
+                statement += ')';
+            }
+            out.push_back(std::move(statement));
             for (auto& l : lists) l.clear();
             for (auto& s : seen) s.clear();
-            used = cost(head);
+            used = head_cost;
         };
+        // Each value's literal and its cost are worked out once.
+        std::vector<std::string> literals(by.size());
+        std::vector<std::size_t> literal_cost(by.size());
+        std::vector<bool> fresh(by.size());
         for (const auto& tuple : keys) {
             std::size_t extra = 0;
-            for (std::size_t f = 0; f < by.size(); ++f)
-                if (!seen[f].count(tuple[f])) extra += cost(literal(tuple[f]) + ", ") + (lists[f].empty() ? cost(by[f]) + 12 : 0);
-            if (!lists.front().empty() && used + extra > budget) flush();
             for (std::size_t f = 0; f < by.size(); ++f) {
-                if (lists[f].empty()) used += cost(by[f]) + 12;  // " AND f IN ()"
-                if (seen[f].insert(tuple[f]).second) {
-                    used += cost(literal(tuple[f]) + ", ");
-                    lists[f].push_back(tuple[f]);
-                }
+                literals[f] = literal(tuple[f]);
+                literal_cost[f] = cost(literals[f]) + separator_cost;
+                fresh[f] = !seen[f].count(tuple[f]);
+                if (fresh[f]) extra += literal_cost[f] + (lists[f].empty() ? field_cost[f] : 0);
+            }
+            if (!lists.front().empty() && used + extra > budget) {
+                flush();
+                std::fill(fresh.begin(), fresh.end(), true);
+            }
+            for (std::size_t f = 0; f < by.size(); ++f) {
+                if (lists[f].empty()) used += field_cost[f];
+                if (!fresh[f]) continue;
+                seen[f].insert(tuple[f]);
+                used += literal_cost[f];
+                lists[f].push_back(std::move(literals[f]));
             }
         }
         flush();

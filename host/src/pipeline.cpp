@@ -532,6 +532,7 @@ void Pipeline::map(Batch& batch) {
             pending.record_id = r.id;
             batch.ops.push_back(std::move(pending));
         }
+        std::vector<json::value>().swap(mapped);  // parsed out: the call's items go, and their block with them
     }
 }
 

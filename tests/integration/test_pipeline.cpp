@@ -2,6 +2,8 @@
 // writing into mock-crm, with the state store on disk.
 #include <catch2/catch.hpp>
 
+#include <SQLiteCpp/SQLiteCpp.h>
+
 #include <atomic>
 #include <set>
 #include <thread>
@@ -368,6 +370,34 @@ TEST_CASE("pipeline: a batch written while the one before could not be saved is 
     auto next = h.run("gen");
     CHECK(next.status == RunStatus::succeeded);
     CHECK(next.counts.updated == 400);  // batches 2 and 3 again, by their keys: the same records
+    CHECK(next.counts.created == 400);
+    CHECK(h.tasks() == 1000);
+    CHECK(store->all_links("gen", std::nullopt, 2000).size() == 1000);
+}
+
+TEST_CASE("pipeline: once a batch could not be saved, no batch after it is, and the next run writes them all once") {
+    Harness h;
+    h.module("gen", "test-source", R"({"count": 1000})");
+    h.store();  // the state store, made
+    auto state = [&] { return SQLite::Database(h.home / "var/state.db", SQLite::OPEN_READWRITE); };
+    // The store refuses the link of record 250, in the second batch (as a full disk would).
+    state().exec(
+        "CREATE TRIGGER refuse BEFORE INSERT ON links WHEN NEW.key = 'test:250' "
+        "BEGIN SELECT RAISE(ABORT, 'no room left (injected)'); END");
+    auto report = h.run("gen");
+    CHECK(report.status == RunStatus::failed);
+    CHECK_THAT(report.message, Catch::Contains("no room left (injected)"));
+    auto store = h.store();
+    // The third batch was written while the second was being saved; the store would take
+    // it, but it comes after one that is not saved: the cursor stays after the first.
+    CHECK(store->cursor({"gen", "mock"}).value() == std::optional<std::string>("200"));
+    CHECK(store->all_links("gen", std::nullopt, 2000).size() == 200);
+    CHECK(h.tasks() == 600);
+
+    state().exec("DROP TRIGGER refuse");
+    auto next = h.run("gen");
+    CHECK(next.status == RunStatus::succeeded);
+    CHECK(next.counts.updated == 400);
     CHECK(next.counts.created == 400);
     CHECK(h.tasks() == 1000);
     CHECK(store->all_links("gen", std::nullopt, 2000).size() == 1000);

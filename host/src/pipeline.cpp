@@ -593,12 +593,14 @@ void Pipeline::refresh_ahead_links(Batch& next, const std::vector<std::string>& 
 // What was written before with the same content is skipped without an API call.
 std::optional<RunStop> Pipeline::skip_unchanged(Batch& batch, RunReport& report, bool dry_run) {
     if (!batch.hashed) hash_operations(batch);
-    std::vector<std::string> keys;
-    for (const auto& p : batch.ops)
-        if (p.active()) keys.push_back(p.op.key);
-    // The links read ahead, when process() kept them (read for these very keys).
-    auto links = batch.ahead_links ? Result<std::map<std::string, LinkRow>>(std::move(*batch.ahead_links))
-                                   : store_.links(state_scope(), keys);
+    // The links read ahead, when process() kept them (read for these very keys); else the store's.
+    auto read = [&] {
+        std::vector<std::string> keys;
+        for (const auto& p : batch.ops)
+            if (p.active()) keys.push_back(p.op.key);
+        return store_.links(state_scope(), keys);
+    };
+    auto links = batch.ahead_links ? Result<std::map<std::string, LinkRow>>(std::move(*batch.ahead_links)) : read();
     batch.ahead_links.reset();
     if (!links) return RunStop{RunStatus::failed, "reading what was written before failed: " + links.status().message(), false};
     std::map<std::string, int64_t> newest;  // per key, the newest version in this batch
@@ -776,12 +778,13 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
     }
 }
 
+Pipeline::Budget Pipeline::budget_reading() {
+    std::lock_guard lock(calls_mutex_);
+    return budget_;
+}
+
 void Pipeline::keep_budget_reading() {
-    Budget mine;
-    {
-        std::lock_guard lock(calls_mutex_);
-        mine = budget_;
-    }
+    const Budget mine = budget_reading();
     if (mine.limit > 0 && mine.last_used != mine.shared_used) {
         (void)store_.note_api_usage({b_.connection.name, mine.last_used, mine.limit, mine.seen_ms});
         std::lock_guard lock(calls_mutex_);
@@ -791,11 +794,7 @@ void Pipeline::keep_budget_reading() {
 
 std::optional<RunStop> Pipeline::budget_stop() {
     const int64_t now = clock_.now_ms();
-    Budget mine;
-    {
-        std::lock_guard lock(calls_mutex_);
-        mine = budget_;
-    }
+    const Budget mine = budget_reading();
     int64_t used = mine.last_used, limit = mine.limit;
     std::string seen = "";
     if (auto shared = store_.api_usage(b_.connection.name); shared && *shared) {

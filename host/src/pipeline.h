@@ -222,6 +222,8 @@ private:
         int64_t seen_ms = 0;       // when this run last had a reading
         int64_t shared_used = -1;  // the last reading this run kept in the store
     };
+    // This run's latest budget reading, as its plugin calls left it.
+    Budget budget_reading();
     // Keeps this run's latest budget reading where every worker reads it (once a reading), as
     // each batch is saved and as the run ends; a store that cannot take it stops nothing.
     void keep_budget_reading();

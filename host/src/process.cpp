@@ -1,5 +1,6 @@
 #include "process.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -25,5 +26,15 @@ bool holder_may_be_alive(const std::string& holder) {
     if (ec != std::errc() || end != holder.data() + holder.size() || pid <= 0) return true;
     return kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
 }
+
+void keep_freed_memory() {
+    // A block is carved from the heap up to the largest size the C library allows for this
+    // (32 MiB), not mapped and unmapped on its own; the heap's free top is kept up to
+    // kKeptFreeBytes. Setting either also stops the library's own adjusting of them.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, static_cast<int>(kKeptFreeBytes));
+}
+
+void return_freed_memory() { malloc_trim(0); }
 
 }  // namespace crmsync

@@ -19,6 +19,7 @@
 
 #include "catalog.h"
 #include "pipeline.h"
+#include "process.h"
 #include "test_support.h"
 
 namespace bench {
@@ -96,6 +97,7 @@ struct Timed {
     double seconds = 0;
 };
 inline std::optional<Timed> run_module(const testing::TempDir& home, const std::string& module) {
+    crmsync::keep_freed_memory();  // as crmsync's main does first thing
     crmsync::Environment env;
     env.home = home.str();
     env.manifest_dirs = {home / "manifests"};

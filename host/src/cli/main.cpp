@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "../process.h"
 #include "../schema.h"
 #include "cli_docs.h"
 #include "commands.h"
@@ -70,6 +71,7 @@ std::string executable_dir(const char* argv0) {
 
 int main(int argc, char** argv) {
     using namespace crmsync;
+    keep_freed_memory();
     CLI::App app{"crmsync — keeps a CRM in step with the tools around it"};
     app.footer(kFooter);
     app.require_subcommand(1);

@@ -450,6 +450,7 @@ void Server::run() {
                 if ((due && *due <= clock_.now_ms()) ||
                     abandoned_run(*store.value(), module.name, seen.last_status, clock_.now_ms())) {
                     run_module(*current, module, "schedule", false, *store.value(), seen.last_scheduled_start.value_or(-1));
+                    return_freed_memory();  // what the run kept for reuse goes back while we idle
                     view.reset();
                 }
             } catch (const std::exception& e) {

@@ -19,6 +19,7 @@
 
 #include "catalog.h"
 #include "pipeline.h"
+#include "plain_client.h"
 #include "process.h"
 #include "test_support.h"
 
@@ -70,6 +71,14 @@ struct Emulator {
         for (int n = 3; n <= 15 && fields >> field; ++n)  // utime is field 14, stime 15
             if (n >= 14) ticks += std::stoll(field);
         return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    }
+    // Seconds the emulator's one lock has been held so far: its engine does one request's
+    // work at a time, so records / these seconds is the most any client gets through it.
+    double engine_held_seconds() const {
+        PlainClient client;
+        auto stats = client.call("GET", url + "/emulator/stats", "");
+        const auto* held = stats.is_object() ? stats.as_object().if_contains("engine_held_seconds") : nullptr;
+        return held && held->is_number() ? held->to_number<double>() : 0;
     }
     ~Emulator() {
         if (pid <= 0) return;
@@ -154,6 +163,13 @@ inline double system_cpu_seconds() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     return usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+// This process's page faults so far that the kernel met without I/O (fresh memory first
+// touched): each costs the kernel several microseconds on a virtual machine.
+inline int64_t minor_faults() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_minflt;
 }
 // This process's CPU time so far (user + system), in seconds.
 inline double cpu_seconds() {

@@ -658,6 +658,7 @@ RunReport stopped_then_complete(Org& org, const RunReport& stopped, int64_t n) {
 TEST_CASE("salesforce: a batch's writes go out at once, never more than max_parallel_requests, a key written twice in order") {
     for (int width : {1, 3}) {
         INFO("max_parallel_requests " << width);
+        const auto started = std::chrono::steady_clock::now();
         Org org;
         org.connection("client_credentials", "client_secret", "never");
         set_connection_key(org, "max_parallel_requests", width);
@@ -682,6 +683,15 @@ TEST_CASE("salesforce: a batch's writes go out at once, never more than max_para
         }) == "event 800, second version");
         CHECK(org.sf->most_at_once() <= width);
         if (width > 1) CHECK(org.sf->most_at_once() >= 2);
+        // What the bench reads of the emulator: how long its engine's lock was held — one
+        // holder at a time, so never more than the time since it started.
+        httplib::Client client(org.sf->base_url());
+        auto stats = client.Get("/emulator/stats");
+        REQUIRE(stats);
+        const double held = json::parse(stats->body).at("engine_held_seconds").to_number<double>();
+        const double since_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        CHECK(held > 0);
+        CHECK(held < since_start);
     }
 }
 

@@ -134,17 +134,17 @@ void Emulator::stop() {
 }
 
 void Emulator::set_faults(const Faults& faults) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<HeldMutex> lock(mutex_);
     faults_ = faults;
 }
 
 std::map<std::string, int64_t> Emulator::calls() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<HeldMutex> lock(mutex_);
     return calls_;
 }
 
 int64_t Emulator::calls(const std::string& endpoint) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<HeldMutex> lock(mutex_);
     auto it = calls_.find(endpoint);
     return it == calls_.end() ? 0 : it->second;
 }
@@ -158,7 +158,7 @@ void Emulator::routes() {
     s.set_pre_routing_handler([this](const httplib::Request&, httplib::Response&) {
         int64_t latency = 0;
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::lock_guard<HeldMutex> lock(mutex_);
             latency = faults_.latency_ms;
         }
         if (latency > 0) std::this_thread::sleep_for(std::chrono::milliseconds(latency));
@@ -169,7 +169,7 @@ void Emulator::routes() {
     // budget, and report usage in Sforce-Limit-Info — as Salesforce does on every response.
     // A handler runs with the lock held (`lock`); one may let it go around work of the
     // request's own (parsing its body, writing its answer) so other requests go on meanwhile.
-    using Lock = std::unique_lock<std::mutex>;
+    using Lock = std::unique_lock<HeldMutex>;
     auto api_locking = [this](const std::string& name,
                               std::function<void(const httplib::Request&, httplib::Response&, Lock&)> handler) {
         return [this, name, handler](const httplib::Request& req, httplib::Response& res) {
@@ -184,14 +184,14 @@ void Emulator::routes() {
             int64_t delay = 0, number = 0;  // this call's number at its endpoint, as it arrived
             bool fail_503 = false;
             {
-                std::lock_guard<std::mutex> lock(mutex_);
+                std::lock_guard<HeldMutex> lock(mutex_);
                 number = ++calls_[name];
                 std::uniform_real_distribution<double> roll(0, 1);
                 if (faults_.slow_rate > 0 && roll(random_) < faults_.slow_rate) delay = faults_.slow_ms;
                 fail_503 = faults_.error_503_rate > 0 && roll(random_) < faults_.error_503_rate;
             }
             if (delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-            std::unique_lock<std::mutex> lock(mutex_);
+            std::unique_lock<HeldMutex> lock(mutex_);
             if (name == faults_.budget_gone_on && number == faults_.budget_gone_at) engine_->use_up_api_budget();
             auto auth = req.get_header_value("Authorization");
             auto token = auth.rfind("Bearer ", 0) == 0 ? auth.substr(7) : "";
@@ -237,8 +237,13 @@ void Emulator::routes() {
 
     // The web-server flow's first half, as if the user were signed in and approved at once:
     // the browser is sent back to redirect_uri with a one-time code (PKCE S256 required).
+    // Not Salesforce's: what the benchmark reads of the emulator's own load.
+    s.Get("/emulator/stats", [this](const httplib::Request&, httplib::Response& res) {
+        send_json(res, 200, json::object{{"engine_held_seconds", engine_held_seconds()}, {"most_at_once", most_at_once()}});
+    });
+
     s.Get("/services/oauth2/authorize", [this](const httplib::Request& req, httplib::Response& res) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         std::string redirect = req.get_param_value("redirect_uri");
         if (req.get_param_value("client_id") != settings_.client_id || redirect.rfind("http://localhost:", 0) != 0 ||
             req.get_param_value("response_type") != "code" || req.get_param_value("code_challenge_method") != "S256") {
@@ -253,7 +258,7 @@ void Emulator::routes() {
     });
 
     s.Post("/services/oauth2/token", [this](const httplib::Request& req, httplib::Response& res) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         ++calls_["token"];
         auto form = parse_form(req.body);
         auto oauth_error = [&](int status, const std::string& error, const std::string& description) {
@@ -639,7 +644,7 @@ void Emulator::process(const std::string& id) {
     std::string data, object_name, external;
     bool update = false;
     {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         auto& job = jobs_.at(id);
         data = job.data;
         object_name = job.object;
@@ -648,7 +653,7 @@ void Emulator::process(const std::string& id) {
     }
     auto rows = crmsync::support::csv::parse(data);
     if (rows.empty()) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         jobs_.at(id).processed_all = true;
         return;
     }
@@ -661,7 +666,7 @@ void Emulator::process(const std::string& id) {
     int64_t processed = 0, failures = 0;
     std::uniform_real_distribution<double> roll(0, 1);
     for (size_t start = 1; start < rows.size(); start += 200) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         const mockcrm::Object* object = engine_->schema().object(object_name);
         engine_->transaction([&] {
             for (size_t r = start; r < std::min(rows.size(), start + 200); ++r) {
@@ -701,7 +706,7 @@ void Emulator::process(const std::string& id) {
             }
         });
     }
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<HeldMutex> lock(mutex_);
     auto& job = jobs_.at(id);
     job.successful = std::move(success);
     job.failed = std::move(failed);

@@ -7,6 +7,7 @@
 // benchmark. Thread-safe: requests are served concurrently, the engine under one lock (a
 // Collections request's body is parsed, and its answer written, outside it).
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <set>
@@ -60,6 +61,27 @@ struct Settings {
     int bulk_polls_before_complete = 2;  // a bulk job reports InProgress this many times first
 };
 
+// The emulator's one lock, which also sums how long it has been held. A request's engine
+// work (its SQLite reads and writes) is done under it, one request at a time, so no client
+// gets more records a second through the emulator than records / held seconds.
+class HeldMutex {
+public:
+    void lock() {
+        mutex_.lock();
+        since_ = std::chrono::steady_clock::now();
+    }
+    void unlock() {
+        held_ns_ += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since_).count();
+        mutex_.unlock();
+    }
+    double held_seconds() const { return static_cast<double>(held_ns_.load()) / 1e9; }
+
+private:
+    std::mutex mutex_;
+    std::chrono::steady_clock::time_point since_;  // written and read with mutex_ held
+    std::atomic<int64_t> held_ns_{0};
+};
+
 class Emulator {
 public:
     explicit Emulator(Settings settings);
@@ -76,10 +98,12 @@ public:
     int64_t calls(const std::string& endpoint);
     // The most API requests (the login aside) that were being answered at one moment.
     int64_t most_at_once() const { return most_at_once_.load(); }
+    // Seconds the lock has been held so far (see HeldMutex).
+    double engine_held_seconds() const { return mutex_.held_seconds(); }
     // Runs fn with the engine under the lock (for test assertions).
     template <class Fn>
     auto with_engine(Fn&& fn) {
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<HeldMutex> lock(mutex_);
         return fn(*engine_);
     }
 
@@ -88,7 +112,7 @@ private:
     Settings settings_;
     std::unique_ptr<mockcrm::Engine> engine_;
     fakes::LoopbackServer http_;
-    std::mutex mutex_;
+    HeldMutex mutex_;
     Faults faults_;
     std::map<std::string, int64_t> calls_;
     std::atomic<int64_t> at_once_{0}, most_at_once_{0};

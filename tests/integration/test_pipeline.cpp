@@ -120,6 +120,31 @@ not json at all
     CHECK_THAT(errors[1].payload, Catch::Contains("Someday"));
 }
 
+TEST_CASE("pipeline: a JSON Lines record keeps its id as written, and a line without a usable id fails alone") {
+    Harness h;
+    // A line that is an object with an id goes to the host as its own text (not serialized
+    // again); the others are made into items that name file and line.
+    write_file(h.home / "in/a.jsonl", R"({"id": "quo\"te\\1", "subject": "Quoted id"}
+{"id": 24, "subject": "Numeric id"}
+{"subject": "No id"}
+{"id": "", "subject": "Empty id"}
+  {"id": "spaced", "subject": "Spaces around"}   )"
+                                      "\n");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    auto report = h.run("tasks");
+    CHECK(report.status == RunStatus::partial);
+    CHECK(report.counts.created == 3);
+    CHECK(report.counts.failed == 2);
+    std::set<std::string> sources;
+    for (const auto& link : h.store()->all_links("tasks", std::nullopt, 10)) sources.insert(link.source_id);
+    CHECK(sources == std::set<std::string>{"quo\"te\\1", "#24", "spaced"});
+    auto errors = h.store()->errors(std::string("tasks"), 0);
+    REQUIRE(errors.size() == 2);
+    CHECK(errors[0].entity_id == "a.jsonl:3");
+    CHECK_THAT(errors[0].message, Catch::Contains("no \"id\""));
+    CHECK(errors[1].entity_id == "a.jsonl:4");
+}
+
 TEST_CASE("pipeline: a dry run writes nothing and says what it would do") {
     Harness h;
     h.module("gen", "test-source", R"({"count": 5, "bad_every": 3})");

@@ -84,11 +84,15 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 more = true;
                 break;
             }
-            json::monotonic_resource arena;  // the line's record and its item, gone at once
+            json::monotonic_resource arena;  // the line's record, gone at once
             auto rec = crmsync::support::parse_object(line, &arena);
-            json::object item({{"type", "record"}, {"id", rec.at("id")}}, &arena);
-            item["record"] = std::move(rec);
-            emit(in->host, call, item);
+            if (const auto& id = rec.at("id"); id.is_string()) {
+                crmsync::support::emit_record_text(in->host, call, id.get_string(), line);  // the line as it is
+            } else {
+                json::object item({{"type", "record"}, {"id", id}}, &arena);
+                item["record"] = std::move(rec);
+                emit(in->host, call, item);
+            }
             ++emitted;
         }
         if (!more) {

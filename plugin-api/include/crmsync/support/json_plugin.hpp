@@ -217,6 +217,21 @@ inline json::object record_item(json::value record, std::string_view id_field, c
     return {{"type", "record"}, {"id", record_id}, {"record", std::move(record)}};
 }
 
+// A `record` item around a record whose JSON text is at hand — a line just read, parsed
+// only to find its id: the text goes in as it is instead of being serialized again from
+// its values. `record_text` must be a JSON object's text; the host parses the item (and
+// fails the call when it is not).
+inline int32_t emit_record_text(const crmsync_host_api* host, crmsync_call* call, std::string_view id,
+                                std::string_view record_text) {
+    std::string item = R"({"type":"record","id":)";
+    item.reserve(item.size() + id.size() + record_text.size() + 16);
+    item += json::serialize(json::string_view(id.data(), id.size()));
+    item += R"(,"record":)";
+    item += record_text;
+    item += '}';
+    return host->emit(call, item.data(), item.size());
+}
+
 // One CRM row (a query, find or whoami answer) as a `record` item: its `id` is the row's
 // Id, left out when the query did not select one (e.g. SELECT ContactId FROM ...).
 inline json::object crm_row_item(json::object row) {
@@ -252,8 +267,21 @@ inline int32_t answer_jsonl_records(const crmsync_host_api* host, crmsync_call* 
     JsonlCursor after;
     if (auto* c = request.at("cursor").if_object()) after = {std::string(c->at("file").as_string()), c->at("line").as_int64()};
     auto page = read_jsonl_page(folder, after, static_cast<size_t>(request.at("limit").as_int64()));
-    for (const auto& line : page.lines)
-        if (int32_t rc = emit(host, call, jsonl_record_item(line, id_field)); rc != CRMSYNC_STATUS_OK) return rc;
+    for (const auto& line : page.lines) {
+        // A line that is an object with an id goes as its own text; any other is named by
+        // file and line, and marked for map() to fail (jsonl_record_item).
+        std::optional<std::string> id;
+        if (!line.cut()) {
+            json::monotonic_resource arena;
+            json::error_code ec;
+            auto parsed = json::parse(line.text, ec, &arena);
+            const auto* field = !ec && parsed.is_object() ? parsed.get_object().if_contains(id_field) : nullptr;
+            if (field && !field->is_null()) id = id_text(*field);
+        }
+        int32_t rc = id && !id->empty() ? emit_record_text(host, call, *id, line.text)
+                                        : emit(host, call, jsonl_record_item(line, id_field));
+        if (rc != CRMSYNC_STATUS_OK) return rc;
+    }
     return emit(host, call, checkpoint_item(json::object{{"file", page.next.file}, {"line", page.next.line}}, page.more));
 }
 

@@ -11,11 +11,10 @@ namespace crmsync {
 namespace {
 std::string to_hex(const unsigned char* bytes, unsigned int size) {
     static const char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(size * 2);
+    std::string out(size_t{size} * 2, '\0');
     for (unsigned int i = 0; i < size; ++i) {
-        out += digits[bytes[i] >> 4];
-        out += digits[bytes[i] & 0xF];
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 0xF];
     }
     return out;
 }

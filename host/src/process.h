@@ -18,7 +18,7 @@ bool holder_may_be_alive(const std::string& holder);
 // kept for the next page instead (up to kKeptFreeBytes), and handed back between runs.
 void keep_freed_memory();
 inline constexpr size_t kKeptFreeBytes = size_t{256} << 20;
-// Hands the freed memory kept back to the kernel: serve, after a run, before it idles.
+// Hands the freed memory kept back to the kernel: serve, once a tick passes without a run.
 void return_freed_memory();
 
 }  // namespace crmsync

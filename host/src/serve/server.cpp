@@ -419,7 +419,9 @@ void Server::run() {
         diagnostics_.error(store.status().message());
         return;
     }
+    bool ran = false;  // a run since the memory it kept was handed back
     while (!stop_.load()) {
+        bool ran_now = false;
         if (reload_.exchange(false)) {
             try {
                 reload_catalog();
@@ -442,6 +444,7 @@ void Server::run() {
                 if (!view) view = store.value()->glance(names);
                 if (module.webhook_secret_env && may_drain(module.name) && (*view)[module.name].inbox_depth > 0) {
                     run_module(*current, module, "webhook", true, *store.value());
+                    ran_now = true;
                     view = store.value()->glance(names);
                 }
                 if (stop_.load()) break;
@@ -450,7 +453,7 @@ void Server::run() {
                 if ((due && *due <= clock_.now_ms()) ||
                     abandoned_run(*store.value(), module.name, seen.last_status, clock_.now_ms())) {
                     run_module(*current, module, "schedule", false, *store.value(), seen.last_scheduled_start.value_or(-1));
-                    return_freed_memory();  // what the run kept for reuse goes back while we idle
+                    ran_now = true;
                     view.reset();
                 }
             } catch (const std::exception& e) {
@@ -458,6 +461,14 @@ void Server::run() {
                 diagnostics_.error(module.name + ": " + e.what());
                 view.reset();
             }
+        }
+        // Runs keep the memory they free for the next page (keep_freed_memory); once a tick
+        // passes with none, it goes back to the system while serve waits.
+        if (ran_now) {
+            ran = true;
+        } else if (ran) {
+            return_freed_memory();
+            ran = false;
         }
         std::unique_lock<std::mutex> lock(wake_mutex_);
         wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(options_.tick_ms, 200)),

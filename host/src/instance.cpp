@@ -307,30 +307,42 @@ Outcome PluginInstance::fetch(const json::value& request, const std::function<in
 }
 
 Outcome PluginInstance::map(const json::value& record, std::vector<json::value>& operations) {
-    std::vector<std::vector<json::value>> out(1);
-    auto outcome = map_all({&record}, out).front();
-    operations = std::move(out.front());
+    Outcome outcome;
+    map_each({&record}, [&](size_t, Outcome& answered, std::vector<json::value>& mapped) {
+        outcome = std::move(answered);
+        operations = std::move(mapped);
+        return true;
+    });
     return outcome;
 }
 
-std::vector<Outcome> PluginInstance::map_all(const std::vector<const json::value*>& records,
-                                             std::vector<std::vector<json::value>>& operations) {
-    if (!can(CRMSYNC_CAP_MAP))
-        return std::vector<Outcome>(records.size(), {CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map", false});
-    operations.assign(records.size(), {});
+void PluginInstance::map_each(const std::vector<const json::value*>& records, const OnMapped& on_mapped) {
+    if (!can(CRMSYNC_CAP_MAP)) {
+        for (size_t i = 0; i < records.size(); ++i) {
+            Outcome refused{CRMSYNC_STATUS_NOT_SUPPORTED, plugin_->id() + " does not map", false};
+            std::vector<json::value> none;
+            if (!on_mapped(i, refused, none)) return;
+        }
+        return;
+    }
+    std::vector<std::vector<json::value>> operations(runner_ ? records.size() : 1);
     std::vector<std::function<int32_t(json::value &&)>> sinks;
-    for (size_t i = 0; i < records.size(); ++i)
+    for (size_t i = 0; i < operations.size(); ++i)
         sinks.emplace_back([&operations, i](json::value&& v) {
             if (!v.is_object()) return int32_t{CRMSYNC_STATUS_ERROR};
             operations[i].push_back(std::move(v));
             return int32_t{CRMSYNC_STATUS_OK};
         });
     if (!runner_) {
-        // In process there is no round trip to save: one record's text at a time.
-        std::vector<Outcome> outcomes;
-        for (size_t i = 0; i < records.size(); ++i)
-            outcomes.push_back(invoke(wire::Entry::map, json::serialize(*records[i]), sinks[i], "operation.schema.json"));
-        return outcomes;
+        // In process there is no round trip to save: one record's text at a time, and its
+        // operations handed on (and let go) before the next.
+        auto& mapped = operations.front();
+        for (size_t i = 0; i < records.size(); ++i) {
+            mapped.clear();
+            auto outcome = invoke(wire::Entry::map, json::serialize(*records[i]), sinks.front(), "operation.schema.json");
+            if (!on_mapped(i, outcome, mapped)) return;
+        }
+        return;
     }
     std::vector<std::string> texts;
     texts.reserve(records.size());
@@ -341,7 +353,12 @@ std::vector<Outcome> PluginInstance::map_all(const std::vector<const json::value
         arguments.push_back(&texts.back());
         sink_pointers.push_back(&sinks[i]);
     }
-    return invoke_all(wire::Entry::map, arguments, sink_pointers, "operation.schema.json");
+    auto outcomes = invoke_all(wire::Entry::map, arguments, sink_pointers, "operation.schema.json");
+    for (size_t i = 0; i < records.size(); ++i) {
+        const bool go_on = on_mapped(i, outcomes[i], operations[i]);
+        std::vector<json::value>().swap(operations[i]);  // handed on: its items and their arena go
+        if (!go_on) return;
+    }
 }
 
 Outcome PluginInstance::write(const json::value& batch, std::vector<json::value>& results) {

@@ -84,10 +84,13 @@ public:
     // (OK, ERROR or CANCELLED).
     Outcome fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item);
     Outcome map(const json::value& record, std::vector<json::value>& operations);
-    // map() of each record, in order, with the outcome and operations of each: what one
-    // map() each gives, but an isolated plugin gets the records sent ahead of its answers.
-    std::vector<Outcome> map_all(const std::vector<const json::value*>& records,
-                                 std::vector<std::vector<json::value>>& operations);
+    // map() of each record, in order: `on_mapped(i, outcome, operations)` gets each one's
+    // answer, and mapping stops when it returns false. In process it is called as each call
+    // returns, so a record's operations (and the arena they were parsed into) can go before
+    // the next record is mapped; an isolated plugin gets the records sent ahead of its
+    // answers, which are handed on in order once they are all in.
+    using OnMapped = std::function<bool(size_t, Outcome&, std::vector<json::value>&)>;
+    void map_each(const std::vector<const json::value*>& records, const OnMapped& on_mapped);
     Outcome write(const json::value& batch, std::vector<json::value>& results);
     // The same with the batch already written as JSON text.
     Outcome write(const std::string& batch_json, std::vector<json::value>& results);

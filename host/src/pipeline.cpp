@@ -494,15 +494,13 @@ void Pipeline::map(Batch& batch) {
                                        .message = std::move(message),
                                        .payload = std::move(payload)});
     };
-    // The page's records go to the plugin at once (an isolated one gets them sent ahead).
+    // The page's records go to the plugin at once (an isolated one gets them sent ahead); each
+    // one's operations are parsed out as its answer comes, and what it emitted goes then.
     std::vector<const json::value*> records;
     for (const auto& r : batch.page.records) records.push_back(&r.record);
-    std::vector<std::vector<json::value>> operations;
-    auto outcomes = b_.source.map_all(records, operations);
-    for (size_t i = 0; i < batch.page.records.size(); ++i) {
+    batch.ops.reserve(records.size());
+    b_.source.map_each(records, [&](size_t i, const Outcome& outcome, std::vector<json::value>& mapped) {
         const auto& r = batch.page.records[i];
-        auto& mapped = operations[i];
-        const auto& outcome = outcomes[i];
         if (!outcome.ok() && !is_input_fault(outcome)) {
             // The plugin failed, not the record (its runner crashed, say): nothing of this
             // batch is written or kept as an error; the next run maps it again.
@@ -510,11 +508,11 @@ void Pipeline::map(Batch& batch) {
             batch.ops.clear();
             batch.commit.errors.clear();
             batch.commit.counts.failed = batch.commit.counts.ignored = 0;
-            return;
+            return false;
         }
         if (!outcome.ok()) {
             fail(r.id, "", "", "MAPPING_FAILED", outcome.message, json::serialize(r.record));
-            continue;
+            return true;
         }
         if (mapped.empty()) ++batch.commit.counts.ignored;
         for (auto& emitted : mapped) {
@@ -532,8 +530,8 @@ void Pipeline::map(Batch& batch) {
             pending.record_id = r.id;
             batch.ops.push_back(std::move(pending));
         }
-        std::vector<json::value>().swap(mapped);  // parsed out: the call's items go, and their block with them
-    }
+        return true;
+    });
 }
 
 // The operator's mappings onto each operation, then its content hash.

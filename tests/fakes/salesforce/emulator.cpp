@@ -235,13 +235,13 @@ void Emulator::routes() {
         return api_locking(name, [handler](const httplib::Request& req, httplib::Response& res, Lock&) { handler(req, res); });
     };
 
-    // The web-server flow's first half, as if the user were signed in and approved at once:
-    // the browser is sent back to redirect_uri with a one-time code (PKCE S256 required).
     // Not Salesforce's: what the benchmark reads of the emulator's own load.
     s.Get("/emulator/stats", [this](const httplib::Request&, httplib::Response& res) {
         send_json(res, 200, json::object{{"engine_held_seconds", engine_held_seconds()}, {"most_at_once", most_at_once()}});
     });
 
+    // The web-server flow's first half, as if the user were signed in and approved at once:
+    // the browser is sent back to redirect_uri with a one-time code (PKCE S256 required).
     s.Get("/services/oauth2/authorize", [this](const httplib::Request& req, httplib::Response& res) {
         std::lock_guard<HeldMutex> lock(mutex_);
         std::string redirect = req.get_param_value("redirect_uri");

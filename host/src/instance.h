@@ -23,6 +23,10 @@
 
 namespace crmsync {
 
+// Where a fetch's record items go when the host takes them unparsed (read_record_item):
+// the record's id, and its text as a view valid during the call.
+using RecordSink = std::function<int32_t(RecordItemText&&)>;
+
 // What the host services table does for calls on one instance. Owned by the instance;
 // the run that uses the instance points the sinks at itself.
 class HostServices {
@@ -81,8 +85,10 @@ public:
 
     Outcome authenticate(const json::object& credentials);
     // on_item gets every emitted value; its return is what emit() returns to the plugin
-    // (OK, ERROR or CANCELLED).
-    Outcome fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item);
+    // (OK, ERROR or CANCELLED). With on_record, a record item in the plain form
+    // read_record_item knows goes there instead, its record left as the plugin wrote it.
+    Outcome fetch(const json::value& request, const std::function<int32_t(json::value&&)>& on_item,
+                  const RecordSink* on_record = nullptr);
     Outcome map(const json::value& record, std::vector<json::value>& operations);
     // map() of each record, in order: `on_mapped(i, outcome, operations)` gets each one's
     // answer, and mapping stops when it returns false. In process it is called as each call
@@ -90,7 +96,7 @@ public:
     // the next record is mapped; an isolated plugin gets the records sent ahead of its
     // answers, which are handed on in order once they are all in.
     using OnMapped = std::function<bool(size_t, Outcome&, std::vector<json::value>&)>;
-    void map_each(const std::vector<const json::value*>& records, const OnMapped& on_mapped);
+    void map_each(const std::vector<const std::string*>& records, const OnMapped& on_mapped);
     Outcome write(const json::value& batch, std::vector<json::value>& results);
     // The same with the batch already written as JSON text.
     Outcome write(const std::string& batch_json, std::vector<json::value>& results);
@@ -112,10 +118,10 @@ private:
     // `item_schema` names the plugin-api schema every emitted item must meet (checked in
     // test builds only).
     Outcome invoke(wire::Entry entry, const std::string& argument, const std::function<int32_t(json::value&&)>& on_item,
-                   std::string_view item_schema = {});
+                   std::string_view item_schema = {}, const RecordSink* on_record = nullptr);
     std::vector<Outcome> invoke_all(wire::Entry entry, const std::vector<const std::string*>& arguments,
                                     const std::vector<const std::function<int32_t(json::value&&)>*>& on_items,
-                                    std::string_view item_schema);
+                                    std::string_view item_schema, const RecordSink* on_record = nullptr);
 
     std::shared_ptr<LoadedPlugin> plugin_;  // keeps the library mapped while we live
     std::unique_ptr<HostServices> services_;
@@ -134,7 +140,8 @@ struct crmsync_call {
     std::optional<crmsync::HttpPool::Lease> http;
     std::string_view plugin_id;  // the loaded plugin's, which outlives the call
     const std::function<int32_t(crmsync::json::value&&)>* on_item = nullptr;
-    crmsync::json::storage_ptr items;  // what emitted items are parsed into, made at the first
+    const crmsync::RecordSink* on_record = nullptr;  // record items, unparsed (fetch only)
+    crmsync::json::storage_ptr items;                // what emitted items are parsed into, made at the first
     int32_t fail_status = CRMSYNC_STATUS_OK;
     std::string fail_message;
     std::vector<std::unique_ptr<std::string>> kept;  // returned strings, valid until return

@@ -1,5 +1,7 @@
 #include "json.h"
 
+#include <boost/json/basic_parser_impl.hpp>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -37,6 +39,161 @@ Result<json::value> parse_json(std::string_view text, json::storage_ptr storage)
         return Status::config("line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + ec.message());
     }
     return parser.release();
+}
+
+namespace {
+
+// Boost.JSON's parser, told only what a record item needs: whether the text is an object,
+// its members "type", "id" (their string values) and "record" (whether it is an object, and
+// where its key and the next member's key sit in the text). Keys and values deeper down
+// are checked by the parser and otherwise ignored.
+class ItemOutline {
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+    using error_code = boost::system::error_code;
+
+    explicit ItemOutline(std::string_view input) : input_(input) {}
+
+    bool top_is_object = false;
+    bool twice = false;  // "type", "id" or "record" more than once
+    bool type_is_record = false;
+    std::optional<std::string> id;
+    bool record_is_object = false;
+    const char* record_key = nullptr;  // the "record" key's text (in the input), else null
+    const char* next_key = nullptr;    // the key of the member after "record" (in the input)
+    bool record_followed = false;      // a member comes after "record"
+
+    bool on_document_begin(error_code&) { return true; }
+    bool on_document_end(error_code&) { return true; }
+    bool on_object_begin(error_code&) {
+        if (depth_ == 0) top_is_object = true;
+        if (depth_ == 1) {
+            record_is_object = record_is_object || current_ == Member::record;
+            current_ = Member::other;
+        }
+        ++depth_;
+        return true;
+    }
+    bool on_object_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_array_begin(error_code&) {
+        if (depth_ == 1) current_ = Member::other;
+        return ++depth_, true;
+    }
+    bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_key_part(json::string_view s, std::size_t, error_code&) {
+        if (depth_ == 1) part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, error_code&) {
+        if (depth_ != 1) return true;
+        const bool whole = part_.empty();
+        part_.append(s.data(), s.size());
+        const char* at = whole && in_input(s) ? s.data() : nullptr;  // an escaped key is not
+        if (after_record_) {
+            after_record_ = false;
+            record_followed = true;
+            next_key = at;
+        }
+        current_ = part_ == "type"     ? Member::type
+                   : part_ == "id"     ? Member::id
+                   : part_ == "record" ? Member::record
+                                       : Member::other;
+        if (current_ != Member::other) {
+            const auto bit = 1u << static_cast<unsigned>(current_);
+            twice = twice || (seen_ & bit) != 0;
+            seen_ |= bit;
+        }
+        if (current_ == Member::record) {
+            record_key = at;
+            after_record_ = true;
+        }
+        part_.clear();
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, error_code&) {
+        if (depth_ == 1) part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, error_code&) {
+        if (depth_ != 1) return true;
+        part_.append(s.data(), s.size());
+        if (current_ == Member::type) type_is_record = part_ == "record";
+        if (current_ == Member::id) id = part_;
+        part_.clear();
+        current_ = Member::other;
+        return true;
+    }
+    bool on_number_part(json::string_view, error_code&) { return true; }
+    bool on_int64(int64_t, json::string_view, error_code&) { return scalar(); }
+    bool on_uint64(uint64_t, json::string_view, error_code&) { return scalar(); }
+    bool on_double(double, json::string_view, error_code&) { return scalar(); }
+    bool on_bool(bool, error_code&) { return scalar(); }
+    bool on_null(error_code&) { return scalar(); }
+    bool on_comment_part(json::string_view, error_code&) { return true; }
+    bool on_comment(json::string_view, error_code&) { return true; }
+
+private:
+    enum class Member : unsigned { type, id, record, other };
+    bool scalar() {
+        if (depth_ == 1) current_ = Member::other;
+        return true;
+    }
+    bool in_input(json::string_view s) const {
+        return s.data() >= input_.data() && s.data() + s.size() <= input_.data() + input_.size();
+    }
+    std::string_view input_;
+    int depth_ = 0;
+    Member current_ = Member::other;
+    unsigned seen_ = 0;
+    bool after_record_ = false;
+    std::string part_;  // a key or top-level string read in pieces
+};
+
+// Parses the whole text through the outline; false when it is not one JSON value.
+bool outline(std::string_view text, ItemOutline& out) {
+    json::basic_parser<ItemOutline> parser(json::parse_options{}, text);
+    boost::system::error_code ec;
+    const std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+    if (ec || consumed != text.size() || !parser.done()) return false;
+    out = parser.handler();
+    return true;
+}
+
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+}  // namespace
+
+std::optional<RecordItemText> read_record_item(std::string_view text) {
+    ItemOutline item(text);
+    if (!outline(text, item) || !item.top_is_object || item.twice || !item.type_is_record || !item.id || !item.record_is_object ||
+        !item.record_key || (item.record_followed && !item.next_key))
+        return std::nullopt;
+    // The parser has checked the text, so between a key and the next only white space, a
+    // colon, the value and a comma can stand: the record runs from the '{' after its key's
+    // colon to the '}' before the next member's comma (or before the item's own '}').
+    const char* const begin = text.data();
+    const char* const end = begin + text.size();
+    const char* p = item.record_key + std::string_view("record").size() + 1;  // past the closing quote
+    while (p < end && json_space(*p)) ++p;
+    if (p == end || *p != ':') return std::nullopt;
+    ++p;
+    while (p < end && json_space(*p)) ++p;
+    if (p == end || *p != '{') return std::nullopt;
+    const char* q = item.record_followed ? item.next_key - 1 : end;  // the next key's quote, or the end
+    while (q > p && json_space(q[-1])) --q;
+    if (q == p || q[-1] != (item.record_followed ? ',' : '}')) return std::nullopt;
+    --q;
+    while (q > p && json_space(q[-1])) --q;
+    if (q == p || q[-1] != '}') return std::nullopt;
+    return RecordItemText{std::move(*item.id), std::string_view(p, static_cast<std::size_t>(q - p))};
+}
+
+bool is_json(std::string_view text) {
+    ItemOutline item(text);
+    return outline(text, item);
 }
 
 std::optional<std::string> read_file_prefix(const std::string& path, size_t max_bytes) {

@@ -17,6 +17,20 @@ namespace json = boost::json;
 // block freed at once instead of a malloc and free per string and container).
 Result<json::value> parse_json(std::string_view text, json::storage_ptr storage = {});
 
+// A record item as a source's fetch emits it, {"type": "record", "id": "…", "record": {…}},
+// read without building the record: its id, and the record's text as the plugin wrote it
+// (views into `text`). Boost.JSON's parser checks the whole text first, to the same depth
+// and UTF-8 rules as parse_json. Nothing when the text is not such an item in this plain
+// form (another type, a key or id with an escape, a member twice, not JSON at all):
+// parse_json then reads it whole, and says what is wrong with it.
+struct RecordItemText {
+    std::string id;
+    std::string_view record;
+};
+std::optional<RecordItemText> read_record_item(std::string_view text);
+// Whether text is one well-formed JSON value (checked without building it).
+bool is_json(std::string_view text);
+
 // Reads and parses a file; messages start with the path.
 // A file over `max_bytes` is refused unread (a wrong file, or one grown by accident).
 Result<json::value> read_json_file(const std::string& path, size_t max_bytes = 1 << 20);

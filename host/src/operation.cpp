@@ -349,4 +349,12 @@ std::string crm_key_for(std::string_view key) {
     return out.substr(0, cut) + "%%" + sha256_hex(key);
 }
 
+const json::value& RecordText::value() const {
+    if (!value_) {
+        auto parsed = parse_json(text_);
+        value_ = parsed && parsed->is_object() ? std::move(parsed.value()) : json::value(json::object{});
+    }
+    return *value_;
+}
+
 }  // namespace crmsync

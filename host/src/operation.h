@@ -5,7 +5,8 @@
 // again only for the CRM plugin (to_write_json) and for the error log (to_json).
 //
 // PendingOperation is an operation on its way through one batch: the source record it
-// came from, whether a link exists, and the first failure or skip reason.
+// came from, whether a link exists, and the first failure or skip reason. That record is
+// kept as the text its plugin emitted (RecordText): map() gets it as it came.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -100,13 +101,32 @@ struct Operation {
 // key. Past 255 characters it ends in "%%" and a SHA-256 of the key instead.
 std::string crm_key_for(std::string_view key);
 
+// A source record as its plugin emitted it: the JSON text of an object, handed to map()
+// and kept for a retry as it is. Its value is parsed only when something reads the record's
+// fields (the operator's field mappings), and then once.
+class RecordText {
+public:
+    RecordText() = default;
+    // `text` is JSON, a JSON object's but for a record kept from before that was not;
+    // `value`, when given, is that text already parsed.
+    explicit RecordText(std::string text, std::optional<json::value> value = std::nullopt)
+        : text_(std::move(text)), value_(std::move(value)) {}
+    const std::string& text() const { return text_; }
+    // The record's fields (an empty object when the text is not an object's).
+    const json::value& value() const;
+
+private:
+    std::string text_;
+    mutable std::optional<json::value> value_;
+};
+
 // An operation in one batch of a run.
 struct PendingOperation {
     Operation op;
-    const json::value* record = nullptr;  // the source record it was mapped from, owned by the batch
-    std::string record_id;                // that record's id: what fails, is kept and tried again
-    std::string skip_reason;              // set when there is nothing to write (e.g. no match)
-    bool no_match = false;                // skipped because no record has the match keys
+    const RecordText* record = nullptr;  // the source record it was mapped from, owned by the batch
+    std::string record_id;               // that record's id: what fails, is kept and tried again
+    std::string skip_reason;             // set when there is nothing to write (e.g. no match)
+    bool no_match = false;               // skipped because no record has the match keys
     std::string hash;
     bool known = false;                   // a link exists: an update, not a create
     std::string crm_key;                  // its external-id value: an earlier link's, else crm_key_for(op.key)

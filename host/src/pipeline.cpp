@@ -318,8 +318,11 @@ std::optional<RunStop> Pipeline::retry_failed(RunScope& scope, const RunOptions&
         batch.page.retry = true;
         for (auto& f : *due) {
             after = f.source_id;
-            auto parsed = parse_json(f.record);
-            batch.page.records.push_back({f.source_id, parsed ? parsed.value() : json::value(f.record), f.attempts});
+            // Kept as its plugin emitted it; text that is somehow not JSON goes to map() as a
+            // JSON string, for the plugin to refuse.
+            RecordText record =
+                is_json(f.record) ? RecordText(std::move(f.record)) : RecordText(json::serialize(json::value(f.record)));
+            batch.page.records.push_back({f.source_id, std::move(record), f.attempts});
         }
         batch.commit.counts.retried = static_cast<int64_t>(batch.page.records.size());
         log(Level::info, "trying again " + std::to_string(due->size()) + " record(s) that failed before");
@@ -429,7 +432,7 @@ void Pipeline::settle_records(Batch& batch) {
             if (batch.page.retry) ++batch.commit.counts.recovered;
             continue;
         }
-        FailedRecord kept{id, json::serialize(r->record), batch.page.retry ? r->attempts + 1 : 1, 0, false};
+        FailedRecord kept{id, r->record.text(), batch.page.retry ? r->attempts + 1 : 1, 0, false};
         kept.gave_up = kept.attempts >= policy.max_attempts;
         kept.next_ms = policy.next_attempt_ms(now, kept.attempts);
         if (kept.gave_up) {
@@ -496,8 +499,8 @@ void Pipeline::map(Batch& batch) {
     };
     // The page's records go to the plugin at once (an isolated one gets them sent ahead); each
     // one's operations are parsed out as its answer comes, and what it emitted goes then.
-    std::vector<const json::value*> records;
-    for (const auto& r : batch.page.records) records.push_back(&r.record);
+    std::vector<const std::string*> records;
+    for (const auto& r : batch.page.records) records.push_back(&r.record.text());
     batch.ops.reserve(records.size());
     b_.source.map_each(records, [&](size_t i, const Outcome& outcome, std::vector<json::value>& mapped) {
         const auto& r = batch.page.records[i];
@@ -511,7 +514,7 @@ void Pipeline::map(Batch& batch) {
             return false;
         }
         if (!outcome.ok()) {
-            fail(r.id, "", "", "MAPPING_FAILED", outcome.message, json::serialize(r.record));
+            fail(r.id, "", "", "MAPPING_FAILED", outcome.message, r.record.text());
             return true;
         }
         if (mapped.empty()) ++batch.commit.counts.ignored;

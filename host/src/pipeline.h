@@ -90,7 +90,7 @@ private:
     class RunScope;
     struct SourceRecord {
         std::string id;
-        json::value record;
+        RecordText record;
         int64_t attempts = 0;  // failed tries before (a record tried again)
     };
     // What one gather took: records and the cursor after them (source), or inbox events.
@@ -157,7 +157,8 @@ private:
     // The items of one records or changes answer into `page` (at most `want` records).
     // `fetch` makes the call, calling `begin` before each attempt and giving items to `sink`.
     using ItemSink = std::function<int32_t(json::value&&)>;
-    using PageFetch = std::function<Outcome(const std::function<void()>& begin, const ItemSink& sink)>;
+    using PageFetch =
+        std::function<Outcome(const std::function<void()>& begin, const ItemSink& sink, const RecordSink* record_sink)>;
     Outcome take_page(const PageFetch& fetch, int64_t want, Page& page, bool& overflowed);
     void map(Batch& batch);
     void hash_operations(Batch& batch);

@@ -57,11 +57,11 @@ Outcome Pipeline::fetch_changes(const json::value& cursor, int64_t want, Page& p
                          {"limit", want}};
     bool overflowed = false;
     auto outcome = take_page(
-        [&](const std::function<void()>& begin, const ItemSink& sink) {
+        [&](const std::function<void()>& begin, const ItemSink& sink, const RecordSink* record_sink) {
             return call_crm(
                 [&] {
                     begin();
-                    return b_.crm.fetch(request, sink);
+                    return b_.crm.fetch(request, sink, record_sink);
                 },
                 counts);
         },

@@ -18,9 +18,10 @@ Pipeline::Page Pipeline::gather_inbox() {
     }
     for (auto& row : *pending) {
         auto parsed = parse_json(row.body);
-        json::value record = parsed && parsed->is_object() ? parsed.value() : json::value(json::object{});
-        auto id = find_string(record.get_object(), "id");
-        page.records.push_back({id.value_or("inbox-" + std::to_string(row.id)), std::move(record)});
+        const bool object = parsed && parsed->is_object();
+        auto id = object ? find_string(parsed->get_object(), "id") : std::nullopt;
+        page.records.push_back({id.value_or("inbox-" + std::to_string(row.id)),
+                                object ? RecordText(std::move(row.body), std::move(parsed.value())) : RecordText("{}")});
         page.inbox_ids.push_back(row.id);
     }
     page.more = page.records.size() == kBatchSize;
@@ -84,11 +85,11 @@ Outcome Pipeline::fetch_page(const json::value& cursor, bool full, int64_t want,
                              RunCounts& counts) {
     json::object request{{"type", "records"}, {"cursor", cursor}, {"full", full}, {"limit", want}};
     return take_page(
-        [&](const std::function<void()>& begin, const ItemSink& sink) {
+        [&](const std::function<void()>& begin, const ItemSink& sink, const RecordSink* record_sink) {
             return call_source(
                 [&] {
                     begin();
-                    return b_.source.fetch(request, sink);
+                    return b_.source.fetch(request, sink, record_sink);
                 },
                 counts);
         },
@@ -104,31 +105,43 @@ Outcome Pipeline::take_page(const PageFetch& fetch, int64_t want, Page& page, bo
         checkpoint.reset();
         overflowed = false;
     };
-    auto outcome = fetch(begin, [&](json::value&& item) -> int32_t {
-        auto* o = item.if_object();
-        auto type = o ? find_string(*o, "type") : std::nullopt;
-        if (type == "record") {
-            auto id = find_string(*o, "id");
-            auto* rec = o->if_contains("record");
-            if (!id || !rec || !rec->is_object()) {
-                log(Level::error, "a record item without \"id\" or \"record\" was emitted");
-                return CRMSYNC_STATUS_ERROR;
-            }
-            if (static_cast<int64_t>(records.size()) >= want) {
-                overflowed = true;  // its checkpoint would skip records we never took
-                return CRMSYNC_STATUS_CANCELLED;
-            }
-            records.push_back({*id, std::move(*rec)});
-            return CRMSYNC_STATUS_OK;
+    auto take = [&](std::string&& id, RecordText&& record) -> int32_t {
+        if (static_cast<int64_t>(records.size()) >= want) {
+            overflowed = true;  // its checkpoint would skip records we never took
+            return CRMSYNC_STATUS_CANCELLED;
         }
-        if (type == "checkpoint") {
-            checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
-            more = find_bool(*o, "more").value_or(false);
-            return CRMSYNC_STATUS_OK;
-        }
-        log(Level::error, "an item of unknown type was emitted during a records fetch");
-        return CRMSYNC_STATUS_ERROR;
-    });
+        records.push_back({std::move(id), std::move(record)});
+        return CRMSYNC_STATUS_OK;
+    };
+    // Nearly every record comes as its text; one in another form (an escaped key, say) is
+    // parsed whole, and its text written from that.
+    const RecordSink as_text = [&](RecordItemText&& item) -> int32_t {
+        return take(std::move(item.id), RecordText(std::string(item.record)));
+    };
+    auto outcome = fetch(
+        begin,
+        [&](json::value&& item) -> int32_t {
+            auto* o = item.if_object();
+            auto type = o ? find_string(*o, "type") : std::nullopt;
+            if (type == "record") {
+                auto id = find_string(*o, "id");
+                auto* rec = o->if_contains("record");
+                if (!id || !rec || !rec->is_object()) {
+                    log(Level::error, "a record item without \"id\" or \"record\" was emitted");
+                    return CRMSYNC_STATUS_ERROR;
+                }
+                std::string text = json::serialize(*rec);
+                return take(std::move(*id), RecordText(std::move(text), std::move(*rec)));
+            }
+            if (type == "checkpoint") {
+                checkpoint = o->contains("cursor") ? o->at("cursor") : json::value(nullptr);
+                more = find_bool(*o, "more").value_or(false);
+                return CRMSYNC_STATUS_OK;
+            }
+            log(Level::error, "an item of unknown type was emitted during a records fetch");
+            return CRMSYNC_STATUS_ERROR;
+        },
+        &as_text);
     if (overflowed) return {CRMSYNC_STATUS_OK, "", false};
     if (!outcome.ok()) return outcome;
     for (auto& r : records) page.records.push_back(std::move(r));

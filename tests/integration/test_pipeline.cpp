@@ -118,6 +118,13 @@ not json at all
     CHECK(errors[1].code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
     CHECK(errors[1].fields == std::vector<std::string>{"Status"});
     CHECK_THAT(errors[1].payload, Catch::Contains("Someday"));
+    // The record kept to be tried again is the line as the plugin emitted it, byte for byte:
+    // map() had it as it came, and it is not written out again from parsed values.
+    auto kept = h.store()->due_records({"tasks", "mock"}, INT64_MAX, "", 10);
+    REQUIRE(kept);
+    std::map<std::string, std::string> records;
+    for (const auto& f : *kept) records[f.source_id] = f.record;
+    CHECK(records["bad-1"] == R"({"id": "bad-1", "subject": "Bad status", "status": "Someday"})");
 }
 
 TEST_CASE("pipeline: a JSON Lines record keeps its id as written, and a line without a usable id fails alone") {

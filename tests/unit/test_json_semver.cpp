@@ -89,6 +89,58 @@ TEST_CASE("one parser serves many texts: a bad text does not spoil the next, a l
     CHECK(parse_json("[true]").value() == json::value(json::array{true}));
 }
 
+TEST_CASE("a record item is read without building its record: the id, and the record's text as written") {
+    SECTION("the plain form, with space anywhere the grammar allows it") {
+        std::string text = R"({"type":"record","id":"t-1","record":{"a":[1,{"b":"}"}],"c":"x\"y"}})";
+        auto item = read_record_item(text);
+        REQUIRE(item);
+        CHECK(item->id == "t-1");
+        CHECK(item->record == R"({"a":[1,{"b":"}"}],"c":"x\"y"})");
+        CHECK(item->record.data() >= text.data());  // a view into the text, not a copy
+
+        item = read_record_item(" {\n \"record\" :\t{ \"n\": 1.50 } ,\r\n \"id\": \"7\", \"type\" : \"record\" }\n");
+        REQUIRE(item);
+        CHECK(item->id == "7");
+        CHECK(item->record == R"({ "n": 1.50 })");  // numbers as the plugin wrote them
+
+        item = read_record_item(R"({"id":"a\u00e9\"b","record":{},"type":"record","extra":[{"record":1}]})");
+        REQUIRE(item);
+        CHECK(item->id == "a\xc3\xa9\"b");  // an escaped id is unescaped, as a parsed one is
+        CHECK(item->record == "{}");
+    }
+    SECTION("anything else is left to the full parse, which says what is wrong") {
+        for (const char* text : {
+                 R"({"type":"checkpoint","cursor":null,"more":false})",
+                 R"({"type":"record","id":"1","record":[1]})",
+                 R"({"type":"record","id":1,"record":{}})",
+                 R"({"type":"record","record":{}})",
+                 R"({"type":"record","id":"1"})",
+                 R"({"type":"record","id":"1","record":{},"record":{}})",
+                 R"({"type":"record","id":"1","id":"2","record":{}})",
+                 R"({"type":"record","id":"1","rec\u006frd":{}})",
+                 R"({"type":"record","id":"1","record":{},"n\u0061me":2})",
+                 R"({"type":"record","id":"1","record":{"a":1})",
+                 R"({"type":"record","id":"1","record":{}} x)",
+                 "{\"type\":\"record\",\"id\":\"1\",\"record\":{\"a\":\"\xff\"}}",  // not UTF-8
+                 R"({"type":"record","id":"1","record":{} /* c */})",
+                 R"([{"type":"record","id":"1","record":{}}])",
+                 "",
+             }) {
+            INFO(text);
+            CHECK_FALSE(read_record_item(text));
+        }
+    }
+    SECTION("no deeper than a full parse goes") {
+        std::string deep = std::string(40, '[') + std::string(40, ']');
+        CHECK_FALSE(read_record_item(R"({"type":"record","id":"1","record":{"a":)" + deep + "}}"));
+        CHECK_FALSE(parse_json(R"({"type":"record","id":"1","record":{"a":)" + deep + "}}"));
+    }
+    CHECK(is_json(R"({"a":1})"));
+    CHECK(is_json("\"text\""));
+    CHECK_FALSE(is_json("{\"a\":"));
+    CHECK_FALSE(is_json("not json"));
+}
+
 TEST_CASE("version ranges: caret, tilde, comparators, partial versions") {
     auto v = [](const char* t) { return parse_version(t).value(); };
     auto r = [](const char* t) { return VersionRange::parse(t).value(); };

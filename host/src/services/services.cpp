@@ -95,7 +95,7 @@ void Services::apply_field_mappings(std::vector<PendingOperation>& ops) const {
     if (mappings_.empty()) return;
     for (auto& p : ops) {
         if (p.error_code || !p.record) continue;
-        auto applied = apply_mappings(mappings_, *p.record, p.op);
+        auto applied = apply_mappings(mappings_, p.record->value(), p.op);
         if (!applied) p.fail("MAPPING_FAILED", applied.message());
     }
 }

@@ -84,11 +84,13 @@ int32_t fetch(crmsync_instance* instance, crmsync_call* call, const char* reques
                 more = true;
                 break;
             }
-            json::monotonic_resource arena;  // the line's record, gone at once
-            auto rec = crmsync::support::parse_object(line, &arena);
-            if (const auto& id = rec.at("id"); id.is_string()) {
-                crmsync::support::emit_record_text(in->host, call, id.get_string(), line);  // the line as it is
+            // A string id read alone, and the line sent as it is; any other line parsed whole.
+            if (auto found = crmsync::support::object_member(line, "id"); found && found->is_string()) {
+                crmsync::support::emit_record_text(in->host, call, found->get_string(), line);
             } else {
+                json::monotonic_resource arena;  // the line's record, gone at once
+                auto rec = crmsync::support::parse_object(line, &arena);
+                const auto& id = rec.at("id");
                 json::object item({{"type", "record"}, {"id", id}}, &arena);
                 item["record"] = std::move(rec);
                 emit(in->host, call, item);

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <crmsync/support/json_plugin.hpp>
 
 #include "clock.h"
 #include "json.h"
@@ -139,6 +140,30 @@ TEST_CASE("a record item is read without building its record: the id, and the re
     CHECK(is_json("\"text\""));
     CHECK_FALSE(is_json("{\"a\":"));
     CHECK_FALSE(is_json("not json"));
+}
+
+TEST_CASE("a plugin reads one member of a record's text without building the record") {
+    using crmsync::support::object_member;
+    auto id = object_member(R"({"subject": {"id": "inner"}, "id": "a\"b", "n": [1, {"id": 2}]})", "id");
+    REQUIRE(id);
+    CHECK(*id == json::value("a\"b"));
+    CHECK(*object_member(R"({"id": 24})", "id") == json::value(24));
+    CHECK(*object_member(R"({"id": 18446744073709551615})", "id") == json::value(18446744073709551615ull));
+    CHECK(object_member(R"({"id": null})", "id")->is_null());
+    CHECK(*object_member(R"({"i\u0064": "esc"})", "id") == json::value("esc"));  // the key as parsed
+    for (const char* text : {
+             R"({"name": "no id"})",
+             R"({"id": "1", "id": "2"})",
+             R"({"id": {"x": 1}})",
+             R"({"id": [1]})",
+             R"(["id", "1"])",
+             R"({"id": "1"} trailing)",
+             R"({"id": "1")",
+             "",
+         }) {
+        INFO(text);
+        CHECK_FALSE(object_member(text, "id"));
+    }
 }
 
 TEST_CASE("version ranges: caret, tilde, comparators, partial versions") {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -189,6 +190,100 @@ inline HttpAnswer http_waiting_out_429(const crmsync_host_api* host, crmsync_cal
     }
 }
 
+namespace detail {
+
+// Boost.JSON's parser, told only about one member of the top-level object: its value when
+// that is a scalar. Everything else is checked by the parser and otherwise ignored.
+class MemberScalar {
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+    using error_code = boost::system::error_code;
+
+    explicit MemberScalar(std::string_view field) : field_(field) {}
+    bool object = false;  // the text is an object
+    int found = 0;        // how many times the member appears
+    std::optional<json::value> value;
+
+    bool on_document_begin(error_code&) { return true; }
+    bool on_document_end(error_code&) { return true; }
+    bool on_object_begin(error_code&) {
+        if (depth_ == 0) object = true;
+        take(std::nullopt);
+        return ++depth_, true;
+    }
+    bool on_object_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_array_begin(error_code&) {
+        take(std::nullopt);
+        return ++depth_, true;
+    }
+    bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_key_part(json::string_view s, std::size_t, error_code&) {
+        if (depth_ == 1) part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, error_code&) {
+        if (depth_ != 1) return true;
+        part_.append(s.data(), s.size());
+        current_ = part_ == field_;
+        found += current_ ? 1 : 0;
+        part_.clear();
+        return true;
+    }
+    bool on_string_part(json::string_view s, std::size_t, error_code&) {
+        if (depth_ == 1 && current_) part_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_string(json::string_view s, std::size_t, error_code&) {
+        if (depth_ != 1) return true;
+        if (current_) {
+            part_.append(s.data(), s.size());
+            take(json::value(json::string_view(part_)));
+        }
+        part_.clear();
+        current_ = false;
+        return true;
+    }
+    bool on_number_part(json::string_view, error_code&) { return true; }
+    bool on_int64(int64_t v, json::string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_uint64(uint64_t v, json::string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_double(double v, json::string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_bool(bool v, error_code&) { return take(json::value(v)), true; }
+    bool on_null(error_code&) { return take(json::value(nullptr)), true; }
+    bool on_comment_part(json::string_view, error_code&) { return true; }
+    bool on_comment(json::string_view, error_code&) { return true; }
+
+private:
+    // A value at the top level ends the member it belongs to.
+    void take(std::optional<json::value> v) {
+        if (depth_ != 1) return;
+        if (current_) value = std::move(v);
+        current_ = false;
+    }
+    std::string_view field_;
+    int depth_ = 0;
+    bool current_ = false;
+    std::string part_;
+};
+
+}  // namespace detail
+
+// The value of `field` in the JSON object `text` holds, found without building the object
+// (Boost.JSON's parser still checks the whole text). Nothing when the text is not an
+// object, has the member not exactly once, or its value is an object or array: parse the
+// text whole then (json::parse, parse_object).
+inline std::optional<json::value> object_member(std::string_view text, std::string_view field) {
+    json::basic_parser<detail::MemberScalar> parser(json::parse_options{}, field);
+    json::error_code ec;
+    const std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+    if (ec || consumed != text.size() || !parser.done()) return std::nullopt;
+    const auto& found = parser.handler();
+    if (!found.object || found.found != 1) return std::nullopt;
+    return found.value;
+}
+
 // A record id as text: a string as it is, an integer as "#24" — so that the number 24 and
 // the string "24" stay two records. Anything else is no id.
 inline std::optional<std::string> id_text(const json::value& id) {
@@ -272,11 +367,17 @@ inline int32_t answer_jsonl_records(const crmsync_host_api* host, crmsync_call* 
         // file and line, and marked for map() to fail (jsonl_record_item).
         std::optional<std::string> id;
         if (!line.cut()) {
-            json::monotonic_resource arena;
-            json::error_code ec;
-            auto parsed = json::parse(line.text, ec, &arena);
-            const auto* field = !ec && parsed.is_object() ? parsed.get_object().if_contains(id_field) : nullptr;
-            if (field && !field->is_null()) id = id_text(*field);
+            // The id alone is read; only a line it cannot be read from that way is parsed whole.
+            auto found = object_member(line.text, id_field);
+            if (found) {
+                if (!found->is_null()) id = id_text(*found);
+            } else {
+                json::monotonic_resource arena;
+                json::error_code ec;
+                auto parsed = json::parse(line.text, ec, &arena);
+                const auto* field = !ec && parsed.is_object() ? parsed.get_object().if_contains(id_field) : nullptr;
+                if (field && !field->is_null()) id = id_text(*field);
+            }
         }
         int32_t rc = id && !id->empty() ? emit_record_text(host, call, *id, line.text)
                                         : emit(host, call, jsonl_record_item(line, id_field));

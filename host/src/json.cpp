@@ -1,6 +1,6 @@
 #include "json.h"
 
-#include <boost/json/basic_parser_impl.hpp>
+#include <crmsync/support/json_outline.hpp>
 
 #include <algorithm>
 #include <array>
@@ -47,14 +47,8 @@ namespace {
 // its members "type", "id" (their string values) and "record" (whether it is an object, and
 // where its key and the next member's key sit in the text). Keys and values deeper down
 // are checked by the parser and otherwise ignored.
-class ItemOutline {
+class ItemOutline : public support::OutlineHandler {
 public:
-    static constexpr std::size_t max_object_size = std::size_t(-1);
-    static constexpr std::size_t max_array_size = std::size_t(-1);
-    static constexpr std::size_t max_key_size = std::size_t(-1);
-    static constexpr std::size_t max_string_size = std::size_t(-1);
-    using error_code = boost::system::error_code;
-
     explicit ItemOutline(std::string_view input) : input_(input) {}
 
     bool top_is_object = false;
@@ -66,8 +60,6 @@ public:
     const char* next_key = nullptr;    // the key of the member after "record" (in the input)
     bool record_followed = false;      // a member comes after "record"
 
-    bool on_document_begin(error_code&) { return true; }
-    bool on_document_end(error_code&) { return true; }
     bool on_object_begin(error_code&) {
         if (depth_ == 0) top_is_object = true;
         if (depth_ == 1) {
@@ -83,11 +75,11 @@ public:
         return ++depth_, true;
     }
     bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
-    bool on_key_part(json::string_view s, std::size_t, error_code&) {
+    bool on_key_part(string_view s, std::size_t, error_code&) {
         if (depth_ == 1) part_.append(s.data(), s.size());
         return true;
     }
-    bool on_key(json::string_view s, std::size_t, error_code&) {
+    bool on_key(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
         const bool whole = part_.empty();
         part_.append(s.data(), s.size());
@@ -113,11 +105,11 @@ public:
         part_.clear();
         return true;
     }
-    bool on_string_part(json::string_view s, std::size_t, error_code&) {
+    bool on_string_part(string_view s, std::size_t, error_code&) {
         if (depth_ == 1) part_.append(s.data(), s.size());
         return true;
     }
-    bool on_string(json::string_view s, std::size_t, error_code&) {
+    bool on_string(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
         part_.append(s.data(), s.size());
         if (current_ == Member::type) type_is_record = part_ == "record";
@@ -126,14 +118,11 @@ public:
         current_ = Member::other;
         return true;
     }
-    bool on_number_part(json::string_view, error_code&) { return true; }
-    bool on_int64(int64_t, json::string_view, error_code&) { return scalar(); }
-    bool on_uint64(uint64_t, json::string_view, error_code&) { return scalar(); }
-    bool on_double(double, json::string_view, error_code&) { return scalar(); }
+    bool on_int64(int64_t, string_view, error_code&) { return scalar(); }
+    bool on_uint64(uint64_t, string_view, error_code&) { return scalar(); }
+    bool on_double(double, string_view, error_code&) { return scalar(); }
     bool on_bool(bool, error_code&) { return scalar(); }
     bool on_null(error_code&) { return scalar(); }
-    bool on_comment_part(json::string_view, error_code&) { return true; }
-    bool on_comment(json::string_view, error_code&) { return true; }
 
 private:
     enum class Member : unsigned { type, id, record, other };
@@ -141,7 +130,7 @@ private:
         if (depth_ == 1) current_ = Member::other;
         return true;
     }
-    bool in_input(json::string_view s) const {
+    bool in_input(string_view s) const {
         return s.data() >= input_.data() && s.data() + s.size() <= input_.data() + input_.size();
     }
     std::string_view input_;
@@ -152,49 +141,36 @@ private:
     std::string part_;  // a key or top-level string read in pieces
 };
 
-// Parses the whole text through the outline; false when it is not one JSON value.
-bool outline(std::string_view text, ItemOutline& out) {
-    json::basic_parser<ItemOutline> parser(json::parse_options{}, text);
-    boost::system::error_code ec;
-    const std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
-    if (ec || consumed != text.size() || !parser.done()) return false;
-    out = parser.handler();
-    return true;
-}
-
 bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 }  // namespace
 
 std::optional<RecordItemText> read_record_item(std::string_view text) {
-    ItemOutline item(text);
-    if (!outline(text, item) || !item.top_is_object || item.twice || !item.type_is_record || !item.id || !item.record_is_object ||
-        !item.record_key || (item.record_followed && !item.next_key))
+    auto item = support::outline_json<ItemOutline>(text, text);
+    if (!item || !item->top_is_object || item->twice || !item->type_is_record || !item->id || !item->record_is_object ||
+        !item->record_key || (item->record_followed && !item->next_key))
         return std::nullopt;
     // The parser has checked the text, so between a key and the next only white space, a
     // colon, the value and a comma can stand: the record runs from the '{' after its key's
     // colon to the '}' before the next member's comma (or before the item's own '}').
     const char* const begin = text.data();
     const char* const end = begin + text.size();
-    const char* p = item.record_key + std::string_view("record").size() + 1;  // past the closing quote
+    const char* p = item->record_key + std::string_view("record").size() + 1;  // past the closing quote
     while (p < end && json_space(*p)) ++p;
     if (p == end || *p != ':') return std::nullopt;
     ++p;
     while (p < end && json_space(*p)) ++p;
     if (p == end || *p != '{') return std::nullopt;
-    const char* q = item.record_followed ? item.next_key - 1 : end;  // the next key's quote, or the end
+    const char* q = item->record_followed ? item->next_key - 1 : end;  // the next key's quote, or the end
     while (q > p && json_space(q[-1])) --q;
-    if (q == p || q[-1] != (item.record_followed ? ',' : '}')) return std::nullopt;
+    if (q == p || q[-1] != (item->record_followed ? ',' : '}')) return std::nullopt;
     --q;
     while (q > p && json_space(q[-1])) --q;
     if (q == p || q[-1] != '}') return std::nullopt;
-    return RecordItemText{std::move(*item.id), std::string_view(p, static_cast<std::size_t>(q - p))};
+    return RecordItemText{std::move(*item->id), std::string_view(p, static_cast<std::size_t>(q - p))};
 }
 
-bool is_json(std::string_view text) {
-    ItemOutline item(text);
-    return outline(text, item);
-}
+bool is_json(std::string_view text) { return support::outline_json<support::OutlineHandler>(text).has_value(); }
 
 std::optional<std::string> read_file_prefix(const std::string& path, size_t max_bytes) {
     std::ifstream in(path, std::ios::binary);

@@ -7,12 +7,12 @@
 #define CRMSYNC_SUPPORT_JSON_PLUGIN_HPP
 
 #include <crmsync/plugin.h>
+#include <crmsync/support/json_outline.hpp>
 #include <crmsync/support/jsonl_folder.hpp>
 #include <crmsync/support/text.hpp>
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <boost/json/basic_parser_impl.hpp>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -192,23 +192,14 @@ inline HttpAnswer http_waiting_out_429(const crmsync_host_api* host, crmsync_cal
 
 namespace detail {
 
-// Boost.JSON's parser, told only about one member of the top-level object: its value when
-// that is a scalar. Everything else is checked by the parser and otherwise ignored.
-class MemberScalar {
+// Only one member of the top-level object: its value when that is a scalar.
+class MemberScalar : public OutlineHandler {
 public:
-    static constexpr std::size_t max_object_size = std::size_t(-1);
-    static constexpr std::size_t max_array_size = std::size_t(-1);
-    static constexpr std::size_t max_key_size = std::size_t(-1);
-    static constexpr std::size_t max_string_size = std::size_t(-1);
-    using error_code = boost::system::error_code;
-
     explicit MemberScalar(std::string_view field) : field_(field) {}
     bool object = false;  // the text is an object
     int found = 0;        // how many times the member appears
     std::optional<json::value> value;
 
-    bool on_document_begin(error_code&) { return true; }
-    bool on_document_end(error_code&) { return true; }
     bool on_object_begin(error_code&) {
         if (depth_ == 0) object = true;
         take(std::nullopt);
@@ -220,11 +211,11 @@ public:
         return ++depth_, true;
     }
     bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
-    bool on_key_part(json::string_view s, std::size_t, error_code&) {
+    bool on_key_part(string_view s, std::size_t, error_code&) {
         if (depth_ == 1) part_.append(s.data(), s.size());
         return true;
     }
-    bool on_key(json::string_view s, std::size_t, error_code&) {
+    bool on_key(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
         part_.append(s.data(), s.size());
         current_ = part_ == field_;
@@ -232,11 +223,11 @@ public:
         part_.clear();
         return true;
     }
-    bool on_string_part(json::string_view s, std::size_t, error_code&) {
+    bool on_string_part(string_view s, std::size_t, error_code&) {
         if (depth_ == 1 && current_) part_.append(s.data(), s.size());
         return true;
     }
-    bool on_string(json::string_view s, std::size_t, error_code&) {
+    bool on_string(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
         if (current_) {
             part_.append(s.data(), s.size());
@@ -246,14 +237,11 @@ public:
         current_ = false;
         return true;
     }
-    bool on_number_part(json::string_view, error_code&) { return true; }
-    bool on_int64(int64_t v, json::string_view, error_code&) { return take(json::value(v)), true; }
-    bool on_uint64(uint64_t v, json::string_view, error_code&) { return take(json::value(v)), true; }
-    bool on_double(double v, json::string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_int64(int64_t v, string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_uint64(uint64_t v, string_view, error_code&) { return take(json::value(v)), true; }
+    bool on_double(double v, string_view, error_code&) { return take(json::value(v)), true; }
     bool on_bool(bool v, error_code&) { return take(json::value(v)), true; }
     bool on_null(error_code&) { return take(json::value(nullptr)), true; }
-    bool on_comment_part(json::string_view, error_code&) { return true; }
-    bool on_comment(json::string_view, error_code&) { return true; }
 
 private:
     // A value at the top level ends the member it belongs to.
@@ -275,13 +263,9 @@ private:
 // object, has the member not exactly once, or its value is an object or array: parse the
 // text whole then (json::parse, parse_object).
 inline std::optional<json::value> object_member(std::string_view text, std::string_view field) {
-    json::basic_parser<detail::MemberScalar> parser(json::parse_options{}, field);
-    json::error_code ec;
-    const std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
-    if (ec || consumed != text.size() || !parser.done()) return std::nullopt;
-    const auto& found = parser.handler();
-    if (!found.object || found.found != 1) return std::nullopt;
-    return found.value;
+    auto found = outline_json<detail::MemberScalar>(text, field);
+    if (!found || !found->object || found->found != 1) return std::nullopt;
+    return std::move(found->value);
 }
 
 // A record id as text: a string as it is, an integer as "#24" — so that the number 24 and

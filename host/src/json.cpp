@@ -47,7 +47,7 @@ namespace {
 // its members "type", "id" (their string values) and "record" (whether it is an object, and
 // where its key and the next member's key sit in the text). Keys and values deeper down
 // are checked by the parser and otherwise ignored.
-class ItemOutline : public support::OutlineHandler {
+class ItemOutline : public support::TopLevelOutline {
 public:
     explicit ItemOutline(std::string_view input) : input_(input) {}
 
@@ -66,33 +66,26 @@ public:
             record_is_object = record_is_object || current_ == Member::record;
             current_ = Member::other;
         }
-        ++depth_;
-        return true;
+        return enter();
     }
-    bool on_object_end(std::size_t, error_code&) { return --depth_, true; }
     bool on_array_begin(error_code&) {
         if (depth_ == 1) current_ = Member::other;
-        return ++depth_, true;
-    }
-    bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
-    bool on_key_part(string_view s, std::size_t, error_code&) {
-        if (depth_ == 1) part_.append(s.data(), s.size());
-        return true;
+        return enter();
     }
     bool on_key(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
-        const bool whole = part_.empty();
-        part_.append(s.data(), s.size());
+        const bool whole = pieces_.empty();
+        pieces_.append(s.data(), s.size());
         const char* at = whole && in_input(s) ? s.data() : nullptr;  // an escaped key is not
         if (after_record_) {
             after_record_ = false;
             record_followed = true;
             next_key = at;
         }
-        current_ = part_ == "type"     ? Member::type
-                   : part_ == "id"     ? Member::id
-                   : part_ == "record" ? Member::record
-                                       : Member::other;
+        current_ = pieces_ == "type"     ? Member::type
+                   : pieces_ == "id"     ? Member::id
+                   : pieces_ == "record" ? Member::record
+                                         : Member::other;
         if (current_ != Member::other) {
             const auto bit = 1u << static_cast<unsigned>(current_);
             twice = twice || (seen_ & bit) != 0;
@@ -102,19 +95,19 @@ public:
             record_key = at;
             after_record_ = true;
         }
-        part_.clear();
+        pieces_.clear();
         return true;
     }
     bool on_string_part(string_view s, std::size_t, error_code&) {
-        if (depth_ == 1) part_.append(s.data(), s.size());
+        if (depth_ == 1) pieces_.append(s.data(), s.size());
         return true;
     }
     bool on_string(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
-        part_.append(s.data(), s.size());
-        if (current_ == Member::type) type_is_record = part_ == "record";
-        if (current_ == Member::id) id = part_;
-        part_.clear();
+        pieces_.append(s.data(), s.size());
+        if (current_ == Member::type) type_is_record = pieces_ == "record";
+        if (current_ == Member::id) id = pieces_;
+        pieces_.clear();
         current_ = Member::other;
         return true;
     }
@@ -134,11 +127,9 @@ private:
         return s.data() >= input_.data() && s.data() + s.size() <= input_.data() + input_.size();
     }
     std::string_view input_;
-    int depth_ = 0;
     Member current_ = Member::other;
     unsigned seen_ = 0;
     bool after_record_ = false;
-    std::string part_;  // a key or top-level string read in pieces
 };
 
 bool json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }

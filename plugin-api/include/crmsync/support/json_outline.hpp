@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -44,6 +45,26 @@ struct OutlineHandler {
     bool on_null(error_code&) { return true; }
     bool on_comment_part(string_view, error_code&) { return true; }
     bool on_comment(string_view, error_code&) { return true; }
+};
+
+// The same, counting how deep the parser is (1: among the top-level object's members) and
+// gathering a top-level key, or a top-level string, that comes in pieces. A handler that
+// declares on_object_begin or on_array_begin again ends it with `return enter();`.
+class TopLevelOutline : public OutlineHandler {
+public:
+    bool on_object_begin(error_code&) { return enter(); }
+    bool on_object_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_array_begin(error_code&) { return enter(); }
+    bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
+    bool on_key_part(string_view s, std::size_t, error_code&) {
+        if (depth_ == 1) pieces_.append(s.data(), s.size());
+        return true;
+    }
+
+protected:
+    bool enter() { return ++depth_, true; }
+    int depth_ = 0;
+    std::string pieces_;  // the top-level key or string read so far
 };
 
 // The handler, made from `args`, after the parser has read all of `text` as one JSON

@@ -193,7 +193,7 @@ inline HttpAnswer http_waiting_out_429(const crmsync_host_api* host, crmsync_cal
 namespace detail {
 
 // Only one member of the top-level object: its value when that is a scalar.
-class MemberScalar : public OutlineHandler {
+class MemberScalar : public TopLevelOutline {
 public:
     explicit MemberScalar(std::string_view field) : field_(field) {}
     bool object = false;  // the text is an object
@@ -203,37 +203,31 @@ public:
     bool on_object_begin(error_code&) {
         if (depth_ == 0) object = true;
         take(std::nullopt);
-        return ++depth_, true;
+        return enter();
     }
-    bool on_object_end(std::size_t, error_code&) { return --depth_, true; }
     bool on_array_begin(error_code&) {
         take(std::nullopt);
-        return ++depth_, true;
-    }
-    bool on_array_end(std::size_t, error_code&) { return --depth_, true; }
-    bool on_key_part(string_view s, std::size_t, error_code&) {
-        if (depth_ == 1) part_.append(s.data(), s.size());
-        return true;
+        return enter();
     }
     bool on_key(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
-        part_.append(s.data(), s.size());
-        current_ = part_ == field_;
+        pieces_.append(s.data(), s.size());
+        current_ = pieces_ == field_;
         found += current_ ? 1 : 0;
-        part_.clear();
+        pieces_.clear();
         return true;
     }
     bool on_string_part(string_view s, std::size_t, error_code&) {
-        if (depth_ == 1 && current_) part_.append(s.data(), s.size());
+        if (depth_ == 1 && current_) pieces_.append(s.data(), s.size());
         return true;
     }
     bool on_string(string_view s, std::size_t, error_code&) {
         if (depth_ != 1) return true;
         if (current_) {
-            part_.append(s.data(), s.size());
-            take(json::value(json::string_view(part_)));
+            pieces_.append(s.data(), s.size());
+            take(json::value(json::string_view(pieces_)));
         }
-        part_.clear();
+        pieces_.clear();
         current_ = false;
         return true;
     }
@@ -251,9 +245,7 @@ private:
         current_ = false;
     }
     std::string_view field_;
-    int depth_ = 0;
     bool current_ = false;
-    std::string part_;
 };
 
 }  // namespace detail

@@ -251,26 +251,24 @@ std::vector<Outcome> PluginInstance::invoke_all(wire::Entry entry, const std::ve
         slot.call.plugin_id = plugin_->id();
         slot.call.on_item = on_item;
         slot.call.on_record = on_item ? on_record : nullptr;
-        // Test builds hold every plugin to the published schemas of what it emits.
+        // Test builds hold every plugin to the published schemas of what it emits; a record
+        // taken as text is checked as the item it came in.
         if (on_item && !item_schema.empty() && checks_emitted_items()) {
-            slot.checked = [&slot, on_item, item_schema](json::value&& item) -> int32_t {
-                if (auto valid = check_emitted_item(item_schema, item); !valid) {
-                    if (slot.violation.empty()) slot.violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
-                    return CRMSYNC_STATUS_ERROR;
-                }
-                return (*on_item)(std::move(item));
+            auto breaks_schema = [&slot, item_schema](const json::value& item) {
+                auto valid = check_emitted_item(item_schema, item);
+                if (!valid && slot.violation.empty())
+                    slot.violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
+                return !valid;
+            };
+            slot.checked = [breaks_schema, on_item](json::value&& item) -> int32_t {
+                return breaks_schema(item) ? CRMSYNC_STATUS_ERROR : (*on_item)(std::move(item));
             };
             slot.call.on_item = &slot.checked;
-            if (slot.call.on_record) {  // a record taken as text is checked as the item it came in
-                slot.checked_record = [&slot, on_record, item_schema](RecordItemText&& record) -> int32_t {
-                    json::value item =
+            if (slot.call.on_record) {
+                slot.checked_record = [breaks_schema, on_record](RecordItemText&& record) -> int32_t {
+                    const json::value item =
                         json::object{{"type", "record"}, {"id", record.id}, {"record", json::parse(record.record)}};
-                    if (auto valid = check_emitted_item(item_schema, item); !valid) {
-                        if (slot.violation.empty())
-                            slot.violation = valid.message() + " in " + json::serialize(item).substr(0, 300);
-                        return CRMSYNC_STATUS_ERROR;
-                    }
-                    return (*on_record)(std::move(record));
+                    return breaks_schema(item) ? CRMSYNC_STATUS_ERROR : (*on_record)(std::move(record));
                 };
                 slot.call.on_record = &slot.checked_record;
             }

@@ -144,8 +144,7 @@ std::optional<RecordItemText> read_record_item(std::string_view text) {
     // The parser has checked the text, so between a key and the next only white space, a
     // colon, the value and a comma can stand: the record runs from the '{' after its key's
     // colon to the '}' before the next member's comma (or before the item's own '}').
-    const char* const begin = text.data();
-    const char* const end = begin + text.size();
+    const char* const end = text.data() + text.size();
     const char* p = item->record_key + std::string_view("record").size() + 1;  // past the closing quote
     while (p < end && json_space(*p)) ++p;
     if (p == end || *p != ':') return std::nullopt;

@@ -128,22 +128,30 @@ bool Pipeline::RunScope::take_lease() {
 }
 
 // With the lease held, nobody else can start the module: if its last scheduled start moved
-// since the caller reckoned the slot, another worker ran it, and this one lets it be.
+// since the caller reckoned the slot, another worker ran it, and this one lets it be. A run
+// taken up must still be unfinished: a worker finishes its run before it lets the lease go,
+// so a run found finished now was not abandoned, whatever the caller read before.
 bool Pipeline::RunScope::slot_still_due() {
     if (!options_.claim_after_start) return true;
     const std::string& module = p_.b_.module.name;
     std::optional<int64_t> last;
+    std::optional<RunRow> last_run;
     try {
         last = p_.store_.last_scheduled_start(module);
+        if (options_.take_up) last_run = p_.store_.last_run(module);
     } catch (const std::exception& e) {
         report_.status = RunStatus::busy;
         report_.message = std::string("the state store could not say when module ") + module + " last ran: " + e.what();
         (void)p_.store_.release_lease(module, holder_);
         return false;
     }
-    if (last.value_or(-1) == *options_.claim_after_start) return true;
+    const bool unfinished = last_run && (last_run->status == "running" || last_run->status == "interrupted");
+    if (last.value_or(-1) == *options_.claim_after_start && (!options_.take_up || unfinished)) return true;
     report_.status = RunStatus::busy;
-    report_.message = "module " + module + " already ran for this slot (started " + iso8601_utc(last.value_or(0)) + ")";
+    report_.message = last.value_or(-1) != *options_.claim_after_start
+                          ? "module " + module + " already ran for this slot (started " + iso8601_utc(last.value_or(0)) + ")"
+                          : "module " + module + "'s last run is " + (last_run ? last_run->status : std::string("gone")) +
+                                ": its worker finished it, and there is nothing to take up";
     (void)p_.store_.release_lease(module, holder_);
     return false;
 }

@@ -51,6 +51,11 @@ struct RunOptions {
     // module's last scheduled start is still the one its schedule was reckoned from (-1:
     // never ran). Workers sharing a store fire each slot once.
     std::optional<int64_t> claim_after_start;
+    // With claim_after_start: the caller is taking up a run its worker left ("running" or
+    // "interrupted"), not starting a slot that fell due. It runs only when, with the lease in
+    // hand, the module's last run is still unfinished: the caller's reading may be from before
+    // that run's worker finished it and let the lease go.
+    bool take_up = false;
     std::function<void(const RunCounts&)> progress;
 };
 

@@ -694,6 +694,36 @@ TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by 
     CHECK(h.run("tasks", slot).status == RunStatus::succeeded);
 }
 
+TEST_CASE("pipeline: a run taken up as abandoned is not run again when its worker finished it meanwhile") {
+    Harness h;
+    write_file(h.home / "in/a.jsonl", R"({"id": "1", "subject": "One", "status": "Completed", "due": "2026-11-01"})");
+    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
+    RunOptions slot;
+    slot.trigger = "schedule";
+    slot.claim_after_start = -1;
+    REQUIRE(h.run("tasks", slot).status == RunStatus::succeeded);
+    // Another worker read the module while that run was going ("running", its lease free by
+    // the time it looked again, because the run had finished and let it go).
+    RunOptions take_up = slot;
+    take_up.claim_after_start = h.store()->last_scheduled_start("tasks");
+    take_up.take_up = true;
+    auto late = h.run("tasks", take_up);
+    CHECK(late.status == RunStatus::busy);
+    CHECK_THAT(late.message, Catch::Contains("last run is succeeded") && Catch::Contains("nothing to take up"));
+    CHECK(h.store()->runs("tasks", 10).size() == 1);  // the slot ran once
+    CHECK_FALSE(h.store()->lease("tasks").value().has_value());
+
+    // A run its worker truly left (still "running", the lease free) is taken up.
+    write_file(h.home / "in/b.jsonl", R"({"id": "2", "subject": "Two", "status": "Completed", "due": "2026-11-02"})");
+    const int64_t left_at = *take_up.claim_after_start + 1000;
+    const int64_t left = h.store()->start_run({"tasks", "mock"}, "schedule", left_at).value();
+    take_up.claim_after_start = left_at;
+    auto taken = h.run("tasks", take_up);
+    CHECK(taken.status == RunStatus::succeeded);
+    CHECK(taken.counts.created == 1);
+    CHECK(h.store()->run(left)->status == "interrupted");
+}
+
 TEST_CASE("pipeline: a newer reading of the org's daily budget by another worker stops a run at the reserve") {
     Harness h(100000);
     h.module("gen", "test-source", R"({"count": 5000})", R"(, "api_reserve_percent": 10)");

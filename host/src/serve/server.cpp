@@ -343,7 +343,7 @@ std::string Server::metrics() {
 }
 
 void Server::run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store,
-                        std::optional<int64_t> claim_after_start) {
+                        std::optional<int64_t> claim_after_start, bool take_up) {
     Notifier notifier(catalog.manifests(), store, diagnostics_, clock_);
     auto instances = catalog.instantiate_module(module.name);
     if (!instances) {
@@ -365,6 +365,7 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
         options.inbox = inbox;
         options.lease_holder = this_process_holder();
         options.claim_after_start = claim_after_start;
+        options.take_up = take_up;
         report = pipeline.run(options);
     }
     if (report.status != RunStatus::failed && !report.unreachable) connections_[connection] = std::move(mi.crm);
@@ -450,9 +451,10 @@ void Server::run() {
                 if (stop_.load()) break;
                 const StateStore::ModuleGlance seen = (*view)[module.name];
                 auto due = next_due(module.schedule, seen.last_scheduled_start, clock_.now_ms());
-                if ((due && *due <= clock_.now_ms()) ||
-                    abandoned_run(*store.value(), module.name, seen.last_status, clock_.now_ms())) {
-                    run_module(*current, module, "schedule", false, *store.value(), seen.last_scheduled_start.value_or(-1));
+                const bool slot = due && *due <= clock_.now_ms();
+                if (slot || abandoned_run(*store.value(), module.name, seen.last_status, clock_.now_ms())) {
+                    run_module(*current, module, "schedule", false, *store.value(), seen.last_scheduled_start.value_or(-1),
+                               !slot);
                     ran_now = true;
                     view.reset();
                 }

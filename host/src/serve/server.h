@@ -62,9 +62,11 @@ private:
     HttpAnswer handle_hook(const std::string& module, const IncomingRequest& request);
     std::string metrics();
     HttpAnswer health(bool strict);
-    // A scheduled run passes the last start its slot was reckoned from (RunOptions::claim_after_start).
+    // A scheduled run passes the last start its slot was reckoned from, and whether it takes
+    // up a run left unfinished rather than a slot that fell due (RunOptions::claim_after_start,
+    // take_up).
     void run_module(Catalog& catalog, const ModuleManifest& module, const std::string& trigger, bool inbox, StateStore& store,
-                    std::optional<int64_t> claim_after_start = std::nullopt);
+                    std::optional<int64_t> claim_after_start = std::nullopt, bool take_up = false);
     void reject(const std::string& reason);
 
     mutable std::mutex catalog_mutex_;

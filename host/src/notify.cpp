@@ -116,6 +116,16 @@ void Notifier::after_run(const ModuleManifest& module, const RunReport& report) 
         }
         const std::string now = sync_state(module, report, n);
         if (now == told.value()) continue;
+        // The change is claimed before it is told: of the workers that saw it (two quick runs
+        // of the module, or each one finding a broken manifest), one tells it. A worker that
+        // dies between the claim and the telling loses that one message; the next change is
+        // told as ever.
+        auto claimed = store_.change_notify_state(n.name, module.name, told.value(), now, clock_.now_ms());
+        if (!claimed) {
+            diagnostics_.warn("notification " + n.name + ": " + claimed.status().message());
+            continue;
+        }
+        if (!claimed.value()) continue;  // another worker has told it
         const std::string event = now == "ok" ? "recovered" : now;
         bool delivered = true;
         if (n.wants(event)) {
@@ -130,9 +140,10 @@ void Notifier::after_run(const ModuleManifest& module, const RunReport& report) 
             delivered = deliver(n, o, text);
             if (delivered) diagnostics_.info("notification " + n.name + ": told about " + module.name + " (" + event + ")");
         }
-        if (!delivered) continue;  // the change is told again after the next run
-        if (auto saved = store_.set_notify_state(n.name, module.name, now, clock_.now_ms()); !saved)
-            diagnostics_.warn("notification " + n.name + ": " + saved.message());
+        if (delivered) continue;
+        // Not delivered: the claim goes back, and the change is told after the next run.
+        if (auto back = store_.change_notify_state(n.name, module.name, now, told.value(), clock_.now_ms()); !back)
+            diagnostics_.warn("notification " + n.name + ": " + back.status().message());
     }
 }
 

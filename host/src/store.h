@@ -206,11 +206,12 @@ public:
     // When the module's last run that went through to its end (succeeded, or partial: its
     // records' own errors aside) finished; dry runs do not count.
     virtual std::optional<int64_t> last_success(const std::string& module) = 0;
-    // What a notification last told about a module ("ok" when it never told anything), and
-    // what it told now.
+    // What a notification last told about a module ("ok" when it never told anything).
     virtual Result<std::string> notify_state(const std::string& notification, const std::string& module) = 0;
-    virtual Status set_notify_state(const std::string& notification, const std::string& module, const std::string& state,
-                                    int64_t now_ms) = 0;
+    // Moves it from `from` to `to` only if it is still `from`: of the workers that saw the
+    // same change, one gets true and tells it. False when it was no longer `from`.
+    virtual Result<bool> change_notify_state(const std::string& notification, const std::string& module, const std::string& from,
+                                             const std::string& to, int64_t now_ms) = 0;
     // True when a write transaction can be opened (for health checks).
     virtual bool writable() = 0;
     // Errors since since_ms: those still open (or given up), or with closed too (history).

@@ -359,13 +359,23 @@ public:
         });
     }
 
-    Status set_notify_state(const std::string& notification, const std::string& module, const std::string& state,
-                            int64_t now_ms) override {
-        return guarded("saving a notification's state", [&]() -> Status {
-            return done(
-                exec("INSERT INTO notify_state (notification, module, state, at_ms) VALUES ($1, $2, $3, $4) "
-                     "ON CONFLICT (notification, module) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms",
-                     params(notification, module, state, now_ms)));
+    // Two workers changing it at once: the second one's statement waits on the first's row
+    // and then finds it changed, so it changes nothing.
+    Result<bool> change_notify_state(const std::string& notification, const std::string& module, const std::string& from,
+                                     const std::string& to, int64_t now_ms) override {
+        return guarded("saving a notification's state", [&]() -> Result<bool> {
+            auto q = from == "ok"
+                         ? exec(
+                               "INSERT INTO notify_state (notification, module, state, at_ms) VALUES ($1, $2, $3, $4) "
+                               "ON CONFLICT (notification, module) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms "
+                               "WHERE notify_state.state = $5",
+                               params(notification, module, to, now_ms, from))
+                         : exec(
+                               "UPDATE notify_state SET state = $3, at_ms = $4 WHERE notification = $1 AND module = $2 AND "
+                               "state = $5",
+                               params(notification, module, to, now_ms, from));
+            if (!q) return q.status();
+            return q->affected() > 0;
         });
     }
 

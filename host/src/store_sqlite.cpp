@@ -193,6 +193,14 @@ const char* const kMigrations[] = {
     )sql",
 };
 
+// A notification's state moved from ?5 to ?3 only if it is still ?5 (no row is "ok").
+constexpr const char* kNotifyFromOk =
+    "INSERT INTO notify_state (notification, module, state, at_ms) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (notification, module) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms "
+    "WHERE notify_state.state = ?5";
+constexpr const char* kNotifyFrom =
+    "UPDATE notify_state SET state = ?3, at_ms = ?4 WHERE notification = ?1 AND module = ?2 AND state = ?5";
+
 // Binds values to ?1, ?2, ... in order; an empty optional binds NULL.
 inline void bind_one(SQLite::Statement& q, int index, const std::string& v) { q.bind(index, v); }
 inline void bind_one(SQLite::Statement& q, int index, const char* v) { q.bind(index, v); }
@@ -497,16 +505,13 @@ public:
         });
     }
 
-    Status set_notify_state(const std::string& notification, const std::string& module, const std::string& state,
-                            int64_t now_ms) override {
-        return guarded("saving a notification's state", [&]() -> Status {
-            SQLite::Statement q(
-                db_,
-                "INSERT INTO notify_state (notification, module, state, at_ms) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (notification, module) DO UPDATE SET state = excluded.state, at_ms = excluded.at_ms");
-            bind_all(q, notification, module, state, now_ms);
-            q.exec();
-            return Status::ok();
+    Result<bool> change_notify_state(const std::string& notification, const std::string& module, const std::string& from,
+                                     const std::string& to, int64_t now_ms) override {
+        return guarded("saving a notification's state", [&]() -> Result<bool> {
+            // No row is "ok": only a change from "ok" may make one.
+            SQLite::Statement q(db_, from == "ok" ? kNotifyFromOk : kNotifyFrom);
+            bind_all(q, notification, module, to, now_ms, from);
+            return q.exec() > 0;
         });
     }
 

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
@@ -30,11 +31,16 @@ struct Receiver {
     std::vector<Request> received;
     int status = 200;
     int port = 0;
+    // With hold_first, the first request is kept unanswered until release().
+    bool hold_first = false, released = false;
+    std::condition_variable changed;
     explicit Receiver(int on_port = 0) {
         server.Post("/alerts", [this](const httplib::Request& req, httplib::Response& res) {
-            std::lock_guard<std::mutex> lock(mutex);
+            std::unique_lock<std::mutex> lock(mutex);
             received.push_back(
                 {req.body, req.get_header_value("X-Crmsync-Timestamp"), req.get_header_value("X-Crmsync-Signature")});
+            changed.notify_all();
+            if (hold_first && received.size() == 1) changed.wait(lock, [this] { return released; });
             res.status = status;
         });
         port = on_port ? (server.bind_to_port("127.0.0.1", on_port) ? on_port : -1) : server.bind_to_any_port("127.0.0.1");
@@ -43,6 +49,7 @@ struct Receiver {
         thread = std::thread([this] { server.listen_after_bind(); });
     }
     ~Receiver() {
+        release();
         // stop() before the thread is listening would be lost, and join() would wait forever.
         while (!server.is_running()) std::this_thread::yield();
         server.stop();
@@ -51,6 +58,15 @@ struct Receiver {
     std::vector<Request> requests() {
         std::lock_guard<std::mutex> lock(mutex);
         return received;
+    }
+    void wait_for(size_t count) {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return received.size() >= count; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex);
+        released = true;
+        changed.notify_all();
     }
 };
 
@@ -110,6 +126,26 @@ TEST_CASE("notifications: a failing module is told once, signed and Slack-shaped
     CHECK_THAT(std::string(event.at("text").as_string()), Catch::StartsWith("crmsync: tasks recovered: succeeded (run 3 on "));
     CHECK(home.run().status == 0);  // still fine: nothing new to tell
     CHECK(receiver.requests().size() == 2);
+}
+
+TEST_CASE("notifications: a change seen by two runs while the first is still telling it is told once") {
+    Home home;  // its export folder does not exist: every run fails
+    Receiver receiver;
+    receiver.hold_first = true;  // the first run's message is on its way while the second run ends
+    home.notify(webhook_to(receiver.port));
+    testing::Process first;
+    std::thread telling([&] { first = home.run(); });
+    receiver.wait_for(1);
+    // Another worker's run of the module fails the same way meanwhile: the change is the
+    // first one's to tell.
+    auto second = home.run();
+    CHECK(second.status == 2);
+    receiver.release();
+    telling.join();
+    CHECK(first.status == 2);
+    auto told = receiver.requests();
+    REQUIRE(told.size() == 1);
+    CHECK(json::parse(told[0].body).at("event") == "failed");
 }
 
 TEST_CASE("notifications: errors over the threshold and the API budget under the reserve, by mail through sendmail") {

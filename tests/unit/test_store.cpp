@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <latch>
 #include <set>
 #include <thread>
@@ -360,8 +361,16 @@ TEST_CASE("runs keep their counters, logs, status and totals, and a dead process
     CHECK(totals[1].counts.created == 4);
     CHECK(totals[1].counts.retried == 2);
     CHECK(s->notify_state("mail", "m").value() == "ok");
-    REQUIRE(s->set_notify_state("mail", "m", "failed", 5000));
+    CHECK(s->change_notify_state("mail", "m", "ok", "failed", 5000).value());
     CHECK(s->notify_state("mail", "m").value() == "failed");
+    // A change from a state it is no longer in changes nothing.
+    CHECK_FALSE(s->change_notify_state("mail", "m", "ok", "errors", 5100).value());
+    CHECK_FALSE(s->change_notify_state("other", "m", "failed", "ok", 5100).value());  // no row: it is "ok"
+    CHECK(s->notify_state("other", "m").value() == "ok");
+    CHECK(s->change_notify_state("mail", "m", "failed", "ok", 5200).value());
+    CHECK(s->notify_state("mail", "m").value() == "ok");
+    CHECK(s->change_notify_state("mail", "m", "ok", "budget", 5300).value());  // from "ok" with its row there
+    CHECK(s->notify_state("mail", "m").value() == "budget");
     CHECK(s->writable());
 }
 
@@ -395,6 +404,27 @@ TEST_CASE("workers racing for one lease: exactly one holds it, under one fence")
             CHECK(backend.store()->lease("m").value()->holder == "worker-" + std::to_string(i));
         }
     CHECK(holders == 1);
+}
+
+TEST_CASE("workers that saw the same change of a module's state claim its notification: one tells it") {
+    EACH_BACKEND();
+    (void)backend.store();
+    constexpr int kWorkers = 8;
+    std::latch start(kWorkers);
+    std::vector<int> claimed(kWorkers, -1);  // 1 claimed, 0 not, -1 the store failed
+    std::vector<std::thread> workers;
+    for (int i = 0; i < kWorkers; ++i)
+        workers.emplace_back([&, i] {
+            auto s = backend.open();
+            if (!s) return;
+            start.arrive_and_wait();
+            auto r = s.value()->change_notify_state("ops", "m", "ok", "failed", 1000 + i);
+            if (r) claimed[i] = *r ? 1 : 0;
+        });
+    for (auto& w : workers) w.join();
+    CHECK(std::count(claimed.begin(), claimed.end(), -1) == 0);
+    CHECK(std::count(claimed.begin(), claimed.end(), 1) == 1);
+    CHECK(backend.store()->notify_state("ops", "m").value() == "failed");
 }
 
 TEST_CASE("the same signed webhook taken by several workers at once goes into the inbox once") {

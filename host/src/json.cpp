@@ -6,6 +6,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -191,13 +193,36 @@ Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
 
 // A string as Boost.JSON serializes it (the form content hashes were first made in): `"`,
 // `\\` and control characters escaped, everything else — UTF-8 included — as it is.
+namespace {
+
+// Where the first byte at or after `i` that a JSON string must escape (a control, '"' or
+// '\\') is, or the text's size. Eight bytes at a time: a word holds one when one of its
+// bytes is below 0x20 or, XORed with the quote or the backslash, is zero; the tests are exact
+// for "any" (bytes from 0x80 up never count), and a word that has one is read byte by byte.
+size_t next_to_escape(std::string_view text, size_t i) {
+    constexpr uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+    for (; i + 8 <= text.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, text.data() + i, 8);
+        const uint64_t quote = w ^ (kOnes * '"'), backslash = w ^ (kOnes * '\\');
+        const uint64_t found = ((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash);
+        if (found & kHighs) break;
+    }
+    for (; i < text.size(); ++i) {
+        const unsigned char c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == '"' || c == '\\') return i;
+    }
+    return i;
+}
+
+}  // namespace
+
 void append_json_string(std::string_view text, std::string& out) {
     static const char* const kHex = "0123456789abcdef";
     out += '"';
     size_t plain = 0;  // start of the run not yet copied
-    for (size_t i = 0; i < text.size(); ++i) {
+    for (size_t i = next_to_escape(text, 0); i < text.size(); i = next_to_escape(text, i + 1)) {
         const unsigned char c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
         out.append(text, plain, i - plain);
         plain = i + 1;
         out += '\\';

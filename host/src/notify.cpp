@@ -106,7 +106,9 @@ Notifier::Notifier(const ManifestSet& manifests, StateStore& store, const Diagno
     : manifests_(manifests), store_(store), diagnostics_(diagnostics), clock_(clock) {}
 
 void Notifier::after_run(const ModuleManifest& module, const RunReport& report) {
-    if (report.status == RunStatus::busy) return;
+    // A run that did not start, or that was stopped on purpose (a restart of serve, Ctrl-C),
+    // tells nothing new about the module: neither a failure nor a recovery.
+    if (report.status == RunStatus::busy || report.interrupted) return;
     for (const auto& n : manifests_.notifications) {
         if (!n.enabled || !n.watches(module.name)) continue;
         auto told = store_.notify_state(n.name, module.name);

@@ -162,6 +162,7 @@ RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     total_.api_calls = (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http.calls();
     report_.status = status;
     report_.message = std::move(message);
+    report_.interrupted = status == RunStatus::stopped && p_.cancel_.load();
     report_.counts = total_;
     report_.duration_ms = p_.clock_.now_ms() - started_;
     report_.api_used = budget.last_used;
@@ -844,11 +845,13 @@ std::string run_summary(const std::string& module, const RunReport& r) {
 }
 
 json::object run_report_json(const std::string& module, const RunReport& r) {
-    return json::object{{"module", module},
-                        {"run", r.run_id},
-                        {"status", run_status_name(r.status)},
-                        {"duration_ms", r.duration_ms},
-                        {"counts", r.counts.to_json()}};
+    json::object o{{"module", module},
+                   {"run", r.run_id},
+                   {"status", run_status_name(r.status)},
+                   {"duration_ms", r.duration_ms},
+                   {"counts", r.counts.to_json()}};
+    if (r.interrupted) o["interrupted"] = true;
+    return o;
 }
 
 }  // namespace crmsync

@@ -65,8 +65,11 @@ struct RunReport {
     std::string message;
     RunCounts counts;
     int64_t duration_ms = 0;
-    std::vector<std::string> dry_run;      // what a dry run would have done, one line each
-    bool unreachable = false;              // the CRM or source could not be reached or refused us
+    std::vector<std::string> dry_run;  // what a dry run would have done, one line each
+    bool unreachable = false;          // the CRM or source could not be reached or refused us
+    // Stopped because the process was asked to stop (SIGTERM, Ctrl-C, serve shutting down):
+    // cut short on purpose, it says nothing about the module's health.
+    bool interrupted = false;
     int64_t api_used = -1, api_limit = 0;  // the CRM's daily budget as last reported
 };
 

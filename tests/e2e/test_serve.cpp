@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <catch2/catch.hpp>
@@ -296,6 +297,13 @@ TEST_CASE("serve: a second runner reports who holds the lease instead of running
     write_file(home.dir / "manifests/slow.json",
                R"({"module": "slow", "plugin": {"id": "test-source"}, "crm": "mock", "schedule": {"every": "1h"},
                    "config": {"count": 600, "page_delay_ms": 1500}})");
+    // Watched by a notification, through a stand-in for sendmail that keeps what it is given.
+    const std::string sendmail = home.dir / "sendmail";
+    write_file(sendmail, "#!/bin/sh\ncat >> \"$0.mail\"\n");
+    chmod(sendmail.c_str(), 0755);
+    write_file(home.dir / "manifests/ops.json",
+               R"({"notification": "ops", "email": {"to": ["ops@example.com"], "from": "crmsync@example.com", "sendmail": ")" +
+                   sendmail + R"("}})");
     auto serve = home.serve();
     CHECK(eventually([&] {
         SQLite::Database state(home.dir / "var/state.db", SQLite::OPEN_READONLY, testing::kReadBusyTimeoutMs);
@@ -307,6 +315,13 @@ TEST_CASE("serve: a second runner reports who holds the lease instead of running
     CHECK(second.status == 3);
     CHECK_THAT(second.out, Catch::Contains("slow: busy") && Catch::Contains("lease held by"));
     CHECK(serve->terminate() == 0);  // SIGTERM finishes the batch in hand and exits 0
+    // Stopped because serve was asked to stop: logged as that, not as an error, and nobody
+    // is told the module failed (nor, after the next run, that it recovered).
+    const std::string log = home.log();
+    CHECK_THAT(
+        log, Catch::Contains(" info slow: stopped — ") && Catch::Contains("interrupted; everything before this point is saved"));
+    CHECK_THAT(log, !Catch::Contains(" error slow:"));
+    CHECK_FALSE(std::filesystem::exists(sendmail + ".mail"));
 }
 
 TEST_CASE("serve: helpdesk-tickets events arriving by webhook land as Events, and actions that create nothing do not") {

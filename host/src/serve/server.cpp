@@ -376,7 +376,8 @@ void Server::run_module(Catalog& catalog, const ModuleManifest& module, const st
     std::string line = run_summary(module.name, report);
     for (auto& c : line)
         if (c == '\n') c = ' ';
-    bool bad = report.status == RunStatus::failed || report.status == RunStatus::stopped;
+    // A run stopped because serve is stopping is logged as what it is, not as an error.
+    bool bad = report.status == RunStatus::failed || (report.status == RunStatus::stopped && !report.interrupted);
     json::object fields = run_report_json(module.name, report);
     fields["trigger"] = trigger;
     diagnostics_.report(bad                                   ? Level::error

@@ -673,14 +673,25 @@ TEST_CASE("pipeline: a JSON Lines record longer than 16 MiB fails with its size,
                                       Catch::Contains("more than the 16 MiB a record may have"));
 }
 
-TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by another that reckoned it too") {
-    Harness h;
+namespace {
+
+// Module "tasks" with one record, never run, and what a scheduled run of its first slot
+// (reckoned from no start at all) is given.
+RunOptions first_slot_of_tasks(Harness& h) {
     write_file(h.home / "in/a.jsonl", R"({"id": "1", "subject": "One", "status": "Completed", "due": "2026-11-01"})");
     h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
-    // Both workers saw a module that never ran, so both reckon its first slot due now.
     RunOptions slot;
     slot.trigger = "schedule";
     slot.claim_after_start = -1;
+    return slot;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by another that reckoned it too") {
+    Harness h;
+    // Both workers saw a module that never ran, so both reckon its first slot due now.
+    RunOptions slot = first_slot_of_tasks(h);
     auto first = h.run("tasks", slot);
     CHECK(first.status == RunStatus::succeeded);
     CHECK(first.counts.created == 1);
@@ -696,11 +707,7 @@ TEST_CASE("pipeline: a scheduled slot claimed by one worker is not run again by 
 
 TEST_CASE("pipeline: a run taken up as abandoned is not run again when its worker finished it meanwhile") {
     Harness h;
-    write_file(h.home / "in/a.jsonl", R"({"id": "1", "subject": "One", "status": "Completed", "due": "2026-11-01"})");
-    h.module("tasks", "example-jsonl", jsonl_config(h.home / "in"));
-    RunOptions slot;
-    slot.trigger = "schedule";
-    slot.claim_after_start = -1;
+    RunOptions slot = first_slot_of_tasks(h);
     REQUIRE(h.run("tasks", slot).status == RunStatus::succeeded);
     // Another worker read the module while that run was going ("running", its lease free by
     // the time it looked again, because the run had finished and let it go).

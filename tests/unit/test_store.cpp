@@ -40,6 +40,26 @@ private:
     std::string conninfo_;
 };
 
+// Runs body(store, i) on n threads at once, each on its own connection to the backend (made
+// and migrated before): workers racing. A connection that cannot be opened fails its thread's
+// part; the others go on.
+template <class Body>
+void race(const Backend& backend, int n, Body body) {
+    (void)backend.store();
+    std::latch start(n);
+    std::vector<std::thread> threads;
+    std::vector<std::string> failures(n);
+    for (int i = 0; i < n; ++i)
+        threads.emplace_back([&, i] {
+            auto s = backend.open();
+            if (!s) failures[i] = s.status().message();
+            start.arrive_and_wait();
+            if (s) body(*s.value(), i);
+        });
+    for (auto& t : threads) t.join();
+    for (const auto& f : failures) CHECK(f == "");
+}
+
 #define EACH_BACKEND()                                                                  \
     const std::string backend_kind = GENERATE(as<std::string>(), "sqlite", "postgres"); \
     INFO("backend: " << backend_kind);                                                  \
@@ -376,25 +396,14 @@ TEST_CASE("runs keep their counters, logs, status and totals, and a dead process
 
 TEST_CASE("workers racing for one lease: exactly one holds it, under one fence") {
     EACH_BACKEND();
-    (void)backend.store();  // made and migrated before the race
     constexpr int kWorkers = 8;
-    std::latch start(kWorkers);
     std::vector<std::optional<int64_t>> got(kWorkers);
     std::vector<std::string> failures(kWorkers);
-    std::vector<std::thread> workers;
-    for (int i = 0; i < kWorkers; ++i)
-        workers.emplace_back([&, i] {
-            auto s = backend.open();
-            if (!s) {
-                failures[i] = s.status().message();
-                return;
-            }
-            start.arrive_and_wait();
-            auto lease = s.value()->acquire_lease("m", "worker-" + std::to_string(i), 1000, 60'000);
-            if (!lease) failures[i] = lease.status().message();
-            else got[i] = *lease;
-        });
-    for (auto& w : workers) w.join();
+    race(backend, kWorkers, [&](StateStore& s, int i) {
+        auto lease = s.acquire_lease("m", "worker-" + std::to_string(i), 1000, 60'000);
+        if (!lease) failures[i] = lease.status().message();
+        else got[i] = *lease;
+    });
     for (const auto& f : failures) CHECK(f == "");
     int holders = 0;
     for (int i = 0; i < kWorkers; ++i)
@@ -408,20 +417,12 @@ TEST_CASE("workers racing for one lease: exactly one holds it, under one fence")
 
 TEST_CASE("workers that saw the same change of a module's state claim its notification: one tells it") {
     EACH_BACKEND();
-    (void)backend.store();
     constexpr int kWorkers = 8;
-    std::latch start(kWorkers);
     std::vector<int> claimed(kWorkers, -1);  // 1 claimed, 0 not, -1 the store failed
-    std::vector<std::thread> workers;
-    for (int i = 0; i < kWorkers; ++i)
-        workers.emplace_back([&, i] {
-            auto s = backend.open();
-            if (!s) return;
-            start.arrive_and_wait();
-            auto r = s.value()->change_notify_state("ops", "m", "ok", "failed", 1000 + i);
-            if (r) claimed[i] = *r ? 1 : 0;
-        });
-    for (auto& w : workers) w.join();
+    race(backend, kWorkers, [&](StateStore& s, int i) {
+        auto r = s.change_notify_state("ops", "m", "ok", "failed", 1000 + i);
+        if (r) claimed[i] = *r ? 1 : 0;
+    });
     CHECK(std::count(claimed.begin(), claimed.end(), -1) == 0);
     CHECK(std::count(claimed.begin(), claimed.end(), 1) == 1);
     CHECK(backend.store()->notify_state("ops", "m").value() == "failed");
@@ -429,20 +430,11 @@ TEST_CASE("workers that saw the same change of a module's state claim its notifi
 
 TEST_CASE("the same signed webhook taken by several workers at once goes into the inbox once") {
     EACH_BACKEND();
-    (void)backend.store();
     constexpr int kWorkers = 6;
-    std::latch start(kWorkers);
     std::vector<std::optional<StateStore::InboxAdded>> added(kWorkers);
-    std::vector<std::thread> workers;
-    for (int i = 0; i < kWorkers; ++i)
-        workers.emplace_back([&, i] {
-            auto s = backend.open();
-            if (!s) return;
-            start.arrive_and_wait();
-            auto r = s.value()->inbox_add("m", R"({"event": 1})", 1000, "sig-1", 301'000);
-            if (r) added[i] = *r;
-        });
-    for (auto& w : workers) w.join();
+    race(backend, kWorkers, [&](StateStore& s, int i) {
+        if (auto r = s.inbox_add("m", R"({"event": 1})", 1000, "sig-1", 301'000)) added[i] = *r;
+    });
     int fresh = 0;
     std::set<int64_t> ids;
     for (const auto& a : added) {

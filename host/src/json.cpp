@@ -191,8 +191,6 @@ Result<json::value> read_json_file(const std::string& path, size_t max_bytes) {
     return parsed;
 }
 
-// A string as Boost.JSON serializes it (the form content hashes were first made in): `"`,
-// `\\` and control characters escaped, everything else — UTF-8 included — as it is.
 namespace {
 
 // Where the first byte at or after `i` that a JSON string must escape (a control, '"' or
@@ -217,6 +215,8 @@ size_t next_to_escape(std::string_view text, size_t i) {
 
 }  // namespace
 
+// A string as Boost.JSON serializes it (the form content hashes were first made in): `"`,
+// `\\` and control characters escaped, everything else — UTF-8 included — as it is.
 void append_json_string(std::string_view text, std::string& out) {
     static const char* const kHex = "0123456789abcdef";
     out += '"';

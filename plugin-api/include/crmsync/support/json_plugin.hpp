@@ -343,16 +343,17 @@ inline int32_t answer_jsonl_records(const crmsync_host_api* host, crmsync_call* 
         // file and line, and marked for map() to fail (jsonl_record_item).
         std::optional<std::string> id;
         if (!line.cut()) {
+            const auto take = [&](const json::value* field) {
+                if (field && !field->is_null()) id = id_text(*field);
+            };
             // The id alone is read; only a line it cannot be read from that way is parsed whole.
-            auto found = object_member(line.text, id_field);
-            if (found) {
-                if (!found->is_null()) id = id_text(*found);
+            if (auto found = object_member(line.text, id_field)) {
+                take(&*found);
             } else {
                 json::monotonic_resource arena;
                 json::error_code ec;
                 auto parsed = json::parse(line.text, ec, &arena);
-                const auto* field = !ec && parsed.is_object() ? parsed.get_object().if_contains(id_field) : nullptr;
-                if (field && !field->is_null()) id = id_text(*field);
+                take(!ec && parsed.is_object() ? parsed.get_object().if_contains(id_field) : nullptr);
             }
         }
         int32_t rc = id && !id->empty() ? emit_record_text(host, call, *id, line.text)

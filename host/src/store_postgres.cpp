@@ -142,6 +142,10 @@ const std::vector<std::string_view> kPostgresMigrations = {
         at_ms BIGINT NOT NULL
     );
     )sql",
+    // 2: SQLite's tenth step: no index of links by time (store_sqlite.cpp says why).
+    R"sql(
+    DROP INDEX IF EXISTS links_recent;
+    )sql",
 };
 
 // Statement parameters from the values a store method has.

@@ -61,6 +61,7 @@ struct SharedHome {
     }
     std::unique_ptr<crmsync::StateStore> store() const {
         auto s = crmsync::open_postgres_store(conninfo);
+        INFO(s.status().message());
         REQUIRE(s);
         return std::move(s.value());
     }

@@ -210,15 +210,22 @@ TEST_CASE("links and cursors belong to (module, connection): another connection 
     CHECK_FALSE(s->cursor(sf).value().has_value());
     CHECK(s->links(mock, {"k1"}).value().at("k1").crm_id == "00T-mock");
     CHECK(s->cursor(mock).value() == std::optional<std::string>("\"c-mock\""));
+    BatchCommit later;
+    later.run_id = batch.run_id;
+    later.scope = mock;
+    later.links.push_back({"k0", "src-0", "Task", "00T-later", "hash0", 2000});
+    REQUIRE(s->commit_batch(later));
     auto listed = s->all_links("m", std::nullopt, 10);
-    REQUIRE(listed.size() == 1);
-    CHECK(listed[0].connection == "mock");
+    REQUIRE(listed.size() == 2);
+    CHECK(listed[0].crm_id == "00T-later");  // the newest first
+    CHECK(listed[1].connection == "mock");
+    CHECK(s->all_links("m", std::nullopt, 1).size() == 1);
     CHECK(s->all_links("m", std::optional<std::string>("salesforce"), 10).empty());
     CHECK(s->run(batch.run_id)->connection == "mock");
 
     CHECK(s->reset(sf).value() == 0);
     CHECK(s->links(mock, {"k1"}).value().size() == 1);
-    CHECK(s->reset(mock).value() == 1);
+    CHECK(s->reset(mock).value() == 2);
     CHECK(s->links(mock, {"k1"}).value().empty());
     CHECK_FALSE(s->cursor(mock).value().has_value());
     CHECK(s->runs("m", 10).size() == 1);  // the history stays
@@ -261,6 +268,30 @@ TEST_CASE("a file from before connections keeps its state for the connection the
     CHECK(s->links(scope, {"k1"}).value().at("k1").crm_id == "00T1");
     CHECK(s->cursor(scope).value() == std::optional<std::string>("\"c1\""));
     CHECK(s->claim_unscoped_state({"m", "other"}).value() == 0);  // once only
+}
+
+TEST_CASE("an upgrade that fails part way leaves the file as it was and names it") {
+    testing::TempDir dir;
+    {
+        // Schema 7 as an older crmsync left it (as much of it as steps 8 and 9 touch), but for
+        // a table that step 9 makes itself.
+        SQLite::Database db(dir / "state.db", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+        SQLite::Transaction tx(db);
+        db.exec(R"sql(
+            CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, module TEXT NOT NULL, trigger TEXT NOT NULL,
+                started_ms INTEGER NOT NULL, status TEXT NOT NULL);
+            CREATE TABLE api_budget (connection TEXT PRIMARY KEY);
+            PRAGMA user_version = 7;
+        )sql");
+        tx.commit();
+    }
+    auto opened = open_sqlite_store(dir / "state.db");
+    REQUIRE_FALSE(opened);
+    CHECK(opened.status().message().find(dir / "state.db") != std::string::npos);
+    SQLite::Database db(dir / "state.db", SQLite::OPEN_READONLY);
+    CHECK(db.execAndGet("PRAGMA user_version").getInt() == 7);
+    // Step 8 went well, and step 9's index was made before its table failed: both went.
+    CHECK(db.execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('notify_state', 'runs_schedule')").getInt() == 0);
 }
 
 TEST_CASE("failed records are kept, due by their time, closed when they land, and dismissed by an operator") {

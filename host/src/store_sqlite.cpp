@@ -6,8 +6,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "store.h"
 
@@ -321,7 +324,8 @@ public:
         return guarded("saving a batch", [&]() -> Status {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             if (batch.lease) {
-                SQLite::Statement held(db_, "SELECT holder, fence FROM leases WHERE module = ?");
+                auto held_kept = prepared("SELECT holder, fence FROM leases WHERE module = ?");
+                SQLite::Statement& held = *held_kept;
                 held.bind(1, batch.lease->module);
                 const bool ours = held.executeStep() && held.getColumn(0).getString() == batch.lease->holder &&
                                   held.getColumn(1).getInt64() == batch.lease->fence;
@@ -331,14 +335,14 @@ public:
                                              std::to_string(batch.lease->fence) +
                                              "); this batch was not saved and the run that holds the lease does it again");
             }
-            SQLite::Statement link(
-                db_,
+            auto link_kept = prepared(
                 "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
                 "updated_ms, crm_key, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO "
                 "UPDATE SET "
                 "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
                 "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key, "
                 "version = MAX(COALESCE(excluded.version, links.version), COALESCE(links.version, excluded.version))");
+            SQLite::Statement& link = *link_kept;
             // The texts are bound without a copy: they live in `batch` until the statement has run.
             link.bindNoCopy(1, batch.scope.module);
             link.bindNoCopy(2, batch.scope.connection);
@@ -363,9 +367,10 @@ public:
                 if (f.gave_up) gave_up.insert(f.source_id);
             }
             close_errors(batch, failed_ids, "tried again");
-            SQLite::Statement error(db_,
-                                    "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
-                                    "message, fields, payload, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            auto error_kept = prepared(
+                "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
+                "message, fields, payload, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            SQLite::Statement& error = *error_kept;
             for (const auto& e : batch.errors) {
                 bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
                          e.code, ErrorRow::bounded_message(e.message), e.fields_json(), ErrorRow::bounded_payload(e.payload),
@@ -377,7 +382,8 @@ public:
             append_log(batch.run_id, batch.log);
             keep_unmatched(batch);
             {
-                SQLite::Statement read(db_, "SELECT counts FROM runs WHERE id = ?");
+                auto read_kept = prepared("SELECT counts FROM runs WHERE id = ?");
+                SQLite::Statement& read = *read_kept;
                 read.bind(1, static_cast<int64_t>(batch.run_id));
                 RunCounts counts;
                 if (read.executeStep()) {
@@ -385,14 +391,16 @@ public:
                     if (parsed && parsed->is_object()) counts = RunCounts::from_json(parsed->get_object());
                 }
                 counts.add(batch.counts);
-                SQLite::Statement write(db_, "UPDATE runs SET counts = ? WHERE id = ?");
+                auto write_kept = prepared("UPDATE runs SET counts = ? WHERE id = ?");
+                SQLite::Statement& write = *write_kept;
                 write.bind(1, json::serialize(counts.to_json()));
                 write.bind(2, static_cast<int64_t>(batch.run_id));
                 write.exec();
             }
             if (batch.cursor) set_cursor_in_tx(batch.scope, batch.cursor);
             if (!batch.inbox_done.empty()) {
-                SQLite::Statement done(db_, "UPDATE inbox SET done = 1 WHERE id = ?");
+                auto done_kept = prepared("UPDATE inbox SET done = 1 WHERE id = ?");
+                SQLite::Statement& done = *done_kept;
                 for (auto id : batch.inbox_done) {
                     done.bind(1, static_cast<int64_t>(id));
                     done.exec();
@@ -643,8 +651,9 @@ public:
             json::array list;
             list.reserve(keys.size());
             for (const auto& key : keys) list.emplace_back(key);
-            SQLite::Statement q(db_, std::string(kLinkColumns) +
-                                         " WHERE module = ? AND connection = ? AND key IN (SELECT value FROM json_each(?))");
+            auto q_kept = prepared(std::string(kLinkColumns) +
+                                   " WHERE module = ? AND connection = ? AND key IN (SELECT value FROM json_each(?))");
+            SQLite::Statement& q = *q_kept;
             q.bind(1, scope.module);
             q.bind(2, scope.connection);
             q.bind(3, json::serialize(list));
@@ -914,8 +923,9 @@ private:
     // Whether `table` has a row of this scope (and `condition`): a batch whose module has no
     // open error or failed record skips a statement per record.
     bool any_row(const char* table, const StateScope& scope, const char* condition) {
-        SQLite::Statement q(
-            db_, std::string("SELECT EXISTS(SELECT 1 FROM ") + table + " WHERE module = ? AND connection = ?" + condition + ")");
+        auto q_kept = prepared(std::string("SELECT EXISTS(SELECT 1 FROM ") + table + " WHERE module = ? AND connection = ?" +
+                               condition + ")");
+        SQLite::Statement& q = *q_kept;
         q.bind(1, scope.module);
         q.bind(2, scope.connection);
         return q.executeStep() && q.getColumn(0).getInt() != 0;
@@ -924,9 +934,10 @@ private:
     // Closes the open errors of these records (inside a batch's transaction).
     void close_errors(const BatchCommit& batch, const std::vector<std::string>& source_ids, const char* reason) {
         if (source_ids.empty() || !any_row("errors", batch.scope, " AND state != 'closed'")) return;
-        SQLite::Statement q(db_,
-                            "UPDATE errors SET state = 'closed', closed_reason = ?, closed_ms = ? WHERE module = ? AND "
-                            "connection = ? AND entity_id = ? AND state != 'closed'");
+        auto q_kept = prepared(
+            "UPDATE errors SET state = 'closed', closed_reason = ?, closed_ms = ? WHERE module = ? AND "
+            "connection = ? AND entity_id = ? AND state != 'closed'");
+        SQLite::Statement& q = *q_kept;
         for (const auto& id : source_ids) {
             q.bind(1, reason);
             q.bind(2, static_cast<int64_t>(batch.at_ms));
@@ -940,11 +951,12 @@ private:
 
     // Failed records kept (a newer version replaces the one kept), landed ones let go.
     void keep_failed(const BatchCommit& batch) {
-        SQLite::Statement keep(db_,
-                               "INSERT INTO failed_records(module, connection, source_id, record, attempts, next_ms, gave_up, "
-                               "first_failed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, source_id) "
-                               "DO UPDATE SET record = excluded.record, attempts = excluded.attempts, "
-                               "next_ms = excluded.next_ms, gave_up = excluded.gave_up");
+        auto keep_kept = prepared(
+            "INSERT INTO failed_records(module, connection, source_id, record, attempts, next_ms, gave_up, "
+            "first_failed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, source_id) "
+            "DO UPDATE SET record = excluded.record, attempts = excluded.attempts, "
+            "next_ms = excluded.next_ms, gave_up = excluded.gave_up");
+        SQLite::Statement& keep = *keep_kept;
         for (const auto& f : batch.failed) {
             bind_all(keep, batch.scope.module, batch.scope.connection, f.source_id, f.record, f.attempts, f.next_ms,
                      f.gave_up ? 1 : 0, batch.at_ms);
@@ -952,7 +964,8 @@ private:
             keep.reset();
         }
         if (batch.landed.empty() || !any_row("failed_records", batch.scope, "")) return;
-        SQLite::Statement let_go(db_, "DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
+        auto let_go_kept = prepared("DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
+        SQLite::Statement& let_go = *let_go_kept;
         for (const auto& id : batch.landed) {
             let_go.bind(1, batch.scope.module);
             let_go.bind(2, batch.scope.connection);
@@ -970,11 +983,13 @@ private:
 
     void append_log(int64_t run_id, const std::vector<LogLine>& log) {
         if (log.empty()) return;
-        SQLite::Statement next(db_, "SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
+        auto next_kept = prepared("SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
+        SQLite::Statement& next = *next_kept;
         next.bind(1, static_cast<int64_t>(run_id));
         next.executeStep();
         int64_t seq = next.getColumn(0).getInt64();
-        SQLite::Statement q(db_, "INSERT INTO run_logs(run_id, seq, at_ms, level, message) VALUES (?, ?, ?, ?, ?)");
+        auto q_kept = prepared("INSERT INTO run_logs(run_id, seq, at_ms, level, message) VALUES (?, ?, ?, ?, ?)");
+        SQLite::Statement& q = *q_kept;
         for (const auto& line : log) {
             q.bind(1, static_cast<int64_t>(run_id));
             q.bind(2, static_cast<int64_t>(++seq));
@@ -988,13 +1003,15 @@ private:
 
     void keep_unmatched(const BatchCommit& batch) {
         if (batch.unmatched.empty()) return;
-        SQLite::Statement next(db_, "SELECT COALESCE(MAX(seq), 0) FROM unmatched WHERE run_id = ?");
+        auto next_kept = prepared("SELECT COALESCE(MAX(seq), 0) FROM unmatched WHERE run_id = ?");
+        SQLite::Statement& next = *next_kept;
         next.bind(1, static_cast<int64_t>(batch.run_id));
         next.executeStep();
         int64_t seq = next.getColumn(0).getInt64();
-        SQLite::Statement q(db_,
-                            "INSERT INTO unmatched(run_id, seq, module, at_ms, object, fields, key, source_id) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        auto q_kept = prepared(
+            "INSERT INTO unmatched(run_id, seq, module, at_ms, object, fields, key, source_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        SQLite::Statement& q = *q_kept;
         for (const auto& u : batch.unmatched) {
             bind_all(q, batch.run_id, ++seq, batch.scope.module, batch.at_ms, u.object, u.fields, u.key, u.source_id);
             q.exec();
@@ -1003,10 +1020,11 @@ private:
     }
 
     void set_cursor_in_tx(const StateScope& scope, const std::optional<std::string>& cursor) {
-        SQLite::Statement q(db_,
-                            "INSERT INTO cursors(module, connection, cursor, updated_ms) VALUES (?, ?, ?, "
-                            "strftime('%s','now') * 1000) ON CONFLICT(module, connection) DO UPDATE SET "
-                            "cursor = excluded.cursor, updated_ms = excluded.updated_ms");
+        auto q_kept = prepared(
+            "INSERT INTO cursors(module, connection, cursor, updated_ms) VALUES (?, ?, ?, "
+            "strftime('%s','now') * 1000) ON CONFLICT(module, connection) DO UPDATE SET "
+            "cursor = excluded.cursor, updated_ms = excluded.updated_ms");
+        SQLite::Statement& q = *q_kept;
         q.bind(1, scope.module);
         q.bind(2, scope.connection);
         if (cursor) q.bind(3, *cursor);
@@ -1014,8 +1032,45 @@ private:
         q.exec();
     }
 
+    // A statement prepared once and kept, for the statements every batch runs (preparing them
+    // again each time was a tenth of a commit). It is lent while in use, so a use of the same
+    // SQL within that one prepares its own, and comes back reset, its bindings cleared.
+    class Prepared {
+    public:
+        Prepared(SqliteStore& store, std::unique_ptr<SQLite::Statement> statement)
+            : store_(store), statement_(std::move(statement)) {}
+        Prepared(const Prepared&) = delete;
+        Prepared& operator=(const Prepared&) = delete;
+        ~Prepared() {
+            // The last step's error, which tryReset answers again, was its caller's to see.
+            statement_->tryReset();
+            try {
+                statement_->clearBindings();  // no pointer into the caller's data is kept
+                store_.idle_[statement_->getQuery()].push_back(std::move(statement_));
+            } catch (const std::exception&) {
+                // Not kept (finalized here): prepared again next time.
+            }
+        }
+        SQLite::Statement& operator*() { return *statement_; }
+
+    private:
+        SqliteStore& store_;
+        std::unique_ptr<SQLite::Statement> statement_;
+    };
+
+    Prepared prepared(const std::string& sql) {
+        if (auto it = idle_.find(sql); it != idle_.end() && !it->second.empty()) {
+            auto statement = std::move(it->second.back());
+            it->second.pop_back();
+            return Prepared(*this, std::move(statement));
+        }
+        return Prepared(*this, std::make_unique<SQLite::Statement>(db_, sql));
+    }
+
     std::string path_;
     SQLite::Database db_;
+    // Statements not lent out, by their SQL; declared after db_, so finalized before it closes.
+    std::map<std::string, std::vector<std::unique_ptr<SQLite::Statement>>> idle_;
 };
 
 }  // namespace

@@ -643,24 +643,27 @@ public:
         });
     }
 
+    static constexpr size_t kKeysAtOnce = 200;  // a batch's; SQLite takes up to 32,766 parameters
     Result<std::map<std::string, LinkRow>> links(const StateScope& scope, const std::vector<std::string>& keys) override {
         return guarded("reading links", [&]() -> Result<std::map<std::string, LinkRow>> {
             std::map<std::string, LinkRow> out;
             if (keys.empty()) return out;
-            // The keys as one JSON array: one statement for a batch, not one a key.
-            json::array list;
-            list.reserve(keys.size());
-            for (const auto& key : keys) list.emplace_back(key);
-            auto q_kept = prepared(std::string(kLinkColumns) +
-                                   " WHERE module = ? AND connection = ? AND key IN (SELECT value FROM json_each(?))");
-            SQLite::Statement& q = *q_kept;
-            q.bind(1, scope.module);
-            q.bind(2, scope.connection);
-            q.bind(3, json::serialize(list));
-            while (q.executeStep()) {
-                LinkRow link = read_link(q);
-                std::string key = link.key;
-                out.emplace(std::move(key), std::move(link));
+            // A statement for many keys at once (up to kKeysAtOnce), their texts bound as they are.
+            for (size_t from = 0; from < keys.size(); from += kKeysAtOnce) {
+                const size_t n = std::min(kKeysAtOnce, keys.size() - from);
+                std::string sql = std::string(kLinkColumns) + " WHERE module = ? AND connection = ? AND key IN (?";
+                for (size_t i = 1; i < n; ++i) sql += ", ?";
+                sql += ")";
+                auto q_kept = prepared(sql);
+                SQLite::Statement& q = *q_kept;
+                q.bindNoCopy(1, scope.module);
+                q.bindNoCopy(2, scope.connection);
+                for (size_t i = 0; i < n; ++i) q.bindNoCopy(static_cast<int>(i + 3), keys[from + i]);
+                while (q.executeStep()) {
+                    LinkRow link = read_link(q);
+                    std::string key = link.key;
+                    out.emplace(std::move(key), std::move(link));
+                }
             }
             return out;
         });

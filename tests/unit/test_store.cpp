@@ -270,6 +270,27 @@ TEST_CASE("a file from before connections keeps its state for the connection the
     CHECK(s->claim_unscoped_state({"m", "other"}).value() == 0);  // once only
 }
 
+TEST_CASE("links are read for any number of keys, several statements' worth included") {
+    EACH_BACKEND();
+    auto s = backend.store();
+    const StateScope scope{"m", "crm"};
+    BatchCommit batch;
+    batch.run_id = s->start_run(scope, "manual", 1000).value();
+    batch.scope = scope;
+    std::vector<std::string> keys;
+    for (int i = 0; i < 450; ++i) {
+        keys.push_back("k" + std::to_string(i));
+        if (i % 2 == 0) batch.links.push_back({keys.back(), "src", "Task", "00T" + std::to_string(i), "h", 1000});
+    }
+    REQUIRE(s->commit_batch(batch));
+    keys.push_back("k0");  // asked twice
+    auto read = s->links(scope, keys).value();
+    CHECK(read.size() == 225);
+    CHECK(read.at("k448").crm_id == "00T448");
+    CHECK_FALSE(read.count("k449"));
+    CHECK(s->links(scope, {"k2"}).value().at("k2").crm_id == "00T2");
+}
+
 TEST_CASE("an upgrade that fails part way leaves the file as it was and names it") {
     testing::TempDir dir;
     {

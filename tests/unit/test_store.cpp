@@ -60,6 +60,14 @@ void race(const Backend& backend, int n, Body body) {
     for (const auto& f : failures) CHECK(f == "");
 }
 
+// The first batch of a new manual run of `scope`, started at `at_ms`.
+BatchCommit batch_of_new_run(StateStore& s, const StateScope& scope, int64_t at_ms = 1000) {
+    BatchCommit batch;
+    batch.run_id = s.start_run(scope, "manual", at_ms).value();
+    batch.scope = scope;
+    return batch;
+}
+
 #define EACH_BACKEND()                                                                  \
     const std::string backend_kind = GENERATE(as<std::string>(), "sqlite", "postgres"); \
     INFO("backend: " << backend_kind);                                                  \
@@ -143,9 +151,7 @@ TEST_CASE("a batch whose lease changed hands is not saved, the holder's is") {
     REQUIRE(a);
     auto b = s->acquire_lease("m", "b", 2000, 500).value();  // a stalled past its expiry
     REQUIRE(b);
-    BatchCommit stale;
-    stale.run_id = s->start_run(scope, "manual", 1000).value();
-    stale.scope = scope;
+    BatchCommit stale = batch_of_new_run(*s, scope);
     stale.lease = LeaseRow{"m", "a", 0, *a};
     stale.links.push_back({"k1", "src-1", "Task", "00T1", "h1", 2100});
     stale.cursor = "\"after-a\"";
@@ -199,9 +205,7 @@ TEST_CASE("links and cursors belong to (module, connection): another connection 
     EACH_BACKEND();
     auto s = backend.store();
     const StateScope mock{"m", "mock"}, sf{"m", "salesforce"};
-    BatchCommit batch;
-    batch.run_id = s->start_run(mock, "manual", 1000).value();
-    batch.scope = mock;
+    BatchCommit batch = batch_of_new_run(*s, mock);
     batch.links.push_back({"k1", "src-1", "Task", "00T-mock", "hash1", 1000});
     batch.cursor = "\"c-mock\"";
     REQUIRE(s->commit_batch(batch));
@@ -274,9 +278,7 @@ TEST_CASE("links are read for any number of keys, several statements' worth incl
     EACH_BACKEND();
     auto s = backend.store();
     const StateScope scope{"m", "crm"};
-    BatchCommit batch;
-    batch.run_id = s->start_run(scope, "manual", 1000).value();
-    batch.scope = scope;
+    BatchCommit batch = batch_of_new_run(*s, scope);
     std::vector<std::string> keys;
     for (int i = 0; i < 450; ++i) {
         keys.push_back("k" + std::to_string(i));
@@ -319,9 +321,7 @@ TEST_CASE("failed records are kept, due by their time, closed when they land, an
     EACH_BACKEND();
     auto s = backend.store();
     const StateScope scope{"m", "crm"};
-    BatchCommit first;
-    first.run_id = s->start_run(scope, "manual", 1000).value();
-    first.scope = scope;
+    BatchCommit first = batch_of_new_run(*s, scope);
     first.at_ms = 1000;
     for (const char* id : {"b", "a", "c"}) {
         first.failed.push_back({id, std::string(R"({"id": ")") + id + "\"}", 1, 2000, false});
@@ -337,9 +337,7 @@ TEST_CASE("failed records are kept, due by their time, closed when they land, an
     CHECK(s->due_records(scope, 2000, "b", 2).value().at(0).source_id == "c");
     CHECK(s->unmatched(first.run_id).at(0).key == "a@b.jp");
 
-    BatchCommit second;
-    second.run_id = s->start_run(scope, "manual", 3000).value();
-    second.scope = scope;
+    BatchCommit second = batch_of_new_run(*s, scope, 3000);
     second.at_ms = 3000;
     second.landed.push_back("a");
     second.failed.push_back({"b", R"({"id": "b", "v": 2})", 8, 0, true});  // its last attempt
@@ -371,9 +369,7 @@ TEST_CASE("a batch writing one key twice keeps the last link and the newest vers
     EACH_BACKEND();
     auto s = backend.store();
     const StateScope scope{"m", "crm"};
-    BatchCommit batch;
-    batch.run_id = s->start_run(scope, "manual", 1000).value();
-    batch.scope = scope;
+    BatchCommit batch = batch_of_new_run(*s, scope);
     LinkRow newer{"k", "src", "Task", "00T1", "h1", 1000};
     newer.version = 7;
     LinkRow later{"k", "src", "Task", "00T2", "h2", 1001};
@@ -534,9 +530,7 @@ TEST_CASE("keys and source ids of any text are found again: quotes, backslashes,
     auto s = backend.store();
     const StateScope scope{"m", "crm"};
     const std::vector<std::string> keys{R"(a"b)", R"(a\b)", "a,b", "{a}", "NULL", "", " spaced ", "日本語:1", "x'y"};
-    BatchCommit batch;
-    batch.run_id = s->start_run(scope, "manual", 1000).value();
-    batch.scope = scope;
+    BatchCommit batch = batch_of_new_run(*s, scope);
     batch.at_ms = 1000;
     for (const auto& k : keys) {
         batch.links.push_back({k, k, "Task", "00T" + k, "h", 1000});

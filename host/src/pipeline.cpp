@@ -362,6 +362,7 @@ std::optional<RunStop> Pipeline::process(RunScope& scope, Batch& batch, const Ru
         else halted = resolve(batch);
     }
     if (!halted) halted = scope.lost();
+    if (!halted && !options.dry_run) halted = read_earlier_refs(batch);
     // The batch before is saved while this one is written, before the next page is read.
     std::function<void()> during;
     if (unsaved_ || meanwhile)
@@ -703,7 +704,8 @@ void Pipeline::forget_results(Batch& batch) {
 
 // The write on a thread of its own while `meanwhile` runs on this one. What they share is
 // guarded (the run log, the budget) or serialized by the plugin instance (a source that is
-// not THREADSAFE, asked for a file while it also gives the next page).
+// not THREADSAFE, asked for a file while it also gives the next page). The state store is
+// this thread's alone (store.h): the write reads nothing from it (read_earlier_refs).
 std::optional<RunStop> Pipeline::write_meanwhile(Batch& batch, const std::function<void()>& meanwhile) {
     if (!meanwhile) return write(batch);
     auto written = std::async(std::launch::async, [this, &batch] { return write(batch); });
@@ -718,7 +720,7 @@ std::optional<RunStop> Pipeline::write(Batch& batch) {
     // Operations that name another one (a file on the Task just written) go after it.
     if (auto stop = write_operations(first, batch)) return stop;
     if (dependent.empty()) return std::nullopt;
-    if (auto stop = resolve_refs(dependent, batch.commit)) return stop;
+    resolve_refs(dependent, batch);
     std::erase_if(dependent, [](PendingOperation* p) { return p->error_code.has_value(); });
     return write_operations(dependent, batch);
 }

@@ -128,6 +128,9 @@ private:
         // skip_unchanged would read again.
         std::optional<std::map<std::string, LinkRow>> ahead_links;
         std::vector<std::string> ahead_keys;
+        // The CRM ids earlier runs' links give the keys its operations' refs name, read on
+        // the run's thread before the write (whose thread does not use the store, store.h).
+        std::map<std::string, std::string> earlier_refs;
     };
 
     // The run: failed records due again, then pages from the source, each batch through
@@ -209,9 +212,12 @@ private:
     std::optional<RunStop> write_wave(std::vector<WriteChunk> chunks, Batch& batch);
     void take_results(const std::vector<PendingOperation*>& chunk, const std::vector<json::value>& results, Batch& batch,
                       std::vector<PendingOperation*>& again);
-    // Fills `refs` fields with the CRM ids of the operations they name, or fails the operation.
-    // A store that cannot be read is not the operations' fault: that answers a stop.
-    std::optional<RunStop> resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit);
+    // Reads batch.earlier_refs. A store that cannot be read is not the operations' fault:
+    // that answers a stop.
+    std::optional<RunStop> read_earlier_refs(Batch& batch);
+    // Fills `refs` fields with the CRM ids of the operations they name (written in this
+    // batch, else earlier_refs), or fails the operation.
+    void resolve_refs(std::vector<PendingOperation*>& ops, const Batch& batch);
     // The operation as it goes to the CRM: `blobs` fetched from the source into its fields.
     // Nothing when the file could not be had: the operation failed (the file's fault), or
     // `stop` says why the run must stop (cancelled, refused, unreachable).

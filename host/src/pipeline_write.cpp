@@ -33,20 +33,23 @@ Outcome Pipeline::call_destination_write(const std::string& batch_json, std::vec
     return reads_crm() ? call_source(attempt, counts) : call_crm(attempt, counts);
 }
 
-std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const BatchCommit& commit) {
-    std::map<std::string, std::string> ids;  // key -> CRM id
-    std::vector<std::string> unknown;
-    for (const auto& link : commit.links) ids[link.key] = link.crm_id;
-    for (auto* p : ops)
-        for (const auto& [field, key] : p->op.refs)
-            if (!ids.count(key)) unknown.push_back(key);
-    if (!unknown.empty()) {
-        auto earlier = store_.links(state_scope(), unknown);
-        if (!earlier)
-            return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
-        for (auto& [key, link] : *earlier)
-            if (!link.crm_id.empty()) ids.emplace(key, link.crm_id);
-    }
+std::optional<RunStop> Pipeline::read_earlier_refs(Batch& batch) {
+    std::vector<std::string> keys;
+    for (const auto& p : batch.ops)
+        if (p.active())
+            for (const auto& [field, key] : p.op.refs) keys.push_back(key);
+    if (keys.empty()) return std::nullopt;
+    auto earlier = store_.links(state_scope(), keys);
+    if (!earlier)
+        return RunStop{RunStatus::failed, "reading what was written before failed: " + earlier.status().message(), false};
+    for (auto& [key, link] : *earlier)
+        if (!link.crm_id.empty()) batch.earlier_refs.emplace(key, std::move(link.crm_id));
+    return std::nullopt;
+}
+
+void Pipeline::resolve_refs(std::vector<PendingOperation*>& ops, const Batch& batch) {
+    std::map<std::string, std::string> ids = batch.earlier_refs;              // key -> CRM id
+    for (const auto& link : batch.commit.links) ids[link.key] = link.crm_id;  // this batch's own come first
     for (auto* p : ops) {
         for (const auto& [field, key] : p->op.refs) {
             auto id = ids.find(key);
@@ -62,7 +65,6 @@ std::optional<RunStop> Pipeline::resolve_refs(std::vector<PendingOperation*>& op
         }
         p->op.refs.clear();
     }
-    return std::nullopt;
 }
 
 std::optional<std::string> Pipeline::with_blobs(PendingOperation& p, RunCounts& counts, std::optional<RunStop>& stop) {

@@ -324,40 +324,38 @@ public:
         return guarded("saving a batch", [&]() -> Status {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             if (batch.lease) {
-                auto held_kept = prepared("SELECT holder, fence FROM leases WHERE module = ?");
-                SQLite::Statement& held = *held_kept;
-                held.bind(1, batch.lease->module);
-                const bool ours = held.executeStep() && held.getColumn(0).getString() == batch.lease->holder &&
-                                  held.getColumn(1).getInt64() == batch.lease->fence;
+                auto held = prepared("SELECT holder, fence FROM leases WHERE module = ?");
+                held->bind(1, batch.lease->module);
+                const bool ours = held->executeStep() && held->getColumn(0).getString() == batch.lease->holder &&
+                                  held->getColumn(1).getInt64() == batch.lease->fence;
                 if (!ours)
                     return Status::error(Status::Kind::conflict,
                                          "module " + batch.lease->module + "'s lease was taken over (this run held fence " +
                                              std::to_string(batch.lease->fence) +
                                              "); this batch was not saved and the run that holds the lease does it again");
             }
-            auto link_kept = prepared(
+            auto link = prepared(
                 "INSERT INTO links(module, connection, key, source_id, object, crm_id, content_hash, "
                 "updated_ms, crm_key, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, key) DO "
                 "UPDATE SET "
                 "source_id = excluded.source_id, object = excluded.object, crm_id = excluded.crm_id, "
                 "content_hash = excluded.content_hash, updated_ms = excluded.updated_ms, crm_key = excluded.crm_key, "
                 "version = MAX(COALESCE(excluded.version, links.version), COALESCE(links.version, excluded.version))");
-            SQLite::Statement& link = *link_kept;
             // The texts are bound without a copy: they live in `batch` until the statement has run.
-            link.bindNoCopy(1, batch.scope.module);
-            link.bindNoCopy(2, batch.scope.connection);
+            link->bindNoCopy(1, batch.scope.module);
+            link->bindNoCopy(2, batch.scope.connection);
             for (const auto& l : batch.links) {
-                link.bindNoCopy(3, l.key);
-                link.bindNoCopy(4, l.source_id);
-                link.bindNoCopy(5, l.object);
-                link.bindNoCopy(6, l.crm_id);
-                link.bindNoCopy(7, l.content_hash);
-                link.bind(8, l.updated_ms);
-                if (l.crm_key.empty()) link.bind(9);
-                else link.bindNoCopy(9, l.crm_key);
-                bind_one(link, 10, l.version);
-                link.exec();
-                link.reset();
+                link->bindNoCopy(3, l.key);
+                link->bindNoCopy(4, l.source_id);
+                link->bindNoCopy(5, l.object);
+                link->bindNoCopy(6, l.crm_id);
+                link->bindNoCopy(7, l.content_hash);
+                link->bind(8, l.updated_ms);
+                if (l.crm_key.empty()) link->bind(9);
+                else link->bindNoCopy(9, l.crm_key);
+                bind_one(*link, 10, l.version);
+                link->exec();
+                link->reset();
             }
             close_errors(batch, batch.landed, "landed");
             std::vector<std::string> failed_ids;
@@ -367,44 +365,40 @@ public:
                 if (f.gave_up) gave_up.insert(f.source_id);
             }
             close_errors(batch, failed_ids, "tried again");
-            auto error_kept = prepared(
+            auto error = prepared(
                 "INSERT INTO errors(run_id, module, connection, at_ms, entity_id, key, object, code, "
                 "message, fields, payload, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-            SQLite::Statement& error = *error_kept;
             for (const auto& e : batch.errors) {
-                bind_all(error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
+                bind_all(*error, batch.run_id, batch.scope.module, batch.scope.connection, e.at_ms, e.entity_id, e.key, e.object,
                          e.code, ErrorRow::bounded_message(e.message), e.fields_json(), ErrorRow::bounded_payload(e.payload),
                          gave_up.count(e.entity_id) ? "gave_up" : "open");
-                error.exec();
-                error.reset();
+                error->exec();
+                error->reset();
             }
             keep_failed(batch);
             append_log(batch.run_id, batch.log);
             keep_unmatched(batch);
             {
-                auto read_kept = prepared("SELECT counts FROM runs WHERE id = ?");
-                SQLite::Statement& read = *read_kept;
-                read.bind(1, static_cast<int64_t>(batch.run_id));
+                auto read = prepared("SELECT counts FROM runs WHERE id = ?");
+                read->bind(1, static_cast<int64_t>(batch.run_id));
                 RunCounts counts;
-                if (read.executeStep()) {
-                    auto parsed = parse_json(read.getColumn(0).getString());
+                if (read->executeStep()) {
+                    auto parsed = parse_json(read->getColumn(0).getString());
                     if (parsed && parsed->is_object()) counts = RunCounts::from_json(parsed->get_object());
                 }
                 counts.add(batch.counts);
-                auto write_kept = prepared("UPDATE runs SET counts = ? WHERE id = ?");
-                SQLite::Statement& write = *write_kept;
-                write.bind(1, json::serialize(counts.to_json()));
-                write.bind(2, static_cast<int64_t>(batch.run_id));
-                write.exec();
+                auto write = prepared("UPDATE runs SET counts = ? WHERE id = ?");
+                write->bind(1, json::serialize(counts.to_json()));
+                write->bind(2, static_cast<int64_t>(batch.run_id));
+                write->exec();
             }
             if (batch.cursor) set_cursor_in_tx(batch.scope, batch.cursor);
             if (!batch.inbox_done.empty()) {
-                auto done_kept = prepared("UPDATE inbox SET done = 1 WHERE id = ?");
-                SQLite::Statement& done = *done_kept;
+                auto done = prepared("UPDATE inbox SET done = 1 WHERE id = ?");
                 for (auto id : batch.inbox_done) {
-                    done.bind(1, static_cast<int64_t>(id));
-                    done.exec();
-                    done.reset();
+                    done->bind(1, static_cast<int64_t>(id));
+                    done->exec();
+                    done->reset();
                 }
             }
             tx.commit();
@@ -654,13 +648,12 @@ public:
                 std::string sql = std::string(kLinkColumns) + " WHERE module = ? AND connection = ? AND key IN (?";
                 for (size_t i = 1; i < n; ++i) sql += ", ?";
                 sql += ")";
-                auto q_kept = prepared(sql);
-                SQLite::Statement& q = *q_kept;
-                q.bindNoCopy(1, scope.module);
-                q.bindNoCopy(2, scope.connection);
-                for (size_t i = 0; i < n; ++i) q.bindNoCopy(static_cast<int>(i + 3), keys[from + i]);
-                while (q.executeStep()) {
-                    LinkRow link = read_link(q);
+                auto q = prepared(sql);
+                q->bindNoCopy(1, scope.module);
+                q->bindNoCopy(2, scope.connection);
+                for (size_t i = 0; i < n; ++i) q->bindNoCopy(static_cast<int>(i + 3), keys[from + i]);
+                while (q->executeStep()) {
+                    LinkRow link = read_link(*q);
                     std::string key = link.key;
                     out.emplace(std::move(key), std::move(link));
                 }
@@ -926,55 +919,51 @@ private:
     // Whether `table` has a row of this scope (and `condition`): a batch whose module has no
     // open error or failed record skips a statement per record.
     bool any_row(const char* table, const StateScope& scope, const char* condition) {
-        auto q_kept = prepared(std::string("SELECT EXISTS(SELECT 1 FROM ") + table + " WHERE module = ? AND connection = ?" +
-                               condition + ")");
-        SQLite::Statement& q = *q_kept;
-        q.bind(1, scope.module);
-        q.bind(2, scope.connection);
-        return q.executeStep() && q.getColumn(0).getInt() != 0;
+        auto q = prepared(std::string("SELECT EXISTS(SELECT 1 FROM ") + table + " WHERE module = ? AND connection = ?" +
+                          condition + ")");
+        q->bind(1, scope.module);
+        q->bind(2, scope.connection);
+        return q->executeStep() && q->getColumn(0).getInt() != 0;
     }
 
     // Closes the open errors of these records (inside a batch's transaction).
     void close_errors(const BatchCommit& batch, const std::vector<std::string>& source_ids, const char* reason) {
         if (source_ids.empty() || !any_row("errors", batch.scope, " AND state != 'closed'")) return;
-        auto q_kept = prepared(
+        auto q = prepared(
             "UPDATE errors SET state = 'closed', closed_reason = ?, closed_ms = ? WHERE module = ? AND "
             "connection = ? AND entity_id = ? AND state != 'closed'");
-        SQLite::Statement& q = *q_kept;
         for (const auto& id : source_ids) {
-            q.bind(1, reason);
-            q.bind(2, static_cast<int64_t>(batch.at_ms));
-            q.bind(3, batch.scope.module);
-            q.bind(4, batch.scope.connection);
-            q.bind(5, id);
-            q.exec();
-            q.reset();
+            q->bind(1, reason);
+            q->bind(2, static_cast<int64_t>(batch.at_ms));
+            q->bind(3, batch.scope.module);
+            q->bind(4, batch.scope.connection);
+            q->bind(5, id);
+            q->exec();
+            q->reset();
         }
     }
 
     // Failed records kept (a newer version replaces the one kept), landed ones let go.
     void keep_failed(const BatchCommit& batch) {
-        auto keep_kept = prepared(
+        auto keep = prepared(
             "INSERT INTO failed_records(module, connection, source_id, record, attempts, next_ms, gave_up, "
             "first_failed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(module, connection, source_id) "
             "DO UPDATE SET record = excluded.record, attempts = excluded.attempts, "
             "next_ms = excluded.next_ms, gave_up = excluded.gave_up");
-        SQLite::Statement& keep = *keep_kept;
         for (const auto& f : batch.failed) {
-            bind_all(keep, batch.scope.module, batch.scope.connection, f.source_id, f.record, f.attempts, f.next_ms,
+            bind_all(*keep, batch.scope.module, batch.scope.connection, f.source_id, f.record, f.attempts, f.next_ms,
                      f.gave_up ? 1 : 0, batch.at_ms);
-            keep.exec();
-            keep.reset();
+            keep->exec();
+            keep->reset();
         }
         if (batch.landed.empty() || !any_row("failed_records", batch.scope, "")) return;
-        auto let_go_kept = prepared("DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
-        SQLite::Statement& let_go = *let_go_kept;
+        auto let_go = prepared("DELETE FROM failed_records WHERE module = ? AND connection = ? AND source_id = ?");
         for (const auto& id : batch.landed) {
-            let_go.bind(1, batch.scope.module);
-            let_go.bind(2, batch.scope.connection);
-            let_go.bind(3, id);
-            let_go.exec();
-            let_go.reset();
+            let_go->bind(1, batch.scope.module);
+            let_go->bind(2, batch.scope.connection);
+            let_go->bind(3, id);
+            let_go->exec();
+            let_go->reset();
         }
     }
 
@@ -986,53 +975,48 @@ private:
 
     void append_log(int64_t run_id, const std::vector<LogLine>& log) {
         if (log.empty()) return;
-        auto next_kept = prepared("SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
-        SQLite::Statement& next = *next_kept;
-        next.bind(1, static_cast<int64_t>(run_id));
-        next.executeStep();
-        int64_t seq = next.getColumn(0).getInt64();
-        auto q_kept = prepared("INSERT INTO run_logs(run_id, seq, at_ms, level, message) VALUES (?, ?, ?, ?, ?)");
-        SQLite::Statement& q = *q_kept;
+        auto next = prepared("SELECT COALESCE(MAX(seq), 0) FROM run_logs WHERE run_id = ?");
+        next->bind(1, static_cast<int64_t>(run_id));
+        next->executeStep();
+        int64_t seq = next->getColumn(0).getInt64();
+        auto q = prepared("INSERT INTO run_logs(run_id, seq, at_ms, level, message) VALUES (?, ?, ?, ?, ?)");
         for (const auto& line : log) {
-            q.bind(1, static_cast<int64_t>(run_id));
-            q.bind(2, static_cast<int64_t>(++seq));
-            q.bind(3, static_cast<int64_t>(line.at_ms));
-            q.bind(4, line.level);
-            q.bind(5, line.message);
-            q.exec();
-            q.reset();
+            q->bind(1, static_cast<int64_t>(run_id));
+            q->bind(2, static_cast<int64_t>(++seq));
+            q->bind(3, static_cast<int64_t>(line.at_ms));
+            q->bind(4, line.level);
+            q->bind(5, line.message);
+            q->exec();
+            q->reset();
         }
     }
 
     void keep_unmatched(const BatchCommit& batch) {
         if (batch.unmatched.empty()) return;
-        auto next_kept = prepared("SELECT COALESCE(MAX(seq), 0) FROM unmatched WHERE run_id = ?");
-        SQLite::Statement& next = *next_kept;
-        next.bind(1, static_cast<int64_t>(batch.run_id));
-        next.executeStep();
-        int64_t seq = next.getColumn(0).getInt64();
-        auto q_kept = prepared(
+        auto next = prepared("SELECT COALESCE(MAX(seq), 0) FROM unmatched WHERE run_id = ?");
+        next->bind(1, static_cast<int64_t>(batch.run_id));
+        next->executeStep();
+        int64_t seq = next->getColumn(0).getInt64();
+        auto q = prepared(
             "INSERT INTO unmatched(run_id, seq, module, at_ms, object, fields, key, source_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-        SQLite::Statement& q = *q_kept;
         for (const auto& u : batch.unmatched) {
-            bind_all(q, batch.run_id, ++seq, batch.scope.module, batch.at_ms, u.object, u.fields, u.key, u.source_id);
-            q.exec();
-            q.reset();
+            bind_all(*q, batch.run_id, ++seq, batch.scope.module, batch.at_ms, u.object, u.fields, u.key, u.source_id);
+            q->exec();
+            q->reset();
         }
     }
 
     void set_cursor_in_tx(const StateScope& scope, const std::optional<std::string>& cursor) {
-        auto q_kept = prepared(
+        auto q = prepared(
             "INSERT INTO cursors(module, connection, cursor, updated_ms) VALUES (?, ?, ?, "
             "strftime('%s','now') * 1000) ON CONFLICT(module, connection) DO UPDATE SET "
             "cursor = excluded.cursor, updated_ms = excluded.updated_ms");
-        SQLite::Statement& q = *q_kept;
-        q.bind(1, scope.module);
-        q.bind(2, scope.connection);
-        if (cursor) q.bind(3, *cursor);
-        else q.bind(3);
-        q.exec();
+        q->bind(1, scope.module);
+        q->bind(2, scope.connection);
+        if (cursor) q->bind(3, *cursor);
+        else q->bind(3);
+        q->exec();
     }
 
     // A statement prepared once and kept, for the statements every batch runs (preparing them
@@ -1054,6 +1038,7 @@ private:
                 // Not kept (finalized here): prepared again next time.
             }
         }
+        SQLite::Statement* operator->() { return statement_.get(); }
         SQLite::Statement& operator*() { return *statement_; }
 
     private:

@@ -188,6 +188,7 @@ TEST_CASE("cli: swapping a module's CRM connection writes everything to the new 
     auto tasks_in = [&](const std::string& db) {
         auto q = home.crmsync({"crm", "query", "SELECT COUNT() FROM Task", "--crm", db, "--json"});
         auto at = q.out.find("\"totalSize\":");
+        if (at == std::string::npos) UNSCOPED_INFO("crm query on " << db << " exited " << q.status << ": " << q.err);
         return at == std::string::npos ? -1 : std::stoi(q.out.substr(at + 12));
     };
     auto swap_to = [&](const std::string& connection) {

@@ -4,8 +4,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -76,6 +78,7 @@ inline Process run_command(const std::vector<std::string>& argv, const std::vect
     std::string out_path = tmp / "out", err_path = tmp / "err";
     std::fflush(nullptr);  // else the child's freopen writes what this process had buffered a second time
     pid_t pid = fork();
+    if (pid < 0) return Process{-1, "", std::string("fork failed: ") + std::strerror(errno)};
     if (pid == 0) {
         for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
         FILE* o = freopen(out_path.c_str(), "w", stdout);
@@ -86,10 +89,12 @@ inline Process run_command(const std::vector<std::string>& argv, const std::vect
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);
         execv(args[0], args.data());
+        std::fprintf(stderr, "cannot run %s: %s\n", args[0], std::strerror(errno));
         _exit(127);
     }
     int status = 0;
-    waitpid(pid, &status, 0);
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return Process{-1, "", std::string("waitpid failed: ") + std::strerror(errno)};
     Process p;
     p.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
     p.out = read_file(out_path);

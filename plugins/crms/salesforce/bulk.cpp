@@ -4,8 +4,10 @@
 // (upserts) or the Id (updates).
 #include <crmsync/support/json_plugin.hpp>
 
-#include <map>
+#include <functional>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include "bulk.h"
 #include <crmsync/support/csv.hpp>
@@ -17,44 +19,59 @@ using crmsync::support::text;
 
 namespace {
 
-std::string cell(const json::value& v) {
-    if (v.is_null()) return "#N/A";  // Bulk API 2.0's way to clear a field
-    if (v.is_string()) return std::string(v.get_string());
-    if (v.is_bool()) return v.get_bool() ? "true" : "false";
-    return json::serialize(v);
+void append_cell(std::string& out, const json::value& v) {
+    if (v.is_null()) out += "#N/A";  // Bulk API 2.0's way to clear a field
+    else if (v.is_string()) csv::append_field(out, v.get_string());
+    else if (v.is_bool()) out += v.get_bool() ? "true" : "false";
+    else csv::append_field(out, json::serialize(v));
 }
 
-json::object failure(const std::string& key, const std::string& code, const std::string& message, bool retryable) {
+json::object failure(std::string_view key, std::string_view code, std::string_view message, bool retryable) {
     return json::object{{"key", key},
                         {"success", false},
                         {"retryable", retryable},
                         {"errors", json::array{json::object{{"code", code}, {"message", message}, {"fields", json::array{}}}}}};
 }
 
+// The string at `name` in an operation, or "".
+std::string_view string_at(const json::value& op, const char* name) {
+    const auto* v = op.as_object().if_contains(name);
+    return v && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
+}
+
+// What the job's results say of one record: its Id and whether it was created, or its error.
+struct Landed {
+    bool success = false;
+    bool created = false;
+    std::string id_or_code;
+    std::string message;
+};
+
 }  // namespace
 
 int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* call, const std::string& object,
-                  const std::string& external_field, const json::array& ops, std::vector<json::object>& results,
-                  std::string& error) {
+                  const std::string& external_field, const json::array& ops,
+                  const std::function<void(const json::object&)>& deliver, std::string& error) {
     const bool update = text(ops.at(0).as_object(), "action") == "update";
     // The column each record is found by, and each operation's value in it.
     const std::string external = update ? "Id" : external_field;
-    auto found_by = [&](const json::value& op) { return text(op.as_object(), update ? "id" : "key"); };
-    std::set<std::string> columns_set;
+    auto found_by = [&](const json::value& op) { return string_at(op, update ? "id" : "key"); };
+    std::set<std::string, std::less<>> columns_set;
     for (const auto& op : ops)
-        for (const auto& [k, v] : op.at("fields").as_object()) columns_set.insert(std::string(k));
+        for (const auto& [k, v] : op.at("fields").as_object()) columns_set.emplace(k);
     columns_set.erase(external);
     std::vector<std::string> columns{external};
     columns.insert(columns.end(), columns_set.begin(), columns_set.end());
+    // Written cell by cell into the body, as it is uploaded: no row or cell of its own.
     std::string body = csv::row(columns);
     for (const auto& op : ops) {
         const auto& fields = op.at("fields").as_object();
-        std::vector<std::string> values{found_by(op)};
+        csv::append_field(body, found_by(op));
         for (size_t c = 1; c < columns.size(); ++c) {
-            auto* v = fields.if_contains(columns[c]);
-            values.push_back(v ? cell(*v) : "");
+            body += ',';
+            if (auto* v = fields.if_contains(columns[c])) append_cell(body, *v);
         }
-        body += csv::row(values);
+        body += '\n';
     }
 
     json::object job_spec{
@@ -65,6 +82,7 @@ int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* ca
     std::string id = text(job.body.as_object(), "id");
     auto upload = client.request(call, "PUT", "/jobs/ingest/" + id + "/batches", body, true, "text/csv");
     if (upload.status != CRMSYNC_STATUS_OK) return error = "uploading the bulk data failed: " + upload.message, upload.status;
+    std::string().swap(body);  // not needed while the job runs and its results are read
     auto close = client.request(call, "PATCH", "/jobs/ingest/" + id, R"({"state":"UploadComplete"})");
     if (close.status != CRMSYNC_STATUS_OK) return error = "closing the bulk job failed: " + close.message, close.status;
 
@@ -86,49 +104,59 @@ int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* ca
             return error = "stopped while bulk job " + id + " was running", CRMSYNC_STATUS_CANCELLED;
     }
 
-    std::map<std::string, json::object> by_key;
+    // Each record's outcome by the value it was found by; a failed row read after a
+    // successful one for the same value wins, as the job's last word on it.
+    std::unordered_map<std::string, Landed> by_key;
+    by_key.reserve(ops.size());
+    std::vector<std::string> row;
     for (const char* kind : {"successfulResults", "failedResults"}) {
+        const bool successful = std::string_view(kind) == "successfulResults";
         auto res = client.request(call, "GET", "/jobs/ingest/" + id + "/" + kind);
         if (res.status != CRMSYNC_STATUS_OK)
             return error = "reading " + std::string(kind) + " of bulk job " + id + " failed: " + res.message, res.status;
-        auto rows = csv::parse(res.raw);
-        if (rows.empty()) continue;
-        const auto& header = rows[0];
-        size_t key_col = header.size(), id_col = header.size(), extra_col = header.size();
-        for (size_t c = 0; c < header.size(); ++c) {
-            if (header[c] == external) key_col = c;
-            if (header[c] == "sf__Id") id_col = c;
-            if (header[c] == "sf__Created" || header[c] == "sf__Error") extra_col = c;
+        csv::Reader reader(res.raw);
+        if (!reader.next(row)) continue;
+        const size_t columns_in = row.size();
+        size_t key_col = columns_in, id_col = columns_in, extra_col = columns_in;
+        for (size_t c = 0; c < columns_in; ++c) {
+            if (row[c] == external) key_col = c;
+            if (row[c] == "sf__Id") id_col = c;
+            if (row[c] == "sf__Created" || row[c] == "sf__Error") extra_col = c;
         }
-        if (key_col == header.size()) return error = "bulk results have no " + external + " column", CRMSYNC_STATUS_ERROR;
-        for (size_t r = 1; r < rows.size(); ++r) {
-            const auto& row = rows[r];
-            if (row.size() != header.size()) continue;
-            const std::string& key = row[key_col];
-            if (std::string(kind) == "successfulResults") {
-                by_key[key] = json::object{{"key", key},
-                                           {"success", true},
-                                           {"id", id_col < row.size() ? row[id_col] : ""},
-                                           {"created", extra_col < row.size() && row[extra_col] == "true"}};
+        if (key_col == columns_in) return error = "bulk results have no " + external + " column", CRMSYNC_STATUS_ERROR;
+        while (reader.next(row)) {
+            if (row.size() != columns_in) continue;
+            Landed landed;
+            if (successful) {
+                landed.success = true;
+                if (id_col < columns_in) landed.id_or_code = std::move(row[id_col]);
+                landed.created = extra_col < columns_in && row[extra_col] == "true";
             } else {
                 // sf__Error reads "STATUS_CODE:message --".
-                std::string text = extra_col < row.size() ? row[extra_col] : "";
+                std::string_view text = extra_col < columns_in ? std::string_view(row[extra_col]) : std::string_view();
                 auto colon = text.find(':');
-                std::string code = colon == std::string::npos ? "BULK_ERROR" : text.substr(0, colon);
-                std::string message = colon == std::string::npos ? text : text.substr(colon + 1);
-                if (message.size() > 3 && message.compare(message.size() - 3, 3, " --") == 0) message.resize(message.size() - 3);
-                by_key[key] = failure(key, code, message, code == "UNABLE_TO_LOCK_ROW");
+                std::string_view code = colon == std::string_view::npos ? "BULK_ERROR" : text.substr(0, colon);
+                std::string_view message = colon == std::string_view::npos ? text : text.substr(colon + 1);
+                if (message.size() > 3 && message.substr(message.size() - 3) == " --") message.remove_suffix(3);
+                landed.id_or_code = code;
+                landed.message = message;
             }
+            by_key.insert_or_assign(std::move(row[key_col]), std::move(landed));
         }
     }
+    std::string found;
     for (const auto& op : ops) {
-        std::string key = text(op.as_object(), "key");
-        auto it = by_key.find(found_by(op));
-        json::object result = it != by_key.end()
-                                  ? it->second
-                                  : failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true);
-        result["key"] = key;
-        results.push_back(std::move(result));
+        std::string_view key = string_at(op, "key");
+        found = found_by(op);
+        auto it = by_key.find(found);
+        if (it == by_key.end()) {
+            deliver(failure(key, "UNPROCESSED", "bulk job " + id + " did not process this record", true));
+            continue;
+        }
+        const Landed& landed = it->second;
+        if (landed.success)
+            deliver(json::object{{"key", key}, {"success", true}, {"id", landed.id_or_code}, {"created", landed.created}});
+        else deliver(failure(key, landed.id_or_code, landed.message, landed.id_or_code == "UNABLE_TO_LOCK_ROW"));
     }
     return CRMSYNC_STATUS_OK;
 }

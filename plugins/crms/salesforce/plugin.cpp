@@ -490,13 +490,11 @@ int32_t write(crmsync_instance* instance, crmsync_call* call, const char* batch_
         auto& ops = batch.at("operations").as_array();
         if (batch.contains("bulk") && batch.at("bulk").is_bool() && batch.at("bulk").as_bool() && !ops.empty()) {
             // The host sends one object's plain upserts, or its updates by Id, as a bulk batch.
-            std::vector<json::object> results;
             std::string error;
-            int32_t rc =
-                bulk_load(*in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops, results, error);
-            if (rc != CRMSYNC_STATUS_OK) return fail(in->host, call, rc, error);
-            for (const auto& r : results) emit(in->host, call, r);
-            return CRMSYNC_STATUS_OK;
+            int32_t rc = bulk_load(
+                *in->client, in->host, call, text(ops[0].as_object(), "object"), external, ops,
+                [&](const json::object& result) { emit(in->host, call, result); }, error);
+            return rc == CRMSYNC_STATUS_OK ? rc : fail(in->host, call, rc, error);
         }
         std::vector<json::object> results(ops.size());
         // One Collections call per (action, object) group, keeping each result in its slot.

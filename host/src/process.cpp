@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace crmsync {
 namespace {
@@ -36,5 +39,26 @@ void keep_freed_memory() {
 }
 
 void return_freed_memory() { malloc_trim(0); }
+
+std::optional<std::string> huge_page_tunables(const char* current, std::string_view thp_enabled) {
+    if (current) return std::nullopt;
+    if (thp_enabled.find("[madvise]") == std::string_view::npos) return std::nullopt;
+    return "glibc.malloc.hugetlb=1";
+}
+
+void restart_with_heap_on_huge_pages(char** argv) {
+#if defined(__SANITIZE_ADDRESS__)
+    (void)argv;  // AddressSanitizer has its own allocator: glibc's tunables do not reach it
+#else
+    std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::stringstream thp;
+    thp << file.rdbuf();
+    auto tunables = huge_page_tunables(std::getenv("GLIBC_TUNABLES"), thp.str());
+    if (!tunables) return;
+    if (setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GLIBC_TUNABLES");  // could not start again: go on as it is
+#endif
+}
 
 }  // namespace crmsync

@@ -46,6 +46,7 @@ bench::ChildFigures plain_import(const std::string& url, const std::string& file
 }  // namespace
 
 int main(int argc, char** argv) {
+    crmsync::restart_with_heap_on_huge_pages(argv);  // as crmsync's main does first thing
     int64_t accounts = 100'000;
     for (int i = 1; i + 1 < argc; ++i)
         if (std::strcmp(argv[i], "--accounts") == 0) accounts = std::atoll(argv[i + 1]);

@@ -82,6 +82,7 @@ struct Baseline : bench::PlainClient {
 }  // namespace
 
 int main(int argc, char** argv) {
+    crmsync::restart_with_heap_on_huge_pages(argv);  // as crmsync's main does first thing
     int64_t rows = 100'000;
     for (int i = 1; i + 1 < argc; ++i)
         if (std::strcmp(argv[i], "--rows") == 0) rows = std::atoll(argv[i + 1]);

@@ -8,6 +8,7 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -408,6 +409,52 @@ TEST_CASE("serve: --log-format json writes one object per line, a run's module, 
     CHECK(run_line.at("status") == "succeeded");
     CHECK(run_line.at("trigger") == "webhook");
     CHECK(run_line.at("level") == "info");
+    CHECK(serve->terminate() == 0);
+}
+
+namespace {
+// The environment a process started with, as the kernel shows it (after any exec).
+std::map<std::string, std::string> environment_of(pid_t pid) {
+    std::map<std::string, std::string> out;
+    std::string all = testing::read_file("/proc/" + std::to_string(pid) + "/environ");
+    for (size_t at = 0; at < all.size();) {
+        size_t end = all.find('\0', at);
+        if (end == std::string::npos) end = all.size();
+        std::string entry = all.substr(at, end - at);
+        if (auto eq = entry.find('='); eq != std::string::npos) out[entry.substr(0, eq)] = entry.substr(eq + 1);
+        at = end + 1;
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("serve: its heap is on huge pages when the kernel gives them on request, and an operator's tunables are kept") {
+    Home home;
+    {
+        auto serve = home.serve();
+        REQUIRE(post(serve->port, "hooks", event_body("heap"))->status == 202);
+        CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'heap'") == 1; }));
+        auto env = environment_of(serve->pid);
+#if defined(__SANITIZE_ADDRESS__)
+        CHECK(env.count("GLIBC_TUNABLES") == 0);  // its own allocator: nothing to ask glibc
+#else
+        const std::string thp = testing::read_file("/sys/kernel/mm/transparent_hugepage/enabled");
+        if (thp.find("[madvise]") == std::string::npos) {
+            WARN("this kernel gives huge pages to all memory or to none: nothing for crmsync to ask");
+            CHECK(env.count("GLIBC_TUNABLES") == 0);
+        } else {
+            CHECK(env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1");
+            // glibc asked for its heap in huge pages: the kernel marks that memory "hg".
+            std::string smaps = testing::read_file("/proc/" + std::to_string(serve->pid) + "/smaps");
+            CHECK(std::regex_search(smaps, std::regex("VmFlags:[a-z ]* hg")));
+        }
+#endif
+        CHECK(serve->terminate() == 0);
+    }
+    auto serve =
+        testing::start_serve(home.dir.str(), home.log_path(),
+                             {std::string("CRMSYNC_TEST_HOOK_SECRET=") + kSecret, "GLIBC_TUNABLES=glibc.malloc.hugetlb=0"});
+    CHECK(environment_of(serve->pid)["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0");
     CHECK(serve->terminate() == 0);
 }
 

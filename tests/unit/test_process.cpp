@@ -41,3 +41,13 @@ TEST_CASE("memory a run frees stays for the next page, and goes back to the syst
     crmsync::return_freed_memory();
     CHECK(resident_kib() <= kept - 48 * 1024);
 }
+
+TEST_CASE("the heap goes on huge pages when the kernel gives them on request, unless the operator set tunables") {
+    using crmsync::huge_page_tunables;
+    CHECK(huge_page_tunables(nullptr, "always [madvise] never\n") == "glibc.malloc.hugetlb=1");
+    CHECK_FALSE(huge_page_tunables("glibc.malloc.hugetlb=0", "always [madvise] never\n"));
+    CHECK_FALSE(huge_page_tunables("glibc.malloc.arena_max=2", "always [madvise] never\n"));
+    CHECK_FALSE(huge_page_tunables(nullptr, "[always] madvise never\n"));  // all memory has them already
+    CHECK_FALSE(huge_page_tunables(nullptr, "always madvise [never]\n"));
+    CHECK_FALSE(huge_page_tunables(nullptr, ""));  // no such file: a kernel without them
+}

@@ -71,6 +71,7 @@ std::string executable_dir(const char* argv0) {
 
 int main(int argc, char** argv) {
     using namespace crmsync;
+    restart_with_heap_on_huge_pages(argv);
     keep_freed_memory();
     CLI::App app{"crmsync — keeps a CRM in step with the tools around it"};
     app.footer(kFooter);

@@ -55,8 +55,15 @@ void restart_with_heap_on_huge_pages(char** argv) {
     thp << file.rdbuf();
     auto tunables = huge_page_tunables(std::getenv("GLIBC_TUNABLES"), thp.str());
     if (!tunables) return;
+    // By the program's own path, not /proc/self/exe: the kernel names a process after the
+    // file it executes, and ps, top and pkill should still see "crmsync", not "exe".
+    char self[4096];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (length <= 0) return;
+    self[length] = '\0';
+    if (std::string_view(self).ends_with(" (deleted)")) return;  // replaced since it started
     if (setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    execv(self, argv);
     unsetenv("GLIBC_TUNABLES");  // could not start again: go on as it is
 #endif
 }

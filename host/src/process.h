@@ -28,8 +28,9 @@ void return_freed_memory();
 // is 500 times fewer faults. glibc puts its heap there when GLIBC_TUNABLES holds
 // glibc.malloc.hugetlb=1, and reads its tunables only as a program starts: so main calls
 // restart_with_heap_on_huge_pages first, which starts the program again in place (execv of
-// /proc/self/exe: the same pid, arguments and open files) with that set, and returns when
-// it need not or cannot. Child processes inherit it.
+// its own file: the same pid, name, arguments and open files) with that set, and returns
+// when it need not or cannot. Child processes inherit it. (Under valgrind, which does not
+// follow the exec unless told, set GLIBC_TUNABLES yourself.)
 //
 // The tunables to start again with, given the GLIBC_TUNABLES this process has (null when
 // unset) and the kernel's setting (the text of /sys/kernel/mm/transparent_hugepage/enabled).

@@ -435,6 +435,8 @@ TEST_CASE("serve: its heap is on huge pages when the kernel gives them on reques
         REQUIRE(post(serve->port, "hooks", event_body("heap"))->status == 202);
         CHECK(eventually([&] { return home.events("SELECT COUNT() FROM Event WHERE CrmSync_Key__c = 'heap'") == 1; }));
         auto env = environment_of(serve->pid);
+        // Started again or not, it goes by its own name for ps, top and pkill.
+        CHECK(testing::read_file("/proc/" + std::to_string(serve->pid) + "/comm") == "crmsync\n");
 #if defined(__SANITIZE_ADDRESS__)
         CHECK(env.count("GLIBC_TUNABLES") == 0);  // its own allocator: nothing to ask glibc
 #else

@@ -4,6 +4,7 @@
 #pragma once
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace crmsync::support::csv {
@@ -84,7 +85,7 @@ inline std::vector<std::vector<std::string>> parse(std::string_view text) {
     std::vector<std::vector<std::string>> rows;
     Reader reader(text);
     std::vector<std::string> row;
-    while (reader.next(row)) rows.push_back(row);
+    while (reader.next(row)) rows.push_back(std::move(row));  // its strings are the rows' now
     return rows;
 }
 

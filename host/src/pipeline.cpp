@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <future>
 #include <map>
 #include <set>
 
 #include "digest.h"
 #include "lease_keeper.h"
+#include "parallel.h"
 #include "process.h"
 #include "services/services.h"
 
@@ -702,15 +702,15 @@ void Pipeline::forget_results(Batch& batch) {
     batch.commit.counts.retries = retries;
 }
 
-// The write on a thread of its own while `meanwhile` runs on this one. What they share is
+// The write on a helper thread (run_beside) while `meanwhile` runs on this one. What they share is
 // guarded (the run log, the budget) or serialized by the plugin instance (a source that is
 // not THREADSAFE, asked for a file while it also gives the next page). The state store is
 // this thread's alone (store.h): the write reads nothing from it (read_earlier_refs).
 std::optional<RunStop> Pipeline::write_meanwhile(Batch& batch, const std::function<void()>& meanwhile) {
     if (!meanwhile) return write(batch);
-    auto written = std::async(std::launch::async, [this, &batch] { return write(batch); });
-    meanwhile();
-    return written.get();
+    std::optional<RunStop> stop;
+    run_beside([&] { stop = write(batch); }, meanwhile);
+    return stop;
 }
 
 std::optional<RunStop> Pipeline::write(Batch& batch) {

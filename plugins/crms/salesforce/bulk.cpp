@@ -1,15 +1,17 @@
 // Bulk API 2.0 ingest for large groups of upserts or updates: create a job, upload CSV,
-// close it, poll with backoff until it ends (however long that takes), then read which
+// close it, poll until it ends (however long that takes; poll.h says when), then read which
 // records succeeded and which failed, matched back to their operations by the external id
 // (upserts) or the Id (updates).
 #include <crmsync/support/json_plugin.hpp>
 
+#include <chrono>
 #include <functional>
 #include <set>
 #include <string_view>
 #include <unordered_map>
 
 #include "bulk.h"
+#include "poll.h"
 #include <crmsync/support/csv.hpp>
 
 namespace salesforce {
@@ -86,21 +88,37 @@ int32_t bulk_load(Client& client, const crmsync_host_api* host, crmsync_call* ca
     auto close = client.request(call, "PATCH", "/jobs/ingest/" + id, R"({"state":"UploadComplete"})");
     if (close.status != CRMSYNC_STATUS_OK) return error = "closing the bulk job failed: " + close.message, close.status;
 
-    // Poll until the job ends. A slow job is not a failed one: only cancellation stops us,
-    // and the records are then upserted again by the next run, harmlessly.
+    // Poll until the job ends, as soon after as its progress lets us tell (poll.h). A slow
+    // job is not a failed one: only cancellation stops us, and the records are then upserted
+    // again by the next run, harmlessly.
     std::string state;
-    for (int64_t delay = 250;; delay = std::min<int64_t>(delay * 3 / 2, 5000)) {
+    const auto records = static_cast<int64_t>(ops.size());
+    int64_t processed = 0;
+    auto polled = std::chrono::steady_clock::now();
+    for (int64_t backoff = 250;; backoff = std::min<int64_t>(backoff * 3 / 2, kMaxPollMs)) {
+        const auto sent = std::chrono::steady_clock::now();
         auto info = client.request(call, "GET", "/jobs/ingest/" + id);
+        int64_t wait = backoff;
         if (info.status == CRMSYNC_STATUS_OK) {
-            state = text(info.body.as_object(), "state");
+            const auto& job_info = info.body.as_object();
+            state = text(job_info, "state");
             if (state == "JobComplete") break;
             if (state == "Failed" || state == "Aborted")
-                return error = "bulk job " + id + " ended " + state + ": " + text(info.body.as_object(), "errorMessage"),
-                       CRMSYNC_STATUS_ERROR;
+                return error = "bulk job " + id + " ended " + state + ": " + text(job_info, "errorMessage"), CRMSYNC_STATUS_ERROR;
+            const auto now = std::chrono::steady_clock::now();
+            const json::value* count = job_info.if_contains("numberRecordsProcessed");
+            const int64_t processed_now = count && count->is_int64() ? count->as_int64() : -1;
+            using std::chrono::duration_cast, std::chrono::milliseconds;
+            wait = next_poll_ms(backoff, records, processed, processed_now, duration_cast<milliseconds>(now - polled).count(),
+                                duration_cast<milliseconds>(now - sent).count());
+            if (processed_now >= 0 && processed_now <= records) {  // the next estimate's start
+                processed = processed_now;
+                polled = now;
+            }
         } else if (info.status != CRMSYNC_STATUS_RETRY) {
             return error = "polling bulk job " + id + " failed: " + info.message, info.status;
         }
-        if (!crmsync::support::wait_unless_cancelled(host, call, delay))
+        if (!crmsync::support::wait_unless_cancelled(host, call, wait))
             return error = "stopped while bulk job " + id + " was running", CRMSYNC_STATUS_CANCELLED;
     }
 

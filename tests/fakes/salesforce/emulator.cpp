@@ -658,80 +658,60 @@ void Emulator::process(const std::string& id) {
         return;
     }
     const auto header = rows[0];
-    std::vector<std::string> types(header.size(), "string");  // each column's field type, read once
-    {
-        std::lock_guard<HeldMutex> lock(mutex_);
-        if (const mockcrm::Object* object = engine_->schema().object(object_name))
-            for (size_t c = 0; c < header.size(); ++c)
-                if (const mockcrm::Field* f = object->field(header[c])) types[c] = f->type;
-    }
     auto with = [&](std::vector<std::string> first) {
         first.insert(first.end(), header.begin(), header.end());
         return crmsync::support::csv::row(first);
     };
     std::string success = with({"sf__Id", "sf__Created"}), failed = with({"sf__Id", "sf__Error"});
+    int64_t processed = 0, failures = 0;
     std::uniform_real_distribution<double> roll(0, 1);
-    // 200 rows at a time: their fields are read from the CSV before the lock is taken and
-    // their result rows written after it, as an org's bulk workers do not hold up its API.
-    struct Row {
-        const std::vector<std::string>* cells;
-        std::string key;
-        json::object fields;
-        mockcrm::SaveResult result;
-    };
     for (size_t start = 1; start < rows.size(); start += 200) {
-        std::vector<Row> chunk;
-        for (size_t r = start; r < std::min(rows.size(), start + 200); ++r) {
-            const auto& cells = rows[r];
-            if (cells.size() != header.size()) continue;
-            Row& row = chunk.emplace_back(Row{&cells, {}, {}, {}});
-            for (size_t c = 0; c < header.size(); ++c) {
-                const std::string& v = cells[c];
-                if (mockcrm::iequals(header[c], external)) row.key = v;
-                if (v.empty() || (update && mockcrm::iequals(header[c], "Id"))) continue;  // empty: left as it is
-                if (v == "#N/A") row.fields[header[c]] = nullptr;
-                else if (types[c] == "boolean") row.fields[header[c]] = v == "true";
-                else if (types[c] == "int") row.fields[header[c]] = static_cast<int64_t>(std::stoll(v));
-                else if (types[c] == "double" || types[c] == "currency" || types[c] == "percent")
-                    row.fields[header[c]] = std::stod(v);
-                else row.fields[header[c]] = v;
-            }
-        }
-        {
-            std::lock_guard<HeldMutex> lock(mutex_);
-            engine_->transaction([&] {
-                for (Row& row : chunk) {
-                    if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
-                        row.result.errors.push_back(
-                            {"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
-                    else if (update) row.result = engine_->update(object_name, row.key, row.fields);
-                    else row.result = engine_->upsert(object_name, external, row.key, row.fields);
+        std::lock_guard<HeldMutex> lock(mutex_);
+        const mockcrm::Object* object = engine_->schema().object(object_name);
+        engine_->transaction([&] {
+            for (size_t r = start; r < std::min(rows.size(), start + 200); ++r) {
+                const auto& row = rows[r];
+                if (row.size() != header.size()) continue;
+                json::object fields;
+                std::string key;
+                for (size_t c = 0; c < header.size(); ++c) {
+                    const std::string& v = row[c];
+                    if (mockcrm::iequals(header[c], external)) key = v;
+                    if (v.empty() || (update && mockcrm::iequals(header[c], "Id"))) continue;  // empty: left as it is
+                    const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
+                    std::string type = f ? f->type : "string";
+                    if (v == "#N/A") fields[header[c]] = nullptr;
+                    else if (type == "boolean") fields[header[c]] = v == "true";
+                    else if (type == "int") fields[header[c]] = static_cast<int64_t>(std::stoll(v));
+                    else if (type == "double" || type == "currency" || type == "percent") fields[header[c]] = std::stod(v);
+                    else fields[header[c]] = v;
                 }
-            });
-            // The job's progress, as its numberRecordsProcessed says while it runs.
-            auto& job = jobs_.at(id);
-            for (const Row& row : chunk) {
-                ++job.processed;
-                if (!row.result.success) ++job.failures;
+                mockcrm::SaveResult result;
+                if (faults_.lock_rate > 0 && roll(random_) < faults_.lock_rate)
+                    result.errors.push_back({"UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", {}});
+                else if (update) result = engine_->update(object_name, key, fields);
+                else result = engine_->upsert(object_name, external, key, fields);
+                ++processed;
+                std::vector<std::string> out;
+                if (result.success) {
+                    out = {result.id, result.created ? "true" : "false"};
+                    out.insert(out.end(), row.begin(), row.end());
+                    success += crmsync::support::csv::row(out);
+                } else {
+                    ++failures;
+                    out = {"", result.errors[0].code + ":" + result.errors[0].message + " --"};
+                    out.insert(out.end(), row.begin(), row.end());
+                    failed += crmsync::support::csv::row(out);
+                }
             }
-        }
-        for (const Row& row : chunk) {
-            std::vector<std::string> out;
-            if (row.result.success) {
-                out = {row.result.id, row.result.created ? "true" : "false"};
-                out.insert(out.end(), row.cells->begin(), row.cells->end());
-                success += crmsync::support::csv::row(out);
-            } else {
-                out = {"", row.result.errors[0].code + ":" + row.result.errors[0].message + " --"};
-                out.insert(out.end(), row.cells->begin(), row.cells->end());
-                failed += crmsync::support::csv::row(out);
-            }
-        }
+        });
     }
     std::lock_guard<HeldMutex> lock(mutex_);
     auto& job = jobs_.at(id);
     job.successful = std::move(success);
     job.failed = std::move(failed);
+    job.processed = processed;
+    job.failures = failures;
     job.processed_all = true;
 }
 

@@ -132,8 +132,7 @@ private:
         int64_t processed = 0, failures = 0;
     };
     // Runs on a worker thread, as Salesforce processes jobs after UploadComplete; takes the
-    // lock per 200 rows, for their engine work only, so polls and other calls are answered
-    // meanwhile.
+    // lock per 200 rows so polls and other calls are answered meanwhile.
     void process(const std::string& id);
     std::map<std::string, BulkJob> jobs_;
     std::vector<std::thread> workers_;

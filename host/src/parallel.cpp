@@ -156,14 +156,16 @@ void finish(Pool& pool, const std::shared_ptr<Job>& job) {
 void run_at_once(size_t count, size_t width, const std::function<void(size_t)>& task) {
     if (count == 0) return;
     const size_t helpers = std::min(width, count) - (width > 0 ? 1 : 0);
-    auto job = std::make_shared<Job>(count, task);
-    if (helpers == 0) {
-        job->work();
-    } else {
-        Pool& p = pool();
-        p.offer(job, helpers);
-        finish(p, job);
+    if (helpers == 0) {  // this thread alone: nothing shared, nothing to allocate
+        Job alone(count, task);
+        alone.work();
+        alone.rethrow();
+        return;
     }
+    auto job = std::make_shared<Job>(count, task);
+    Pool& p = pool();
+    p.offer(job, helpers);
+    finish(p, job);
     job->rethrow();
 }
 

@@ -158,8 +158,8 @@ bool Pipeline::RunScope::slot_still_due() {
 
 RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     running_ = false;
-    auto& budget = p_.budget_;
-    total_.api_calls = (budget.first_used >= 0 ? budget.last_used - budget.first_used : 0) + p_.b_.source.services().http.calls();
+    const Pipeline::Budget budget = p_.budget_reading();
+    total_.api_calls = p_.api_calls_made();
     report_.status = status;
     report_.message = std::move(message);
     report_.interrupted = status == RunStatus::stopped && p_.cancel_.load();
@@ -459,7 +459,8 @@ void Pipeline::settle_records(Batch& batch) {
 std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
     auto usage_sink = [this](int64_t used, int64_t limit) {
         std::lock_guard lock(calls_mutex_);
-        if (budget_.first_used < 0) budget_.first_used = used - 1;  // the reporting call counts
+        if (budget_.lowest_used < 0 || used < budget_.lowest_used) budget_.lowest_used = used;
+        budget_.highest_used = std::max(budget_.highest_used, used);
         budget_.last_used = used;
         budget_.limit = limit;
         budget_.seen_ms = clock_.now_ms();
@@ -474,6 +475,7 @@ std::optional<RunStop> Pipeline::prepare(const RunOptions& options) {
     for (auto [plugin, credentials] : {std::pair{&b_.source, &b_.module.credentials}, {&b_.crm, &b_.connection.credentials}})
         if (auto signed_in = caller_.sign_in(*plugin, *credentials); !signed_in)
             return RunStop{RunStatus::failed, signed_in.message(), signed_in.kind() != Status::Kind::config};
+    crm_requests_from_ = b_.crm.services().http.calls();
     if (reads_crm())
         if (auto stop = prepare_crm_read()) return stop;
 
@@ -788,6 +790,23 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
         if (p.current) line = "update " + p.op.object + " " + p.op.id + " (source " + p.op.source_id + "): " + field_changes(p);
         report.dry_run.push_back(std::move(line));
     }
+}
+
+// A run's API calls: the source's HTTP requests, and the CRM's counted two ways, each of
+// which can only count too many, the lesser taken. The org's budget readings say what it spent
+// from this run's lowest reading to its highest (answers to calls made at once come in any
+// order), other integrations' and other workers' calls made meanwhile included; the CRM plugin's requests through the host since it signed in include
+// any the org does not count. A CRM that makes no requests through the host (embedded, as
+// mock-crm) has its readings alone; one that reports no readings, its requests alone.
+int64_t Pipeline::api_calls_made() {
+    const Budget budget = budget_reading();
+    const int64_t requests = crm_requests_from_ < 0 ? 0 : b_.crm.services().http.calls() - crm_requests_from_;
+    int64_t crm = requests;
+    if (budget.lowest_used >= 0) {
+        const int64_t spent = budget.highest_used - budget.lowest_used + 1;  // the lowest reading's call counts
+        crm = requests > 0 ? std::min(spent, requests) : spent;
+    }
+    return crm + b_.source.services().http.calls();
 }
 
 Pipeline::Budget Pipeline::budget_reading() {

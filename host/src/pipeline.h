@@ -233,12 +233,16 @@ private:
     Outcome call_destination_write(const std::string& batch_json, std::vector<json::value>& results, RunCounts& counts);
 
     struct Budget {
-        int64_t first_used = -1, last_used = -1, limit = 0;
+        int64_t last_used = -1, limit = 0;  // the latest reading
+        // The run's lowest and highest readings: answers to calls made at once come in any order.
+        int64_t lowest_used = -1, highest_used = -1;
         int64_t seen_ms = 0;       // when this run last had a reading
         int64_t shared_used = -1;  // the last reading this run kept in the store
     };
     // This run's latest budget reading, as its plugin calls left it.
     Budget budget_reading();
+    // The API calls this run made (see pipeline.cpp).
+    int64_t api_calls_made();
     // Keeps this run's latest budget reading where every worker reads it (once a reading), as
     // each batch is saved and as the run ends; a store that cannot take it stops nothing.
     void keep_budget_reading();
@@ -254,6 +258,7 @@ private:
     std::mutex calls_mutex_;  // guards log_ and budget_ while plugin calls run at once
     std::vector<LogLine> log_;
     Budget budget_;
+    int64_t crm_requests_from_ = -1;  // the CRM plugin's requests through the host once signed in
     // The batch before, written and ended but not yet saved (process' `save_later`), and why
     // it could not be saved, once that failed.
     std::optional<BatchCommit> unsaved_;

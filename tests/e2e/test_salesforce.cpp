@@ -227,6 +227,43 @@ TEST_CASE("salesforce: 10% 503s and lock errors still land everything exactly on
     CHECK(org.duplicate_tasks() == 0);
 }
 
+TEST_CASE("salesforce: a run's API calls are its own, not those another integration spends on the org meanwhile") {
+    Org org;
+    org.module(R"({"count": 1200, "page_delay_ms": 40})");
+    // Another integration (or another crmsync worker) spends the org's budget all through the
+    // run: every response's Sforce-Limit-Info reading holds its calls too.
+    std::atomic<bool> done{false};
+    std::atomic<int64_t> spent{0};
+    std::thread other([&] {
+        while (!done.load()) {
+            org.sf->with_engine([&](mockcrm::Engine& e) {
+                e.spend_api_call("query");
+                ++spent;  // under the emulator's lock, as the readings below are taken
+            });
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    });
+    while (spent.load() == 0) std::this_thread::yield();
+    // Both readings at once under the emulator's lock: what the org spent, and how much of it
+    // was the other integration's.
+    auto reading = [&] {
+        return org.sf->with_engine([&](mockcrm::Engine& e) { return std::pair{e.api_used_today(), spent.load()}; });
+    };
+    const auto [used_before, spent_before] = reading();
+    auto report = org.run();
+    done = true;
+    other.join();
+    const auto [used_after, spent_after] = reading();
+    INFO(report.message);
+    REQUIRE(report.status == RunStatus::succeeded);
+    REQUIRE(report.counts.created == 1200);
+    const int64_t others = spent_after - spent_before;
+    const int64_t own = used_after - used_before - others;
+    INFO("the run's own calls " << own << ", the other integration's " << others);
+    CHECK(others > own);  // the readings alone would have counted many more than the run's own
+    CHECK(report.counts.api_calls == own);
+}
+
 TEST_CASE("salesforce: the plugin isolated and sandboxed signs in, retries and lands everything once through its runner") {
     Org org;
     // The connection and the module both in runner processes: every HTTP request, secret and

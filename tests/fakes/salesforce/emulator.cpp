@@ -705,6 +705,10 @@ void Emulator::process(const std::string& id) {
                 }
             }
         });
+        // The job's progress, as Salesforce's job info says it while the job runs.
+        auto& job = jobs_.at(id);
+        job.processed = processed;
+        job.failures = failures;
     }
     std::lock_guard<HeldMutex> lock(mutex_);
     auto& job = jobs_.at(id);

@@ -132,7 +132,8 @@ private:
         int64_t processed = 0, failures = 0;
     };
     // Runs on a worker thread, as Salesforce processes jobs after UploadComplete; takes the
-    // lock per 200 rows so polls and other calls are answered meanwhile.
+    // lock per 200 rows so polls and other calls are answered meanwhile, and the job's
+    // numberRecordsProcessed grows with each 200.
     void process(const std::string& id);
     std::map<std::string, BulkJob> jobs_;
     std::vector<std::thread> workers_;

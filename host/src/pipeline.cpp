@@ -793,11 +793,12 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
 }
 
 // A run's API calls: the source's HTTP requests, and the CRM's counted two ways, each of
-// which can only count too many, the lesser taken. The org's budget readings say what it spent
-// from this run's lowest reading to its highest (answers to calls made at once come in any
-// order), other integrations' and other workers' calls made meanwhile included; the CRM plugin's requests through the host since it signed in include
-// any the org does not count. A CRM that makes no requests through the host (embedded, as
-// mock-crm) has its readings alone; one that reports no readings, its requests alone.
+// which can only count too many, the lesser taken. The org's budget readings say what it
+// spent from this run's lowest reading to its highest (answers to calls made at once come in
+// any order), other integrations' and other workers' calls made meanwhile included; the CRM
+// plugin's requests through the host since it signed in include any the org does not count.
+// A CRM that makes no requests through the host (embedded, as mock-crm) has its readings
+// alone; one that reports no readings, its requests alone.
 int64_t Pipeline::api_calls_made() {
     const Budget budget = budget_reading();
     const int64_t requests = crm_requests_from_ < 0 ? 0 : b_.crm.services().http.calls() - crm_requests_from_;

@@ -159,7 +159,7 @@ bool Pipeline::RunScope::slot_still_due() {
 RunReport Pipeline::RunScope::finish(RunStatus status, std::string message) {
     running_ = false;
     const Pipeline::Budget budget = p_.budget_reading();
-    total_.api_calls = p_.api_calls_made();
+    total_.api_calls = p_.api_calls_made(budget);
     report_.status = status;
     report_.message = std::move(message);
     report_.interrupted = status == RunStatus::stopped && p_.cancel_.load();
@@ -799,8 +799,7 @@ void Pipeline::describe_dry_run(const Batch& batch, RunReport& report) const {
 // plugin's requests through the host since it signed in include any the org does not count.
 // A CRM that makes no requests through the host (embedded, as mock-crm) has its readings
 // alone; one that reports no readings, its requests alone.
-int64_t Pipeline::api_calls_made() {
-    const Budget budget = budget_reading();
+int64_t Pipeline::api_calls_made(const Budget& budget) {
     const int64_t requests = crm_requests_from_ < 0 ? 0 : b_.crm.services().http.calls() - crm_requests_from_;
     int64_t crm = requests;
     if (budget.lowest_used >= 0) {

@@ -241,8 +241,8 @@ private:
     };
     // This run's latest budget reading, as its plugin calls left it.
     Budget budget_reading();
-    // The API calls this run made (see pipeline.cpp).
-    int64_t api_calls_made();
+    // The API calls this run made, given its budget reading (see pipeline.cpp).
+    int64_t api_calls_made(const Budget& budget);
     // Keeps this run's latest budget reading where every worker reads it (once a reading), as
     // each batch is saved and as the run ends; a store that cannot take it stops nothing.
     void keep_budget_reading();

@@ -667,7 +667,11 @@ void Emulator::process(const std::string& id) {
     std::uniform_real_distribution<double> roll(0, 1);
     for (size_t start = 1; start < rows.size(); start += 200) {
         std::lock_guard<HeldMutex> lock(mutex_);
-        const mockcrm::Object* object = engine_->schema().object(object_name);
+        // Each column's field type, read from the schema once for these 200 rows.
+        std::vector<std::string> types(header.size(), "string");
+        if (const mockcrm::Object* object = engine_->schema().object(object_name))
+            for (size_t c = 0; c < header.size(); ++c)
+                if (const mockcrm::Field* f = object->field(header[c])) types[c] = f->type;
         engine_->transaction([&] {
             for (size_t r = start; r < std::min(rows.size(), start + 200); ++r) {
                 const auto& row = rows[r];
@@ -676,10 +680,9 @@ void Emulator::process(const std::string& id) {
                 std::string key;
                 for (size_t c = 0; c < header.size(); ++c) {
                     const std::string& v = row[c];
+                    const std::string& type = types[c];
                     if (mockcrm::iequals(header[c], external)) key = v;
                     if (v.empty() || (update && mockcrm::iequals(header[c], "Id"))) continue;  // empty: left as it is
-                    const mockcrm::Field* f = object ? object->field(header[c]) : nullptr;
-                    std::string type = f ? f->type : "string";
                     if (v == "#N/A") fields[header[c]] = nullptr;
                     else if (type == "boolean") fields[header[c]] = v == "true";
                     else if (type == "int") fields[header[c]] = static_cast<int64_t>(std::stoll(v));
